@@ -1,0 +1,318 @@
+"""File-system edges: atomic writes, streaming hashing, and the strict outer-tar codec.
+
+The outer bundle archive is a plain POSIX ustar file that oemkit writes itself, so the
+reader can be strict: exact checksums, regular files only, zero padding, nothing after
+the end-of-archive marker. Anything else is a coded failure, never a best-effort parse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from oemkit.errors import EnvironmentProblem, InputError, VerificationError
+
+CHUNK = 1 << 20
+BLOCK = 512
+#: At most this many zero bytes may follow the end-of-archive marker (one tar record).
+MAX_TRAILING_ZEROS = 20 * BLOCK
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+ProgressFn = Callable[[int], None]
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Write ``path`` through a temporary sibling that is renamed into place on success.
+
+    On any exception (or a kill) the destination is untouched; the temporary file is
+    removed when Python gets the chance.
+    """
+    path = Path(path)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise EnvironmentProblem(
+            "E_WRITE", f"cannot write in {parent}: {exc.strerror}",
+            hint="check that the directory exists and is writable",
+        ) from exc
+    tmp_path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_path, mode)
+        os.replace(tmp_path, path)
+        _fsync_dir(parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically with the given file mode."""
+    with atomic_output(path, mode) as handle:
+        handle.write(data)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def hash_file(path: Path, progress: ProgressFn | None = None) -> tuple[str, int]:
+    """Stream ``path`` through SHA-256; return (hex digest, size)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest(), size
+
+
+class HashingWriter:
+    """A write-only sink that hashes and counts everything passed to the file below it."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+# --------------------------------------------------------------------------- outer tar
+
+
+def ustar_header(name: str, size: int, mode: int = 0o644) -> bytes:
+    """A deterministic POSIX ustar header: mtime 0, uid/gid 0, no user names."""
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="ascii", errors="strict")
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that round ``size`` up to a tar block."""
+    return b"\0" * (-size % BLOCK)
+
+
+END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+
+
+def write_member(out: BinaryIO, name: str, data: bytes) -> None:
+    """Append one small in-memory member to an outer archive."""
+    out.write(ustar_header(name, len(data)))
+    out.write(data)
+    out.write(padding(len(data)))
+
+
+def copy_member(
+    out: BinaryIO, name: str, src: BinaryIO, size: int, progress: ProgressFn | None = None
+) -> str:
+    """Append a member streamed from ``src``; return the SHA-256 of the copied bytes."""
+    out.write(ustar_header(name, size))
+    digest = hashlib.sha256()
+    remaining = size
+    while remaining:
+        chunk = src.read(min(CHUNK, remaining))
+        if not chunk:
+            raise VerificationError(
+                "E_TRUNCATED", f"{name} ended {remaining} bytes early while copying",
+                member=name, hint="the input changed or is truncated; rebuild it",
+            )
+        digest.update(chunk)
+        out.write(chunk)
+        remaining -= len(chunk)
+        if progress:
+            progress(len(chunk))
+    out.write(padding(size))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class OuterMember:
+    """One member of the outer archive: its name and where its data lies in the file."""
+
+    name: str
+    offset: int
+    size: int
+
+
+def _fail(code: str, message: str, member: str | None = None, hint: str = "") -> VerificationError:
+    return VerificationError(
+        code, message, member=member, check="archive structure",
+        hint=hint or "the bundle is damaged or was tampered with; obtain a fresh copy",
+    )
+
+
+def _octal(field: bytes, what: str, offset: int) -> int:
+    text = field.rstrip(b"\0 ").lstrip(b" ")
+    if not text or not re.fullmatch(rb"[0-7]+", text):
+        raise _fail("E_TAR_HEADER", f"tar header at byte {offset} has a malformed {what} field")
+    return int(text, 8)
+
+
+def scan_outer(
+    handle: BinaryIO, *, max_members: int, max_member_size: Callable[[str], int]
+) -> list[OuterMember]:
+    """Read every header of the outer archive, seeking over member data.
+
+    Checks header checksums, member types and names, zero padding, the end-of-archive
+    marker and that nothing but zero padding follows it. Data is not read here.
+    """
+    members: list[OuterMember] = []
+    offset = 0
+    handle.seek(0, os.SEEK_END)
+    total = handle.tell()
+    handle.seek(0)
+    if total == 0:
+        raise _fail("E_NOT_A_BUNDLE", "the file is empty", hint="obtain a complete copy")
+    while True:
+        header = handle.read(BLOCK)
+        if len(header) < BLOCK:
+            raise _fail("E_TRUNCATED", f"the archive ends inside a header at byte {offset}",
+                        hint="the copy is truncated; obtain a complete copy")
+        if header == b"\0" * BLOCK:
+            second = handle.read(BLOCK)
+            if second != b"\0" * BLOCK:
+                raise _fail("E_TAR_END", f"incomplete end-of-archive marker at byte {offset}")
+            rest = total - offset - 2 * BLOCK
+            if rest > MAX_TRAILING_ZEROS or any(handle.read(MAX_TRAILING_ZEROS + 1)):
+                raise _fail("E_TAR_TRAILING",
+                            f"{rest} bytes of data follow the end-of-archive marker at byte "
+                            f"{offset}", hint="the file carries data outside the archive; "
+                            "obtain a fresh copy")
+            return members
+        if not header.startswith(b"\0") and header[257:263] not in (b"ustar\0",):
+            if offset == 0:
+                raise _fail("E_NOT_A_BUNDLE", "the file is not an oemkit bundle (no tar header)",
+                            hint="pass a .oemb file written by oemkit build")
+            raise _fail("E_TAR_HEADER", f"tar header at byte {offset} is not POSIX ustar")
+        stored = _octal(header[148:156], "checksum", offset)
+        computed = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
+        if stored != computed:
+            what = "the file is not an oemkit bundle" if offset == 0 else "a damaged tar header"
+            raise _fail("E_TAR_CHECKSUM" if offset else "E_NOT_A_BUNDLE",
+                        f"{what}: header checksum mismatch at byte {offset}")
+        raw_name = header[0:100].split(b"\0", 1)[0]
+        if header[345:500].strip(b"\0"):
+            raise _fail("E_MEMBER_NAME", f"member at byte {offset} uses a name prefix")
+        try:
+            name = raw_name.decode("ascii")
+        except UnicodeDecodeError:
+            raise _fail("E_MEMBER_NAME", f"member at byte {offset} has a non-ASCII name") from None
+        if not _MEMBER_NAME.match(name) or ".." in name:
+            raise _fail("E_MEMBER_NAME", f"member name {name!r} at byte {offset} is not allowed",
+                        member=name)
+        typeflag = header[156:157]
+        if typeflag not in (b"0", b"\0"):
+            raise _fail("E_MEMBER_TYPE",
+                        f"member {name} is not a regular file (tar type {typeflag!r})",
+                        member=name)
+        size = _octal(header[124:136], "size", offset)
+        limit = max_member_size(name)
+        if size > limit:
+            raise _fail("E_MEMBER_SIZE", f"member {name} declares {size} bytes, over the limit "
+                        f"of {limit}", member=name,
+                        hint="raise the limit with --max-member-size if this bundle is legitimate")
+        data_offset = offset + BLOCK
+        end = data_offset + size
+        pad = -size % BLOCK
+        if end + pad > total:
+            raise _fail("E_TRUNCATED", f"member {name} is truncated: it needs {size} bytes "
+                        f"but the file ends {total - data_offset} bytes after its header",
+                        member=name, hint="the copy is truncated; obtain a complete copy")
+        members.append(OuterMember(name, data_offset, size))
+        if len(members) > max_members:
+            raise _fail("E_TOO_MANY_MEMBERS", f"the archive has more than {max_members} members")
+        handle.seek(end)
+        if pad and any(handle.read(pad)):
+            raise _fail("E_TAR_PADDING", f"non-zero padding after member {name}", member=name)
+        offset = end + pad
+
+
+def read_member(handle: BinaryIO, member: OuterMember) -> bytes:
+    """Read one (small) member's bytes."""
+    handle.seek(member.offset)
+    data = handle.read(member.size)
+    if len(data) != member.size:
+        raise _fail("E_TRUNCATED", f"member {member.name} is truncated", member=member.name)
+    return data
+
+
+def iter_member(handle: BinaryIO, member: OuterMember, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Stream one member's bytes in chunks."""
+    handle.seek(member.offset)
+    remaining = member.size
+    while remaining:
+        data = handle.read(min(chunk, remaining))
+        if not data:
+            raise _fail("E_TRUNCATED", f"member {member.name} is truncated", member=member.name)
+        remaining -= len(data)
+        yield data
+
+
+def open_input(path: Path, what: str) -> BinaryIO:
+    """Open an input file for reading, turning OS errors into coded input errors."""
+    try:
+        if Path(path).is_dir():
+            raise InputError("E_NOT_A_FILE", f"{what} {path} is a directory",
+                             hint="pass the path of a file")
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("E_NOT_FOUND", f"{what} {path} does not exist",
+                         hint="check the path") from None
+    except PermissionError:
+        raise EnvironmentProblem("E_PERMISSION", f"cannot read {what} {path}: permission denied",
+                                 hint="check the file's permissions") from None
+
+
+def read_input(path: Path, what: str, limit: int = 16 << 20) -> bytes:
+    """Read a small input file whole (bounded), with coded errors."""
+    with open_input(path, what) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InputError("E_TOO_LARGE", f"{what} {path} is larger than {limit} bytes",
+                         hint="this does not look like the right file")
+    return data

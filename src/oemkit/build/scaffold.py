@@ -1,0 +1,458 @@
+"""Scaffold a new bundle directory: ``oemkit init NAME`` and the built-in example bundle.
+
+Every file is byte-deterministic for a given name and description (fixed seeds, no
+timestamps, ``\\n`` line endings) so the committed example in ``bundles/example`` can be
+checked for drift. The directory appears all at once: files are written into a temporary
+sibling of the destination that is renamed into place at the end, so an interrupted init
+never leaves a half-written bundle behind.
+
+numpy, onnx and onnxruntime are imported inside functions only: importing this module
+(and so ``oemkit --help``) must stay cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oemkit.errors import EnvironmentProblem, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+#: Bundle names: lowercase, URL- and file-name-safe, at most 64 characters.
+NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+#: Fixed so the model bytes never change across oemkit releases.
+PRODUCER_VERSION = "oemkit-scaffold/1"
+OPSET = 17
+IR_VERSION = 8  # onnxruntime >= 1.15 loads IR 8; newer onnx would default higher
+N_IN, N_HIDDEN, N_OUT = 4, 8, 3
+GOLDEN_BATCH = 4
+WEIGHT_SEED, INPUT_SEED = 0, 1
+LABELS = ("a", "b", "c")
+
+BUNDLE_YAML = "bundle.yaml"
+MODEL = "model/model.onnx"
+CONFIG = "config/config.json"
+CONFIG_SCHEMA = "config/config.schema.json"
+GOLDEN_INPUTS = "golden/inputs.json"
+GOLDEN_OUTPUTS = "golden/expected.json"
+ENTRYPOINT = "runtime/main.py"
+README = "README.md"
+
+
+def default_description(name: str) -> str:
+    """The one-line description used when ``oemkit init`` is not given one."""
+    return f"{name}: a tiny ONNX classifier scaffolded by oemkit init"
+
+
+def scaffold_bundle(
+    name: str,
+    dest: Path,
+    *,
+    force: bool = False,
+    description: str | None = None,
+) -> list[Path]:
+    """Write a ready-to-build bundle for ``name`` at ``dest``; return its files, sorted.
+
+    ``dest`` may be missing or an empty directory; a non-empty one is replaced only with
+    ``force``. Returned paths are relative to ``dest``.
+    """
+    _check_name(name)
+    description = default_description(name) if description is None else description
+    _check_description(description)
+    dest = Path(os.path.realpath(dest))
+    _check_dest(dest, force=force)
+
+    files = render_files(name, description)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    except OSError as exc:
+        raise _write_error(dest.parent, exc) from exc
+    try:
+        for rel, data in files.items():
+            _write_file(tmp / rel, data)
+        # mkdtemp makes the directory 0700; give it the same mode mkdir gave the subdirs.
+        shutil.copymode(tmp / "model", tmp)
+        _install(tmp, dest, force=force)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(dest, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted((Path(rel) for rel in files), key=lambda p: p.as_posix())
+
+
+def render_files(name: str, description: str) -> dict[str, bytes]:
+    """Every file of the scaffold as ``{relative posix path: bytes}``; no disk access."""
+    model = build_model(name)
+    x = golden_inputs()
+    y = run_model(model, x.astype("float32"))
+    config = {"schema_version": 1, "threshold": 0.5, "labels": list(LABELS), "threads": 1}
+    return {
+        BUNDLE_YAML: _bundle_yaml(name, description).encode("utf-8"),
+        MODEL: model,
+        CONFIG: _json_bytes(config),
+        CONFIG_SCHEMA: _json_bytes(_config_schema(name)),
+        GOLDEN_INPUTS: _json_bytes({"x": _tensor_json(x, "float32")}),
+        GOLDEN_OUTPUTS: _json_bytes({"y": _tensor_json(y, "float32")}),
+        ENTRYPOINT: RUNTIME_MAIN.encode("utf-8"),
+        README: _readme(name, description).encode("utf-8"),
+    }
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InputError(
+            "E_SPEC_NAME",
+            f"invalid bundle name {name!r}",
+            hint="use 1-64 characters from a-z 0-9 . _ - starting with a letter or digit,"
+            " e.g. 'acme-classifier'",
+        )
+
+
+def _check_description(description: str) -> None:
+    if not description.strip() or any(ch < " " or ch == "\x7f" for ch in description):
+        raise InputError(
+            "E_SPEC_DESCRIPTION",
+            f"invalid bundle description {description!r}",
+            hint="give one non-empty line of text without control characters",
+        )
+
+
+def _contains_cwd(dest: Path) -> bool:
+    cwd = Path(os.path.realpath(Path.cwd()))
+    return cwd == dest or dest in cwd.parents
+
+
+def _check_dest(dest: Path, *, force: bool) -> None:
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise InputError(
+            "E_DEST_NOT_DIR",
+            f"{dest} exists and is not a directory",
+            hint="choose another --dir or remove it",
+        )
+    if not any(dest.iterdir()):
+        return
+    if not force:
+        raise InputError(
+            "E_DEST_NOT_EMPTY", f"{dest} is not empty", hint="choose another --dir or remove it"
+        )
+    if _contains_cwd(dest):
+        raise InputError(
+            "E_DEST_IS_CWD",
+            f"{dest} is (or contains) the current directory and cannot be replaced",
+            hint="run oemkit init from outside it, or empty it first",
+        )
+
+
+def _write_error(where: Path, exc: OSError) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        "E_WRITE",
+        f"cannot write {where}: {exc.strerror or exc}",
+        hint="check that the directory is writable and the disk has space",
+    )
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write bytes exactly (no newline translation) and flush them to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _install(tmp: Path, dest: Path, *, force: bool) -> None:
+    """Move the finished ``tmp`` directory to ``dest``, replacing what ``_check_dest`` allowed."""
+    if not dest.exists():
+        os.rename(tmp, dest)
+        return
+    if not any(dest.iterdir()):
+        if _contains_cwd(dest):
+            # Renaming over the current directory would orphan the user's shell; fill it
+            # instead. This is the one case where an interruption can leave a partial tree.
+            for entry in sorted(tmp.iterdir()):
+                os.rename(entry, dest / entry.name)
+            os.rmdir(tmp)
+            return
+        try:
+            os.rmdir(dest)
+        except OSError as exc:  # filled since we checked
+            raise InputError(
+                "E_DEST_NOT_EMPTY", f"{dest} is not empty", hint="choose another --dir or remove it"
+            ) from exc
+        os.rename(tmp, dest)
+        return
+    if not force:  # filled since we checked
+        raise InputError(
+            "E_DEST_NOT_EMPTY", f"{dest} is not empty", hint="choose another --dir or remove it"
+        )
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- model + golden
+
+
+def build_model(name: str) -> bytes:
+    """Serialized ONNX model: x[batch,4] -> Gemm 4x8 -> Relu -> Gemm 8x3 -> Softmax -> y."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(WEIGHT_SEED)
+
+    def dense(prefix: str, fan_in: int, fan_out: int) -> list[onnx.TensorProto]:
+        # Glorot-uniform: uniform() is plain arithmetic on the bit stream, so the weights
+        # are identical on every platform (standard_normal's tails go through libm).
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        weight = rng.uniform(-limit, limit, size=(fan_out, fan_in)).astype(np.float32)
+        bias = rng.uniform(-0.1, 0.1, size=(fan_out,)).astype(np.float32)
+        return [
+            numpy_helper.from_array(weight, f"{prefix}.weight"),
+            numpy_helper.from_array(bias, f"{prefix}.bias"),
+        ]
+
+    initializers = dense("fc1", N_IN, N_HIDDEN) + dense("fc2", N_HIDDEN, N_OUT)
+    nodes = [
+        helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["h_relu"], name="relu"),
+        helper.make_node(
+            "Gemm", ["h_relu", "fc2.weight", "fc2.bias"], ["logits"], name="fc2", transB=1
+        ),
+        helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"{name}-mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", N_IN])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", N_OUT])],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph,
+        producer_name="oemkit",
+        producer_version=PRODUCER_VERSION,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    data: bytes = model.SerializeToString()  # deterministic: ModelProto has no maps
+    return data
+
+
+def golden_inputs() -> npt.NDArray[np.float64]:
+    """Golden ``x``: standard normal draws rounded to 6 decimals (float64; feed as float32).
+
+    Kept in float64 so the JSON shows the short decimals; the model sees their float32 cast,
+    which is also what reading the JSON back as float32 gives.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(INPUT_SEED)
+    return np.round(rng.standard_normal((GOLDEN_BATCH, N_IN)), 6)
+
+
+def run_model(model: bytes, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Run ``model`` on CPU with one thread and deterministic kernels; return ``y``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.use_deterministic_compute = True
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    return np.asarray(y, dtype=np.float32)
+
+
+def _tensor_json(array: npt.NDArray[Any], dtype: str) -> dict[str, Any]:
+    """The JSON tensor format shared by golden files and ``runtime/main.py``."""
+    return {"dtype": dtype, "shape": list(array.shape), "data": [float(v) for v in array.ravel()]}
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- text files
+
+
+def _bundle_yaml(name: str, description: str) -> str:
+    # Name and description are JSON-quoted: valid YAML double-quoted scalars, and a name
+    # like "1.0" or "on" stays a string instead of becoming a float or a boolean.
+    return f"""\
+# oemkit bundle spec — see docs/SPEC.md
+# Paths are relative to this file. Build with: oemkit build bundle.yaml
+apiVersion: oemkit/v1
+name: {json.dumps(name)}
+version: 0.1.0
+description: {json.dumps(description, ensure_ascii=False)}
+# The ONNX model and the standalone runner that executes it on the target.
+model: {MODEL}
+entrypoint: {ENTRYPOINT}
+# Runtime configuration and the JSON Schema it must satisfy.
+config:
+  file: {CONFIG}
+  schema: {CONFIG_SCHEMA}
+  version: 1
+# Golden test: outputs must match within atol + rtol * |expected|.
+golden:
+  inputs: {GOLDEN_INPUTS}
+  outputs: {GOLDEN_OUTPUTS}
+  atol: 1.0e-5
+  rtol: 1.0e-4
+# Target profiles to smoke-test and size against.
+profiles: [cpu-small]
+# Extra files to ship, relative to this file (label maps, licenses, ...).
+files: []
+"""
+
+
+def _config_schema(name: str) -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://oemkit.dev/schemas/{name}/config/v1.json",
+        "title": f"{name} runtime configuration",
+        "type": "object",
+        "required": ["schema_version", "threshold", "labels", "threads"],
+        "additionalProperties": False,
+        "properties": {
+            "schema_version": {"const": 1},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "labels": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "minItems": N_OUT,
+                "maxItems": N_OUT,
+                "uniqueItems": True,
+            },
+            "threads": {"type": "integer", "minimum": 1},
+        },
+    }
+
+
+def _readme(name: str, description: str) -> str:
+    return f"""\
+# {name}
+{description}
+
+- `bundle.yaml`: the bundle spec (name, version, model, entrypoint, config, golden test).
+- `model/model.onnx`: a tiny deterministic MLP, `x` float32 [batch, 4] to `y` [batch, 3].
+- `config/config.json`: runtime settings, validated by `config/config.schema.json`.
+- `golden/inputs.json`, `golden/expected.json`: golden tensors the model must reproduce.
+- `runtime/main.py`: standalone runner (numpy + onnxruntime), e.g. `--out out.json`.
+
+Build the bundle with: `oemkit build bundle.yaml`
+"""
+
+
+RUNTIME_MAIN = '''\
+"""Standalone runner for this bundle: load the ONNX model, run JSON inputs, write JSON outputs.
+
+Needs only numpy and onnxruntime (never oemkit), so it can run in a fresh process on the
+target. Relative paths resolve against the bundle root (the parent of runtime/), not the
+current directory. Tensor JSON: {"<name>": {"dtype": ..., "shape": [...], "data": [...]}}
+with data flattened row-major.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BUNDLE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else BUNDLE_ROOT / path
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run this bundle's model on JSON inputs.")
+    parser.add_argument("--model", default="model/model.onnx")
+    parser.add_argument("--inputs", default="golden/inputs.json")
+    parser.add_argument("--providers", default="CPUExecutionProvider",
+                        help="comma-separated execution providers, highest priority first")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0: default)")
+    parser.add_argument("--out", required=True, help="output JSON file")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    import numpy as np
+    import onnxruntime as ort
+    imported = time.perf_counter()
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.use_deterministic_compute = True
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    session = ort.InferenceSession(str(_path(args.model)), options, providers=providers)
+    created = time.perf_counter()
+
+    spec: dict[str, Any] = json.loads(_path(args.inputs).read_text(encoding="utf-8"))
+    missing = sorted({i.name for i in session.get_inputs()} - set(spec))
+    if missing:
+        print(f"error: inputs file lacks model inputs {missing}", file=sys.stderr)
+        return 2
+    feeds = {k: np.asarray(t["data"], dtype=t["dtype"]).reshape(t["shape"])
+             for k, t in spec.items()}
+    results = session.run(None, feeds)
+    finished = time.perf_counter()
+
+    names = [o.name for o in session.get_outputs()]
+    out: dict[str, Any] = {
+        names[i]: {"dtype": str(r.dtype), "shape": list(r.shape), "data": r.ravel().tolist()}
+        for i, r in enumerate(results)
+    }
+    out["_timings_ms"] = {"import": _ms(start, imported), "session": _ms(imported, created),
+                          "first_inference": _ms(created, finished)}
+    out["_providers"] = session.get_providers()
+    out_path = _path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''

@@ -1,0 +1,119 @@
+"""Signing a built bundle: one Sigstore v0.3 bundle (DSSE over the provenance) per key.
+
+The bundle is rewritten through a temporary sibling with the signatures sorted by member
+name, so signing is idempotent, order-independent and atomic. Before signing, the
+provenance must bind this very manifest and payload: oemkit never signs a bundle that
+would not verify.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from oemkit._canonical import parse_json, sha256_hex
+from oemkit._fs import (
+    END_OF_ARCHIVE,
+    atomic_output,
+    copy_member,
+    open_input,
+    read_member,
+    scan_outer,
+    write_member,
+)
+from oemkit.crypto.dsse import (
+    INTOTO_PAYLOAD_TYPE,
+    make_envelope,
+    parse_sigstore_bundle,
+    sigstore_bundle,
+    verify_signature,
+)
+from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.errors import OemkitError, UsageError, VerificationError
+from oemkit.models.manifest import MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class SignResult:
+    path: Path
+    added: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+def signature_member(keyid: str) -> str:
+    return f"{SIGNATURE_DIR}{keyid}.sigstore.json"
+
+
+def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
+                progress: ProgressFn | None = None) -> SignResult:
+    """Add one signature per key (skipping keys that already signed); atomic rewrite."""
+    if not keys:
+        raise UsageError("E_USAGE", "no --key given", hint="oemkit sign BUNDLE --key bundle.key")
+    path = Path(bundle)
+    from oemkit.verify.bundle import Limits, _check_order, _member_limit
+
+    limits = Limits()
+    with open_input(path, "bundle") as handle:
+        members = scan_outer(handle, max_members=limits.max_members,
+                             max_member_size=_member_limit(limits))
+        _check_order(members)
+        by_name = {m.name: m for m in members}
+        provenance = read_member(handle, by_name[PROVENANCE])
+        manifest_bytes = read_member(handle, by_name[MANIFEST])
+        statement = parse_json(provenance, what=PROVENANCE)
+        subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+        if subjects.get(MANIFEST) != sha256_hex(manifest_bytes):
+            raise VerificationError(
+                "E_MANIFEST_DIGEST", "the manifest does not match the provenance; refusing to "
+                "sign", member=MANIFEST, check="provenance",
+                hint="rebuild the bundle with 'oemkit build'")
+        existing = {m.name: read_member(handle, m) for m in members
+                    if m.name.startswith(SIGNATURE_DIR)}
+        added: list[str] = []
+        kept: list[str] = []
+        new_members = dict(existing)
+        for key in keys:
+            name = signature_member(key.keyid)
+            if name in existing and _signed_by(existing[name], provenance, key):
+                kept.append(key.keyid)
+                continue
+            env = make_envelope([key], INTOTO_PAYLOAD_TYPE, provenance)
+            doc = json.dumps(sigstore_bundle(env, key.public), indent=2, sort_keys=True) + "\n"
+            new_members[name] = doc.encode("utf-8")
+            added.append(key.keyid)
+        if not added:
+            return SignResult(path, (), tuple(kept))
+        expected_payload = subjects.get(PAYLOAD)
+        with atomic_output(path, mode=path.stat().st_mode & 0o777) as out:
+            for member in members:
+                if member.name.startswith(SIGNATURE_DIR) or member.name.startswith("licenses/"):
+                    continue
+                handle.seek(member.offset)
+                digest = copy_member(out, member.name, handle, member.size,
+                                     progress if member.name == PAYLOAD else None)
+                if member.name == PAYLOAD and digest != expected_payload:
+                    raise VerificationError(
+                        "E_PAYLOAD_DIGEST", "the payload does not match the provenance; "
+                        "refusing to sign", member=PAYLOAD, check="payload",
+                        expected=expected_payload, actual=digest,
+                        hint="rebuild the bundle with 'oemkit build'")
+            for name in sorted(new_members):
+                write_member(out, name, new_members[name])
+            for member in members:
+                if member.name.startswith("licenses/"):
+                    write_member(out, member.name, read_member(handle, member))
+            out.write(END_OF_ARCHIVE)
+    return SignResult(path, tuple(added), tuple(kept))
+
+
+def _signed_by(data: bytes, provenance: bytes, key: PrivateKeyInfo) -> bool:
+    try:
+        env = parse_sigstore_bundle(data, "signature")
+    except OemkitError:
+        return False
+    return env.payload == provenance and any(
+        verify_signature(key.public, env.payload_type, env.payload, s) for s in env.signatures)

@@ -1,0 +1,479 @@
+"""The ``oemkit`` command line: a thin typer layer over the library.
+
+Only this package imports typer and rich. Library modules are imported inside command
+bodies so that ``oemkit --help`` stays fast and loads no heavy dependency.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from oemkit import __version__
+from oemkit.cli._output import (
+    STATE,
+    check_table,
+    emit_json,
+    err,
+    guard,
+    passphrase_for,
+    progress,
+)
+
+app = typer.Typer(
+    name="oemkit",
+    help="Offline-first bundles: build, sign, verify, license, smoke-test and size.\n\n"
+         "Exit codes: 0 ok, 1 verification/test failed, 2 usage, 3 bad input, 4 environment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+keys_app = typer.Typer(help="Generate signing keys.", no_args_is_help=True)
+trust_app = typer.Typer(help="Create and change trust roots (each change is a new signed "
+                        "version).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(trust_app, name="trust")
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oemkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    STATE["debug"] = debug
+
+
+def _load_keys(paths: list[Path]) -> list:
+    from oemkit.crypto.keys import load_private_file
+
+    return [load_private_file(p, passphrase_for(p)) for p in paths]
+
+
+# --------------------------------------------------------------------------- init / keys
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="Bundle name (lowercase, digits, . _ -)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Scaffold a bundle spec with a tiny ONNX model, config, schema and golden data.
+
+    Example: [bold]oemkit init my-model && oemkit build my-model/bundle.yaml[/]
+    """
+    with guard(json_out):
+        from oemkit.build.scaffold import scaffold_bundle
+
+        dest = dir or Path(name)
+        files = scaffold_bundle(name, dest)
+        if json_out:
+            emit_json({"ok": True, "dir": str(dest), "files": [str(f) for f in files]})
+        err.print(f"Created {dest} with {len(files)} files. Next: oemkit build "
+                  f"{dest / 'bundle.yaml'}")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: str = typer.Argument(..., help="File stem: writes NAME.key and NAME.pub."),
+    usage: str = typer.Option(..., "--usage", help="bundle, license, crl or root."),
+    algorithm: str = typer.Option("ed25519", "--algorithm", help="ed25519 or ecdsa-p256."),
+    out_dir: Path = typer.Option(Path("."), "--out-dir", help="Directory for the key files."),
+    no_passphrase: bool = typer.Option(False, "--no-passphrase",
+                                       help="Write the private key unencrypted (unsafe)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644).
+
+    The passphrase comes from OEMKIT_KEY_PASSPHRASE or a prompt.
+    Example: [bold]oemkit keys generate release-2027 --usage bundle --out-dir keys/[/]
+    """
+    with guard(json_out):
+        from oemkit.build.keygen import generate_key_files
+
+        passphrase = None
+        if not no_passphrase:
+            passphrase = _new_passphrase()
+        else:
+            err.print("[bold yellow]WARNING[/]: the private key is written UNENCRYPTED; anyone "
+                      "who can read the file can sign as you.")
+        result = generate_key_files(name, usage, algorithm, out_dir, passphrase)
+        if json_out:
+            emit_json({"ok": True, **result})
+        err.print(f"Key id {result['keyid']} ({algorithm}, usage {usage})\n"
+                  f"  private: {result['private']} (0600)\n  public:  {result['public']}")
+        if not json_out:
+            sys.stdout.write(result["keyid"] + "\n")
+
+
+def _new_passphrase() -> bytes:
+    import os
+
+    from oemkit.errors import InputError
+
+    env = os.environ.get("OEMKIT_KEY_PASSPHRASE")
+    if env:
+        return env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InputError("E_KEY_PASSPHRASE_REQUIRED", "no passphrase for the new key",
+                         hint="set OEMKIT_KEY_PASSPHRASE, run in a terminal, or pass "
+                              "--no-passphrase (unsafe)")
+    import getpass
+
+    first = getpass.getpass("New key passphrase: ")
+    if not first or first != getpass.getpass("Repeat passphrase: "):
+        raise InputError("E_KEY_PASSPHRASE", "passphrases were empty or did not match",
+                         hint="run the command again")
+    return first.encode("utf-8")
+
+
+# --------------------------------------------------------------------------- trust
+
+
+@trust_app.command("init")
+def trust_init(
+    root_key: list[Path] = typer.Option(..., "--root-key", help="Root private key (repeat)."),
+    threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change."),
+    out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Create version 1 of a trust root, signed by its root keys.
+
+    Example: [bold]oemkit trust init --root-key root.key --out trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.build.trust import init_root
+
+        keys = _load_keys(root_key)
+        doc = init_root(keys, threshold, names=[p.stem for p in root_key])
+        atomic_write_bytes(out, doc)
+        _report_root(out, json_out)
+
+
+def _report_root(path: Path, json_out: bool) -> None:
+    from oemkit._fs import read_input
+    from oemkit.verify.trust import parse_root
+
+    root = parse_root(read_input(path, "trust root")).root
+    if json_out:
+        emit_json({"ok": True, "path": str(path), "trust_root": root.to_dict()})
+    err.print(f"Wrote {path}: trust root v{root.version} with {len(root.keys)} key(s)")
+
+
+def _current_root(path: Path):
+    from oemkit._fs import read_input
+    from oemkit.verify.trust import check_self_signed, parse_root
+
+    signed = parse_root(read_input(path, "trust root"), str(path))
+    check_self_signed(signed, str(path))
+    return signed
+
+
+@trust_app.command("add-key")
+def trust_add_key(
+    root: Path = typer.Argument(..., help="Current trust root."),
+    pub: Path = typer.Option(..., "--pub", help="Public key to add."),
+    usage: list[str] = typer.Option(..., "--usage", help="bundle, license, crl or root."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="ISO 8601 date."),
+    not_before: Optional[str] = typer.Option(None, "--not-before", help="ISO 8601 date."),
+    name: str = typer.Option("", "--name", help="Label for the key."),
+    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of over ROOT."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Write the next trust-root version with a key added.
+
+    Example: [bold]oemkit trust add-key trust-root.json --pub bundle.pub --usage bundle
+    --sign-with root.key[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit._time import parse_time
+        from oemkit.build.trust import add_key
+        from oemkit.crypto.keys import load_public_file
+
+        usages = _usages(usage)
+        doc = add_key(
+            _current_root(root), load_public_file(pub), usages, _load_keys(sign_with),
+            name=name or pub.stem,
+            expires=parse_time(expires, "--expires") if expires else None,
+            not_before=parse_time(not_before, "--not-before") if not_before else None)
+        atomic_write_bytes(out or root, doc)
+        _report_root(out or root, json_out)
+
+
+def _usages(values: list[str]) -> list:
+    from oemkit.errors import UsageError
+    from oemkit.models.trust import USAGES
+
+    bad = [u for u in values if u not in USAGES]
+    if bad:
+        raise UsageError("E_USAGE", f"unknown --usage {bad[0]!r}",
+                         hint=f"choose from {', '.join(USAGES)}")
+    return values
+
+
+def _status_command(action: str):
+    def command(
+        root: Path = typer.Argument(..., help="Current trust root."),
+        keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
+        sign_with: list[Path] = typer.Option(..., "--sign-with",
+                                             help="Current root key (repeat)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of ROOT."),
+        json_out: bool = JSON_OPT,
+    ) -> None:
+        with guard(json_out):
+            from oemkit._fs import atomic_write_bytes
+            from oemkit.build import trust
+
+            fn = trust.retire_key if action == "retire" else trust.revoke_key
+            doc = fn(_current_root(root), keyid, _load_keys(sign_with))
+            atomic_write_bytes(out or root, doc)
+            _report_root(out or root, json_out)
+    return command
+
+
+trust_app.command(
+    "retire-key",
+    help="Write the next version with a key retired: what it signed before stays valid.\n\n"
+         "Example: [bold]oemkit trust retire-key trust-root.json 1a2b3c --sign-with root.key[/]",
+)(_status_command("retire"))
+trust_app.command(
+    "revoke-key",
+    help="Write the next version with a key marked compromised: everything it signed is "
+         "rejected.\n\nExample: [bold]oemkit trust revoke-key trust-root.json 1a2b3c "
+         "--sign-with root.key[/]",
+)(_status_command("revoke"))
+
+
+@trust_app.command("show")
+def trust_show(
+    root: Path = typer.Argument(..., help="Trust root file."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show a trust root's version, thresholds and keys (after checking its signatures).
+
+    Example: [bold]oemkit trust show trust-root.json[/]
+    """
+    with guard(json_out):
+        signed = _current_root(root)
+        r = signed.root
+        if json_out:
+            emit_json({"ok": True, "trust_root": r.to_dict()})
+            return
+        from rich.table import Table
+
+        err.print(f"Trust root v{r.version}, issued {r.issued:%Y-%m-%d %H:%M:%SZ}; thresholds: "
+                  + ", ".join(f"{u}={n}" for u, n in r.thresholds.items()))
+        table = Table(box=None, header_style="bold")
+        for col in ("keyid", "name", "usage", "status", "not before", "expires/retired"):
+            table.add_column(col)
+        for k in r.keys:
+            end = k.window_end()
+            table.add_row(k.keyid[:16] + "…", k.name, ",".join(k.usage), k.status,
+                          f"{k.not_before:%Y-%m-%d}" if k.not_before else "-",
+                          f"{end:%Y-%m-%d}" if end else "-")
+        err.print(table)
+
+
+# --------------------------------------------------------------------------- build / sign
+
+
+@app.command()
+def build(
+    spec: Path = typer.Argument(..., help="bundle.yaml (or its directory)."),
+    out: Path = typer.Option(Path("dist"), "--out", help="Output directory."),
+    source_date_epoch: Optional[int] = typer.Option(
+        None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
+
+    Example: [bold]oemkit build bundles/example/bundle.yaml --out dist/[/]
+    """
+    with guard(json_out):
+        from oemkit.build.bundle import build_bundle
+        from oemkit.build.spec import load_spec
+
+        total = sum(f.source.stat().st_size for f in load_spec(spec).files)
+        with progress("packing", total) as cb:
+            result = build_bundle(spec, out, source_date_epoch_override=source_date_epoch,
+                                  progress=cb)
+        if json_out:
+            emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
+                       "version": result.version, "manifest_sha256": result.manifest_sha256,
+                       "payload_sha256": result.payload_sha256, "files": result.files,
+                       "payload_bytes": result.payload_bytes})
+        err.print(f"Built {result.path} ({result.files} files, {result.payload_bytes} bytes; "
+                  f"manifest sha256 {result.manifest_sha256})")
+
+
+@app.command()
+def sign(
+    bundle: Path = typer.Argument(..., help="Bundle to sign (rewritten atomically)."),
+    key: list[Path] = typer.Option(..., "--key", help="Private key (repeat for several)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Append one signature per key; signing again with the same key changes nothing.
+
+    Example: [bold]oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key[/]
+    """
+    with guard(json_out):
+        from oemkit.build.sign import sign_bundle
+
+        keys = _load_keys(key)
+        with progress("signing", bundle.stat().st_size if bundle.exists() else 0) as cb:
+            result = sign_bundle(bundle, keys, progress=cb)
+        if json_out:
+            emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
+                       "already_signed": list(result.kept)})
+        for keyid in result.added:
+            err.print(f"Signed {bundle} with key {keyid}")
+        for keyid in result.kept:
+            err.print(f"Already signed by key {keyid}; unchanged")
+
+
+# --------------------------------------------------------------------------- verify & co
+
+
+def _print_report(report, json_out: bool) -> None:
+    if json_out:
+        emit_json(report.to_dict())
+    check_table(report.checks)
+    if report.ok:
+        err.print(f"[bold green]VERIFIED[/] {report.name} {report.version} "
+                  f"(trust root v{report.trust_root_version})")
+    else:
+        err.print(f"[bold red]REJECTED[/] {report.bundle}: {report.error.code}")
+
+
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(..., help="Bundle to verify."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Verify a bundle offline: structure, trust chain, signatures, manifest, SBOM, payload.
+
+    Example: [bold]oemkit verify dist/example-0.1.0.oemb --trust trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.verify.bundle import verify_bundle
+
+        with progress("verifying", bundle.stat().st_size if bundle.is_file() else 0) as cb:
+            report = verify_bundle(bundle, trust, progress=cb)
+        _print_report(report, json_out)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    bundle: Path = typer.Argument(..., help="Bundle to inspect."),
+    trust: Optional[Path] = typer.Option(None, "--trust", help="Verify first against this."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show what is inside a bundle (marked UNVERIFIED unless --trust is given).
+
+    Example: [bold]oemkit inspect dist/example-0.1.0.oemb[/]
+    """
+    with guard(json_out):
+        from oemkit.verify.bundle import inspect_bundle, verify_bundle
+
+        info = inspect_bundle(bundle)
+        if trust is not None:
+            report = verify_bundle(bundle, trust)
+            info["verified"] = report.ok
+            info["verification"] = report.to_dict()
+        if json_out:
+            emit_json(info)
+        m = info["manifest"]
+        status = ("[bold green]VERIFIED[/]" if info["verified"] else
+                  "[bold yellow]UNVERIFIED[/]" if trust is None else "[bold red]REJECTED[/]")
+        err.print(f"{status} {m['name']} {m['version']} — {m['description']}")
+        err.print(f"  built {m['build_time']} by oemkit {m['builder'].get('version')}; "
+                  f"manifest sha256 {info['manifest_sha256']}")
+        err.print(f"  model {m['runtime']['model']}, entrypoint {m['runtime']['entrypoint']}, "
+                  f"profiles {', '.join(m['runtime']['profiles']) or '-'}")
+        err.print(f"  signatures: {', '.join(k[:16] + '…' for k in info['signatures']) or 'none'}")
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for col in ("path", "size", "mode", "sha256"):
+            table.add_column(col)
+        for f in m["files"]:
+            table.add_row(f["path"], str(f["size"]), f"{f['mode']:o}", f["sha256"][:16] + "…")
+        err.print(table)
+        if trust is not None and not info["verified"]:
+            raise typer.Exit(1)
+
+
+@app.command()
+def unpack(
+    bundle: Path = typer.Argument(..., help="Bundle to unpack."),
+    dest: Path = typer.Argument(..., help="Destination directory (absent or empty)."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty DEST."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Verify, then extract the payload into DEST atomically (never outside it).
+
+    Example: [bold]oemkit unpack dist/example-0.1.0.oemb /opt/example --trust trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.unpack import unpack_bundle
+
+        with progress("unpacking", bundle.stat().st_size if bundle.is_file() else 0) as cb:
+            report = unpack_bundle(bundle, dest, trust, force=force, progress=cb)
+        _print_report(report, json_out)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("dist"), "--out", help="Where to leave the bundle and root."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Build the example bundle, sign it with the INSECURE example keys, and verify it.
+
+    Example: [bold]oemkit demo --out /tmp/demo[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.demo import run_demo
+
+        result = run_demo(out)
+        report = result["report"]
+        if json_out:
+            emit_json({"ok": report.ok, "bundle": str(result["bundle"]),
+                       "trust_root": str(result["trust_root"]), "report": report.to_dict()})
+        err.print(f"Built   {result['bundle']}")
+        err.print(f"Signed  with keys-example/bundle.key (key {report.signers[0][:16]}…)"
+                  if report.signers else "Signed  (no trusted signer)")
+        err.print(f"Trust   {result['trust_root']} (v{report.trust_root_version}; example keys, "
+                  "INSECURE)")
+        check_table(report.checks)
+        if not report.ok:
+            err.print("[bold red]demo failed[/]")
+            raise typer.Exit(1)
+        err.print(f"[bold green]OK[/] every check passed. Try: oemkit verify {result['bundle']} "
+                  f"--trust {result['trust_root']}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

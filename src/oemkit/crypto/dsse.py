@@ -1,0 +1,144 @@
+"""DSSE envelopes and their Sigstore v0.3 wrapping, on securesystemslib's keys and signers.
+
+Signing goes through securesystemslib's ``CryptoSigner`` (so an HSM or KMS signer can
+replace a key file later); verification recomputes the PAE over the exact payload bytes
+from the envelope and tries candidate keys chosen by the caller. In-band key ids are
+ignored: a signature counts for the first trusted key it verifies under.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from oemkit._canonical import b64decode, b64encode, pae, parse_json
+from oemkit.crypto.keys import PrivateKeyInfo, PublicKey, public_der
+from oemkit.errors import InputError
+
+INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+SIGSTORE_BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+#: More signatures than this in one envelope is treated as hostile.
+MAX_SIGNATURES = 64
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed DSSE envelope: the exact payload bytes and the raw signatures."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[bytes, ...]
+
+    def to_dict(self, keyid: str = "") -> dict[str, Any]:
+        return {
+            "payload": b64encode(self.payload),
+            "payloadType": self.payload_type,
+            "signatures": [{"keyid": keyid, "sig": b64encode(s)} for s in self.signatures],
+        }
+
+
+def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
+    """Sign the DSSE PAE of ``payload`` with ``key``; return the raw signature."""
+    from securesystemslib.signer import CryptoSigner, SSlibKey
+
+    public = SSlibKey.from_crypto(key.public)
+    signer = CryptoSigner(key.private, public)
+    return bytes.fromhex(signer.sign(pae(payload_type, payload)).signature)
+
+
+def verify_signature(public: PublicKey, payload_type: str, payload: bytes, sig: bytes) -> bool:
+    """True when ``sig`` is a valid signature by ``public`` over the PAE of ``payload``."""
+    from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
+    from securesystemslib.signer import Signature, SSlibKey
+
+    key = SSlibKey.from_crypto(public)
+    try:
+        key.verify_signature(Signature(key.keyid, sig.hex()), pae(payload_type, payload))
+    except (UnverifiedSignatureError, VerificationError):
+        return False
+    return True
+
+
+def signers_of(
+    envelope: Envelope, candidates: Iterable[tuple[str, PublicKey]]
+) -> list[str]:
+    """Key ids (from ``candidates``) with at least one valid signature, each counted once."""
+    found: list[str] = []
+    remaining = list(candidates)
+    for sig in envelope.signatures:
+        for keyid, public in remaining:
+            if verify_signature(public, envelope.payload_type, envelope.payload, sig):
+                found.append(keyid)
+                remaining = [(k, p) for k, p in remaining if k != keyid]
+                break
+    return found
+
+
+def _bad(what: str, detail: str) -> InputError:
+    return InputError("E_ENVELOPE", f"{what}: {detail}",
+                      hint="the signature file is damaged or was not written by oemkit")
+
+
+def parse_envelope(obj: Any, what: str) -> Envelope:
+    """Validate and decode a DSSE envelope dict (payload type, payload, signatures)."""
+    if not isinstance(obj, dict):
+        raise _bad(what, "not a JSON object")
+    unknown = set(obj) - {"payload", "payloadType", "signatures"}
+    if unknown:
+        raise _bad(what, f"unknown field(s) {sorted(unknown)}")
+    ptype = obj.get("payloadType")
+    if not isinstance(ptype, str) or not ptype:
+        raise _bad(what, "missing payloadType")
+    payload = b64decode(obj.get("payload", None), what=f"{what} payload")
+    sigs = obj.get("signatures")
+    if not isinstance(sigs, list) or not sigs:
+        raise _bad(what, "no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise InputError("E_TOO_MANY_SIGNATURES",
+                         f"{what} carries {len(sigs)} signatures (limit {MAX_SIGNATURES})",
+                         hint="the envelope is hostile or damaged")
+    raw: list[bytes] = []
+    for i, entry in enumerate(sigs):
+        if not isinstance(entry, dict) or "sig" not in entry:
+            raise _bad(what, f"signature {i} has no 'sig'")
+        if "keyid" in entry and not isinstance(entry["keyid"], str):
+            raise _bad(what, f"signature {i} has a non-string keyid")
+        raw.append(b64decode(entry["sig"], what=f"{what} signature {i}"))
+    return Envelope(ptype, payload, tuple(raw))
+
+
+# --------------------------------------------------------------------------- sigstore v0.3
+
+
+def public_key_hint(public: PublicKey) -> str:
+    """What cosign writes as ``publicKey.hint``: base64 SHA-256 of the DER SPKI."""
+    return b64encode(hashlib.sha256(public_der(public)).digest())
+
+
+def sigstore_bundle(envelope: Envelope, public: PublicKey) -> dict[str, Any]:
+    """Wrap a single-signature DSSE envelope as a Sigstore bundle v0.3 (no tlog entries)."""
+    return {
+        "mediaType": SIGSTORE_BUNDLE_V03,
+        "verificationMaterial": {
+            "publicKey": {"hint": public_key_hint(public)},
+            "tlogEntries": [],
+        },
+        "dsseEnvelope": envelope.to_dict(keyid=""),
+    }
+
+
+def parse_sigstore_bundle(data: bytes, what: str) -> Envelope:
+    """Parse a Sigstore v0.3 bundle and return its DSSE envelope (hint ignored)."""
+    obj = parse_json(data, what=what, code="E_ENVELOPE")
+    if not isinstance(obj, dict) or obj.get("mediaType") != SIGSTORE_BUNDLE_V03:
+        raise _bad(what, f"mediaType is not {SIGSTORE_BUNDLE_V03}")
+    if "dsseEnvelope" not in obj:
+        raise _bad(what, "no dsseEnvelope (message signatures are not accepted)")
+    return parse_envelope(obj["dsseEnvelope"], what)
+
+
+def make_envelope(keys: Sequence[PrivateKeyInfo], payload_type: str, payload: bytes) -> Envelope:
+    """Sign ``payload`` with every key in ``keys`` (in order)."""
+    return Envelope(payload_type, payload, tuple(sign(k, payload_type, payload) for k in keys))

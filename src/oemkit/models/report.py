@@ -1,0 +1,75 @@
+"""Results: one :class:`Check` per thing verified, collected in a :class:`VerifyReport`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from oemkit.errors import OemkitError
+
+Status = Literal["pass", "fail", "warn", "info"]
+
+
+@dataclass
+class Check:
+    """One named check and its outcome."""
+
+    name: str
+    status: Status
+    detail: str
+    member: str | None = None
+    code: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class VerifyReport:
+    """Everything ``verify`` established about a bundle, pass or fail."""
+
+    bundle: str
+    checks: list[Check] = field(default_factory=list)
+    name: str | None = None
+    version: str | None = None
+    manifest_sha256: str | None = None
+    signers: list[str] = field(default_factory=list)
+    trust_root_version: int | None = None
+    files: int = 0
+    payload_bytes: int = 0
+    error: OemkitError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(c.status != "fail" for c in self.checks)
+
+    def passed(self, name: str, detail: str, member: str | None = None) -> None:
+        self.checks.append(Check(name, "pass", detail, member=member))
+
+    def warned(self, name: str, detail: str, hint: str | None = None) -> None:
+        self.checks.append(Check(name, "warn", detail, hint=hint))
+
+    def failed(self, exc: OemkitError, name: str | None = None) -> None:
+        self.error = exc
+        self.checks.append(Check(
+            name or exc.check or "verification", "fail", exc.message, member=exc.member,
+            code=exc.code, expected=exc.expected, actual=exc.actual, hint=exc.hint or None))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "ok": self.ok,
+            "verdict": "verified" if self.ok else "rejected",
+            "name": self.name,
+            "version": self.version,
+            "manifest_sha256": self.manifest_sha256,
+            "signers": self.signers,
+            "trust_root_version": self.trust_root_version,
+            "files": self.files,
+            "payload_bytes": self.payload_bytes,
+            "checks": [c.to_dict() for c in self.checks],
+            "error": self.error.to_dict() if self.error else None,
+        }

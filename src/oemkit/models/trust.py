@@ -1,0 +1,185 @@
+"""The trust root: which keys may sign what, for how long, and how many must agree.
+
+A trust root document is a DSSE envelope whose payload is the canonical JSON of
+:class:`TrustRoot`. Classes validate in their constructors (``from_dict``) so that a
+parsed object is always a well-formed one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from oemkit._time import format_time, parse_time
+from oemkit.errors import InputError
+
+TRUST_ROOT_TYPE = "oemkit-trust-root"
+TRUST_ROOT_PAYLOAD_TYPE = "application/vnd.oemkit.trust-root+json"
+Usage = Literal["root", "bundle", "license", "crl"]
+USAGES: tuple[Usage, ...] = ("root", "bundle", "license", "crl")
+Status = Literal["active", "retired", "compromised"]
+STATUSES: tuple[Status, ...] = ("active", "retired", "compromised")
+#: A trust root listing more keys than this is rejected as hostile.
+MAX_KEYS = 1000
+
+
+def _invalid(message: str) -> InputError:
+    return InputError("E_TRUST_INVALID", f"trust root: {message}",
+                      hint="the trust root is damaged; get it again from the vendor")
+
+
+@dataclass(frozen=True)
+class TrustKey:
+    """One key of the trust root with its usages, status and validity window."""
+
+    keyid: str
+    name: str
+    algorithm: str
+    public_key: str
+    usage: tuple[Usage, ...]
+    status: Status = "active"
+    not_before: dt.datetime | None = None
+    expires: dt.datetime | None = None
+    retired_at: dt.datetime | None = None
+
+    def window_end(self) -> dt.datetime | None:
+        ends = [t for t in (self.expires, self.retired_at) if t is not None]
+        return min(ends) if ends else None
+
+    def valid_at(self, moment: dt.datetime) -> bool:
+        """Whether something signed at ``moment`` falls inside this key's window."""
+        if self.status == "compromised":
+            return False
+        if self.not_before is not None and moment < self.not_before:
+            return False
+        end = self.window_end()
+        return end is None or moment <= end
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keyid": self.keyid,
+            "name": self.name,
+            "algorithm": self.algorithm,
+            "public_key": self.public_key,
+            "usage": list(self.usage),
+            "status": self.status,
+            "not_before": format_time(self.not_before) if self.not_before else None,
+            "expires": format_time(self.expires) if self.expires else None,
+            "retired_at": format_time(self.retired_at) if self.retired_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrustKey:
+        from oemkit.crypto.keys import algorithm_of, key_id, load_public
+
+        if not isinstance(data, dict):
+            raise _invalid("a key entry is not an object")
+        keyid = data.get("keyid")
+        pem = data.get("public_key")
+        if not isinstance(keyid, str) or not isinstance(pem, str):
+            raise _invalid("a key entry lacks keyid or public_key")
+        public = load_public(pem, f"trust root key {keyid[:16]}")
+        if key_id(public) != keyid:
+            raise _invalid(f"key {keyid[:16]}… does not match its public key")
+        usage = data.get("usage")
+        if not isinstance(usage, list) or not usage or any(u not in USAGES for u in usage):
+            raise _invalid(f"key {keyid[:16]}… has invalid usage {usage!r}")
+        status = data.get("status", "active")
+        if status not in STATUSES:
+            raise _invalid(f"key {keyid[:16]}… has invalid status {status!r}")
+        name = data.get("name", "")
+        if not isinstance(name, str):
+            raise _invalid(f"key {keyid[:16]}… has a non-string name")
+
+        def when(field_name: str) -> dt.datetime | None:
+            value = data.get(field_name)
+            return None if value is None else parse_time(value, f"key {keyid[:16]} {field_name}")
+
+        return cls(
+            keyid=keyid, name=name, algorithm=algorithm_of(public), public_key=pem,
+            usage=tuple(usage), status=status, not_before=when("not_before"),
+            expires=when("expires"), retired_at=when("retired_at"),
+        )
+
+
+@dataclass(frozen=True)
+class TrustRoot:
+    """One version of the trust root."""
+
+    version: int
+    issued: dt.datetime
+    thresholds: dict[str, int]
+    keys: tuple[TrustKey, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.version < 1:
+            raise _invalid(f"version must be >= 1, got {self.version}")
+        for usage in USAGES:
+            value = self.thresholds.get(usage)
+            if not isinstance(value, int) or value < 1:
+                raise _invalid(f"threshold for {usage!r} must be a positive integer")
+        ids = [k.keyid for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise _invalid("a key is listed twice")
+        active_root = [k for k in self.keys if "root" in k.usage and k.status == "active"]
+        if len(active_root) < self.thresholds["root"]:
+            raise _invalid(
+                f"it has {len(active_root)} active root key(s) but the root threshold is "
+                f"{self.thresholds['root']}"
+            )
+
+    def key(self, keyid: str) -> TrustKey | None:
+        for k in self.keys:
+            if k.keyid == keyid:
+                return k
+        return None
+
+    def keys_for(self, usage: Usage) -> list[TrustKey]:
+        """Keys listed for ``usage`` that are not compromised."""
+        return [k for k in self.keys if usage in k.usage and k.status != "compromised"]
+
+    def active_root_keys(self) -> list[TrustKey]:
+        return [k for k in self.keys if "root" in k.usage and k.status == "active"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": TRUST_ROOT_TYPE,
+            "spec_version": 1,
+            "version": self.version,
+            "issued": format_time(self.issued),
+            "thresholds": {u: self.thresholds[u] for u in USAGES},
+            "keys": [k.to_dict() for k in sorted(self.keys, key=lambda k: k.keyid)],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrustRoot:
+        if not isinstance(data, dict):
+            raise _invalid("payload is not an object")
+        if data.get("type") != TRUST_ROOT_TYPE or data.get("spec_version") != 1:
+            raise _invalid(f"type is not {TRUST_ROOT_TYPE} v1")
+        unknown = set(data) - {"type", "spec_version", "version", "issued", "thresholds", "keys"}
+        if unknown:
+            raise _invalid(f"unknown field(s) {sorted(unknown)}")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _invalid("version is not an integer")
+        keys = data.get("keys")
+        if not isinstance(keys, list):
+            raise _invalid("keys is not a list")
+        if len(keys) > MAX_KEYS:
+            raise InputError("E_TRUST_TOO_MANY_KEYS",
+                             f"trust root lists {len(keys)} keys (limit {MAX_KEYS})",
+                             hint="the trust root is hostile or damaged")
+        thresholds = data.get("thresholds")
+        if not isinstance(thresholds, dict):
+            raise _invalid("thresholds is not an object")
+        return cls(
+            version=version,
+            issued=parse_time(data.get("issued"), "trust root issued"),
+            thresholds=dict(thresholds),
+            keys=tuple(TrustKey.from_dict(k) for k in keys),
+        )
+
+    def next_version(self, issued: dt.datetime, **changes: Any) -> TrustRoot:
+        return replace(self, version=self.version + 1, issued=issued, **changes)

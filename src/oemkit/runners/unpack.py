@@ -1,0 +1,74 @@
+"""Unpacking a verified bundle: extract while verifying, publish only when all passed.
+
+Files are written under a temporary sibling of the destination with ``O_EXCL`` and
+``O_NOFOLLOW``; payload paths are validated by the verifier before any byte is written,
+so nothing lands outside it. The directory is renamed into place only after every check
+passed; on failure it is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from oemkit._fs import open_input, read_input
+from oemkit.errors import EnvironmentProblem, InputError
+from oemkit.models.manifest import FileEntry
+from oemkit.models.report import VerifyReport
+from oemkit.verify.bundle import Limits, ProgressFn, verify_open_bundle
+
+
+def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | bytes, *,
+                  force: bool = False, limits: Limits | None = None,
+                  progress: ProgressFn | None = None) -> VerifyReport:
+    """Verify ``bundle`` and extract its payload to ``dest``; return the verify report.
+
+    ``dest`` must be absent or empty unless ``force`` (then it is replaced whole).
+    """
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise InputError("E_DEST_NOT_DIR", f"{dest} exists and is not a directory",
+                         hint="choose another destination")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        raise InputError("E_DEST_NOT_EMPTY", f"{dest} is not empty",
+                         hint="choose an empty destination or pass --force to replace it")
+    pinned = trust if isinstance(trust, bytes) else read_input(Path(trust), "trust root")
+    parent = dest.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=parent))
+    except OSError as exc:
+        raise EnvironmentProblem("E_WRITE", f"cannot write in {parent}: {exc.strerror}",
+                                 hint="choose a writable destination") from exc
+
+    def sink(entry: FileEntry) -> BinaryIO:
+        target = staging.joinpath(*entry.path.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, entry.mode)
+        os.fchmod(fd, entry.mode)
+        return os.fdopen(fd, "wb")
+
+    try:
+        with open_input(Path(bundle), "bundle") as handle:
+            report = verify_open_bundle(handle, pinned, name=str(bundle), limits=limits,
+                                        progress=progress, sink=sink)
+        if not report.ok:
+            shutil.rmtree(staging, ignore_errors=True)
+            return report
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
+            os.rename(dest, old / "d")
+            os.rename(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, dest)
+        report.passed("unpack", f"{report.files} files extracted to {dest}")
+        return report
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise

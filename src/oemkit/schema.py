@@ -1,0 +1,137 @@
+"""Input boundaries: strict YAML loading with line numbers, and JSON Schema validation.
+
+YAML is loaded without aliases (no billion-laughs), without duplicate keys and with a
+depth limit; every value remembers its line so that schema errors can say
+"bundle.yaml line 4: ...". jsonschema is imported only when something is validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from oemkit.errors import InputError
+
+MAX_DEPTH = 64
+Path_ = tuple[str | int, ...]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (and so any alias expansion bomb)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(data: bytes, what: str) -> tuple[Any, dict[Path_, int]]:
+    """Parse one YAML document; return the value and a map from value path to line."""
+    lines: dict[Path_, int] = {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError("E_SPEC_YAML", f"{what} is not UTF-8 (byte {exc.start})",
+                         hint="save the file as UTF-8") from None
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InputError("E_SPEC_YAML", f"{what} is empty", hint="see docs/SPEC.md")
+        value = _construct(loader, node, (), lines, 0, what)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError("E_SPEC_YAML", f"{what}{where}: {exc.problem or exc.context}",
+                         hint="fix the YAML syntax at that line") from None
+    except yaml.YAMLError as exc:
+        raise InputError("E_SPEC_YAML", f"{what}: {exc}", hint="fix the YAML syntax") from None
+    except RecursionError:
+        raise InputError("E_SPEC_DEPTH", f"{what} is nested too deeply",
+                         hint=f"specs are at most {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+    return value, lines
+
+
+def _construct(loader: _StrictLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int],
+               depth: int, what: str) -> Any:
+    if depth > MAX_DEPTH:
+        raise InputError("E_SPEC_DEPTH", f"{what} line {node.start_mark.line + 1}: nested "
+                         f"deeper than {MAX_DEPTH} levels", hint="flatten the document")
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise InputError("E_SPEC_YAML", f"{what} line {key_node.start_mark.line + 1}: "
+                                 f"key {key!r} is not a string", hint="quote the key")
+            if key in out:
+                raise InputError("E_SPEC_DUPLICATE_KEY",
+                                 f"{what} line {key_node.start_mark.line + 1}: duplicate key "
+                                 f"{key!r}", hint="remove one of the two entries")
+            out[key] = _construct(loader, value_node, (*path, key), lines, depth + 1, what)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, item, (*path, i), lines, depth + 1, what)
+                for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema shipped in ``oemkit/schemas``."""
+    text = resources.files("oemkit").joinpath("schemas", name).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _describe(error: Any, lines: dict[Path_, int], what: str) -> tuple[str, str]:
+    path: Path_ = tuple(error.absolute_path)
+    dotted = ".".join(str(p) for p in path) or "(top level)"
+    line = lines.get(path)
+    while line is None and path:
+        path = path[:-1]
+        line = lines.get(path)
+    where = f"{what} line {line}" if line else what
+    hint = "see docs/SPEC.md for the fields and their types"
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extras = sorted(set(error.instance) - set(allowed))
+        for extra in extras:
+            line = lines.get((*tuple(error.absolute_path), extra), line)
+        where = f"{what} line {line}" if line else what
+        close = difflib.get_close_matches(extras[0], allowed, n=1) if extras else []
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        else:
+            hint = f"allowed fields here: {', '.join(allowed)}"
+        return f"{where}: unknown field {extras[0]!r} in {dotted}", hint
+    if error.validator == "required":
+        return f"{where}: {error.message} (in {dotted})", hint
+    return f"{where}: {dotted}: {error.message}", hint
+
+
+def validate(instance: Any, schema_name: str, what: str,
+             lines: dict[Path_, int] | None = None, code: str = "E_SPEC_INVALID") -> None:
+    """Validate against a shipped schema; raise InputError for the first (deepest) error."""
+    import jsonschema
+
+    schema = load_schema(schema_name)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(instance),
+                    key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        message, hint = _describe(best, lines or {}, what)
+        raise InputError(code, message, hint=hint)

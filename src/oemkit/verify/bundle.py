@@ -1,0 +1,548 @@
+"""Offline verification of a bundle: structure, trust, signatures, manifest, SBOM, payload.
+
+Order matters (DESIGN.md principle 3): the small members are read, the signatures are
+verified over the exact provenance bytes, the provenance binds the manifest's digest, and
+only then is the manifest parsed and the payload streamed and hashed file by file.
+The function takes an open file and a pinned trust root; it never touches the clock,
+the network or any path other than through the optional ``sink``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from oemkit._canonical import parse_json, sha256_hex
+from oemkit._fs import CHUNK, OuterMember, iter_member, read_member, scan_outer
+from oemkit._time import parse_time
+from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle
+from oemkit.crypto.keys import load_public
+from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.models.manifest import (
+    LICENSE_DIR,
+    MANIFEST,
+    PAYLOAD,
+    PROVENANCE,
+    SBOM,
+    SIGNATURE_DIR,
+    TRUST_DIR,
+    FileEntry,
+    Manifest,
+    collision_key,
+    path_problem,
+)
+from oemkit.models.report import VerifyReport
+from oemkit.models.trust import TrustKey, TrustRoot
+from oemkit.verify.trust import check_self_signed, parse_root, walk_chain
+
+ProgressFn = Callable[[int], None]
+#: Opens a writable file for a payload entry during verification (used by unpack).
+Sink = Callable[[FileEntry], BinaryIO]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Reader limits; each breach is a coded error. Raise them for legitimate giants."""
+
+    max_members: int = 512
+    max_metadata_bytes: int = 64 << 20
+    max_files: int = 1_000_000
+    max_payload_bytes: int = 1 << 40
+
+
+def _fail(code: str, message: str, *, check: str, member: str | None = None,
+          expected: str | None = None, actual: str | None = None,
+          hint: str = "the bundle was altered after signing; obtain a fresh copy from the "
+                      "vendor") -> VerificationError:
+    return VerificationError(code, message, check=check, member=member, expected=expected,
+                             actual=actual, hint=hint)
+
+
+def _member_limit(limits: Limits) -> Callable[[str], int]:
+    def limit(name: str) -> int:
+        return limits.max_payload_bytes if name == PAYLOAD else limits.max_metadata_bytes
+    return limit
+
+
+def _check_order(members: list[OuterMember]) -> None:
+    """Fixed order: manifest, SBOM, provenance, trust roots, payload, signatures, licenses."""
+    names = [m.name for m in members]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise _fail("E_MEMBER_DUPLICATE", f"member {name} appears twice",
+                        check="archive structure", member=name)
+        seen.add(name)
+
+    def rank(name: str) -> int:
+        fixed = {MANIFEST: 0, SBOM: 1, PROVENANCE: 2, PAYLOAD: 4}
+        if name in fixed:
+            return fixed[name]
+        for prefix, value in ((TRUST_DIR, 3), (SIGNATURE_DIR, 5), (LICENSE_DIR, 6)):
+            if name.startswith(prefix):
+                return value
+        raise _fail("E_MEMBER_UNKNOWN", f"unexpected member {name}", check="archive structure",
+                    member=name)
+
+    for required in (MANIFEST, SBOM, PROVENANCE, PAYLOAD):
+        if required not in seen:
+            raise _fail("E_MEMBER_MISSING", f"required member {required} is missing",
+                        check="archive structure", member=required)
+    ranks = [rank(n) for n in names]
+    for i in range(1, len(names)):
+        if ranks[i] < ranks[i - 1]:
+            raise _fail("E_MEMBER_ORDER", f"member {names[i]} is out of order (after "
+                        f"{names[i - 1]})", check="archive structure", member=names[i],
+                        expected="manifest, sbom, provenance, trust/*, payload, signatures/*, "
+                                 "licenses/*")
+
+
+def _judge_signatures(
+    report: VerifyReport, root: TrustRoot, provenance: bytes,
+    sig_members: list[tuple[str, bytes]],
+) -> list[TrustKey]:
+    """Verify every signature over the provenance bytes and apply the bundle policy."""
+    if not sig_members:
+        raise _fail("E_UNSIGNED", "the bundle carries no signature", check="signatures",
+                    hint="sign it with 'oemkit sign BUNDLE --key KEY'")
+    all_keys = [(k, load_public(k.public_key, k.keyid)) for k in root.keys]
+    verified: dict[str, TrustKey] = {}
+    for name, data in sig_members:
+        try:
+            env = parse_sigstore_bundle(data, name)
+        except InputError as exc:
+            raise _fail(exc.code, exc.message, check="signatures", member=name) from exc
+        if env.payload_type != INTOTO_PAYLOAD_TYPE:
+            raise _fail("E_SIGNATURE_PAYLOAD", f"{name} signs payload type {env.payload_type!r}",
+                        check="signatures", member=name, expected=INTOTO_PAYLOAD_TYPE,
+                        actual=env.payload_type)
+        if env.payload != provenance:
+            raise _fail("E_SIGNATURE_PAYLOAD", f"{name} signs a different statement than "
+                        f"{PROVENANCE}", check="signatures", member=name,
+                        expected=sha256_hex(provenance), actual=sha256_hex(env.payload))
+        from oemkit.crypto.dsse import verify_signature
+
+        for sig in env.signatures:
+            for key, public in all_keys:
+                if key.keyid not in verified and verify_signature(
+                        public, env.payload_type, env.payload, sig):
+                    verified[key.keyid] = key
+                    break
+    statement = _statement(provenance)
+    signed_at = parse_time(statement["predicate"]["runDetails"]["metadata"]["finishedOn"],
+                           "provenance finishedOn")
+    compromised = [k for k in verified.values() if k.status == "compromised"]
+    if compromised:
+        k = compromised[0]
+        raise _fail("E_KEY_COMPROMISED", f"signed by key {k.keyid[:16]}… ({k.name}), which the "
+                    f"trust root v{root.version} marks compromised", check="signatures",
+                    member=f"{SIGNATURE_DIR}{k.keyid}.sigstore.json",
+                    hint="a compromised key invalidates everything it signed; ask the vendor "
+                         "for a bundle signed with a current key")
+    good = [k for k in verified.values() if "bundle" in k.usage and k.valid_at(signed_at)]
+    need = root.thresholds["bundle"]
+    if len(good) >= need:
+        report.passed("signatures", f"{len(good)} valid bundle signature(s) "
+                      f"(threshold {need}): " + ", ".join(f"{k.name} {k.keyid[:16]}…"
+                                                          for k in good))
+        return good
+    wrong_usage = [k for k in verified.values() if "bundle" not in k.usage]
+    out_of_window = [k for k in verified.values()
+                     if "bundle" in k.usage and not k.valid_at(signed_at)]
+    if out_of_window:
+        k = out_of_window[0]
+        end = k.window_end()
+        raise _fail("E_KEY_WINDOW", f"key {k.keyid[:16]}… ({k.name}) signed at "
+                    f"{signed_at:%Y-%m-%dT%H:%M:%SZ}, outside its validity window",
+                    check="signatures", expected=f"{k.not_before or '-∞'} .. {end or '∞'}",
+                    actual=f"{signed_at:%Y-%m-%dT%H:%M:%SZ}",
+                    hint="the key had expired or been retired when this bundle was signed")
+    if wrong_usage and not good:
+        k = wrong_usage[0]
+        raise _fail("E_KEY_USAGE", f"signed by key {k.keyid[:16]}… ({k.name}), which is trusted "
+                    f"for {', '.join(k.usage)}, not bundle signing", check="signatures",
+                    expected="usage bundle", actual=", ".join(k.usage),
+                    hint="sign bundles with a key added with --usage bundle")
+    if not verified:
+        raise _fail("E_SIGNATURE_UNTRUSTED", f"no signature verifies under any key of trust "
+                    f"root v{root.version}", check="signatures",
+                    hint="the bundle was signed by an unknown key or altered after signing; "
+                         "check --trust or obtain a fresh copy")
+    raise _fail("E_SIGNATURE_THRESHOLD", f"{len(good)} valid bundle signature(s), the trust "
+                f"root requires {need}", check="signatures", expected=f">= {need}",
+                actual=str(len(good)), hint="sign the bundle with more trusted bundle keys")
+
+
+def _statement(provenance: bytes) -> dict[str, Any]:
+    try:
+        obj = parse_json(provenance, what=PROVENANCE)
+        ok = (isinstance(obj, dict) and obj.get("_type") == "https://in-toto.io/Statement/v1"
+              and isinstance(obj.get("subject"), list)
+              and isinstance(obj["predicate"]["runDetails"]["metadata"]["finishedOn"], str))
+    except (InputError, KeyError, TypeError) as exc:
+        raise _fail("E_PROVENANCE_INVALID", f"{PROVENANCE} is not an in-toto Statement v1",
+                    check="provenance", member=PROVENANCE) from exc
+    if not ok:
+        raise _fail("E_PROVENANCE_INVALID", f"{PROVENANCE} is not an in-toto Statement v1",
+                    check="provenance", member=PROVENANCE)
+    return obj  # type: ignore[no-any-return]
+
+
+def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for subject in statement["subject"]:
+        if isinstance(subject, dict) and isinstance(subject.get("digest"), dict):
+            out[str(subject.get("name"))] = str(subject["digest"].get("sha256"))
+    return out
+
+
+class _BoundedReader:
+    """File-like over decompressed bytes that refuses to go past ``limit``."""
+
+    def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
+        import zstandard
+
+        self._hash = hashlib.sha256()
+        self._src = chunks
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27).decompressobj()
+        self._buf = bytearray()
+        self._limit = limit
+        self.produced = 0
+        self.eof = False
+        self.compressed_size = 0
+
+    def compressed_digest(self) -> str:
+        return self._hash.hexdigest()
+
+    def _fill(self, want: int) -> None:
+        import zstandard
+
+        while len(self._buf) < want and not self.eof:
+            chunk = next(self._src, None)
+            if chunk is None:
+                self.eof = True
+                break
+            self._hash.update(chunk)
+            self.compressed_size += len(chunk)
+            try:
+                out = self._dctx.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not valid zstd ({exc})",
+                            check="payload", member=PAYLOAD) from exc
+            self.produced += len(out)
+            if self.produced > self._limit:
+                raise _fail("E_PAYLOAD_BOMB", f"{PAYLOAD} decompresses past its declared size "
+                            f"({self._limit} bytes)", check="payload", member=PAYLOAD,
+                            expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes")
+            self._buf += out
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            self._fill(self._limit + 1)
+            size = len(self._buf)
+        else:
+            self._fill(size)
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def drain(self) -> None:
+        """Read to the end so the compressed digest covers every byte."""
+        while not self.eof:
+            self._fill(len(self._buf) + CHUNK)
+            self._buf.clear()
+
+
+def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, limits: Limits,
+                    progress: ProgressFn | None, sink: Sink | None) -> None:
+    expected = manifest.members[PAYLOAD]
+    if member.size != expected.size:
+        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} is {member.size} bytes, the manifest says "
+                    f"{expected.size}", check="payload", member=PAYLOAD,
+                    expected=str(expected.size), actual=str(member.size))
+    if len(manifest.files) > limits.max_files:
+        raise _fail("E_LIMIT_FILES", f"the manifest lists {len(manifest.files)} files (limit "
+                    f"{limits.max_files})", check="payload",
+                    hint="raise the limit with --max-files if this bundle is legitimate")
+    # Tar overhead: a header (plus a possible PAX header pair) per file, padding, end blocks.
+    limit = manifest.payload_size + 2048 * (len(manifest.files) + 1) + 20 * 512
+    limit = min(limit, limits.max_payload_bytes)
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in iter_member(handle, member):
+            if progress:
+                progress(len(chunk))
+            yield chunk
+
+    reader = _BoundedReader(chunks(), limit)
+    seen: set[str] = set()
+    seen_fold: dict[str, str] = {}
+    index = 0
+    files = manifest.files
+    try:
+        archive = tarfile.open(fileobj=reader, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+        for info in archive:
+            name = info.name
+            problem = path_problem(name)
+            if problem:
+                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r}: {problem}",
+                            check="payload", member=name,
+                            hint="the bundle is hostile or damaged; do not use it")
+            if not info.isreg():
+                kind = ("symlink" if info.issym() else "hardlink" if info.islnk()
+                        else "device file" if info.ischr() or info.isblk()
+                        else "FIFO" if info.isfifo() else "directory" if info.isdir()
+                        else f"type {info.type!r}")
+                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name} is a {kind}; only "
+                            "regular files are allowed", check="payload", member=name,
+                            hint="the bundle is hostile or damaged; do not use it")
+            if name in seen:
+                raise _fail("E_PAYLOAD_DUPLICATE", f"payload member {name} appears twice",
+                            check="payload", member=name)
+            fold = seen_fold.setdefault(collision_key(name), name)
+            if fold != name:
+                raise _fail("E_PAYLOAD_UNSAFE", f"payload members {fold!r} and {name!r} collide "
+                            "on case-insensitive file systems", check="payload", member=name)
+            seen.add(name)
+            entry = manifest.entry(name)
+            if entry is None:
+                raise _fail("E_PAYLOAD_EXTRA", f"payload member {name} is not in the manifest",
+                            check="payload", member=name)
+            if index < len(files) and files[index].path != name:
+                missing = files[index].path
+                if missing not in seen and name > missing:
+                    raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing",
+                                check="payload", member=missing)
+                raise _fail("E_PAYLOAD_ORDER", f"payload member {name} is out of order",
+                            check="payload", member=name, expected=files[index].path,
+                            actual=name)
+            index += 1
+            if info.size != entry.size:
+                raise _fail("E_PAYLOAD_SIZE", f"payload file {name} is {info.size} bytes, the "
+                            f"manifest says {entry.size}", check="payload", member=name,
+                            expected=str(entry.size), actual=str(info.size))
+            if info.mode & 0o7777 != entry.mode:
+                raise _fail("E_PAYLOAD_MODE", f"payload file {name} has mode "
+                            f"{info.mode & 0o7777:o}, the manifest says {entry.mode:o}",
+                            check="payload", member=name, expected=f"{entry.mode:o}",
+                            actual=f"{info.mode & 0o7777:o}")
+            src = archive.extractfile(info)
+            assert src is not None
+            out = sink(entry) if sink else None
+            digest = hashlib.sha256()
+            try:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    if out is not None:
+                        out.write(chunk)
+            finally:
+                if out is not None:
+                    out.close()
+            if digest.hexdigest() != entry.sha256:
+                raise _fail("E_PAYLOAD_DIGEST", f"payload file {name} does not match its "
+                            "manifest digest", check="payload", member=name,
+                            expected=entry.sha256, actual=digest.hexdigest())
+        archive.close()
+    except tarfile.TarError as exc:
+        raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not a valid tar stream ({exc})",
+                    check="payload", member=PAYLOAD) from exc
+    except EOFError as exc:
+        raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} ends unexpectedly", check="payload",
+                    member=PAYLOAD) from exc
+    if index < len(files):
+        missing = files[index].path
+        raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing", check="payload",
+                    member=missing)
+    reader.drain()
+    if reader.compressed_digest() != expected.sha256:
+        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest digest",
+                    check="payload", member=PAYLOAD, expected=expected.sha256,
+                    actual=reader.compressed_digest())
+
+
+def verify_open_bundle(
+    handle: BinaryIO, pinned: bytes | TrustRoot, *, name: str = "bundle",
+    limits: Limits | None = None, progress: ProgressFn | None = None, sink: Sink | None = None,
+) -> VerifyReport:
+    """Verify an open bundle against a pinned trust root (its document bytes or parsed).
+
+    Never raises for a bad bundle: the report holds every passed check and the failure.
+    InputError for a malformed pinned trust root still propagates (exit code 3).
+    """
+    limits = limits or Limits()
+    report = VerifyReport(bundle=name)
+    if isinstance(pinned, bytes):
+        signed_root = parse_root(pinned, "--trust")
+        try:
+            check_self_signed(signed_root, "--trust")
+        except VerificationError as exc:
+            raise InputError(exc.code, exc.message, hint="the pinned trust root is not "
+                             "properly signed; get it again from the vendor") from exc
+        pinned_root = signed_root.root
+    else:
+        pinned_root = pinned
+    try:
+        _verify(handle, pinned_root, report, limits, progress, sink)
+    except VerificationError as exc:
+        report.failed(exc)
+    except InputError as exc:  # a malformed member is the bundle's fault: the answer is "no"
+        report.failed(VerificationError(exc.code, exc.message, hint=exc.hint, member=exc.member,
+                                        check=exc.check))
+    return report
+
+
+def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: Limits,
+            progress: ProgressFn | None, sink: Sink | None) -> None:
+    members = scan_outer(handle, max_members=limits.max_members,
+                         max_member_size=_member_limit(limits))
+    _check_order(members)
+    by_name = {m.name: m for m in members}
+    report.passed("archive structure", f"{len(members)} members in canonical order, "
+                  "no trailing data")
+
+    carried = [(m.name, read_member(handle, m)) for m in members if m.name.startswith(TRUST_DIR)]
+    root, walked = walk_chain(pinned, carried)
+    report.trust_root_version = root.version
+    chain = f" (advanced to v{root.version} via carried roots)" if walked else ""
+    report.passed("trust root", f"pinned v{pinned.version}{chain}, "
+                  f"{len(root.keys_for('bundle'))} bundle key(s)")
+
+    manifest_bytes = read_member(handle, by_name[MANIFEST])
+    provenance = read_member(handle, by_name[PROVENANCE])
+    signatures = [(m.name, read_member(handle, m)) for m in members
+                  if m.name.startswith(SIGNATURE_DIR)]
+    good = _judge_signatures(report, root, provenance, signatures)
+    report.signers = [k.keyid for k in good]
+
+    statement = _statement(provenance)
+    subjects = _subject_digests(statement)
+    manifest_digest = sha256_hex(manifest_bytes)
+    if subjects.get(MANIFEST) != manifest_digest:
+        raise _fail("E_MANIFEST_DIGEST", f"{MANIFEST} does not match the digest in the signed "
+                    "provenance", check="provenance", member=MANIFEST,
+                    expected=subjects.get(MANIFEST), actual=manifest_digest)
+    report.manifest_sha256 = manifest_digest
+    report.passed("provenance", "signed in-toto statement binds the manifest "
+                  f"(sha256 {manifest_digest[:16]}…)")
+
+    try:
+        manifest = Manifest.from_dict(parse_json(manifest_bytes, what=MANIFEST))
+    except InputError as exc:
+        raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST) from exc
+    report.name, report.version = manifest.name, manifest.version
+    if subjects.get(PAYLOAD) != manifest.members[PAYLOAD].sha256:
+        raise _fail("E_PROVENANCE_SUBJECT", "the provenance and the manifest disagree on the "
+                    "payload digest", check="provenance", member=PROVENANCE,
+                    expected=manifest.members[PAYLOAD].sha256, actual=subjects.get(PAYLOAD))
+    listed = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LICENSE_DIR))}
+    listed -= {MANIFEST, PROVENANCE}
+    for member_name in sorted(listed | set(manifest.members)):
+        if member_name not in manifest.members:
+            raise _fail("E_MEMBER_UNLISTED", f"member {member_name} is not listed in the "
+                        "manifest", check="manifest", member=member_name)
+        if member_name not in by_name:
+            raise _fail("E_MEMBER_MISSING", f"member {member_name} listed in the manifest is "
+                        "missing", check="manifest", member=member_name)
+        if member_name == PAYLOAD:
+            continue
+        data = read_member(handle, by_name[member_name])
+        if sha256_hex(data) != manifest.members[member_name].sha256:
+            raise _fail("E_MEMBER_DIGEST", f"{member_name} does not match its manifest digest",
+                        check="manifest", member=member_name,
+                        expected=manifest.members[member_name].sha256, actual=sha256_hex(data))
+    report.passed("manifest", f"{manifest.name} {manifest.version}: {len(manifest.files)} "
+                  f"files, {len(listed)} listed members match their digests")
+
+    _check_sbom(read_member(handle, by_name[SBOM]), manifest)
+    report.passed("sbom", f"CycloneDX SBOM lists all {len(manifest.files)} payload files "
+                  "with matching SHA-256")
+
+    _stream_payload(handle, by_name[PAYLOAD], manifest, limits, progress, sink)
+    report.files = len(manifest.files)
+    report.payload_bytes = manifest.payload_size
+    report.passed("payload", f"{len(manifest.files)} files, {manifest.payload_size} bytes, "
+                  "every SHA-256 matches; no unsafe, extra or missing entries")
+
+
+def _check_sbom(data: bytes, manifest: Manifest) -> None:
+    try:
+        sbom = parse_json(data, what=SBOM)
+    except InputError as exc:
+        raise _fail("E_SBOM_INVALID", exc.message, check="sbom", member=SBOM) from exc
+    if not isinstance(sbom, dict) or sbom.get("bomFormat") != "CycloneDX" or sbom.get(
+            "specVersion") != "1.6":
+        raise _fail("E_SBOM_INVALID", f"{SBOM} is not a CycloneDX 1.6 document", check="sbom",
+                    member=SBOM)
+    claimed: dict[str, str] = {}
+    for comp in sbom.get("components", []) or []:
+        if isinstance(comp, dict) and comp.get("type") in ("file", "machine-learning-model"):
+            hashes = {h.get("alg"): h.get("content") for h in comp.get("hashes", [])
+                      if isinstance(h, dict)}
+            claimed[str(comp.get("name"))] = str(hashes.get("SHA-256"))
+    for entry in manifest.files:
+        if claimed.get(entry.path) != entry.sha256:
+            raise _fail("E_SBOM_MISMATCH", f"{SBOM} does not list payload file {entry.path} with "
+                        "its SHA-256", check="sbom", member=SBOM, expected=entry.sha256,
+                        actual=claimed.get(entry.path))
+    extra = sorted(set(claimed) - {f.path for f in manifest.files})
+    if extra:
+        raise _fail("E_SBOM_MISMATCH", f"{SBOM} claims file {extra[0]} that is not in the "
+                    "payload", check="sbom", member=SBOM)
+
+
+def verify_bundle(
+    bundle: Any, trust: Any, *, limits: Limits | None = None,
+    progress: ProgressFn | None = None,
+) -> VerifyReport:
+    """Verify the bundle file at ``bundle`` against the trust root file at ``trust``.
+
+    ``trust`` may also be the trust root's bytes or a parsed :class:`TrustRoot`.
+    Returns a :class:`VerifyReport`; check ``report.ok``.
+    """
+    from pathlib import Path
+
+    from oemkit._fs import open_input, read_input
+
+    pinned = trust if isinstance(trust, (bytes, TrustRoot)) else read_input(
+        Path(trust), "trust root")
+    with open_input(Path(bundle), "bundle") as handle:
+        return verify_open_bundle(handle, pinned, name=str(bundle), limits=limits,
+                                  progress=progress)
+
+
+
+
+
+def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, Any]:
+    """What the bundle says about itself, without any trust decision (UNVERIFIED).
+
+    Structure is still checked strictly; the manifest is parsed but nothing is believed.
+    """
+    from pathlib import Path
+
+    from oemkit._fs import open_input
+
+    limits = limits or Limits()
+    with open_input(Path(bundle), "bundle") as handle:
+        members = scan_outer(handle, max_members=limits.max_members,
+                             max_member_size=_member_limit(limits))
+        _check_order(members)
+        by_name = {m.name: m for m in members}
+        manifest_bytes = read_member(handle, by_name[MANIFEST])
+        try:
+            manifest = Manifest.from_dict(parse_json(manifest_bytes, what=MANIFEST))
+        except InputError as exc:
+            raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest",
+                        member=MANIFEST) from exc
+    return {
+        "bundle": str(bundle),
+        "verified": False,
+        "manifest_sha256": sha256_hex(manifest_bytes),
+        "members": [{"name": m.name, "size": m.size} for m in members],
+        "signatures": [m.name[len(SIGNATURE_DIR):-len(".sigstore.json")] for m in members
+                       if m.name.startswith(SIGNATURE_DIR)],
+        "manifest": manifest.to_dict(),
+    }
