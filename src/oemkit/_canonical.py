@@ -40,7 +40,7 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def b64decode(text: str, *, what: str) -> bytes:
+def b64decode(text: object, *, what: str) -> bytes:
     """Decode standard or URL-safe base64, as DSSE verifiers must accept both."""
     if not isinstance(text, str):
         raise InputError("E_BASE64", f"{what} is not a base64 string", hint="the file is damaged")

@@ -26,7 +26,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not allowed", event.start_mark
             )
@@ -90,7 +90,7 @@ def _construct(loader: _StrictLoader, node: yaml.Node, path: Path_, lines: dict[
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in ``oemkit/schemas``."""
-    text = resources.files("oemkit").joinpath("schemas", name).read_text("utf-8")
+    text = resources.files("oemkit").joinpath("schemas").joinpath(name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -115,7 +115,8 @@ def _describe(error: Any, lines: dict[Path_, int], what: str) -> tuple[str, str]
             hint = f"did you mean {close[0]!r}?"
         else:
             hint = f"allowed fields here: {', '.join(allowed)}"
-        return f"{where}: unknown field {extras[0]!r} in {dotted}", hint
+        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{where}: unknown field {extras[0]!r} in {dotted}{suggestion}", hint
     if error.validator == "required":
         return f"{where}: {error.message} (in {dotted})", hint
     return f"{where}: {dotted}: {error.message}", hint

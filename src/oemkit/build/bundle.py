@@ -83,12 +83,13 @@ def _pack_payload(files: tuple[SourceFile, ...], sink: HashingWriter,
 
     entries: list[FileEntry] = []
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
-    with cctx.stream_writer(sink, closefd=False, write_size=CHUNK) as zst, tarfile.open(
+    writer = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)  # type: ignore[arg-type]
+    with writer as zst, tarfile.open(
         fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
     ) as tar:
         for item in files:
             try:
-                handle = open(item.source, "rb")
+                handle = open(item.source, "rb")  # noqa: SIM115 - closed by the with below
             except OSError as exc:
                 raise InputError("E_SPEC_MISSING_FILE", f"cannot read {item.path}: "
                                  f"{exc.strerror}", hint="check the file exists and is "
@@ -102,7 +103,7 @@ def _pack_payload(files: tuple[SourceFile, ...], sink: HashingWriter,
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 reader = _HashingReader(handle, progress)
-                tar.addfile(info, reader)  # type: ignore[arg-type]
+                tar.addfile(info, reader)
                 if reader.size != size:
                     raise InputError("E_INPUT_CHANGED", f"{item.path} changed size while it "
                                      "was being packed", hint="rebuild when the inputs are "
@@ -133,7 +134,7 @@ def build_bundle(
     target = out / f"{spec.name}-{spec.version}.oemb"
 
     with tempfile.TemporaryFile(dir=out, prefix=".payload-") as payload_tmp:
-        sink = HashingWriter(payload_tmp)  # type: ignore[arg-type]
+        sink = HashingWriter(payload_tmp)
         entries = _pack_payload(spec.files, sink, progress)
         payload_digest, payload_size = sink.hexdigest(), sink.size
         manifest, sbom, provenance, trust_docs = _metadata(
@@ -146,7 +147,7 @@ def build_bundle(
             write_member(handle, PROVENANCE, provenance)
             for name, data in trust_docs:
                 write_member(handle, name, data)
-            copy_member(handle, PAYLOAD, payload_tmp, payload_size)  # type: ignore[arg-type]
+            copy_member(handle, PAYLOAD, payload_tmp, payload_size)
             handle.write(END_OF_ARCHIVE)
     return BuildResult(target, spec.name, spec.version, sha256_hex(manifest_bytes),
                        payload_digest, len(entries), sum(e.size for e in entries))
@@ -156,11 +157,11 @@ def _metadata(
     spec: BundleSpec, entries: list[FileEntry], payload_digest: str, payload_size: int,
     build_time: object, epoch: int,
 ) -> tuple[Manifest, bytes, bytes, list[tuple[str, bytes]]]:
+    import datetime as dt
+
     from oemkit.build.provenance import make_statement
     from oemkit.build.sbom import make_sbom
     from oemkit.verify.trust import parse_root
-
-    import datetime as dt
 
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw

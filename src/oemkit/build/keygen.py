@@ -1,4 +1,4 @@
-"""Writing new key pairs to disk: private key 0600 (encrypted unless told otherwise), public 0644."""
+"""Writing new key pairs: private key 0600 (encrypted unless told otherwise), public 0644."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def generate_key_files(name: str, usage: str, algorithm: str, out_dir: Path,
         if path.exists():
             raise InputError("E_KEY_EXISTS", f"{path} already exists",
                              hint="choose another NAME or --out-dir; keys are never overwritten")
-    private = generate(algorithm)  # type: ignore[arg-type]
+    private = generate(algorithm)
     atomic_write_bytes(private_path, private_pem(private, passphrase), mode=0o600)
     atomic_write_bytes(public_path, public_pem(private.public_key()).encode("ascii"), mode=0o644)
     return {"keyid": key_id(private.public_key()), "private": str(private_path),

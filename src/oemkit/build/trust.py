@@ -23,7 +23,7 @@ def _document(root: TrustRoot, signers: Sequence[PrivateKeyInfo]) -> bytes:
     payload = canonical_json(root.to_dict())
     env = make_envelope(signers, TRUST_ROOT_PAYLOAD_TYPE, payload)
     obj = env.to_dict()
-    for entry, key in zip(obj["signatures"], signers):
+    for entry, key in zip(obj["signatures"], signers, strict=True):
         entry["keyid"] = key.keyid  # a hint for humans; verifiers ignore it
     import json
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -68,7 +67,7 @@ def _load_keys(paths: list[Path]) -> list:
 @app.command()
 def init(
     name: str = typer.Argument(..., help="Bundle name (lowercase, digits, . _ -)."),
-    dir: Optional[Path] = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
+    dir: Path | None = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Scaffold a bundle spec with a tiny ONNX model, config, schema and golden data.
@@ -188,11 +187,11 @@ def trust_add_key(
     root: Path = typer.Argument(..., help="Current trust root."),
     pub: Path = typer.Option(..., "--pub", help="Public key to add."),
     usage: list[str] = typer.Option(..., "--usage", help="bundle, license, crl or root."),
-    expires: Optional[str] = typer.Option(None, "--expires", help="ISO 8601 date."),
-    not_before: Optional[str] = typer.Option(None, "--not-before", help="ISO 8601 date."),
+    expires: str | None = typer.Option(None, "--expires", help="ISO 8601 date."),
+    not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 date."),
     name: str = typer.Option("", "--name", help="Label for the key."),
     sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of over ROOT."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of over ROOT."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Write the next trust-root version with a key added.
@@ -233,7 +232,7 @@ def _status_command(action: str):
         keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
         sign_with: list[Path] = typer.Option(..., "--sign-with",
                                              help="Current root key (repeat)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of ROOT."),
+        out: Path | None = typer.Option(None, "--out", help="Write here instead of ROOT."),
         json_out: bool = JSON_OPT,
     ) -> None:
         with guard(json_out):
@@ -297,7 +296,7 @@ def trust_show(
 def build(
     spec: Path = typer.Argument(..., help="bundle.yaml (or its directory)."),
     out: Path = typer.Option(Path("dist"), "--out", help="Output directory."),
-    source_date_epoch: Optional[int] = typer.Option(
+    source_date_epoch: int | None = typer.Option(
         None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH)."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -384,7 +383,7 @@ def verify(
 @app.command()
 def inspect(
     bundle: Path = typer.Argument(..., help="Bundle to inspect."),
-    trust: Optional[Path] = typer.Option(None, "--trust", help="Verify first against this."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify first against this."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show what is inside a bundle (marked UNVERIFIED unless --trust is given).

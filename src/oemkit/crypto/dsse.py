@@ -41,7 +41,10 @@ class Envelope:
 
 def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
     """Sign the DSSE PAE of ``payload`` with ``key``; return the raw signature."""
-    from securesystemslib.signer import CryptoSigner, SSlibKey
+    from securesystemslib.signer import (  # type: ignore[attr-defined]
+        CryptoSigner,
+        SSlibKey,
+    )
 
     public = SSlibKey.from_crypto(key.public)
     signer = CryptoSigner(key.private, public)
@@ -51,7 +54,10 @@ def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
 def verify_signature(public: PublicKey, payload_type: str, payload: bytes, sig: bytes) -> bool:
     """True when ``sig`` is a valid signature by ``public`` over the PAE of ``payload``."""
     from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
-    from securesystemslib.signer import Signature, SSlibKey
+    from securesystemslib.signer import (  # type: ignore[attr-defined]
+        Signature,
+        SSlibKey,
+    )
 
     key = SSlibKey.from_crypto(public)
     try:
@@ -91,7 +97,7 @@ def parse_envelope(obj: Any, what: str) -> Envelope:
     ptype = obj.get("payloadType")
     if not isinstance(ptype, str) or not ptype:
         raise _bad(what, "missing payloadType")
-    payload = b64decode(obj.get("payload", None), what=f"{what} payload")
+    payload = b64decode(obj.get("payload"), what=f"{what} payload")
     sigs = obj.get("signatures")
     if not isinstance(sigs, list) or not sigs:
         raise _bad(what, "no signatures")

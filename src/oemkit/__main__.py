@@ -1,0 +1,5 @@
+"""``python -m oemkit`` runs the CLI."""
+
+from oemkit.cli import main
+
+main()

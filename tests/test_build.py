@@ -1,0 +1,235 @@
+"""Building bundles: reproducibility, spec validation errors, atomic output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import EXAMPLE, read_members
+from oemkit.build.bundle import build_bundle
+from oemkit.errors import InputError
+
+
+def _copy_example(dest: Path) -> Path:
+    shutil.copytree(EXAMPLE, dest)
+    return dest
+
+
+def _cli_build(spec: Path, out: Path, cwd: Path, umask: int, extra_env: dict[str, str]) -> Path:
+    env = {**os.environ, **extra_env}
+    code = f"import os, sys; os.umask({umask}); from oemkit.cli import main; main()"
+    subprocess.run([sys.executable, "-c", code, "build", str(spec), "--out", str(out)],
+                   cwd=cwd, env=env, check=True, capture_output=True)
+    return out / "example-0.1.0.oemb"
+
+
+def test_same_inputs_give_identical_bytes_whatever_the_environment(tmp_path):
+    a = _copy_example(tmp_path / "a" / "spec")
+    b = _copy_example(tmp_path / "deeper" / "path" / "b")
+    # Different mtimes and group/other permission bits on the inputs.
+    for f in b.rglob("*"):
+        if f.is_file():
+            os.utime(f, (1_000_000, 1_000_000))
+            os.chmod(f, f.stat().st_mode | 0o066)
+    one = _cli_build(a / "bundle.yaml", tmp_path / "out1", tmp_path, 0o022,
+                     {"LC_ALL": "C", "TZ": "UTC"})
+    two = _cli_build(Path(os.path.relpath(b / "bundle.yaml", tmp_path / "deeper")),
+                     tmp_path / "out2", tmp_path / "deeper", 0o077,
+                     {"LC_ALL": "C.UTF-8", "TZ": "Asia/Kolkata"})
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_source_date_epoch_sets_build_time_and_changes_only_time_fields(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    result = build_bundle(EXAMPLE, tmp_path / "env")
+    manifest = json.loads(read_members(result.path)[0][1])
+    assert manifest["build_time"] == "2026-01-01T00:00:00Z"
+    explicit = build_bundle(EXAMPLE, tmp_path / "flag", source_date_epoch_override=1767225600)
+    assert explicit.path.read_bytes() == result.path.read_bytes()
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    default = build_bundle(EXAMPLE, tmp_path / "none")
+    assert json.loads(read_members(default.path)[0][1])["build_time"] == "1970-01-01T00:00:00Z"
+
+
+def test_bad_source_date_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(InputError) as err:
+        build_bundle(EXAMPLE, tmp_path)
+    assert err.value.code == "E_SOURCE_DATE_EPOCH"
+
+
+def test_bundle_layout_is_gnu_tar_readable_and_payload_is_deterministic_tar(tmp_path):
+    result = build_bundle(EXAMPLE, tmp_path)
+    listing = subprocess.run(["tar", "tf", str(result.path)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert listing == ["oemkit-bundle.json", "sbom.cdx.json", "provenance.intoto.json",
+                       "payload.tar.zst"]
+    import io
+
+    import zstandard
+
+    payload = dict(read_members(result.path))["payload.tar.zst"]
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload)).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        infos = tar.getmembers()
+    assert [i.name for i in infos] == sorted(i.name for i in infos)
+    assert {(i.mtime, i.uid, i.gid, i.uname, i.gname) for i in infos} == {(0, 0, 0, "", "")}
+    assert all(i.isreg() for i in infos)
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    spec = _copy_example(tmp_path / "spec")
+    (spec / "bundle.yaml").write_text(textwrap.dedent(text))
+    return spec / "bundle.yaml"
+
+
+BASE = """\
+apiVersion: oemkit/v1
+name: example
+version: 0.1.0
+model: model/model.onnx
+"""
+
+
+@pytest.mark.parametrize("text, code, words", [
+    (BASE + "modle: model/model.onnx\n", "E_SPEC_INVALID",
+     ["bundle.yaml line 5", "unknown field 'modle'", "did you mean 'model'?"]),
+    (BASE.replace("model/model.onnx", "model/missing.onnx"), "E_SPEC_MISSING_FILE",
+     ["bundle.yaml line 4", "model/missing.onnx does not exist"]),
+    (BASE.replace("version: 0.1.0", "version: 1.0"), "E_SPEC_INVALID",
+     ["bundle.yaml line 3", "version", "is not of type 'string'"]),
+    (BASE + "profiles: cpu-small\n", "E_SPEC_INVALID", ["line 5", "profiles"]),
+    (BASE.replace("model/model.onnx", "../outside.onnx"), "E_SPEC_PATH",
+     ["line 4", "'..'"]),
+    (BASE.replace("model/model.onnx", "/etc/passwd"), "E_SPEC_PATH", ["absolute path"]),
+    (BASE + "name: again\n", "E_SPEC_DUPLICATE_KEY", ["line 5", "duplicate key 'name'"]),
+    ("a: &x [1]\nb: *x\n", "E_SPEC_YAML", ["aliases"]),
+    ("name: [unclosed\n", "E_SPEC_YAML", ["bundle.yaml line"]),
+    ("- just\n- a list\n", "E_SPEC_INVALID", ["is not of type 'object'"]),
+    (BASE.replace("apiVersion: oemkit/v1\n", ""), "E_SPEC_INVALID",
+     ["'apiVersion' is a required property"]),
+])
+def test_spec_errors_name_the_field_and_line(tmp_path, text, code, words):
+    spec = _spec(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == code, err.value
+    for word in words:
+        assert word in err.value.message, err.value.message
+    assert err.value.exit_code == 3
+    assert not (tmp_path / "out" / "example-0.1.0.oemb").exists()
+
+
+def test_spec_symlink_pointing_outside_is_refused(tmp_path):
+    outside = tmp_path / "secret.onnx"
+    outside.write_bytes(b"x")
+    spec = _spec(tmp_path, BASE.replace("model/model.onnx", "model/link.onnx"))
+    (spec.parent / "model" / "link.onnx").symlink_to(outside)
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == "E_SPEC_PATH" and "points outside" in err.value.message
+
+
+def test_spec_case_collision_is_refused(tmp_path):
+    spec = _spec(tmp_path, BASE + "files: [extra]\n")
+    (spec.parent / "extra").mkdir()
+    (spec.parent / "extra" / "Readme.txt").write_text("a")
+    (spec.parent / "extra" / "README.txt").write_text("b")
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == "E_SPEC_PATH_COLLISION"
+
+
+def test_spec_files_globs_and_directories(tmp_path):
+    spec = _spec(tmp_path, BASE + "files: ['docs/*.md', extra]\n")
+    (spec.parent / "docs").mkdir()
+    (spec.parent / "docs" / "a.md").write_text("a")
+    (spec.parent / "docs" / "b.txt").write_text("b")
+    (spec.parent / "extra" / "sub").mkdir(parents=True)
+    (spec.parent / "extra" / "sub" / "c.bin").write_bytes(b"c")
+    result = build_bundle(spec, tmp_path / "out")
+    manifest = json.loads(read_members(result.path)[0][1])
+    assert [f["path"] for f in manifest["files"]] == [
+        "docs/a.md", "extra/sub/c.bin", "model/model.onnx"]
+
+
+def test_cli_build_error_has_no_traceback_and_exit_3(tmp_path):
+    spec = _spec(tmp_path, BASE + "modle: x\n")
+    proc = subprocess.run([sys.executable, "-m", "oemkit", "build", str(spec), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr
+    assert "E_SPEC_INVALID" in proc.stderr and "did you mean 'model'?" in proc.stderr
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import oemkit._fs as fs
+real = fs.copy_member
+def dying(out, name, src, size, progress=None):
+    out.write(fs.ustar_header(name, size))
+    out.write(src.read(100))
+    out.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+fs.copy_member = dying
+import oemkit.build.bundle as b
+b.copy_member = dying
+b.build_bundle(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_build_killed_mid_write_leaves_no_file_at_destination(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(EXAMPLE), str(out)],
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "example-0.1.0.oemb").exists()
+    # Only hidden temporary files may remain; nothing that looks like a bundle.
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_build_failure_mid_write_cleans_up(tmp_path, monkeypatch):
+    import oemkit.build.bundle as b
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(b, "copy_member", boom)
+    with pytest.raises(OSError):
+        build_bundle(EXAMPLE, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+UNPACK_KILL = """
+import os, signal, sys
+import oemkit.runners.unpack as u
+real = u.verify_open_bundle
+def dying(handle, pinned, **kw):
+    sink = kw["sink"]
+    def killing_sink(entry):
+        f = sink(entry)
+        f.write(b"partial")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    kw["sink"] = killing_sink
+    return real(handle, pinned, **kw)
+u.verify_open_bundle = dying
+u.unpack_bundle(sys.argv[1], sys.argv[2], sys.argv[3])
+"""
+
+
+def test_unpack_killed_mid_write_leaves_no_destination(signed_bundle, trust_file, tmp_path):
+    dest = tmp_path / "dest"
+    proc = subprocess.run([sys.executable, "-c", UNPACK_KILL, str(signed_bundle), str(dest),
+                           str(trust_file)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not dest.exists()

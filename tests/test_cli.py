@@ -1,0 +1,249 @@
+"""The command line as users call it: exit codes, --json documents, messages, file modes."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers import KEYS, PASSPHRASE
+from oemkit.cli import app
+
+runner = CliRunner()
+ENV = {"OEMKIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    result = runner.invoke(app, [str(a) for a in args], env=env)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+HEAVY = ("onnxruntime", "cyclonedx", "in_toto", "jsonschema", "onnx", "numpy",
+         "securesystemslib")
+
+
+def test_help_imports_no_heavy_dependency():
+    code = (
+        "import sys\nfrom oemkit.cli import main\nsys.argv = ['oemkit', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("command", [
+    ["init"], ["keys", "generate"], ["trust", "init"], ["trust", "add-key"],
+    ["trust", "retire-key"], ["trust", "revoke-key"], ["trust", "show"], ["build"], ["sign"],
+    ["verify"], ["inspect"], ["unpack"], ["demo"],
+])
+def test_every_command_help_shows_an_example(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_demo_builds_signs_verifies_and_leaves_bundle_and_root(tmp_path):
+    result = run("demo", "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["report"]["verdict"] == "verified"
+    assert (tmp_path / "out" / "example-0.1.0.oemb").is_file()
+    assert (tmp_path / "out" / "trust-root.json").is_file()
+    assert "every check passed" in result.stderr
+    again = run("verify", tmp_path / "out" / "example-0.1.0.oemb", "--trust",
+                tmp_path / "out" / "trust-root.json")
+    assert again.exit_code == 0 and "VERIFIED" in again.stderr
+
+
+def test_verify_json_is_one_document_on_stdout(signed_bundle, trust_file):
+    result = run("verify", signed_bundle, "--trust", trust_file, "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["name"] == "example"
+    assert {c["name"] for c in doc["checks"]} >= {"signatures", "payload", "sbom"}
+    assert all(c["status"] == "pass" for c in doc["checks"])
+
+
+def test_verify_missing_bundle_is_input_error(trust_file, tmp_path):
+    result = run("verify", tmp_path / "nope.oemb", "--trust", trust_file)
+    assert result.exit_code == 3
+    assert "E_NOT_FOUND" in result.stderr and "nope.oemb does not exist" in result.stderr
+
+
+def test_usage_error_exit_code_2(signed_bundle):
+    result = run("verify", signed_bundle)  # --trust missing
+    assert result.exit_code == 2
+
+
+def test_inspect_is_marked_unverified_without_trust(signed_bundle, trust_file):
+    result = run("inspect", signed_bundle, "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["verified"] is False and "UNVERIFIED" in result.stderr
+    assert doc["manifest"]["name"] == "example"
+    result = run("inspect", signed_bundle, "--trust", trust_file, "--json")
+    assert json.loads(result.stdout)["verified"] is True and "VERIFIED" in result.stderr
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_keys_generate_writes_encrypted_key_0600_and_pub_0644(tmp_path):
+    result = run("keys", "generate", "rel", "--usage", "bundle", "--out-dir", tmp_path, env=ENV)
+    assert result.exit_code == 0, result.output
+    key, pub = tmp_path / "rel.key", tmp_path / "rel.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pub.stat().st_mode) == 0o644
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    from oemkit.crypto.keys import load_private_file
+
+    info = load_private_file(key, PASSPHRASE)
+    assert result.stdout.strip() == info.keyid
+
+
+def test_keys_generate_ecdsa(tmp_path):
+    result = run("keys", "generate", "ec", "--usage", "license", "--algorithm", "ecdsa-p256",
+                 "--out-dir", tmp_path, "--json", env=ENV)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["algorithm"] == "ecdsa-p256"
+
+
+def test_keys_generate_without_passphrase_source_is_refused(tmp_path):
+    result = run("keys", "generate", "x", "--usage", "bundle", "--out-dir", tmp_path,
+                 env={"OEMKIT_KEY_PASSPHRASE": ""})
+    assert result.exit_code == 3
+    assert "E_KEY_PASSPHRASE_REQUIRED" in result.stderr
+    assert not (tmp_path / "x.key").exists()
+
+
+def test_keys_generate_no_passphrase_warns_loudly(tmp_path):
+    result = run("keys", "generate", "x", "--usage", "bundle", "--out-dir", tmp_path,
+                 "--no-passphrase")
+    assert result.exit_code == 0
+    assert "UNENCRYPTED" in result.stderr
+    assert b"BEGIN PRIVATE KEY" in (tmp_path / "x.key").read_bytes()
+
+
+def test_keys_generate_refuses_to_overwrite(tmp_path):
+    assert run("keys", "generate", "x", "--usage", "crl", "--out-dir", tmp_path,
+               env=ENV).exit_code == 0
+    result = run("keys", "generate", "x", "--usage", "crl", "--out-dir", tmp_path, env=ENV)
+    assert result.exit_code == 3 and "E_KEY_EXISTS" in result.stderr
+
+
+def test_keys_generate_bad_usage_is_usage_error(tmp_path):
+    result = run("keys", "generate", "x", "--usage", "everything", "--out-dir", tmp_path,
+                 env=ENV)
+    assert result.exit_code == 2 and "unknown --usage 'everything'" in result.stderr
+
+
+def test_wrong_passphrase_is_named(signed_bundle):
+    result = run("sign", signed_bundle, "--key", KEYS / "bundle.key",
+                 env={"OEMKIT_KEY_PASSPHRASE": "wrong"})
+    assert result.exit_code == 3
+    assert "E_KEY_PASSPHRASE" in result.stderr and "wrong passphrase" in result.stderr
+
+
+def test_public_key_passed_as_signing_key(signed_bundle):
+    result = run("sign", signed_bundle, "--key", KEYS / "bundle.pub", env=ENV)
+    assert result.exit_code == 3 and "this is a public key" in result.stderr
+
+
+# --------------------------------------------------------------------------- trust
+
+
+def test_trust_lifecycle(tmp_path):
+    root = tmp_path / "root.json"
+    assert run("trust", "init", "--root-key", KEYS / "root.key", "--out", root,
+               env=ENV).exit_code == 0
+    result = run("trust", "add-key", root, "--pub", KEYS / "bundle.pub", "--usage", "bundle",
+                 "--expires", "2030-01-01", "--sign-with", KEYS / "root.key", env=ENV)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(run("trust", "show", root, "--json").stdout)["trust_root"]
+    assert shown["version"] == 2
+    bundle_key = next(k for k in shown["keys"] if k["usage"] == ["bundle"])
+    assert bundle_key["expires"] == "2030-01-01T00:00:00Z"
+    keyid = bundle_key["keyid"]
+    assert run("trust", "retire-key", root, keyid[:12], "--sign-with", KEYS / "root.key",
+               env=ENV).exit_code == 0
+    shown = json.loads(run("trust", "show", root, "--json").stdout)["trust_root"]
+    assert shown["version"] == 3
+    assert [k["status"] for k in shown["keys"] if k["keyid"] == keyid] == ["retired"]
+    assert run("trust", "revoke-key", root, keyid, "--sign-with", KEYS / "root.key",
+               "--out", tmp_path / "v4.json", env=ENV).exit_code == 0
+    shown = json.loads(run("trust", "show", tmp_path / "v4.json", "--json").stdout)["trust_root"]
+    assert shown["version"] == 4
+    assert [k["status"] for k in shown["keys"] if k["keyid"] == keyid] == ["compromised"]
+    human = run("trust", "show", tmp_path / "v4.json")
+    assert "compromised" in human.stderr and "Trust root v4" in human.stderr
+
+
+def test_trust_change_signed_by_non_root_key_is_refused(tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    before = root.read_bytes()
+    result = run("trust", "add-key", root, "--pub", KEYS / "bundle.pub", "--usage", "bundle",
+                 "--sign-with", KEYS / "bundle.key", env=ENV)
+    assert result.exit_code == 3
+    assert "E_TRUST_THRESHOLD" in result.stderr and "--sign-with" in result.stderr
+    assert root.read_bytes() == before
+
+
+def test_trust_threshold_above_key_count_is_usage_error(tmp_path):
+    result = run("trust", "init", "--root-key", KEYS / "root.key", "--threshold", "2",
+                 "--out", tmp_path / "r.json", env=ENV)
+    assert result.exit_code == 2 and "--threshold 2 is impossible" in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_trust_add_existing_key_is_refused(tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    result = run("trust", "add-key", root, "--pub", KEYS / "root.pub", "--usage", "bundle",
+                 "--sign-with", KEYS / "root.key", env=ENV)
+    assert result.exit_code == 3 and "E_TRUST_KEY_EXISTS" in result.stderr
+
+
+def test_tampered_pinned_trust_root_is_input_error(signed_bundle, trust_v2, tmp_path):
+    doc = json.loads(trust_v2)
+    import base64
+
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["thresholds"]["bundle"] = 1
+    payload["keys"][0]["name"] = "mallory"
+    from oemkit._canonical import canonical_json
+
+    doc["payload"] = base64.b64encode(canonical_json(payload)).decode()
+    bad = tmp_path / "bad-root.json"
+    bad.write_text(json.dumps(doc))
+    result = run("verify", signed_bundle, "--trust", bad)
+    assert result.exit_code == 3
+    assert "E_TRUST_THRESHOLD" in result.stderr and "0 valid root signature" in result.stderr
+
+
+# --------------------------------------------------------------------------- sign
+
+
+def test_sign_is_idempotent_and_order_independent(signed_bundle, tmp_path, keys):
+    import shutil
+
+    before = signed_bundle.read_bytes()
+    result = run("sign", signed_bundle, "--key", KEYS / "bundle.key", env=ENV)
+    assert result.exit_code == 0 and "Already signed" in result.stderr
+    assert signed_bundle.read_bytes() == before
+    other = tmp_path / "other.oemb"
+    shutil.copyfile(signed_bundle, other)
+    run("sign", signed_bundle, "--key", KEYS / "license.key", "--key", KEYS / "crl.key", env=ENV)
+    run("sign", other, "--key", KEYS / "crl.key", env=ENV)
+    run("sign", other, "--key", KEYS / "license.key", env=ENV)
+    assert signed_bundle.read_bytes() == other.read_bytes()
+    names = [n for n, _ in __import__("helpers").read_members(other)]
+    assert names[-3:] == sorted(names[-3:]) and all(n.startswith("signatures/")
+                                                    for n in names[-3:])
