@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -11,6 +14,10 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
+    # sigstore-js, an outside verifier for our Sigstore bundles (tests/test_interop.py).
+    if shutil.which("npm") and not Path("tests/interop/node_modules/@sigstore").is_dir():
+        session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix",
+                    "tests/interop", external=True)
     session.run("pytest", *session.posargs)
 
 
