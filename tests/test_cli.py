@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -40,7 +41,7 @@ def test_help_imports_no_heavy_dependency():
 
 @pytest.mark.parametrize("command", [
     ["init"], ["keys", "generate"], ["trust", "init"], ["trust", "add-key"],
-    ["trust", "retire-key"], ["trust", "revoke-key"], ["trust", "show"], ["build"], ["sign"],
+    ["trust", "retire-key"], ["trust", "set-threshold"], ["trust", "revoke-key"], ["trust", "show"], ["build"], ["sign"],
     ["verify"], ["inspect"], ["unpack"], ["demo"],
 ])
 def test_every_command_help_shows_an_example(command):
@@ -247,3 +248,37 @@ def test_sign_is_idempotent_and_order_independent(signed_bundle, tmp_path, keys)
     names = [n for n, _ in __import__("helpers").read_members(other)]
     assert names[-3:] == sorted(names[-3:]) and all(n.startswith("signatures/")
                                                     for n in names[-3:])
+
+
+def test_bundle_threshold_two_needs_two_signatures(signed_bundle, tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    for name in ("bundle", "license"):
+        assert run("trust", "add-key", root, "--pub", KEYS / f"{name}.pub", "--usage", "bundle",
+                   "--sign-with", KEYS / "root.key", env=ENV).exit_code == 0
+    impossible = run("trust", "set-threshold", root, "bundle", "3", "--sign-with",
+                     KEYS / "root.key", env=ENV)
+    assert impossible.exit_code == 2 and "impossible with 2 active bundle key(s)" in (
+        impossible.stderr)
+    assert run("trust", "set-threshold", root, "bundle", "2", "--sign-with", KEYS / "root.key",
+               env=ENV).exit_code == 0
+    one = run("verify", signed_bundle, "--trust", root, "--json")
+    assert one.exit_code == 1
+    assert json.loads(one.stdout)["error"]["code"] == "E_SIGNATURE_THRESHOLD"
+    run("sign", signed_bundle, "--key", KEYS / "license.key", env=ENV)
+    assert run("verify", signed_bundle, "--trust", root).exit_code == 0
+
+
+def test_init_then_build_then_verify_a_new_bundle(tmp_path, trust_file):
+    assert run("init", "my-model", "--dir", tmp_path / "m").exit_code == 0
+    built = run("build", tmp_path / "m", "--out", tmp_path / "dist", "--json")
+    assert built.exit_code == 0, built.output
+    bundle = Path(json.loads(built.stdout)["bundle"])
+    assert bundle.name == "my-model-0.1.0.oemb"
+    unsigned = run("verify", bundle, "--trust", trust_file, "--json")
+    assert unsigned.exit_code == 1
+    assert json.loads(unsigned.stdout)["error"]["code"] == "E_UNSIGNED"
+    run("sign", bundle, "--key", KEYS / "bundle.key", env=ENV)
+    assert run("verify", bundle, "--trust", trust_file).exit_code == 0
+    again = run("init", "my-model", "--dir", tmp_path / "m")
+    assert again.exit_code == 3 and "E_DEST_NOT_EMPTY" in again.stderr

@@ -125,3 +125,19 @@ def revoke_key(current: SignedRoot, keyid: str, signers: Sequence[PrivateKeyInfo
                issued: dt.datetime | None = None) -> bytes:
     """Next version with the key compromised: everything it signed becomes invalid."""
     return _change_status(current, keyid, "compromised", signers, issued)
+
+
+def set_threshold(current: SignedRoot, usage: Usage, threshold: int,
+                  signers: Sequence[PrivateKeyInfo], *,
+                  issued: dt.datetime | None = None) -> bytes:
+    """Next version requiring ``threshold`` valid signatures for ``usage``."""
+    if usage not in USAGES:
+        raise UsageError("E_USAGE", f"unknown usage {usage!r}", hint=f"choose from {USAGES}")
+    available = len([k for k in current.root.keys_for(usage) if k.status == "active"])
+    if threshold < 1 or threshold > available:
+        raise UsageError("E_USAGE", f"threshold {threshold} for {usage} is impossible with "
+                         f"{available} active {usage} key(s)",
+                         hint=f"add {usage} keys first, or choose 1..{available}")
+    thresholds = {**current.root.thresholds, usage: threshold}
+    new_root = current.root.next_version(issued or utc_now(), thresholds=thresholds)
+    return _successor(current, new_root, signers)

@@ -259,6 +259,29 @@ trust_app.command(
 )(_status_command("revoke"))
 
 
+@trust_app.command("set-threshold")
+def trust_set_threshold(
+    root: Path = typer.Argument(..., help="Current trust root."),
+    usage: str = typer.Argument(..., help="root, bundle, license or crl."),
+    threshold: int = typer.Argument(..., help="Valid signatures required."),
+    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of over ROOT."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Write the next version requiring THRESHOLD signatures for USAGE.
+
+    Example: [bold]oemkit trust set-threshold trust-root.json bundle 2 --sign-with root.key[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.build.trust import set_threshold
+
+        _usages([usage])
+        doc = set_threshold(_current_root(root), usage, threshold, _load_keys(sign_with))
+        atomic_write_bytes(out or root, doc)
+        _report_root(out or root, json_out)
+
+
 @trust_app.command("show")
 def trust_show(
     root: Path = typer.Argument(..., help="Trust root file."),
