@@ -41,7 +41,8 @@ def test_help_imports_no_heavy_dependency():
 
 @pytest.mark.parametrize("command", [
     ["init"], ["keys", "generate"], ["trust", "init"], ["trust", "add-key"],
-    ["trust", "retire-key"], ["trust", "set-threshold"], ["trust", "revoke-key"], ["trust", "show"], ["build"], ["sign"],
+    ["trust", "retire-key"], ["trust", "set-threshold"], ["trust", "revoke-key"],
+    ["trust", "show"], ["build"], ["sign"],
     ["verify"], ["inspect"], ["unpack"], ["demo"],
 ])
 def test_every_command_help_shows_an_example(command):

@@ -20,7 +20,7 @@ from oemkit._fs import CHUNK, OuterMember, iter_member, read_member, scan_outer
 from oemkit._time import parse_time
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.errors import InputError, VerificationError
 from oemkit.models.manifest import (
     LICENSE_DIR,
     MANIFEST,
