@@ -41,3 +41,16 @@ def test_failed_report_carries_the_error(tmp_path, keys, trust_v1):
     assert report.error is not None and report.error.code == "E_SIGNATURE_UNTRUSTED"
     assert report.checks[-1].status == "fail" and report.checks[-1].name == "signatures"
     assert [c.status for c in report.checks[:-1]] == ["pass", "pass"]
+
+
+def test_progress_callbacks_cover_every_payload_byte(tmp_path, keys, trust_v2):
+    seen: list[int] = []
+    result = oemkit.build_bundle(EXAMPLE, tmp_path, progress=seen.append)
+    assert sum(seen) == result.payload_bytes
+    oemkit.sign_bundle(result.path, [keys["bundle"]])
+    from helpers import read_members
+
+    payload = dict(read_members(result.path))["payload.tar.zst"]
+    seen.clear()
+    assert oemkit.verify_bundle(result.path, trust_v2, progress=seen.append).ok
+    assert sum(seen) == len(payload)
