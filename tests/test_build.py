@@ -233,3 +233,46 @@ def test_unpack_killed_mid_write_leaves_no_destination(signed_bundle, trust_file
                            str(trust_file)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert not dest.exists()
+
+
+def test_spec_file_and_directory_collision_is_refused(tmp_path):
+    spec = _spec(tmp_path, BASE + "files: [Data, data]\n")
+    (spec.parent / "Data").write_text("file")
+    (spec.parent / "data").mkdir()
+    (spec.parent / "data" / "x").write_text("x")
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == "E_SPEC_PATH_COLLISION"
+    assert "'Data' is a file but 'data/x' needs it to be a directory" in err.value.message
+
+
+def test_negative_source_date_epoch_is_refused(tmp_path):
+    with pytest.raises(InputError) as err:
+        build_bundle(EXAMPLE, tmp_path, source_date_epoch_override=-5)
+    assert err.value.code == "E_SOURCE_DATE_EPOCH" and "negative" in err.value.message
+
+
+def test_float_version_hint_says_quote_it(tmp_path):
+    spec = _spec(tmp_path, BASE.replace("version: 0.1.0", "version: 1.0"))
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.hint == 'quote the value in YAML: version: "1.0"'
+
+
+def test_build_refuses_carried_trust_roots_with_a_gap(tmp_path, keys, trust_v1):
+    from oemkit.build.trust import add_key
+    from oemkit.verify.trust import parse_root
+
+    v2 = add_key(parse_root(trust_v1), keys["bundle"].public, ["bundle"], [keys["root"]])
+    v3 = add_key(parse_root(v2), keys["license"].public, ["license"], [keys["root"]])
+    spec = _spec(tmp_path, BASE + "trust_roots: [v1.json, v3.json]\n")
+    (spec.parent / "v1.json").write_bytes(trust_v1)
+    (spec.parent / "v3.json").write_bytes(v3)
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == "E_SPEC_TRUST_ROOTS" and "version 3" in err.value.message
+    (spec.parent / "v2.json").write_bytes(v2)
+    (spec.parent / "bundle.yaml").write_text(BASE + "trust_roots: [v3.json, v2.json, v1.json]\n")
+    result = build_bundle(spec, tmp_path / "out")
+    names = [n for n, _ in read_members(result.path)]
+    assert names[3:6] == ["trust/root-1.json", "trust/root-2.json", "trust/root-3.json"]

@@ -283,3 +283,34 @@ def test_init_then_build_then_verify_a_new_bundle(tmp_path, trust_file):
     assert run("verify", bundle, "--trust", trust_file).exit_code == 0
     again = run("init", "my-model", "--dir", tmp_path / "m")
     assert again.exit_code == 3 and "E_DEST_NOT_EMPTY" in again.stderr
+
+
+def test_revocation_is_final_and_retiring_twice_is_refused(tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    run("trust", "add-key", root, "--pub", KEYS / "bundle.pub", "--usage", "bundle",
+        "--sign-with", KEYS / "root.key", env=ENV)
+    keyid = run("keys", "generate", "k", "--usage", "bundle", "--out-dir", tmp_path,
+                "--no-passphrase").stdout.strip()
+    run("trust", "add-key", root, "--pub", tmp_path / "k.pub", "--usage", "bundle",
+        "--sign-with", KEYS / "root.key", env=ENV)
+    assert run("trust", "retire-key", root, keyid, "--sign-with", KEYS / "root.key",
+               env=ENV).exit_code == 0
+    twice = run("trust", "retire-key", root, keyid, "--sign-with", KEYS / "root.key", env=ENV)
+    assert twice.exit_code == 3 and "is already retired" in twice.stderr
+    assert run("trust", "revoke-key", root, keyid, "--sign-with", KEYS / "root.key",
+               env=ENV).exit_code == 0
+    before = root.read_bytes()
+    undo = run("trust", "retire-key", root, keyid, "--sign-with", KEYS / "root.key", env=ENV)
+    assert undo.exit_code == 3
+    assert "E_TRUST_KEY_STATUS" in undo.stderr and "that status is final" in undo.stderr
+    assert root.read_bytes() == before
+
+
+def test_error_messages_keep_square_brackets(tmp_path):
+    spec = tmp_path / "s" / "bundle.yaml"
+    run("init", "s", "--dir", tmp_path / "s")
+    spec.write_text(spec.read_text().replace('name: "s"', 'name: "Bad Name"'))
+    result = run("build", spec, "--out", tmp_path / "o")
+    assert result.exit_code == 3
+    assert "^[a-z0-9][a-z0-9._-]{0,63}$" in result.stderr

@@ -36,6 +36,9 @@ def from_epoch(seconds: int) -> dt.datetime:
 def source_date_epoch(explicit: int | None = None) -> int | None:
     """The reproducible-builds clock: an explicit value, else ``SOURCE_DATE_EPOCH``."""
     if explicit is not None:
+        if explicit < 0:
+            raise InputError("E_SOURCE_DATE_EPOCH", f"--source-date-epoch {explicit} is negative",
+                             hint="use seconds since 1970-01-01 UTC")
         return explicit
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":

@@ -97,7 +97,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 def _describe(error: Any, lines: dict[Path_, int], what: str) -> tuple[str, str]:
     path: Path_ = tuple(error.absolute_path)
-    dotted = ".".join(str(p) for p in path) or "(top level)"
+    dotted = ".".join(str(p) for p in path) or "the top level"
     line = lines.get(path)
     while line is None and path:
         path = path[:-1]
@@ -111,14 +111,14 @@ def _describe(error: Any, lines: dict[Path_, int], what: str) -> tuple[str, str]
             line = lines.get((*tuple(error.absolute_path), extra), line)
         where = f"{what} line {line}" if line else what
         close = difflib.get_close_matches(extras[0], allowed, n=1) if extras else []
-        if close:
-            hint = f"did you mean {close[0]!r}?"
-        else:
-            hint = f"allowed fields here: {', '.join(allowed)}"
+        hint = f"allowed fields here: {', '.join(allowed)}"
         suggestion = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{where}: unknown field {extras[0]!r} in {dotted}{suggestion}", hint
     if error.validator == "required":
-        return f"{where}: {error.message} (in {dotted})", hint
+        return f"{where}: {error.message} in {dotted}", hint
+    if error.validator == "type" and error.schema.get("type") == "string" and isinstance(
+            error.instance, (int, float, bool)):
+        hint = f"quote the value in YAML: {dotted}: \"{error.instance}\""
     return f"{where}: {dotted}: {error.message}", hint
 
 

@@ -29,7 +29,7 @@ from oemkit._fs import (
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
 from oemkit.build.spec import BundleSpec, SourceFile, load_spec
-from oemkit.errors import EnvironmentProblem, InputError
+from oemkit.errors import EnvironmentProblem, InputError, OemkitError
 from oemkit.models.manifest import (
     MANIFEST,
     PAYLOAD,
@@ -161,19 +161,10 @@ def _metadata(
 
     from oemkit.build.provenance import make_statement
     from oemkit.build.sbom import make_sbom
-    from oemkit.verify.trust import parse_root
 
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw
-    trust_docs: list[tuple[str, bytes]] = []
-    for path in spec.trust_roots:
-        data = read_input(path, "trust root")
-        version = parse_root(data, str(path)).root.version
-        trust_docs.append((f"{TRUST_DIR}root-{version}.json", data))
-    trust_docs.sort(key=lambda item: int(item[0][len(TRUST_DIR) + 5:-5]))
-    if len({n for n, _ in trust_docs}) != len(trust_docs):
-        raise InputError("E_SPEC_TRUST_ROOTS", "trust_roots lists two documents with the same "
-                         "version", hint="carry each trust root version once")
+    trust_docs = _carried_roots(spec)
     sbom = make_sbom(spec.name, spec.version, raw.get("description", ""), entries,
                      spec.model, build_time)
     golden = dict(raw["golden"]) if "golden" in raw else None
@@ -195,3 +186,27 @@ def _metadata(
         dependencies=[(e.path, e.sha256) for e in entries],
         build_time=build_time)
     return manifest, sbom, provenance, trust_docs
+
+
+def _carried_roots(spec: BundleSpec) -> list[tuple[str, bytes]]:
+    """The spec's trust_roots as members, checked to chain without gaps (fail at build,
+    not on a disconnected site)."""
+    from oemkit.verify.trust import check_self_signed, check_successor, parse_root
+
+    parsed = []
+    for path in spec.trust_roots:
+        data = read_input(path, "trust root")
+        signed = parse_root(data, str(path))
+        parsed.append((signed, data, path))
+    parsed.sort(key=lambda item: item[0].root.version)
+    for i, (signed, _, path) in enumerate(parsed):
+        try:
+            if i == 0:
+                check_self_signed(signed, str(path))
+            else:
+                check_successor(parsed[i - 1][0].root, signed, str(path))
+        except OemkitError as exc:
+            raise InputError("E_SPEC_TRUST_ROOTS", f"trust_roots: {exc.message}",
+                             hint="carry every trust-root version from the oldest a host may "
+                                  "pin up to the newest, each signed by its predecessor") from exc
+    return [(f"{TRUST_DIR}root-{signed.root.version}.json", data) for signed, data, _ in parsed]

@@ -156,5 +156,14 @@ def load_spec(spec_path: Path) -> BundleSpec:
             raise InputError("E_SPEC_PATH_COLLISION", f"{path!r} and {other!r} differ only in "
                              "case or Unicode form", hint="rename one of them: they would "
                              "overwrite each other on Windows and macOS")
+    folded = set(seen)
+    for path in res.files:
+        parts = collision_key(path).split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in folded:
+                raise InputError("E_SPEC_PATH_COLLISION", f"{seen[prefix]!r} is a file but "
+                                 f"{path!r} needs it to be a directory",
+                                 hint="rename the file or the directory")
     files = tuple(sorted(res.files.values(), key=lambda f: f.path.encode("utf-8")))
     return BundleSpec(spec_path, sha256_hex(data), root, raw, files, tuple(trust_roots))

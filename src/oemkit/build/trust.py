@@ -108,6 +108,13 @@ def _change_status(current: SignedRoot, keyid: str, status: str,
             raise InputError("E_TRUST_KEY_UNKNOWN", f"no single key {keyid!r} in the trust root",
                              hint="'oemkit trust show ROOT' lists the key ids")
         key = matches[0]
+    if key.status == "compromised":
+        raise InputError("E_TRUST_KEY_STATUS", f"key {key.keyid[:16]}… ({key.name}) is "
+                         "compromised; that status is final",
+                         hint="a revoked key can never be trusted again; add a new key instead")
+    if key.status == status:
+        raise InputError("E_TRUST_KEY_STATUS", f"key {key.keyid[:16]}… ({key.name}) is already "
+                         f"{status}", hint="nothing to change")
     when = issued or utc_now()
     changed = replace(key, status=status,  # type: ignore[arg-type]
                       retired_at=when if status == "retired" else key.retired_at)

@@ -276,7 +276,6 @@ def trust_set_threshold(
         from oemkit._fs import atomic_write_bytes
         from oemkit.build.trust import set_threshold
 
-        _usages([usage])
         doc = set_threshold(_current_root(root), usage, threshold, _load_keys(sign_with))
         atomic_write_bytes(out or root, doc)
         _report_root(out or root, json_out)

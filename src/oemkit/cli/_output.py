@@ -31,13 +31,15 @@ def emit_json(doc: Any) -> None:
 def print_error(exc: OemkitError, json_out: bool) -> None:
     if json_out:
         emit_json({"ok": False, "error": exc.to_dict()})
-    err.print(f"[bold red]error[/] [red]{exc.code}[/]: {exc.message}", markup=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error[/] [red]{exc.code}[/]: {escape(exc.message)}", markup=True)
     for label in ("member", "check", "expected", "actual"):
         value = getattr(exc, label)
         if value is not None:
             err.print(f"  {label}: {value}", markup=False)
     if exc.hint:
-        err.print(f"  [bold]hint[/]: {exc.hint}")
+        err.print(f"  [bold]hint[/]: {escape(exc.hint)}")
 
 
 @contextlib.contextmanager
@@ -58,7 +60,7 @@ def guard(json_out: bool = False) -> Iterator[None]:
         message = f"internal error: {type(exc).__name__}: {exc}"
         if json_out:
             emit_json({"ok": False, "error": {"code": "E_INTERNAL", "message": message}})
-        err.print(f"[bold red]error[/] {message}", markup=True)
+        err.print(f"error {message}", markup=False)
         err.print("  hint: rerun with --debug for a traceback and report it")
         raise typer.Exit(EXIT_FAILED) from None
 
@@ -118,5 +120,7 @@ def check_table(checks: list[Any]) -> None:
                                                            "actual", "hint")
                      if getattr(check, k)]
             detail = detail + "\n" + "\n".join(extra)
-        table.add_row(check.name, marks[check.status], detail)
+        from rich.markup import escape
+
+        table.add_row(check.name, marks[check.status], escape(detail))
     err.print(table)
