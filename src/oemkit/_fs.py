@@ -211,10 +211,19 @@ def scan_outer(
     while True:
         header = handle.read(BLOCK)
         if len(header) < BLOCK:
+            if offset == 0 and header[257:263] != b"ustar\0":
+                raise _fail("E_NOT_A_BUNDLE", f"the file is not an oemkit bundle (only "
+                            f"{len(header)} bytes, no tar header)",
+                            hint="pass a .oemb file written by oemkit build; if this is a copy "
+                                 "of one, it is truncated")
             raise _fail("E_TRUNCATED", f"the archive ends inside a header at byte {offset}",
                         hint="the copy is truncated; obtain a complete copy")
         if header == b"\0" * BLOCK:
             second = handle.read(BLOCK)
+            if len(second) < BLOCK and not any(second):
+                raise _fail("E_TRUNCATED", f"the archive ends inside its end-of-archive marker "
+                            f"at byte {offset}", hint="the copy is truncated; obtain a complete "
+                            "copy")
             if second != b"\0" * BLOCK:
                 raise _fail("E_TAR_END", f"incomplete end-of-archive marker at byte {offset}")
             rest = total - offset - 2 * BLOCK

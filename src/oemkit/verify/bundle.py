@@ -199,61 +199,97 @@ def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+class _HashingSource:
+    """Raw (compressed) bytes for the decompressor, hashed as they are handed over."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._src = chunks
+        self._chunk = b""
+        self._pos = 0
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pos >= len(self._chunk):
+            chunk = next(self._src, None)
+            if chunk is None:
+                return b""
+            self._chunk, self._pos = chunk, 0
+        if size is None or size < 0:
+            size = len(self._chunk) - self._pos
+        data = self._chunk[self._pos:self._pos + size]
+        self._pos += len(data)
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash every byte not yet handed over, without decompressing it."""
+        while self.read(CHUNK):
+            pass
+
+
 class _BoundedReader:
-    """File-like over decompressed bytes that refuses to go past ``limit``."""
+    """File-like over decompressed bytes that refuses to go past ``limit``.
+
+    Decompression is pulled in bounded steps (never more than the caller asked for, and
+    never more than one byte past ``limit``), so a small frame that expands to gigabytes
+    costs no more memory than a well-behaved one.
+    """
 
     def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
         import zstandard
 
-        self._hash = hashlib.sha256()
-        self._src = chunks
-        self._dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27).decompressobj()
-        self._buf = bytearray()
+        self._raw = _HashingSource(chunks)
+        dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
+        self._zst = dctx.stream_reader(
+            self._raw,  # type: ignore[arg-type]
+            read_size=1 << 17, read_across_frames=True, closefd=False)
         self._limit = limit
         self.produced = 0
         self.eof = False
-        self.compressed_size = 0
 
     def compressed_digest(self) -> str:
-        return self._hash.hexdigest()
+        return self._raw.hash.hexdigest()
 
-    def _fill(self, want: int) -> None:
+    def _pull(self, want: int) -> bytes:
         import zstandard
 
-        while len(self._buf) < want and not self.eof:
-            chunk = next(self._src, None)
-            if chunk is None:
-                self.eof = True
-                break
-            self._hash.update(chunk)
-            self.compressed_size += len(chunk)
-            try:
-                out = self._dctx.decompress(chunk)
-            except zstandard.ZstdError as exc:
-                raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not valid zstd ({exc})",
-                            check="payload", member=PAYLOAD) from exc
-            self.produced += len(out)
-            if self.produced > self._limit:
-                raise _fail("E_PAYLOAD_BOMB", f"{PAYLOAD} decompresses past its declared size "
-                            f"({self._limit} bytes)", check="payload", member=PAYLOAD,
-                            expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes")
-            self._buf += out
+        want = min(want, CHUNK, self._limit + 1 - self.produced)
+        try:
+            data: bytes = self._zst.read(want)
+        except zstandard.ZstdError as exc:
+            raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not valid zstd ({exc})",
+                        check="payload", member=PAYLOAD) from exc
+        if not data:
+            self.eof = True
+        self.produced += len(data)
+        if self.produced > self._limit:
+            raise _fail("E_PAYLOAD_BOMB", f"{PAYLOAD} decompresses past its declared size "
+                        f"({self._limit} bytes)", check="payload", member=PAYLOAD,
+                        expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes")
+        return data
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            self._fill(self._limit + 1)
-            size = len(self._buf)
-        else:
-            self._fill(size)
-        data = bytes(self._buf[:size])
-        del self._buf[:size]
-        return data
+            size = self._limit + 1
+        out = bytearray()
+        while len(out) < size and not self.eof:
+            out += self._pull(size - len(out))
+        return bytes(out)
 
     def drain(self) -> None:
         """Read to the end so the compressed digest covers every byte."""
         while not self.eof:
-            self._fill(len(self._buf) + CHUNK)
-            self._buf.clear()
+            self._pull(CHUNK)
+        self._raw.drain()
+
+    def drain_raw(self) -> None:
+        """Hash the rest of the compressed bytes without decompressing them."""
+        self._raw.drain()
+
+
+def _tar_overhead(entry: FileEntry) -> int:
+    """Most tar bytes around one file: header, PAX header and records, data padding."""
+    return 2048 + 2 * len(entry.path.encode("utf-8"))
 
 
 def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, limits: Limits,
@@ -267,8 +303,9 @@ def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, l
         raise _fail("E_LIMIT_FILES", f"the manifest lists {len(manifest.files)} files (limit "
                     f"{limits.max_files})", check="payload",
                     hint="raise the limit with --max-files if this bundle is legitimate")
-    # Tar overhead: a header (plus a possible PAX header pair) per file, padding, end blocks.
-    limit = manifest.payload_size + 2048 * (len(manifest.files) + 1) + 20 * 512
+    # Tar overhead: a header (plus a PAX header and its records for long or non-ASCII
+    # paths) and padding per file, then the end blocks padded to a 10 KiB record.
+    limit = manifest.payload_size + sum(_tar_overhead(f) for f in manifest.files) + 20 * 512
     limit = min(limit, limits.max_payload_bytes)
 
     def chunks() -> Iterator[bytes]:
@@ -278,8 +315,32 @@ def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, l
             yield chunk
 
     reader = _BoundedReader(chunks(), limit)
+    try:
+        _check_tar(reader, manifest, sink)
+        reader.drain()
+    except VerificationError as exc:
+        # If these are not the signed bytes, that is the finding, not how they broke.
+        try:
+            reader.drain_raw()
+            actual: str | None = reader.compressed_digest()
+        except VerificationError:
+            actual = None
+        if actual is not None and actual != expected.sha256:
+            raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest digest "
+                        f"(reading it failed with {exc.code})", check="payload",
+                        member=PAYLOAD, expected=expected.sha256, actual=actual) from exc
+        raise
+    if reader.compressed_digest() != expected.sha256:
+        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest digest",
+                    check="payload", member=PAYLOAD, expected=expected.sha256,
+                    actual=reader.compressed_digest())
+
+
+def _check_tar(reader: _BoundedReader, manifest: Manifest, sink: Sink | None) -> None:
+    """Walk the inner tar: every entry safe, listed, in order, with its size, mode, digest."""
     seen: set[str] = set()
     seen_fold: dict[str, str] = {}
+    dirs_fold: dict[str, str] = {}
     index = 0
     files = manifest.files
     try:
@@ -306,6 +367,20 @@ def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, l
             if fold != name:
                 raise _fail("E_PAYLOAD_UNSAFE", f"payload members {fold!r} and {name!r} collide "
                             "on case-insensitive file systems", check="payload", member=name)
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                clash = seen_fold.get(collision_key(parent))
+                if clash is not None:
+                    raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} lies under "
+                                f"{clash!r}, which is a file", check="payload", member=name,
+                                hint="the bundle is hostile or damaged; do not use it")
+                dirs_fold.setdefault(collision_key(parent), parent)
+            if collision_key(name) in dirs_fold:
+                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} is a file but "
+                            f"{dirs_fold[collision_key(name)]!r} is a directory",
+                            check="payload", member=name,
+                            hint="the bundle is hostile or damaged; do not use it")
             seen.add(name)
             entry = manifest.entry(name)
             if entry is None:
@@ -356,11 +431,6 @@ def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, l
         missing = files[index].path
         raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing", check="payload",
                     member=missing)
-    reader.drain()
-    if reader.compressed_digest() != expected.sha256:
-        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest digest",
-                    check="payload", member=PAYLOAD, expected=expected.sha256,
-                    actual=reader.compressed_digest())
 
 
 def verify_open_bundle(
