@@ -21,6 +21,8 @@ from oemkit.errors import EnvironmentProblem, InputError, VerificationError
 
 CHUNK = 1 << 20
 BLOCK = 512
+MAX_USTAR_SIZE = 0o77777777777
+PAX_HEADER_NAME = "././@PaxHeader"
 #: At most this many zero bytes may follow the end-of-archive marker (one tar record).
 MAX_TRAILING_ZEROS = 20 * BLOCK
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -129,7 +131,10 @@ def ustar_header(name: str, size: int, mode: int = 0o644) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.type = tarfile.REGTYPE
-    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="ascii", errors="strict")
+    # ustar's size field ends at 8 GiB - 1; beyond it a POSIX pax 'x' header carries the size.
+    if size <= MAX_USTAR_SIZE:
+        return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="ascii", errors="strict")
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="ascii", errors="strict")
 
 
 def padding(size: int) -> bytes:
@@ -233,17 +238,15 @@ def scan_outer(
                             f"{offset}", hint="the file carries data outside the archive; "
                             "obtain a fresh copy")
             return members
-        if not header.startswith(b"\0") and header[257:263] not in (b"ustar\0",):
-            if offset == 0:
-                raise _fail("E_NOT_A_BUNDLE", "the file is not an oemkit bundle (no tar header)",
-                            hint="pass a .oemb file written by oemkit build")
-            raise _fail("E_TAR_HEADER", f"tar header at byte {offset} is not POSIX ustar")
-        stored = _octal(header[148:156], "checksum", offset)
-        computed = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
-        if stored != computed:
-            what = "the file is not an oemkit bundle" if offset == 0 else "a damaged tar header"
-            raise _fail("E_TAR_CHECKSUM" if offset else "E_NOT_A_BUNDLE",
-                        f"{what}: header checksum mismatch at byte {offset}")
+        _check_header(header, offset)
+        pax_size: int | None = None
+        if header[156:157] == b"x":
+            pax_size = _pax_size(handle, header, offset, total)
+            offset = handle.tell()
+            header = handle.read(BLOCK)
+            if len(header) < BLOCK or header == b"\0" * BLOCK:
+                raise _fail("E_TRUNCATED", f"the archive ends after a pax header at byte {offset}")
+            _check_header(header, offset)
         raw_name = header[0:100].split(b"\0", 1)[0]
         if header[345:500].strip(b"\0"):
             raise _fail("E_MEMBER_NAME", f"member at byte {offset} uses a name prefix")
@@ -260,11 +263,17 @@ def scan_outer(
                         f"member {name} is not a regular file (tar type {typeflag!r})",
                         member=name)
         size = _octal(header[124:136], "size", offset)
+        if pax_size is not None:
+            if size != 0:
+                raise _fail("E_TAR_HEADER", f"member {name} has both a pax size and a ustar size",
+                            member=name)
+            size = pax_size
         limit = max_member_size(name)
         if size > limit:
             raise _fail("E_MEMBER_SIZE", f"member {name} declares {size} bytes, over the limit "
                         f"of {limit}", member=name,
-                        hint="raise the limit with --max-member-size if this bundle is legitimate")
+                        hint="if this bundle is legitimate, raise the limit with "
+                             "--max-member-size (metadata) or --max-payload-bytes")
         data_offset = offset + BLOCK
         end = data_offset + size
         pad = -size % BLOCK
@@ -279,6 +288,40 @@ def scan_outer(
         if pad and any(handle.read(pad)):
             raise _fail("E_TAR_PADDING", f"non-zero padding after member {name}", member=name)
         offset = end + pad
+
+
+def _check_header(header: bytes, offset: int) -> None:
+    """POSIX ustar magic and a correct checksum, or a coded failure."""
+    if not header.startswith(b"\0") and header[257:263] not in (b"ustar\0",):
+        if offset == 0:
+            raise _fail("E_NOT_A_BUNDLE", "the file is not an oemkit bundle (no tar header)",
+                        hint="pass a .oemb file written by oemkit build")
+        raise _fail("E_TAR_HEADER", f"tar header at byte {offset} is not POSIX ustar")
+    stored = _octal(header[148:156], "checksum", offset)
+    computed = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
+    if stored != computed:
+        what = "the file is not an oemkit bundle" if offset == 0 else "a damaged tar header"
+        raise _fail("E_TAR_CHECKSUM" if offset else "E_NOT_A_BUNDLE",
+                    f"{what}: header checksum mismatch at byte {offset}")
+
+
+def _pax_size(handle: BinaryIO, header: bytes, offset: int, total: int) -> int:
+    """The one record oemkit writes in a pax header: the size of a member over 8 GiB."""
+    name = header[0:100].split(b"\0", 1)[0]
+    length = _octal(header[124:136], "size", offset)
+    if name != PAX_HEADER_NAME.encode() or length > BLOCK:
+        raise _fail("E_TAR_HEADER", f"unexpected pax header at byte {offset}")
+    data = handle.read(length)
+    pad = handle.read(-length % BLOCK)
+    if len(data) != length or offset + BLOCK + length > total:
+        raise _fail("E_TRUNCATED", f"the archive ends inside a pax header at byte {offset}")
+    if any(pad):
+        raise _fail("E_TAR_PADDING", f"non-zero padding after the pax header at byte {offset}")
+    match = re.fullmatch(rb"(\d+) size=(\d+)\n", data)
+    if not match or int(match.group(1)) != length or int(match.group(2)) <= MAX_USTAR_SIZE:
+        raise _fail("E_TAR_HEADER", f"pax header at byte {offset} must hold exactly one size "
+                    "record for a member over 8 GiB")
+    return int(match.group(2))
 
 
 def read_member(handle: BinaryIO, member: OuterMember) -> bytes:

@@ -236,3 +236,24 @@ def test_malformed_signature_member(signed_bundle, members, bad, trust_v2, doc, 
     [name] = [n for n, _ in members if n.startswith(SIG)]
     write_members(bad, replace_member(members, name, doc))
     assert_rejected(verify_bundle(bad, trust_v2), code, member=name)
+
+
+def test_statement_with_another_predicate_type_is_rejected(tmp_path, keys, trust_v2):
+    import json as _json
+
+    from helpers import EXAMPLE, read_members, replace_member, sign_members, write_members
+    from oemkit._canonical import canonical_json
+    from oemkit.build.bundle import build_bundle
+    from oemkit.verify.bundle import verify_bundle
+
+    built = build_bundle(EXAMPLE, tmp_path / "b").path
+    members = read_members(built)
+    statement = _json.loads(dict(members)["provenance.intoto.json"])
+    statement["predicateType"] = "https://example.com/not-slsa"
+    provenance = canonical_json(statement)
+    members = replace_member(members, "provenance.intoto.json", provenance)
+    forged = write_members(tmp_path / "forged.oemb",
+                           members + sign_members(provenance, [keys["bundle"]]))
+    report = verify_bundle(forged, trust_v2)
+    assert report.error is not None and report.error.code == "E_PROVENANCE_INVALID"
+    assert "SLSA Provenance v1 predicate" in report.error.message

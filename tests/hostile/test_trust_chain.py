@@ -285,3 +285,20 @@ def test_older_carried_root_is_ignored_end_to_end(tmp_path, trust_v1, trust_v2, 
     report = verify_bundle(bundle, trust_v2)
     assert report.ok, report.to_dict()
     assert report.trust_root_version == 2
+
+
+def test_successor_that_unrevokes_a_compromised_key_is_rejected(keys, trust_v2):
+    from dataclasses import replace
+
+    from oemkit.build.trust import _document, revoke_key
+    from oemkit.verify.trust import check_successor, parse_root
+
+    v3 = parse_root(revoke_key(parse_root(trust_v2), keys["bundle"].keyid, [keys["root"]]))
+    forged_keys = tuple(replace(k, status="active") if k.keyid == keys["bundle"].keyid else k
+                        for k in v3.root.keys)
+    forged = parse_root(_document(v3.root.next_version(v3.root.issued, keys=forged_keys),
+                                  [keys["root"]]))
+    with pytest.raises(VerificationError) as err:
+        check_successor(v3.root, forged, "root-4.json")
+    assert err.value.code == "E_TRUST_UNREVOKED"
+    assert "un-revokes key" in err.value.message and err.value.actual == "active"

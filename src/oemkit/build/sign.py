@@ -20,7 +20,6 @@ from oemkit._fs import (
     copy_member,
     open_input,
     read_member,
-    scan_outer,
     write_member,
 )
 from oemkit.crypto.dsse import (
@@ -54,13 +53,10 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
     if not keys:
         raise UsageError("E_USAGE", "no --key given", hint="oemkit sign BUNDLE --key bundle.key")
     path = Path(bundle)
-    from oemkit.verify.bundle import Limits, _check_order, _member_limit
+    from oemkit.verify.bundle import Limits, scan_bundle
 
-    limits = Limits()
     with open_input(path, "bundle") as handle:
-        members = scan_outer(handle, max_members=limits.max_members,
-                             max_member_size=_member_limit(limits))
-        _check_order(members)
+        members = scan_bundle(handle, Limits())
         by_name = {m.name: m for m in members}
         provenance = read_member(handle, by_name[PROVENANCE])
         manifest_bytes = read_member(handle, by_name[MANIFEST])

@@ -38,6 +38,19 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(trust_app, name="trust")
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+MAX_FILES = typer.Option(1_000_000, "--max-files", help="Reader limit: payload files.")
+MAX_MEMBER = typer.Option(64 << 20, "--max-member-size",
+                          help="Reader limit: bytes per metadata member.")
+MAX_PAYLOAD = typer.Option(1 << 40, "--max-payload-bytes",
+                           help="Reader limit: payload bytes, compressed or not.")
+
+
+def _limits(max_files: int, max_member: int, max_payload: int):
+    from oemkit.verify.bundle import Limits
+
+    return Limits(max_files=max_files, max_metadata_bytes=max_member,
+                  max_metadata_total=max(4 * max_member, 256 << 20),
+                  max_payload_bytes=max_payload)
 
 
 def _version(value: bool) -> None:
@@ -387,6 +400,9 @@ def verify(
     bundle: Path = typer.Argument(..., help="Bundle to verify."),
     trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Verify a bundle offline: structure, trust chain, signatures, manifest, SBOM, payload.
 
@@ -396,7 +412,8 @@ def verify(
         from oemkit.verify.bundle import verify_bundle
 
         with progress("verifying", bundle.stat().st_size if bundle.is_file() else 0) as cb:
-            report = verify_bundle(bundle, trust, progress=cb)
+            report = verify_bundle(bundle, trust, progress=cb,
+                                   limits=_limits(max_files, max_member, max_payload))
         _print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)
@@ -450,6 +467,9 @@ def unpack(
     trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty DEST."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Verify, then extract the payload into DEST atomically (never outside it).
 
@@ -459,7 +479,8 @@ def unpack(
         from oemkit.runners.unpack import unpack_bundle
 
         with progress("unpacking", bundle.stat().st_size if bundle.is_file() else 0) as cb:
-            report = unpack_bundle(bundle, dest, trust, force=force, progress=cb)
+            report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
+                                   limits=_limits(max_files, max_member, max_payload))
         _print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)

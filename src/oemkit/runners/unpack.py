@@ -59,6 +59,7 @@ def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | byte
         if not report.ok:
             shutil.rmtree(staging, ignore_errors=True)
             return report
+        os.chmod(staging, 0o755 & ~_umask())
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
             os.rename(dest, old / "d")
@@ -68,7 +69,18 @@ def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | byte
             os.rename(staging, dest)
         report.passed("unpack", f"{report.files} files extracted to {dest}")
         return report
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EnvironmentProblem("E_WRITE", f"cannot write under {dest}: {exc.strerror or exc}",
+                                 hint="check free space and permissions, then run it again; "
+                                      "nothing was left at the destination") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -48,7 +48,9 @@ class Limits:
     """Reader limits; each breach is a coded error. Raise them for legitimate giants."""
 
     max_members: int = 512
+    max_signatures: int = 32
     max_metadata_bytes: int = 64 << 20
+    max_metadata_total: int = 256 << 20
     max_files: int = 1_000_000
     max_payload_bytes: int = 1 << 40
 
@@ -65,6 +67,24 @@ def _member_limit(limits: Limits) -> Callable[[str], int]:
     def limit(name: str) -> int:
         return limits.max_payload_bytes if name == PAYLOAD else limits.max_metadata_bytes
     return limit
+
+
+def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:
+    """Scan the outer archive and check member order and the metadata budgets."""
+    members = scan_outer(handle, max_members=limits.max_members,
+                         max_member_size=_member_limit(limits))
+    _check_order(members)
+    signatures = [m for m in members if m.name.startswith(SIGNATURE_DIR)]
+    if len(signatures) > limits.max_signatures:
+        raise _fail("E_TOO_MANY_SIGNATURES", f"the bundle carries {len(signatures)} signature "
+                    f"members (limit {limits.max_signatures})", check="archive structure",
+                    hint="the bundle is hostile or damaged; obtain a fresh copy")
+    metadata = sum(m.size for m in members if m.name != PAYLOAD)
+    if metadata > limits.max_metadata_total:
+        raise _fail("E_MEMBER_SIZE", f"the bundle's metadata members total {metadata} bytes "
+                    f"(limit {limits.max_metadata_total})", check="archive structure",
+                    hint="if this bundle is legitimate, raise the limit with --max-member-size")
+    return members
 
 
 def _check_order(members: list[OuterMember]) -> None:
@@ -157,7 +177,8 @@ def _judge_signatures(
         end = k.window_end()
         raise _fail("E_KEY_WINDOW", f"key {k.keyid[:16]}… ({k.name}) signed at "
                     f"{signed_at:%Y-%m-%dT%H:%M:%SZ}, outside its validity window",
-                    check="signatures", expected=f"{k.not_before or '-∞'} .. {end or '∞'}",
+                    check="signatures",
+                    expected=f"{_when(k.not_before, '-∞')} .. {_when(end, '∞')}",
                     actual=f"{signed_at:%Y-%m-%dT%H:%M:%SZ}",
                     hint="the key had expired or been retired when this bundle was signed")
     if wrong_usage and not good:
@@ -176,18 +197,26 @@ def _judge_signatures(
                 actual=str(len(good)), hint="sign the bundle with more trusted bundle keys")
 
 
+def _not_provenance() -> VerificationError:
+    return _fail("E_PROVENANCE_INVALID", f"{PROVENANCE} is not an in-toto Statement v1 with a "
+                 "SLSA Provenance v1 predicate", check="provenance", member=PROVENANCE)
+
+
+def _when(moment: Any, default: str) -> str:
+    return default if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def _statement(provenance: bytes) -> dict[str, Any]:
     try:
         obj = parse_json(provenance, what=PROVENANCE)
         ok = (isinstance(obj, dict) and obj.get("_type") == "https://in-toto.io/Statement/v1"
+              and obj.get("predicateType") == "https://slsa.dev/provenance/v1"
               and isinstance(obj.get("subject"), list)
               and isinstance(obj["predicate"]["runDetails"]["metadata"]["finishedOn"], str))
     except (InputError, KeyError, TypeError) as exc:
-        raise _fail("E_PROVENANCE_INVALID", f"{PROVENANCE} is not an in-toto Statement v1",
-                    check="provenance", member=PROVENANCE) from exc
+        raise _not_provenance() from exc
     if not ok:
-        raise _fail("E_PROVENANCE_INVALID", f"{PROVENANCE} is not an in-toto Statement v1",
-                    check="provenance", member=PROVENANCE)
+        raise _not_provenance()
     return obj  # type: ignore[no-any-return]
 
 
@@ -302,7 +331,7 @@ def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, l
     if len(manifest.files) > limits.max_files:
         raise _fail("E_LIMIT_FILES", f"the manifest lists {len(manifest.files)} files (limit "
                     f"{limits.max_files})", check="payload",
-                    hint="raise the limit with --max-files if this bundle is legitimate")
+                    hint="if this bundle is legitimate, raise the limit with --max-files")
     # Tar overhead: a header (plus a PAX header and its records for long or non-ASCII
     # paths) and padding per file, then the end blocks padded to a 10 KiB record.
     limit = manifest.payload_size + sum(_tar_overhead(f) for f in manifest.files) + 20 * 512
@@ -344,7 +373,8 @@ def _check_tar(reader: _BoundedReader, manifest: Manifest, sink: Sink | None) ->
     index = 0
     files = manifest.files
     try:
-        archive = tarfile.open(fileobj=reader, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+        archive = tarfile.open(  # noqa: SIM115 - closed below; a with block would hide errors
+            fileobj=reader, mode="r|", errorlevel=2)  # type: ignore[call-overload]
         for info in archive:
             name = info.name
             problem = path_problem(name)
@@ -466,9 +496,7 @@ def verify_open_bundle(
 
 def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: Limits,
             progress: ProgressFn | None, sink: Sink | None) -> None:
-    members = scan_outer(handle, max_members=limits.max_members,
-                         max_member_size=_member_limit(limits))
-    _check_order(members)
+    members = scan_bundle(handle, limits)
     by_name = {m.name: m for m in members}
     report.passed("archive structure", f"{len(members)} members in canonical order, "
                   "no trailing data")
@@ -597,9 +625,7 @@ def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, An
 
     limits = limits or Limits()
     with open_input(Path(bundle), "bundle") as handle:
-        members = scan_outer(handle, max_members=limits.max_members,
-                             max_member_size=_member_limit(limits))
-        _check_order(members)
+        members = scan_bundle(handle, limits)
         by_name = {m.name: m for m in members}
         manifest_bytes = read_member(handle, by_name[MANIFEST])
         try:

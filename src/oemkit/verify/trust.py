@@ -84,6 +84,18 @@ def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
             check="trust root version", expected=str(want), actual=str(got),
             hint=f"supply trust root version {want} as well (every version in between)",
         )
+    for key in current.keys:
+        successor_key = new.root.key(key.keyid)
+        if key.status == "compromised" and (successor_key is None
+                                            or successor_key.status != "compromised"):
+            raise VerificationError(
+                "E_TRUST_UNREVOKED",
+                f"{what} (v{got}) drops or un-revokes key {key.keyid[:16]}…, which "
+                f"v{current.version} marks compromised",
+                check="trust root chain", expected="compromised",
+                actual=successor_key.status if successor_key else "absent",
+                hint="a compromised key stays compromised in every later version; this trust "
+                     "root was forged or built wrongly")
     signers = count_root_signers(new.envelope, current)
     need = current.thresholds["root"]
     if len(signers) < need:
