@@ -106,7 +106,7 @@ model: model/model.onnx
     (BASE.replace("model/model.onnx", "model/missing.onnx"), "E_SPEC_MISSING_FILE",
      ["bundle.yaml line 4", "model/missing.onnx does not exist"]),
     (BASE.replace("version: 0.1.0", "version: 1.0"), "E_SPEC_INVALID",
-     ["bundle.yaml line 3", "version", "is not of type 'string'"]),
+     ["bundle.yaml line 3", "version", 'is not of type "string"']),
     (BASE + "profiles: cpu-small\n", "E_SPEC_INVALID", ["line 5", "profiles"]),
     (BASE.replace("model/model.onnx", "../outside.onnx"), "E_SPEC_PATH",
      ["line 4", "'..'"]),
@@ -114,9 +114,9 @@ model: model/model.onnx
     (BASE + "name: again\n", "E_SPEC_DUPLICATE_KEY", ["line 5", "duplicate key 'name'"]),
     ("a: &x [1]\nb: *x\n", "E_SPEC_YAML", ["aliases"]),
     ("name: [unclosed\n", "E_SPEC_YAML", ["bundle.yaml line"]),
-    ("- just\n- a list\n", "E_SPEC_INVALID", ["is not of type 'object'"]),
+    ("- just\n- a list\n", "E_SPEC_INVALID", ['is not of type "object"']),
     (BASE.replace("apiVersion: oemkit/v1\n", ""), "E_SPEC_INVALID",
-     ["'apiVersion' is a required property"]),
+     ["required field 'apiVersion' is missing"]),
 ])
 def test_spec_errors_name_the_field_and_line(tmp_path, text, code, words):
     spec = _spec(tmp_path, text)

@@ -114,6 +114,7 @@ def test_bundle_yaml(bundle: Path) -> None:
             "rtol": 1e-4,
         },
         "profiles": ["cpu-small"],
+        "requirements": ["onnxruntime>=1.17", "numpy>=1.24"],
         "files": [],
     }
 

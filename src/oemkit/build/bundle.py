@@ -159,14 +159,27 @@ def _metadata(
 ) -> tuple[Manifest, bytes, bytes, list[tuple[str, bytes]]]:
     import datetime as dt
 
+    from oemkit.build.modelcard import read_model_card
+    from oemkit.build.packages import collect_packages
     from oemkit.build.provenance import make_statement
     from oemkit.build.sbom import make_sbom
 
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw
     trust_docs = _carried_roots(spec)
+    model_source = spec.source(spec.model)
+    assert model_source is not None
+    card = read_model_card(model_source.source)
+    wheelhouse = raw.get("wheelhouse", "").rstrip("/") + "/"
+    wheels = []
+    for e in entries:
+        source = spec.source(e.path)
+        if "wheelhouse" in raw and e.path.startswith(wheelhouse) and e.path.endswith(".whl"):
+            assert source is not None
+            wheels.append((source.source, e.path, e.sha256))
+    packages = collect_packages(wheels, raw.get("requirements", []))
     sbom = make_sbom(spec.name, spec.version, raw.get("description", ""), entries,
-                     spec.model, build_time)
+                     spec.model, build_time, model_card=card, packages=packages)
     golden = dict(raw["golden"]) if "golden" in raw else None
     runtime = Runtime(model=spec.model, entrypoint=raw.get("entrypoint"),
                       profiles=tuple(raw.get("profiles", ())),
@@ -183,7 +196,8 @@ def _metadata(
         {MANIFEST: sha256_hex(manifest.to_bytes()), PAYLOAD: payload_digest},
         spec_name=spec.spec_path.name, spec_sha256=spec.spec_sha256,
         options={"source_date_epoch": epoch, "zstd_level": ZSTD_LEVEL},
-        dependencies=[(e.path, e.sha256) for e in entries],
+        dependencies=[(e.path, e.sha256, _role(e.path, spec.model, wheelhouse if wheels else None))
+                      for e in entries],
         build_time=build_time)
     return manifest, sbom, provenance, trust_docs
 
@@ -210,3 +224,11 @@ def _carried_roots(spec: BundleSpec) -> list[tuple[str, bytes]]:
                              hint="carry every trust-root version from the oldest a host may "
                                   "pin up to the newest, each signed by its predecessor") from exc
     return [(f"{TRUST_DIR}root-{signed.root.version}.json", data) for signed, data, _ in parsed]
+
+
+def _role(path: str, model: str, wheelhouse: str | None) -> str:
+    if path == model:
+        return "model"
+    if wheelhouse and path.startswith(wheelhouse):
+        return "wheelhouse"
+    return "file"

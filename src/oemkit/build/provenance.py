@@ -26,10 +26,11 @@ def make_statement(
     spec_name: str,
     spec_sha256: str,
     options: Mapping[str, Any],
-    dependencies: Sequence[tuple[str, str]],
+    dependencies: Sequence[tuple[str, str, str]],
     build_time: dt.datetime,
 ) -> bytes:
-    """Canonical JSON bytes of the statement. ``subjects`` maps name to SHA-256 hex."""
+    """Canonical JSON bytes of the statement. ``subjects`` maps name to SHA-256 hex;
+    ``dependencies`` are (payload path, SHA-256, role: model, wheelhouse or file)."""
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": n, "digest": {"sha256": d}} for n, d in sorted(subjects.items())],
@@ -43,8 +44,9 @@ def make_statement(
                 },
                 "internalParameters": {},
                 "resolvedDependencies": [
-                    {"name": path, "digest": {"sha256": digest}}
-                    for path, digest in dependencies
+                    {"name": path, "digest": {"sha256": digest},
+                     "annotations": {"oemkit.role": role}}
+                    for path, digest, role in dependencies
                 ],
             },
             "runDetails": {

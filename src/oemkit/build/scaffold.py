@@ -334,6 +334,9 @@ golden:
   rtol: 1.0e-4
 # Target profiles to smoke-test and size against.
 profiles: [cpu-small]
+# Python packages the runner needs (listed in the SBOM; add `wheelhouse: wheels/`
+# with the matching wheels to install them offline on the target).
+requirements: ["onnxruntime>=1.17", "numpy>=1.24"]
 # Extra files to ship, relative to this file (label maps, licenses, ...).
 files: []
 """

@@ -487,6 +487,113 @@ def unpack(
 
 
 @app.command()
+def sbom(
+    args: list[str] = typer.Argument(..., metavar="BUNDLE | diff OLD NEW",
+                                     help="A bundle, or 'diff' and two bundles."),
+    format: str = typer.Option("table", "--format", help="table, or json (the SBOM itself)."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle(s) first."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show a bundle's CycloneDX SBOM, or what changed between two bundles' SBOMs.
+
+    Without --trust the output is marked UNVERIFIED.
+    Example: [bold]oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json[/]
+    Example: [bold]oemkit sbom diff old.oemb new.oemb[/]
+    """
+    with guard(json_out):
+        from oemkit.errors import UsageError
+        from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
+
+        if format not in ("table", "json"):
+            raise UsageError("E_USAGE", f"unknown --format {format!r}", hint="table or json")
+        if args[0] == "diff":
+            if len(args) != 3:
+                raise UsageError("E_USAGE", "sbom diff takes two bundles",
+                                 hint="oemkit sbom diff OLD.oemb NEW.oemb")
+            old = read_member_json(Path(args[1]), "sbom.cdx.json", trust)
+            new = read_member_json(Path(args[2]), "sbom.cdx.json", trust)
+            diff = sbom_diff(old.doc, new.doc)
+            if json_out or format == "json":
+                emit_json({"ok": True, "verified": old.verified, "old": old.bundle,
+                           "new": new.bundle, **diff})
+            _unverified_note(old.verified)
+            _print_diff(diff)
+            return
+        if len(args) != 1:
+            raise UsageError("E_USAGE", "sbom takes one bundle (or 'diff OLD NEW')",
+                             hint="oemkit sbom BUNDLE")
+        doc = read_member_json(Path(args[0]), "sbom.cdx.json", trust)
+        rows = component_rows(doc.doc)
+        if format == "json":
+            emit_json(doc.doc)
+        elif json_out:
+            emit_json({"ok": True, "verified": doc.verified, "bundle": doc.bundle,
+                       "components": rows})
+        _unverified_note(doc.verified)
+        meta = doc.doc.get("metadata", {}).get("component", {})
+        err.print(f"SBOM of {meta.get('name')} {meta.get('version')}: {len(rows)} components, "
+                  f"serial {doc.doc.get('serialNumber')}")
+        if format == "table":
+            from rich.table import Table
+
+            table = Table(box=None, header_style="bold")
+            for col in ("type", "name", "version", "sha256"):
+                table.add_column(col, overflow="fold")
+            for r in rows:
+                table.add_row(r["type"], r["name"], r["version"] or "-",
+                              (r["sha256"] or "-")[:16])
+            err.print(table)
+
+
+def _unverified_note(verified: bool) -> None:
+    if not verified:
+        err.print("[bold yellow]UNVERIFIED[/]: nothing was checked; pass --trust ROOT to verify "
+                  "the bundle first")
+
+
+def _print_diff(diff: dict) -> None:
+    for kind, mark in (("added", "[green]+[/]"), ("removed", "[red]-[/]")):
+        for c in diff[kind]:
+            err.print(f"{mark} {c['type']} {c['name']} {c['version'] or ''}".rstrip())
+    for c in diff["changed"]:
+        old, new = c["old"], c["new"]
+        what = (f"{old['version']} -> {new['version']}" if old["version"] != new["version"]
+                else f"sha256 {str(old['sha256'])[:12]} -> {str(new['sha256'])[:12]}")
+        err.print(f"[yellow]~[/] {c['type']} {c['name']}: {what}")
+    if not any(diff.values()):
+        err.print("no component changed")
+
+
+@app.command()
+def provenance(
+    bundle: Path = typer.Argument(..., help="Bundle."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Print the bundle's in-toto / SLSA provenance statement (UNVERIFIED without --trust).
+
+    Example: [bold]oemkit provenance dist/example-0.1.0.oemb --trust trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.report.sbom import read_member_json
+
+        doc = read_member_json(bundle, "provenance.intoto.json", trust)
+        statement = doc.doc
+        emit_json({"ok": True, "verified": doc.verified, "statement": statement}
+                  if json_out else statement)
+        _unverified_note(doc.verified)
+        build = statement.get("predicate", {}).get("buildDefinition", {})
+        run_details = statement.get("predicate", {}).get("runDetails", {})
+        err.print(f"buildType {build.get('buildType')}; builder "
+                  f"{run_details.get('builder', {}).get('id')}")
+        for subject in statement.get("subject", []):
+            err.print(f"  subject {subject.get('name')} sha256:"
+                      f"{subject.get('digest', {}).get('sha256')}")
+        err.print(f"  {len(build.get('resolvedDependencies', []))} resolved dependencies; "
+                  f"finished {run_details.get('metadata', {}).get('finishedOn')}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("dist"), "--out", help="Where to leave the bundle and root."),
     json_out: bool = JSON_OPT,

@@ -1,0 +1,87 @@
+"""Reading a bundle's SBOM and provenance for people, and diffing two SBOMs.
+
+``read_member_json`` returns a member either verified (the whole bundle checked against
+a trust root first) or marked unverified; the diff and the rows are pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oemkit._canonical import parse_json
+from oemkit._fs import open_input, read_member
+from oemkit.errors import VerificationError
+
+
+@dataclass(frozen=True)
+class MemberDoc:
+    """A parsed metadata member and whether the bundle verified."""
+
+    bundle: str
+    member: str
+    doc: Any
+    verified: bool
+
+
+def read_member_json(bundle: Path, member: str, trust: Path | None = None) -> MemberDoc:
+    """Parse ``member`` of ``bundle``; with ``trust`` the bundle must verify first."""
+    from oemkit.verify.bundle import Limits, scan_bundle, verify_bundle
+
+    if trust is not None:
+        report = verify_bundle(bundle, trust)
+        if not report.ok:
+            assert report.error is not None
+            raise report.error
+    with open_input(bundle, "bundle") as handle:
+        members = {m.name: m for m in scan_bundle(handle, Limits())}
+        if member not in members:
+            raise VerificationError("E_MEMBER_MISSING", f"{bundle} has no {member}",
+                                    member=member, hint="is this an oemkit bundle?")
+        data = read_member(handle, members[member])
+    return MemberDoc(str(bundle), member, parse_json(data, what=member), trust is not None)
+
+
+def _key(comp: dict[str, Any]) -> tuple[str, str]:
+    return str(comp.get("type")), str(comp.get("name"))
+
+
+def _sha(comp: dict[str, Any]) -> str | None:
+    for h in comp.get("hashes", []) or []:
+        if h.get("alg") == "SHA-256":
+            return str(h.get("content"))
+    return None
+
+
+def component_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per component: type, name, version, purl, sha256."""
+    rows = []
+    for comp in doc.get("components", []) or []:
+        rows.append({"type": comp.get("type"), "name": comp.get("name"),
+                     "version": comp.get("version"), "purl": comp.get("purl"),
+                     "sha256": _sha(comp)})
+    return sorted(rows, key=lambda r: (str(r["type"]), str(r["name"])))
+
+
+def sbom_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Components added, removed and changed (version or SHA-256) from ``old`` to ``new``."""
+    before = {_key(c): c for c in old.get("components", []) or []}
+    after = {_key(c): c for c in new.get("components", []) or []}
+
+    def brief(comp: dict[str, Any]) -> dict[str, Any]:
+        return {"type": comp.get("type"), "name": comp.get("name"),
+                "version": comp.get("version"), "sha256": _sha(comp)}
+
+    changed = []
+    for key in sorted(set(before) & set(after)):
+        a, b = before[key], after[key]
+        if (a.get("version"), _sha(a)) != (b.get("version"), _sha(b)):
+            changed.append({"type": key[0], "name": key[1],
+                            "old": {"version": a.get("version"), "sha256": _sha(a)},
+                            "new": {"version": b.get("version"), "sha256": _sha(b)}})
+    return {
+        "added": [brief(after[k]) for k in sorted(set(after) - set(before))],
+        "removed": [brief(before[k]) for k in sorted(set(before) - set(after))],
+        "changed": changed,
+    }
