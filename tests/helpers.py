@@ -121,3 +121,26 @@ def sign_members(provenance: bytes, keys: Sequence[PrivateKeyInfo]) -> list[tupl
 
 def entry(path: str, data: bytes, mode: int = 0o644) -> FileEntry:
     return FileEntry(path, len(data), sha256_hex(data), mode)
+
+
+def reseal(members: Sequence[tuple[str, bytes]], keys: Sequence[PrivateKeyInfo], *,
+           sbom: bytes | None = None, subjects: dict[str, str] | None = None
+           ) -> list[tuple[str, bytes]]:
+    """Re-issue a bundle's manifest, provenance and signatures around a changed SBOM or
+    changed provenance subjects: what a holder of a trusted key would produce."""
+    parts = dict(members)
+    manifest = json.loads(parts["oemkit-bundle.json"])
+    if sbom is not None:
+        parts["sbom.cdx.json"] = sbom
+        manifest["members"]["sbom.cdx.json"] = {"sha256": sha256_hex(sbom), "size": len(sbom)}
+    from oemkit._canonical import canonical_json
+
+    manifest_bytes = canonical_json(manifest)
+    statement = json.loads(parts["provenance.intoto.json"])
+    digests = {"oemkit-bundle.json": sha256_hex(manifest_bytes),
+               "payload.tar.zst": sha256_hex(parts["payload.tar.zst"]), **(subjects or {})}
+    statement["subject"] = [{"name": n, "digest": {"sha256": d}} for n, d in digests.items()]
+    provenance = canonical_json(statement)
+    parts["oemkit-bundle.json"], parts["provenance.intoto.json"] = manifest_bytes, provenance
+    kept = [(n, parts[n]) for n, _ in members if not n.startswith("signatures/")]
+    return kept + sign_members(provenance, keys)

@@ -314,3 +314,66 @@ def test_error_messages_keep_square_brackets(tmp_path):
     result = run("build", spec, "--out", tmp_path / "o")
     assert result.exit_code == 3
     assert "^[a-z0-9][a-z0-9._-]{0,63}$" in result.stderr
+
+
+def test_sbom_and_provenance_commands(signed_bundle, trust_file, tmp_path):
+    unverified = run("sbom", signed_bundle, "--json")
+    assert unverified.exit_code == 0 and "UNVERIFIED" in unverified.stderr
+    doc = json.loads(unverified.stdout)
+    assert doc["verified"] is False
+    assert {"type": "machine-learning-model", "name": "model/model.onnx"}.items() <= next(
+        r for r in doc["components"] if r["type"] == "machine-learning-model").items()
+    verified = run("sbom", signed_bundle, "--trust", trust_file, "--format", "json")
+    assert verified.exit_code == 0 and "UNVERIFIED" not in verified.stderr
+    assert json.loads(verified.stdout)["bomFormat"] == "CycloneDX"
+    table = run("sbom", signed_bundle, "--trust", trust_file)
+    assert "model/model.onnx" in table.stderr and "onnxruntime" in table.stderr
+    prov = run("provenance", signed_bundle, "--trust", trust_file, "--json")
+    assert prov.exit_code == 0
+    assert json.loads(prov.stdout)["statement"]["predicateType"] == (
+        "https://slsa.dev/provenance/v1")
+
+
+def test_sbom_with_trust_refuses_a_tampered_bundle(signed_bundle, trust_file):
+    from oemkit._fs import scan_outer
+
+    with open(signed_bundle, "rb") as handle:
+        sbom = next(m for m in scan_outer(handle, max_members=9, max_member_size=lambda n: 1 << 30)
+                    if m.name == "sbom.cdx.json")
+    data = bytearray(signed_bundle.read_bytes())
+    data[sbom.offset + 100] ^= 1
+    signed_bundle.write_bytes(bytes(data))
+    result = run("sbom", signed_bundle, "--trust", trust_file, "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "E_MEMBER_DIGEST"
+
+
+def test_sbom_diff_names_added_removed_and_changed(tmp_path, trust_file):
+    import shutil
+
+    from helpers import EXAMPLE
+
+    for name in ("old", "new"):
+        shutil.copytree(EXAMPLE, tmp_path / name)
+    new = tmp_path / "new"
+    (new / "extra.txt").write_text("new file")
+    (new / "golden" / "inputs.json").write_text("{}")
+    spec = (new / "bundle.yaml").read_text()
+    spec = spec.replace("files: []", "files: [extra.txt]").replace('"numpy>=1.24"',
+                                                                   '"numpy==2.0.0"')
+    spec = spec.replace('"onnxruntime>=1.17", ', "").replace("version: 0.1.0", "version: 0.2.0")
+    (new / "bundle.yaml").write_text(spec)
+    old_b = run("build", tmp_path / "old", "--out", tmp_path / "o")
+    new_b = run("build", new, "--out", tmp_path / "n")
+    assert old_b.exit_code == 0 and new_b.exit_code == 0, new_b.output
+    result = run("sbom", "diff", tmp_path / "o" / "example-0.1.0.oemb",
+                 tmp_path / "n" / "example-0.2.0.oemb", "--json")
+    assert result.exit_code == 0, result.output
+    diff = json.loads(result.stdout)
+    assert [c["name"] for c in diff["added"]] == ["extra.txt"]
+    assert [c["name"] for c in diff["removed"]] == ["onnxruntime"]
+    changed = {c["name"]: c for c in diff["changed"]}
+    assert set(changed) == {"golden/inputs.json", "numpy"}
+    assert changed["numpy"]["new"]["version"] == "2.0.0"
+    bad = run("sbom", "diff", tmp_path / "o" / "example-0.1.0.oemb")
+    assert bad.exit_code == 2 and "two bundles" in bad.stderr
