@@ -1,8 +1,9 @@
 """DSSE envelopes and their Sigstore v0.3 wrapping, on securesystemslib's keys and signers.
 
 Signing goes through securesystemslib's ``CryptoSigner`` (so an HSM or KMS signer can
-replace a key file later); verification recomputes the PAE over the exact payload bytes
-from the envelope and tries candidate keys chosen by the caller. In-band key ids are
+replace a key file later); verification uses cryptography directly, recomputing the PAE
+over the exact payload bytes from the envelope, and tries candidate keys chosen by the
+caller. In-band key ids are
 ignored: a signature counts for the first trusted key it verifies under.
 """
 
@@ -52,17 +53,26 @@ def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
 
 
 def verify_signature(public: PublicKey, payload_type: str, payload: bytes, sig: bytes) -> bool:
-    """True when ``sig`` is a valid signature by ``public`` over the PAE of ``payload``."""
-    from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
-    from securesystemslib.signer import (  # type: ignore[attr-defined]
-        Signature,
-        SSlibKey,
-    )
+    """True when ``sig`` is a valid signature by ``public`` over the PAE of ``payload``.
 
-    key = SSlibKey.from_crypto(public)
+    Checked with cryptography directly (cheap to import, no signer machinery): Ed25519,
+    or ECDSA P-256 with SHA-256 and a DER signature, as securesystemslib and cosign write.
+    """
+    return verify_raw(public, pae(payload_type, payload), sig)
+
+
+def verify_raw(public: PublicKey, message: bytes, sig: bytes) -> bool:
+    """Verify ``sig`` over ``message`` (already the exact signed bytes)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     try:
-        key.verify_signature(Signature(key.keyid, sig.hex()), pae(payload_type, payload))
-    except (UnverifiedSignatureError, VerificationError):
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(sig, message)
+        else:
+            public.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
         return False
     return True
 
