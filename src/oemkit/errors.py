@@ -19,8 +19,8 @@ class OemkitError(Exception):
     """Root of every error oemkit raises on purpose.
 
     ``code`` is stable (``E_...``) and safe to match on in scripts; ``message`` says what
-    is wrong and where; ``hint`` says what to do next. ``member``, ``check``, ``expected``
-    and ``actual`` pin a verification failure to one place.
+    is wrong and where; ``hint`` says what to do next. ``member``, ``check``, ``field``,
+    ``expected`` and ``actual`` pin a verification failure to one place.
     """
 
     exit_code = EXIT_FAILED
@@ -35,6 +35,7 @@ class OemkitError(Exception):
         check: str | None = None,
         expected: str | None = None,
         actual: str | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -44,6 +45,7 @@ class OemkitError(Exception):
         self.check = check
         self.expected = expected
         self.actual = actual
+        self.field = field
 
     def to_dict(self) -> dict[str, Any]:
         """Machine-readable form used by ``--json``."""
@@ -53,7 +55,7 @@ class OemkitError(Exception):
             "hint": self.hint,
             "exit_code": self.exit_code,
         }
-        for name in ("member", "check", "expected", "actual"):
+        for name in ("member", "check", "field", "expected", "actual"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -34,6 +34,7 @@ from oemkit.models.manifest import (
     MANIFEST,
     PAYLOAD,
     PROVENANCE,
+    REVOCATIONS,
     SBOM,
     TRUST_DIR,
     FileEntry,
@@ -167,6 +168,8 @@ def _metadata(
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw
     trust_docs = _carried_roots(spec)
+    if spec.crl is not None:
+        trust_docs.append((REVOCATIONS, _carried_crl(spec)))
     model_source = spec.source(spec.model)
     assert model_source is not None
     card = read_model_card(model_source.source)
@@ -191,7 +194,7 @@ def _metadata(
     manifest = Manifest(
         name=spec.name, version=spec.version, description=raw.get("description", ""),
         build_time=format_time(build_time), builder={"name": "oemkit", "version": __version__},
-        runtime=runtime, files=tuple(entries), members=members)
+        runtime=runtime, files=tuple(entries), members=members, channel=raw.get("channel"))
     provenance = make_statement(
         {MANIFEST: sha256_hex(manifest.to_bytes()), PAYLOAD: payload_digest},
         spec_name=spec.spec_path.name, spec_sha256=spec.spec_sha256,
@@ -232,3 +235,23 @@ def _role(path: str, model: str, wheelhouse: str | None) -> str:
     if wheelhouse and path.startswith(wheelhouse):
         return "wheelhouse"
     return "file"
+
+
+def _carried_crl(spec: BundleSpec) -> bytes:
+    """The spec's CRL, checked to be an armored oemkit CRL (its signature is judged on the
+    host, against the host's trust root)."""
+    from oemkit.crypto.armor import dearmor, parse_document
+    from oemkit.models.license import CRL_PAYLOAD_TYPE
+    from oemkit.verify.license import CRL_LABEL
+
+    assert spec.crl is not None
+    data = read_input(spec.crl, "CRL", 1 << 20)
+    try:
+        doc = parse_document(dearmor(data, CRL_LABEL, str(spec.crl)), str(spec.crl))
+    except OemkitError as exc:
+        raise InputError("E_SPEC_CRL", f"crl: {exc.message}",
+                         hint="point crl: at a file written by 'oemkit crl issue'") from exc
+    if doc.payload_type != CRL_PAYLOAD_TYPE:
+        raise InputError("E_SPEC_CRL", f"crl: {spec.crl} is not a revocation list",
+                         hint="point crl: at a file written by 'oemkit crl issue'")
+    return data

@@ -42,6 +42,7 @@ class BundleSpec:
     raw: dict[str, Any]
     files: tuple[SourceFile, ...]
     trust_roots: tuple[Path, ...]
+    crl: Path | None = None
 
     @property
     def name(self) -> str:
@@ -149,6 +150,14 @@ def load_spec(spec_path: Path) -> BundleSpec:
             raise InputError("E_SPEC_MISSING_FILE", f"{res.where(('trust_roots', i))}: {rel} "
                              "does not exist", hint="fix the path")
         trust_roots.append(res._inside(candidate, rel, ("trust_roots", i)))
+    crl = None
+    if "crl" in raw:
+        res._check_rel(raw["crl"], ("crl",))
+        candidate = root / raw["crl"]
+        if not candidate.is_file():
+            raise InputError("E_SPEC_MISSING_FILE", f"{res.where(('crl',))}: {raw['crl']} "
+                             "does not exist", hint="fix the path")
+        crl = res._inside(candidate, raw["crl"], ("crl",))
     seen: dict[str, str] = {}
     for path in res.files:
         other = seen.setdefault(collision_key(path), path)
@@ -166,4 +175,4 @@ def load_spec(spec_path: Path) -> BundleSpec:
                                  f"{path!r} needs it to be a directory",
                                  hint="rename the file or the directory")
     files = tuple(sorted(res.files.values(), key=lambda f: f.path.encode("utf-8")))
-    return BundleSpec(spec_path, sha256_hex(data), root, raw, files, tuple(trust_roots))
+    return BundleSpec(spec_path, sha256_hex(data), root, raw, files, tuple(trust_roots), crl)

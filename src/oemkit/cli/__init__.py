@@ -37,6 +37,16 @@ trust_app = typer.Typer(help="Create and change trust roots (each change is a ne
 app.add_typer(keys_app, name="keys")
 app.add_typer(trust_app, name="trust")
 
+
+def _register_license_commands() -> None:
+    from oemkit.cli.license import crl_app, license_app
+
+    app.add_typer(license_app, name="license")
+    app.add_typer(crl_app, name="crl")
+
+
+_register_license_commands()
+
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 MAX_FILES = typer.Option(1_000_000, "--max-files", help="Reader limit: payload files.")
 MAX_MEMBER = typer.Option(64 << 20, "--max-member-size",
@@ -403,8 +413,13 @@ def verify(
     max_files: int = MAX_FILES,
     max_member: int = MAX_MEMBER,
     max_payload: int = MAX_PAYLOAD,
+    state: Path | None = typer.Option(None, "--state", help="License state file (for an "
+                                      "attached license)."),
+    env: str | None = typer.Option(None, "--env", help="This host's environment (licenses)."),
 ) -> None:
     """Verify a bundle offline: structure, trust chain, signatures, manifest, SBOM, payload.
+
+    An attached license (oemkit license attach) is judged too and reported beside it.
 
     Example: [bold]oemkit verify dist/example-0.1.0.oemb --trust trust-root.json[/]
     """
@@ -414,6 +429,9 @@ def verify(
         with progress("verifying", bundle.stat().st_size if bundle.is_file() else 0) as cb:
             report = verify_bundle(bundle, trust, progress=cb,
                                    limits=_limits(max_files, max_member, max_payload))
+        from oemkit.runners.license import default_state_path, judge_attached
+
+        judge_attached(report, state_path=state or default_state_path(), environment=env)
         _print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)

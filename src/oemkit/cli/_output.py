@@ -34,7 +34,7 @@ def print_error(exc: OemkitError, json_out: bool) -> None:
     from rich.markup import escape
 
     err.print(f"[bold red]error[/] [red]{exc.code}[/]: {escape(exc.message)}", markup=True)
-    for label in ("member", "check", "expected", "actual"):
+    for label in ("member", "check", "field", "expected", "actual"):
         value = getattr(exc, label)
         if value is not None:
             err.print(f"  {label}: {value}", markup=False)

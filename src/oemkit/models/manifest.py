@@ -21,6 +21,7 @@ PAYLOAD = "payload.tar.zst"
 SIGNATURE_DIR = "signatures/"
 LICENSE_DIR = "licenses/"
 TRUST_DIR = "trust/"
+REVOCATIONS = "revocations.crl"
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -141,6 +142,7 @@ class Manifest:
     files: tuple[FileEntry, ...]
     members: dict[str, MemberDigest]
     description: str = ""
+    channel: str | None = None
     format: str = FORMAT
     _by_path: dict[str, FileEntry] = field(default_factory=dict, repr=False, compare=False)
 
@@ -160,6 +162,7 @@ class Manifest:
             "name": self.name,
             "version": self.version,
             "description": self.description,
+            "channel": self.channel,
             "build_time": self.build_time,
             "builder": dict(self.builder),
             "runtime": self.runtime.to_dict(),
@@ -178,8 +181,8 @@ class Manifest:
             raise _bad("not a JSON object")
         if data.get("format") != FORMAT:
             raise _bad(f"format is {data.get('format')!r}, this oemkit reads {FORMAT}")
-        expected = {"format", "name", "version", "description", "build_time", "builder",
-                    "runtime", "files", "members"}
+        expected = {"format", "name", "version", "description", "channel", "build_time",
+                    "builder", "runtime", "files", "members"}
         if set(data) != expected:
             raise _bad(f"fields differ from format v1: {sorted(set(data) ^ expected)}")
         name, version = data["name"], data["version"]
@@ -221,9 +224,11 @@ class Manifest:
         builder = data["builder"]
         if not isinstance(builder, dict):
             raise _bad("builder is not an object")
-        description = data["description"]
+        description, channel = data["description"], data["channel"]
         if not isinstance(description, str) or not isinstance(data["build_time"], str):
             raise _bad("description and build_time must be strings")
+        if channel is not None and (not isinstance(channel, str) or not _NAME.match(channel)):
+            raise _bad(f"invalid channel {channel!r}")
         return cls(name=name, version=version, build_time=data["build_time"],
                    builder={str(k): str(v) for k, v in builder.items()}, runtime=runtime,
-                   files=files, members=members, description=description)
+                   files=files, members=members, description=description, channel=channel)

@@ -41,6 +41,13 @@ class VerifyReport:
     files: int = 0
     payload_bytes: int = 0
     error: OemkitError | None = None
+    #: Set once verification got that far (not serialised): the trusted root used, the
+    #: authenticated manifest, and the carried CRL's bytes.
+    root: Any = field(default=None, repr=False)
+    manifest: Any = field(default=None, repr=False)
+    crl: bytes | None = field(default=None, repr=False)
+    licenses: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
+    license: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -72,4 +79,5 @@ class VerifyReport:
             "payload_bytes": self.payload_bytes,
             "checks": [c.to_dict() for c in self.checks],
             "error": self.error.to_dict() if self.error else None,
+            "license": self.license,
         }

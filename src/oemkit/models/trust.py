@@ -29,6 +29,32 @@ def _invalid(message: str) -> InputError:
                       hint="the trust root is damaged; get it again from the vendor")
 
 
+#: Ed25519 points of small order (y with the sign bit cleared), as in libsodium's
+#: blocklist: a signature "verifies" under them for many messages.
+_SMALL_ORDER_Y = {bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+)}
+
+
+def is_weak_key(public: object) -> bool:
+    """True for an Ed25519 public key of small order (never a legitimately generated key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if not isinstance(public, ed25519.Ed25519PublicKey):
+        return False
+    raw = bytearray(public.public_bytes(serialization.Encoding.Raw,
+                                        serialization.PublicFormat.Raw))
+    raw[31] &= 0x7F
+    return bytes(raw) in _SMALL_ORDER_Y
+
+
 @dataclass(frozen=True)
 class TrustKey:
     """One key of the trust root with its usages, status and validity window."""
@@ -80,6 +106,11 @@ class TrustKey:
         if not isinstance(keyid, str) or not isinstance(pem, str):
             raise _invalid("a key entry lacks keyid or public_key")
         public = load_public(pem, f"trust root key {keyid[:16]}")
+        if is_weak_key(public):
+            raise InputError("E_TRUST_WEAK_KEY", f"trust root: key {keyid[:16]}… is a "
+                             "small-order Ed25519 point that would accept forged signatures",
+                             hint="the trust root is hostile or broken; get it again from the "
+                                  "vendor")
         if key_id(public) != keyid:
             raise _invalid(f"key {keyid[:16]}… does not match its public key")
         usage = data.get("usage")

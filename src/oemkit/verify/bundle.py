@@ -26,6 +26,7 @@ from oemkit.models.manifest import (
     MANIFEST,
     PAYLOAD,
     PROVENANCE,
+    REVOCATIONS,
     SBOM,
     SIGNATURE_DIR,
     TRUST_DIR,
@@ -99,10 +100,10 @@ def _check_order(members: list[OuterMember]) -> None:
         seen.add(name)
 
     def rank(name: str) -> int:
-        fixed = {MANIFEST: 0, SBOM: 1, PROVENANCE: 2, PAYLOAD: 4}
+        fixed = {MANIFEST: 0, SBOM: 1, PROVENANCE: 2, REVOCATIONS: 4, PAYLOAD: 5}
         if name in fixed:
             return fixed[name]
-        for prefix, value in ((TRUST_DIR, 3), (SIGNATURE_DIR, 5), (LICENSE_DIR, 6)):
+        for prefix, value in ((TRUST_DIR, 3), (SIGNATURE_DIR, 6), (LICENSE_DIR, 7)):
             if name.startswith(prefix):
                 return value
         raise _fail("E_MEMBER_UNKNOWN", f"unexpected member {name}", check="archive structure",
@@ -117,8 +118,8 @@ def _check_order(members: list[OuterMember]) -> None:
         if ranks[i] < ranks[i - 1]:
             raise _fail("E_MEMBER_ORDER", f"member {names[i]} is out of order (after "
                         f"{names[i - 1]})", check="archive structure", member=names[i],
-                        expected="manifest, sbom, provenance, trust/*, payload, signatures/*, "
-                                 "licenses/*")
+                        expected="manifest, sbom, provenance, trust/*, revocations.crl, "
+                                 "payload, signatures/*, licenses/*")
 
 
 def _judge_signatures(
@@ -554,6 +555,17 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
                         expected=manifest.members[member_name].sha256, actual=sha256_hex(data))
     report.passed("manifest", f"{manifest.name} {manifest.version}: {len(manifest.files)} "
                   f"files, {len(listed)} listed members match their digests")
+    report.manifest, report.root = manifest, root
+    report.licenses = [(m.name, read_member(handle, m)) for m in members
+                       if m.name.startswith(LICENSE_DIR)]
+    if REVOCATIONS in by_name:
+        from oemkit.verify.license import read_crl
+
+        report.crl = read_member(handle, by_name[REVOCATIONS])
+        crl = read_crl(report.crl, root, REVOCATIONS)
+        report.passed("revocations", f"carried CRL sequence {crl.seq} is signed by a trusted "
+                      f"crl key ({len(crl.licenses)} license(s), {len(crl.keys)} key(s) "
+                      "revoked)")
 
     check_sbom(read_member(handle, by_name[SBOM]), manifest)
     report.passed("sbom", f"valid CycloneDX 1.6; lists all {len(manifest.files)} payload "

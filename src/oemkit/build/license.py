@@ -1,0 +1,82 @@
+"""Issuing licenses and revocation lists: canonical claims, one signature, armor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from oemkit._canonical import canonical_json
+from oemkit.crypto.armor import armor, sign_document
+from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.models.license import (
+    CRL_PAYLOAD_TYPE,
+    LICENSE_PAYLOAD_TYPE,
+    LicenseClaims,
+    RevocationList,
+)
+from oemkit.verify.license import CRL_LABEL, LICENSE_LABEL
+
+
+def issue_license(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
+    """The armored license: the claims are re-validated, canonicalised and signed."""
+    payload = canonical_json(claims.to_dict())
+    LicenseClaims.from_dict(claims.to_dict())
+    return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
+
+
+def issue_crl(key: PrivateKeyInfo, seq: int, *, revoke: Sequence[tuple[str, int | None]] = (),
+              revoke_keys: Sequence[str] = (), issued_at: dt.datetime) -> bytes:
+    """The armored revocation list with sequence ``seq``."""
+    crl = RevocationList(seq, issued_at, dict(revoke), tuple(revoke_keys))
+    RevocationList.from_dict(crl.to_dict())
+    return armor(CRL_LABEL, sign_document(key, CRL_PAYLOAD_TYPE, canonical_json(crl.to_dict())))
+
+
+def license_id_of(data: bytes, what: str = "license") -> str:
+    """The license id a (not yet verified) license claims: for naming only."""
+    from oemkit._canonical import parse_json
+    from oemkit.crypto.armor import dearmor, parse_document
+    from oemkit.errors import InputError
+
+    doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
+    claims = parse_json(doc.payload, what=f"{what} claims")
+    license_id = claims.get("license_id") if isinstance(claims, dict) else None
+    import re
+
+    if not isinstance(license_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                                       license_id):
+        raise InputError("E_CLAIMS_INVALID", f"{what} has no valid license_id",
+                         hint="attach a license written by 'oemkit license issue'")
+    return license_id
+
+
+def attach_license(bundle: Path, data: bytes) -> str:
+    """Carry ``data`` in the bundle as ``licenses/<id>.lic`` (replacing one with that id).
+
+    Licenses sit outside the bundle signature (a license may bind to this very manifest),
+    so attaching one never invalidates the bundle's signatures. Atomic rewrite.
+    """
+    from oemkit._fs import END_OF_ARCHIVE, atomic_output, copy_member, open_input, write_member
+    from oemkit.models.manifest import LICENSE_DIR
+    from oemkit.verify.bundle import Limits, scan_bundle
+
+    name = f"{LICENSE_DIR}{license_id_of(data)}.lic"
+    with open_input(bundle, "bundle") as handle:
+        members = scan_bundle(handle, Limits())
+        licenses = {m.name: m for m in members if m.name.startswith(LICENSE_DIR)}
+        with atomic_output(bundle, mode=bundle.stat().st_mode & 0o777) as out:
+            for member in members:
+                if member.name.startswith(LICENSE_DIR):
+                    continue
+                handle.seek(member.offset)
+                copy_member(out, member.name, handle, member.size)
+            texts = {n: None for n in licenses} | {name: data}
+            for member_name in sorted(texts):
+                if texts[member_name] is None:
+                    handle.seek(licenses[member_name].offset)
+                    copy_member(out, member_name, handle, licenses[member_name].size)
+                else:
+                    write_member(out, member_name, data)
+            out.write(END_OF_ARCHIVE)
+    return name

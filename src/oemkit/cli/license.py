@@ -1,0 +1,315 @@
+"""`oemkit license ...` and `oemkit crl ...`: thin commands over oemkit.build.license,
+oemkit.verify.license and oemkit.runners.license."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from oemkit.cli._output import emit_json, err, guard, passphrase_for
+
+license_app = typer.Typer(help="Issue, verify, inspect and attach offline licenses.",
+                          no_args_is_help=True)
+crl_app = typer.Typer(help="Issue signed revocation lists.", no_args_is_help=True)
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def _key(path: Path):
+    from oemkit.crypto.keys import load_private_file
+
+    return load_private_file(path, passphrase_for(path))
+
+
+def _duration(text: str) -> int:
+    from oemkit.errors import UsageError
+
+    match = re.fullmatch(r"(\d+)([dhm]?)", text.strip())
+    if not match:
+        raise UsageError("E_USAGE", f"--grace {text!r} is not a duration",
+                         hint="use e.g. 14d, 36h or 90m")
+    value, unit = int(match.group(1)), match.group(2) or "d"
+    return value * {"d": 86400, "h": 3600, "m": 60}[unit]
+
+
+def _limits(items: list[str]) -> dict[str, int]:
+    from oemkit.errors import UsageError
+
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise UsageError("E_USAGE", f"--limit {item!r} is not NAME=INTEGER",
+                             hint="e.g. --limit seats=50")
+        out[name] = int(value)
+    return out
+
+
+@license_app.command("issue")
+def issue(
+    key: Path = typer.Option(..., "--key", help="License signing key (usage license)."),
+    customer: str = typer.Option(..., "--customer", help="Customer id."),
+    customer_name: str = typer.Option(..., "--customer-name", help="Customer name."),
+    product: str = typer.Option(..., "--product", help="Product the license is for."),
+    expires: str = typer.Option(..., "--expires", help="ISO 8601 date or time (UTC)."),
+    not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 (UTC)."),
+    grace: str = typer.Option("0", "--grace", help="Grace period after expiry: 14d, 36h."),
+    features: str = typer.Option("", "--features", help="Comma-separated features."),
+    limit: list[str] = typer.Option([], "--limit", help="NAME=INTEGER (repeat)."),
+    bundle_digest: list[str] = typer.Option([], "--bundle-digest",
+                                            help="sha256:<manifest digest> (repeat)."),
+    channel: str | None = typer.Option(None, "--channel", help="Bind to a release channel."),
+    updates_until: str | None = typer.Option(None, "--updates-until",
+                                             help="Bind to bundles built until this date."),
+    hardware: Path | None = typer.Option(None, "--hardware",
+                                         help="Fingerprint file from the customer host."),
+    match: int | None = typer.Option(None, "--match", help="Components that must match."),
+    env: str | None = typer.Option(None, "--env", help="Bind to an environment name."),
+    seq: int = typer.Option(1, "--seq", min=1, help="Re-issue sequence number."),
+    license_id: str | None = typer.Option(None, "--license-id",
+                                          help="Default: CUSTOMER-PRODUCT."),
+    min_crl_seq: int | None = typer.Option(None, "--min-crl-seq",
+                                           help="Require a CRL at least this new."),
+    issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
+    out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Issue a signed offline license.
+
+    Example: [bold]oemkit license issue --key license.key --customer acme --customer-name
+    "ACME Corp" --product vision --expires 2027-06-30 --grace 14d --features batch
+    --limit seats=50 --hardware acme.fp --match 2 --out acme.lic[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit._time import now, parse_time
+        from oemkit.build.license import issue_license
+        from oemkit.errors import UsageError
+        from oemkit.models.license import BundleBinding, HardwareBinding, LicenseClaims
+        from oemkit.runners.license import read_fingerprint
+
+        chosen = [bool(bundle_digest), channel is not None, updates_until is not None]
+        if sum(chosen) > 1:
+            raise UsageError("E_USAGE", "choose one of --bundle-digest, --channel, "
+                             "--updates-until", hint="a license binds to bundles one way")
+        binding = None
+        if any(chosen):
+            digests = tuple(d if d.startswith("sha256:") else f"sha256:{d}"
+                            for d in bundle_digest)
+            binding = BundleBinding(digests, channel, parse_time(updates_until,
+                                    "--updates-until") if updates_until else None)
+        hw = None
+        if hardware is not None:
+            fp = read_fingerprint(hardware)
+            comps = tuple((c["kind"], c["hash"]) for c in fp["components"])
+            hw = HardwareBinding(fp["salt"], match or len(comps), comps)
+        elif match is not None:
+            raise UsageError("E_USAGE", "--match needs --hardware",
+                             hint="pass the customer's fingerprint file")
+        when = parse_time(issued_at, "--issued-at") if issued_at else now()
+        lid = license_id or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{customer}-{product}")[:64]
+        claims = LicenseClaims(
+            license_id=lid, seq=seq, issuer=key.stem, customer_id=customer,
+            customer_name=customer_name, product=product, issued_at=when,
+            not_before=parse_time(not_before, "--not-before") if not_before else when,
+            expires=parse_time(expires, "--expires"), grace_seconds=_duration(grace),
+            features=tuple(f for f in features.split(",") if f), limits=_limits(limit),
+            bundle=binding, hardware=hw, environment=env, min_crl_seq=min_crl_seq)
+        signing_key = _key(key)
+        data = issue_license(signing_key, claims)
+        atomic_write_bytes(out, data)
+        if json_out:
+            emit_json({"ok": True, "license": str(out), "claims": claims.to_dict()})
+        err.print(f"Issued {out}: license {lid} (re-issue {seq}) for {customer_name}, "
+                  f"{product}, expires {claims.expires:%Y-%m-%d}, signed by "
+                  f"{signing_key.keyid[:16]}…")
+
+
+@license_app.command("verify")
+def verify(
+    file: Path = typer.Argument(..., help="The license (.lic)."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    bundle: Path | None = typer.Option(None, "--bundle", help="Bundle it must cover."),
+    crl: list[Path] = typer.Option([], "--crl", help="Revocation list (repeat)."),
+    state: Path | None = typer.Option(None, "--state", help="State file (default: "
+                                      "$OEMKIT_STATE or ~/.local/state/oemkit/...)."),
+    env: str | None = typer.Option(None, "--env", help="This host's environment."),
+    require_feature: list[str] = typer.Option([], "--require-feature", help="Repeat."),
+    require_limit: list[str] = typer.Option([], "--require-limit", help="NAME=VALUE."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Verify a license offline: valid, grace (with days left), or rejected with a code.
+
+    Example: [bold]oemkit license verify acme.lic --trust trust-root.json --bundle
+    vision-2.1.oemb[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import read_input
+        from oemkit.license import load_trust
+        from oemkit.runners.license import bundle_facts, default_state_path, verify_license
+        from oemkit.verify.bundle import verify_bundle
+
+        root = load_trust(trust)
+        facts, crls = None, []
+        if bundle is not None:
+            report = verify_bundle(bundle, trust)
+            if not report.ok:
+                assert report.error is not None
+                raise report.error
+            root, facts = report.root, bundle_facts(report)
+            if report.crl:
+                crls.append((f"{bundle.name}:revocations.crl", report.crl, False))
+        crls += [(str(p), read_input(p, "CRL", 1 << 20), True) for p in crl]
+        check = verify_license(read_input(file, "license", 1 << 20), root,
+                               state_path=state or default_state_path(), crls=crls,
+                               bundle=facts, environment=env, what=str(file))
+        verdict = check.verdict
+        for feature in require_feature:
+            verdict.require_feature(feature)
+        for item in require_limit:
+            name, value = next(iter(_limits([item]).items()))
+            verdict.require_limit(name, value)
+        if json_out:
+            emit_json({"ok": True, **verdict.to_dict()})
+        c = verdict.claims
+        color = "green" if verdict.status == "valid" else "yellow"
+        err.print(f"[bold {color}]{verdict.status.upper()}[/] license {c.license_id} (re-issue "
+                  f"{c.seq}) for {c.customer_name} ({c.customer_id}), product {c.product}")
+        err.print(f"  expires {c.expires:%Y-%m-%d}, judged at "
+                  f"{verdict.effective_time:%Y-%m-%dT%H:%M:%SZ}"
+                  + (f"; grace: {verdict.grace_days_left} days left"
+                     if verdict.status == "grace" else ""))
+        err.print(f"  features: {', '.join(sorted(c.features)) or '-'}; limits: "
+                  + (", ".join(f"{k}={v}" for k, v in sorted(c.limits.items())) or "-"))
+        for warning in verdict.warnings:
+            err.print(f"  [yellow]warning[/]: {warning}", markup=True)
+
+
+@license_app.command("inspect")
+def inspect(
+    file: Path = typer.Argument(..., help="The license (.lic)."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify first."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show a license's claims (marked UNVERIFIED unless --trust is given).
+
+    Example: [bold]oemkit license inspect acme.lic[/]
+    """
+    with guard(json_out):
+        from oemkit._canonical import parse_json
+        from oemkit._fs import read_input
+        from oemkit.crypto.armor import dearmor, parse_document
+        from oemkit.license import load_trust
+        from oemkit.verify.license import LICENSE_LABEL, check_signature
+
+        data = read_input(file, "license", 1 << 20)
+        doc = parse_document(dearmor(data, LICENSE_LABEL, str(file)), str(file))
+        claims = parse_json(doc.payload, what=f"{file} claims")
+        verified = False
+        if trust is not None:
+            check_signature(doc, load_trust(trust), "license", str(file))
+            verified = True
+        if json_out:
+            emit_json({"ok": True, "verified": verified, "signer": doc.keyid,
+                       "claims": claims})
+        if not verified:
+            err.print("[bold yellow]UNVERIFIED[/]: signature not checked; pass --trust ROOT")
+        else:
+            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {doc.keyid[:16]}…); bindings "
+                      "and dates are judged by 'oemkit license verify'")
+        if not json_out:
+            import json
+
+            err.print(json.dumps(claims, indent=2, sort_keys=True), markup=False)
+
+
+@license_app.command("fingerprint")
+def fingerprint(
+    out: Path | None = typer.Option(None, "--out", help="Write the fingerprint here."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """This host's hardware components as keyed hashes, for the vendor to bind a license to.
+
+    Raw ids never leave the host: the file holds a fresh salt and HMACs only.
+    Example: [bold]oemkit license fingerprint --out acme-host.fp[/]
+    """
+    with guard(json_out):
+        import json
+
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.errors import EnvironmentProblem
+        from oemkit.runners.license import collect_host
+        from oemkit.runners.license import fingerprint as make_fp
+
+        host = collect_host()
+        if not host:
+            raise EnvironmentProblem("E_NO_HARDWARE_IDS", "found no hardware ids on this host",
+                                     hint="run on the target host (machine-id, DMI, disks, "
+                                          "NICs are read from /etc and /sys)")
+        doc = make_fp(host)
+        text = json.dumps(doc, indent=2) + "\n"
+        if out is not None:
+            atomic_write_bytes(out, text.encode())
+        if json_out or out is None:
+            emit_json(doc)
+        kinds = ", ".join(f"{k} x{len(v)}" for k, v in sorted(host.items()))
+        err.print(f"{len(doc['components'])} components ({kinds})"
+                  + (f" written to {out}" if out else ""))
+
+
+@license_app.command("attach")
+def attach(
+    bundle: Path = typer.Argument(..., help="Bundle to carry the license."),
+    file: Path = typer.Argument(..., help="The license (.lic)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Carry a customer's license inside a bundle (outside the bundle signature).
+
+    Example: [bold]oemkit license attach vision-2.1.oemb acme.lic[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import read_input
+        from oemkit.build.license import attach_license
+
+        name = attach_license(bundle, read_input(file, "license", 1 << 20))
+        if json_out:
+            emit_json({"ok": True, "bundle": str(bundle), "member": name})
+        err.print(f"Attached {file} to {bundle} as {name}")
+
+
+@crl_app.command("issue")
+def crl_issue(
+    key: Path = typer.Option(..., "--key", help="CRL signing key (usage crl)."),
+    seq: int = typer.Option(..., "--seq", min=1, help="Sequence number (monotonic)."),
+    revoke: list[str] = typer.Option([], "--revoke", help="LICENSE_ID[:below_seq] (repeat)."),
+    revoke_key: list[str] = typer.Option([], "--revoke-key", help="Key id (repeat)."),
+    issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
+    out: Path = typer.Option(..., "--out", help="Where to write FILE.crl."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Issue a signed revocation list.
+
+    Example: [bold]oemkit crl issue --key crl.key --seq 7 --revoke acme-vision:3 --out
+    revocations.crl[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit._time import now, parse_time
+        from oemkit.build.license import issue_crl
+        from oemkit.errors import UsageError
+
+        entries = []
+        for item in revoke:
+            lid, _, below = item.partition(":")
+            if not lid or (below and not below.isdigit()):
+                raise UsageError("E_USAGE", f"--revoke {item!r} is not LICENSE_ID[:below_seq]",
+                                 hint="e.g. --revoke acme-vision or --revoke acme-vision:3")
+            entries.append((lid, int(below) if below else None))
+        when = parse_time(issued_at, "--issued-at") if issued_at else now()
+        data = issue_crl(_key(key), seq, revoke=entries, revoke_keys=revoke_key, issued_at=when)
+        atomic_write_bytes(out, data)
+        if json_out:
+            emit_json({"ok": True, "crl": str(out), "seq": seq})
+        err.print(f"Issued {out}: CRL sequence {seq}, {len(entries)} license(s) and "
+                  f"{len(revoke_key)} key(s) revoked")

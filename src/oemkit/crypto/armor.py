@@ -1,0 +1,125 @@
+"""ASCII armor for licenses and CRLs, and their signed envelope.
+
+    -----BEGIN OEMKIT LICENSE-----
+    <base64 of the envelope JSON, 64 columns>
+    -----END OEMKIT LICENSE-----
+
+The envelope is DSSE: ``{"payloadType", "payload", "signatures": [{"keyid", "alg",
+"sig"}]}``. ``keyid`` and ``alg`` are unsigned hints used to pick a key from the trust
+root and to refuse algorithm confusion; the trust decision is always the trust root's key.
+ECDSA signatures are DER with a low S value, so a signature has exactly one valid form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from oemkit._canonical import b64encode, pae
+from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.errors import VerificationError
+
+MAX_ARMORED = 64 << 10
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _armor_error(message: str, what: str) -> VerificationError:
+    return VerificationError("E_ARMOR", f"{what}: {message}", check="armor",
+                             hint="the file is damaged or not an oemkit document; ask for a "
+                                  "fresh copy")
+
+
+def armor(label: str, data: bytes) -> bytes:
+    text = base64.b64encode(data).decode("ascii")
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return ("\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
+            + "\n").encode("ascii")
+
+
+def dearmor(data: bytes, label: str, what: str) -> bytes:
+    """The bytes inside exactly one armor block with ``label`` (strict base64)."""
+    if len(data) > MAX_ARMORED:
+        raise VerificationError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
+                                f"{MAX_ARMORED})", check="armor",
+                                hint="this is not a license file")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise _armor_error("not ASCII text", what) from None
+    pattern = (rf"^\s*-----BEGIN {label}-----\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n"
+               rf"-----END {label}-----\s*$")
+    match = re.match(pattern, text)
+    if not match:
+        found = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
+        detail = (f"it is armored as {found.group(1)!r}, not {label!r}" if found
+                  else f"no '-----BEGIN {label}-----' block")
+        raise _armor_error(detail, what)
+    try:
+        return base64.b64decode("".join(match.group(1).split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _armor_error(f"bad base64 ({exc})", what) from None
+
+
+@dataclass(frozen=True)
+class SignedDoc:
+    """A decoded envelope: payload type, the exact payload bytes, and one signature."""
+
+    payload_type: str
+    payload: bytes
+    keyid: str
+    alg: str
+    sig: bytes
+
+
+def sign_document(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
+    """Envelope JSON bytes with one signature by ``key`` (ECDSA normalised to low S)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    message = pae(payload_type, payload)
+    if isinstance(key.private, ed25519.Ed25519PrivateKey):
+        sig = key.private.sign(message)
+    else:
+        r, s = decode_dss_signature(key.private.sign(message, ec.ECDSA(hashes.SHA256())))
+        sig = encode_dss_signature(r, min(s, _P256_N - s))
+    envelope = {"payloadType": payload_type, "payload": b64encode(payload),
+                "signatures": [{"keyid": key.keyid, "alg": key.algorithm,
+                                "sig": b64encode(sig)}]}
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def parse_document(data: bytes, what: str) -> SignedDoc:
+    """Decode an envelope with exactly one signature; structural errors are E_ENVELOPE."""
+    from oemkit._canonical import b64decode, parse_json
+    from oemkit.errors import InputError
+
+    def bad(message: str) -> VerificationError:
+        return VerificationError("E_ENVELOPE", f"{what}: {message}", check="envelope",
+                                 hint="the file is damaged or not an oemkit document")
+
+    try:
+        obj: Any = parse_json(data, what=what)
+        if not isinstance(obj, dict) or set(obj) != {"payloadType", "payload", "signatures"}:
+            raise bad("not an envelope {payloadType, payload, signatures}")
+        sigs = obj["signatures"]
+        if not isinstance(sigs, list) or len(sigs) != 1 or not isinstance(sigs[0], dict):
+            raise bad("exactly one signature is expected")
+        entry = sigs[0]
+        if set(entry) != {"keyid", "alg", "sig"} or not all(
+                isinstance(v, str) for v in entry.values()):
+            raise bad("the signature must be {keyid, alg, sig} strings")
+        if not isinstance(obj["payloadType"], str):
+            raise bad("payloadType must be a string")
+        payload = b64decode(obj["payload"], what=f"{what} payload")
+        sig = b64decode(entry["sig"], what=f"{what} signature")
+    except InputError as exc:
+        raise bad(exc.message) from None
+    return SignedDoc(obj["payloadType"], payload, entry["keyid"], entry["alg"], sig)

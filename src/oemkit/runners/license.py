@@ -1,0 +1,227 @@
+"""License verification on a host: the state file, the host's hardware facts, and the glue
+that feeds them (and an optional bundle's CRL and binding facts) to the pure verifier.
+
+The state file is JSON, written atomically with mode 0600 and only after a verdict. A
+missing or corrupt state is reported and verification falls back to the newest signed
+issue time: never to "anything goes".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oemkit._fs import atomic_write_bytes, read_input
+from oemkit._time import format_time, parse_time
+from oemkit._time import now as utc_now
+from oemkit.errors import InputError
+from oemkit.models.license import FINGERPRINT_TYPE
+from oemkit.models.trust import TrustRoot
+from oemkit.verify.license import (
+    BundleFacts,
+    LicenseState,
+    Verdict,
+    component_hash,
+    evaluate,
+)
+
+STATE_TYPE = "oemkit-license-state/v1"
+
+
+def default_state_path() -> Path:
+    """$OEMKIT_STATE, else $XDG_STATE_HOME/oemkit/license-state.json (~/.local/state)."""
+    explicit = os.environ.get("OEMKIT_STATE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "oemkit" / "license-state.json"
+
+
+def load_state(path: Path) -> tuple[LicenseState, str | None]:
+    """The remembered state and, when it could not be used, why (a warning to show)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return LicenseState(), (f"no license state at {path} yet: judging at the newest signed "
+                                "issue time; the state will be created")
+    except OSError as exc:
+        return LicenseState(), (f"cannot read license state {path} ({exc.strerror}): judging "
+                                "at the newest signed issue time")
+    try:
+        obj = json.loads(data)
+        if not isinstance(obj, dict) or obj.get("type") != STATE_TYPE:
+            raise ValueError("not an oemkit license state")
+        seqs = obj.get("seqs", {})
+        if not isinstance(seqs, dict) or any(not isinstance(v, int) for v in seqs.values()):
+            raise ValueError("seqs is malformed")
+        crl = obj.get("crl")
+        return LicenseState(
+            last_seen=parse_time(obj["last_seen"], "last_seen") if obj.get("last_seen")
+            else None,
+            crl=crl.encode("ascii") if isinstance(crl, str) else None,
+            crl_seq=int(obj.get("crl_seq", 0)), seqs=dict(seqs)), None
+    except (ValueError, KeyError, TypeError, InputError) as exc:
+        aside = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, aside)
+            kept = f"; kept as {aside}"
+        except OSError:
+            kept = ""
+        return LicenseState(), (f"license state {path} is corrupt ({exc}){kept}: judging at "
+                                "the newest signed issue time")
+
+
+def save_state(path: Path, state: LicenseState) -> None:
+    doc = {"type": STATE_TYPE,
+           "last_seen": format_time(state.last_seen) if state.last_seen else None,
+           "crl": state.crl.decode("ascii") if state.crl else None,
+           "crl_seq": state.crl_seq, "seqs": dict(sorted(state.seqs.items()))}
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
+
+
+# --------------------------------------------------------------------------- host facts
+
+
+def collect_host(root: Path = Path("/")) -> dict[str, list[str]]:
+    """Raw hardware ids of this host by kind. They never leave it: only keyed hashes do."""
+    out: dict[str, list[str]] = {}
+
+    def read(path: Path) -> str | None:
+        try:
+            value = path.read_text("utf-8", "replace").strip().lower()
+        except OSError:
+            return None
+        return value or None
+
+    for kind, rel in (("machine-id", "etc/machine-id"),
+                      ("dmi-uuid", "sys/class/dmi/id/product_uuid")):
+        value = read(root / rel)
+        if value:
+            out[kind] = [value]
+    disks = []
+    block = root / "sys" / "block"
+    for dev in sorted(block.iterdir()) if block.is_dir() else []:
+        if dev.name.startswith(("loop", "ram", "zram", "dm-")):
+            continue
+        serial = read(dev / "device" / "serial") or read(dev / "serial")
+        if serial:
+            disks.append(serial)
+    if disks:
+        out["disk-serial"] = disks
+    macs = []
+    net = root / "sys" / "class" / "net"
+    for iface in sorted(net.iterdir()) if net.is_dir() else []:
+        if iface.name == "lo" or "/virtual/" in os.path.realpath(iface):
+            continue
+        mac = read(iface / "address")
+        if mac and mac != "00:00:00:00:00:00":
+            macs.append(mac)
+    if macs:
+        out["mac"] = macs
+    cluster = os.environ.get("OEMKIT_K8S_CLUSTER_UID")
+    if cluster:
+        out["k8s-cluster-uid"] = [cluster.strip().lower()]
+    return out
+
+
+def fingerprint(host: Mapping[str, Sequence[str]], *, salt: str | None = None,
+                created: dt.datetime | None = None) -> dict[str, Any]:
+    """What the customer sends the vendor: a fresh salt and keyed hashes, no raw ids."""
+    salt = salt or secrets.token_hex(32)
+    comps = [{"kind": kind, "hash": component_hash(salt, kind, value)}
+             for kind in sorted(host) for value in host[kind]]
+    return {"type": FINGERPRINT_TYPE, "salt": salt,
+            "created": format_time(created or utc_now()), "components": comps}
+
+
+def read_fingerprint(path: Path) -> dict[str, Any]:
+    """A fingerprint file, validated (InputError naming the problem)."""
+    from oemkit._canonical import parse_json
+
+    obj = parse_json(read_input(path, "fingerprint", 1 << 20), what=str(path),
+                     code="E_FINGERPRINT")
+    ok = (isinstance(obj, dict) and obj.get("type") == FINGERPRINT_TYPE
+          and isinstance(obj.get("salt"), str) and len(obj["salt"]) == 64
+          and isinstance(obj.get("components"), list) and obj["components"])
+    if not ok:
+        raise InputError("E_FINGERPRINT", f"{path} is not an oemkit fingerprint",
+                         hint="create it on the customer host with 'oemkit license fingerprint "
+                              "--out FILE'")
+    return obj  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- glue
+
+
+@dataclass
+class LicenseCheck:
+    """A verdict plus what the host-side glue noticed (state warnings)."""
+
+    verdict: Verdict
+    state_path: Path | None
+
+
+def verify_license(
+    license_data: bytes, root: TrustRoot, *, now: dt.datetime | None = None,
+    state_path: Path | None = None, crls: Sequence[tuple[str, bytes, bool]] = (),
+    bundle: BundleFacts | None = None, host: Mapping[str, Sequence[str]] | None = None,
+    environment: str | None = None, what: str = "license",
+) -> LicenseCheck:
+    """Load state, judge, and (only after a verdict) write the new state."""
+    state, problem = (load_state(state_path) if state_path is not None
+                      else (LicenseState(), None))
+    verdict = evaluate(
+        license_data, root, now or utc_now(), state=state, crls=crls, bundle=bundle,
+        host=collect_host() if host is None else host,
+        environment=environment if environment is not None else os.environ.get("OEMKIT_ENV"),
+        what=what)
+    if problem:
+        verdict.warnings.insert(0, problem)
+    if state_path is not None and verdict.new_state is not None:
+        save_state(state_path, verdict.new_state)
+    return LicenseCheck(verdict, state_path)
+
+
+def bundle_facts(report: Any) -> BundleFacts:
+    """Binding facts of a verified bundle (from its authenticated manifest)."""
+    manifest = report.manifest
+    return BundleFacts(manifest_sha256=report.manifest_sha256, name=manifest.name,
+                       build_time=parse_time(manifest.build_time, "build_time"),
+                       channel=manifest.channel)
+
+
+def judge_attached(report: Any, *, state_path: Path | None, environment: str | None = None,
+                   host: Mapping[str, Sequence[str]] | None = None,
+                   now: dt.datetime | None = None) -> None:
+    """Judge the licenses a verified bundle carries; record the outcome on the report."""
+    from oemkit.errors import VerificationError
+
+    if not report.ok or not report.licenses:
+        return
+    crls = [("revocations.crl", report.crl, False)] if report.crl else []
+    results = []
+    for name, data in report.licenses:
+        try:
+            check = verify_license(data, report.root, now=now, state_path=state_path,
+                                   crls=crls, bundle=bundle_facts(report), host=host,
+                                   environment=environment, what=name)
+        except VerificationError as exc:
+            report.failed(exc, name="license")
+            results.append({"member": name, "verdict": "rejected", "error": exc.to_dict()})
+            continue
+        verdict = check.verdict
+        results.append({"member": name, **verdict.to_dict()})
+        detail = (f"{verdict.claims.license_id} for {verdict.claims.customer_name}: "
+                  f"{verdict.status} until {verdict.claims.expires:%Y-%m-%d}")
+        if verdict.status == "grace":
+            report.warned("license", detail + f" (grace, {verdict.grace_days_left} days left)")
+        else:
+            report.passed("license", detail)
+    report.license = results

@@ -1,0 +1,357 @@
+"""Pure license verification: bytes, a trust root, a reference time and the host's facts in;
+a verdict (``valid`` / ``grace``) or a coded rejection out. No clock, no files.
+
+The order (docs/LICENSE-FORMAT.md): armor, envelope, payload type, key lookup, algorithm,
+key usage, signature over the exact payload bytes, canonical claims, critical extensions,
+key status and revocation lists, re-issue replay, clock, validity window, bindings.
+Expiry is judged at ``max(now, state.last_seen, every signed issue time)`` so turning the
+clock back never extends a license.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from oemkit._canonical import canonical_json, parse_json
+from oemkit.crypto.armor import SignedDoc, dearmor, parse_document
+from oemkit.crypto.dsse import verify_raw
+from oemkit.crypto.keys import load_public
+from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.models.license import (
+    CRL_PAYLOAD_TYPE,
+    KNOWN_EXTENSIONS,
+    LICENSE_PAYLOAD_TYPE,
+    LicenseClaims,
+    RevocationList,
+    no_floats,
+)
+from oemkit.models.trust import TrustKey, TrustRoot
+
+LICENSE_LABEL = "OEMKIT LICENSE"
+CRL_LABEL = "OEMKIT CRL"
+#: How far the clock may step back (or lag a signed time) before it counts as tampering.
+CLOCK_TOLERANCE = dt.timedelta(hours=1)
+_P256_HALF_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551 // 2
+
+
+class LicenseError(VerificationError):
+    """A license was rejected; ``code`` says why (E_EXPIRED, E_HW_MISMATCH, ...)."""
+
+
+def _reject(code: str, message: str, *, field: str | None = None, hint: str,
+            expected: str | None = None, actual: str | None = None) -> LicenseError:
+    return LicenseError(code, message, check="license", field=field, hint=hint,
+                        expected=expected, actual=actual)
+
+
+@dataclass(frozen=True)
+class LicenseState:
+    """What this host remembers between verifications (see runners/license.py)."""
+
+    last_seen: dt.datetime | None = None
+    crl: bytes | None = None
+    crl_seq: int = 0
+    seqs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """What a license may bind to, taken from a verified bundle."""
+
+    manifest_sha256: str
+    name: str
+    build_time: dt.datetime
+    channel: str | None = None
+
+
+@dataclass
+class Verdict:
+    """An accepted license: ``status`` is ``valid`` or ``grace``."""
+
+    status: str
+    claims: LicenseClaims
+    effective_time: dt.datetime
+    signer: str
+    grace_days_left: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    crl_seq: int | None = None
+    new_state: LicenseState | None = None
+
+    def require_feature(self, name: str) -> None:
+        """Raise E_ENTITLEMENT unless the license grants feature ``name``."""
+        if name not in self.claims.features:
+            raise _reject("E_ENTITLEMENT", f"feature {name!r} is not licensed",
+                          field="entitlements.features", expected=name,
+                          actual=", ".join(self.claims.features) or "none",
+                          hint="ask the vendor for a license that includes this feature")
+
+    def require_limit(self, name: str, value: int) -> None:
+        """Raise E_LIMIT unless ``value`` is within the licensed limit ``name``."""
+        limit = self.claims.limits.get(name)
+        if limit is None or value > limit:
+            raise _reject("E_LIMIT", f"{name} = {value} exceeds the licensed limit "
+                          f"({'none' if limit is None else limit})",
+                          field=f"entitlements.limits.{name}", expected=f"<= {limit}",
+                          actual=str(value), hint="reduce usage or ask the vendor for a higher "
+                                                  "limit")
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.claims
+        return {
+            "verdict": self.status, "license_id": c.license_id, "seq": c.seq,
+            "customer": {"id": c.customer_id, "name": c.customer_name},
+            "product": c.product, "expires": f"{c.expires:%Y-%m-%dT%H:%M:%SZ}",
+            "effective_time": f"{self.effective_time:%Y-%m-%dT%H:%M:%SZ}",
+            "grace_days_left": self.grace_days_left, "signer": self.signer,
+            "entitlements": {"features": sorted(c.features), "limits": dict(c.limits)},
+            "crl_seq": self.crl_seq, "warnings": self.warnings,
+        }
+
+
+def component_hash(salt: str, kind: str, value: str) -> str:
+    """Keyed hash of one host component: HMAC-SHA256(salt, "kind:value")."""
+    return hmac.new(bytes.fromhex(salt), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_signature(doc: SignedDoc, root: TrustRoot, usage: str, what: str) -> TrustKey:
+    """Key lookup by hint, algorithm and usage checks, then the signature itself."""
+    key = root.key(doc.keyid)
+    if key is None:
+        raise _reject("E_KID_UNKNOWN", f"{what} is signed by key {doc.keyid[:16]}…, which the "
+                      f"trust root v{root.version} does not list", field="signatures[0].keyid",
+                      hint="verify with the vendor's current trust root (--trust)")
+    if doc.alg != key.algorithm:
+        raise _reject("E_ALG_MISMATCH", f"{what} claims algorithm {doc.alg!r} but key "
+                      f"{key.keyid[:16]}… is {key.algorithm}", field="signatures[0].alg",
+                      expected=key.algorithm, actual=doc.alg,
+                      hint="the file was tampered with (algorithm confusion)")
+    if usage not in key.usage:
+        raise _reject("E_KEY_USAGE", f"{what} is signed by key {key.keyid[:16]}… ({key.name}), "
+                      f"trusted for {', '.join(key.usage)}, not {usage}",
+                      field="signatures[0].keyid", expected=usage, actual=", ".join(key.usage),
+                      hint=f"{usage} documents must be signed with a {usage} key")
+    public = load_public(key.public_key, key.keyid)
+    if not _canonical_signature(key.algorithm, doc.sig) or not verify_raw(
+            public, _pae(doc), doc.sig):
+        raise _reject("E_SIG_INVALID", f"{what}'s signature does not verify", field="signatures",
+                      hint="the file was altered after signing; ask the vendor for a fresh copy")
+    return key
+
+
+def _pae(doc: SignedDoc) -> bytes:
+    from oemkit._canonical import pae
+
+    return pae(doc.payload_type, doc.payload)
+
+
+def _canonical_signature(algorithm: str, sig: bytes) -> bool:
+    """Reject malleated forms: Ed25519 is 64 bytes; ECDSA must be low-S DER."""
+    if algorithm == "ed25519":
+        return len(sig) == 64
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    try:
+        _, s = decode_dss_signature(sig)
+    except ValueError:
+        return False
+    return s <= _P256_HALF_N
+
+
+def _claims(payload: bytes, what: str) -> Any:
+    try:
+        obj = parse_json(payload, what=what)
+    except InputError as exc:
+        raise _reject("E_CLAIMS_INVALID", exc.message, hint="the signer wrote malformed claims; "
+                      "ask the vendor to re-issue") from None
+    try:
+        no_floats(obj)
+        if canonical_json(obj) != payload:
+            raise _reject("E_CLAIMS_INVALID", f"{what} are not in canonical form (RFC 8785)",
+                          hint="oemkit signs only canonical JSON; this was not issued by oemkit")
+    except VerificationError as exc:
+        raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
+    return obj
+
+
+def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
+    """Verify and decode one armored CRL signed by a ``crl`` key of ``root``."""
+    doc = parse_document(dearmor(data, CRL_LABEL, what), what)
+    if doc.payload_type != CRL_PAYLOAD_TYPE:
+        raise _reject("E_PAYLOAD_TYPE", f"{what} is a {doc.payload_type!r} document, not a CRL",
+                      field="payloadType", expected=CRL_PAYLOAD_TYPE, actual=doc.payload_type,
+                      hint="pass a revocation list written by 'oemkit crl issue'")
+    key = check_signature(doc, root, "crl", what)
+    if key.status == "compromised":
+        raise _reject("E_KEY_REVOKED", f"{what} is signed by compromised key {key.keyid[:16]}…",
+                      hint="ask the vendor for a CRL signed with a current key")
+    return RevocationList.from_dict(_claims(doc.payload, what))
+
+
+def evaluate(
+    data: bytes, root: TrustRoot, now: dt.datetime, *,
+    state: LicenseState | None = None, crls: Sequence[tuple[str, bytes, bool]] = (),
+    bundle: BundleFacts | None = None, host: Mapping[str, Sequence[str]] | None = None,
+    environment: str | None = None, what: str = "license",
+) -> Verdict:
+    """Judge one armored license. ``crls`` holds (name, bytes, explicitly given).
+
+    Raises :class:`LicenseError` (or another VerificationError) when it is rejected.
+    """
+    state = state or LicenseState()
+    doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
+    if doc.payload_type != LICENSE_PAYLOAD_TYPE:
+        raise _reject("E_PAYLOAD_TYPE", f"{what} is a {doc.payload_type!r} document, not a "
+                      "license", field="payloadType", expected=LICENSE_PAYLOAD_TYPE,
+                      actual=doc.payload_type, hint="pass a license written by 'oemkit license "
+                                                    "issue'")
+    key = check_signature(doc, root, "license", what)
+    try:
+        claims = LicenseClaims.from_dict(_claims(doc.payload, f"{what} claims"))
+    except VerificationError as exc:
+        raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
+    unknown = sorted(set(claims.critical) - KNOWN_EXTENSIONS)
+    if unknown:
+        raise _reject("E_CRIT_UNKNOWN", f"the license requires extension {unknown[0]!r}, which "
+                      "this oemkit does not understand", field="critical",
+                      hint="upgrade oemkit on this host to a version that supports it")
+    warnings: list[str] = []
+
+    # Revocation lists: the newest signed one wins; the host remembers it.
+    lists: list[RevocationList] = []
+    if state.crl is not None:
+        lists.append(read_crl(state.crl, root, "remembered CRL"))
+    newest_bytes = state.crl
+    for name, crl_data, explicit in crls:
+        crl = read_crl(crl_data, root, name)
+        if crl.seq < state.crl_seq:
+            if explicit:
+                raise _reject("E_CRL_ROLLBACK", f"{name} has sequence {crl.seq}, older than "
+                              f"sequence {state.crl_seq} already seen on this host",
+                              field="seq", expected=f">= {state.crl_seq}", actual=str(crl.seq),
+                              hint="use the newest revocation list from the vendor")
+            warnings.append(f"{name} (seq {crl.seq}) is older than the remembered CRL "
+                            f"(seq {state.crl_seq}); using the newer one")
+        lists.append(crl)
+        if crl.seq >= max((c.seq for c in lists), default=0):
+            newest_bytes = crl_data
+    newest = max(lists, key=lambda c: c.seq, default=None)
+
+    if key.status == "compromised" or (newest and key.keyid in newest.keys):
+        raise _reject("E_KEY_REVOKED", f"the signing key {key.keyid[:16]}… ({key.name}) is "
+                      "revoked", field="signatures[0].keyid",
+                      hint="a revoked key invalidates everything it signed; ask the vendor to "
+                           "re-issue the license with a current key")
+    if not key.valid_at(claims.issued_at):
+        raise _reject("E_KEY_WINDOW", f"the signing key {key.keyid[:16]}… ({key.name}) was not "
+                      f"valid at the license's issue time {claims.issued_at:%Y-%m-%dT%H:%M:%SZ}",
+                      field="issued_at", hint="the key had expired or been retired when this "
+                                              "license was issued; ask for a re-issue")
+    if claims.min_crl_seq is not None and (newest is None or newest.seq < claims.min_crl_seq):
+        have = "no revocation list" if newest is None else f"CRL sequence {newest.seq}"
+        raise _reject("E_CRL_STALE", f"the license requires CRL sequence >= "
+                      f"{claims.min_crl_seq}; this host has {have}", field="min_crl_seq",
+                      expected=f">= {claims.min_crl_seq}",
+                      actual="none" if newest is None else str(newest.seq),
+                      hint="bring the newest revocation list (--crl, or a newer bundle)")
+    if newest is not None and newest.revokes(claims.license_id, claims.seq):
+        raise _reject("E_REVOKED", f"license {claims.license_id} (re-issue {claims.seq}) is "
+                      f"revoked by CRL sequence {newest.seq}", field="license_id",
+                      hint="contact the vendor for a replacement license")
+    seen_seq = state.seqs.get(claims.license_id, 0)
+    if claims.seq < seen_seq:
+        raise _reject("E_LICENSE_SUPERSEDED", f"license {claims.license_id} re-issue "
+                      f"{claims.seq} is older than re-issue {seen_seq} already seen on this host",
+                      field="seq", expected=f">= {seen_seq}", actual=str(claims.seq),
+                      hint="use the newest license file the vendor sent")
+
+    # Clock: never earlier than what was signed or already seen here.
+    signed_times = [claims.issued_at] + [c.issued_at for c in lists]
+    newest_signed = max(signed_times)
+    if now + CLOCK_TOLERANCE < newest_signed:
+        raise _reject("E_CLOCK_BEHIND", f"this host's clock ({now:%Y-%m-%dT%H:%M:%SZ}) is behind "
+                      f"a signed issue time ({newest_signed:%Y-%m-%dT%H:%M:%SZ})",
+                      field="issued_at", hint="set the host clock to the correct time (UTC)")
+    if state.last_seen is not None and now + CLOCK_TOLERANCE < state.last_seen:
+        raise _reject("E_CLOCK_ROLLBACK", f"the clock was turned back: now "
+                      f"{now:%Y-%m-%dT%H:%M:%SZ}, but a license was already verified here at "
+                      f"{state.last_seen:%Y-%m-%dT%H:%M:%SZ}", field="last_seen",
+                      hint="set the host clock to the correct time (UTC)")
+    effective = max([now, newest_signed] + ([state.last_seen] if state.last_seen else []))
+    if effective < claims.not_before:
+        raise _reject("E_NOT_YET_VALID", f"the license is valid from "
+                      f"{claims.not_before:%Y-%m-%dT%H:%M:%SZ}", field="not_before",
+                      hint="wait until then, or check the host clock")
+    grace_end = claims.expires + dt.timedelta(seconds=claims.grace_seconds)
+    if effective > grace_end:
+        raise _reject("E_EXPIRED", f"the license expired at {claims.expires:%Y-%m-%dT%H:%M:%SZ}"
+                      f" (grace ended {grace_end:%Y-%m-%dT%H:%M:%SZ}); judged at "
+                      f"{effective:%Y-%m-%dT%H:%M:%SZ}", field="expires",
+                      hint="ask the vendor to renew the license")
+
+    _check_bindings(claims, bundle, host, environment, warnings)
+
+    status, days_left = "valid", None
+    if effective > claims.expires:
+        status = "grace"
+        days_left = max(0, (grace_end - effective).days)
+        warnings.append(f"the license expired at {claims.expires:%Y-%m-%d}; grace period ends "
+                        f"{grace_end:%Y-%m-%d} ({days_left} days left)")
+    seqs = dict(state.seqs)
+    seqs[claims.license_id] = max(claims.seq, seen_seq)
+    new_state = replace(state, last_seen=max(now, state.last_seen or now), crl=newest_bytes,
+                        crl_seq=max(state.crl_seq, newest.seq if newest else 0), seqs=seqs)
+    return Verdict(status, claims, effective, key.keyid, days_left, warnings,
+                   newest.seq if newest else None, new_state)
+
+
+def _check_bindings(claims: LicenseClaims, bundle: BundleFacts | None,
+                    host: Mapping[str, Sequence[str]] | None, environment: str | None,
+                    warnings: list[str]) -> None:
+    binding = claims.bundle
+    if binding is not None:
+        if bundle is None:
+            warnings.append("the license binds to bundles; no bundle was given, so that "
+                            "binding was not checked")
+        elif binding.digests and f"sha256:{bundle.manifest_sha256}" not in binding.digests:
+            raise _reject("E_BUNDLE_MISMATCH", f"bundle {bundle.name} (manifest sha256:"
+                          f"{bundle.manifest_sha256[:16]}…) is not one of the licensed bundles",
+                          field="bindings.bundle.digests", hint="use the licensed bundle or "
+                          "ask the vendor to add this one")
+        elif binding.channel and bundle.channel != binding.channel:
+            raise _reject("E_BUNDLE_MISMATCH", f"bundle {bundle.name} is on channel "
+                          f"{bundle.channel or 'none'}, the license covers {binding.channel}",
+                          field="bindings.bundle.channel", expected=binding.channel,
+                          actual=bundle.channel or "none", hint="use a bundle from the licensed "
+                                                                "channel")
+        elif binding.updates_until and bundle.build_time > binding.updates_until:
+            raise _reject("E_BUNDLE_MISMATCH", f"bundle {bundle.name} was built "
+                          f"{bundle.build_time:%Y-%m-%d}, after the licensed updates window "
+                          f"(until {binding.updates_until:%Y-%m-%d})",
+                          field="bindings.bundle.updates_until", hint="stay on an older bundle "
+                          "or renew the update subscription")
+    hw = claims.hardware
+    if hw is not None:
+        present = {(kind, component_hash(hw.salt, kind, value))
+                   for kind, values in (host or {}).items() for value in values}
+        matched = sum(1 for comp in hw.components if comp in present)
+        if matched < hw.match:
+            raise _reject("E_HW_MISMATCH", f"{matched} of {len(hw.components)} licensed "
+                          f"hardware components match this host; {hw.match} are required",
+                          field="bindings.hardware", expected=f">= {hw.match}",
+                          actual=str(matched), hint="run the license on the licensed host, or "
+                          "send 'oemkit license fingerprint' output to the vendor for a re-issue")
+    if claims.environment is not None and environment != claims.environment:
+        raise _reject("E_ENV_MISMATCH", f"the license is for environment "
+                      f"{claims.environment!r}, this host declares {environment or 'none'!r}",
+                      field="bindings.environment", expected=claims.environment,
+                      actual=environment or "none",
+                      hint="set OEMKIT_ENV (or --env) to the licensed environment")
+
+
+__all__ = ["BundleFacts", "LicenseError", "LicenseState", "OemkitError", "Verdict",
+           "check_signature", "component_hash", "evaluate", "read_crl"]
