@@ -55,8 +55,13 @@ def dearmor(data: bytes, label: str, what: str) -> bytes:
     match = re.match(pattern, text)
     if not match:
         found = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
-        detail = (f"it is armored as {found.group(1)!r}, not {label!r}" if found
-                  else f"no '-----BEGIN {label}-----' block")
+        if found and found.group(1) == label:
+            detail = (f"malformed '{label}' block (a missing END line, or characters that "
+                      "are not base64)")
+        elif found:
+            detail = f"it is armored as {found.group(1)!r}, not {label!r}"
+        else:
+            detail = f"no '-----BEGIN {label}-----' block"
         raise _armor_error(detail, what)
     try:
         return base64.b64decode("".join(match.group(1).split()), validate=True)
