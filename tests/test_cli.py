@@ -377,3 +377,136 @@ def test_sbom_diff_names_added_removed_and_changed(tmp_path, trust_file):
     assert changed["numpy"]["new"]["version"] == "2.0.0"
     bad = run("sbom", "diff", tmp_path / "o" / "example-0.1.0.oemb")
     assert bad.exit_code == 2 and "two bundles" in bad.stderr
+
+
+# --------------------------------------------------------------------------- sign refusals
+
+
+def _unencrypted_keys(directory: Path, count: int) -> list[Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    directory.mkdir()
+    paths = []
+    for i in range(count):
+        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        path = directory / f"k{i:02d}.key"
+        path.write_bytes(pem)
+        paths.append(path)
+    return paths
+
+
+def test_sign_refuses_more_signatures_than_verifiers_accept(signed_bundle, tmp_path):
+    from oemkit.verify.bundle import Limits
+
+    limit = Limits().max_signatures
+    before = signed_bundle.read_bytes()
+    keys = _unencrypted_keys(tmp_path / "many", limit)  # + the signature already present
+    args = [a for k in keys for a in ("--key", k)]
+    result = run("sign", signed_bundle, *args, "--json")
+    assert result.exit_code == 3, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "E_TOO_MANY_SIGNATURES"
+    assert f"{limit + 1} signature members" in error["message"]
+    assert f"limit {limit}" in error["message"] and "not changed" in error["message"]
+    assert signed_bundle.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([signed_bundle.name, "many"])
+    # exactly at the limit is fine, and verifies structurally
+    assert run("sign", signed_bundle, *args[:-2]).exit_code == 0
+
+
+def _with_provenance(bundle: Path, provenance: bytes) -> bytes:
+    from helpers import read_members, write_members
+
+    members = [(n, provenance if n == "provenance.intoto.json" else d)
+               for n, d in read_members(bundle) if not n.startswith("signatures/")]
+    write_members(bundle, members)
+    return bundle.read_bytes()
+
+
+def _statement_of(bundle: Path) -> dict:
+    from helpers import read_members
+
+    return json.loads(dict(read_members(bundle))["provenance.intoto.json"])
+
+
+@pytest.mark.parametrize(("change", "code", "words"), [
+    (lambda s: [], "E_PROVENANCE_INVALID", "not an in-toto Statement v1"),
+    (lambda s: {**s, "predicateType": "https://example.com/other"}, "E_PROVENANCE_INVALID",
+     "SLSA Provenance v1"),
+    (lambda s: {**s, "subject": [{"name": x["name"]} for x in s["subject"]]},
+     "E_MANIFEST_DIGEST", "does not match the provenance"),
+    (lambda s: {**s, "subject": "oemkit-bundle.json"}, "E_PROVENANCE_INVALID",
+     "not an in-toto Statement v1"),
+    (lambda s: {**s, "predicate": {**s["predicate"], "runDetails": {"metadata": {
+        "finishedOn": "yesterday"}}}}, "E_TIME", "finishedOn"),
+])
+def test_sign_refuses_a_provenance_verify_would_reject(signed_bundle, change, code, words):
+    statement = change(_statement_of(signed_bundle))
+    before = _with_provenance(signed_bundle, json.dumps(statement).encode())
+    result = run("sign", signed_bundle, "--key", KEYS / "bundle.key", env=ENV)
+    assert result.exit_code in (1, 3), result.output
+    assert code in result.stderr and words in result.stderr, result.stderr
+    assert "refusing to sign" in result.stderr
+    assert "internal error" not in result.output
+    assert signed_bundle.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- trust thresholds
+
+
+def test_retiring_or_revoking_the_only_root_key_is_refused_with_a_way_forward(tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    keyid = json.loads(run("trust", "show", root, "--json").stdout)["trust_root"]["keys"][0][
+        "keyid"]
+    before = root.read_bytes()
+    for verb in ("retire", "revoke"):
+        result = run("trust", f"{verb}-key", root, keyid, "--sign-with", KEYS / "root.key",
+                     env=ENV)
+        assert result.exit_code == 3, result.output
+        assert "E_TRUST_BELOW_THRESHOLD" in result.stderr
+        assert f"cannot {verb} key" in result.stderr
+        assert "0 active root key(s), below the root threshold 1" in result.stderr
+        assert "add another root key first" in result.stderr
+        assert "--usage root" in result.stderr and f"then {verb} this one" in result.stderr
+        assert "E_TRUST_INVALID" not in result.stderr and "damaged" not in result.stderr
+        assert root.read_bytes() == before
+
+
+def test_revoking_one_of_two_bundle_keys_at_threshold_two_is_refused(tmp_path):
+    root = tmp_path / "root.json"
+    run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
+    for name in ("bundle", "license"):
+        run("trust", "add-key", root, "--pub", KEYS / f"{name}.pub", "--usage", "bundle",
+            "--sign-with", KEYS / "root.key", env=ENV)
+    run("trust", "set-threshold", root, "bundle", "2", "--sign-with", KEYS / "root.key",
+        env=ENV)
+    keys = json.loads(run("trust", "show", root, "--json").stdout)["trust_root"]["keys"]
+    keyid = next(k["keyid"] for k in keys if k["usage"] == ["bundle"])
+    before = root.read_bytes()
+    result = run("trust", "revoke-key", root, keyid, "--sign-with", KEYS / "root.key",
+                 "--json", env=ENV)
+    assert result.exit_code == 3, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "E_TRUST_BELOW_THRESHOLD"
+    assert "1 active bundle key(s), below the bundle threshold 2" in error["message"]
+    assert "add another bundle key first" in error["hint"]
+    assert "set-threshold ROOT bundle 1" in error["hint"]
+    assert root.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_without_the_example_names_an_accurate_remedy(tmp_path, monkeypatch):
+    import oemkit.runners.demo as demo
+
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "a" / "oemkit" / "runners" / "demo.py"))
+    result = run("demo", "--out", tmp_path / "out")
+    assert result.exit_code == 4, result.output
+    assert "E_NO_EXAMPLE" in result.stderr and "not installed" in result.stderr
+    assert "reinstall oemkit" in result.stderr and "wheel" in result.stderr
+    assert "run the demo from a source checkout" not in result.stderr

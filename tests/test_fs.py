@@ -107,3 +107,48 @@ def test_unpacked_directory_mode_follows_umask(signed_bundle, trust_file, tmp_pa
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "dest").stat().st_mode) == 0o755
+
+
+def test_force_unpack_restores_the_old_dest_when_the_final_rename_fails(
+        signed_bundle, trust_file, tmp_path, monkeypatch):
+    import os
+
+    import oemkit.runners.unpack as unpack
+    from oemkit.errors import EnvironmentProblem
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_bytes(b"old contents")
+    real_rename = os.rename
+
+    def rename(src, dst, *args, **kwargs):
+        if os.fspath(dst) == os.fspath(dest) and ".unpack-" in os.fspath(src):
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(unpack.os, "rename", rename)
+    with pytest.raises(EnvironmentProblem) as err:
+        unpack.unpack_bundle(signed_bundle, dest, trust_file, force=True)
+    assert err.value.code == "E_WRITE" and "No space left" in err.value.message
+    assert str(dest) in err.value.message and "left as it was" in err.value.hint
+    assert sorted(os.listdir(dest)) == ["keep.txt"]
+    assert (dest / "keep.txt").read_bytes() == b"old contents"
+    assert sorted(os.listdir(tmp_path)) == sorted([signed_bundle.name, trust_file.name, "dest"])
+
+
+def test_unpacked_subdirectories_get_the_same_mode_as_dest(signed_bundle, trust_file, tmp_path):
+    import os
+    import stat
+
+    from oemkit.runners.unpack import unpack_bundle
+
+    old = os.umask(0o002)
+    try:
+        assert unpack_bundle(signed_bundle, tmp_path / "dest", trust_file).ok
+    finally:
+        os.umask(old)
+    dest = tmp_path / "dest"
+    dirs = [dest, *(p for p in dest.rglob("*") if p.is_dir())]
+    assert dest / "config" in dirs
+    assert {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in dirs} == {
+        str(p.relative_to(tmp_path)): 0o755 for p in dirs}

@@ -302,3 +302,106 @@ def test_bad_requirement_is_named(tmp_path):
     with pytest.raises(InputError) as err:
         build_bundle(spec, tmp_path / "o")
     assert err.value.code == "E_SPEC_REQUIREMENT" and "'!!numpy'" in err.value.message
+
+
+@pytest.mark.parametrize("text", [
+    "not a requirement!", "numpy>=", "numpy >=1.0 <2", "numpy @ https://example.com/n.whl",
+    "numpy==1.0 garbage", "numpy=1.0", "numpy>=1,", "numpy;", "-r other.txt", "numpy.",
+])
+def test_garbage_requirement_is_refused(tmp_path, text):
+    spec = tmp_path / "spec"
+    shutil.copytree(EXAMPLE, spec)
+    body = (spec / "bundle.yaml").read_text().replace('"numpy>=1.24"', json.dumps(text))
+    (spec / "bundle.yaml").write_text(body)
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "o")
+    assert err.value.code == "E_SPEC_REQUIREMENT"
+    assert err.value.message == f"requirements[1]: {text!r} is not a requirement"
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("numpy", ("numpy", "", None)),
+    ("NumPy_Extra.x == 1.26.4", ("numpy-extra-x", "==1.26.4", "1.26.4")),
+    ("onnxruntime[gpu] >= 1.17 , < 2 ; python_version >= '3.10'",
+     ("onnxruntime", ">=1.17,<2", None)),
+    ("torch===2.1.0+cpu", ("torch", "===2.1.0+cpu", None)),
+    ("pkg~=1.4.*,!=1.4.2", ("pkg", "~=1.4.*,!=1.4.2", None)),
+])
+def test_well_formed_requirements_parse(text, parsed):
+    from oemkit.build.packages import parse_requirement
+
+    assert parse_requirement(text, "requirements[0]") == parsed
+
+
+def test_requires_dist_from_wheels_stays_tolerant(tmp_path):
+    from oemkit.build.packages import read_wheel
+
+    wheel = tmp_path / "alpha-1.0-py3-none-any.whl"
+    _wheel(wheel, "alpha", "1.0", ["delta (>=1.0)", "epsilon @ https://example.com/e.whl"])
+    assert read_wheel(wheel, "wheels/alpha.whl", "0" * 64).requires == ("delta", "epsilon")
+
+
+def _rewrite_in_place(bundle, member: str, make) -> None:
+    """Overwrite ``member``'s bytes in the file itself (same inode), keeping its size."""
+    import tarfile
+
+    with tarfile.open(bundle, "r:") as tar:
+        info = tar.getmember(member)
+    new = make(info.size)
+    assert len(new) == info.size
+    with open(bundle, "r+b") as handle:
+        handle.seek(info.offset_data)
+        handle.write(new)
+
+
+def _same_size_json(size: int) -> bytes:
+    return b'{"x":"' + b"a" * (size - 8) + b'"}'
+
+
+@pytest.fixture
+def changed_after_verification(monkeypatch):
+    """Make the bundle change on disk right after verification passed on its handle."""
+    import oemkit.verify.bundle as vb
+
+    def arm(bundle, member: str):
+        real = vb.verify_open_bundle
+
+        def verify_then_change(*args, **kwargs):
+            report = real(*args, **kwargs)
+            assert report.ok
+            _rewrite_in_place(bundle, member, _same_size_json)
+            return report
+
+        monkeypatch.setattr(vb, "verify_open_bundle", verify_then_change)
+    return arm
+
+
+@pytest.mark.parametrize("member", ["sbom.cdx.json", "provenance.intoto.json"])
+def test_verified_read_returns_only_the_verified_bytes(signed_bundle, trust_file, member,
+                                                       changed_after_verification):
+    from oemkit.errors import VerificationError
+    from oemkit.report.sbom import read_member_json
+
+    assert read_member_json(signed_bundle, member, trust_file).verified is True
+    changed_after_verification(signed_bundle, member)
+    with pytest.raises(VerificationError) as err:
+        read_member_json(signed_bundle, member, trust_file)
+    assert err.value.code == "E_MEMBER_DIGEST" and err.value.member == member
+    assert "no longer matches what was verified" in err.value.message
+    assert "changed while it was being read" in err.value.message
+
+
+def test_sbom_cli_refuses_a_bundle_changed_after_verification(signed_bundle, trust_file,
+                                                             changed_after_verification):
+    from typer.testing import CliRunner
+
+    from oemkit.cli import app
+
+    changed_after_verification(signed_bundle, "sbom.cdx.json")
+    result = CliRunner().invoke(app, ["sbom", str(signed_bundle), "--trust", str(trust_file),
+                                      "--format", "json"])
+    assert "Traceback" not in result.output
+    assert result.exit_code == 1, result.output
+    assert "E_MEMBER_DIGEST" in result.stderr and "no longer matches" in result.stderr
+    assert '"x"' not in result.stdout

@@ -271,6 +271,22 @@ def test_zstd_bomb_cli(bad, keys, trust_file):
     assert_cli_verify_rejects(bad, trust_file, "E_PAYLOAD_BOMB")
 
 
+def test_zstd_bomb_hint_names_the_bound_a_legitimate_bundle_can_raise(bad, keys, trust_file):
+    import json
+
+    from hostile._support import cli
+
+    forge_bundle(bad, b"", files(("a.txt", b"0123456789")), [keys["bundle"]],
+                 compressed=_zeros_bomb("a.txt", 10, 64 << 20))
+    result = cli("verify", bad, "--trust", trust_file, "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "E_PAYLOAD_BOMB"
+    assert "decompresses past its declared size" in error["message"]
+    assert "legitimate" in error["hint"] and "--max-payload-bytes" in error["hint"]
+    assert "obtain a fresh copy" in error["hint"]
+
+
 @pytest.mark.parametrize(("compressed", "words"), [
     (b"this is not zstd at all" * 40, ("not valid zstd", "Unknown frame descriptor")),
     (b"\x28\xb5\x2f\xfd" + b"\xff" * 200, ("not valid zstd",)),

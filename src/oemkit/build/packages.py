@@ -16,7 +16,16 @@ from pathlib import Path
 from oemkit.build.sbom import Package
 from oemkit.errors import InputError
 
+#: Tolerant: only for ``Requires-Dist`` lines read from third-party wheels.
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_SPECIFIER = r"(?:===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+#: Strict (PEP 508 without URLs): the requirements a spec declares.
+_STRICT_REQ = re.compile(
+    rf"\s*(?P<name>{_NAME})\s*"
+    rf"(?:\[\s*(?:{_NAME}(?:\s*,\s*{_NAME})*)?\s*\])?\s*"
+    rf"(?P<spec>{_SPECIFIER}(?:\s*,\s*{_SPECIFIER})*)?\s*"
+    r"(?:;[ \t]*\S[^\n]*)?\s*")
 MAX_METADATA = 1 << 20
 
 
@@ -27,13 +36,17 @@ def normalize(name: str) -> str:
 
 def parse_requirement(text: str, where: str) -> tuple[str, str, str | None]:
     """(normalised name, specifier, pinned version or None) of a PEP 508 requirement."""
-    match = _REQ.match(text)
+    match = _STRICT_REQ.fullmatch(text)
     if not match:
         raise InputError("E_SPEC_REQUIREMENT", f"{where}: {text!r} is not a requirement",
-                         hint="write it as in requirements.txt, e.g. onnxruntime>=1.17")
-    spec = match.group(3).replace(" ", "")
-    pinned = spec[2:] if spec.startswith("==") and "," not in spec and "*" not in spec else None
-    return normalize(match.group(1)), spec, pinned
+                         hint="write NAME[EXTRAS]SPECIFIERS; MARKER as in requirements.txt, "
+                              "e.g. onnxruntime>=1.17,<2 (no URLs or pip options)")
+    spec = re.sub(r"\s+", "", match.group("spec") or "")
+    pinned = None
+    if spec.startswith("==") and not spec.startswith("===") and "," not in spec \
+            and "*" not in spec:
+        pinned = spec[2:]
+    return normalize(match.group("name")), spec, pinned
 
 
 def read_wheel(path: Path, payload_path: str, sha256: str) -> Package:

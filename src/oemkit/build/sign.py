@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from oemkit._canonical import parse_json, sha256_hex
+from oemkit._canonical import sha256_hex
 from oemkit._fs import (
     END_OF_ARCHIVE,
     atomic_output,
@@ -22,6 +22,7 @@ from oemkit._fs import (
     read_member,
     write_member,
 )
+from oemkit._time import parse_time
 from oemkit.crypto.dsse import (
     INTOTO_PAYLOAD_TYPE,
     make_envelope,
@@ -30,7 +31,7 @@ from oemkit.crypto.dsse import (
     verify_signature,
 )
 from oemkit.crypto.keys import PrivateKeyInfo
-from oemkit.errors import OemkitError, UsageError, VerificationError
+from oemkit.errors import InputError, OemkitError, UsageError, VerificationError
 from oemkit.models.manifest import MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
 
 ProgressFn = Callable[[int], None]
@@ -55,13 +56,13 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
     path = Path(bundle)
     from oemkit.verify.bundle import Limits, scan_bundle
 
+    limits = Limits()
     with open_input(path, "bundle") as handle:
-        members = scan_bundle(handle, Limits())
+        members = scan_bundle(handle, limits)
         by_name = {m.name: m for m in members}
         provenance = read_member(handle, by_name[PROVENANCE])
         manifest_bytes = read_member(handle, by_name[MANIFEST])
-        statement = parse_json(provenance, what=PROVENANCE)
-        subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+        subjects = _provenance_subjects(provenance)
         if subjects.get(MANIFEST) != sha256_hex(manifest_bytes):
             raise VerificationError(
                 "E_MANIFEST_DIGEST", "the manifest does not match the provenance; refusing to "
@@ -83,6 +84,13 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
             added.append(key.keyid)
         if not added:
             return SignResult(path, (), tuple(kept))
+        if len(new_members) > limits.max_signatures:
+            raise InputError(
+                "E_TOO_MANY_SIGNATURES", f"signing would give {path.name} {len(new_members)} "
+                f"signature members ({len(existing)} present, {len(added)} new), more than "
+                f"verifiers accept (limit {limits.max_signatures}); the bundle was not changed",
+                hint="sign with fewer keys: a bundle needs only as many signatures as the "
+                     "trust root's bundle threshold")
         expected_payload = subjects.get(PAYLOAD)
         with atomic_output(path, mode=path.stat().st_mode & 0o777) as out:
             for member in members:
@@ -104,6 +112,21 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
                     write_member(out, member.name, read_member(handle, member))
             out.write(END_OF_ARCHIVE)
     return SignResult(path, tuple(added), tuple(kept))
+
+
+def _provenance_subjects(provenance: bytes) -> dict[str, str]:
+    """Subject digests of the provenance, refused unless ``verify`` would accept it."""
+    from oemkit.verify.bundle import _statement, _subject_digests
+
+    try:
+        statement = _statement(provenance)
+        parse_time(statement["predicate"]["runDetails"]["metadata"]["finishedOn"],
+                   "provenance finishedOn")
+    except OemkitError as exc:
+        raise VerificationError(exc.code, f"{exc.message}; refusing to sign",
+                                member=PROVENANCE, check="provenance",
+                                hint="rebuild the bundle with 'oemkit build'") from exc
+    return _subject_digests(statement)
 
 
 def _signed_by(data: bytes, provenance: bytes, key: PrivateKeyInfo) -> bool:

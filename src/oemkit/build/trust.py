@@ -119,7 +119,31 @@ def _change_status(current: SignedRoot, keyid: str, status: str,
     changed = replace(key, status=status,  # type: ignore[arg-type]
                       retired_at=when if status == "retired" else key.retired_at)
     keys = tuple(changed if k.keyid == key.keyid else k for k in current.root.keys)
+    _check_thresholds_kept(current.root, key, keys, "retire" if status == "retired" else "revoke")
     return _successor(current, current.root.next_version(when, keys=keys), signers)
+
+
+def _check_thresholds_kept(root: TrustRoot, key: TrustKey, keys: Sequence[TrustKey],
+                          verb: str) -> None:
+    """Refuse a change that leaves a usage of ``key`` with fewer active keys than its threshold.
+
+    A root always needs ``thresholds.root`` active root keys. Another usage may have no
+    active key at all (as after ``trust init``), but not some keys yet fewer than its
+    threshold: nothing could then be signed for it.
+    """
+    for usage in key.usage:
+        need = root.thresholds[usage]
+        left = len([k for k in keys if usage in k.usage and k.status == "active"])
+        if left >= need or (usage != "root" and left == 0):
+            continue
+        raise InputError(
+            "E_TRUST_BELOW_THRESHOLD", f"cannot {verb} key {key.keyid[:16]}… ({key.name}): "
+            f"it would leave {left} active {usage} key(s), below the {usage} threshold {need}",
+            hint=f"add another {usage} key first (oemkit trust add-key ROOT --pub NEW.pub "
+                 f"--usage {usage} --sign-with ROOT.key), then {verb} this one"
+                 + ("" if left == 0 else
+                    f"; or first lower the {usage} threshold (oemkit trust set-threshold ROOT "
+                    f"{usage} {left} --sign-with ROOT.key)"))
 
 
 def retire_key(current: SignedRoot, keyid: str, signers: Sequence[PrivateKeyInfo], *,

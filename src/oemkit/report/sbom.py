@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from oemkit._canonical import parse_json
-from oemkit._fs import open_input, read_member
+from oemkit._canonical import parse_json, sha256_hex
+from oemkit._fs import OuterMember, open_input, read_input, read_member
 from oemkit.errors import VerificationError
+from oemkit.models.manifest import MANIFEST, PROVENANCE, SIGNATURE_DIR, Manifest
+from oemkit.models.report import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,66 @@ class MemberDoc:
 
 
 def read_member_json(bundle: Path, member: str, trust: Path | None = None) -> MemberDoc:
-    """Parse ``member`` of ``bundle``; with ``trust`` the bundle must verify first."""
-    from oemkit.verify.bundle import Limits, scan_bundle, verify_bundle
+    """Parse ``member`` of ``bundle``; with ``trust`` the bundle must verify first.
 
-    if trust is not None:
-        report = verify_bundle(bundle, trust)
-        if not report.ok:
-            assert report.error is not None
-            raise report.error
+    The bundle is opened once: the member is read from the very handle that was verified,
+    and its bytes are checked against the digests verification established.
+    """
+    from oemkit.verify.bundle import Limits, scan_bundle, verify_open_bundle
+
+    pinned = read_input(trust, "trust root") if trust is not None else None
     with open_input(bundle, "bundle") as handle:
+        report = None
+        if pinned is not None:
+            report = verify_open_bundle(handle, pinned, name=str(bundle))
+            if not report.ok:
+                assert report.error is not None
+                raise report.error
         members = {m.name: m for m in scan_bundle(handle, Limits())}
         if member not in members:
             raise VerificationError("E_MEMBER_MISSING", f"{bundle} has no {member}",
                                     member=member, hint="is this an oemkit bundle?")
         data = read_member(handle, members[member])
+        if report is not None:
+            _check_verified(handle, members, member, data, report)
     return MemberDoc(str(bundle), member, parse_json(data, what=member), trust is not None)
+
+
+def _check_verified(handle: BinaryIO, members: dict[str, OuterMember], member: str,
+                    data: bytes, report: VerifyReport) -> None:
+    """Raise unless ``data`` is what verification judged (the file may change meanwhile)."""
+    from oemkit.verify.bundle import _judge_signatures, _statement, _subject_digests
+
+    def changed(expected: str | None) -> VerificationError:
+        return VerificationError(
+            "E_MEMBER_DIGEST", f"{member} no longer matches what was verified: the bundle "
+            "changed while it was being read", member=member, check="verified read",
+            expected=expected, actual=sha256_hex(data),
+            hint="make sure nothing writes to the bundle, then run the command again")
+
+    manifest: Manifest = report.manifest
+    if member == MANIFEST:
+        if sha256_hex(data) != report.manifest_sha256:
+            raise changed(report.manifest_sha256)
+    elif member in manifest.members:
+        if sha256_hex(data) != manifest.members[member].sha256:
+            raise changed(manifest.members[member].sha256)
+    elif member == PROVENANCE:
+        # Bound by the signatures, not by the manifest: judge them again over these bytes
+        # with the root verification ended on, and check that they bind the same manifest.
+        sigs = [(m.name, read_member(handle, m)) for m in members.values()
+                if m.name.startswith(SIGNATURE_DIR)]
+        try:
+            _judge_signatures(VerifyReport(bundle=report.bundle), report.root, data, sigs)
+            bound = _subject_digests(_statement(data)).get(MANIFEST)
+        except VerificationError as exc:
+            raise changed(None) from exc
+        if bound != report.manifest_sha256:
+            raise changed(None)
+    else:
+        raise VerificationError("E_MEMBER_UNVERIFIED", f"{member} is not covered by the "
+                                "bundle's signatures", member=member,
+                                hint="read it without --trust (unverified)")
 
 
 def _key(comp: dict[str, Any]) -> tuple[str, str]:

@@ -24,8 +24,11 @@ def example_paths() -> tuple[Path, Path]:
         spec, keys = base / "bundles" / "example", base / "keys-example"
         if (spec / "bundle.yaml").is_file() and (keys / "bundle.key").is_file():
             return spec, keys
-    raise EnvironmentProblem("E_NO_EXAMPLE", "the built-in example bundle is not installed",
-                             hint="run the demo from a source checkout: pip install -e .")
+    raise EnvironmentProblem(
+        "E_NO_EXAMPLE", "the built-in example bundle is not installed",
+        hint="the example ships in the oemkit wheel (oemkit/_examples) and in a source "
+             "checkout; this installation lacks it: reinstall oemkit "
+             "(pip install --force-reinstall oemkit, or pip install -e . in a checkout)")
 
 
 def run_demo(out: Path) -> dict[str, Any]:

@@ -46,8 +46,12 @@ def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | byte
                                  hint="choose a writable destination") from exc
 
     def sink(entry: FileEntry) -> BinaryIO:
-        target = staging.joinpath(*entry.path.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        parts = entry.path.split("/")
+        directory = staging
+        for part in parts[:-1]:  # one level at a time: each gets 0755 minus the umask
+            directory = directory / part
+            directory.mkdir(mode=0o755, exist_ok=True)
+        target = directory / parts[-1]
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, entry.mode)
         os.fchmod(fd, entry.mode)
         return os.fdopen(fd, "wb")
@@ -61,10 +65,7 @@ def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | byte
             return report
         os.chmod(staging, 0o755 & ~_umask())
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
-            os.rename(dest, old / "d")
-            os.rename(staging, dest)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace(dest, staging, parent)
         else:
             os.rename(staging, dest)
         report.passed("unpack", f"{report.files} files extracted to {dest}")
@@ -73,11 +74,33 @@ def unpack_bundle(bundle: Path | str, dest: Path | str, trust: Path | str | byte
         shutil.rmtree(staging, ignore_errors=True)
         raise EnvironmentProblem("E_WRITE", f"cannot write under {dest}: {exc.strerror or exc}",
                                  hint="check free space and permissions, then run it again; "
-                                      "nothing was left at the destination") from exc
+                                      "the destination was left as it was") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
         raise
+
+
+def _replace(dest: Path, staging: Path, parent: Path) -> None:
+    """Swap ``staging`` in for ``dest``; if that fails, put the old ``dest`` back."""
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=parent))
+    try:
+        os.rename(dest, old / "d")
+        try:
+            os.rename(staging, dest)
+        except OSError:
+            try:
+                os.rename(old / "d", dest)
+            except OSError as exc:
+                raise EnvironmentProblem(
+                    "E_WRITE", f"cannot replace {dest}, nor put its previous contents back "
+                    f"({exc.strerror or exc}); they are kept in {old / 'd'}",
+                    hint=f"move {old / 'd'} back to {dest} by hand") from exc
+            raise
+    finally:
+        with contextlib.suppress(OSError):
+            old.rmdir()  # empty unless the old contents are still in it
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -296,7 +296,10 @@ class _BoundedReader:
         if self.produced > self._limit:
             raise _fail("E_PAYLOAD_BOMB", f"{PAYLOAD} decompresses past its declared size "
                         f"({self._limit} bytes)", check="payload", member=PAYLOAD,
-                        expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes")
+                        expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes",
+                        hint="a bundle that is legitimate but larger than the payload bound "
+                             "can raise it with --max-payload-bytes; otherwise the bundle is "
+                             "hostile or damaged: obtain a fresh copy from the vendor")
         return data
 
     def read(self, size: int = -1) -> bytes:
