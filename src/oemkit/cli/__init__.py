@@ -43,6 +43,10 @@ def _register_license_commands() -> None:
 
     app.add_typer(license_app, name="license")
     app.add_typer(crl_app, name="crl")
+    from oemkit.cli.runtime import profile_app, smoke
+
+    app.add_typer(profile_app, name="profile")
+    app.command()(smoke)
 
 
 _register_license_commands()

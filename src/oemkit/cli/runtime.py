@@ -1,0 +1,146 @@
+"""`oemkit profile ...` and `oemkit smoke`: thin commands over oemkit.runners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for
+
+profile_app = typer.Typer(help="Hardware profiles: list, show, detect this host.",
+                          no_args_is_help=True)
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+@profile_app.command("list")
+def profile_list(json_out: bool = JSON_OPT) -> None:
+    """List the profiles that ship with oemkit.
+
+    Example: [bold]oemkit profile list[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.profiles import load_profile, shipped_profiles
+
+        profiles = [load_profile(name) for name in sorted(shipped_profiles())]
+        if json_out:
+            emit_json({"ok": True, "profiles": [p.to_dict() for p in profiles]})
+        for p in profiles:
+            err.print(f"{p.name:14} {p.accelerator:9} {p.description}", markup=False)
+
+
+@profile_app.command("show")
+def profile_show(
+    name: str = typer.Argument(..., help="Profile name or YAML file."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show one profile: host requirements, providers, budgets.
+
+    Example: [bold]oemkit profile show gpu-cuda[/]
+    """
+    with guard(json_out):
+        import json
+
+        from oemkit.runners.profiles import load_profile
+
+        profile = load_profile(name)
+        if json_out:
+            emit_json({"ok": True, "profile": profile.to_dict()})
+        err.print(json.dumps(profile.to_dict(), indent=2), markup=False)
+
+
+@profile_app.command("detect")
+def profile_detect(json_out: bool = JSON_OPT) -> None:
+    """Describe this host (cores, memory, CPU flags, providers, GPUs) and which shipped
+    profiles it satisfies.
+
+    Example: [bold]oemkit profile detect[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.profiles import detect_host, load_profile, shipped_profiles, unmet
+
+        host = detect_host()
+        verdicts = {}
+        for name in sorted(shipped_profiles()):
+            verdicts[name] = unmet(load_profile(name), host)
+        if json_out:
+            emit_json({"ok": True, "host": host.to_dict(),
+                       "profiles": {n: {"satisfied": not r, "unmet": r}
+                                    for n, r in verdicts.items()}})
+        err.print(f"{host.cpu_model or host.arch}: {host.cores} cores, {host.memory_mb} MB, "
+                  f"onnxruntime {host.onnxruntime or 'not installed'}", markup=False)
+        err.print(f"providers: {', '.join(host.providers) or 'none'}; GPUs: "
+                  f"{', '.join(host.gpus) or 'none visible'}", markup=False)
+        for name, reasons in verdicts.items():
+            mark = "[green]satisfied[/]" if not reasons else "[red]not satisfied[/]"
+            err.print(f"  {name:14} {mark} " + "; ".join(reasons))
+
+
+def smoke(
+    bundle: Path = typer.Argument(..., help="Bundle to smoke-test."),
+    profile: str = typer.Option(..., "--profile", help="Profile name or YAML file."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    license: Path | None = typer.Option(None, "--license", help="License to check first "
+                                        "(default: one attached to the bundle)."),
+    state: Path | None = typer.Option(None, "--state", help="License state file."),
+    env: str | None = typer.Option(None, "--env", help="This host's environment."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    attest_key: Path | None = typer.Option(None, "--attest-key",
+                                           help="Sign a test-result attestation."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the attestation."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Cold-start smoke test of a verified bundle on this host against a profile.
+
+    Exit 0: everything passed; 1: a check or budget failed (or verification); 4: this host
+    cannot run it (required provider or onnxruntime missing).
+    Example: [bold]oemkit smoke dist/example-0.1.0.oemb --profile cpu-small --trust
+    trust-root.json --junit smoke.xml[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit._time import format_time, now
+        from oemkit.errors import UsageError
+        from oemkit.report.junit import junit_xml
+        from oemkit.runners.license import default_state_path
+        from oemkit.runners.smoke import run_smoke
+
+        if (attest_key is None) != (out is None):
+            raise UsageError("E_USAGE", "--attest-key and --out go together",
+                             hint="oemkit smoke B --profile P --trust R --attest-key K "
+                                  "--out smoke.intoto.json")
+        signing_key = None
+        if attest_key is not None:
+            from oemkit.crypto.keys import load_private_file
+
+            signing_key = load_private_file(attest_key, passphrase_for(attest_key))
+        result = run_smoke(bundle, profile, trust, license_file=license,
+                           state_path=state or default_state_path(), environment=env)
+        doc = result.to_dict()
+        if junit is not None:
+            name = f"oemkit smoke {result.bundle_name or bundle.name}"
+            props = {"profile": result.profile.name if result.profile else profile,
+                     "manifest_sha256": result.manifest_sha256 or ""}
+            atomic_write_bytes(junit, junit_xml(name, result.checks,
+                                                classname=f"smoke.{props['profile']}",
+                                                properties=props))
+        if signing_key is not None and out is not None and result.manifest_sha256:
+            from oemkit.build.attest import sign_attestation, test_result_statement
+
+            statement = test_result_statement(result, format_time(now()))
+            atomic_write_bytes(out, sign_attestation(statement, signing_key))
+            doc["attestation"] = str(out)
+        if json_out:
+            emit_json(doc)
+        check_table(result.checks)
+        t = result.timings_ms
+        if t:
+            err.print(f"cold start {t.get('cold_start', 0):.0f} ms (process "
+                      f"{t.get('process_start', 0):.0f} + imports {t.get('imports', 0):.0f} + "
+                      f"session {t.get('session', 0):.0f}); first inference "
+                      f"{t.get('first_inference', 0):.1f} ms")
+        verdict = {"PASSED": "[bold green]PASSED[/]", "WARNED": "[bold yellow]PASSED with "
+                   "warnings[/]", "FAILED": "[bold red]FAILED[/]"}[result.result]
+        err.print(f"{verdict} smoke test of {bundle} on profile {profile}")
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
