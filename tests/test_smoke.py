@@ -107,7 +107,8 @@ def test_unknown_profile_name_suggests_the_closest():
 
 def test_profile_cli(tmp_path):
     listed = cli("profile", "list", "--json")
-    assert [p["name"] for p in json.loads(listed.stdout)["profiles"]][0] == "cpu-large"
+    assert [p["name"] for p in json.loads(listed.stdout)["profiles"]] == [
+        "cpu-large", "cpu-small", "gpu-cuda", "npu-openvino"]
     shown = cli("profile", "show", "gpu-cuda", "--json")
     assert json.loads(shown.stdout)["profile"]["providers"][0]["require"] is True
     detected = json.loads(cli("profile", "detect", "--json").stdout)
