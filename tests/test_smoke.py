@@ -299,3 +299,24 @@ def test_revoked_attached_license_stops_the_smoke_test(signed_bundle, tmp_path, 
     result = run_smoke(signed_bundle, str(_profile(tmp_path, PROFILE)), tmp_path / "root.json")
     assert codes(result) == {"license": "E_EXPIRED"} and result.exit_code == 1
     assert [c.name for c in result.checks] == ["verify", "license"]
+
+
+def test_golden_vectors_as_npz(tmp_path, keys, trust_file):
+    import numpy as np
+
+    def edit(spec):
+        for name in ("inputs", "expected"):
+            doc = json.loads((spec / "golden" / f"{name}.json").read_text())
+            arrays = {k: np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+                      for k, v in doc.items()}
+            np.savez(spec / "golden" / f"{name}.npz", **arrays)
+        text = (spec / "bundle.yaml").read_text().replace("golden/inputs.json",
+                                                          "golden/inputs.npz")
+        (spec / "bundle.yaml").write_text(text.replace("golden/expected.json",
+                                                       "golden/expected.npz"))
+
+    result = run_smoke(_bundle(tmp_path, keys, edit), str(_profile(tmp_path, PROFILE)),
+                       trust_file)
+    golden = next(c for c in result.checks if c.name == "golden:y")
+    assert golden.status == "pass", result.to_dict()
+    assert result.ok, [c.to_dict() for c in result.checks if c.status == "fail"]

@@ -1,4 +1,4 @@
-"""Standalone runner for this bundle: load the ONNX model, run JSON inputs, write JSON outputs.
+"""Standalone runner for this bundle: load the ONNX model, run JSON or .npz inputs, write JSON.
 
 Needs only numpy and onnxruntime (never oemkit), so it can run in a fresh process on the
 target. Relative paths resolve against the bundle root (the parent of runtime/), not the
@@ -49,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     session = ort.InferenceSession(str(_path(args.model)), options, providers=providers)
     created = time.perf_counter()
 
-    spec: dict[str, Any] = json.loads(_path(args.inputs).read_text(encoding="utf-8"))
-    missing = sorted({i.name for i in session.get_inputs()} - set(spec))
+    if args.inputs.endswith(".npz"):
+        with np.load(_path(args.inputs), allow_pickle=False) as archive:
+            feeds = {k: archive[k] for k in archive.files}
+    else:
+        spec: dict[str, Any] = json.loads(_path(args.inputs).read_text(encoding="utf-8"))
+        feeds = {k: np.asarray(t["data"], dtype=t["dtype"]).reshape(t["shape"])
+                 for k, t in spec.items()}
+    missing = sorted({i.name for i in session.get_inputs()} - set(feeds))
     if missing:
         print(f"error: inputs file lacks model inputs {missing}", file=sys.stderr)
         return 2
-    feeds = {k: np.asarray(t["data"], dtype=t["dtype"]).reshape(t["shape"])
-             for k, t in spec.items()}
     results = session.run(None, feeds)
     finished = time.perf_counter()
 

@@ -79,8 +79,12 @@ def main() -> None:
     result["providers_used"] = session.get_providers()
 
     try:
-        with open(req["inputs"], encoding="utf-8") as handle:
-            golden = {k: _tensor(v, np) for k, v in json.load(handle).items()}
+        if req["inputs"].endswith(".npz"):
+            with np.load(req["inputs"], allow_pickle=False) as archive:
+                golden = {k: archive[k] for k in archive.files}
+        else:
+            with open(req["inputs"], encoding="utf-8") as handle:
+                golden = {k: _tensor(v, np) for k, v in json.load(handle).items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         _fail(result, out, "E_GOLDEN_INVALID", f"golden inputs cannot be read: {exc}")
     declared = {i.name: i for i in session.get_inputs()}

@@ -235,7 +235,7 @@ def _providers_check(result: SmokeResult, profile: Profile) -> None:
 def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_path: Path,
              atol: float, rtol: float) -> None:
     try:
-        expected = json.loads(expected_path.read_text())
+        expected = _load_golden(expected_path)
     except (OSError, ValueError) as exc:
         result.add(name, "fail", f"golden outputs cannot be read: {exc}",
                    code="E_GOLDEN_INVALID", hint="rebuild the bundle with valid golden data")
@@ -273,6 +273,18 @@ def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_p
         else:
             result.add(check, "pass", f"{len(want['data'])} values within atol {atol:g} + "
                        f"rtol {rtol:g}")
+
+
+def _load_golden(path: Path) -> dict[str, Any]:
+    """Golden tensors from JSON ({name: {dtype, shape, data}}) or a NumPy .npz archive."""
+    if path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: {"dtype": str(archive[k].dtype), "shape": list(archive[k].shape),
+                        "data": archive[k].ravel().tolist()} for k in archive.files}
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
 
 
 def _budgets(result: SmokeResult, profile: Profile) -> None:
