@@ -20,7 +20,7 @@ def test_import_oemkit_is_cheap():
 
 def test_build_sign_verify_unpack_through_the_api(tmp_path, keys, trust_v2):
     result = oemkit.build_bundle(EXAMPLE / "bundle.yaml", tmp_path / "dist")
-    assert result.path.name == "example-0.1.0.oemb" and result.files == 6
+    assert result.path.name == "example-0.2.0.oemb" and result.files == 9
     signed = oemkit.sign_bundle(result.path, [keys["bundle"]])
     assert signed.added == (keys["bundle"].keyid,)
     report = oemkit.verify_bundle(result.path, trust_v2)

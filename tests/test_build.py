@@ -29,7 +29,7 @@ def _cli_build(spec: Path, out: Path, cwd: Path, umask: int, extra_env: dict[str
     code = f"import os, sys; os.umask({umask}); from oemkit.cli import main; main()"
     subprocess.run([sys.executable, "-c", code, "build", str(spec), "--out", str(out)],
                    cwd=cwd, env=env, check=True, capture_output=True)
-    return out / "example-0.1.0.oemb"
+    return out / "example-0.2.0.oemb"
 
 
 def test_same_inputs_give_identical_bytes_whatever_the_environment(tmp_path):
@@ -192,7 +192,7 @@ def test_build_killed_mid_write_leaves_no_file_at_destination(tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(EXAMPLE), str(out)],
                           capture_output=True)
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "example-0.1.0.oemb").exists()
+    assert not (out / "example-0.2.0.oemb").exists()
     # Only hidden temporary files may remain; nothing that looks like a bundle.
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
 

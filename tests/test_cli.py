@@ -56,10 +56,10 @@ def test_demo_builds_signs_verifies_and_leaves_bundle_and_root(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"] is True and doc["report"]["verdict"] == "verified"
-    assert (tmp_path / "out" / "example-0.1.0.oemb").is_file()
+    assert (tmp_path / "out" / "example-0.2.0.oemb").is_file()
     assert (tmp_path / "out" / "trust-root.json").is_file()
     assert "every check passed" in result.stderr
-    again = run("verify", tmp_path / "out" / "example-0.1.0.oemb", "--trust",
+    again = run("verify", tmp_path / "out" / "example-0.2.0.oemb", "--trust",
                 tmp_path / "out" / "trust-root.json")
     assert again.exit_code == 0 and "VERIFIED" in again.stderr
 
@@ -361,13 +361,13 @@ def test_sbom_diff_names_added_removed_and_changed(tmp_path, trust_file):
     spec = (new / "bundle.yaml").read_text()
     spec = spec.replace("files: []", "files: [extra.txt]").replace('"numpy>=1.24"',
                                                                    '"numpy==2.0.0"')
-    spec = spec.replace('"onnxruntime>=1.17", ', "").replace("version: 0.1.0", "version: 0.2.0")
+    spec = spec.replace('"onnxruntime>=1.17", ', "").replace("version: 0.2.0", "version: 0.3.0")
     (new / "bundle.yaml").write_text(spec)
     old_b = run("build", tmp_path / "old", "--out", tmp_path / "o")
     new_b = run("build", new, "--out", tmp_path / "n")
     assert old_b.exit_code == 0 and new_b.exit_code == 0, new_b.output
-    result = run("sbom", "diff", tmp_path / "o" / "example-0.1.0.oemb",
-                 tmp_path / "n" / "example-0.2.0.oemb", "--json")
+    result = run("sbom", "diff", tmp_path / "o" / "example-0.2.0.oemb",
+                 tmp_path / "n" / "example-0.3.0.oemb", "--json")
     assert result.exit_code == 0, result.output
     diff = json.loads(result.stdout)
     assert [c["name"] for c in diff["added"]] == ["extra.txt"]
@@ -375,7 +375,7 @@ def test_sbom_diff_names_added_removed_and_changed(tmp_path, trust_file):
     changed = {c["name"]: c for c in diff["changed"]}
     assert set(changed) == {"golden/inputs.json", "numpy"}
     assert changed["numpy"]["new"]["version"] == "2.0.0"
-    bad = run("sbom", "diff", tmp_path / "o" / "example-0.1.0.oemb")
+    bad = run("sbom", "diff", tmp_path / "o" / "example-0.2.0.oemb")
     assert bad.exit_code == 2 and "two bundles" in bad.stderr
 
 

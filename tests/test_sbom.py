@@ -89,7 +89,7 @@ def test_wheelhouse_packages_and_requirements_are_libraries(wheel_spec, tmp_path
     assert {"name": "oemkit:requirement", "value": ">=1.17"} in libs["onnxruntime"]["properties"]
     deps = {d["ref"]: d.get("dependsOn", []) for d in doc["dependencies"]}
     assert deps["pkg:pypi/alpha@1.0"] == ["pkg:pypi/beta@2.1"]  # the dev extra is not a dep
-    root = deps["bundle:example@0.1.0"]
+    root = deps["bundle:example@0.2.0"]
     assert "pkg:pypi/alpha@1.0" in root and "file:wheels/alpha-1.0-py3-none-any.whl" in root
     # the wheel files themselves are still file components with their hash
     files = {c["name"]: c for c in doc["components"] if c["type"] == "file"}
@@ -279,7 +279,7 @@ def test_non_onnx_model_is_refused_at_build(tmp_path, content):
     with pytest.raises(InputError) as err:
         build_bundle(spec, tmp_path / "out")
     assert err.value.code == "E_MODEL_INVALID" and "model.onnx" in err.value.message
-    assert not (tmp_path / "out" / "example-0.1.0.oemb").exists()
+    assert not (tmp_path / "out" / "example-0.2.0.oemb").exists()
 
 
 def test_bad_wheel_and_duplicate_wheels_are_named(wheel_spec, tmp_path):

@@ -37,6 +37,11 @@ FILES = [
     "model/model.onnx",
     "runtime/main.py",
 ]
+V2_FILES = [
+    "config/migrations.yaml",
+    "config/samples/v1.json",
+    "config/v1.schema.json",
+]
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -411,19 +416,22 @@ def test_importing_scaffold_stays_light() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_committed_example_matches_a_fresh_scaffold(tmp_path: Path) -> None:
-    """``bundles/example`` must be what ``bundles/make_example.py`` would write today.
+@pytest.mark.parametrize("folder", ["example-v1", "example"])
+def test_committed_examples_match_make_example(tmp_path: Path, folder: str) -> None:
+    """``bundles/example-v1`` and ``bundles/example`` must be what
+    ``bundles/make_example.py`` would write today (a fresh scaffold, plus the release-0.2.0
+    changes for ``example``).
 
     Every file must be byte-identical except ``golden/expected.json``: its last float32 bits
     come from onnxruntime's CPU kernels, which may differ between CPUs (AVX2, AVX-512, NEON),
     so on other machines it is compared numerically at a tolerance far below the golden one.
     """
     make_example = _make_example_module()
-    fresh = tmp_path / "example"
-    scaffold_bundle(make_example.NAME, fresh, description=make_example.DESCRIPTION)
-    committed, expected = _tree(EXAMPLE), _tree(fresh)
-    assert sorted(committed) == sorted(expected) == FILES, "rerun bundles/make_example.py"
-    for rel in FILES:
+    make_example.write_examples(tmp_path)
+    committed, expected = _tree(REPO / "bundles" / folder), _tree(tmp_path / folder)
+    files = FILES if folder == "example-v1" else sorted(FILES + V2_FILES)
+    assert sorted(committed) == sorted(expected) == files, "rerun bundles/make_example.py"
+    for rel in files:
         if rel == "golden/expected.json" and committed[rel] != expected[rel]:
             a, b = json.loads(committed[rel]), json.loads(expected[rel])
             assert {k: v for k, v in a["y"].items() if k != "data"} == {

@@ -138,6 +138,13 @@ def load_spec(spec_path: Path) -> BundleSpec:
         if section in raw:
             for key in keys:
                 res.add_file(raw[section][key], (section, key))
+    config = raw.get("config", {})
+    if "migrations" in config:
+        res.add_file(config["migrations"], ("config", "migrations"))
+    for i, old in enumerate(config.get("history", [])):
+        res.add_file(old["schema"], ("config", "history", i, "schema"))
+        for j, sample in enumerate(old.get("samples", [])):
+            res.add_file(sample, ("config", "history", i, "samples", j))
     for i, pattern in enumerate(raw.get("files", [])):
         res.add_pattern(pattern, ("files", i))
     if "wheelhouse" in raw:
