@@ -271,8 +271,10 @@ def upgrade_path_test(configs: BundleConfigs) -> list[Check]:
                 down = plan(up.outcome.config, configs, name, target=version,
                             kept=up.outcome.kept)
             except InputError as exc:
-                status = "warn" if exc.code == "E_MIGRATION_IRREVERSIBLE" else "fail"
-                checks.append(Check(back_label, status, exc.message, code=exc.code))
+                if exc.code == "E_MIGRATION_IRREVERSIBLE":
+                    checks.append(Check(back_label, "warn", exc.message, code=exc.code))
+                else:
+                    checks.append(Check(back_label, "fail", exc.message, code=exc.code))
                 continue
             if down.outcome.config == sample:
                 checks.append(Check(back_label, "pass", "downgrade gives back the sample "
