@@ -47,6 +47,12 @@ def _register_license_commands() -> None:
 
     app.add_typer(profile_app, name="profile")
     app.command()(smoke)
+    from oemkit.cli import install as inst
+
+    app.add_typer(inst.migrate_app, name="migrate")
+    app.add_typer(inst.wheelhouse_app, name="wheelhouse")
+    for command in (inst.install, inst.upgrade, inst.rollback, inst.status):
+        app.command()(command)
 
 
 _register_license_commands()

@@ -114,22 +114,33 @@ def run_smoke(bundle: Path, profile_name: str, trust: Path | bytes, *,
         result.profile = profile = early or load_profile(profile_name, root_dir)
         if not _license(result, report, license_file, state_path, environment):
             return result
-        result.host = host = detect_host()
-        missing = [p.name for p in profile.providers if p.require and p.name not in
-                   host.providers]
-        if missing:
-            result.environment_error = True
-            result.add("providers", "fail", f"required provider {missing[0]} is not available "
-                       f"on this host (available: {', '.join(host.providers) or 'none'})",
-                       code="E_PROVIDER_MISSING", hint="install the onnxruntime build for this "
-                       "accelerator (e.g. onnxruntime-gpu) or choose another --profile")
-            return result
-        _run_child(result, report.manifest, root_dir, profile, work, python)
-        if report.manifest.runtime.entrypoint and result.ok:
-            _run_entrypoint(result, report.manifest, root_dir, profile, work, python)
+        run_unpacked(result, report.manifest, root_dir, profile, work, python)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_unpacked(result: SmokeResult, manifest: Any, root_dir: Path, profile: Profile,
+                 work: Path, python: str) -> None:
+    """The runtime part of a smoke test, on an already verified and unpacked bundle.
+
+    ``install``/``upgrade`` call this on a new slot; ``work`` holds scratch files.
+    """
+    root_dir, work = root_dir.resolve(), work.resolve()
+    result.profile = profile
+    result.host = result.host or detect_host()
+    missing = [p.name for p in profile.providers if p.require and p.name not in
+               result.host.providers]
+    if missing:
+        result.environment_error = True
+        result.add("providers", "fail", f"required provider {missing[0]} is not available "
+                   f"on this host (available: {', '.join(result.host.providers) or 'none'})",
+                   code="E_PROVIDER_MISSING", hint="install the onnxruntime build for this "
+                   "accelerator (e.g. onnxruntime-gpu) or choose another --profile")
+        return
+    _run_child(result, manifest, root_dir, profile, work, python)
+    if manifest.runtime.entrypoint and result.ok:
+        _run_entrypoint(result, manifest, root_dir, profile, work, python)
 
 
 def _license(result: SmokeResult, report: Any, license_file: Path | None,

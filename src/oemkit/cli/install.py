@@ -1,0 +1,262 @@
+"""`oemkit migrate ...`, `install`, `upgrade`, `rollback`, `status`, `wheelhouse fetch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from oemkit.cli._output import check_table, emit_json, err, guard
+
+migrate_app = typer.Typer(help="Plan, apply and test config migrations.", no_args_is_help=True)
+wheelhouse_app = typer.Typer(help="Prepare an offline wheelhouse (on a connected machine).",
+                             no_args_is_help=True)
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def _configs(bundle: Path, trust: Path | None):
+    from oemkit.runners.migrate import bundle_configs
+
+    configs = bundle_configs(bundle, trust)
+    if not configs.verified:
+        err.print("[bold yellow]UNVERIFIED[/]: the bundle's migrations were read without "
+                  "verification; pass --trust ROOT")
+    return configs
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    config: Path = typer.Option(..., "--config", help="The config file to migrate."),
+    to: Path = typer.Option(..., "--to", help="The bundle to migrate to."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the steps from the config's version to the bundle's and the resulting diff.
+    Nothing is written.
+
+    Example: [bold]oemkit migrate plan --config /etc/app/config.json --to example-0.2.0.oemb[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.migrate import plan, read_config
+
+        result = plan(read_config(config), _configs(to, trust), str(config))
+        if json_out:
+            emit_json({"ok": True, "dry_run": True, **result.to_dict()})
+        err.print(f"{config}: version {result.source} -> {result.target}, "
+                  f"{len(result.steps)} step(s) (dry run)")
+        for step in result.steps:
+            err.print(f"  - {step.describe()}", markup=False)
+        for line in result.changes:
+            err.print(f"  {line}", markup=False)
+
+
+@migrate_app.command("apply")
+def migrate_apply(
+    config: Path = typer.Option(..., "--config", help="The config file to migrate."),
+    to: Path = typer.Option(..., "--to", help="The bundle to migrate to."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead of in place."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Migrate a config file: validate, apply the chain, validate, back up, write atomically.
+
+    Example: [bold]oemkit migrate apply --config /etc/app/config.json --to
+    example-0.2.0.oemb --trust trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.migrate import apply_file
+
+        result = apply_file(config, _configs(to, trust), out=out)
+        if json_out:
+            emit_json({"ok": True, **result.to_dict()})
+        err.print(f"Migrated {config} from version {result.source} to {result.target} "
+                  f"({len(result.steps)} steps); backup {config.name}.v{result.source}.bak")
+
+
+@migrate_app.command("test")
+def migrate_test(
+    bundle: Path = typer.Argument(..., help="The bundle whose upgrade path to test."),
+    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """The release job's upgrade-path test: every shipped sample of an older config version
+    migrates to the current one and validates; reversible chains round-trip exactly.
+
+    Example: [bold]oemkit migrate test dist/example-0.2.0.oemb --junit migrate.xml[/]
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.report.junit import junit_xml
+        from oemkit.runners.migrate import upgrade_path_test
+
+        checks = upgrade_path_test(_configs(bundle, trust))
+        if junit is not None:
+            atomic_write_bytes(junit, junit_xml(f"oemkit migrate test {bundle.name}", checks,
+                                                classname="migrate"))
+        ok = all(c.status != "fail" for c in checks)
+        if json_out:
+            emit_json({"ok": ok, "checks": [c.to_dict() for c in checks]})
+        check_table(checks)
+        if not ok:
+            raise typer.Exit(1)
+
+
+def _print_install(report, json_out: bool) -> None:
+    if json_out:
+        emit_json(report.to_dict())
+    check_table(report.checks)
+    if report.ok and report.switched:
+        err.print(f"[bold green]OK[/] {report.action}: current -> {report.slot}")
+    elif report.ok:
+        err.print(f"[bold green]OK[/] {report.action}: nothing changed")
+    else:
+        err.print(f"[bold red]FAILED[/] {report.action}: current is unchanged")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def install(
+    bundle: Path = typer.Argument(..., help="Bundle to install."),
+    prefix: Path = typer.Option(..., "--prefix", help="Install root (slots live here)."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    license: Path | None = typer.Option(None, "--license", help="License to check."),
+    config: Path | None = typer.Option(None, "--config", help="Initial config (default: "
+                                       "the bundle's)."),
+    profile: str | None = typer.Option(None, "--profile", help="Smoke-test profile."),
+    skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
+    system_site_packages: bool = typer.Option(False, "--system-site-packages",
+                                              help="Let the slot's venv see host packages."),
+    state: Path | None = typer.Option(None, "--state", help="License state file."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
+    then point PREFIX/current at the slot.
+
+    Example: [bold]oemkit install example-0.1.0.oemb --prefix /opt/example --trust
+    trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.install import install as run
+        from oemkit.runners.license import default_state_path
+
+        _print_install(run(bundle, prefix, trust, config=config, license_file=license,
+                           profile=profile, skip_smoke=skip_smoke,
+                           system_site_packages=system_site_packages,
+                           state_path=state or default_state_path()), json_out)
+
+
+def upgrade(
+    bundle: Path = typer.Argument(..., help="Bundle to upgrade to."),
+    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    license: Path | None = typer.Option(None, "--license", help="License to check."),
+    profile: str | None = typer.Option(None, "--profile", help="Smoke-test profile."),
+    allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
+                                         help="Accept an older release."),
+    skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
+    system_site_packages: bool = typer.Option(False, "--system-site-packages",
+                                              help="Let the slot's venv see host packages."),
+    state: Path | None = typer.Option(None, "--state", help="License state file."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Install a new release beside the current one, migrating its config; switch only when
+    verification, migration and the smoke test all pass.
+
+    Example: [bold]oemkit upgrade example-0.2.0.oemb --prefix /opt/example --trust
+    trust-root.json[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.install import install as run
+        from oemkit.runners.license import default_state_path
+
+        _print_install(run(bundle, prefix, trust, upgrade=True, license_file=license,
+                           profile=profile, skip_smoke=skip_smoke,
+                           allow_downgrade=allow_downgrade,
+                           system_site_packages=system_site_packages,
+                           state_path=state or default_state_path()), json_out)
+
+
+def rollback(
+    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Point current back at the previous slot (its config as it was before the upgrade).
+
+    Example: [bold]oemkit rollback --prefix /opt/example[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.install import rollback as run
+
+        _print_install(run(prefix), json_out)
+
+
+def status(
+    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the slots: versions, bundle digests, when and by which oemkit installed.
+
+    Example: [bold]oemkit status --prefix /opt/example[/]
+    """
+    with guard(json_out):
+        from oemkit.runners.install import status as run
+
+        doc = run(prefix)
+        if json_out:
+            emit_json({"ok": True, **doc})
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for col in ("", "slot", "version", "manifest", "installed", "oemkit", "config v"):
+            table.add_column(col)
+        for s in doc["slots"]:
+            mark = "current" if s.get("current") else "previous" if s.get("previous") else (
+                "incomplete" if s.get("incomplete") else "")
+            table.add_row(mark, s.get("name", "?"), s.get("version", "-"),
+                          str(s.get("manifest_sha256", "-"))[:12], s.get("installed_at", "-"),
+                          s.get("oemkit_version", "-"), str(s.get("config_version", "-")))
+        err.print(table)
+        err.print(f"current: {doc['current'] or 'none'}; previous: {doc['previous'] or 'none'}"
+                  + ("" if doc["consistent"] else "; INCONSISTENT: rerun the last command"))
+
+
+@wheelhouse_app.command("fetch")
+def wheelhouse_fetch(
+    requirements: Path = typer.Argument(..., help="requirements.txt (pinned, with hashes)."),
+    dest: Path = typer.Option(..., "--dest", help="The wheelhouse directory."),
+    platform: list[str] = typer.Option([], "--platform", help="e.g. manylinux2014_x86_64."),
+    python_version: str | None = typer.Option(None, "--python-version", help="e.g. 3.11."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the pip command only."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Fill a wheelhouse on a connected machine with `pip download` (binary wheels only).
+
+    Example: [bold]oemkit wheelhouse fetch requirements.txt --dest wheels --platform
+    manylinux2014_x86_64 --python-version 3.11[/]
+    """
+    with guard(json_out):
+        import subprocess
+        import sys
+
+        from oemkit.errors import EnvironmentProblem, InputError
+
+        if not requirements.is_file():
+            raise InputError("E_NOT_FOUND", f"{requirements} does not exist",
+                             hint="pass a requirements file")
+        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest",
+               str(dest), "-r", str(requirements)]
+        for tag in platform:
+            cmd += ["--platform", tag]
+        if python_version:
+            cmd += ["--python-version", python_version]
+        if json_out:
+            emit_json({"ok": True, "command": cmd, "dry_run": dry_run})
+        err.print(" ".join(cmd), markup=False)
+        if dry_run:
+            return
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0:
+            raise EnvironmentProblem("E_PIP", "pip download failed (see above)",
+                                     hint="this step needs network access to the package "
+                                          "index; run it on a connected machine")
