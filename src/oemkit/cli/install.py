@@ -126,7 +126,8 @@ def install(
     profile: str | None = typer.Option(None, "--profile", help="Smoke-test profile."),
     skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
     system_site_packages: bool = typer.Option(False, "--system-site-packages",
-                                              help="Let the slot's venv see host packages."),
+                                              help="Let the slot's venv import the packages of "
+                                              "the Python running oemkit."),
     state: Path | None = typer.Option(None, "--state", help="License state file."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -156,7 +157,8 @@ def upgrade(
                                          help="Accept an older release."),
     skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
     system_site_packages: bool = typer.Option(False, "--system-site-packages",
-                                              help="Let the slot's venv see host packages."),
+                                              help="Let the slot's venv import the packages of "
+                                              "the Python running oemkit."),
     state: Path | None = typer.Option(None, "--state", help="License state file."),
     json_out: bool = JSON_OPT,
 ) -> None:

@@ -236,6 +236,7 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
                     "installed_at": format_time(now()), "oemkit_version": __version__,
                     "config_version": _config_version(staging / "config.json"),
                     "python": python}
+        atomic_write_bytes(staging / "manifest.json", verified.manifest.to_bytes())
         atomic_write_bytes(staging / "slot.json",
                            (json.dumps(slot_doc, indent=2) + "\n").encode())
         os.rename(staging, final)
@@ -283,13 +284,13 @@ def _venv(report: InstallReport, slot: Path, manifest: Any, system_site: bool) -
                    "interpreter's packages")
         return sys.executable
     venv = slot / "venv"
-    args = [sys.executable, "-m", "venv", str(venv)]
-    if system_site:
-        args.insert(3, "--system-site-packages")
-    steps = [args, [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index",
-                    "--no-deps", "--disable-pip-version-check", "--quiet",
-                    *[str(slot / "bundle" / w) for w in wheels]]]
-    for cmd in steps:
+    steps = [[sys.executable, "-m", "venv", str(venv)],
+             [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index",
+              "--no-deps", "--disable-pip-version-check", "--quiet",
+              *[str(slot / "bundle" / w) for w in wheels]]]
+    for i, cmd in enumerate(steps):
+        if i == 1 and system_site:
+            _see_host_packages(venv)
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -301,6 +302,16 @@ def _venv(report: InstallReport, slot: Path, manifest: Any, system_site: bool) -
     report.add("dependencies", "pass", f"{len(wheels)} wheel(s) installed offline into "
                "the slot's venv")
     return str(venv / "bin" / "python")
+
+
+def _see_host_packages(venv: Path) -> None:
+    """Let the venv import what the interpreter running oemkit has (a .pth file), so a
+    wheelhouse may omit packages the host already provides (e.g. onnxruntime-gpu)."""
+    import sysconfig
+
+    paths = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "_oemkit_host.pth").write_text("".join(f"{p}\n" for p in sorted(paths)))
 
 
 def _config_version(path: Path) -> int | None:
@@ -334,6 +345,12 @@ def _config(report: InstallReport, slot: Path, verified: Any, current: Path | No
             kept = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         else:
             source, where = configs.default, "the bundle's default config"
+        if current is not None and config_file is None and _config_version(
+                current / "config.json") not in (None, *configs.schemas):
+            # A downgrade: only the newer (current) release knows how to walk back down.
+            newer = _slot_configs(current)
+            down = plan(source, newer, where, target=configs.version, kept=kept)
+            source, kept = down.outcome.config, down.outcome.kept
         result = plan(source, configs, where, kept=kept)
     except OemkitError as exc:
         report.fail("config", exc)
@@ -348,6 +365,19 @@ def _config(report: InstallReport, slot: Path, verified: Any, current: Path | No
               f"{where} (version {result.target}) is valid")
     report.add("config", "pass", detail)
     return True
+
+
+def _slot_configs(slot: Path) -> Any:
+    """The config versions and migrations of an installed slot's (verified) bundle."""
+    from oemkit._canonical import parse_json
+    from oemkit.models.manifest import Manifest
+    from oemkit.runners.migrate import load_configs
+
+    manifest = Manifest.from_dict(parse_json((slot / "manifest.json").read_bytes(),
+                                             what=f"{slot.name}/manifest.json"))
+    files = {f.path: (slot / "bundle" / f.path).read_bytes() for f in manifest.files
+             if f.size <= 4 << 20}
+    return load_configs(files, manifest.runtime.config, verified=True)
 
 
 def _smoke(report: InstallReport, slot: Path, manifest: Any, profile_name: str | None,

@@ -1,0 +1,307 @@
+"""Install, upgrade, rollback on a real temporary prefix, including kills mid-upgrade."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers import REPO
+from oemkit.cli import app
+from oemkit.errors import EnvironmentProblem, InputError
+from oemkit.runners.install import install, prefix_lock, rollback, status
+
+runner = CliRunner()
+PROFILE = """\
+name: test
+accelerator: none
+providers: [{name: CPUExecutionProvider}]
+budgets: {cold_start_ms: 60000, p95_ms: 1000}
+steady_state: {iterations: 5, warmup: 1}
+"""
+
+
+def cli(*args, env=None):
+    result = runner.invoke(app, [str(a) for a in args], env=env)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, keys):
+    from oemkit.build.bundle import build_bundle
+    from oemkit.build.sign import sign_bundle
+
+    out = tmp_path_factory.mktemp("bundles")
+    made = {}
+    for name in ("example-v1", "example"):
+        path = build_bundle(REPO / "bundles" / name, out).path
+        sign_bundle(path, [keys["bundle"]])
+        made[name] = path
+    return made["example-v1"], made["example"]
+
+
+@pytest.fixture
+def profile(tmp_path):
+    path = tmp_path / "profile.yaml"
+    path.write_text(PROFILE)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path, monkeypatch):
+    monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "license-state.json"))
+
+
+def _live_config(prefix: Path) -> dict:
+    return json.loads((prefix / "current" / "config.json").read_text())
+
+
+def test_install_upgrade_status_rollback(bundles, trust_file, tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "opt"
+    report = install(v1, prefix, trust_file, profile=profile)
+    assert report.ok and report.switched, report.to_dict()
+    assert _live_config(prefix)["schema_version"] == 1
+    first = status(prefix)
+    assert first["consistent"] and first["current"].startswith("example-0.1.0-")
+    assert [s["version"] for s in first["slots"]] == ["0.1.0"]
+    assert first["slots"][0]["oemkit_version"] and first["slots"][0]["installed_at"]
+
+    up = cli("upgrade", v2, "--prefix", prefix, "--trust", trust_file, "--profile", profile,
+             "--json")
+    assert up.exit_code == 0, up.output
+    doc = json.loads(up.stdout)
+    assert any(c["name"] == "config" and "migrated v1 -> v2" in c["detail"]
+               for c in doc["checks"])
+    assert _live_config(prefix) == {"labels": ["a", "b", "c"], "max_batch": 8,
+                                    "schema_version": 2, "score_threshold": 0.5, "threads": 1}
+    second = json.loads(cli("status", "--prefix", prefix, "--json").stdout)
+    assert second["current"].startswith("example-0.2.0-")
+    assert second["previous"].startswith("example-0.1.0-")
+    assert {s["manifest_sha256"][:12] for s in second["slots"]} == {
+        second["current"][-12:], second["previous"][-12:]}
+
+    back = rollback(prefix)
+    assert back.ok and _live_config(prefix)["schema_version"] == 1  # as it was before
+    assert status(prefix)["current"].startswith("example-0.1.0-")
+
+
+def test_install_twice_and_upgrade_without_install_are_refused(bundles, trust_file, tmp_path,
+                                                              profile):
+    v1, v2 = bundles
+    with pytest.raises(InputError) as err:
+        install(v2, tmp_path / "p", trust_file, upgrade=True, profile=profile)
+    assert err.value.code == "E_NOT_INSTALLED"
+    install(v1, tmp_path / "p", trust_file, profile=profile)
+    with pytest.raises(InputError) as err:
+        install(v2, tmp_path / "p", trust_file, profile=profile)
+    assert err.value.code == "E_ALREADY_INSTALLED" and "oemkit upgrade" in err.value.hint
+
+
+def test_downgrade_needs_allow_downgrade_and_restores_kept_values(bundles, trust_file,
+                                                                  tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v2, prefix, trust_file, profile=profile)
+    live = prefix / "current" / "config.json"
+    tuned = dict(json.loads(live.read_text()), max_batch=32)
+    live.write_text(json.dumps(tuned))
+    refused = cli("upgrade", v1, "--prefix", prefix, "--trust", trust_file, "--profile",
+                  profile, "--json")
+    assert refused.exit_code == 1
+    check = next(c for c in json.loads(refused.stdout)["checks"] if c["status"] == "fail")
+    assert check["code"] == "E_DOWNGRADE" and "0.1.0 is older than the installed 0.2.0" in (
+        check["detail"])
+    assert status(prefix)["current"].startswith("example-0.2.0-")
+    down = install(v1, prefix, trust_file, upgrade=True, allow_downgrade=True,
+                   profile=profile)
+    assert down.ok, down.to_dict()
+    assert _live_config(prefix)["schema_version"] == 1 and "max_batch" not in _live_config(
+        prefix)
+    again = install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    assert again.ok and _live_config(prefix) == tuned  # the kept-aside value came back
+
+
+def test_failed_smoke_keeps_current_on_the_old_slot(bundles, trust_file, tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(PROFILE.replace("cold_start_ms: 60000", "cold_start_ms: 1"))
+    report = install(v2, prefix, trust_file, upgrade=True, profile=str(strict))
+    assert not report.ok and report.exit_code == 1 and not report.switched
+    failed = next(c for c in report.checks if c.status == "fail")
+    assert failed.name == "smoke" and "cold start" in failed.detail
+    assert status(prefix)["current"].startswith("example-0.1.0-")
+    assert [p.name.startswith("example-0.1.0") for p in (prefix / "slots").iterdir()] == [True]
+
+
+def test_tampered_bundle_is_not_installed(bundles, trust_file, tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    bad = tmp_path / "bad.oemb"
+    data = bytearray(v2.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    bad.write_bytes(bytes(data))
+    report = install(bad, prefix, trust_file, upgrade=True, profile=profile)
+    assert not report.ok and report.checks[-1].name == "verify"
+    assert len(list((prefix / "slots").iterdir())) == 1
+
+
+def test_disk_full_during_unpack_leaves_the_old_slot(bundles, trust_file, tmp_path, profile,
+                                                     monkeypatch):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    before = status(prefix)
+    import oemkit.runners.unpack as unpack
+
+    real_open = unpack.os.fdopen
+
+    def full_disk(fd, *args, **kwargs):
+        handle = real_open(fd, *args, **kwargs)
+
+        class Full:
+            def write(self, data):
+                raise OSError(28, "No space left on device")
+
+            def close(self):
+                handle.close()
+
+        return Full()
+
+    monkeypatch.setattr(unpack.os, "fdopen", full_disk)
+    report = install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    assert report.exit_code == 4
+    assert report.checks[-1].code == "E_WRITE" and "No space left" in report.checks[-1].detail
+    assert status(prefix) == before
+    assert sorted(p.name for p in (prefix / "slots").iterdir()) == [before["current"]]
+
+
+def test_unknown_future_config_is_refused_before_anything_is_written(bundles, trust_file,
+                                                                     tmp_path, profile):
+    v1, _ = bundles
+    config = tmp_path / "future.json"
+    config.write_text('{"schema_version": 9}')
+    report = install(v1, tmp_path / "p", trust_file, config=config, profile=profile)
+    assert not report.ok and report.checks[-1].code == "E_CONFIG_VERSION"
+    assert status(tmp_path / "p")["current"] is None
+    assert list((tmp_path / "p" / "slots").iterdir()) == []
+
+
+def test_concurrent_operation_is_refused(bundles, trust_file, tmp_path, profile):
+    v1, _ = bundles
+    with prefix_lock(tmp_path / "p"), pytest.raises(EnvironmentProblem) as err:
+        install(v1, tmp_path / "p", trust_file, profile=profile)
+    assert err.value.code == "E_LOCKED"
+
+
+KILLER = """
+import os, signal, sys
+import oemkit.runners.install as inst
+point = sys.argv[5]
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+if point == "unpack":
+    import oemkit.runners.unpack as u
+    real = u.verify_open_bundle
+    def dying(*a, **kw):
+        sink = kw["sink"]
+        def s(entry):
+            f = sink(entry); f.write(b"partial"); f.flush(); die()
+        kw["sink"] = s
+        return real(*a, **kw)
+    u.verify_open_bundle = dying
+elif point == "before-switch":
+    real_point = inst._point
+    inst._point = lambda *a: die()
+elif point == "between-links":
+    real_point = inst._point
+    def half(prefix, name, slot):
+        if name == "current":
+            die()
+        real_point(prefix, name, slot)
+    inst._point = half
+inst.install(sys.argv[1], sys.argv[2], sys.argv[3], upgrade=True, profile=sys.argv[4])
+"""
+
+
+@pytest.mark.parametrize("point", ["unpack", "before-switch", "between-links"])
+def test_killed_mid_upgrade_leaves_a_consistent_host_and_rerun_finishes(
+        bundles, trust_file, tmp_path, profile, point):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(v2), str(prefix), str(trust_file),
+                           profile, point], capture_output=True, text=True,
+                          env={**os.environ})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    after = status(prefix)
+    assert after["consistent"]
+    assert after["current"].startswith("example-0.1.0-")  # never a half-written slot
+    assert json.loads((prefix / "current" / "config.json").read_text())["schema_version"] == 1
+    rerun = install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    assert rerun.ok, rerun.to_dict()
+    final = status(prefix)
+    assert final["current"].startswith("example-0.2.0-") and final["consistent"]
+    assert not any(s.get("incomplete") for s in final["slots"])
+    assert not [p for p in prefix.iterdir() if p.name.endswith(".tmp")]
+
+
+def _wheel(path: Path, name: str) -> None:
+    dist = f"{name}-1.0.dist-info"
+    files = {f"{name}/__init__.py": "VALUE = 42\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    record = "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, text in files.items():
+            zf.writestr(n, text)
+        zf.writestr(f"{dist}/RECORD", record)
+
+
+def test_wheelhouse_is_installed_offline_into_the_slot_venv(tmp_path, keys, trust_file,
+                                                            profile):
+    import shutil
+
+    from oemkit.build.bundle import build_bundle
+    from oemkit.build.sign import sign_bundle
+
+    spec = tmp_path / "spec"
+    shutil.copytree(REPO / "bundles" / "example-v1", spec)
+    (spec / "wheels").mkdir()
+    _wheel(spec / "wheels" / "oemkit_probe-1.0-py3-none-any.whl", "oemkit_probe")
+    (spec / "bundle.yaml").write_text((spec / "bundle.yaml").read_text()
+                                      + "wheelhouse: wheels\n")
+    bundle = build_bundle(spec, tmp_path / "dist").path
+    sign_bundle(bundle, [keys["bundle"]])
+    prefix = tmp_path / "p"
+    report = install(bundle, prefix, trust_file, profile=profile, system_site_packages=True)
+    assert report.ok, report.to_dict()
+    python = prefix / "current" / "venv" / "bin" / "python"
+    out = subprocess.run([str(python), "-c", "import oemkit_probe; print(oemkit_probe.VALUE)"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "42"
+    assert any(c.name == "dependencies" and "1 wheel(s) installed offline" in c.detail
+               for c in report.checks)
+
+
+def test_wheelhouse_fetch_dry_run_builds_the_pip_command(tmp_path):
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy==2.0.0\n")
+    result = cli("wheelhouse", "fetch", req, "--dest", tmp_path / "w", "--platform",
+                 "manylinux2014_x86_64", "--python-version", "3.11", "--dry-run", "--json")
+    assert result.exit_code == 0
+    cmd = json.loads(result.stdout)["command"]
+    assert cmd[1:4] == ["-m", "pip", "download"] and "--only-binary=:all:" in cmd
+    assert cmd[-4:] == ["--platform", "manylinux2014_x86_64", "--python-version", "3.11"]
