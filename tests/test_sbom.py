@@ -405,3 +405,24 @@ def test_sbom_cli_refuses_a_bundle_changed_after_verification(signed_bundle, tru
     assert result.exit_code == 1, result.output
     assert "E_MEMBER_DIGEST" in result.stderr and "no longer matches" in result.stderr
     assert '"x"' not in result.stdout
+
+
+def test_wheels_must_match_pinned_versions_and_hashes(wheel_spec, tmp_path):
+    alpha = wheel_spec / "wheels" / "alpha-1.0-py3-none-any.whl"
+    digest = hashlib.sha256(alpha.read_bytes()).hexdigest()
+    text = (wheel_spec / "bundle.yaml").read_text()
+
+    def build_with(requirement: str):
+        (wheel_spec / "bundle.yaml").write_text(text.replace(
+            '"numpy>=1.24"', f'"numpy>=1.24", "{requirement}"'))
+        return build_bundle(wheel_spec, tmp_path / "o")
+
+    doc = _sbom(build_with(f"alpha==1.0 --hash=sha256:{digest}").path)
+    assert "alpha" in {c["name"] for c in doc["components"]}
+    with pytest.raises(InputError) as err:
+        build_with(f"alpha==1.0 --hash=sha256:{'0' * 64}")
+    assert err.value.code == "E_WHEEL_HASH" and "alpha-1.0-py3-none-any.whl" in (
+        err.value.message)
+    with pytest.raises(InputError) as err:
+        build_with("alpha==2.0")
+    assert err.value.code == "E_WHEEL_VERSION" and "pins alpha==2.0" in err.value.message

@@ -34,6 +34,14 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+_HASH = re.compile(r"\s+--hash=sha256:([0-9a-f]{64})(?=\s|$)")
+
+
+def split_hashes(text: str) -> tuple[str, set[str]]:
+    """A requirement without its pip ``--hash=sha256:...`` options, and those hashes."""
+    return _HASH.sub("", text), set(_HASH.findall(text))
+
+
 def parse_requirement(text: str, where: str) -> tuple[str, str, str | None]:
     """(normalised name, specifier, pinned version or None) of a PEP 508 requirement."""
     match = _STRICT_REQ.fullmatch(text)
@@ -98,9 +106,19 @@ def collect_packages(wheels: Sequence[tuple[Path, str, str]],
                              hint="keep one wheel per project (the one for the target platform)")
         by_name[pkg.name] = pkg
     for i, text in enumerate(requirements):
-        name, spec, pinned = parse_requirement(text, f"requirements[{i}]")
+        bare, hashes = split_hashes(text)
+        name, spec, pinned = parse_requirement(bare, f"requirements[{i}]")
         if name in by_name:
             wheel = by_name[name]
+            if pinned is not None and wheel.version != pinned:
+                raise InputError("E_WHEEL_VERSION", f"requirements[{i}] pins {name}=={pinned} "
+                                 f"but the wheelhouse holds {wheel.path} ({wheel.version})",
+                                 hint="refill the wheelhouse with 'oemkit wheelhouse fetch'")
+            if hashes and wheel.sha256 not in hashes:
+                raise InputError("E_WHEEL_HASH", f"{wheel.path} (sha256 {wheel.sha256}) does "
+                                 f"not match the hashes requirements[{i}] pins for {name}",
+                                 hint="the wheel is not the one the release pinned; refill "
+                                      "the wheelhouse from a trusted index")
             by_name[name] = Package(wheel.name, wheel.version, wheel.path, wheel.sha256,
                                     wheel.requires, wheel.license, spec or None)
         else:
