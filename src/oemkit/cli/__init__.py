@@ -53,6 +53,9 @@ def _register_license_commands() -> None:
     app.add_typer(inst.wheelhouse_app, name="wheelhouse")
     for command in (inst.install, inst.upgrade, inst.rollback, inst.status):
         app.command()(command)
+    from oemkit.cli.sizing import sizing
+
+    app.command()(sizing)
 
 
 _register_license_commands()

@@ -1,0 +1,153 @@
+"""`oemkit sizing BUNDLE ...` and `oemkit sizing compare A.json B.json`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from oemkit.cli._output import emit_json, err, guard
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def sizing(
+    args: list[str] = typer.Argument(..., metavar="BUNDLE | compare A.json B.json"),
+    profile: str | None = typer.Option(None, "--profile", help="Profile name or YAML file."),
+    trust: Path | None = typer.Option(None, "--trust", help="Pinned trust root."),
+    target_qps: float | None = typer.Option(None, "--target-qps", min=0.001,
+                                            help="Load to size for."),
+    slo: str | None = typer.Option(None, "--slo", help="e.g. p99=50ms (default: the "
+                                   "profile's p95 budget)."),
+    headroom: float = typer.Option(0.3, "--headroom", min=0.0, max=0.95),
+    redundancy: int = typer.Option(0, "--redundancy", min=0),
+    batch: str = typer.Option("1,8,32", "--batch", help="Comma-separated batch sizes."),
+    threads: str = typer.Option("auto", "--threads", help="auto or e.g. 1,2,4."),
+    duration: str = typer.Option("5s", "--duration", help="Time budget per configuration."),
+    out: Path = typer.Option(Path("sizing"), "--out", help="Output directory."),
+    format: str = typer.Option("json,md,html", "--format", help="Any of json, md, html."),
+    force: bool = typer.Option(False, "--force", help="Measure even if the host does not "
+                               "satisfy the profile."),
+    max_regression: float | None = typer.Option(None, "--max-regression", help="compare: "
+                                                "exit 1 when a figure is worse by more "
+                                                "than this fraction (e.g. 0.1)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Measure latency, throughput and memory on this host, find the QPS one instance
+    sustains inside the SLO, and recommend an instance count for a target load.
+
+    Example: [bold]oemkit sizing dist/example-0.2.0.oemb --profile cpu-small --trust
+    trust-root.json --target-qps 200 --slo p99=50ms --out sizing/[/]
+    Example: [bold]oemkit sizing compare old/sizing.json new/sizing.json
+    --max-regression 0.1[/]
+    """
+    with guard(json_out):
+        from oemkit.errors import UsageError
+
+        if args[0] == "compare":
+            if len(args) != 3:
+                raise UsageError("E_USAGE", "sizing compare takes two sizing.json files",
+                                 hint="oemkit sizing compare A.json B.json")
+            _compare(Path(args[1]), Path(args[2]), max_regression, json_out)
+            return
+        if len(args) != 1 or profile is None or trust is None:
+            raise UsageError("E_USAGE", "sizing takes one bundle, --profile and --trust",
+                             hint="oemkit sizing BUNDLE --profile cpu-small --trust ROOT")
+        _measure(Path(args[0]), profile, trust, target_qps, slo, headroom, redundancy, batch,
+                 threads, duration, out, format, force, json_out)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    from oemkit.errors import UsageError
+
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UsageError("E_USAGE", f"{what} {text!r} is not a list of positive integers",
+                         hint=f"e.g. {what} 1,8,32")
+    return values
+
+
+def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch, threads,
+             duration, out, format, force, json_out) -> None:
+    import json
+
+    from oemkit._fs import atomic_write_bytes
+    from oemkit.errors import UsageError
+    from oemkit.report.sizing import to_html, to_markdown
+    from oemkit.runners.sizing import SizingRequest, parse_duration, parse_slo, run_sizing
+
+    formats = {f.strip() for f in format.split(",") if f.strip()}
+    if not formats or formats - {"json", "md", "html"}:
+        raise UsageError("E_USAGE", f"--format {format!r}", hint="any of json, md, html")
+    request = SizingRequest(
+        target_qps=target_qps, slo_p99_ms=parse_slo(slo) if slo else None, headroom=headroom,
+        redundancy=redundancy, batches=_ints(batch, "--batch"),
+        threads=() if threads == "auto" else _ints(threads, "--threads"),
+        duration_s=parse_duration(duration), force=force)
+    status = err.status("measuring") if err.is_terminal else None
+    if status:
+        status.start()
+    try:
+        doc = run_sizing(bundle, profile, trust, request,
+                         progress=(lambda m: status.update(f"measuring {m}")) if status
+                         else None)
+    finally:
+        if status:
+            status.stop()
+    out.mkdir(parents=True, exist_ok=True)
+    if "json" in formats:
+        atomic_write_bytes(out / "sizing.json", (json.dumps(doc, indent=2) + "\n").encode())
+    if "md" in formats:
+        atomic_write_bytes(out / "sizing.md", to_markdown(doc).encode())
+    if "html" in formats:
+        atomic_write_bytes(out / "sizing.html", to_html(doc).encode())
+    if json_out:
+        emit_json(doc)
+    rec = doc["recommendation"]
+    for note in doc["notes"]:
+        err.print(f"[yellow]note[/]: {note}")
+    if rec.get("achievable"):
+        err.print(f"one instance sustains {rec['sustainable_qps_per_instance']:.1f} queries/s "
+                  f"at p99 <= {rec['slo_p99_ms']:g} ms")
+        if "instances" in rec:
+            err.print(f"[bold]instances: {rec['instances']}[/] = {rec['arithmetic']}")
+    else:
+        err.print(f"[bold red]{rec['reason']}[/]")
+    err.print(f"reports in {out}/" + ("" if doc["complete"] else " (INCOMPLETE: interrupted)"))
+    if not doc["complete"]:
+        raise typer.Exit(1)
+
+
+def _compare(a_path: Path, b_path: Path, max_regression: float | None, json_out: bool) -> None:
+    import json
+
+    from oemkit._fs import read_input
+    from oemkit.report.sizing import compare
+
+    a = json.loads(read_input(a_path, "sizing report"))
+    b = json.loads(read_input(b_path, "sizing report"))
+    rows = compare(a, b)
+    regressed = [r for r in rows if r["ratio"] is not None and max_regression is not None and (
+        (r["higher_is_better"] and r["ratio"] < 1 - max_regression)
+        or (not r["higher_is_better"] and r["ratio"] > 1 + max_regression))]
+    if json_out:
+        emit_json({"ok": not regressed, "rows": rows, "regressed": [r["figure"]
+                                                                     for r in regressed]})
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("figure", str(a_path), str(b_path), "B/A"):
+        table.add_column(col)
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        mark = " [red](worse)[/]" if r in regressed else ""
+        table.add_row(r["figure"], f"{r['a']:.4g}" if r["a"] is not None else "-",
+                      f"{r['b']:.4g}" if r["b"] is not None else "-", ratio + mark)
+    err.print(table)
+    if regressed:
+        err.print(f"[bold red]{len(regressed)} figure(s) regressed by more than "
+                  f"{max_regression:.0%}[/]")
+        raise typer.Exit(1)
