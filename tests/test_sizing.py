@@ -1,0 +1,146 @@
+"""Sizing: measurements, the recommendation's arithmetic, reports, compare, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from oemkit.cli import app
+from oemkit.errors import EnvironmentProblem, UsageError
+from oemkit.report.sizing import compare, k8s_snippet, to_html, to_markdown
+from oemkit.runners.sizing import SizingRequest, parse_duration, parse_slo, recommend, run_sizing
+
+runner = CliRunner()
+QUICK = SizingRequest(target_qps=500, slo_p99_ms=50, headroom=0.3, redundancy=1,
+                      batches=(1, 4), threads=(1,), duration_s=0.3, server_duration_s=0.2)
+
+
+def cli(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory, keys, trust_v2):
+    from helpers import EXAMPLE
+    from oemkit.build.bundle import build_bundle
+    from oemkit.build.sign import sign_bundle
+
+    bundle = build_bundle(EXAMPLE, tmp_path_factory.mktemp("b")).path
+    sign_bundle(bundle, [keys["bundle"]])
+    return run_sizing(bundle, "cpu-small", trust_v2, QUICK), bundle
+
+
+def test_measures_every_configuration_and_the_server_scenario(sized):
+    doc, _ = sized
+    assert doc["complete"] and doc["name"] == "example"
+    configs = {(c["batch"], c["threads"]): c for c in doc["configurations"]}
+    assert set(configs) == {(1, 1), (4, 1)}
+    for c in configs.values():
+        s = c["stream"]
+        assert s["samples"] >= 50 and s["min"] <= s["p50"] <= s["p99"] <= s["max"]
+        assert s["p99_ci"][0] <= s["p99"] <= s["p99_ci"][1]
+        assert c["session_ms"] > 0 and c["first_inference_ms"] > 0
+        assert c["peak_rss_mb"] > 0 and c["harness_overhead_ms"] > 0
+        assert s["throughput_samples_s"] > 0
+    assert doc["server"] and all(p["rate"] > 0 for p in doc["server"])
+    assert doc["host"]["cores"] >= 1 and doc["manifest_sha256"]
+    assert doc["oemkit_version"] and doc["host"]["onnxruntime"]
+
+
+def test_recommendation_arithmetic_is_shown_and_right(sized):
+    doc, _ = sized
+    rec = doc["recommendation"]
+    assert rec["achievable"]
+    qps = rec["sustainable_qps_per_instance"]
+    assert rec["instances"] == math.ceil(500 / (qps * 0.7)) + 1
+    assert rec["arithmetic"].startswith(f"ceil(500 / ({qps:.1f} x (1 - 0.3))) + 1")
+    assert max(p["rate"] for p in doc["server"] if p["meets_slo"]) == qps
+
+
+def test_unreachable_slo_is_a_clear_answer():
+    doc = {"server": [{"rate": 10.0, "p99": 80.0, "meets_slo": False}],
+           "configurations": [{"batch": 1, "threads": 1, "peak_rss_mb": 90,
+                               "stream": {"p99": 75.0}}]}
+    rec = recommend(doc, SizingRequest(target_qps=100, slo_p99_ms=50), 50)
+    assert rec["achievable"] is False
+    assert rec["reason"].startswith("not achievable on this host with any number of "
+                                    "instances at batch 1: even unloaded, one instance's p99 is "
+                                    "75.00 ms, above the 50 ms SLO")
+
+
+def test_reports_are_self_contained_and_include_the_k8s_snippet(sized):
+    doc, _ = sized
+    md = to_markdown(doc)
+    assert "## Server scenario" in md and "| batch | threads |" in md
+    assert "instances: **" in md
+    page = to_html(doc)
+    assert page.count("<svg") == 3 and "SLO 50" in page
+    assert not re.search(r"(src|href)=\"https?://", page)  # nothing fetched from a network
+    assert "<script" not in page
+    snippet = k8s_snippet(doc)
+    assert f"replicas: {doc['recommendation']['instances']}" in snippet
+    assert "requests: {cpu: \"1\"" in snippet
+
+
+def test_compare_reports_ratios_and_regressions(sized, tmp_path):
+    doc, _ = sized
+    slower = json.loads(json.dumps(doc))
+    for c in slower["configurations"]:
+        c["stream"]["p50"] *= 1.5
+        c["stream"]["throughput_samples_s"] /= 1.5
+    rows = {r["figure"]: r for r in compare(doc, slower)}
+    assert rows["batch 1, 1 thr p50 ms"]["ratio"] == pytest.approx(1.5)
+    assert rows["batch 1, 1 thr p50 ms"]["worse"] is True
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    (tmp_path / "b.json").write_text(json.dumps(slower))
+    same = cli("sizing", "compare", tmp_path / "a.json", tmp_path / "a.json",
+               "--max-regression", "0.1", "--json")
+    assert same.exit_code == 0 and json.loads(same.stdout)["regressed"] == []
+    worse = cli("sizing", "compare", tmp_path / "a.json", tmp_path / "b.json",
+                "--max-regression", "0.1", "--json")
+    assert worse.exit_code == 1
+    assert "batch 1, 1 thr p50 ms" in json.loads(worse.stdout)["regressed"]
+
+
+def test_cli_writes_the_three_reports(sized, trust_file, tmp_path):
+    _, bundle = sized
+    out = tmp_path / "out"
+    result = cli("sizing", bundle, "--profile", "cpu-small", "--trust", trust_file,
+                 "--target-qps", "100", "--slo", "p99=50ms", "--batch", "1",
+                 "--duration", "0.2s", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["sizing.html", "sizing.json", "sizing.md"]
+    assert json.loads((out / "sizing.json").read_text())["request"]["slo_p99_ms"] == 50
+
+
+def test_a_profile_the_host_does_not_satisfy_is_reported(sized, trust_v2):
+    _, bundle = sized
+    with pytest.raises(EnvironmentProblem) as err:
+        run_sizing(bundle, "gpu-cuda", trust_v2, QUICK)
+    assert err.value.code == "E_PROFILE_UNMET"
+    assert "required provider CUDAExecutionProvider is not available" in err.value.message
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--batch", "0"], "--batch '0' is not a list of positive integers"),
+    (["--slo", "fast"], "--slo 'fast' is not a p99 latency"),
+    (["--duration", "soon"], "--duration 'soon' is not a duration"),
+    (["--format", "pdf"], "--format 'pdf'"),
+])
+def test_bad_options_are_usage_errors(sized, trust_file, args, words):
+    _, bundle = sized
+    result = cli("sizing", bundle, "--profile", "cpu-small", "--trust", trust_file, *args)
+    assert result.exit_code == 2 and words in result.stderr
+
+
+def test_parsers():
+    assert parse_slo("p99=50ms") == 50 and parse_slo("0.2s") == 200
+    assert parse_duration("20s") == 20 and parse_duration("500ms") == 0.5
+    with pytest.raises(UsageError):
+        parse_slo("p50=1ms")
