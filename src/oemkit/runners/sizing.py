@@ -28,8 +28,8 @@ from oemkit.errors import EnvironmentProblem, InputError, UsageError
 
 CHILD = Path(__file__).with_name("_sizing_child.py")
 ProgressFn = Callable[[str], None]
-#: A model faster than this many harness overheads cannot be timed precisely.
-RESOLUTION_FACTOR = 10.0
+#: Below this many harness overheads per call, the harness is more than 2 % of a sample.
+RESOLUTION_FACTOR = 50.0
 NOISY_SPREAD = 0.05
 
 
@@ -214,8 +214,8 @@ def _annotate(doc: dict[str, Any], result: dict[str, Any]) -> None:
     if per_call and per_call < RESOLUTION_FACTOR * overhead:
         doc["notes"].append(
             f"batch {result['batch']}: the model ({per_call:.4f} ms per call) is faster than "
-            f"{RESOLUTION_FACTOR:g}x the harness overhead ({overhead:.4f} ms); the harness is "
-            "a visible part of these figures (nothing was subtracted)")
+            f"{RESOLUTION_FACTOR:g}x the harness overhead ({overhead:.4f} ms per sample): the "
+            "harness is more than 2 % of these figures (nothing was subtracted)")
     thirds = [b for b in result.get("thirds_p50", []) if b]
     if len(thirds) == 3:
         spread = (max(thirds) - min(thirds)) / sorted(thirds)[1]
