@@ -476,7 +476,8 @@ def test_retiring_or_revoking_the_only_root_key_is_refused_with_a_way_forward(tm
         assert root.read_bytes() == before
 
 
-def test_revoking_one_of_two_bundle_keys_at_threshold_two_is_refused(tmp_path):
+def test_retiring_one_of_two_bundle_keys_at_threshold_two_is_refused_revoking_is_not(
+        tmp_path):
     root = tmp_path / "root.json"
     run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)
     for name in ("bundle", "license"):
@@ -487,7 +488,7 @@ def test_revoking_one_of_two_bundle_keys_at_threshold_two_is_refused(tmp_path):
     keys = json.loads(run("trust", "show", root, "--json").stdout)["trust_root"]["keys"]
     keyid = next(k["keyid"] for k in keys if k["usage"] == ["bundle"])
     before = root.read_bytes()
-    result = run("trust", "revoke-key", root, keyid, "--sign-with", KEYS / "root.key",
+    result = run("trust", "retire-key", root, keyid, "--sign-with", KEYS / "root.key",
                  "--json", env=ENV)
     assert result.exit_code == 3, result.output
     error = json.loads(result.stdout)["error"]
@@ -496,6 +497,10 @@ def test_revoking_one_of_two_bundle_keys_at_threshold_two_is_refused(tmp_path):
     assert "add another bundle key first" in error["hint"]
     assert "set-threshold ROOT bundle 1" in error["hint"]
     assert root.read_bytes() == before
+    # An emergency revocation goes through: bundle signing then fails closed.
+    revoked = run("trust", "revoke-key", root, keyid, "--sign-with", KEYS / "root.key",
+                  env=ENV)
+    assert revoked.exit_code == 0, revoked.output
 
 
 # --------------------------------------------------------------------------- demo

@@ -243,9 +243,22 @@ def test_budget_exceeded_fails_with_expected_and_actual(signed_bundle, trust_fil
     assert check["code"] == "E_BUDGET" and check["expected"] == "<= 1 ms"
 
 
-def test_required_provider_missing_is_an_environment_error(signed_bundle, trust_file):
-    result = cli("smoke", signed_bundle, "--profile", "gpu-cuda", "--trust", trust_file,
+def test_host_that_does_not_satisfy_the_profile_is_an_environment_error(signed_bundle,
+                                                                        trust_file):
+    result = cli("smoke", signed_bundle, "--profile", "cpu-large", "--trust", trust_file,
                  "--json")
+    assert result.exit_code == 4
+    check = json.loads(result.stdout)["checks"][-1]
+    assert check["code"] == "E_PROFILE_UNMET" and "needs 16" in check["detail"]
+
+
+def test_required_provider_missing_is_an_environment_error(signed_bundle, trust_file,
+                                                           tmp_path):
+    text = PROFILE.replace("  - name: CPUExecutionProvider",
+                           "  - name: CUDAExecutionProvider\n    require: true\n"
+                           "  - name: CPUExecutionProvider")
+    result = cli("smoke", signed_bundle, "--profile", _profile(tmp_path, text), "--trust",
+                 trust_file, "--json")
     assert result.exit_code == 4
     doc = json.loads(result.stdout)
     assert doc["checks"][-1]["code"] == "E_PROVIDER_MISSING"
@@ -320,3 +333,37 @@ def test_golden_vectors_as_npz(tmp_path, keys, trust_file):
     golden = next(c for c in result.checks if c.name == "golden:y")
     assert golden.status == "pass", result.to_dict()
     assert result.ok, [c.to_dict() for c in result.checks if c.status == "fail"]
+
+
+def test_bundle_profile_takes_precedence_over_a_shipped_one(tmp_path, keys, trust_file):
+    def edit(spec):
+        (spec / "profiles").mkdir()
+        (spec / "profiles" / "cpu-small.yaml").write_text(
+            PROFILE.replace("name: test", "name: cpu-small").replace("p95_ms: 1000",
+                                                                     "p95_ms: 0.000001"))
+        text = (spec / "bundle.yaml").read_text().replace("files: []", "files: [profiles]")
+        (spec / "bundle.yaml").write_text(text)
+
+    result = run_smoke(_bundle(tmp_path, keys, edit), "cpu-small", trust_file)
+    assert result.profile.source == "bundle:profiles/cpu-small.yaml"
+    assert codes(result) == {"p95 latency (batch 1)": "E_BUDGET"}
+
+
+def test_golden_comparison_edge_cases(tmp_path):
+    from oemkit.runners.smoke import SmokeResult, _compare
+
+    expected = tmp_path / "e.json"
+    cases = [
+        ({"y": {"shape": [3], "data": [float("inf"), 1.0, 2.0]}},
+         {"y": {"shape": [3], "data": [float("-inf"), 1.0, 2.0]}}, "E_GOLDEN_MISMATCH"),
+        ({"y": {"shape": [2], "data": [float("inf"), 1.0]}},
+         {"y": {"shape": [2], "data": [float("inf"), 1.0]}}, None),
+        ({"y": {"data": [1.0]}}, {"y": {"shape": [1], "data": [1.0]}}, "E_GOLDEN_INVALID"),
+        ({"y": {"shape": [3], "data": [1.0]}}, {"y": {"shape": [3], "data": [1.0, 2.0, 3.0]}},
+         "E_GOLDEN_INVALID"),
+    ]
+    for want, got, code in cases:
+        expected.write_text(json.dumps(want))
+        result = SmokeResult(bundle="b")
+        _compare(result, "golden", got, expected, 1e-5, 1e-4)
+        assert result.checks[0].code == code, (want, got, result.checks[0])

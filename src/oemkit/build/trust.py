@@ -136,6 +136,10 @@ def _check_thresholds_kept(root: TrustRoot, key: TrustKey, keys: Sequence[TrustK
         left = len([k for k in keys if usage in k.usage and k.status == "active"])
         if left >= need or (usage != "root" and left == 0):
             continue
+        if usage != "root" and verb == "revoke":
+            # Revoking a compromised key must never wait: signing for this usage fails
+            # closed until new keys are added, which is the safe outcome.
+            continue
         raise InputError(
             "E_TRUST_BELOW_THRESHOLD", f"cannot {verb} key {key.keyid[:16]}… ({key.name}): "
             f"it would leave {left} active {usage} key(s), below the {usage} threshold {need}",

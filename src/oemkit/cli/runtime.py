@@ -134,7 +134,7 @@ def smoke(
             emit_json(doc)
         check_table(result.checks)
         t = result.timings_ms
-        if t:
+        if "cold_start" in t:
             err.print(f"cold start {t.get('cold_start', 0):.0f} ms (process "
                       f"{t.get('process_start', 0):.0f} + imports {t.get('imports', 0):.0f} + "
                       f"session {t.get('session', 0):.0f}); first inference "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oemkit.errors import EXIT_ENV, EXIT_FAILED, EXIT_OK, EnvironmentProblem, OemkitError
+from oemkit.errors import EXIT_ENV, EXIT_FAILED, EXIT_OK, InputError, OemkitError
 from oemkit.models.report import Check
 from oemkit.runners.profiles import HostInfo, Profile, detect_host, load_profile
 
@@ -91,15 +91,10 @@ def run_smoke(bundle: Path, profile_name: str, trust: Path | bytes, *,
     from oemkit.runners.unpack import unpack_bundle
 
     result = SmokeResult(bundle=str(bundle))
-    early = None
-    if profile_name.endswith((".yaml", ".yml")) or "/" in profile_name:
-        early = load_profile(profile_name)
-    else:
-        try:
-            early = load_profile(profile_name)
-        except OemkitError as exc:
-            if exc.code != "E_PROFILE_NOT_FOUND":
-                raise
+    # A profile file is checked before anything runs; a name is looked up after unpacking,
+    # so that the bundle's own profiles/NAME.yaml takes precedence over a shipped one.
+    early = (load_profile(profile_name)
+             if profile_name.endswith((".yaml", ".yml")) or "/" in profile_name else None)
     work = Path(tempfile.mkdtemp(prefix="oemkit-smoke-"))
     try:
         report = unpack_bundle(bundle, work / "bundle", trust)
@@ -127,8 +122,17 @@ def run_unpacked(result: SmokeResult, manifest: Any, root_dir: Path, profile: Pr
     ``install``/``upgrade`` call this on a new slot; ``work`` holds scratch files.
     """
     root_dir, work = root_dir.resolve(), work.resolve()
+    from oemkit.runners.profiles import unmet
+
     result.profile = profile
     result.host = result.host or detect_host()
+    reasons = [r for r in unmet(profile, result.host) if "provider" not in r]
+    if reasons:
+        result.environment_error = True
+        result.add("host", "fail", f"this host does not satisfy profile {profile.name}: "
+                   + "; ".join(reasons), code="E_PROFILE_UNMET",
+                   hint="run on a host that matches the profile, or choose another --profile")
+        return
     missing = [p.name for p in profile.providers if p.require and p.name not in
                result.host.providers]
     if missing:
@@ -168,8 +172,8 @@ def _license(result: SmokeResult, report: Any, license_file: Path | None,
 def _child_request(manifest: Any, root: Path, profile: Profile, out: Path) -> dict[str, Any]:
     golden = manifest.runtime.golden or {}
     if not golden:
-        raise EnvironmentProblem("E_NO_GOLDEN", "the bundle has no golden inputs to run",
-                                 hint="add a 'golden:' section to the bundle spec")
+        raise InputError("E_NO_GOLDEN", "the bundle has no golden inputs to run",
+                         hint="add a 'golden:' section to the bundle spec and rebuild")
     return {
         "model": str(root / manifest.runtime.model), "inputs": str(root / golden["inputs"]),
         "providers": [{"name": p.name, "options": p.options} for p in profile.providers],
@@ -255,6 +259,11 @@ def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_p
         want = expected[out_name]
         got = outputs.get(out_name)
         check = f"{name}:{out_name}"
+        problem = _golden_problem(want)
+        if problem:
+            result.add(check, "fail", f"golden output {out_name} is malformed: {problem}",
+                       code="E_GOLDEN_INVALID", hint="rebuild the bundle with valid golden data")
+            continue
         if got is None:
             result.add(check, "fail", f"the model has no output {out_name!r}",
                        code="E_GOLDEN_MISMATCH", expected=out_name,
@@ -267,15 +276,17 @@ def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_p
             continue
         worst = (-1.0, 0, 0.0, 0.0)
         for i, (a, e) in enumerate(zip(got["data"], want["data"], strict=True)):
-            if a is None or (isinstance(a, float) and math.isnan(a)):
-                worst = (math.inf, i, e, float("nan"))
-                break
+            if a is None or (isinstance(a, float) and not math.isfinite(a)) or not math.isfinite(e):
+                if a != e:  # NaN never matches; infinities must match exactly
+                    worst = (math.inf, i, e, float("nan") if a is None else a)
+                    break
+                continue
             excess = abs(a - e) - (atol + rtol * abs(e))
             if excess > worst[0]:
                 worst = (excess, i, e, a)
         excess, index, e, a = worst
         if excess > 0:
-            what = "NaN" if math.isnan(a) else f"{a!r}"
+            what = "NaN" if isinstance(a, float) and math.isnan(a) else f"{a!r}"
             result.add(check, "fail", f"output {out_name} differs from the golden output at "
                        f"flat index {index}: expected {e!r}, got {what} (allowed |diff| <= "
                        f"{atol + rtol * abs(e):.3g})", code="E_GOLDEN_MISMATCH",
@@ -284,6 +295,16 @@ def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_p
         else:
             result.add(check, "pass", f"{len(want['data'])} values within atol {atol:g} + "
                        f"rtol {rtol:g}")
+
+
+def _golden_problem(want: Any) -> str | None:
+    if not isinstance(want, dict) or not {"shape", "data"} <= set(want):
+        return "each output needs shape and data"
+    if not isinstance(want["data"], list) or not isinstance(want["shape"], list):
+        return "shape and data must be lists"
+    if math.prod(int(d) for d in want["shape"]) != len(want["data"]):
+        return f"shape {want['shape']} does not hold {len(want['data'])} values"
+    return None
 
 
 def _load_golden(path: Path) -> dict[str, Any]:
