@@ -212,8 +212,17 @@ def test_weak_small_order_key_rejected_when_the_root_is_loaded(keys, root):
     assert err.value.code == "E_TRUST_WEAK_KEY" and "small-order" in err.value.message
 
 
-def test_oversize_file(root):
-    rejected(b"A" * (65 << 10), root, "E_TOO_LARGE", "limit")
+def test_oversize_file_is_an_input_error_exit_3(root, keys):
+    # One code, one exit status: E_TOO_LARGE is always an InputError (exit 3).
+    with pytest.raises(InputError) as err:
+        evaluate(b"A" * (65 << 10), root, T0, host={})
+    assert err.value.code == "E_TOO_LARGE" and err.value.exit_code == 3
+    assert "66560 bytes (limit 65536)" in err.value.message
+    from oemkit.verify.license import read_crl
+
+    with pytest.raises(InputError) as err:
+        read_crl(b"A" * (65 << 10), root, "r.crl")
+    assert err.value.code == "E_TOO_LARGE" and err.value.exit_code == 3
 
 
 @pytest.mark.parametrize("text, words", [
@@ -536,7 +545,7 @@ def test_cli_issue_verify_inspect_crl_attach(keys, root_doc, tmp_path, signed_bu
     assert report["license"][0]["verdict"] == "valid"
     assert report["license"][0]["license_id"] == "beta-vision"
     assert run("license", "attach", signed_bundle, lic).exit_code == 0
-    # the host sees the CRL while verifying another license: it is remembered in the state
+    # the host remembers the CRL (seen with the rejection above, and again here)
     assert run("license", "verify", other, "--trust", tmp_path / "root.json", "--crl",
                crl).exit_code == 0
     # so the attached, revoked acme-vision license is rejected without passing the CRL again
@@ -544,3 +553,572 @@ def test_cli_issue_verify_inspect_crl_attach(keys, root_doc, tmp_path, signed_bu
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["error"]["code"] == "E_REVOKED"
     assert stat.S_IMODE(os.stat(tmp_path / "state.json").st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _signed_crl(key, payload: bytes) -> bytes:
+    return armor("OEMKIT CRL", sign_document(key, CRL_PAYLOAD_TYPE, payload))
+
+
+def _crl_doc(**changes) -> dict:
+    doc = {"type": "oemkit-crl/v1", "seq": 1, "issued_at": "2026-06-01T00:00:00Z",
+           "revoked_licenses": [{"license_id": "acme-vision"}], "revoked_keys": []}
+    doc.update(changes)
+    return doc
+
+
+def crl_rejected(keys, root, payload: bytes, code: str, *words: str):
+    from oemkit.verify.license import read_crl
+
+    with pytest.raises(VerificationError) as err:
+        read_crl(_signed_crl(keys["crl"], payload), root, "r.crl")
+    assert err.value.code == code, err.value
+    for word in words:
+        assert word in err.value.message, err.value.message
+    return err.value
+
+
+# 1. times in signed documents: only the written form
+
+
+@pytest.mark.parametrize("field", ["issued_at", "not_before", "expires", "updates_until"])
+@pytest.mark.parametrize("when", ["2027-06-30", "20270630", "2027-06-30 00:00:00",
+                                  "2027-06-30T00:00:00", "2027-06-30T00:00:00.5Z",
+                                  "2027-06-30T00:00:00+00:00", "2027-06-30T02:00:00+02:00",
+                                  "2027-06-30T00:00:00Z\n", 1782777600])
+def test_claims_times_must_be_exactly_the_written_form(keys, root, field, when):
+    doc = claims().to_dict()
+    if field == "updates_until":
+        doc["bindings"] = {"bundle": {"updates_until": when}}
+    else:
+        doc[field] = when
+    err = rejected(_signed_payload(keys["license"], canonical_json(doc)), root,
+                   "E_CLAIMS_INVALID", field, "YYYY-MM-DDTHH:MM:SSZ")
+    assert err.message.startswith("license claims: ")
+
+
+def test_written_time_form_still_verifies_and_cli_input_stays_lenient(keys, root):
+    from oemkit._time import parse_time
+    from oemkit.models.license import parse_signed_time
+
+    assert parse_signed_time("2027-06-30T00:00:00Z") == parse_time("2027-06-30", "t")
+    with pytest.raises(ValueError):
+        parse_signed_time("2027-06-30")
+    doc = claims().to_dict()
+    doc["expires"] = "2027-06-30T00:00:00Z"
+    data = _signed_payload(keys["license"], canonical_json(doc))
+    assert evaluate(data, root, T0 + DAY, host={}).claims.expires == parse_time("2027-06-30", "")
+
+
+@pytest.mark.parametrize("when", ["2026-06-01", "2026-06-01T00:00:00+00:00",
+                                  "2026-06-01T00:00:00.000Z"])
+def test_crl_issued_at_must_be_exactly_the_written_form(keys, root, when):
+    err = crl_rejected(keys, root, canonical_json(_crl_doc(issued_at=when)), "E_CRL_INVALID",
+                       "revocation list", "issued_at", "YYYY-MM-DDTHH:MM:SSZ")
+    assert err.check == "revocation list"
+
+
+# 2. identifiers are matched in full (a trailing newline is not ignored)
+
+
+@pytest.mark.parametrize("field, words", [
+    ("license_id", "license_id must be"), ("salt", "salt must be 64 hex"),
+    ("hash", "each hardware component"), ("digest", "digests must be sha256"),
+])
+def test_trailing_newline_in_identifiers_is_rejected(keys, root, field, words):
+    fp = fingerprint(HOST, salt="11" * 32)
+    doc = _hw_claims(1).to_dict()
+    if field == "license_id":
+        doc["license_id"] = "acme-vision\n"
+    elif field == "salt":
+        doc["bindings"]["hardware"]["salt"] = fp["salt"] + "\n"
+    elif field == "hash":
+        doc["bindings"]["hardware"]["components"][0]["hash"] += "\n"
+    else:
+        doc["bindings"]["bundle"] = {"digests": ["sha256:" + "ab" * 32 + "\n"]}
+    rejected(_signed_payload(keys["license"], canonical_json(doc)), root, "E_CLAIMS_INVALID",
+             words, host=HOST)
+
+
+def test_attach_refuses_a_license_id_with_a_trailing_newline(keys):
+    from oemkit.build.license import license_id_of
+
+    doc = claims().to_dict()
+    doc["license_id"] = "acme-vision\n"
+    with pytest.raises(InputError) as err:
+        license_id_of(_signed_payload(keys["license"], canonical_json(doc)))
+    assert err.value.code == "E_CLAIMS_INVALID" and "no valid license_id" in err.value.message
+
+
+def _manifest_dict() -> dict:
+    return {"format": "oemkit-bundle/v1", "name": "vision", "version": "1.2.0",
+            "description": "", "channel": "stable", "build_time": "2026-06-01T00:00:00Z",
+            "builder": {}, "runtime": {"model": "model.onnx"},
+            "files": [{"path": "model.onnx", "size": 1, "sha256": "ab" * 32, "mode": 0o644}],
+            "members": {"sbom.cdx.json": {"sha256": "cd" * 32, "size": 1},
+                        "payload.tar.zst": {"sha256": "ef" * 32, "size": 1}}}
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda d: d.update(name="vision\n"), "invalid name"),
+    (lambda d: d.update(version="1.2.0\n"), "invalid version"),
+    (lambda d: d.update(channel="stable\n"), "invalid channel"),
+    (lambda d: d["files"][0].update(sha256="ab" * 32 + "\n"), "sha256 must be 64"),
+    (lambda d: d["members"]["sbom.cdx.json"].update(sha256="cd" * 32 + "\n"),
+     "member digest for 'sbom.cdx.json' is malformed"),
+])
+def test_manifest_identifiers_are_matched_in_full(mutate, words):
+    from oemkit.models.manifest import Manifest
+
+    assert Manifest.from_dict(_manifest_dict()).name == "vision"
+    doc = _manifest_dict()
+    mutate(doc)
+    with pytest.raises(VerificationError) as err:
+        Manifest.from_dict(doc)
+    assert err.value.code == "E_MANIFEST_INVALID" and words in err.value.message
+
+
+# 3. values without an RFC 8785 form are coded errors, not crashes
+
+
+def test_canonical_json_raises_a_coded_error():
+    for value, words in ((2**53, "integers must lie within"), (-(2**53), "within"),
+                         ("\ud800", "unpaired surrogate"), ({"\udfff": 1}, "unpaired surrogate")):
+        with pytest.raises(InputError) as err:
+            canonical_json(value)
+        assert err.value.code == "E_CANONICAL" and words in err.value.message
+    assert canonical_json([2**53 - 1, -(2**53 - 1)]) == b"[9007199254740991,-9007199254740991]"
+
+
+@pytest.mark.parametrize("old, new, words", [
+    (b'"seq":1', b'"seq":9007199254740993', "integers must lie within"),
+    (b'"extensions":{}', b'"extensions":{"n":-9007199254740992}', "integers must lie within"),
+    (b'"product":"vision"', b'"product":"\\ud800"', "unpaired surrogate"),
+    (b'"extensions":{}', b'"extensions":{"\\udfff":1}', "unpaired surrogate"),
+])
+def test_signed_values_without_a_canonical_form(keys, root, old, new, words):
+    payload = canonical_json(claims().to_dict()).replace(old, new)
+    assert new in payload
+    err = rejected(_signed_payload(keys["license"], payload), root, "E_CLAIMS_INVALID",
+                   "no canonical JSON form", words)
+    assert isinstance(err, LicenseError)
+    crl_payload = canonical_json(_crl_doc()).replace(b'"seq":1', new.replace(
+        b'"product":', b'"seq":0,"x":') if b"product" in new else b'"seq":9007199254740993')
+    crl_rejected(keys, root, crl_payload, "E_CRL_INVALID", "revocation list",
+                 "no canonical JSON form")
+
+
+# 4. base64: one spelling per byte string
+
+
+@pytest.mark.parametrize("text, data", [
+    ("QUJD", b"ABC"), ("QUI=", b"AB"), ("QUI", b"AB"), ("QQ==", b"A"), ("QQ", b"A"),
+    ("QQ=", b"A"), ("-_8", b"\xfb\xff"), ("+/8=", b"\xfb\xff"), (" QUJD\n", b"ABC"), ("", b""),
+])
+def test_b64decode_accepts_both_alphabets_padded_or_not(text, data):
+    from oemkit._canonical import b64decode
+
+    assert b64decode(text, what="x") == data
+
+
+@pytest.mark.parametrize("text, words", [
+    ("QUJD=", "'=' after a complete 4-character group"),
+    ("QUJD==", "'=' after a complete 4-character group"),
+    ("QQ===", "at most two"),
+    ("QR==", "non-zero unused bits"), ("QUJ", "non-zero unused bits"),
+    ("QUK=", "non-zero unused bits"), ("-_-", "non-zero unused bits"),
+    ("Q", "a single character"), ("QU JD", "outside the base64 alphabet"),
+    ("QU=D", "outside the base64 alphabet"),
+])
+def test_b64decode_rejects_non_canonical_base64(text, words):
+    from oemkit._canonical import b64decode
+
+    with pytest.raises(InputError) as err:
+        b64decode(text, what="payload")
+    assert err.value.code == "E_BASE64" and words in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"QUJD==", "'=' after a complete 4-character group"),
+    (b"QUJD\n==", "'=' after a complete 4-character group"),
+    (b"QR==", "non-zero unused bits"), (b"QUJDQUK=", "non-zero unused bits"),
+])
+def test_armor_base64_is_strict(root, body, words):
+    text = b"-----BEGIN OEMKIT LICENSE-----\n" + body + b"\n-----END OEMKIT LICENSE-----\n"
+    rejected(text, root, "E_ARMOR", "bad base64", words)
+
+
+def test_envelope_payload_with_non_zero_unused_bits(keys, root):
+    env = _envelope(issue_license(keys["license"], claims()))
+    sig = env["signatures"][0]["sig"]  # 64 bytes: "...x==", 4 unused bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(sig[-3])
+    env["signatures"][0]["sig"] = sig[:-3] + alphabet[last | 1] + "=="
+    rejected(_rearmor(env), root, "E_ENVELOPE", "non-zero unused bits")
+
+
+# 5. a CRL must be signed inside its key's window
+
+
+def test_crl_signed_by_a_retired_key_after_retirement_is_refused(keys, root_doc):
+    from oemkit.verify.license import read_crl
+
+    retired = parse_root(retire_key(parse_root(root_doc), keys["crl"].keyid, [keys["root"]],
+                                    issued=T0 + 5 * DAY)).root
+    before = issue_crl(keys["crl"], 1, revoke=[("acme-vision", None)], issued_at=T0 + DAY)
+    assert read_crl(before, retired, "before.crl").seq == 1
+    after = issue_crl(keys["crl"], 2, issued_at=T0 + 6 * DAY)  # empty: would un-revoke all
+    with pytest.raises(LicenseError) as err:
+        read_crl(after, retired, "after.crl")
+    assert err.value.code == "E_KEY_WINDOW"
+    assert "was issued at 2026-06-07T00:00:00Z" in err.value.message
+    assert "retired or expired" in err.value.message
+    other = issue_license(keys["license"], claims(license_id="other"))
+    state = evaluate(other, retired, T0 + 7 * DAY, host={},
+                     crls=[("before.crl", before, True)]).new_state
+    lic = issue_license(keys["license"], claims())
+    rejected(lic, retired, "E_KEY_WINDOW", "after.crl", now=T0 + 7 * DAY, state=state,
+             crls=[("after.crl", after, True)])
+    rejected(lic, retired, "E_KEY_WINDOW", now=T0 + 7 * DAY, state=state,
+             crls=[("bundle:revocations.crl", after, False)])
+    # the revoked license stays revoked
+    rejected(lic, retired, "E_REVOKED", "revoked by CRL sequence 1", now=T0 + 7 * DAY,
+             state=state)
+
+
+# 6. a remembered CRL that no longer verifies does not block the host
+
+
+def _with_second_crl_key(keys, root_doc, *, compromise_first: bool):
+    new_crl = fresh_key()
+    doc = add_key(parse_root(root_doc), new_crl.public, ["crl"], [keys["root"]], name="crl2",
+                  issued=T0 + 2 * DAY)
+    if compromise_first:
+        doc = revoke_key(parse_root(doc), keys["crl"].keyid, [keys["root"]], issued=T0 + 3 * DAY)
+    return new_crl, parse_root(doc).root
+
+
+def test_remembered_crl_of_a_compromised_key_is_ignored_with_a_warning(keys, root, root_doc):
+    crl3 = issue_crl(keys["crl"], 3, revoke=[("acme-vision", None)], issued_at=T0 + DAY)
+    other = issue_license(keys["license"], claims(license_id="other"))
+    state = evaluate(other, root, T0 + DAY, host={}, crls=[("c", crl3, True)]).new_state
+    assert state.crl_seq == 3
+    new_crl, rotated = _with_second_crl_key(keys, root_doc, compromise_first=True)
+    lic = issue_license(keys["license"], claims())
+    verdict = evaluate(lic, rotated, T0 + 4 * DAY, host={}, state=state)
+    assert verdict.status == "valid"
+    assert any("remembered CRL (sequence 3) is ignored: E_KEY_REVOKED" in w
+               for w in verdict.warnings), verdict.warnings
+    # the sequence number is kept: an older CRL is still a rollback
+    old = issue_crl(new_crl, 2, issued_at=T0 + 4 * DAY)
+    rejected(lic, rotated, "E_CRL_ROLLBACK", "older than sequence 3", now=T0 + 4 * DAY,
+             state=state, crls=[("old.crl", old, True)])
+    carried = evaluate(lic, rotated, T0 + 4 * DAY, host={}, state=state,
+                       crls=[("bundle:revocations.crl", old, False)])
+    assert carried.crl_seq == 2 and any("the remembered one is unusable, so this one is used"
+                                        in w for w in carried.warnings), carried.warnings
+    # and the CRL supplied now is used
+    fresh = issue_crl(new_crl, 4, revoke=[("acme-vision", None)], issued_at=T0 + 4 * DAY)
+    rejected(lic, rotated, "E_REVOKED", "CRL sequence 4", now=T0 + 4 * DAY, state=state,
+             crls=[("fresh.crl", fresh, True)])
+
+
+def test_remembered_crl_of_a_key_missing_from_the_trust_root_is_kept_but_unused(keys, root,
+                                                                               root_doc):
+    new_crl, rotated = _with_second_crl_key(keys, root_doc, compromise_first=False)
+    crl5 = issue_crl(new_crl, 5, revoke=[("acme-vision", None)], issued_at=T0 + 3 * DAY)
+    other = issue_license(keys["license"], claims(license_id="other"))
+    state = evaluate(other, rotated, T0 + 3 * DAY, host={}, crls=[("c", crl5, True)]).new_state
+    # the original root does not list the new CRL key
+    verdict = evaluate(issue_license(keys["license"], claims()), root, T0 + 4 * DAY, host={},
+                       state=state)
+    assert any("remembered CRL (sequence 5) is ignored: E_KID_UNKNOWN" in w
+               for w in verdict.warnings), verdict.warnings
+    # it stays in the state (it may verify under another root), with its sequence number
+    assert verdict.new_state.crl == crl5 and verdict.new_state.crl_seq == 5
+    rejected(issue_license(keys["license"], claims()), rotated, "E_REVOKED", now=T0 + 4 * DAY,
+             state=verdict.new_state)
+
+
+# 7. a revocation is remembered even when the license it revokes is refused
+
+
+def test_rejection_still_remembers_a_newer_crl(keys, root, tmp_path):
+    path = tmp_path / "state.json"
+    seen = verify_license(issue_license(keys["license"], claims(license_id="other", seq=2)),
+                          root, now=T0 + DAY, state_path=path, host={})
+    before, _ = load_state(path)
+    assert before.seqs == {"other": 2} and before.last_seen == T0 + DAY
+    assert seen.verdict.new_state is not None
+    lic = issue_license(keys["license"], claims())
+    crl = issue_crl(keys["crl"], 2, revoke=[("acme-vision", None)], issued_at=T0 + DAY)
+    with pytest.raises(LicenseError) as err:
+        verify_license(lic, root, now=T0 + 3 * DAY, state_path=path, host={},
+                       crls=[("r.crl", crl, True)])
+    assert err.value.code == "E_REVOKED"
+    after, problem = load_state(path)
+    assert problem is None and after.crl == crl and after.crl_seq == 2
+    assert after.last_seen == T0 + DAY and after.seqs == {"other": 2}  # unchanged
+    with pytest.raises(LicenseError) as err:
+        verify_license(lic, root, now=T0 + 3 * DAY, state_path=path, host={})
+    assert err.value.code == "E_REVOKED" and "CRL sequence 2" in err.value.message
+
+
+def test_rejection_remembers_a_crl_that_revokes_the_signing_key(keys, root, tmp_path):
+    path = tmp_path / "state.json"
+    lic = issue_license(keys["license"], claims())
+    crl = issue_crl(keys["crl"], 1, revoke_keys=[keys["license"].keyid], issued_at=T0)
+    for crls in ([("r.crl", crl, True)], []):
+        with pytest.raises(LicenseError) as err:
+            verify_license(lic, root, now=T0 + DAY, state_path=path, host={}, crls=crls)
+        assert err.value.code == "E_KEY_REVOKED" and "listed in CRL sequence 1" in \
+            err.value.message
+    state, _ = load_state(path)
+    assert state.crl_seq == 1 and state.last_seen is None and state.seqs == {}
+
+
+def test_rejection_remembers_a_good_crl_read_before_a_bad_one(keys, root, tmp_path):
+    path = tmp_path / "state.json"
+    good = issue_crl(keys["crl"], 3, revoke=[("acme-vision", None)], issued_at=T0)
+    bad = issue_crl(keys["license"], 4, issued_at=T0)  # wrong key usage
+    with pytest.raises(LicenseError) as err:
+        verify_license(issue_license(keys["license"], claims()), root, now=T0 + DAY,
+                       state_path=path, host={},
+                       crls=[("good.crl", good, True), ("bad.crl", bad, True)])
+    assert err.value.code == "E_KEY_USAGE"
+    assert load_state(path)[0].crl_seq == 3
+
+
+def test_rejection_before_any_crl_is_read_writes_nothing(keys, root, tmp_path):
+    path = tmp_path / "state.json"
+    crl = issue_crl(keys["crl"], 1, issued_at=T0)
+    with pytest.raises(LicenseError) as err:
+        verify_license(issue_license(fresh_key(), claims()), root, now=T0 + DAY,
+                       state_path=path, host={}, crls=[("r.crl", crl, True)])
+    assert err.value.code == "E_KID_UNKNOWN"
+    assert not path.exists()
+
+
+# 8. CRL document errors are CRL errors
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"revoked_licenses": 5}, "revoked_licenses must be a list"),
+    ({"revoked_licenses": None}, "revoked_licenses must be a list"),
+    ({"revoked_licenses": "acme-vision"}, "revoked_licenses must be a list"),
+    ({"revoked_licenses": [5]}, "revoked_licenses[0] must be"),
+    ({"revoked_licenses": [{"license_id": 1}]}, "revoked_licenses[0] must be"),
+    ({"revoked_licenses": [{"license_id": "a", "x": 1}]}, "revoked_licenses[0] must be"),
+    ({"revoked_licenses": [{"license_id": "a", "below_seq": None}]},
+     "revoked_licenses[0].below_seq must be an integer"),
+    ({"revoked_keys": None}, "revoked_keys must be a list"),
+    ({"seq": 0}, "seq must be a positive integer"),
+    ({"extra": 1}, "unknown field(s) ['extra']"),
+])
+def test_malformed_crl_documents(keys, root, change, words):
+    err = crl_rejected(keys, root, canonical_json(_crl_doc(**change)), "E_CRL_INVALID",
+                       "revocation list: ", words)
+    assert err.hint == "the CRL is damaged; get a fresh one from the vendor"
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda t: t.replace(b'"seq":1', b'"seq":1.0'), "seq is a floating-point number"),
+    (lambda t: t.replace(b'"seq":1', b'"seq":1e0'), "floating-point"),
+    (lambda t: t.replace(b'{"issued_at"', b'{ "issued_at"'), "not in canonical form"),
+    (lambda t: t.replace(b'"seq":1', b'"seq":1,"seq":1'), "duplicate key 'seq'"),
+    (lambda t: b"\xef\xbb\xbf" + t, "BOM"),
+])
+def test_crl_payload_errors_are_reported_as_revocation_list_errors(keys, root, mutate, words):
+    err = crl_rejected(keys, root, mutate(canonical_json(_crl_doc())), "E_CRL_INVALID",
+                       "revocation list", words)
+    assert "license claims" not in err.message and err.check == "revocation list"
+    lic = issue_license(keys["license"], claims())
+    rejected(lic, root, "E_CRL_INVALID", "revocation list", words,
+             crls=[("r.crl", _signed_crl(keys["crl"], mutate(canonical_json(_crl_doc()))),
+                    True)])
+
+
+# 12. no nulls for optional fields, no binding that binds nothing
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"min_crl_seq": None}, "min_crl_seq must be an integer"),
+    ({"bindings": {"environment": None}}, "bindings.environment must be a non-empty string"),
+    ({"bindings": {"bundle": {"channel": None}}}, "bindings.bundle.channel must be a non-empty"),
+    ({"bindings": {"bundle": {"updates_until": None}}}, "bindings.bundle.updates_until must be"),
+    ({"bindings": {"bundle": {"digests": []}}}, "digests is empty: a binding must bind"),
+    ({"bindings": None}, "bindings must be an object"),
+    ({"entitlements": None}, "entitlements must be an object"),
+    ({"grace_seconds": 2**53 - 1}, "expires + grace_seconds is after 9999-12-31T23:59:59Z"),
+])
+def test_null_optional_fields_and_empty_bindings_are_invalid(keys, root, change, words):
+    doc = claims().to_dict()
+    doc.update(change)
+    rejected(_signed_payload(keys["license"], canonical_json(doc)), root, "E_CLAIMS_INVALID",
+             words)
+
+
+# --------------------------------------------------------------------------- CLI hardening
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, root_doc):
+    from typer.testing import CliRunner
+
+    from helpers import PASSPHRASE
+    from oemkit.cli import app
+
+    monkeypatch.setenv("OEMKIT_KEY_PASSPHRASE", PASSPHRASE.decode())
+    monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "state.json"))
+    (tmp_path / "root.json").write_bytes(root_doc)
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert "Traceback" not in result.output, result.output
+        assert "internal error" not in result.output, result.output
+        return result
+
+    return run
+
+
+def _issue_args(tmp_path, *extra):
+    from helpers import KEYS
+
+    return ("license", "issue", "--key", KEYS / "license.key", "--customer", "acme",
+            "--customer-name", "ACME Corp", "--product", "vision", "--expires", "2099-01-01",
+            "--out", tmp_path / "acme.lic", *extra)
+
+
+def _error(result) -> dict:
+    return json.loads(result.stdout)["error"]
+
+
+def test_cli_revocation_is_remembered_after_the_rejection(cli, tmp_path):
+    from helpers import KEYS
+
+    assert cli(*_issue_args(tmp_path)).exit_code == 0
+    assert cli("crl", "issue", "--key", KEYS / "crl.key", "--seq", "1", "--revoke",
+               "acme-vision", "--out", tmp_path / "r.crl").exit_code == 0
+    lic, trust = tmp_path / "acme.lic", tmp_path / "root.json"
+    first = cli("license", "verify", lic, "--trust", trust, "--crl", tmp_path / "r.crl",
+                "--json")
+    assert first.exit_code == 1 and _error(first)["code"] == "E_REVOKED"
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["crl_seq"] == 1 and state["last_seen"] is None and state["seqs"] == {}
+    second = cli("license", "verify", lic, "--trust", trust, "--json")
+    assert second.exit_code == 1 and _error(second)["code"] == "E_REVOKED"
+    assert "revoked by CRL sequence 1" in _error(second)["message"]
+
+
+def test_cli_too_large_is_exit_3_whatever_the_size(cli, tmp_path):
+    assert cli(*_issue_args(tmp_path)).exit_code == 0
+    trust = tmp_path / "root.json"
+    for size in (70 << 10, 2 << 20):
+        big = tmp_path / f"big-{size}.lic"
+        big.write_bytes(b"A" * size)
+        for args in (("license", "verify", big, "--trust", trust),
+                     ("license", "inspect", big),
+                     ("license", "verify", tmp_path / "acme.lic", "--trust", trust,
+                      "--crl", big)):
+            res = cli(*args, "--json")
+            assert res.exit_code == 3, res.output
+            error = _error(res)
+            assert error["code"] == "E_TOO_LARGE" and error["exit_code"] == 3
+            assert f"is {size} bytes (limit 65536)" in error["message"]
+
+
+def test_cli_issue_expires_not_after_the_start_is_a_usage_error(cli, tmp_path):
+    res = cli(*_issue_args(tmp_path)[:-4], "--expires", "2020-01-01", "--out",
+              tmp_path / "acme.lic", "--json")
+    assert res.exit_code == 2, res.output
+    error = _error(res)
+    assert error["code"] == "E_USAGE" and "--expires 2020-01-01T00:00:00Z is not after" in \
+        error["message"]
+    assert "--expires" in error["hint"] and "compatible oemkit" not in error["hint"]
+    res = cli(*_issue_args(tmp_path), "--not-before", "2099-01-01", "--json")
+    assert res.exit_code == 2 and "(--not-before)" in _error(res)["message"]
+    assert not (tmp_path / "acme.lic").exists()
+
+
+def test_cli_issue_invalid_requested_claims_are_usage_errors(cli, tmp_path):
+    res = cli(*_issue_args(tmp_path), "--license-id", "bad id!", "--json")
+    assert res.exit_code == 2
+    error = _error(res)
+    assert error["code"] == "E_USAGE" and "cannot issue this license" in error["message"]
+    assert "license_id" in error["message"] and "--license-id" in error["hint"]
+
+
+def test_cli_issue_match_must_be_at_least_one(cli, tmp_path):
+    fp = tmp_path / "host.fp"
+    fp.write_text(json.dumps(fingerprint(HOST, salt="11" * 32)))
+    res = cli(*_issue_args(tmp_path), "--hardware", fp, "--match", "0")
+    assert res.exit_code == 2 and "--match" in res.output
+    assert "greater than or equal to 1" in res.output
+    res = cli(*_issue_args(tmp_path), "--hardware", fp, "--match", "5", "--json")
+    assert res.exit_code == 2 and "match 5 exceeds 4 components" in _error(res)["message"]
+    assert cli(*_issue_args(tmp_path), "--hardware", fp, "--match", "2").exit_code == 0
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda d: d["components"][0].pop("kind"), "components[0] must be exactly {kind, hash}"),
+    (lambda d: d["components"][1].pop("hash"), "components[1] must be exactly {kind, hash}"),
+    (lambda d: d["components"][0].update(kind=""), "components[0].kind must be a non-empty"),
+    (lambda d: d["components"][0].update(kind=7), "components[0].kind must be a non-empty"),
+    (lambda d: d["components"][0].update(hash="zz" * 32), "components[0].hash must be 64"),
+    (lambda d: d["components"].__setitem__(0, "mac"), "components[0] must be exactly"),
+    (lambda d: d.update(salt="zz" * 32), "salt must be 64 lower-case hex"),
+    (lambda d: d.update(salt="AB" * 32), "salt must be 64 lower-case hex"),
+    (lambda d: d.update(salt="ab" * 32 + "\n"), "salt must be 64 lower-case hex"),
+    (lambda d: d.update(components=[]), "components must be a non-empty list"),
+    (lambda d: d.update(components={"kind": "mac"}), "components must be a non-empty list"),
+    (lambda d: d.update(type="other"), "type is not oemkit-fingerprint/v1"),
+])
+def test_fingerprint_file_is_validated_in_full(cli, tmp_path, mutate, words):
+    from oemkit.runners.license import read_fingerprint
+
+    doc = fingerprint(HOST, salt="11" * 32)
+    mutate(doc)
+    fp = tmp_path / "host.fp"
+    fp.write_text(json.dumps(doc))
+    with pytest.raises(InputError) as err:
+        read_fingerprint(fp)
+    assert err.value.code == "E_FINGERPRINT" and words in err.value.message
+    res = cli(*_issue_args(tmp_path), "--hardware", fp, "--json")
+    assert res.exit_code == 3 and _error(res)["code"] == "E_FINGERPRINT"
+    assert words in _error(res)["message"]
+
+
+def test_cli_inspect_trust_refuses_a_revoked_signing_key(cli, tmp_path, keys, root_doc):
+    from helpers import KEYS
+
+    assert cli(*_issue_args(tmp_path)).exit_code == 0
+    lic, trust = tmp_path / "acme.lic", tmp_path / "root.json"
+    ok = cli("license", "inspect", lic, "--trust", trust)
+    assert ok.exit_code == 0 and "SIGNATURE VERIFIED" in ok.stderr
+    compromised = tmp_path / "compromised.json"
+    compromised.write_bytes(revoke_key(parse_root(root_doc), keys["license"].keyid,
+                                       [keys["root"]]))
+    res = cli("license", "inspect", lic, "--trust", compromised)
+    assert res.exit_code == 1 and "SIGNATURE VERIFIED" not in res.output
+    assert "E_KEY_REVOKED" in res.stderr and "marked compromised" in res.stderr
+    assert cli("crl", "issue", "--key", KEYS / "crl.key", "--seq", "1", "--revoke-key",
+               keys["license"].keyid, "--out", tmp_path / "k.crl").exit_code == 0
+    res = cli("license", "inspect", lic, "--trust", trust, "--crl", tmp_path / "k.crl",
+              "--json")
+    assert res.exit_code == 1 and "SIGNATURE VERIFIED" not in res.output
+    assert _error(res)["code"] == "E_KEY_REVOKED"
+    assert "listed in CRL sequence 1" in _error(res)["message"]
+    res = cli("license", "inspect", lic, "--crl", tmp_path / "k.crl")
+    assert res.exit_code == 2 and "--crl needs --trust" in res.stderr
+
+
+def test_cli_inspect_trust_refuses_a_key_outside_its_window(cli, tmp_path, keys, root_doc):
+    retired = tmp_path / "retired.json"
+    retired.write_bytes(retire_key(parse_root(root_doc), keys["license"].keyid, [keys["root"]],
+                                   issued=T0))
+    assert cli(*_issue_args(tmp_path)).exit_code == 0  # issued now, after T0
+    res = cli("license", "inspect", tmp_path / "acme.lic", "--trust", retired, "--json")
+    assert res.exit_code == 1 and _error(res)["code"] == "E_KEY_WINDOW"

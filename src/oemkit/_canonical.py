@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from typing import Any
 
 from oemkit.errors import InputError
@@ -18,10 +19,25 @@ MAX_JSON_DEPTH = 64
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Serialise ``obj`` as RFC 8785 canonical JSON (sorted keys, no whitespace, UTF-8)."""
+    """Serialise ``obj`` as RFC 8785 canonical JSON (sorted keys, no whitespace, UTF-8).
+
+    A value RFC 8785 cannot represent (an integer beyond +-(2^53-1), a lone surrogate, a
+    NaN) raises InputError ``E_CANONICAL``; verifiers map it to their own code.
+    """
     import rfc8785
 
-    return rfc8785.dumps(obj)
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, UnicodeError) as exc:  # lone surrogate in a key
+        if isinstance(exc, UnicodeError) or "UTF-8" in str(exc):
+            reason = "a string holds an unpaired surrogate (not valid Unicode)"
+        elif isinstance(exc, rfc8785.IntegerDomainError):
+            reason = f"{exc} (integers must lie within +-(2^53-1))"
+        else:
+            reason = str(exc)
+        raise InputError("E_CANONICAL", f"no canonical JSON form (RFC 8785): {reason}",
+                         hint="integers must lie within +-(2^53-1) and strings must be "
+                              "valid Unicode") from None
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -40,20 +56,59 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_STRICT_B64 = re.compile(r"([A-Za-z0-9+/]*)(=*)")
+
+
+def strict_b64decode(text: str) -> bytes:
+    """Decode canonical standard base64 (RFC 4648 section 4) or raise ValueError.
+
+    Canonical means: only ``A-Z a-z 0-9 + /``, then exactly the ``=`` padding the data
+    length needs (none after a complete 4-character group, never more than two), total
+    length a multiple of 4, and the unused bits of the last character zero. So every
+    byte string has exactly one accepted spelling.
+    """
+    match = _STRICT_B64.fullmatch(text)
+    if match is None:
+        raise ValueError("characters outside the base64 alphabet, or '=' that is not "
+                         "trailing padding")
+    body, padding = match.group(1), len(match.group(2))
+    if len(body) % 4 == 1:
+        raise ValueError("a single character after the last complete 4-character group")
+    if padding and len(body) % 4 == 0:
+        raise ValueError("'=' after a complete 4-character group")
+    if padding != -len(body) % 4:  # so the length is a multiple of 4
+        raise ValueError(f"{padding} '=' where {-len(body) % 4} are needed")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - excluded above
+        raise ValueError(str(exc)) from None
+    if base64.b64encode(data).decode("ascii") != text:
+        raise ValueError("non-zero unused bits in the last character")
+    return data
+
+
 def b64decode(text: object, *, what: str) -> bytes:
-    """Decode standard or URL-safe base64, as DSSE verifiers must accept both."""
+    """Decode standard or URL-safe base64, padded or not, as DSSE verifiers must accept.
+
+    Strict otherwise: outer whitespace is ignored, then the text is padded with ``=`` to
+    a multiple of 4, ``-``/``_`` are read as ``+``/``/``, and the result must be
+    canonical (:func:`strict_b64decode`): no excess ``=``, no non-zero unused bits.
+    """
     if not isinstance(text, str):
         raise InputError("E_BASE64", f"{what} is not a base64 string", hint="the file is damaged")
     cleaned = text.strip()
-    cleaned += "=" * (-len(cleaned) % 4)
     try:
-        if "-" in cleaned or "_" in cleaned:
-            return base64.b64decode(cleaned, altchars=b"-_", validate=True)
-        return base64.b64decode(cleaned, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        body = cleaned.rstrip("=")
+        if len(cleaned) - len(body) > 2:
+            raise ValueError(f"{len(cleaned) - len(body)} '=' (at most two)")
+        if body != cleaned and len(body) % 4 == 0:
+            raise ValueError("'=' after a complete 4-character group")
+        cleaned += "=" * (-len(cleaned) % 4)
+        return strict_b64decode(cleaned.replace("-", "+").replace("_", "/"))
+    except ValueError as exc:
         raise InputError(
             "E_BASE64", f"{what} is not valid base64 ({exc})", hint="the file is damaged"
-        ) from exc
+        ) from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ LICENSE_TYPE = "oemkit-license/v1"
 MAX_ARMORED = 65536
 MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
+LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
 CLOCK_TOLERANCE = dt.timedelta(hours=1)
 KNOWN_CRITICAL = frozenset({"bundle", "environment", "hardware", "min_crl_seq"})
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -49,7 +50,7 @@ SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
     "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 ))
 _ARMOR_BODY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n")
-_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64 = re.compile(r"([A-Za-z0-9+/]*)(={0,2})")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -98,9 +99,17 @@ def keyed_hash(salt_hex: str, kind: str, value: str) -> str:
 
 
 def _strict_b64(text: str) -> bytes:
-    if len(text) % 4 or not _B64.fullmatch(text):
+    """§2.4: canonical standard base64, exactly the padding needed, unused bits zero."""
+    match = _B64.fullmatch(text)
+    if len(text) % 4 or not match:
         raise ValueError("not strict base64")
-    return base64.b64decode(text, validate=True)
+    body, padding = match.group(1), len(match.group(2))
+    if padding != (4 - len(body) % 4) % 4:
+        raise ValueError("wrong amount of '=' padding")
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode("ascii") != text:
+        raise ValueError("non-zero unused bits")
+    return data
 
 
 def _dsse_b64(value: object) -> bytes:
@@ -332,9 +341,10 @@ def parse_time(value: object, name: str) -> dt.datetime:
 
 
 def _nonempty(obj: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
-    value = obj.get(name)
-    if value is None and optional:
+    # §7: an optional field is absent or holds a value; null is not "absent"
+    if name not in obj and optional:
         return None
+    value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise _bad(f"{name} must be a non-empty string")
     return value
@@ -342,9 +352,9 @@ def _nonempty(obj: Mapping[str, Any], name: str, *, optional: bool = False) -> s
 
 def _integer(obj: Mapping[str, Any], name: str, minimum: int, *, optional: bool = False
              ) -> int | None:
-    value = obj.get(name)
-    if value is None and optional:
+    if name not in obj and optional:
         return None
+    value = obj.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise _bad(f"{name} must be an integer >= {minimum}")
     return value
@@ -385,7 +395,10 @@ def check_claims(obj: Any) -> None:
     expires = parse_time(claims.get("expires"), "expires")
     if expires <= not_before:
         raise _bad("expires must be after not_before")
-    _integer(claims, "grace_seconds", 0)
+    grace = _integer(claims, "grace_seconds", 0)
+    assert grace is not None
+    if grace > (LATEST - expires).total_seconds():
+        raise _bad("expires + grace_seconds is after 9999-12-31T23:59:59Z")
     _integer(claims, "min_crl_seq", 0, optional=True)
 
     bindings = _object(claims.get("bindings", {}), "bindings")
@@ -399,8 +412,10 @@ def check_claims(obj: Any) -> None:
         if not isinstance(digests, list) or any(
                 not isinstance(d, str) or not _DIGEST.fullmatch(d) for d in digests):
             raise _bad("bindings.bundle.digests must be sha256:<64 hex> strings")
+        if "digests" in bundle and not digests:
+            raise _bad("bindings.bundle.digests must not be empty")
         _nonempty(bundle, "channel", optional=True)
-        if bundle.get("updates_until") is not None:
+        if "updates_until" in bundle:
             parse_time(bundle["updates_until"], "bindings.bundle.updates_until")
     if "hardware" in bindings:
         hardware = _object(bindings["hardware"], "bindings.hardware")
@@ -491,7 +506,7 @@ def judge(data: bytes, trusted: Mapping[str, Sequence[Any]], now: dt.datetime, *
     if unknown:
         raise Rejected("E_CRIT_UNKNOWN", f"unknown critical extension {unknown[0]!r}")
     # 14 no CRL is available to this verifier
-    if claims.get("min_crl_seq") is not None:
+    if "min_crl_seq" in claims:
         raise Rejected("E_CRL_STALE", f"needs CRL sequence >= {claims['min_crl_seq']}")
     # 17, 19, 20 time
     issued = parse_time(claims["issued_at"], "issued_at")
@@ -519,7 +534,7 @@ def judge(data: bytes, trusted: Mapping[str, Sequence[Any]], now: dt.datetime, *
             raise Rejected("E_HW_MISMATCH", f"{matched} components match, "
                            f"{hardware['match']} required")
     wanted = bindings.get("environment")
-    if wanted is not None and environment != wanted:
+    if "environment" in bindings and environment != wanted:
         raise Rejected("E_ENV_MISMATCH", f"licensed for {wanted!r}, host is {environment!r}")
     # 22 verdict
     if effective > expires:

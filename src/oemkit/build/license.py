@@ -14,6 +14,7 @@ from oemkit.models.license import (
     LICENSE_PAYLOAD_TYPE,
     LicenseClaims,
     RevocationList,
+    is_license_id,
 )
 from oemkit.verify.license import CRL_LABEL, LICENSE_LABEL
 
@@ -42,12 +43,10 @@ def license_id_of(data: bytes, what: str = "license") -> str:
     doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
     claims = parse_json(doc.payload, what=f"{what} claims")
     license_id = claims.get("license_id") if isinstance(claims, dict) else None
-    import re
-
-    if not isinstance(license_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                                                       license_id):
+    if not is_license_id(license_id):
         raise InputError("E_CLAIMS_INVALID", f"{what} has no valid license_id",
                          hint="attach a license written by 'oemkit license issue'")
+    assert isinstance(license_id, str)
     return license_id
 
 

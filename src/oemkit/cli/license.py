@@ -64,12 +64,13 @@ def issue(
                                              help="Bind to bundles built until this date."),
     hardware: Path | None = typer.Option(None, "--hardware",
                                          help="Fingerprint file from the customer host."),
-    match: int | None = typer.Option(None, "--match", help="Components that must match."),
+    match: int | None = typer.Option(None, "--match", min=1,
+                                     help="Components that must match (default: all)."),
     env: str | None = typer.Option(None, "--env", help="Bind to an environment name."),
     seq: int = typer.Option(1, "--seq", min=1, help="Re-issue sequence number."),
     license_id: str | None = typer.Option(None, "--license-id",
                                           help="Default: CUSTOMER-PRODUCT."),
-    min_crl_seq: int | None = typer.Option(None, "--min-crl-seq",
+    min_crl_seq: int | None = typer.Option(None, "--min-crl-seq", min=0,
                                            help="Require a CRL at least this new."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
@@ -85,7 +86,7 @@ def issue(
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import now, parse_time
         from oemkit.build.license import issue_license
-        from oemkit.errors import UsageError
+        from oemkit.errors import UsageError, VerificationError
         from oemkit.models.license import BundleBinding, HardwareBinding, LicenseClaims
         from oemkit.runners.license import read_fingerprint
 
@@ -109,13 +110,28 @@ def issue(
                              hint="pass the customer's fingerprint file")
         when = parse_time(issued_at, "--issued-at") if issued_at else now()
         lid = license_id or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{customer}-{product}")[:64]
+        start = parse_time(not_before, "--not-before") if not_before else when
+        end = parse_time(expires, "--expires")
+        if end <= start:
+            raise UsageError(
+                "E_USAGE", f"--expires {end:%Y-%m-%dT%H:%M:%SZ} is not after the start of "
+                f"validity {start:%Y-%m-%dT%H:%M:%SZ} ("
+                + ("--not-before" if not_before else "the issue time, now") + ")",
+                hint="pass an --expires later than " + ("--not-before" if not_before else
+                                                          "today (--not-before defaults to now)"))
         claims = LicenseClaims(
             license_id=lid, seq=seq, issuer=key.stem, customer_id=customer,
             customer_name=customer_name, product=product, issued_at=when,
-            not_before=parse_time(not_before, "--not-before") if not_before else when,
-            expires=parse_time(expires, "--expires"), grace_seconds=_duration(grace),
+            not_before=start, expires=end, grace_seconds=_duration(grace),
             features=tuple(f for f in features.split(",") if f), limits=_limits(limit),
             bundle=binding, hardware=hw, environment=env, min_crl_seq=min_crl_seq)
+        try:  # the requested claims, judged before the key (and its passphrase) is needed
+            LicenseClaims.from_dict(claims.to_dict())
+        except VerificationError as exc:
+            raise UsageError("E_USAGE", f"cannot issue this license: {exc.message}",
+                             hint="fix the option behind that field (--license-id, "
+                                  "--customer, --product, --env, --bundle-digest, --match, "
+                                  "--grace, ...)") from None
         signing_key = _key(key)
         data = issue_license(signing_key, claims)
         atomic_write_bytes(out, data)
@@ -145,7 +161,7 @@ def verify(
     vision-2.1.oemb[/]
     """
     with guard(json_out):
-        from oemkit._fs import read_input
+        from oemkit.crypto.armor import read_armored
         from oemkit.license import load_trust
         from oemkit.runners.license import bundle_facts, default_state_path, verify_license
         from oemkit.verify.bundle import verify_bundle
@@ -160,8 +176,8 @@ def verify(
             root, facts = report.root, bundle_facts(report)
             if report.crl:
                 crls.append((f"{bundle.name}:revocations.crl", report.crl, False))
-        crls += [(str(p), read_input(p, "CRL", 1 << 20), True) for p in crl]
-        check = verify_license(read_input(file, "license", 1 << 20), root,
+        crls += [(str(p), read_armored(p, "CRL"), True) for p in crl]
+        check = verify_license(read_armored(file, "license"), root,
                                state_path=state or default_state_path(), crls=crls,
                                bundle=facts, environment=env, what=str(file))
         verdict = check.verdict
@@ -190,34 +206,45 @@ def verify(
 def inspect(
     file: Path = typer.Argument(..., help="The license (.lic)."),
     trust: Path | None = typer.Option(None, "--trust", help="Verify first."),
+    crl: list[Path] = typer.Option([], "--crl", help="With --trust: revocation list "
+                                   "(repeat)."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show a license's claims (marked UNVERIFIED unless --trust is given).
 
+    With --trust the signature, the claims, the signing key's status and window, and any
+    --crl are checked (not the dates, bindings or host state: 'license verify' judges those).
     Example: [bold]oemkit license inspect acme.lic[/]
     """
     with guard(json_out):
         from oemkit._canonical import parse_json
-        from oemkit._fs import read_input
-        from oemkit.crypto.armor import dearmor, parse_document
+        from oemkit.crypto.armor import dearmor, parse_document, read_armored
+        from oemkit.errors import UsageError
         from oemkit.license import load_trust
-        from oemkit.verify.license import LICENSE_LABEL, check_signature
+        from oemkit.verify.license import LICENSE_LABEL, check_signer
 
-        data = read_input(file, "license", 1 << 20)
+        if crl and trust is None:
+            raise UsageError("E_USAGE", "--crl needs --trust",
+                             hint="pass the vendor's trust root to check revocation")
+        data = read_armored(file, "license")
         doc = parse_document(dearmor(data, LICENSE_LABEL, str(file)), str(file))
         claims = parse_json(doc.payload, what=f"{file} claims")
-        verified = False
+        verified, newest = False, None
         if trust is not None:
-            check_signature(doc, load_trust(trust), "license", str(file))
+            _, _, newest = check_signer(data, load_trust(trust), what=str(file),
+                                        crls=[(str(p), read_armored(p, "CRL")) for p in crl])
             verified = True
         if json_out:
             emit_json({"ok": True, "verified": verified, "signer": doc.keyid,
-                       "claims": claims})
+                       "crl_seq": newest.seq if newest else None, "claims": claims})
         if not verified:
             err.print("[bold yellow]UNVERIFIED[/]: signature not checked; pass --trust ROOT")
         else:
-            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {doc.keyid[:16]}…); bindings "
-                      "and dates are judged by 'oemkit license verify'")
+            revocation = (f"not revoked by CRL sequence {newest.seq}" if newest
+                          else "no CRL given")
+            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {doc.keyid[:16]}…, not "
+                      f"compromised, valid when it signed; {revocation}); dates, bindings and "
+                      "this host's state are judged by 'oemkit license verify'")
         if not json_out:
             import json
 
@@ -269,10 +296,10 @@ def attach(
     Example: [bold]oemkit license attach vision-2.1.oemb acme.lic[/]
     """
     with guard(json_out):
-        from oemkit._fs import read_input
         from oemkit.build.license import attach_license
+        from oemkit.crypto.armor import read_armored
 
-        name = attach_license(bundle, read_input(file, "license", 1 << 20))
+        name = attach_license(bundle, read_armored(file, "license"))
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "member": name})
         err.print(f"Attached {file} to {bundle} as {name}")

@@ -13,15 +13,16 @@ ECDSA signatures are DER with a low S value, so a signature has exactly one vali
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from oemkit._canonical import b64encode, pae
+from oemkit._canonical import b64encode, pae, strict_b64decode
 from oemkit.crypto.keys import PrivateKeyInfo
-from oemkit.errors import VerificationError
+from oemkit.errors import InputError, VerificationError
 
 MAX_ARMORED = 64 << 10
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -40,19 +41,38 @@ def armor(label: str, data: bytes) -> bytes:
             + "\n").encode("ascii")
 
 
+def too_large(what: str, size: str) -> InputError:
+    """E_TOO_LARGE for an armored document (an input error: exit 3, wherever it is found)."""
+    return InputError("E_TOO_LARGE", f"{what} is {size} bytes (limit {MAX_ARMORED})",
+                      check="armor", hint="this is not a license file")
+
+
+def read_armored(path: Path, what: str) -> bytes:
+    """Read an armored file (license or CRL), refusing one over MAX_ARMORED bytes."""
+    from oemkit._fs import open_input
+
+    with open_input(path, what) as handle:
+        data = handle.read(MAX_ARMORED + 1)
+        if len(data) > MAX_ARMORED:
+            try:
+                size = str(os.fstat(handle.fileno()).st_size)
+            except OSError:  # pragma: no cover - a stream without a size
+                size = f"more than {MAX_ARMORED}"
+            raise too_large(f"{what} {path}", size)
+    return bytes(data)
+
+
 def dearmor(data: bytes, label: str, what: str) -> bytes:
     """The bytes inside exactly one armor block with ``label`` (strict base64)."""
     if len(data) > MAX_ARMORED:
-        raise VerificationError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
-                                f"{MAX_ARMORED})", check="armor",
-                                hint="this is not a license file")
+        raise too_large(what, str(len(data)))
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise _armor_error("not ASCII text", what) from None
-    pattern = (rf"^\s*-----BEGIN {label}-----\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n"
-               rf"-----END {label}-----\s*$")
-    match = re.match(pattern, text)
+    pattern = (rf"\s*-----BEGIN {label}-----\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n"
+               rf"-----END {label}-----\s*")
+    match = re.fullmatch(pattern, text)
     if not match:
         found = re.search(r"-----BEGIN ([A-Z ]+)-----", text)
         if found and found.group(1) == label:
@@ -64,8 +84,8 @@ def dearmor(data: bytes, label: str, what: str) -> bytes:
             detail = f"no '-----BEGIN {label}-----' block"
         raise _armor_error(detail, what)
     try:
-        return base64.b64decode("".join(match.group(1).split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
+        return strict_b64decode("".join(match.group(1).split()))
+    except ValueError as exc:
         raise _armor_error(f"bad base64 ({exc})", what) from None
 
 
@@ -104,7 +124,6 @@ def sign_document(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> byt
 def parse_document(data: bytes, what: str) -> SignedDoc:
     """Decode an envelope with exactly one signature; structural errors are E_ENVELOPE."""
     from oemkit._canonical import b64decode, parse_json
-    from oemkit.errors import InputError
 
     def bad(message: str) -> VerificationError:
         return VerificationError("E_ENVELOPE", f"{what}: {message}", check="envelope",

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from oemkit._time import format_time, parse_time
+from oemkit._time import UTC, format_time
 from oemkit.errors import VerificationError
 
 LICENSE_TYPE = "oemkit-license/v1"
@@ -23,9 +23,15 @@ CRL_PAYLOAD_TYPE = "application/vnd.oemkit.crl+json"
 FINGERPRINT_TYPE = "oemkit-fingerprint/v1"
 #: Claims oemkit understands; a name in ``critical`` outside this set fails closed.
 KNOWN_EXTENSIONS = frozenset({"hardware", "bundle", "environment", "min_crl_seq"})
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: Identifiers and digests are matched with ``fullmatch``: ``re.match(r"...$")`` would
+#: also accept a trailing newline.
+LICENSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+#: The only time form allowed in signed claims and CRLs (what oemkit writes).
+_SIGNED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+#: The latest representable moment; ``expires + grace_seconds`` must not pass it.
+_MAX_TIME = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def _bad(message: str) -> VerificationError:
@@ -34,45 +40,80 @@ def _bad(message: str) -> VerificationError:
                              hint="the license was not written by a compatible oemkit")
 
 
-def no_floats(obj: Any, where: str = "") -> None:
-    """Signed oemkit documents hold integers only: floats have no single canonical form."""
+def crl_error(message: str) -> VerificationError:
+    """E_CRL_INVALID: the signed document of a revocation list is malformed."""
+    return VerificationError("E_CRL_INVALID", f"revocation list: {message}",
+                             check="revocation list",
+                             hint="the CRL is damaged; get a fresh one from the vendor")
+
+
+claims_error = _bad
+
+
+def parse_signed_time(value: object) -> dt.datetime:
+    """A time of a signed document: exactly ``YYYY-MM-DDTHH:MM:SSZ`` (ValueError otherwise).
+
+    Stricter than ``_time.parse_time`` (which reads command-line input): no date-only,
+    basic or space-separated forms, no fractions, no offsets, no missing zone.
+    """
+    if not isinstance(value, str) or not _SIGNED_TIME.fullmatch(value):
+        raise ValueError(f"{value!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def is_license_id(value: object) -> bool:
+    """Whether ``value`` is a valid license id (1-64 of A-Z a-z 0-9 . _ -, alnum first)."""
+    return isinstance(value, str) and LICENSE_ID.fullmatch(value) is not None
+
+
+def no_floats(obj: Any, where: str = "", bad: Any = _bad) -> None:
+    """Signed oemkit documents hold integers only: floats have no single canonical form.
+
+    ``bad`` makes the error (license claims by default, :func:`crl_error` for CRLs).
+    """
     if isinstance(obj, float):
-        raise _bad(f"{where or 'a value'} is a floating-point number")
+        raise bad(f"{where or 'a value'} is a floating-point number")
     if isinstance(obj, dict):
         for k, v in obj.items():
-            no_floats(v, f"{where}.{k}" if where else k)
+            no_floats(v, f"{where}.{k}" if where else k, bad)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            no_floats(v, f"{where}[{i}]")
+            no_floats(v, f"{where}[{i}]", bad)
 
 
-def _str(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None and not required:
+# Optional fields are either absent or hold a value: an explicit ``null`` is rejected
+# (oemkit never writes one, and "null means absent" is one more spelling to get wrong).
+
+
+def _str(data: dict[str, Any], key: str, *, required: bool = True, where: str = ""
+         ) -> str | None:
+    if key not in data and not required:
         return None
+    value = data.get(key)
     if not isinstance(value, str) or not value:
-        raise _bad(f"{key} must be a non-empty string")
+        raise _bad(f"{where}{key} must be a non-empty string")
     return value
 
 
 def _int(data: dict[str, Any], key: str, *, minimum: int = 0, required: bool = True
          ) -> int | None:
-    value = data.get(key)
-    if value is None and not required:
+    if key not in data and not required:
         return None
+    value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise _bad(f"{key} must be an integer >= {minimum}")
     return value
 
 
-def _time(data: dict[str, Any], key: str, *, required: bool = True) -> dt.datetime | None:
-    value = data.get(key)
-    if value is None and not required:
+def _time(data: dict[str, Any], key: str, *, required: bool = True, where: str = ""
+          ) -> dt.datetime | None:
+    if key not in data and not required:
         return None
     try:
-        return parse_time(value, key)
-    except Exception:
-        raise _bad(f"{key} must be an RFC 3339 UTC time") from None
+        return parse_signed_time(data.get(key))
+    except ValueError:
+        raise _bad(f"{where}{key} must be a UTC time written YYYY-MM-DDTHH:MM:SSZ, got "
+                   f"{data.get(key)!r}") from None
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -100,7 +141,7 @@ class HardwareBinding:
         _only(data, {"salt", "match", "components"}, "bindings.hardware")
         salt = _str(data, "salt")
         assert salt is not None
-        if not _HEX.match(salt):
+        if not _HEX.fullmatch(salt):
             raise _bad("bindings.hardware.salt must be 64 hex digits")
         comps = data.get("components")
         if not isinstance(comps, list) or not comps:
@@ -109,7 +150,7 @@ class HardwareBinding:
         for c in comps:
             if (not isinstance(c, dict) or set(c) != {"kind", "hash"}
                     or not isinstance(c["kind"], str) or not isinstance(c["hash"], str)
-                    or not _HEX.match(c["hash"])):
+                    or not _HEX.fullmatch(c["hash"])):
                 raise _bad("each hardware component is {kind, hash (64 hex)}")
             parsed.append((c["kind"], c["hash"]))
         match = _int(data, "match", minimum=1)
@@ -145,10 +186,12 @@ class BundleBinding:
         _only(data, {"digests", "channel", "updates_until"}, "bindings.bundle")
         digests = data.get("digests", [])
         if not isinstance(digests, list) or any(
-                not isinstance(d, str) or not _DIGEST.match(d) for d in digests):
+                not isinstance(d, str) or not _DIGEST.fullmatch(d) for d in digests):
             raise _bad("bindings.bundle.digests must be sha256:<64 hex> strings")
-        return cls(tuple(digests), _str(data, "channel", required=False),
-                   _time(data, "updates_until", required=False))
+        if "digests" in data and not digests:
+            raise _bad("bindings.bundle.digests is empty: a binding must bind something")
+        return cls(tuple(digests), _str(data, "channel", required=False, where="bindings.bundle."),
+                   _time(data, "updates_until", required=False, where="bindings.bundle."))
 
 
 @dataclass(frozen=True)
@@ -213,10 +256,10 @@ class LicenseClaims:
                      "not_before", "expires", "grace_seconds", "bindings", "entitlements",
                      "critical", "extensions", "min_crl_seq"}, "the claims")
         no_floats(data)
-        license_id = _str(data, "license_id")
-        assert license_id is not None
-        if not _ID.match(license_id):
-            raise _bad("license_id must be 1-64 of A-Z a-z 0-9 . _ -")
+        license_id = data.get("license_id")
+        if not is_license_id(license_id):
+            raise _bad("license_id must be 1-64 of A-Z a-z 0-9 . _ - (alphanumeric first)")
+        assert isinstance(license_id, str)
         customer = data.get("customer")
         if not isinstance(customer, dict):
             raise _bad("customer must be an object")
@@ -249,6 +292,8 @@ class LicenseClaims:
         assert issued is not None and not_before is not None and expires is not None
         if expires <= not_before:
             raise _bad("expires must be after not_before")
+        if grace > (_MAX_TIME - expires).total_seconds():
+            raise _bad(f"expires + grace_seconds is after {format_time(_MAX_TIME)}")
         return cls(
             license_id=license_id, seq=seq, issuer=str(_str(data, "issuer")),
             customer_id=str(_str(customer, "id")), customer_name=str(_str(customer, "name")),
@@ -259,7 +304,7 @@ class LicenseClaims:
             else None,
             hardware=HardwareBinding.from_dict(bindings["hardware"]) if "hardware" in bindings
             else None,
-            environment=_str(bindings, "environment", required=False),
+            environment=_str(bindings, "environment", required=False, where="bindings."),
             min_crl_seq=_int(data, "min_crl_seq", required=False),
             critical=tuple(critical), extensions=dict(extensions))
 
@@ -291,29 +336,33 @@ class RevocationList:
 
     @classmethod
     def from_dict(cls, data: Any) -> RevocationList:
-        def bad(message: str) -> VerificationError:
-            return VerificationError("E_CRL_INVALID", f"revocation list: {message}",
-                                     check="revocation list",
-                                     hint="the CRL is damaged; get a fresh one from the vendor")
-
+        bad = crl_error
         if not isinstance(data, dict) or data.get("type") != CRL_TYPE:
             raise bad(f"type is not {CRL_TYPE}")
-        if set(data) - {"type", "seq", "issued_at", "revoked_licenses", "revoked_keys"}:
-            raise bad("unknown fields")
+        unknown = set(data) - {"type", "seq", "issued_at", "revoked_licenses", "revoked_keys"}
+        if unknown:
+            raise bad(f"unknown field(s) {sorted(unknown)}")
+        no_floats(data, bad=bad)
         seq = data.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise bad("seq must be a positive integer")
         try:
-            issued = parse_time(data.get("issued_at"), "issued_at")
-        except Exception:
-            raise bad("issued_at must be an RFC 3339 time") from None
+            issued = parse_signed_time(data.get("issued_at"))
+        except ValueError:
+            raise bad(f"issued_at must be a UTC time written YYYY-MM-DDTHH:MM:SSZ, got "
+                      f"{data.get('issued_at')!r}") from None
+        entries = data.get("revoked_licenses", [])
+        if not isinstance(entries, list):
+            raise bad("revoked_licenses must be a list")
         licenses: dict[str, int | None] = {}
-        for item in data.get("revoked_licenses", []):
-            if not isinstance(item, dict) or not isinstance(item.get("license_id"), str):
-                raise bad("revoked_licenses entries need a license_id")
+        for i, item in enumerate(entries):
+            if (not isinstance(item, dict) or not isinstance(item.get("license_id"), str)
+                    or set(item) - {"license_id", "below_seq"}):
+                raise bad(f"revoked_licenses[{i}] must be {{license_id[, below_seq]}} with a "
+                          "string license_id")
             below = item.get("below_seq")
-            if below is not None and (not isinstance(below, int) or isinstance(below, bool)):
-                raise bad("below_seq must be an integer")
+            if "below_seq" in item and (not isinstance(below, int) or isinstance(below, bool)):
+                raise bad(f"revoked_licenses[{i}].below_seq must be an integer")
             licenses[item["license_id"]] = below
         keys = data.get("revoked_keys", [])
         if not isinstance(keys, list) or any(not isinstance(k, str) for k in keys):

@@ -24,8 +24,10 @@ TRUST_DIR = "trust/"
 REVOCATIONS = "revocations.crl"
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: Always applied with ``fullmatch``: ``re.match(r"...$")`` also accepts a trailing "\n".
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 
 
 def path_problem(path: str) -> str | None:
@@ -92,7 +94,7 @@ class FileEntry:
             raise _bad(f"file entry {path!r}: {problem if isinstance(path, str) else 'not text'}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _bad(f"file entry {path}: size must be a non-negative integer")
-        if not isinstance(digest, str) or not _HEX64.match(digest):
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
             raise _bad(f"file entry {path}: sha256 must be 64 lowercase hex digits")
         if mode not in (0o644, 0o755):
             raise _bad(f"file entry {path}: mode must be 0644 or 0755")
@@ -186,10 +188,9 @@ class Manifest:
         if set(data) != expected:
             raise _bad(f"fields differ from format v1: {sorted(set(data) ^ expected)}")
         name, version = data["name"], data["version"]
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise _bad(f"invalid name {name!r}")
-        if not isinstance(version, str) or not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$",
-                                                        version):
+        if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise _bad(f"invalid version {version!r}")
         files_raw = data["files"]
         if not isinstance(files_raw, list):
@@ -206,7 +207,7 @@ class Manifest:
         members: dict[str, MemberDigest] = {}
         for key, value in members_raw.items():
             if (not isinstance(value, dict) or set(value) != {"sha256", "size"}
-                    or not isinstance(value["sha256"], str) or not _HEX64.match(value["sha256"])
+                    or not isinstance(value["sha256"], str) or not _HEX64.fullmatch(value["sha256"])
                     or not isinstance(value["size"], int) or value["size"] < 0):
                 raise _bad(f"member digest for {key!r} is malformed")
             members[key] = MemberDigest(value["sha256"], value["size"])
@@ -227,7 +228,7 @@ class Manifest:
         description, channel = data["description"], data["channel"]
         if not isinstance(description, str) or not isinstance(data["build_time"], str):
             raise _bad("description and build_time must be strings")
-        if channel is not None and (not isinstance(channel, str) or not _NAME.match(channel)):
+        if channel is not None and (not isinstance(channel, str) or not _NAME.fullmatch(channel)):
             raise _bad(f"invalid channel {channel!r}")
         return cls(name=name, version=version, build_time=data["build_time"],
                    builder={str(k): str(v) for k, v in builder.items()}, runtime=runtime,

@@ -8,9 +8,11 @@ issue time: never to "anything goes".
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from typing import Any
 from oemkit._fs import atomic_write_bytes, read_input
 from oemkit._time import format_time, parse_time
 from oemkit._time import now as utc_now
-from oemkit.errors import InputError
+from oemkit.errors import InputError, OemkitError
 from oemkit.models.license import FINGERPRINT_TYPE
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.license import (
@@ -29,6 +31,7 @@ from oemkit.verify.license import (
     Verdict,
     component_hash,
     evaluate,
+    pending_state,
 )
 
 STATE_TYPE = "oemkit-license-state/v1"
@@ -141,20 +144,41 @@ def fingerprint(host: Mapping[str, Sequence[str]], *, salt: str | None = None,
             "created": format_time(created or utc_now()), "components": comps}
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def read_fingerprint(path: Path) -> dict[str, Any]:
-    """A fingerprint file, validated (InputError naming the problem)."""
+    """A fingerprint file, validated in full (InputError E_FINGERPRINT naming the problem).
+
+    ``salt`` is 64 lower-case hex digits and ``components`` a non-empty list of exactly
+    ``{kind: non-empty string, hash: 64 lower-case hex}``: what ``fingerprint`` writes.
+    """
     from oemkit._canonical import parse_json
 
     obj = parse_json(read_input(path, "fingerprint", 1 << 20), what=str(path),
                      code="E_FINGERPRINT")
-    ok = (isinstance(obj, dict) and obj.get("type") == FINGERPRINT_TYPE
-          and isinstance(obj.get("salt"), str) and len(obj["salt"]) == 64
-          and isinstance(obj.get("components"), list) and obj["components"])
-    if not ok:
-        raise InputError("E_FINGERPRINT", f"{path} is not an oemkit fingerprint",
-                         hint="create it on the customer host with 'oemkit license fingerprint "
-                              "--out FILE'")
-    return obj  # type: ignore[no-any-return]
+
+    def bad(problem: str) -> InputError:
+        return InputError("E_FINGERPRINT", f"{path} is not an oemkit fingerprint: {problem}",
+                          hint="create it on the customer host with 'oemkit license "
+                               "fingerprint --out FILE'")
+
+    if not isinstance(obj, dict) or obj.get("type") != FINGERPRINT_TYPE:
+        raise bad(f"type is not {FINGERPRINT_TYPE}")
+    salt = obj.get("salt")
+    if not isinstance(salt, str) or not _HEX64.fullmatch(salt):
+        raise bad("salt must be 64 lower-case hex digits")
+    components = obj.get("components")
+    if not isinstance(components, list) or not components:
+        raise bad("components must be a non-empty list")
+    for i, comp in enumerate(components):
+        if not isinstance(comp, dict) or set(comp) != {"kind", "hash"}:
+            raise bad(f"components[{i}] must be exactly {{kind, hash}}")
+        if not isinstance(comp["kind"], str) or not comp["kind"]:
+            raise bad(f"components[{i}].kind must be a non-empty string")
+        if not isinstance(comp["hash"], str) or not _HEX64.fullmatch(comp["hash"]):
+            raise bad(f"components[{i}].hash must be 64 lower-case hex digits")
+    return obj
 
 
 # --------------------------------------------------------------------------- glue
@@ -174,14 +198,28 @@ def verify_license(
     bundle: BundleFacts | None = None, host: Mapping[str, Sequence[str]] | None = None,
     environment: str | None = None, what: str = "license",
 ) -> LicenseCheck:
-    """Load state, judge, and (only after a verdict) write the new state."""
+    """Load state, judge, and write the new state.
+
+    After a verdict the whole new state is written. After a rejection only a newer CRL
+    read on the way is remembered (``last_seen`` and re-issue numbers stay as they were),
+    so that a revocation is never forgotten because the license it revoked was refused.
+    """
     state, problem = (load_state(state_path) if state_path is not None
                       else (LicenseState(), None))
-    verdict = evaluate(
-        license_data, root, now or utc_now(), state=state, crls=crls, bundle=bundle,
-        host=collect_host() if host is None else host,
-        environment=environment if environment is not None else os.environ.get("OEMKIT_ENV"),
-        what=what)
+    try:
+        verdict = evaluate(
+            license_data, root, now or utc_now(), state=state, crls=crls, bundle=bundle,
+            host=collect_host() if host is None else host,
+            environment=environment if environment is not None else os.environ.get(
+                "OEMKIT_ENV"),
+            what=what)
+    except OemkitError as exc:
+        update = pending_state(exc)
+        if state_path is not None and update is not None:
+            # The rejection is the answer; failing to remember the CRL must not hide it.
+            with contextlib.suppress(OSError, OemkitError):
+                save_state(state_path, update)
+        raise
     if problem:
         verdict.warnings.insert(0, problem)
     if state_path is not None and verdict.new_state is not None:
@@ -212,7 +250,10 @@ def judge_attached(report: Any, *, state_path: Path | None, environment: str | N
             check = verify_license(data, report.root, now=now, state_path=state_path,
                                    crls=crls, bundle=bundle_facts(report), host=host,
                                    environment=environment, what=name)
-        except VerificationError as exc:
+        except (VerificationError, InputError) as exc:  # e.g. E_TOO_LARGE: still a "no"
+            if isinstance(exc, InputError):
+                exc = VerificationError(exc.code, exc.message, hint=exc.hint, check=exc.check,
+                                        member=name)
             report.failed(exc, name="license")
             results.append({"member": name, "verdict": "rejected", "error": exc.to_dict()})
             continue

@@ -28,6 +28,8 @@ from oemkit.models.license import (
     LICENSE_PAYLOAD_TYPE,
     LicenseClaims,
     RevocationList,
+    claims_error,
+    crl_error,
     no_floats,
 )
 from oemkit.models.trust import TrustKey, TrustRoot
@@ -37,6 +39,8 @@ CRL_LABEL = "OEMKIT CRL"
 #: How far the clock may step back (or lag a signed time) before it counts as tampering.
 CLOCK_TOLERANCE = dt.timedelta(hours=1)
 _P256_HALF_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551 // 2
+#: Attribute under which a rejection carries the CRL-only state update (see pending_state).
+_STATE_UPDATE = "license_state_update"
 
 
 class LicenseError(VerificationError):
@@ -162,20 +166,48 @@ def _canonical_signature(algorithm: str, sig: bytes) -> bool:
     return s <= _P256_HALF_N
 
 
-def _claims(payload: bytes, what: str) -> Any:
+def _payload(payload: bytes, what: str, *, crl: bool) -> Any:
+    """A signed payload as JSON: strict parse, integers only, canonical (RFC 8785).
+
+    License payloads fail with E_CLAIMS_INVALID, CRL payloads with E_CRL_INVALID.
+    """
+    def fail(message: str, hint: str) -> VerificationError:
+        if crl:
+            return crl_error(message)
+        return VerificationError("E_CLAIMS_INVALID", message, check="license claims", hint=hint)
+
     try:
         obj = parse_json(payload, what=what)
     except InputError as exc:
-        raise _reject("E_CLAIMS_INVALID", exc.message, hint="the signer wrote malformed claims; "
-                      "ask the vendor to re-issue") from None
+        raise fail(exc.message, "the signer wrote malformed claims; ask the vendor to "
+                                "re-issue") from None
+    no_floats(obj, bad=crl_error if crl else claims_error)
     try:
-        no_floats(obj)
-        if canonical_json(obj) != payload:
-            raise _reject("E_CLAIMS_INVALID", f"{what} are not in canonical form (RFC 8785)",
-                          hint="oemkit signs only canonical JSON; this was not issued by oemkit")
-    except VerificationError as exc:
-        raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
+        canonical = canonical_json(obj)
+    except InputError as exc:  # E_CANONICAL: a huge integer or a lone surrogate
+        raise fail(f"{what}: {exc.message}", "the signer wrote a value RFC 8785 cannot "
+                   "represent (an integer beyond +-(2^53-1) or an unpaired surrogate); ask the "
+                   "vendor to re-issue") from None
+    if canonical != payload:
+        raise fail(f"{what} are not in canonical form (RFC 8785)",
+                   "oemkit signs only canonical JSON; this was not issued by oemkit")
     return obj
+
+
+def pending_state(exc: BaseException) -> LicenseState | None:
+    """The CRL-only state update a rejection carries, if any.
+
+    A rejection never records ``last_seen`` or re-issue numbers, but a newer, validly
+    signed CRL read before it (often the very reason for it: E_REVOKED, E_KEY_REVOKED)
+    must not be forgotten, or the revoked license would verify again without it.
+    """
+    value = getattr(exc, _STATE_UPDATE, None)
+    return value if isinstance(value, LicenseState) else None
+
+
+def _carry(exc: BaseException, update: LicenseState | None) -> None:
+    if update is not None and pending_state(exc) is None:
+        setattr(exc, _STATE_UPDATE, update)
 
 
 def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
@@ -189,7 +221,138 @@ def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
     if key.status == "compromised":
         raise _reject("E_KEY_REVOKED", f"{what} is signed by compromised key {key.keyid[:16]}…",
                       hint="ask the vendor for a CRL signed with a current key")
-    return RevocationList.from_dict(_claims(doc.payload, what))
+    crl = RevocationList.from_dict(_payload(doc.payload, what, crl=True))
+    if not key.valid_at(crl.issued_at):
+        # A retired or expired key must not sign new CRLs: one with a higher seq and an
+        # empty list would otherwise un-revoke everything.
+        raise _reject("E_KEY_WINDOW", f"{what} (sequence {crl.seq}) was issued at "
+                      f"{crl.issued_at:%Y-%m-%dT%H:%M:%SZ}, when its signing key "
+                      f"{key.keyid[:16]}… ({key.name}) was not valid (retired or expired)",
+                      field="issued_at", hint="the CRL key had expired or been retired when "
+                      "this CRL was signed; ask the vendor for a CRL signed with a current key")
+    return crl
+
+
+@dataclass
+class _Revocations:
+    """The CRLs a verification uses, and what the host should remember of them."""
+
+    lists: list[RevocationList] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    remember: bytes | None = None  # the armored CRL the state should hold
+    remember_seq: int = 0
+
+    @property
+    def newest(self) -> RevocationList | None:
+        return max(self.lists, key=lambda c: c.seq, default=None)
+
+    def update(self, state: LicenseState) -> LicenseState | None:
+        """The CRL-only state change (None when the host learnt nothing new)."""
+        if self.remember == state.crl and self.remember_seq <= state.crl_seq:
+            return None
+        return replace(state, crl=self.remember, crl_seq=max(state.crl_seq, self.remember_seq))
+
+
+def _read_revocations(root: TrustRoot, state: LicenseState,
+                      crls: Sequence[tuple[str, bytes, bool]]) -> _Revocations:
+    """Step 11: the remembered CRL (if still usable), then each given one, in order."""
+    out = _Revocations(remember=state.crl, remember_seq=state.crl_seq)
+    usable = True  # the remembered CRL (if any) is in out.lists
+    if state.crl is not None:
+        try:
+            remembered = read_crl(state.crl, root, "remembered CRL")
+        except OemkitError as exc:
+            # Its key may since be compromised, retired or gone from this trust root (or
+            # the state was damaged): it must not block every verification. Its sequence
+            # number is kept, so older CRLs are still refused; the text stays in the state
+            # until a newer CRL replaces it (it may verify under another trust root).
+            usable = False
+            out.warnings.append(f"the remembered CRL (sequence {state.crl_seq}) is ignored: "
+                                f"{exc.code}: {exc.message}; CRLs older than sequence "
+                                f"{state.crl_seq} are still refused")
+        else:
+            out.lists.append(remembered)
+            out.remember_seq = max(out.remember_seq, remembered.seq)
+    for name, crl_data, explicit in crls:
+        try:
+            crl = read_crl(crl_data, root, name)
+        except OemkitError as exc:
+            _carry(exc, out.update(state))
+            raise
+        if crl.seq < state.crl_seq:
+            if explicit:
+                rollback = _reject("E_CRL_ROLLBACK", f"{name} has sequence {crl.seq}, older "
+                                   f"than sequence {state.crl_seq} already seen on this host",
+                                   field="seq", expected=f">= {state.crl_seq}",
+                                   actual=str(crl.seq),
+                                   hint="use the newest revocation list from the vendor")
+                _carry(rollback, out.update(state))
+                raise rollback
+            out.warnings.append(
+                f"{name} (seq {crl.seq}) is older than the remembered CRL (seq "
+                f"{state.crl_seq}); " + ("using the newer one" if usable else
+                                         "the remembered one is unusable, so this one is used"))
+        out.lists.append(crl)
+        if crl.seq >= out.remember_seq:
+            out.remember, out.remember_seq = crl_data, crl.seq
+    return out
+
+
+def _open_license(data: bytes, root: TrustRoot, what: str
+                  ) -> tuple[TrustKey, LicenseClaims]:
+    """Steps 1-9: armor, envelope, payload type, key, signature, canonical claims."""
+    doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
+    if doc.payload_type != LICENSE_PAYLOAD_TYPE:
+        raise _reject("E_PAYLOAD_TYPE", f"{what} is a {doc.payload_type!r} document, not a "
+                      "license", field="payloadType", expected=LICENSE_PAYLOAD_TYPE,
+                      actual=doc.payload_type, hint="pass a license written by 'oemkit license "
+                                                    "issue'")
+    key = check_signature(doc, root, "license", what)
+    try:
+        claims = LicenseClaims.from_dict(_payload(doc.payload, f"{what} claims", crl=False))
+    except VerificationError as exc:
+        raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
+    return key, claims
+
+
+def _check_key(key: TrustKey, claims: LicenseClaims, newest: RevocationList | None) -> None:
+    """Steps 12-13: the signing key is not revoked and was valid when it signed."""
+    if key.status == "compromised" or (newest and key.keyid in newest.keys):
+        why = ("marked compromised in the trust root" if key.status == "compromised"
+               else f"listed in CRL sequence {newest.seq if newest else 0}")
+        raise _reject("E_KEY_REVOKED", f"the signing key {key.keyid[:16]}… ({key.name}) is "
+                      f"revoked ({why})", field="signatures[0].keyid",
+                      hint="a revoked key invalidates everything it signed; ask the vendor to "
+                           "re-issue the license with a current key")
+    if not key.valid_at(claims.issued_at):
+        raise _reject("E_KEY_WINDOW", f"the signing key {key.keyid[:16]}… ({key.name}) was not "
+                      f"valid at the license's issue time {claims.issued_at:%Y-%m-%dT%H:%M:%SZ}",
+                      field="issued_at", hint="the key had expired or been retired when this "
+                                              "license was issued; ask for a re-issue")
+
+
+def _check_revoked(claims: LicenseClaims, newest: RevocationList | None) -> None:
+    """Step 15: the newest CRL does not revoke this license (at this re-issue)."""
+    if newest is not None and newest.revokes(claims.license_id, claims.seq):
+        raise _reject("E_REVOKED", f"license {claims.license_id} (re-issue {claims.seq}) is "
+                      f"revoked by CRL sequence {newest.seq}", field="license_id",
+                      hint="contact the vendor for a replacement license")
+
+
+def check_signer(data: bytes, root: TrustRoot, *, crls: Sequence[tuple[str, bytes]] = (),
+                 what: str = "license") -> tuple[LicenseClaims, TrustKey, RevocationList | None]:
+    """What 'license inspect --trust' vouches for: steps 1-9, then 11-13 and 15 with the
+    given CRLs only (no host state, clock or bindings).
+
+    Raises like :func:`evaluate`; a license signed by a compromised or CRL-revoked key is
+    E_KEY_REVOKED, never "verified".
+    """
+    key, claims = _open_license(data, root, what)
+    lists = [read_crl(crl_data, root, name) for name, crl_data in crls]
+    newest = max(lists, key=lambda c: c.seq, default=None)
+    _check_key(key, claims, newest)
+    _check_revoked(claims, newest)
+    return claims, key, newest
 
 
 def evaluate(
@@ -200,57 +363,34 @@ def evaluate(
 ) -> Verdict:
     """Judge one armored license. ``crls`` holds (name, bytes, explicitly given).
 
-    Raises :class:`LicenseError` (or another VerificationError) when it is rejected.
+    Raises :class:`LicenseError` (or another OemkitError) when it is rejected. A rejection
+    raised after a newer CRL was read carries the CRL-only state update
+    (:func:`pending_state`), for the caller to save.
     """
     state = state or LicenseState()
-    doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
-    if doc.payload_type != LICENSE_PAYLOAD_TYPE:
-        raise _reject("E_PAYLOAD_TYPE", f"{what} is a {doc.payload_type!r} document, not a "
-                      "license", field="payloadType", expected=LICENSE_PAYLOAD_TYPE,
-                      actual=doc.payload_type, hint="pass a license written by 'oemkit license "
-                                                    "issue'")
-    key = check_signature(doc, root, "license", what)
-    try:
-        claims = LicenseClaims.from_dict(_claims(doc.payload, f"{what} claims"))
-    except VerificationError as exc:
-        raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
+    key, claims = _open_license(data, root, what)
     unknown = sorted(set(claims.critical) - KNOWN_EXTENSIONS)
     if unknown:
         raise _reject("E_CRIT_UNKNOWN", f"the license requires extension {unknown[0]!r}, which "
                       "this oemkit does not understand", field="critical",
                       hint="upgrade oemkit on this host to a version that supports it")
-    warnings: list[str] = []
 
     # Revocation lists: the newest signed one wins; the host remembers it.
-    lists: list[RevocationList] = []
-    if state.crl is not None:
-        lists.append(read_crl(state.crl, root, "remembered CRL"))
-    newest_bytes = state.crl
-    for name, crl_data, explicit in crls:
-        crl = read_crl(crl_data, root, name)
-        if crl.seq < state.crl_seq:
-            if explicit:
-                raise _reject("E_CRL_ROLLBACK", f"{name} has sequence {crl.seq}, older than "
-                              f"sequence {state.crl_seq} already seen on this host",
-                              field="seq", expected=f">= {state.crl_seq}", actual=str(crl.seq),
-                              hint="use the newest revocation list from the vendor")
-            warnings.append(f"{name} (seq {crl.seq}) is older than the remembered CRL "
-                            f"(seq {state.crl_seq}); using the newer one")
-        lists.append(crl)
-        if crl.seq >= max((c.seq for c in lists), default=0):
-            newest_bytes = crl_data
-    newest = max(lists, key=lambda c: c.seq, default=None)
+    revs = _read_revocations(root, state, crls)
+    try:
+        return _judge(key, claims, revs, now, state, bundle, host, environment)
+    except OemkitError as exc:
+        _carry(exc, revs.update(state))
+        raise
 
-    if key.status == "compromised" or (newest and key.keyid in newest.keys):
-        raise _reject("E_KEY_REVOKED", f"the signing key {key.keyid[:16]}… ({key.name}) is "
-                      "revoked", field="signatures[0].keyid",
-                      hint="a revoked key invalidates everything it signed; ask the vendor to "
-                           "re-issue the license with a current key")
-    if not key.valid_at(claims.issued_at):
-        raise _reject("E_KEY_WINDOW", f"the signing key {key.keyid[:16]}… ({key.name}) was not "
-                      f"valid at the license's issue time {claims.issued_at:%Y-%m-%dT%H:%M:%SZ}",
-                      field="issued_at", hint="the key had expired or been retired when this "
-                                              "license was issued; ask for a re-issue")
+
+def _judge(key: TrustKey, claims: LicenseClaims, revs: _Revocations, now: dt.datetime,
+           state: LicenseState, bundle: BundleFacts | None,
+           host: Mapping[str, Sequence[str]] | None, environment: str | None) -> Verdict:
+    """Steps 12-22, once the license and the revocation lists are read."""
+    warnings = list(revs.warnings)
+    lists, newest = revs.lists, revs.newest
+    _check_key(key, claims, newest)
     if claims.min_crl_seq is not None and (newest is None or newest.seq < claims.min_crl_seq):
         have = "no revocation list" if newest is None else f"CRL sequence {newest.seq}"
         raise _reject("E_CRL_STALE", f"the license requires CRL sequence >= "
@@ -258,10 +398,7 @@ def evaluate(
                       expected=f">= {claims.min_crl_seq}",
                       actual="none" if newest is None else str(newest.seq),
                       hint="bring the newest revocation list (--crl, or a newer bundle)")
-    if newest is not None and newest.revokes(claims.license_id, claims.seq):
-        raise _reject("E_REVOKED", f"license {claims.license_id} (re-issue {claims.seq}) is "
-                      f"revoked by CRL sequence {newest.seq}", field="license_id",
-                      hint="contact the vendor for a replacement license")
+    _check_revoked(claims, newest)
     seen_seq = state.seqs.get(claims.license_id, 0)
     if claims.seq < seen_seq:
         raise _reject("E_LICENSE_SUPERSEDED", f"license {claims.license_id} re-issue "
@@ -303,8 +440,8 @@ def evaluate(
                         f"{grace_end:%Y-%m-%d} ({days_left} days left)")
     seqs = dict(state.seqs)
     seqs[claims.license_id] = max(claims.seq, seen_seq)
-    new_state = replace(state, last_seen=max(now, state.last_seen or now), crl=newest_bytes,
-                        crl_seq=max(state.crl_seq, newest.seq if newest else 0), seqs=seqs)
+    crl_state = revs.update(state) or state
+    new_state = replace(crl_state, last_seen=max(now, state.last_seen or now), seqs=seqs)
     return Verdict(status, claims, effective, key.keyid, days_left, warnings,
                    newest.seq if newest else None, new_state)
 
@@ -354,4 +491,5 @@ def _check_bindings(claims: LicenseClaims, bundle: BundleFacts | None,
 
 
 __all__ = ["BundleFacts", "LicenseError", "LicenseState", "OemkitError", "Verdict",
-           "check_signature", "component_hash", "evaluate", "read_crl"]
+           "check_signature", "check_signer", "component_hash", "evaluate", "pending_state",
+           "read_crl"]
