@@ -1122,3 +1122,17 @@ def test_cli_inspect_trust_refuses_a_key_outside_its_window(cli, tmp_path, keys,
     assert cli(*_issue_args(tmp_path)).exit_code == 0  # issued now, after T0
     res = cli("license", "inspect", tmp_path / "acme.lic", "--trust", retired, "--json")
     assert res.exit_code == 1 and _error(res)["code"] == "E_KEY_WINDOW"
+
+
+def test_attach_refuses_to_replace_a_newer_reissue(keys, signed_bundle):
+    from oemkit.build.license import attach_license
+
+    attach_license(signed_bundle, issue_license(keys["license"], claims(seq=3)))
+    before = signed_bundle.read_bytes()
+    with pytest.raises(InputError) as err:
+        attach_license(signed_bundle, issue_license(keys["license"], claims(seq=2)))
+    assert err.value.code == "E_LICENSE_SUPERSEDED"
+    assert "already carries re-issue 3 of license acme-vision" in err.value.message
+    assert signed_bundle.read_bytes() == before
+    assert attach_license(signed_bundle, issue_license(keys["license"], claims(seq=4))) == (
+        "licenses/acme-vision.lic")

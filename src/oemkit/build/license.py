@@ -36,6 +36,11 @@ def issue_crl(key: PrivateKeyInfo, seq: int, *, revoke: Sequence[tuple[str, int 
 
 def license_id_of(data: bytes, what: str = "license") -> str:
     """The license id a (not yet verified) license claims: for naming only."""
+    return _id_and_seq(data, what)[0]
+
+
+def _id_and_seq(data: bytes, what: str) -> tuple[str, int]:
+    """(license id, re-issue sequence) a (not yet verified) license claims."""
     from oemkit._canonical import parse_json
     from oemkit.crypto.armor import dearmor, parse_document
     from oemkit.errors import InputError
@@ -47,7 +52,8 @@ def license_id_of(data: bytes, what: str = "license") -> str:
         raise InputError("E_CLAIMS_INVALID", f"{what} has no valid license_id",
                          hint="attach a license written by 'oemkit license issue'")
     assert isinstance(license_id, str)
-    return license_id
+    seq = claims.get("seq")
+    return license_id, seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
 
 
 def attach_license(bundle: Path, data: bytes) -> str:
@@ -56,14 +62,30 @@ def attach_license(bundle: Path, data: bytes) -> str:
     Licenses sit outside the bundle signature (a license may bind to this very manifest),
     so attaching one never invalidates the bundle's signatures. Atomic rewrite.
     """
-    from oemkit._fs import END_OF_ARCHIVE, atomic_output, copy_member, open_input, write_member
+    from oemkit._fs import (
+        END_OF_ARCHIVE,
+        atomic_output,
+        copy_member,
+        open_input,
+        read_member,
+        write_member,
+    )
+    from oemkit.errors import InputError
     from oemkit.models.manifest import LICENSE_DIR
     from oemkit.verify.bundle import Limits, scan_bundle
 
-    name = f"{LICENSE_DIR}{license_id_of(data)}.lic"
+    license_id, seq = _id_and_seq(data, "license")
+    name = f"{LICENSE_DIR}{license_id}.lic"
     with open_input(bundle, "bundle") as handle:
         members = scan_bundle(handle, Limits())
         licenses = {m.name: m for m in members if m.name.startswith(LICENSE_DIR)}
+        if name in licenses:
+            attached = _id_and_seq(read_member(handle, licenses[name]), name)[1]
+            if seq < attached:
+                raise InputError(
+                    "E_LICENSE_SUPERSEDED", f"{bundle} already carries re-issue {attached} of "
+                    f"license {license_id}; this file is re-issue {seq}",
+                    hint="attach the newest license file the vendor sent")
         with atomic_output(bundle, mode=bundle.stat().st_mode & 0o777) as out:
             for member in members:
                 if member.name.startswith(LICENSE_DIR):
