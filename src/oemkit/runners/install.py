@@ -19,7 +19,6 @@ the leftovers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -27,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,24 +78,16 @@ class InstallReport:
 # --------------------------------------------------------------------------- prefix helpers
 
 
-@contextlib.contextmanager
-def prefix_lock(prefix: Path) -> Iterator[None]:
+def prefix_lock(prefix: Path) -> contextlib.AbstractContextManager[None]:
     """Exclusive lock on the prefix: one install/upgrade/rollback at a time."""
+    from oemkit._lock import exclusive_lock
+
     try:
         (prefix / SLOTS).mkdir(parents=True, exist_ok=True)
-        handle = open(prefix / ".lock", "a+b")  # noqa: SIM115 - closed in finally
     except OSError as exc:
         raise EnvironmentProblem("E_WRITE", f"cannot use {prefix}: {exc.strerror}",
                                  hint="check that the prefix is writable") from exc
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EnvironmentProblem("E_LOCKED", f"another oemkit operation is running on "
-                                     f"{prefix}", hint="wait for it to finish") from None
-        yield
-    finally:
-        handle.close()
+    return exclusive_lock(prefix / ".lock", f"the prefix {prefix}")
 
 
 def _link_target(prefix: Path, name: str) -> Path | None:

@@ -9,16 +9,14 @@ schema, older versions' schemas and samples (``history``), and the migrations fi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oemkit._fs import atomic_write_bytes, read_input
-from oemkit.errors import EnvironmentProblem, InputError
+from oemkit.errors import InputError
 from oemkit.models.migration import Migration, Outcome, Step, apply_steps, chain, diff
 from oemkit.models.migration import parse_migrations as _parse_migrations
 from oemkit.models.report import Check
@@ -200,24 +198,11 @@ def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None 
     return Plan(source, target, steps, outcome, diff(config, outcome.config))
 
 
-@contextlib.contextmanager
-def migration_lock(path: Path) -> Iterator[None]:
+def migration_lock(path: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock so that two migrations never run on one config at once."""
-    lock = path.with_name(path.name + ".lock")
-    try:
-        handle = open(lock, "a+b")  # noqa: SIM115 - closed in finally
-    except OSError as exc:
-        raise EnvironmentProblem("E_WRITE", f"cannot create lock {lock}: {exc.strerror}",
-                                 hint="check permissions") from exc
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EnvironmentProblem("E_LOCKED", f"another migration holds {lock}",
-                                     hint="wait for it to finish, then run this again") from None
-        yield
-    finally:
-        handle.close()
+    from oemkit._lock import exclusive_lock
+
+    return exclusive_lock(path.with_name(path.name + ".lock"), f"the config {path.name}")
 
 
 def kept_path(config_path: Path) -> Path:
