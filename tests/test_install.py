@@ -292,6 +292,11 @@ def test_wheelhouse_is_installed_offline_into_the_slot_venv(tmp_path, keys, trus
     out = subprocess.run([str(python), "-c", "import oemkit_probe; print(oemkit_probe.VALUE)"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "42"
+    recorded = Path(json.loads((prefix / "current" / "slot.json").read_text())["python"])
+    assert recorded.is_file() and ".tmp-" not in str(recorded)
+    pip = subprocess.run([str(prefix / "current" / "venv" / "bin" / "pip"), "--version"],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr  # the venv's scripts point at its final path
     assert any(c.name == "dependencies" and "1 wheel(s) installed offline" in c.detail
                for c in report.checks)
 
@@ -305,3 +310,68 @@ def test_wheelhouse_fetch_dry_run_builds_the_pip_command(tmp_path):
     cmd = json.loads(result.stdout)["command"]
     assert cmd[1:4] == ["-m", "pip", "download"] and "--only-binary=:all:" in cmd
     assert cmd[-4:] == ["--platform", "manylinux2014_x86_64", "--python-version", "3.11"]
+
+
+def test_failed_reupgrade_keeps_the_rollback_target(bundles, trust_file, tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    rollback(prefix)  # current 0.1.0, previous 0.2.0
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(PROFILE.replace("cold_start_ms: 60000", "cold_start_ms: 1"))
+    failed = install(v2, prefix, trust_file, upgrade=True, profile=str(strict))
+    assert not failed.ok
+    after = status(prefix)
+    assert after["current"].startswith("example-0.1.0-")
+    assert after["previous"].startswith("example-0.2.0-")
+    assert rollback(prefix).ok
+
+
+def test_slots_are_pruned_to_current_and_previous(bundles, trust_file, tmp_path, profile):
+    v1, v2 = bundles
+    prefix = tmp_path / "p"
+    install(v1, prefix, trust_file, profile=profile)
+    install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    install(v1, prefix, trust_file, upgrade=True, allow_downgrade=True, profile=profile)
+    report = install(v2, prefix, trust_file, upgrade=True, profile=profile)
+    assert report.ok
+    names = sorted(p.name for p in (prefix / "slots").iterdir())
+    assert len(names) == 2 and {status(prefix)["current"], status(prefix)["previous"]} == set(
+        names)
+    import stat as st
+
+    assert all(st.S_IMODE((prefix / "slots" / n).stat().st_mode) & 0o055 for n in names)
+
+
+def test_another_product_is_refused(bundles, trust_file, tmp_path, keys, profile):
+    import shutil
+
+    from oemkit.build.bundle import build_bundle
+    from oemkit.build.sign import sign_bundle
+
+    v1, _ = bundles
+    spec = tmp_path / "other"
+    shutil.copytree(REPO / "bundles" / "example", spec)
+    text = (spec / "bundle.yaml").read_text().replace('name: "example"', 'name: "other"')
+    (spec / "bundle.yaml").write_text(text)
+    other = build_bundle(spec, tmp_path / "d").path
+    sign_bundle(other, [keys["bundle"]])
+    install(v1, tmp_path / "p", trust_file, profile=profile)
+    report = install(other, tmp_path / "p", trust_file, upgrade=True, profile=profile)
+    assert report.checks[-1].code == "E_PRODUCT_MISMATCH"
+    assert "runs example; this bundle is other" in report.checks[-1].detail
+
+
+def test_release_candidates_order_before_the_release():
+    from oemkit.runners.install import version_key
+
+    assert version_key("1.0.0rc1") < version_key("1.0.0") < version_key("1.0.1")
+    assert version_key("1.0-rc1") < version_key("1.0")
+    assert version_key("2024.05-build7") < version_key("2024.06")  # not PEP 440: parts
+
+
+def test_missing_bundle_is_bad_input(trust_file, tmp_path, profile):
+    result = cli("install", tmp_path / "nope.oemb", "--prefix", tmp_path / "p", "--trust",
+                 trust_file, "--profile", profile)
+    assert result.exit_code == 3 and "E_NOT_FOUND" in result.stderr

@@ -51,6 +51,7 @@ class InstallReport:
     previous: str | None = None
     switched: bool = False
     environment_error: bool = False
+    input_error: bool = False
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,9 @@ class InstallReport:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else (4 if self.environment_error else 1)
+        if self.ok:
+            return 0
+        return 4 if self.environment_error else 3 if self.input_error else 1
 
     def add(self, name: str, status: str, detail: str, **extra: Any) -> None:
         self.checks.append(Check(name, status, detail, **extra))  # type: ignore[arg-type]
@@ -67,6 +70,7 @@ class InstallReport:
         self.add(name, "fail", exc.message, code=exc.code, member=exc.member,
                  expected=exc.expected, actual=exc.actual, hint=exc.hint or None)
         self.environment_error = self.environment_error or exc.exit_code == 4
+        self.input_error = self.input_error or exc.exit_code == 3
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,8 +132,35 @@ def cleanup(prefix: Path) -> list[str]:
     return removed
 
 
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.+_-]", version))
+def version_key(version: str) -> Any:
+    """Order release versions: PEP 440 when they parse (1.0.0rc1 < 1.0.0), else by
+    dot-separated parts with numbers before text."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (1, Version(version), ())
+    except InvalidVersion:
+        parts = re.split(r"[.+_-]", version)
+        return (0, None, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def prune(prefix: Path, keep: int = 2) -> list[str]:
+    """Remove complete slots that neither ``current`` nor ``previous`` points at."""
+    live = {p.resolve() for p in (_link_target(prefix, "current"),
+                                  _link_target(prefix, "previous")) if p}
+    removed = []
+    for entry in sorted((prefix / SLOTS).iterdir()):
+        if entry.resolve() not in live and (entry / "slot.json").is_file() and len(live) >= min(
+                keep, 2):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 def read_slot(slot: Path) -> dict[str, Any]:
@@ -200,50 +231,74 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         report.add("version", "info", f"{slot_name} is already the current slot; nothing "
                    "to do")
         return report
-    if old and not opts["allow_downgrade"] and _version_key(manifest.version) < _version_key(
+    if old and old.get("bundle_name") not in (None, manifest.name):
+        return report.fail("version", VerificationError(
+            "E_PRODUCT_MISMATCH", f"{prefix} runs {old.get('bundle_name')}; this bundle is "
+            f"{manifest.name}", expected=str(old.get("bundle_name")), actual=manifest.name,
+            hint="install a different product under its own --prefix"))
+    if old and not opts["allow_downgrade"] and version_key(manifest.version) < version_key(
             str(old.get("version"))):
         return report.fail("version", VerificationError(
             "E_DOWNGRADE", f"{manifest.version} is older than the installed "
             f"{old.get('version')}", expected=f">= {old.get('version')}",
             actual=manifest.version, hint="pass --allow-downgrade to go back on purpose"))
-    if final.exists():
-        shutil.rmtree(final)  # a slot prepared by an interrupted run, never switched to
+    n = 2
+    while final.exists():  # never touch an existing slot: it may be the rollback target
+        final = prefix / SLOTS / f"{slot_name}-{n}"
+        n += 1
+    slot_name = report.slot = final.name
     try:
-        if not _license(report, verified, opts["license_file"], opts["state_path"]):
-            return report
-        python = _venv(report, staging, verified.manifest, opts["system_site_packages"])
+        # The slot gets its final path before the venv is made (venvs are not relocatable);
+        # until slot.json is written it is incomplete, and the next run removes it.
+        os.rename(staging, final)
+        os.chmod(final, 0o755 & ~_umask())
+        python = _prepare_slot(report, final, verified, current, opts)
         if python is None:
-            return report
-        if not _config(report, staging, verified, current, opts["config"]):
-            return report
-        if opts["skip_smoke"]:
-            report.add("smoke", "warn", "skipped (--skip-smoke): the slot was not tested")
-        elif not _smoke(report, staging, verified.manifest, opts["profile"], python):
+            shutil.rmtree(final, ignore_errors=True)
             return report
         slot_doc = {"name": slot_name, "bundle_name": manifest.name,
                     "version": manifest.version, "manifest_sha256": verified.manifest_sha256,
                     "bundle_file": str(Path(bundle).resolve()),
                     "installed_at": format_time(now()), "oemkit_version": __version__,
-                    "config_version": _config_version(staging / "config.json"),
+                    "config_version": _config_version(final / "config.json"),
                     "python": python}
-        atomic_write_bytes(staging / "manifest.json", verified.manifest.to_bytes())
-        atomic_write_bytes(staging / "slot.json",
+        atomic_write_bytes(final / "manifest.json", verified.manifest.to_bytes())
+        atomic_write_bytes(final / "slot.json",
                            (json.dumps(slot_doc, indent=2) + "\n").encode())
-        os.rename(staging, final)
         if current is not None:
             _point(prefix, "previous", current)
         _point(prefix, "current", final)
     except OemkitError as exc:
+        shutil.rmtree(final, ignore_errors=True)
         return report.fail("install", exc)
     except OSError as exc:
+        shutil.rmtree(final, ignore_errors=True)
         return report.fail("install", EnvironmentProblem(
             "E_WRITE", f"cannot write under {prefix}: {exc.strerror or exc}",
             hint="check free space and permissions; the current slot is unchanged"))
+    pruned = prune(prefix)
+    if pruned:
+        report.add("prune", "info", f"removed old slots: {', '.join(pruned)}")
     report.switched = True
     report.previous = current.name if current else None
     report.add("switch", "pass", f"current -> slots/{slot_name}"
                + (f" (previous: {current.name})" if current else ""))
     return report
+
+
+def _prepare_slot(report: InstallReport, slot: Path, verified: Any, current: Path | None,
+                  opts: dict[str, Any]) -> str | None:
+    """License, venv, config and smoke test of a new slot; its Python, or None on failure."""
+    if not _license(report, verified, opts["license_file"], opts["state_path"]):
+        return None
+    python = _venv(report, slot, verified.manifest, opts["system_site_packages"])
+    if python is None or not _config(report, slot, verified, current, opts["config"]):
+        return None
+    if opts["skip_smoke"]:
+        report.add("smoke", "warn", "skipped (--skip-smoke): the slot was not tested")
+    elif not _smoke(report, slot, verified.manifest, opts["profile"], python):
+        return None
+    return python
 
 
 def _license(report: InstallReport, verified: Any, license_file: Path | None,
