@@ -182,3 +182,17 @@ def test_upgrade_path_test_with_junit(v2_bundle, tmp_path):
     result = cli("migrate", "test", v2_bundle, "--junit", tmp_path / "m.xml", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["ok"] is True
     assert ET.parse(tmp_path / "m.xml").getroot().get("tests") == "2"
+
+
+def test_scale_round_trips_without_binary_noise_and_apply_keeps_the_file_mode(v2_bundle,
+                                                                             tmp_path):
+    step = Step("scale", {"path": "t", "factor": 0.1})
+    up = apply_steps({"t": 8}, [step])
+    assert up.config == {"t": 0.8}
+    assert apply_steps(up.config, [step.inverse()]).config == {"t": 8}
+    path = tmp_path / "config.json"
+    path.write_text('{"schema_version": 1, "threshold": 0.5, "labels": ["a","b","c"], '
+                    '"threads": 1}')
+    path.chmod(0o600)
+    apply_file(path, bundle_configs(v2_bundle))
+    assert path.stat().st_mode & 0o777 == 0o600

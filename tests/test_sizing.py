@@ -70,8 +70,8 @@ def test_unreachable_slo_is_a_clear_answer():
     rec = recommend(doc, SizingRequest(target_qps=100, slo_p99_ms=50), 50)
     assert rec["achievable"] is False
     assert rec["reason"].startswith("not achievable on this host with any number of "
-                                    "instances at batch 1: even unloaded, one instance's p99 is "
-                                    "75.00 ms, above the 50 ms SLO")
+                                    "instances: even unloaded, one instance's best p99 is "
+                                    "75.00 ms (batch 1, 1 thread(s)), above the 50 ms SLO")
 
 
 def test_reports_are_self_contained_and_include_the_k8s_snippet(sized):
@@ -144,3 +144,37 @@ def test_parsers():
     assert parse_duration("20s") == 20 and parse_duration("500ms") == 0.5
     with pytest.raises(UsageError):
         parse_slo("p50=1ms")
+
+
+def test_interrupted_run_keeps_what_was_measured(sized, trust_v2, monkeypatch):
+    import oemkit.runners.sizing as sizing
+
+    doc, bundle = sized
+    partial = dict(doc["configurations"][0], complete=False, mode="stream")
+    calls = []
+
+    def spawn(req, *args):
+        calls.append(req["mode"])
+        raise sizing._Interrupted(dict(partial, batch=req["batch"], threads=req["threads"]))
+
+    monkeypatch.setattr(sizing, "_spawn", spawn)
+    result = run_sizing(bundle, "cpu-small", trust_v2, QUICK)
+    assert result["complete"] is False and calls == ["stream"]
+    assert len(result["configurations"]) == 1
+    assert any("interrupted (Ctrl-C)" in n for n in result["notes"])
+    assert "complete: NO (interrupted)" in to_markdown(result)
+
+
+def test_slo_missed_under_load_but_not_unloaded_is_explained():
+    doc = {"server": [{"rate": 100.0, "p99": 90.0, "meets_slo": False}],
+           "configurations": [{"batch": 8, "threads": 1, "peak_rss_mb": 90,
+                               "stream": {"p99": 0.02}}]}
+    rec = recommend(doc, SizingRequest(target_qps=100, slo_p99_ms=50), 50)
+    assert rec["reason"].startswith("not achievable on this host at any tested load: "
+                                    "unloaded, p99 is 0.02 ms, but already at 100.0 queries/s")
+
+
+def test_compare_refuses_files_that_are_not_sizing_reports(tmp_path):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    result = cli("sizing", "compare", tmp_path / "x.json", tmp_path / "x.json")
+    assert result.exit_code == 3 and "E_SIZING_INVALID" in result.stderr

@@ -122,13 +122,20 @@ def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batc
 
 
 def _compare(a_path: Path, b_path: Path, max_regression: float | None, json_out: bool) -> None:
-    import json
 
+    from oemkit._canonical import parse_json
     from oemkit._fs import read_input
+    from oemkit.errors import InputError
     from oemkit.report.sizing import compare
 
-    a = json.loads(read_input(a_path, "sizing report"))
-    b = json.loads(read_input(b_path, "sizing report"))
+    docs = []
+    for path in (a_path, b_path):
+        doc = parse_json(read_input(path, "sizing report"), what=str(path))
+        if not isinstance(doc, dict) or not {"configurations", "recommendation"} <= set(doc):
+            raise InputError("E_SIZING_INVALID", f"{path} is not an oemkit sizing.json",
+                             hint="pass two sizing.json files written by 'oemkit sizing'")
+        docs.append(doc)
+    a, b = docs
     rows = compare(a, b)
     regressed = [r for r in rows if r["ratio"] is not None and max_regression is not None and (
         (r["higher_is_better"] and r["ratio"] < 1 - max_regression)

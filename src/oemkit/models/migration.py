@@ -252,6 +252,8 @@ def apply_steps(config: dict[str, Any], steps: Sequence[Step],
                     raise InputError("E_MIGRATION_APPLY", f"cannot scale {a['path']}: "
                                      f"{value!r} is not a number", hint="fix the config")
                 scaled = value * a["factor"]
+                if isinstance(scaled, float):
+                    scaled = float(f"{scaled:.15g}")  # no binary noise: 0.8, not 0.8000...2
                 if isinstance(value, int) and float(scaled).is_integer():
                     scaled = int(scaled)
                 _set(doc, a["path"], scaled)

@@ -149,7 +149,7 @@ def to_html(doc: dict[str, Any]) -> str:
         _svg_chart("Server scenario: one instance", server, "offered queries/s", "p99 ms",
                    hline=doc["request"]["slo_p99_ms"]),
     ]
-    md = to_markdown(doc)
+    md = to_markdown(doc).split("\n## Kubernetes")[0]  # rendered below as <pre>
     body = []
     in_table = False
     for line in md.splitlines():

@@ -396,6 +396,8 @@ def _config(report: InstallReport, slot: Path, verified: Any, current: Path | No
             newer = _slot_configs(current)
             down = plan(source, newer, where, target=configs.version, kept=kept)
             source, kept = down.outcome.config, down.outcome.kept
+            where = (f"the current config, walked down v{down.source} -> v{down.target} "
+                     f"({len(down.steps)} steps, {len(kept)} value(s) kept aside),")
         result = plan(source, configs, where, kept=kept)
     except OemkitError as exc:
         report.fail("config", exc)

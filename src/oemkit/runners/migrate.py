@@ -179,8 +179,8 @@ def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None 
         newer = source > configs.version
         raise InputError("E_CONFIG_VERSION", f"{where} is config version {source}; this bundle "
                          f"knows versions {known}",
-                         hint="this config comes from a newer release; use --allow-downgrade "
-                              "with that release's bundle" if newer else
+                         hint="this config comes from a newer release than this bundle; "
+                              "migrate it with that newer release's bundle" if newer else
                               "the bundle cannot upgrade a config this old")
     validate_config(config, configs.schemas[source], f"{where} (version {source})")
     steps: list[Step] = []
@@ -225,7 +225,8 @@ def apply_file(config_path: Path, configs: BundleConfigs, *, target: int | None 
         backup = config_path.with_name(f"{config_path.name}.v{result.source}.bak")
         atomic_write_bytes(backup, config_path.read_bytes(), mode=0o600)
         text = json.dumps(result.outcome.config, indent=2, sort_keys=True) + "\n"
-        atomic_write_bytes(destination, text.encode(), mode=0o644)
+        mode = config_path.stat().st_mode & 0o777  # a 0600 config stays 0600
+        atomic_write_bytes(destination, text.encode(), mode=mode)
         if result.outcome.kept:
             atomic_write_bytes(kept_path(destination),
                                json.dumps(result.outcome.kept, indent=2).encode(), mode=0o600)

@@ -76,18 +76,27 @@ def _spawn(req: dict[str, Any], work: Path, python: str, timeout: float) -> dict
     out = req_path.with_suffix(".out.json")
     req["out"] = str(out)
     req_path.write_text(json.dumps(req))
+    proc = subprocess.Popen([python, str(CHILD), str(req_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
-        proc = subprocess.run([python, str(CHILD), str(req_path)], capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return {"ok": False, "error": f"the measurement did not finish within {timeout:g} s"}
     except KeyboardInterrupt:
+        # The child got the same SIGINT: give it time to write what it measured.
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
         result: dict[str, Any] = (json.loads(out.read_text()) if out.is_file()
                                   else {"ok": False, "error": "interrupted"})
-        result["complete"] = False
+        result.update(complete=False, batch=req.get("batch"), threads=req.get("threads"))
         raise _Interrupted(result) from None
     if not out.is_file():
-        tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
+        tail = " | ".join((stderr or "").strip().splitlines()[-3:])
         return {"ok": False, "error": f"the measurement process failed: {tail}"}
     data: dict[str, Any] = json.loads(out.read_text())
     return data
@@ -103,11 +112,29 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
                *, progress: ProgressFn | None = None,
                python: str = sys.executable) -> dict[str, Any]:
     """Measure and recommend; returns the sizing document (what ``sizing.json`` holds)."""
-    from oemkit.runners.profiles import detect_host, load_profile, unmet
+    from oemkit.runners.profiles import load_profile
     from oemkit.runners.unpack import unpack_bundle
 
     say = progress or (lambda _msg: None)
-    profile = load_profile(profile_name)
+    profile = load_profile(profile_name) if profile_name.endswith((".yaml", ".yml")) or (
+        "/" in profile_name) else None
+    work = Path(tempfile.mkdtemp(prefix="oemkit-sizing-"))
+    try:
+        report = unpack_bundle(bundle, work / "bundle", trust)
+        if not report.ok:
+            assert report.error is not None
+            raise report.error
+        # The bundle's own profiles/NAME.yaml takes precedence over a shipped profile.
+        profile = profile or load_profile(profile_name, work / "bundle")
+        return _run(bundle, report, profile, request, work, say, python)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(bundle: Path, report: Any, profile: Any, request: SizingRequest, work: Path,
+         say: ProgressFn, python: str) -> dict[str, Any]:
+    from oemkit.runners.profiles import detect_host, unmet
+
     host = detect_host()
     reasons = unmet(profile, host)
     if reasons and not request.force:
@@ -117,7 +144,6 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
             "another --profile, or pass --force to measure anyway (the report says so)")
     slo = request.slo_p99_ms or float(profile.budgets.get("p95_ms", 100.0))
     threads = request.threads or ((profile.intra_op or host.cores),)
-    work = Path(tempfile.mkdtemp(prefix="oemkit-sizing-"))
     doc: dict[str, Any] = {
         "oemkit_version": __version__, "bundle": str(bundle), "profile": profile.to_dict(),
         "host": host.to_dict(), "unmet": reasons, "complete": True,
@@ -127,35 +153,31 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
                     "duration_s": request.duration_s},
         "configurations": [], "server": [], "notes": [],
     }
+    if reasons:
+        doc["notes"].append("--force: this host does not satisfy the profile (" +
+                            "; ".join(reasons) + "); the figures describe this host only")
+    manifest = report.manifest
+    golden = (manifest.runtime.golden or {}).get("inputs")
+    if not golden or not golden.endswith(".json"):
+        raise InputError("E_NO_GOLDEN", "sizing needs the bundle's golden inputs as JSON",
+                         hint="add golden.inputs (JSON tensors) to the bundle spec")
+    doc.update(name=manifest.name, version=manifest.version,
+               manifest_sha256=report.manifest_sha256)
+    base = {"model": str(work / "bundle" / manifest.runtime.model),
+            "inputs": str(work / "bundle" / golden),
+            "providers": [p.name for p in profile.providers
+                          if p.name in host.providers] or ["CPUExecutionProvider"],
+            "warmup": 20}
     try:
-        report = unpack_bundle(bundle, work / "bundle", trust)
-        if not report.ok:
-            assert report.error is not None
-            raise report.error
-        manifest = report.manifest
-        golden = (manifest.runtime.golden or {}).get("inputs")
-        if not golden or not golden.endswith(".json"):
-            raise InputError("E_NO_GOLDEN", "sizing needs the bundle's golden inputs as JSON",
-                             hint="add golden.inputs (JSON tensors) to the bundle spec")
-        doc.update(name=manifest.name, version=manifest.version,
-                   manifest_sha256=report.manifest_sha256)
-        base = {"model": str(work / "bundle" / manifest.runtime.model),
-                "inputs": str(work / "bundle" / golden),
-                "providers": [p.name for p in profile.providers
-                              if p.name in host.providers] or ["CPUExecutionProvider"],
-                "warmup": 20}
-        try:
-            _measure(doc, base, request, threads, slo, work, python, say)
-        except _Interrupted as stop:
-            doc["complete"] = False
-            doc["notes"].append("interrupted (Ctrl-C): the figures below are what was "
-                                "measured before it; the run is incomplete")
-            if stop.partial.get("stream"):
-                doc["configurations"].append(stop.partial)
-        doc["recommendation"] = recommend(doc, request, slo)
-        return doc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _measure(doc, base, request, threads, slo, work, python, say)
+    except _Interrupted as stop:
+        doc["complete"] = False
+        doc["notes"].append("interrupted (Ctrl-C): the figures below are what was "
+                            "measured before it; the run is incomplete")
+        if stop.partial.get("stream") and stop.partial.get("mode") == "stream":
+            doc["configurations"].append(stop.partial)
+    doc["recommendation"] = recommend(doc, request, slo)
+    return doc
 
 
 def _measure(doc: dict[str, Any], base: dict[str, Any], request: SizingRequest,
@@ -226,6 +248,26 @@ def _annotate(doc: dict[str, Any], result: dict[str, Any]) -> None:
                                 f"{NOISY_SPREAD:.0%}): a noisy host; repeat on an idle machine")
 
 
+def _why_not(doc: dict[str, Any], slo: float) -> str:
+    """The plain answer when no arrival rate kept the p99 inside the SLO."""
+    measured = [c for c in doc["configurations"] if c["stream"]["p99"] is not None]
+    if not measured:
+        return "no measurement completed, so nothing can be recommended"
+    best = min(measured, key=lambda c: c["stream"]["p99"])
+    if best["stream"]["p99"] > slo:
+        return (f"not achievable on this host with any number of instances: even unloaded, "
+                f"one instance's best p99 is {best['stream']['p99']:.2f} ms (batch "
+                f"{best['batch']}, {best['threads']} thread(s)), above the {slo:g} ms SLO "
+                "(more instances add throughput, not speed)")
+    tried = min(doc["server"], key=lambda p: p["rate"]) if doc["server"] else None
+    if tried is None:
+        return "the server scenario did not run (see the notes), so no rate is known"
+    return (f"not achievable on this host at any tested load: unloaded, p99 is "
+            f"{best['stream']['p99']:.2f} ms, but already at {tried['rate']:.1f} queries/s "
+            f"the p99 under random arrivals was {tried['p99']:.2f} ms, above the {slo:g} ms "
+            "SLO")
+
+
 def recommend(doc: dict[str, Any], request: SizingRequest, slo: float) -> dict[str, Any]:
     """Instances for the target load, with the arithmetic written out."""
     passing = [p for p in doc["server"] if p.get("meets_slo")]
@@ -234,14 +276,7 @@ def recommend(doc: dict[str, Any], request: SizingRequest, slo: float) -> dict[s
     out: dict[str, Any] = {"slo_p99_ms": slo, "memory_mb_per_instance": math.ceil(rss),
                            "cores_per_instance": cores}
     if not passing:
-        fastest = min((c["stream"]["p99"] for c in doc["configurations"]
-                       if c["stream"]["p99"] is not None), default=None)
-        batch = min((c["batch"] for c in doc["configurations"]), default=1)
-        out.update(achievable=False, reason=(
-            f"not achievable on this host with any number of instances at batch {batch}: "
-            f"even unloaded, one instance's p99 is {fastest:.2f} ms, above the {slo:g} ms "
-            "SLO (more instances add throughput, not speed)" if fastest is not None else
-            "no measurement completed, so nothing can be recommended"))
+        out.update(achievable=False, reason=_why_not(doc, slo))
         return out
     qps = max(p["rate"] for p in passing)
     out.update(achievable=True, sustainable_qps_per_instance=qps)
