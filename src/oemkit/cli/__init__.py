@@ -29,10 +29,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
-keys_app = typer.Typer(help="Generate signing keys.", no_args_is_help=True)
-trust_app = typer.Typer(help="Create and change trust roots (each change is a new signed "
+keys_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Generate signing keys.", no_args_is_help=True)
+trust_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Create and change trust roots (each change is a new signed "
                         "version).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(trust_app, name="trust")
@@ -108,7 +112,7 @@ def init(
 ) -> None:
     """Scaffold a bundle spec with a tiny ONNX model, config, schema and golden data.
 
-    Example: [bold]oemkit init my-model && oemkit build my-model/bundle.yaml[/]
+    Example: oemkit init my-model && oemkit build my-model/bundle.yaml
     """
     with guard(json_out):
         from oemkit.build.scaffold import scaffold_bundle
@@ -134,7 +138,7 @@ def keys_generate(
     """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644).
 
     The passphrase comes from OEMKIT_KEY_PASSPHRASE or a prompt.
-    Example: [bold]oemkit keys generate release-2027 --usage bundle --out-dir keys/[/]
+    Example: oemkit keys generate release-2027 --usage bundle --out-dir keys/
     """
     with guard(json_out):
         from oemkit.build.keygen import generate_key_files
@@ -187,7 +191,7 @@ def trust_init(
 ) -> None:
     """Create version 1 of a trust root, signed by its root keys.
 
-    Example: [bold]oemkit trust init --root-key root.key --out trust-root.json[/]
+    Example: oemkit trust init --root-key root.key --out trust-root.json
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
@@ -232,8 +236,8 @@ def trust_add_key(
 ) -> None:
     """Write the next trust-root version with a key added.
 
-    Example: [bold]oemkit trust add-key trust-root.json --pub bundle.pub --usage bundle
-    --sign-with root.key[/]
+    Example: oemkit trust add-key trust-root.json --pub bundle.pub --usage bundle
+    --sign-with root.key
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
@@ -285,13 +289,13 @@ def _status_command(action: str):
 trust_app.command(
     "retire-key",
     help="Write the next version with a key retired: what it signed before stays valid.\n\n"
-         "Example: [bold]oemkit trust retire-key trust-root.json 1a2b3c --sign-with root.key[/]",
+         "Example: oemkit trust retire-key trust-root.json 1a2b3c --sign-with root.key",
 )(_status_command("retire"))
 trust_app.command(
     "revoke-key",
     help="Write the next version with a key marked compromised: everything it signed is "
-         "rejected.\n\nExample: [bold]oemkit trust revoke-key trust-root.json 1a2b3c "
-         "--sign-with root.key[/]",
+         "rejected.\n\nExample: oemkit trust revoke-key trust-root.json 1a2b3c "
+         "--sign-with root.key",
 )(_status_command("revoke"))
 
 
@@ -306,7 +310,7 @@ def trust_set_threshold(
 ) -> None:
     """Write the next version requiring THRESHOLD signatures for USAGE.
 
-    Example: [bold]oemkit trust set-threshold trust-root.json bundle 2 --sign-with root.key[/]
+    Example: oemkit trust set-threshold trust-root.json bundle 2 --sign-with root.key
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
@@ -324,7 +328,7 @@ def trust_show(
 ) -> None:
     """Show a trust root's version, thresholds and keys (after checking its signatures).
 
-    Example: [bold]oemkit trust show trust-root.json[/]
+    Example: oemkit trust show trust-root.json
     """
     with guard(json_out):
         signed = _current_root(root)
@@ -360,7 +364,7 @@ def build(
 ) -> None:
     """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
 
-    Example: [bold]oemkit build bundles/example/bundle.yaml --out dist/[/]
+    Example: oemkit build bundles/example/bundle.yaml --out dist/
     """
     with guard(json_out):
         from oemkit.build.bundle import build_bundle
@@ -387,7 +391,7 @@ def sign(
 ) -> None:
     """Append one signature per key; signing again with the same key changes nothing.
 
-    Example: [bold]oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key[/]
+    Example: oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key
     """
     with guard(json_out):
         from oemkit.build.sign import sign_bundle
@@ -434,7 +438,7 @@ def verify(
 
     An attached license (oemkit license attach) is judged too and reported beside it.
 
-    Example: [bold]oemkit verify dist/example-0.1.0.oemb --trust trust-root.json[/]
+    Example: oemkit verify dist/example-0.1.0.oemb --trust trust-root.json
     """
     with guard(json_out):
         from oemkit.verify.bundle import verify_bundle
@@ -458,7 +462,7 @@ def inspect(
 ) -> None:
     """Show what is inside a bundle (marked UNVERIFIED unless --trust is given).
 
-    Example: [bold]oemkit inspect dist/example-0.1.0.oemb[/]
+    Example: oemkit inspect dist/example-0.1.0.oemb
     """
     with guard(json_out):
         from oemkit.verify.bundle import inspect_bundle, verify_bundle
@@ -504,7 +508,7 @@ def unpack(
 ) -> None:
     """Verify, then extract the payload into DEST atomically (never outside it).
 
-    Example: [bold]oemkit unpack dist/example-0.1.0.oemb /opt/example --trust trust-root.json[/]
+    Example: oemkit unpack dist/example-0.1.0.oemb /opt/example --trust trust-root.json
     """
     with guard(json_out):
         from oemkit.runners.unpack import unpack_bundle
@@ -528,8 +532,8 @@ def sbom(
     """Show a bundle's CycloneDX SBOM, or what changed between two bundles' SBOMs.
 
     Without --trust the output is marked UNVERIFIED.
-    Example: [bold]oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json[/]
-    Example: [bold]oemkit sbom diff old.oemb new.oemb[/]
+    Example: oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json
+    Example: oemkit sbom diff old.oemb new.oemb
     """
     with guard(json_out):
         from oemkit.errors import UsageError
@@ -603,7 +607,7 @@ def provenance(
 ) -> None:
     """Print the bundle's in-toto / SLSA provenance statement (UNVERIFIED without --trust).
 
-    Example: [bold]oemkit provenance dist/example-0.1.0.oemb --trust trust-root.json[/]
+    Example: oemkit provenance dist/example-0.1.0.oemb --trust trust-root.json
     """
     with guard(json_out):
         from oemkit.report.sbom import read_member_json
@@ -631,7 +635,7 @@ def demo(
 ) -> None:
     """Build the example bundle, sign it with the INSECURE example keys, and verify it.
 
-    Example: [bold]oemkit demo --out /tmp/demo[/]
+    Example: oemkit demo --out /tmp/demo
     """
     with guard(json_out):
         from oemkit.runners.demo import run_demo

@@ -8,8 +8,12 @@ import typer
 
 from oemkit.cli._output import check_table, emit_json, err, guard
 
-migrate_app = typer.Typer(help="Plan, apply and test config migrations.", no_args_is_help=True)
-wheelhouse_app = typer.Typer(help="Prepare an offline wheelhouse (on a connected machine).",
+migrate_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Plan, apply and test config migrations.", no_args_is_help=True)
+wheelhouse_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Prepare an offline wheelhouse (on a connected machine).",
                              no_args_is_help=True)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
@@ -34,7 +38,7 @@ def migrate_plan(
     """Show the steps from the config's version to the bundle's and the resulting diff.
     Nothing is written.
 
-    Example: [bold]oemkit migrate plan --config /etc/app/config.json --to example-0.2.0.oemb[/]
+    Example: oemkit migrate plan --config /etc/app/config.json --to example-0.2.0.oemb
     """
     with guard(json_out):
         from oemkit.runners.migrate import plan, read_config
@@ -60,8 +64,8 @@ def migrate_apply(
 ) -> None:
     """Migrate a config file: validate, apply the chain, validate, back up, write atomically.
 
-    Example: [bold]oemkit migrate apply --config /etc/app/config.json --to
-    example-0.2.0.oemb --trust trust-root.json[/]
+    Example: oemkit migrate apply --config /etc/app/config.json --to
+    example-0.2.0.oemb --trust trust-root.json
     """
     with guard(json_out):
         from oemkit.runners.migrate import apply_file
@@ -83,7 +87,7 @@ def migrate_test(
     """The release job's upgrade-path test: every shipped sample of an older config version
     migrates to the current one and validates; reversible chains round-trip exactly.
 
-    Example: [bold]oemkit migrate test dist/example-0.2.0.oemb --junit migrate.xml[/]
+    Example: oemkit migrate test dist/example-0.2.0.oemb --junit migrate.xml
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
@@ -134,8 +138,8 @@ def install(
     """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
     then point PREFIX/current at the slot.
 
-    Example: [bold]oemkit install example-0.1.0.oemb --prefix /opt/example --trust
-    trust-root.json[/]
+    Example: oemkit install example-0.1.0.oemb --prefix /opt/example --trust
+    trust-root.json
     """
     with guard(json_out):
         from oemkit.runners.install import install as run
@@ -165,8 +169,8 @@ def upgrade(
     """Install a new release beside the current one, migrating its config; switch only when
     verification, migration and the smoke test all pass.
 
-    Example: [bold]oemkit upgrade example-0.2.0.oemb --prefix /opt/example --trust
-    trust-root.json[/]
+    Example: oemkit upgrade example-0.2.0.oemb --prefix /opt/example --trust
+    trust-root.json
     """
     with guard(json_out):
         from oemkit.runners.install import install as run
@@ -185,7 +189,7 @@ def rollback(
 ) -> None:
     """Point current back at the previous slot (its config as it was before the upgrade).
 
-    Example: [bold]oemkit rollback --prefix /opt/example[/]
+    Example: oemkit rollback --prefix /opt/example
     """
     with guard(json_out):
         from oemkit.runners.install import rollback as run
@@ -199,7 +203,7 @@ def status(
 ) -> None:
     """Show the slots: versions, bundle digests, when and by which oemkit installed.
 
-    Example: [bold]oemkit status --prefix /opt/example[/]
+    Example: oemkit status --prefix /opt/example
     """
     with guard(json_out):
         from oemkit.runners.install import status as run
@@ -234,8 +238,8 @@ def wheelhouse_fetch(
 ) -> None:
     """Fill a wheelhouse on a connected machine with `pip download` (binary wheels only).
 
-    Example: [bold]oemkit wheelhouse fetch requirements.txt --dest wheels --platform
-    manylinux2014_x86_64 --python-version 3.11[/]
+    Example: oemkit wheelhouse fetch requirements.txt --dest wheels --platform
+    manylinux2014_x86_64 --python-version 3.11
     """
     with guard(json_out):
         import subprocess

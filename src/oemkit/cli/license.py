@@ -10,9 +10,13 @@ import typer
 
 from oemkit.cli._output import emit_json, err, guard, passphrase_for
 
-license_app = typer.Typer(help="Issue, verify, inspect and attach offline licenses.",
+license_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Issue, verify, inspect and attach offline licenses.",
                           no_args_is_help=True)
-crl_app = typer.Typer(help="Issue signed revocation lists.", no_args_is_help=True)
+crl_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Issue signed revocation lists.", no_args_is_help=True)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
@@ -78,9 +82,9 @@ def issue(
 ) -> None:
     """Issue a signed offline license.
 
-    Example: [bold]oemkit license issue --key license.key --customer acme --customer-name
+    Example: oemkit license issue --key license.key --customer acme --customer-name
     "ACME Corp" --product vision --expires 2027-06-30 --grace 14d --features batch
-    --limit seats=50 --hardware acme.fp --match 2 --out acme.lic[/]
+    --limit seats=50 --hardware acme.fp --match 2 --out acme.lic
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
@@ -157,8 +161,8 @@ def verify(
 ) -> None:
     """Verify a license offline: valid, grace (with days left), or rejected with a code.
 
-    Example: [bold]oemkit license verify acme.lic --trust trust-root.json --bundle
-    vision-2.1.oemb[/]
+    Example: oemkit license verify acme.lic --trust trust-root.json --bundle
+    vision-2.1.oemb
     """
     with guard(json_out):
         from oemkit.crypto.armor import read_armored
@@ -214,7 +218,7 @@ def inspect(
 
     With --trust the signature, the claims, the signing key's status and window, and any
     --crl are checked (not the dates, bindings or host state: 'license verify' judges those).
-    Example: [bold]oemkit license inspect acme.lic[/]
+    Example: oemkit license inspect acme.lic
     """
     with guard(json_out):
         from oemkit._canonical import parse_json
@@ -259,7 +263,7 @@ def fingerprint(
     """This host's hardware components as keyed hashes, for the vendor to bind a license to.
 
     Raw ids never leave the host: the file holds a fresh salt and HMACs only.
-    Example: [bold]oemkit license fingerprint --out acme-host.fp[/]
+    Example: oemkit license fingerprint --out acme-host.fp
     """
     with guard(json_out):
         import json
@@ -293,7 +297,7 @@ def attach(
 ) -> None:
     """Carry a customer's license inside a bundle (outside the bundle signature).
 
-    Example: [bold]oemkit license attach vision-2.1.oemb acme.lic[/]
+    Example: oemkit license attach vision-2.1.oemb acme.lic
     """
     with guard(json_out):
         from oemkit.build.license import attach_license
@@ -317,8 +321,8 @@ def crl_issue(
 ) -> None:
     """Issue a signed revocation list.
 
-    Example: [bold]oemkit crl issue --key crl.key --seq 7 --revoke acme-vision:3 --out
-    revocations.crl[/]
+    Example: oemkit crl issue --key crl.key --seq 7 --revoke acme-vision:3 --out
+    revocations.crl
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes

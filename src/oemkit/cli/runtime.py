@@ -8,7 +8,9 @@ import typer
 
 from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for
 
-profile_app = typer.Typer(help="Hardware profiles: list, show, detect this host.",
+profile_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Hardware profiles: list, show, detect this host.",
                           no_args_is_help=True)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
@@ -17,7 +19,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout
 def profile_list(json_out: bool = JSON_OPT) -> None:
     """List the profiles that ship with oemkit.
 
-    Example: [bold]oemkit profile list[/]
+    Example: oemkit profile list
     """
     with guard(json_out):
         from oemkit.runners.profiles import load_profile, shipped_profiles
@@ -36,7 +38,7 @@ def profile_show(
 ) -> None:
     """Show one profile: host requirements, providers, budgets.
 
-    Example: [bold]oemkit profile show gpu-cuda[/]
+    Example: oemkit profile show gpu-cuda
     """
     with guard(json_out):
         import json
@@ -54,7 +56,7 @@ def profile_detect(json_out: bool = JSON_OPT) -> None:
     """Describe this host (cores, memory, CPU flags, providers, GPUs) and which shipped
     profiles it satisfies.
 
-    Example: [bold]oemkit profile detect[/]
+    Example: oemkit profile detect
     """
     with guard(json_out):
         from oemkit.runners.profiles import detect_host, load_profile, shipped_profiles, unmet
@@ -94,8 +96,8 @@ def smoke(
 
     Exit 0: everything passed; 1: a check or budget failed (or verification); 4: this host
     cannot run it (required provider or onnxruntime missing).
-    Example: [bold]oemkit smoke dist/example-0.1.0.oemb --profile cpu-small --trust
-    trust-root.json --junit smoke.xml[/]
+    Example: oemkit smoke dist/example-0.1.0.oemb --profile cpu-small --trust
+    trust-root.json --junit smoke.xml
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes

@@ -36,10 +36,10 @@ def sizing(
     """Measure latency, throughput and memory on this host, find the QPS one instance
     sustains inside the SLO, and recommend an instance count for a target load.
 
-    Example: [bold]oemkit sizing dist/example-0.2.0.oemb --profile cpu-small --trust
-    trust-root.json --target-qps 200 --slo p99=50ms --out sizing/[/]
-    Example: [bold]oemkit sizing compare old/sizing.json new/sizing.json
-    --max-regression 0.1[/]
+    Example: oemkit sizing dist/example-0.2.0.oemb --profile cpu-small --trust
+    trust-root.json --target-qps 200 --slo p99=50ms --out sizing/
+    Example: oemkit sizing compare old/sizing.json new/sizing.json
+    --max-regression 0.1
     """
     with guard(json_out):
         from oemkit.errors import UsageError
