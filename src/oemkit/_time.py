@@ -29,7 +29,13 @@ def parse_time(text: object, what: str) -> dt.datetime:
     return value.astimezone(UTC)
 
 
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def from_epoch(seconds: int) -> dt.datetime:
+    if not 0 <= seconds <= MAX_EPOCH:
+        raise InputError("E_SOURCE_DATE_EPOCH", f"build time {seconds} is outside "
+                         "1970-01-01..9999-12-31", hint="use seconds since 1970-01-01 UTC")
     return dt.datetime.fromtimestamp(seconds, UTC)
 
 

@@ -101,8 +101,14 @@ def load_private(data: bytes, passphrase: bytes | None, source: str) -> PrivateK
             "E_KEY_PASSPHRASE_REQUIRED", f"{source} is encrypted and no passphrase was given",
             hint="set OEMKIT_KEY_PASSPHRASE or run in a terminal to be prompted",
         )
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         private = serialization.load_pem_private_key(data, passphrase if encrypted else None)
+    except UnsupportedAlgorithm as exc:
+        raise InputError("E_KEY_ALGORITHM", f"{source} uses an algorithm oemkit does not "
+                         f"support ({exc})", hint="generate a key with 'oemkit keys generate'"
+                         ) from exc
     except ValueError as exc:
         if encrypted:
             raise InputError("E_KEY_PASSPHRASE", f"wrong passphrase for {source}",
@@ -124,8 +130,14 @@ def load_public(data: bytes | str, source: str) -> PublicKey:
     if b"PRIVATE KEY-----" in raw:
         raise InputError("E_KEY_FORMAT", f"{source} is a private key",
                          hint="pass the public key (.pub); never ship private keys")
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         public = serialization.load_pem_public_key(raw)
+    except UnsupportedAlgorithm as exc:
+        raise InputError("E_KEY_ALGORITHM", f"{source} uses an algorithm oemkit does not "
+                         f"support ({exc})", hint="oemkit uses Ed25519 or ECDSA P-256 keys"
+                         ) from exc
     except ValueError as exc:
         raise InputError("E_KEY_FORMAT", f"{source} is not a PEM public key ({exc})",
                          hint="pass a .pub file written by 'oemkit keys generate'") from exc

@@ -217,10 +217,19 @@ class Manifest:
         rt = data["runtime"]
         if not isinstance(rt, dict) or not isinstance(rt.get("model"), str):
             raise _bad("runtime.model is missing")
+        profiles, migrations = rt.get("profiles") or [], rt.get("migrations") or []
+        if not isinstance(profiles, list) or any(not isinstance(p, str) for p in profiles):
+            raise _bad("runtime.profiles must be a list of names")
+        if not isinstance(migrations, list) or any(not isinstance(m, dict) for m in migrations):
+            raise _bad("runtime.migrations must be a list of objects")
+        for key in ("config", "golden"):
+            if rt.get(key) is not None and not isinstance(rt[key], dict):
+                raise _bad(f"runtime.{key} must be an object")
+        if rt.get("entrypoint") is not None and not isinstance(rt["entrypoint"], str):
+            raise _bad("runtime.entrypoint must be a path")
         runtime = Runtime(
-            model=rt["model"], entrypoint=rt.get("entrypoint"),
-            profiles=tuple(rt.get("profiles") or ()), config=rt.get("config"),
-            golden=rt.get("golden"), migrations=tuple(rt.get("migrations") or ()),
+            model=rt["model"], entrypoint=rt.get("entrypoint"), profiles=tuple(profiles),
+            config=rt.get("config"), golden=rt.get("golden"), migrations=tuple(migrations),
         )
         builder = data["builder"]
         if not isinstance(builder, dict):

@@ -37,7 +37,13 @@ def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
                          hint="pass a trust root written by 'oemkit trust'")
     payload = parse_json(env.payload, what=f"{what} payload", code="E_TRUST_INVALID")
     root = TrustRoot.from_dict(payload)
-    if canonical_json(root.to_dict()) != env.payload:
+    try:
+        canonical = canonical_json(root.to_dict())
+    except InputError as exc:
+        raise InputError("E_TRUST_INVALID", f"{what} payload has no canonical form "
+                         f"({exc.message})", hint="trust roots must be written by "
+                         "'oemkit trust'") from exc
+    if canonical != env.payload:
         raise InputError("E_TRUST_INVALID", f"{what} payload is not in canonical form",
                          hint="trust roots must be written by 'oemkit trust'")
     return SignedRoot(env, root)
