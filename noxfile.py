@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (the suite, offline) and `nox -s lint` (ruff, mypy strict)."""
+"""Sessions: `nox -s tests` (the suite, offline, hostile corpus and property tests included),
+`nox -s lint` (ruff, mypy strict) and `nox -s fuzz -- SECONDS` (atheris, not run by default)."""
 
 from __future__ import annotations
 
@@ -24,5 +25,26 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
-    session.run("ruff", "check", "src", "tests", "noxfile.py", "bundles", "keys-example")
+    session.run("ruff", "check", "src", "tests", "fuzz", "noxfile.py", "bundles", "keys-example")
     session.run("mypy")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Coverage-guided fuzzing of the bundle reader, the license parser and the spec loader.
+
+    `nox -s fuzz -- 1800` runs each target for 1800 s (default 60), seeded from
+    tests/hostile/corpus; extra arguments go to fuzz/run.py (e.g. --save-regressions).
+    Findings are kept in fuzz/.work/TARGET/artifacts; the session fails if there are any.
+    """
+    seconds = session.posargs[0] if session.posargs else "60"
+    session.install("-e", ".[test]", "atheris")
+    failed = []
+    for target in ("bundle", "license", "spec"):
+        try:
+            session.run("python", "fuzz/run.py", target, seconds, *session.posargs[1:])
+        except nox.command.CommandFailed:
+            failed.append(target)
+    if failed:
+        session.error(f"fuzzing found crashes in {', '.join(failed)}: see "
+                      "fuzz/.work/TARGET/artifacts/*.txt")

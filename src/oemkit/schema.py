@@ -2,13 +2,17 @@
 
 YAML is loaded without aliases (no billion-laughs), without duplicate keys and with a
 depth limit; every value remembers its line so that schema errors can say
-"bundle.yaml line 4: ...". jsonschema is imported only when something is validated.
+"bundle.yaml line 4: ...". Only JSON's value types come out: strings (valid Unicode),
+integers, finite floats, booleans, null, string-keyed mappings and sequences; timestamps,
+binary, sets and other tags are refused (E_SPEC_YAML) rather than handed on.
+jsonschema is imported only when something is validated.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,19 +22,42 @@ import yaml
 from oemkit.errors import InputError
 
 MAX_DEPTH = 64
+#: Values (scalars, sequences, mappings, keys included) in one document. PyYAML spends
+#: about 40 us and 800 bytes on each, so this bounds a hostile file to well under a second
+#: and a few tens of MB (a 1 MiB spec of ``[a,a,a,...]`` would otherwise take 20 s and 400 MB).
+MAX_NODES = 10_000
 Path_ = tuple[str | int, ...]
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (and so any alias expansion bomb)."""
+    """SafeLoader that refuses aliases (and so any alias expansion bomb) and stops composing
+    after MAX_NODES values."""
+
+    nodes = 0
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not allowed", event.start_mark
             )
-        return super().compose_node(parent, index)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_NODES} values in one document", event.start_mark
+            )
+        if self.depth >= MAX_DEPTH + 1:
+            raise _TooDeep(event.start_mark.line + 1)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _TooDeep(Exception):
+    """Composing went past MAX_DEPTH levels (at this line)."""
 
 
 def load_yaml(data: bytes, what: str) -> tuple[Any, dict[Path_, int]]:
@@ -41,7 +68,13 @@ def load_yaml(data: bytes, what: str) -> tuple[Any, dict[Path_, int]]:
     except UnicodeDecodeError as exc:
         raise InputError("E_SPEC_YAML", f"{what} is not UTF-8 (byte {exc.start})",
                          hint="save the file as UTF-8") from None
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)  # checks every character up front
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError("E_SPEC_YAML", f"{what} line {line}: character U+{char:04X} is not "
+                         "allowed in YAML", hint="remove the control character") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -54,6 +87,9 @@ def load_yaml(data: bytes, what: str) -> tuple[Any, dict[Path_, int]]:
                          hint="fix the YAML syntax at that line") from None
     except yaml.YAMLError as exc:
         raise InputError("E_SPEC_YAML", f"{what}: {exc}", hint="fix the YAML syntax") from None
+    except _TooDeep as exc:
+        raise InputError("E_SPEC_DEPTH", f"{what} line {exc.args[0]}: nested deeper than "
+                         f"{MAX_DEPTH} levels", hint="flatten the document") from None
     except RecursionError:
         raise InputError("E_SPEC_DEPTH", f"{what} is nested too deeply",
                          hint=f"specs are at most {MAX_DEPTH} levels deep") from None
@@ -62,16 +98,59 @@ def load_yaml(data: bytes, what: str) -> tuple[Any, dict[Path_, int]]:
     return value, lines
 
 
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _yaml_error(what: str, node: yaml.Node, problem: str, hint: str) -> InputError:
+    return InputError("E_SPEC_YAML", f"{what} line {node.start_mark.line + 1}: {problem}",
+                      hint=hint)
+
+
+def _scalar(loader: _StrictLoader, node: yaml.Node, what: str) -> Any:
+    """One scalar as a JSON value: str, int, finite float, bool or None; anything else is
+    E_SPEC_YAML (a timestamp, !!binary, an integer too long to convert, a lone surrogate)."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise _yaml_error(what, node, "a mapping or sequence is used as a key",
+                          "keys must be plain strings")
+    try:
+        value = loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+        raise _yaml_error(what, node, f"cannot read the value ({exc})",
+                          "write a shorter number, or quote the value") from None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _yaml_error(what, node, "the string is not valid Unicode (a lone "
+                              "surrogate escape such as \\ud800)",
+                              "remove the escape") from None
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _yaml_error(what, node, f"{node.value!r} is not a finite number",
+                          "use a finite number")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    kind = {"date": "a date", "datetime": "a timestamp", "bytes": "binary data"}.get(
+        type(value).__name__, f"a YAML {node.tag} value")
+    raise _yaml_error(what, node, f"{node.value[:40]!r} is {kind}, which is not allowed",
+                      "quote the value to make it a string")
+
+
 def _construct(loader: _StrictLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int],
                depth: int, what: str) -> Any:
     if depth > MAX_DEPTH:
         raise InputError("E_SPEC_DEPTH", f"{what} line {node.start_mark.line + 1}: nested "
                          f"deeper than {MAX_DEPTH} levels", hint="flatten the document")
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (
+            _MAP_TAG, _SEQ_TAG):
+        raise _yaml_error(what, node, f"YAML tag {node.tag!r} is not allowed",
+                          "remove the tag: only plain mappings and sequences are read")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(loader, key_node, what)
             if not isinstance(key, str):
                 raise InputError("E_SPEC_YAML", f"{what} line {key_node.start_mark.line + 1}: "
                                  f"key {key!r} is not a string", hint="quote the key")
@@ -84,7 +163,7 @@ def _construct(loader: _StrictLoader, node: yaml.Node, path: Path_, lines: dict[
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, item, (*path, i), lines, depth + 1, what)
                 for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(loader, node, what)
 
 
 @cache
@@ -142,7 +221,11 @@ def validate(instance: Any, schema_name: str, what: str,
     import jsonschema_rs
 
     schema = load_schema(schema_name)
-    errors = list(jsonschema_rs.validator_for(schema).iter_errors(instance))
+    try:
+        errors = list(jsonschema_rs.validator_for(schema).iter_errors(instance))
+    except ValueError as exc:  # a value JSON cannot hold (load_yaml never returns one)
+        raise InputError(code, f"{what}: {exc}", hint="see docs/SPEC.md for the fields and "
+                         "their types") from None
     if errors:
         best = max(errors, key=lambda e: len(list(e.instance_path)))
         message, hint = _describe(best, instance, schema, lines or {}, what)

@@ -1,30 +1,51 @@
 """Assembling a bundle from a spec: payload, manifest, SBOM, provenance, outer archive.
 
 The payload tar is deterministic (PAX, sorted by path, mtime 0, uid/gid 0, no user
-names, modes 0644/0755) and zstd-compressed at a fixed level in one thread, so the same
-inputs give the same bytes whatever the clock, umask, locale or working directory.
-The result appears at its destination only when complete (atomic rename).
+names, modes 0644/0755) and zstd-compressed at a fixed level as one frame by one
+compression thread, so the same inputs give the same bytes whatever the clock, umask,
+locale, working directory or number of cores. The result appears at its destination only
+when complete (atomic rename).
+
+Packing runs as a pipeline of three threads joined by bounded queues (constant memory:
+a few MiB in flight whatever the payload size): this thread reads the inputs, hashes each
+file and frames the tar stream; one thread compresses it; one hashes the compressed
+stream and writes it to a temporary file. SHA-256, zstd and file I/O all release the GIL,
+so the hashing passes overlap with compression on a second core. The payload then goes
+into the bundle with ``copy_file_range`` (no user-space copy). Why the zstd settings are
+what they are: benchmarks/RESULTS.md (issue 8).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import queue
+import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from oemkit import __version__
 from oemkit._canonical import sha256_hex
 from oemkit._fs import (
+    BLOCK,
     CHUNK,
     END_OF_ARCHIVE,
-    HashingWriter,
+    QUEUE_DEPTH,
+    WRITEBACK_STEP,
     atomic_output,
+    copy_into,
     copy_member,
+    padding,
     read_input,
+    start_writeback,
+    ustar_header,
     write_member,
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
@@ -60,57 +81,240 @@ class BuildResult:
     payload_bytes: int
 
 
-class _HashingReader:
-    """Wraps a source file: hashes and counts what tarfile reads from it."""
+#: tarfile's record: the end-of-archive marker is padded to a multiple of it.
+RECORD = 20 * BLOCK
+_END = object()
 
-    def __init__(self, handle: object, progress: ProgressFn | None) -> None:
-        self._handle = handle
-        self._progress = progress
+
+class _Aborted(Exception):
+    """Another pipeline stage failed; this one stops quietly."""
+
+
+class _Pipeline:
+    """tar stream -> zstd (one thread) -> SHA-256 + temporary file (another thread).
+
+    :meth:`send` is called from the producing thread; stages hand bytes on through
+    bounded queues, so memory stays at a few chunks whatever the payload size. The first
+    error of any stage stops every stage and is raised from :meth:`send` or :meth:`finish`.
+    """
+
+    def __init__(self, sink: BinaryIO) -> None:
+        import zstandard
+
+        # One frame, level 3, single-threaded (threads=0), content checksum, no content
+        # size (streamed): the bytes FORMAT.md 2.5 specifies, identical to earlier builds.
+        self._cobj = zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL, threads=0, write_checksum=True).compressobj()
+        self._sink = sink
+        self._to_zstd: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._to_disk: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self._failed = threading.Event()
+        self._errors: list[BaseException] = []
         self.hash = hashlib.sha256()
         self.size = 0
+        self._threads = [threading.Thread(target=self._guard, args=(fn,), daemon=True,
+                                          name=f"oemkit-{fn.__name__}")
+                         for fn in (self._compress, self._write)]
+        for thread in self._threads:
+            thread.start()
 
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self._handle.read(size)  # type: ignore[attr-defined]
-        self.hash.update(data)
-        self.size += len(data)
-        if self._progress:
-            self._progress(len(data))
-        return data
+    def _put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self._failed.is_set():
+                raise _Aborted
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self._failed.is_set():
+                raise _Aborted
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except _Aborted:
+            pass
+        except BaseException as exc:  # handed to the producer
+            self._errors.append(exc)
+            self._failed.set()
+
+    def _compress(self) -> None:
+        while (item := self._get(self._to_zstd)) is not _END:
+            out = self._cobj.compress(item)
+            if out:
+                self._put(self._to_disk, out)
+        self._put(self._to_disk, self._cobj.flush())
+        self._put(self._to_disk, _END)
+
+    def _write(self) -> None:
+        fd = self._sink.fileno()
+        synced = start = self._sink.tell()
+        while (item := self._get(self._to_disk)) is not _END:
+            self.hash.update(item)
+            self._sink.write(item)
+            self.size += len(item)
+            if start + self.size - synced >= WRITEBACK_STEP:
+                start_writeback(fd, synced, start + self.size - synced)
+                synced = start + self.size
+        self._sink.flush()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._put(self._to_zstd, data)
+        except _Aborted:
+            self.finish()
+            raise
+
+    def finish(self) -> None:
+        """Wait for the stages; raise the first error of any of them."""
+        if not self._failed.is_set():
+            with contextlib.suppress(_Aborted):
+                self._put(self._to_zstd, _END)
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+
+    def abort(self) -> None:
+        self._failed.set()
+        for thread in self._threads:
+            thread.join()
 
 
-def _pack_payload(files: tuple[SourceFile, ...], sink: HashingWriter,
-                  progress: ProgressFn | None) -> list[FileEntry]:
-    import zstandard
+class _TarStream:
+    """Frames the payload tar exactly as ``tarfile`` (PAX_FORMAT, mode ``w|``) does: header,
+    data, zero padding to a block per file; then two zero blocks and zero padding to a
+    20-block record. Small pieces are gathered into chunks before they are handed on."""
 
+    def __init__(self, pipe: _Pipeline) -> None:
+        self._pipe = pipe
+        self._pending = bytearray()
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        self.offset += len(data)
+        if len(data) >= CHUNK // 2:
+            self._flush()
+            self._pipe.send(data)
+            return
+        self._pending += data
+        if len(self._pending) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._pipe.send(bytes(self._pending))
+            self._pending.clear()
+
+    def close(self) -> None:
+        self.write(b"\0" * (2 * BLOCK))
+        self.write(b"\0" * (-self.offset % RECORD))
+        self._flush()
+
+
+def _tarinfo_header(path: str, size: int, mode: int) -> bytes:
+    info = tarfile.TarInfo(path)
+    info.size = size
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, sys.getfilesystemencoding(), "surrogateescape")
+
+
+_TEMPLATE = bytearray(_tarinfo_header("x", 0, 0o644))
+
+
+def _header(path: str, size: int, mode: int) -> bytes:
+    """The tar header ``tarfile`` writes for this entry (PAX_FORMAT). The common case (an
+    ASCII path of at most 100 bytes, under 8 GiB) is filled into a template made by
+    ``tarfile`` itself, ten times faster; anything else goes through ``tarfile``.
+    tests/test_large.py checks the two agree."""
+    name = path.encode("ascii", "replace")
+    if (len(name) > 100 or not path.isascii() or size > 0o77777777777 or mode > 0o7777
+            or "\0" in path):
+        return _tarinfo_header(path, size, mode)
+    buf = _TEMPLATE.copy()
+    buf[0:100] = name.ljust(100, b"\0")
+    buf[100:108] = b"%07o\0" % mode
+    buf[124:136] = b"%011o\0" % size
+    buf[148:156] = b" " * 8
+    buf[148:156] = b"%06o\0 " % sum(buf)
+    return bytes(buf)
+
+
+def _changed(path: str) -> InputError:
+    return InputError("E_INPUT_CHANGED", f"{path} changed size while it was being packed",
+                      hint="rebuild when the inputs are stable")
+
+
+def _cannot_read(path: str, exc: OSError) -> InputError:
+    return InputError("E_SPEC_MISSING_FILE", f"cannot read {path}: {exc.strerror or exc}",
+                      hint="check the file exists and is readable")
+
+
+def _read(handle: Any, size: int, path: str) -> bytes:
+    try:
+        data: bytes = handle.read(size)
+    except OSError as exc:
+        raise _cannot_read(path, exc) from exc
+    return data
+
+
+def _pack_payload(files: tuple[SourceFile, ...], sink: BinaryIO,
+                  progress: ProgressFn | None) -> tuple[list[FileEntry], str, int]:
+    """Write the compressed payload to ``sink``; return the file entries, its SHA-256 and
+    size. Read errors are coded input errors; write errors propagate as ``OSError``."""
     entries: list[FileEntry] = []
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=True)
-    writer = cctx.stream_writer(sink, closefd=False, write_size=CHUNK)  # type: ignore[arg-type]
-    with writer as zst, tarfile.open(
-        fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
-    ) as tar:
+    pipe = _Pipeline(sink)
+    tar = _TarStream(pipe)
+    try:
         for item in files:
             try:
-                handle = open(item.source, "rb")  # noqa: SIM115 - closed by the with below
+                handle = open(item.source, "rb", buffering=0)  # noqa: SIM115 - closed below
             except OSError as exc:
-                raise InputError("E_SPEC_MISSING_FILE", f"cannot read {item.path}: "
-                                 f"{exc.strerror}", hint="check the file exists and is "
-                                 "readable") from exc
+                raise _cannot_read(item.path, exc) from exc
             with handle:
                 size = os.fstat(handle.fileno()).st_size
-                info = tarfile.TarInfo(item.path)
-                info.size = size
-                info.mode = item.mode
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                reader = _HashingReader(handle, progress)
-                tar.addfile(info, reader)
-                if reader.size != size:
-                    raise InputError("E_INPUT_CHANGED", f"{item.path} changed size while it "
-                                     "was being packed", hint="rebuild when the inputs are "
-                                     "stable")
-                entries.append(FileEntry(item.path, size, reader.hash.hexdigest(), item.mode))
-    return entries
+                tar.write(_header(item.path, size, item.mode))
+                digest = hashlib.sha256()
+                remaining = size
+                while remaining:
+                    chunk = _read(handle, min(CHUNK, remaining), item.path)
+                    if not chunk:
+                        raise _changed(item.path)
+                    digest.update(chunk)
+                    tar.write(chunk)
+                    remaining -= len(chunk)
+                    if progress:
+                        progress(len(chunk))
+                if _read(handle, 1, item.path):
+                    raise _changed(item.path)
+                tar.write(padding(size))
+                entries.append(FileEntry(item.path, size, digest.hexdigest(), item.mode))
+        tar.close()
+        pipe.finish()
+    except BaseException:
+        pipe.abort()
+        raise
+    return entries, pipe.hash.hexdigest(), pipe.size
+
+
+#: The payload is compressed straight into the bundle (no temporary copy) when the tar is at
+#: least this big and averages at least DIRECT_PER_FILE per file: the metadata is then
+#: computed twice (once with placeholder digests, to know where the payload starts),
+#: which costs more than copying a payload made of many small files.
+DIRECT_MIN = 16 << 20
+DIRECT_PER_FILE = 64 << 10
+_PLACEHOLDER = "0" * 64
 
 
 def build_bundle(
@@ -133,51 +337,204 @@ def build_bundle(
         raise EnvironmentProblem("E_WRITE", f"cannot create output directory {out}: "
                                  f"{exc.strerror}", hint="choose a writable --out") from exc
     target = out / f"{spec.name}-{spec.version}.oemb"
+    # Carried roots, CRL and model card first: a bad one fails before a long pack.
+    static = _static_metadata(spec)
+    meta = _Metadata(spec, static, build_time, epoch)
 
-    with tempfile.TemporaryFile(dir=out, prefix=".payload-") as payload_tmp:
-        sink = HashingWriter(payload_tmp)
-        entries = _pack_payload(spec.files, sink, progress)
-        payload_digest, payload_size = sink.hexdigest(), sink.size
-        manifest, sbom, provenance, trust_docs = _metadata(
-            spec, entries, payload_digest, payload_size, build_time, epoch)
-        manifest_bytes = manifest.to_bytes()
-        payload_tmp.seek(0)
+    sizes = []
+    for item in spec.files:
+        try:
+            sizes.append(item.source.stat().st_size)
+        except OSError as exc:
+            raise _cannot_read(item.path, exc) from exc
+    tar_size = _tar_size(spec.files, sizes)
+    offset = None
+    if tar_size >= DIRECT_MIN and tar_size >= DIRECT_PER_FILE * len(spec.files):
+        # Where the payload will start: the metadata's length does not depend on the
+        # digests' values, only on sizes (the payload's guessed from an incompressible tar).
+        guess = _compressed_guess(tar_size)
+        placeholders = [FileEntry(f.path, n, _PLACEHOLDER, f.mode)
+                        for f, n in zip(spec.files, sizes, strict=True)]
+        offset = len(meta.head(placeholders, _PLACEHOLDER, guess))
+
+    try:
         with atomic_output(target) as handle:
-            write_member(handle, MANIFEST, manifest_bytes)
-            write_member(handle, SBOM, sbom)
-            write_member(handle, PROVENANCE, provenance)
-            for name, data in trust_docs:
-                write_member(handle, name, data)
-            copy_member(handle, PAYLOAD, payload_tmp, payload_size)
-            handle.write(END_OF_ARCHIVE)
-    return BuildResult(target, spec.name, spec.version, sha256_hex(manifest_bytes),
-                       payload_digest, len(entries), sum(e.size for e in entries))
+            if offset is not None:
+                head = _pack_in_place(handle, target, offset, spec, meta, progress)
+            else:
+                head = _pack_then_copy(handle, out, spec, meta, progress)
+    except _Relocated as moved:  # the payload did not fit where it was guessed
+        head = moved.head
+    except OSError as exc:
+        raise _write_error(out, exc) from exc
+    return BuildResult(target, spec.name, spec.version, sha256_hex(head.manifest),
+                       head.payload_digest, len(head.entries),
+                       sum(e.size for e in head.entries))
+
+
+class _Relocated(Exception):
+    """Discards the first output file after the bundle was written to a second one."""
+
+    def __init__(self, head: _Head) -> None:
+        super().__init__("relocated")
+        self.head = head
+
+
+def _compressed_guess(tar_size: int) -> int:
+    """The compressed size of an incompressible tar: zstd stores it in raw blocks of
+    128 KiB with a 3-byte header each, plus the frame header and checksum."""
+    return tar_size + 3 * (tar_size // (128 << 10) + 1) + 32
+
+
+def _pack_in_place(handle: BinaryIO, target: Path, offset: int, spec: BundleSpec,
+                   meta: _Metadata, progress: ProgressFn | None) -> _Head:
+    """Compress the payload straight to ``offset`` of the output, then write the metadata
+    in front of it. If the real metadata turns out longer or shorter than predicted (the
+    compressed size has another number of digits and crosses a block boundary), copy the
+    payload into a second output file instead."""
+    handle.seek(offset)
+    entries, digest, size = _pack_payload(spec.files, handle, progress)
+    head = meta.build(entries, digest, size)
+    if len(head.data) == offset:
+        handle.seek(0)
+        handle.write(head.data)
+        handle.seek(offset + size)
+        handle.write(padding(size))
+        handle.write(END_OF_ARCHIVE)
+        return head
+    handle.flush()
+    with atomic_output(target) as final:
+        final.write(head.data)
+        if copy_into(final, handle.fileno(), offset, size) != size:
+            raise OSError("the payload was lost while it was moved")
+        final.write(padding(size))
+        final.write(END_OF_ARCHIVE)
+    raise _Relocated(head)
+
+
+def _pack_then_copy(handle: BinaryIO, out: Path, spec: BundleSpec, meta: _Metadata,
+                    progress: ProgressFn | None) -> _Head:
+    """Compress the payload to a temporary file, then copy it in behind the metadata
+    (checking on the way that the copy still has the digest the manifest records)."""
+    with tempfile.TemporaryFile(dir=out, prefix=".payload-") as payload_tmp:
+        entries, digest, size = _pack_payload(spec.files, payload_tmp, progress)
+        head = meta.build(entries, digest, size)
+        handle.write(head.members)
+        payload_tmp.seek(0)
+        if copy_member(handle, PAYLOAD, payload_tmp, size) != digest:
+            raise OSError("the temporary payload file changed while it was copied")
+        handle.write(END_OF_ARCHIVE)
+    return head
+
+
+def _tar_size(files: tuple[SourceFile, ...], sizes: list[int]) -> int:
+    """Bytes of the uncompressed payload tar (PAX headers estimated generously)."""
+    total = 0
+    for item, size in zip(files, sizes, strict=True):
+        path = item.path.encode("utf-8", "surrogateescape")
+        pax = 0 if len(path) <= 100 and path.isascii() else 1024 + len(path)
+        total += BLOCK + pax + size + (-size % BLOCK)
+    total += 2 * BLOCK
+    return total + (-total % RECORD)
+
+
+class BuildWriteError(EnvironmentProblem, OSError):
+    """``E_WRITE`` (exit 4): the bundle could not be written (disk full, permissions).
+
+    Also an ``OSError`` (with the original ``errno``), as ``build_bundle`` raised one before
+    write failures had a code."""
+
+
+def _write_error(out: Path, exc: OSError) -> BuildWriteError:
+    error = BuildWriteError(
+        "E_WRITE", f"cannot write the bundle in {out}: {exc.strerror or exc}",
+        hint="check free space and permissions of --out, then build again; nothing was "
+             "left behind")
+    error.errno, error.strerror = exc.errno, exc.strerror
+    return error
+
+
+@dataclass(frozen=True)
+class _Static:
+    """Metadata inputs that do not depend on the payload."""
+
+    trust_docs: list[tuple[str, bytes]]
+    card: Any
+    sources: dict[str, SourceFile]
+
+
+@dataclass(frozen=True)
+class _Head:
+    """Everything in front of the payload's data, and what went into it."""
+
+    members: bytes
+    payload_header: bytes
+    manifest: bytes
+    payload_digest: str
+    entries: list[FileEntry]
+
+    @property
+    def data(self) -> bytes:
+        return self.members + self.payload_header
+
+
+def _static_metadata(spec: BundleSpec) -> _Static:
+    from oemkit.build.modelcard import read_model_card
+
+    trust_docs = _carried_roots(spec)
+    if spec.crl is not None:
+        trust_docs.append((REVOCATIONS, _carried_crl(spec)))
+    sources = {f.path: f for f in spec.files}
+    model_source = sources.get(spec.model)
+    assert model_source is not None
+    return _Static(trust_docs, read_model_card(model_source.source), sources)
+
+
+class _Metadata:
+    """Builds the members in front of the payload: manifest, SBOM, provenance, carried
+    trust roots and CRL, then the payload's own header."""
+
+    def __init__(self, spec: BundleSpec, static: _Static, build_time: Any, epoch: int) -> None:
+        self._spec, self._static = spec, static
+        self._build_time, self._epoch = build_time, epoch
+
+    def head(self, entries: list[FileEntry], payload_digest: str, payload_size: int) -> bytes:
+        return self.build(entries, payload_digest, payload_size).data
+
+    def build(self, entries: list[FileEntry], payload_digest: str, payload_size: int) -> _Head:
+        manifest_bytes, sbom, provenance, trust_docs = _metadata(
+            self._spec, self._static, entries, payload_digest, payload_size,
+            self._build_time, self._epoch)
+        out = io.BytesIO()
+        write_member(out, MANIFEST, manifest_bytes)
+        write_member(out, SBOM, sbom)
+        write_member(out, PROVENANCE, provenance)
+        for name, data in trust_docs:
+            write_member(out, name, data)
+        return _Head(out.getvalue(), ustar_header(PAYLOAD, payload_size), manifest_bytes,
+                     payload_digest, entries)
 
 
 def _metadata(
-    spec: BundleSpec, entries: list[FileEntry], payload_digest: str, payload_size: int,
-    build_time: object, epoch: int,
-) -> tuple[Manifest, bytes, bytes, list[tuple[str, bytes]]]:
+    spec: BundleSpec, static: _Static, entries: list[FileEntry], payload_digest: str,
+    payload_size: int, build_time: object, epoch: int,
+) -> tuple[bytes, bytes, bytes, list[tuple[str, bytes]]]:
+    """Manifest bytes, SBOM, provenance and the carried members."""
     import datetime as dt
 
-    from oemkit.build.modelcard import read_model_card
     from oemkit.build.packages import collect_packages
     from oemkit.build.provenance import make_statement
     from oemkit.build.sbom import make_sbom
 
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw
-    trust_docs = _carried_roots(spec)
-    if spec.crl is not None:
-        trust_docs.append((REVOCATIONS, _carried_crl(spec)))
-    model_source = spec.source(spec.model)
-    assert model_source is not None
-    card = read_model_card(model_source.source)
+    trust_docs = static.trust_docs
+    card = static.card
     wheelhouse = raw.get("wheelhouse", "").rstrip("/") + "/"
     wheels = []
     for e in entries:
-        source = spec.source(e.path)
         if "wheelhouse" in raw and e.path.startswith(wheelhouse) and e.path.endswith(".whl"):
+            source = static.sources.get(e.path)
             assert source is not None
             wheels.append((source.source, e.path, e.sha256))
     packages = collect_packages(wheels, raw.get("requirements", []))
@@ -195,14 +552,15 @@ def _metadata(
         name=spec.name, version=spec.version, description=raw.get("description", ""),
         build_time=format_time(build_time), builder={"name": "oemkit", "version": __version__},
         runtime=runtime, files=tuple(entries), members=members, channel=raw.get("channel"))
+    manifest_bytes = manifest.to_bytes()
     provenance = make_statement(
-        {MANIFEST: sha256_hex(manifest.to_bytes()), PAYLOAD: payload_digest},
+        {MANIFEST: sha256_hex(manifest_bytes), PAYLOAD: payload_digest},
         spec_name=spec.spec_path.name, spec_sha256=spec.spec_sha256,
         options={"source_date_epoch": epoch, "zstd_level": ZSTD_LEVEL},
         dependencies=[(e.path, e.sha256, _role(e.path, spec.model, wheelhouse if wheels else None))
                       for e in entries],
         build_time=build_time)
-    return manifest, sbom, provenance, trust_docs
+    return manifest_bytes, sbom, provenance, trust_docs
 
 
 def _carried_roots(spec: BundleSpec) -> list[tuple[str, bytes]]:

@@ -1,0 +1,101 @@
+"""`oemkit split` and `oemkit join`: carry a bundle on removable media (docs/MEDIA.md).
+
+Plain functions, registered on the app by ``cli/__init__.py``. Only typer and
+``cli._output`` are imported at module level, so ``oemkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, progress
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+
+def split(
+    bundle: Path = typer.Argument(..., help="Bundle to split."),
+    size: str = typer.Option(..., "--size", help="Largest part file: 4G (GiB), 4000M, 4700MB "
+                             "(decimal), or bytes. FAT32 holds at most 4G minus one byte."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for the parts and the "
+                                    "index (default: beside the bundle)."),
+    key: list[Path] = typer.Option([], "--key", help="Bundle-signing key to sign the index "
+                                   "(repeat for several). Without it the index is unsigned, "
+                                   "bound to the bundle's signed manifest digest."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Split a bundle into numbered parts and an index (each part's size and SHA-256).
+
+    Example: oemkit split dist/model-1.0.oemb --size 4000M --out /media/usb --key
+    keys/bundle.key
+    """
+    with guard(json_out):
+        from oemkit.crypto.keys import load_private_file
+        from oemkit.runners.media import parse_size, split_bundle
+
+        part_size = parse_size(size)
+        keys = [load_private_file(p, passphrase_for(p)) for p in key]
+        total = 2 * bundle.stat().st_size if bundle.is_file() else 0
+        with progress("splitting", total) as cb:
+            result = split_bundle(bundle, part_size, out, keys=keys, progress=cb)
+        idx = result.index_data
+        if json_out:
+            emit_json({"ok": True, "bundle": str(bundle), "index": str(result.index),
+                       "signed_by": list(result.signed_by), "part_size": idx.part_size,
+                       "parts": [{**p.to_dict(), "path": str(path)}
+                                 for p, path in zip(idx.parts, result.parts, strict=True)]})
+        for p, path in zip(idx.parts, result.parts, strict=True):
+            err.print(f"  {path}  {p.size} bytes  sha256 {p.sha256}", markup=False)
+        how = (f"signed by {', '.join(k[:16] + '…' for k in result.signed_by)}"
+               if result.signed_by else "unsigned, bound to manifest sha256 "
+               f"{idx.manifest_sha256[:16]}…")
+        err.print(f"Split {bundle} ({idx.bundle_size} bytes) into {len(idx.parts)} part(s); "
+                  f"index {result.index} ({how})", markup=False)
+        err.print("Carry the index with the parts (it is small: put a copy on every "
+                  "medium). Join with: oemkit join INDEX PARTS... --trust ROOT", markup=False)
+
+
+def join(
+    parts: list[Path] = typer.Argument(..., help="Part files (any order), and the index "
+                                       "(else it is looked for beside the parts)."),
+    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    out: Path | None = typer.Option(None, "--out", help="Joined bundle (default: "
+                                    "./NAME-VERSION.oemb)."),
+    index: Path | None = typer.Option(None, "--index", help="The index, if not among PARTS "
+                                      "or beside them."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Check parts against the index, reassemble, verify, and write the bundle.
+
+    Every part is checked before anything is joined; missing, truncated, damaged,
+    foreign, mislabelled and duplicated parts are all named. Good parts are kept, so
+    running join again with the missing ones (one medium at a time if need be) resumes.
+    The parts are never modified or deleted; the bundle appears only once it verifies.
+    Example: oemkit join /media/usb/model-1.0.oemb.* --trust trust-root.json
+    """
+    with guard(json_out):
+        from oemkit.runners.media import plan_join
+
+        plan = plan_join(parts, trust, out=out, index=index)
+        total = plan.pending_bytes() + plan.index.bundle_size
+        with progress("joining and verifying", total) as cb:
+            result = plan.run(cb, cb)
+        report = result.report
+        if json_out:
+            emit_json({"ok": report.ok, "bundle": str(result.path) if report.ok else None,
+                       "copied": result.copied, "reused": result.reused,
+                       "index_signers": list(result.index_signers),
+                       "report": report.to_dict()})
+        check_table(report.checks)
+        if not report.ok:
+            err.print(f"[bold red]REJECTED[/] the joined bundle: {report.error.code}; "
+                      "nothing was written")
+            raise typer.Exit(1)
+        err.print(f"[bold green]JOINED[/] {result.path}: {report.name} {report.version}, "
+                  f"{len(result.index.parts)} parts ({len(result.copied)} copied now, "
+                  f"{len(result.reused)} from an earlier run), verified (trust root "
+                  f"v{report.trust_root_version})")
+
+

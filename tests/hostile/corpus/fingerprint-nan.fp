@@ -1,0 +1,1 @@
+{"components":[{"hash":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","kind":"machine-id"}],"created":"2024-01-01T00:00:00Z","salt":"abababababababababababababababababababababababababababababababab","type":"oemkit-fingerprint/v1","x":NaN}

@@ -1,0 +1,1 @@
+{"components":[],"created":"2024-01-01T00:00:00Z","salt":"abababababababababababababababababababababababababababababababab","type":"oemkit-fingerprint/v1"}
