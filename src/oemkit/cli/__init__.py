@@ -60,6 +60,10 @@ def _register_license_commands() -> None:
     from oemkit.cli.sizing import sizing
 
     app.command()(sizing)
+    from oemkit.cli.media import join, split
+
+    app.command()(split)
+    app.command()(join)
 
 
 _register_license_commands()
