@@ -16,8 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from oemkit._canonical import sha256_hex
+from oemkit._fs import read_input
 from oemkit.errors import InputError
 from oemkit.schema import load_yaml, validate
+
+
+#: Profiles are small YAML files; anything larger is refused before it is read whole.
+MAX_PROFILE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,12 @@ def load_profile(name: str, bundle_dir: Path | None = None) -> Profile:
         if not candidate.is_file():
             raise InputError("E_PROFILE_NOT_FOUND", f"profile file {name} does not exist",
                              hint="pass a shipped profile name or an existing YAML file")
-        return _from_yaml(candidate.read_bytes(), str(candidate))
+        return _from_yaml(read_input(candidate, "profile", MAX_PROFILE), str(candidate))
     if bundle_dir is not None:
         carried = bundle_dir / "profiles" / f"{name}.yaml"
         if carried.is_file():
-            return _from_yaml(carried.read_bytes(), f"bundle:profiles/{name}.yaml")
+            return _from_yaml(read_input(carried, "profile", MAX_PROFILE),
+                              f"bundle:profiles/{name}.yaml")
     shipped = shipped_profiles()
     if name not in shipped:
         import difflib
