@@ -20,7 +20,6 @@ from oemkit._fs import read_input
 from oemkit.errors import InputError
 from oemkit.schema import load_yaml, validate
 
-
 #: Profiles are small YAML files; anything larger is refused before it is read whole.
 MAX_PROFILE = 1 << 20
 
