@@ -158,29 +158,12 @@ def test_license_control_is_valid() -> None:
 # --------------------------------------------------------------------------- trust root
 
 
-def _pending_bug(exc: Exception) -> bool:
-    """A crash already known and listed in tests/hostile/test_corpus.py PENDING_FIXES: a
-    flipped byte inside a key's base64 can name an algorithm cryptography does not know
-    (crypto/keys.py load_public lets UnsupportedAlgorithm escape). Tolerated only while
-    that entry is pending; once it is fixed and removed, this test is strict again."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-
-    from hostile.test_corpus import PENDING_FIXES
-
-    return ("trust-root-unknown-key-algorithm.json" in PENDING_FIXES
-            and isinstance(exc, UnsupportedAlgorithm))
-
-
 def _root(data: bytes) -> TrustRoot | None:
     try:
         signed = parse_root(data)
         check_self_signed(signed)
     except OemkitError:
         return None
-    except Exception as exc:
-        if _pending_bug(exc):
-            return None
-        raise
     return signed.root
 
 
