@@ -7,6 +7,7 @@ the end-of-archive marker. Anything else is a coded failure, never a best-effort
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import hashlib
@@ -334,7 +335,24 @@ class Background:
         return self._value
 
 
-class RangeReader:
+class _Chunks(abc.ABC):
+    """Iteration and draining for readers that hand out chunks via ``next_chunk``."""
+
+    @abc.abstractmethod
+    def next_chunk(self) -> bytes | None:
+        """The next chunk, or None at the end."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (chunk := self.next_chunk()) is not None:
+            yield chunk
+
+    def drain(self) -> None:
+        """Read (and hash) the rest; the chunks are dropped."""
+        while self.next_chunk() is not None:
+            pass
+
+
+class RangeReader(_Chunks):
     """Read ``size`` bytes of ``fd`` from ``offset`` in a background thread that also hashes
     them (SHA-256, after ``hash_prefix``), handing the chunks over in order through a
     bounded queue.
@@ -400,15 +418,6 @@ class RangeReader:
             raise item
         self.delivered += len(item)
         return item  # type: ignore[no-any-return]
-
-    def __iter__(self) -> Iterator[bytes]:
-        while (chunk := self.next_chunk()) is not None:
-            yield chunk
-
-    def drain(self) -> None:
-        """Let the thread read (and hash) the rest; the chunks are dropped."""
-        while self.next_chunk() is not None:
-            pass
 
     def hexdigest(self) -> str:
         """SHA-256 of every byte read; meaningful once iteration or :meth:`drain` ended."""
@@ -599,7 +608,7 @@ def iter_member(handle: BinaryIO, member: OuterMember, chunk: int = CHUNK) -> It
         yield data
 
 
-class InlineReader:
+class InlineReader(_Chunks):
     """:class:`RangeReader`'s interface, reading in the caller's thread through the file
     object itself: for handles without a descriptor (``BytesIO``)."""
 
@@ -618,14 +627,6 @@ class InlineReader:
         self._remaining -= len(data)
         self._hash.update(data)
         return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        while (chunk := self.next_chunk()) is not None:
-            yield chunk
-
-    def drain(self) -> None:
-        while self.next_chunk() is not None:
-            pass
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

@@ -16,6 +16,16 @@ wheelhouse_app = typer.Typer(
     help="Prepare an offline wheelhouse (on a connected machine).",
                              no_args_is_help=True)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+# Options shared by install and upgrade.
+PREFIX_OPT = typer.Option(..., "--prefix", help="Install root (slots live here).")
+TRUST_OPT = typer.Option(..., "--trust", help="Pinned trust root.")
+LICENSE_OPT = typer.Option(None, "--license", help="License to check.")
+PROFILE_OPT = typer.Option(None, "--profile", help="Smoke-test profile.")
+SKIP_SMOKE_OPT = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe).")
+SYSTEM_SITE_OPT = typer.Option(False, "--system-site-packages",
+                               help="Let the slot's venv import the packages of the Python "
+                                    "running oemkit.")
+STATE_OPT = typer.Option(None, "--state", help="License state file.")
 
 
 def _configs(bundle: Path, trust: Path | None):
@@ -122,17 +132,15 @@ def _print_install(report, json_out: bool) -> None:
 
 def install(
     bundle: Path = typer.Argument(..., help="Bundle to install."),
-    prefix: Path = typer.Option(..., "--prefix", help="Install root (slots live here)."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
-    license: Path | None = typer.Option(None, "--license", help="License to check."),
+    prefix: Path = PREFIX_OPT,
+    trust: Path = TRUST_OPT,
+    license: Path | None = LICENSE_OPT,
     config: Path | None = typer.Option(None, "--config", help="Initial config (default: "
                                        "the bundle's)."),
-    profile: str | None = typer.Option(None, "--profile", help="Smoke-test profile."),
-    skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
-    system_site_packages: bool = typer.Option(False, "--system-site-packages",
-                                              help="Let the slot's venv import the packages of "
-                                              "the Python running oemkit."),
-    state: Path | None = typer.Option(None, "--state", help="License state file."),
+    profile: str | None = PROFILE_OPT,
+    skip_smoke: bool = SKIP_SMOKE_OPT,
+    system_site_packages: bool = SYSTEM_SITE_OPT,
+    state: Path | None = STATE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
@@ -153,17 +161,15 @@ def install(
 
 def upgrade(
     bundle: Path = typer.Argument(..., help="Bundle to upgrade to."),
-    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
-    license: Path | None = typer.Option(None, "--license", help="License to check."),
-    profile: str | None = typer.Option(None, "--profile", help="Smoke-test profile."),
+    prefix: Path = PREFIX_OPT,
+    trust: Path = TRUST_OPT,
+    license: Path | None = LICENSE_OPT,
+    profile: str | None = PROFILE_OPT,
     allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
                                          help="Accept an older release."),
-    skip_smoke: bool = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe)."),
-    system_site_packages: bool = typer.Option(False, "--system-site-packages",
-                                              help="Let the slot's venv import the packages of "
-                                              "the Python running oemkit."),
-    state: Path | None = typer.Option(None, "--state", help="License state file."),
+    skip_smoke: bool = SKIP_SMOKE_OPT,
+    system_site_packages: bool = SYSTEM_SITE_OPT,
+    state: Path | None = STATE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Install a new release beside the current one, migrating its config; switch only when
@@ -184,7 +190,7 @@ def upgrade(
 
 
 def rollback(
-    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
+    prefix: Path = PREFIX_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Point current back at the previous slot (its config as it was before the upgrade).
@@ -198,7 +204,7 @@ def rollback(
 
 
 def status(
-    prefix: Path = typer.Option(..., "--prefix", help="Install root."),
+    prefix: Path = PREFIX_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show the slots: versions, bundle digests, when and by which oemkit installed.
