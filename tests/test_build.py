@@ -276,3 +276,30 @@ def test_build_refuses_carried_trust_roots_with_a_gap(tmp_path, keys, trust_v1):
     result = build_bundle(spec, tmp_path / "out")
     names = [n for n, _ in read_members(result.path)]
     assert names[3:6] == ["trust/root-1.json", "trust/root-2.json", "trust/root-3.json"]
+
+
+def test_cli_build_on_a_terminal_shows_progress_and_loads_the_spec_once(tmp_path, monkeypatch):
+    """With a terminal the CLI loads the spec first (the bar needs a total) and hands the
+    loaded spec to build_bundle: the same bytes as a build without a terminal."""
+    import io
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import oemkit.build.bundle as bundle_mod
+    import oemkit.cli as cli
+    import oemkit.cli._output as output
+
+    plain = build_bundle(EXAMPLE, tmp_path / "plain").path
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(cli, "err", console)
+    monkeypatch.setattr(output, "err", console)
+    loads = []
+    real_load = bundle_mod.load_spec
+    monkeypatch.setattr(bundle_mod, "load_spec", lambda p: loads.append(p) or real_load(p))
+    result = CliRunner().invoke(cli.app, ["build", str(EXAMPLE), "--out", str(tmp_path / "tty")])
+    assert result.exit_code == 0, result.output
+    assert loads == []  # build_bundle got the CLI's loaded spec, not a path to load again
+    assert "packing" in screen.getvalue()
+    assert (tmp_path / "tty" / plain.name).read_bytes() == plain.read_bytes()

@@ -9,13 +9,47 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from oemkit.errors import InputError
 
 MAX_JSON_DEPTH = 64
+
+
+_SPLICE = "\x00oemkit-splice\x00"
+
+
+def canonical_json_spliced(obj: Any, items: Iterable[Any]) -> bytes:
+    """``canonical_json`` of ``obj`` whose one ``[SPLICE]`` list stands for ``items``.
+
+    The same bytes as building the whole list first, but each item is made, serialised
+    and dropped in turn: at 100,000 payload files the manifest's and provenance's item
+    dicts took 120 MB. ``obj`` must hold exactly one ``splice_marker()`` list.
+    """
+    head = canonical_json(obj)
+    marker = canonical_json(_SPLICE)
+    at = head.find(marker)
+    if at < 0 or head.find(marker, at + 1) >= 0:
+        raise ValueError("canonical_json_spliced needs exactly one splice_marker()")
+    out = io.BytesIO()
+    out.write(head[:at - 1])  # the marker sits alone inside its list's '['
+    out.write(b"[")
+    for n, item in enumerate(items):
+        if n:
+            out.write(b",")
+        out.write(canonical_json(item))
+    out.write(b"]")
+    out.write(head[at + len(marker) + 1:])
+    return out.getvalue()
+
+
+def splice_marker() -> list[str]:
+    """The placeholder list ``canonical_json_spliced`` replaces."""
+    return [_SPLICE]
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -148,6 +182,7 @@ def parse_json(data: bytes, *, what: str, code: str = "E_JSON") -> Any:
 
     try:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        del text
         _depth(obj, MAX_JSON_DEPTH)
     except (ValueError, RecursionError) as exc:
         raise InputError(code, f"{what} is not valid JSON: {exc}",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import queue
 import sys
@@ -46,7 +45,6 @@ from oemkit._fs import (
     read_input,
     start_writeback,
     ustar_header,
-    write_member,
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
 from oemkit.build.spec import BundleSpec, SourceFile, load_spec
@@ -318,11 +316,15 @@ _PLACEHOLDER = "0" * 64
 
 
 def build_bundle(
-    spec_path: Path | str, out_dir: Path | str = "dist", *,
+    spec_path: Path | str | BundleSpec, out_dir: Path | str = "dist", *,
     source_date_epoch_override: int | None = None, progress: ProgressFn | None = None,
 ) -> BuildResult:
-    """Build ``NAME-VERSION.oemb`` from the spec into ``out_dir`` and return what was made."""
-    spec = load_spec(Path(spec_path))
+    """Build ``NAME-VERSION.oemb`` from the spec into ``out_dir`` and return what was made.
+
+    ``spec_path`` may be an already loaded spec (the CLI loads it first for the progress
+    bar's total; resolving 100,000 paths twice cost seconds).
+    """
+    spec = spec_path if isinstance(spec_path, BundleSpec) else load_spec(Path(spec_path))
     epoch = source_date_epoch(source_date_epoch_override)
     if epoch is None:
         epoch = spec.raw.get("source_date_epoch")
@@ -355,7 +357,8 @@ def build_bundle(
         guess = _compressed_guess(tar_size)
         placeholders = [FileEntry(f.path, n, _PLACEHOLDER, f.mode)
                         for f, n in zip(spec.files, sizes, strict=True)]
-        offset = len(meta.head(placeholders, _PLACEHOLDER, guess))
+        offset = meta.build(placeholders, _PLACEHOLDER, guess).size
+        del placeholders
 
     try:
         with atomic_output(target) as handle:
@@ -395,16 +398,16 @@ def _pack_in_place(handle: BinaryIO, target: Path, offset: int, spec: BundleSpec
     handle.seek(offset)
     entries, digest, size = _pack_payload(spec.files, handle, progress)
     head = meta.build(entries, digest, size)
-    if len(head.data) == offset:
+    if head.size == offset:
         handle.seek(0)
-        handle.write(head.data)
+        head.write(handle)
         handle.seek(offset + size)
         handle.write(padding(size))
         handle.write(END_OF_ARCHIVE)
         return head
     handle.flush()
     with atomic_output(target) as final:
-        final.write(head.data)
+        head.write(final)
         if copy_into(final, handle.fileno(), offset, size) != size:
             raise OSError("the payload was lost while it was moved")
         final.write(padding(size))
@@ -419,7 +422,7 @@ def _pack_then_copy(handle: BinaryIO, out: Path, spec: BundleSpec, meta: _Metada
     with tempfile.TemporaryFile(dir=out, prefix=".payload-") as payload_tmp:
         entries, digest, size = _pack_payload(spec.files, payload_tmp, progress)
         head = meta.build(entries, digest, size)
-        handle.write(head.members)
+        head.write(handle, payload_header=False)
         payload_tmp.seek(0)
         if copy_member(handle, PAYLOAD, payload_tmp, size) != digest:
             raise OSError("the temporary payload file changed while it was copied")
@@ -467,15 +470,23 @@ class _Static:
 class _Head:
     """Everything in front of the payload's data, and what went into it."""
 
-    members: bytes
+    members: tuple[bytes, ...]  # headers, documents and padding, in order (not joined:
+    # at 100,000 files the documents are 70 MB and a joined copy would double them)
     payload_header: bytes
     manifest: bytes
     payload_digest: str
     entries: list[FileEntry]
 
     @property
-    def data(self) -> bytes:
-        return self.members + self.payload_header
+    def size(self) -> int:
+        """Bytes in front of the payload's data (written as two parts: no 2x copy)."""
+        return sum(map(len, self.members)) + len(self.payload_header)
+
+    def write(self, out: BinaryIO, *, payload_header: bool = True) -> None:
+        for part in self.members:
+            out.write(part)
+        if payload_header:
+            out.write(self.payload_header)
 
 
 def _static_metadata(spec: BundleSpec) -> _Static:
@@ -498,20 +509,15 @@ class _Metadata:
         self._spec, self._static = spec, static
         self._build_time, self._epoch = build_time, epoch
 
-    def head(self, entries: list[FileEntry], payload_digest: str, payload_size: int) -> bytes:
-        return self.build(entries, payload_digest, payload_size).data
-
     def build(self, entries: list[FileEntry], payload_digest: str, payload_size: int) -> _Head:
         manifest_bytes, sbom, provenance, trust_docs = _metadata(
             self._spec, self._static, entries, payload_digest, payload_size,
             self._build_time, self._epoch)
-        out = io.BytesIO()
-        write_member(out, MANIFEST, manifest_bytes)
-        write_member(out, SBOM, sbom)
-        write_member(out, PROVENANCE, provenance)
-        for name, data in trust_docs:
-            write_member(out, name, data)
-        return _Head(out.getvalue(), ustar_header(PAYLOAD, payload_size), manifest_bytes,
+        parts: list[bytes] = []
+        for name, data in [(MANIFEST, manifest_bytes), (SBOM, sbom), (PROVENANCE, provenance),
+                           *trust_docs]:
+            parts += (ustar_header(name, len(data)), data, padding(len(data)))
+        return _Head(tuple(parts), ustar_header(PAYLOAD, payload_size), manifest_bytes,
                      payload_digest, entries)
 
 

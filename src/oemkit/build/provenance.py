@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oemkit import __version__
-from oemkit._canonical import canonical_json
+from oemkit._canonical import canonical_json_spliced, splice_marker
 from oemkit._time import format_time
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -43,11 +43,7 @@ def make_statement(
                     "options": dict(options),
                 },
                 "internalParameters": {},
-                "resolvedDependencies": [
-                    {"name": path, "digest": {"sha256": digest},
-                     "annotations": {"oemkit.role": role}}
-                    for path, digest, role in dependencies
-                ],
+                "resolvedDependencies": splice_marker(),
             },
             "runDetails": {
                 "builder": {"id": BUILDER_ID, "version": {"oemkit": __version__}},
@@ -58,4 +54,6 @@ def make_statement(
             },
         },
     }
-    return canonical_json(statement)
+    return canonical_json_spliced(statement, (
+        {"name": path, "digest": {"sha256": digest}, "annotations": {"oemkit.role": role}}
+        for path, digest, role in dependencies))

@@ -16,6 +16,7 @@ the library writes (a test builds small SBOMs both ways and compares them).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import uuid
 from collections.abc import Sequence
@@ -47,13 +48,6 @@ class Package:
     def purl(self) -> str:
         base = f"pkg:pypi/{self.name}"
         return f"{base}@{self.version}" if self.version else base
-
-
-def file_component(entry: FileEntry) -> dict[str, Any]:
-    """A payload file exactly as cyclonedx-python-lib serialises a FILE component."""
-    return {"bom-ref": f"file:{entry.path}", "hashes": [{"alg": "SHA-256",
-                                                         "content": entry.sha256}],
-            "name": entry.path, "type": "file"}
 
 
 def model_card_json(card: ModelCard) -> dict[str, Any]:
@@ -142,26 +136,96 @@ def make_sbom(
     for component in rich:
         bom.dependencies.add(Dependency(ref=component.bom_ref))
     doc: dict[str, Any] = json.loads(JsonV1Dot6(bom).output_as_string(indent=None))
-
-    components = doc.setdefault("components", [])
-    components.extend(file_component(e) for e in plain)
-    root_ref = f"bundle:{name}@{version}"
-    for dep in doc["dependencies"]:
-        if dep["ref"] == root_ref:
-            dep.setdefault("dependsOn", []).extend(f"file:{e.path}" for e in plain)
-    doc["dependencies"].extend({"ref": f"file:{e.path}"} for e in plain)
     if model_card is not None:
-        for comp in components:
+        for comp in doc.get("components", []):
             if comp["type"] == "machine-learning-model":
                 comp["modelCard"] = model_card_json(model_card)
-    return dump_sbom(doc)
+    return dump_sbom(doc, plain=plain, root_ref=f"bundle:{name}@{version}")
 
 
-def dump_sbom(doc: dict[str, Any]) -> bytes:
-    """Normalised bytes: components and dependencies sorted by ref, keys sorted."""
-    doc["components"] = sorted(doc.get("components", []), key=lambda c: c["bom-ref"])
+def dump_sbom(doc: dict[str, Any], *, plain: Sequence[FileEntry] = (),
+              root_ref: str | None = None) -> bytes:
+    """Normalised bytes: components and dependencies sorted by ref, keys sorted, 2-space
+    indent, exactly ``json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)``.
+
+    ``plain`` file components (and their dependency entries, and their edges from
+    ``root_ref``) are written from a template instead of being put into ``doc``: at 100,000
+    files the dicts and the pure-Python indenting encoder's chunk list took 350 MB; this
+    way the cost is one short bytes object per component.
+    """
+    dumps = json.dumps
+    comps: list[tuple[str, Any]] = [(c["bom-ref"], c) for c in doc.get("components", [])]
+    comps += [(f"file:{e.path}", e) for e in plain]
+    comps.sort(key=lambda kv: kv[0])
+    deps: list[tuple[str, Any]] = []
     for dep in doc.get("dependencies", []):
-        if "dependsOn" in dep:
-            dep["dependsOn"] = sorted(dep["dependsOn"])
-    doc["dependencies"] = sorted(doc.get("dependencies", []), key=lambda d: d["ref"])
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        on = dep.get("dependsOn")
+        if on is not None or dep["ref"] == root_ref:
+            refs = list(on or [])
+            if dep["ref"] == root_ref:
+                refs += [f"file:{e.path}" for e in plain]
+            dep = dict(dep, dependsOn=sorted(refs))
+        deps.append((dep["ref"], dep))
+    deps += [(f"file:{e.path}", None) for e in plain]
+    deps.sort(key=lambda kv: kv[0])
+
+    def component(ref: str, item: Any) -> bytes:
+        return _file_component_text(item) if isinstance(item, FileEntry) else _indented(item, 2)
+
+    def dependency(ref: str, item: Any) -> bytes:
+        if item is None:
+            return b'    {\n      "ref": ' + dumps(ref, ensure_ascii=False).encode() + b"\n    }"
+        return _dependency_text(item)
+
+    arrays = {"components": (comps, component), "dependencies": (deps, dependency)}
+    out = io.BytesIO()  # getvalue() hands over its buffer: no second copy of the SBOM
+    out.write(b"{")
+    keys = sorted(set(doc) | set(arrays))
+    for i, key in enumerate(keys):
+        out.write(b"\n  " + dumps(key, ensure_ascii=False).encode() + b": ")
+        if key in arrays:
+            items, render = arrays[key]
+            if not items:
+                out.write(b"[]")
+            for n, (ref, item) in enumerate(items):
+                out.write(b",\n" if n else b"[\n")
+                out.write(render(ref, item))
+            if items:
+                out.write(b"\n  ]")
+        else:
+            out.write(_indented(doc[key], 1, first=False))
+        if i + 1 < len(keys):
+            out.write(b",")
+    out.write(b"\n}\n")
+    return out.getvalue()
+
+
+def _indented(value: Any, level: int, *, first: bool = True) -> bytes:
+    """``value`` as the indenting encoder writes it at nesting ``level`` (first line
+    indented too unless ``first`` is false)."""
+    pad = "  " * level
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).replace(
+        "\n", "\n" + pad)
+    return ((pad if first else "") + text).encode()
+
+
+def _file_component_text(entry: FileEntry) -> bytes:
+    """A payload file exactly as cyclonedx-python-lib serialises a FILE component, at
+    nesting level 2, without building the dict."""
+    name = json.dumps(entry.path, ensure_ascii=False)
+    ref = json.dumps(f"file:{entry.path}", ensure_ascii=False)
+    return (f'    {{\n      "bom-ref": {ref},\n      "hashes": [\n        {{\n'
+            f'          "alg": "SHA-256",\n          "content": {json.dumps(entry.sha256)}\n'
+            f'        }}\n      ],\n      "name": {name},\n      "type": "file"\n    }}'
+            ).encode()
+
+
+def _dependency_text(dep: dict[str, Any]) -> bytes:
+    """A dependency entry at nesting level 2; a long ``dependsOn`` is joined directly."""
+    on = dep.get("dependsOn")
+    if on is None or len(dep) != 2:
+        return _indented(dep, 2)
+    refs = ",\n".join("        " + json.dumps(r, ensure_ascii=False) for r in on)
+    body = f"[\n{refs}\n      ]" if on else "[]"
+    return (f'    {{\n      "dependsOn": {body},\n      "ref": '
+            f'{json.dumps(dep["ref"], ensure_ascii=False)}\n    }}').encode()

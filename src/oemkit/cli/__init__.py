@@ -374,10 +374,11 @@ def build(
         from oemkit.build.bundle import build_bundle
         from oemkit.build.spec import load_spec
 
-        total = sum(f.source.stat().st_size for f in load_spec(spec).files)
+        loaded = load_spec(spec) if err.is_terminal else None  # the bar needs a total
+        total = sum(f.source.stat().st_size for f in loaded.files) if loaded else None
         with progress("packing", total) as cb:
-            result = build_bundle(spec, out, source_date_epoch_override=source_date_epoch,
-                                  progress=cb)
+            result = build_bundle(loaded or spec, out,
+                                  source_date_epoch_override=source_date_epoch, progress=cb)
         if json_out:
             emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
                        "version": result.version, "manifest_sha256": result.manifest_sha256,

@@ -158,8 +158,9 @@ class Manifest:
     def payload_size(self) -> int:
         return sum(f.size for f in self.files)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, files: bool = True) -> dict[str, Any]:
+        """The manifest as JSON data (``files=False``: without the "files" key)."""
+        out: dict[str, Any] = {
             "format": self.format,
             "name": self.name,
             "version": self.version,
@@ -168,14 +169,17 @@ class Manifest:
             "build_time": self.build_time,
             "builder": dict(self.builder),
             "runtime": self.runtime.to_dict(),
-            "files": [f.to_dict() for f in self.files],
             "members": {k: v.to_dict() for k, v in sorted(self.members.items())},
         }
+        if files:
+            out["files"] = [f.to_dict() for f in self.files]
+        return out
 
     def to_bytes(self) -> bytes:
-        from oemkit._canonical import canonical_json
+        from oemkit._canonical import canonical_json_spliced, splice_marker
 
-        return canonical_json(self.to_dict())
+        skeleton = dict(self.to_dict(files=False), files=splice_marker())
+        return canonical_json_spliced(skeleton, (f.to_dict() for f in self.files))
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:

@@ -657,8 +657,8 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     good = _judge_signatures(report, root, provenance, signatures)
     report.signers = [k.keyid for k in good]
 
-    statement = _statement(provenance)
-    subjects = _subject_digests(statement)
+    subjects = _subject_digests(_statement(provenance))
+    del provenance, signatures  # memory: at 100,000 files these are tens of MB each
     manifest_digest = sha256_hex(manifest_bytes)
     if subjects.get(MANIFEST) != manifest_digest:
         raise _fail("E_MANIFEST_DIGEST", f"{MANIFEST} does not match the digest in the signed "
@@ -672,6 +672,7 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
         manifest = Manifest.from_dict(parse_json(manifest_bytes, what=MANIFEST))
     except InputError as exc:
         raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST) from exc
+    del manifest_bytes
     report.name, report.version = manifest.name, manifest.version
     if subjects.get(PAYLOAD) != manifest.members[PAYLOAD].sha256:
         raise _fail("E_PROVENANCE_SUBJECT", "the provenance and the manifest disagree on the "
@@ -679,6 +680,7 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
                     expected=manifest.members[PAYLOAD].sha256, actual=subjects.get(PAYLOAD))
     listed = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LICENSE_DIR))}
     listed -= {MANIFEST, PROVENANCE}
+    sbom: bytes | None = None
     for member_name in sorted(listed | set(manifest.members)):
         if member_name not in manifest.members:
             raise _fail("E_MEMBER_UNLISTED", f"member {member_name} is not listed in the "
@@ -689,6 +691,8 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
         if member_name == PAYLOAD:
             continue
         data = read_member(handle, by_name[member_name])
+        if member_name == SBOM:
+            sbom = data  # checked below; read once
         if sha256_hex(data) != manifest.members[member_name].sha256:
             raise _fail("E_MEMBER_DIGEST", f"{member_name} does not match its manifest digest",
                         check="manifest", member=member_name,
@@ -707,7 +711,9 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
                       f"crl key ({len(crl.licenses)} license(s), {len(crl.keys)} key(s) "
                       "revoked)")
 
-    check_sbom(read_member(handle, by_name[SBOM]), manifest)
+    data = b""
+    check_sbom(sbom if sbom is not None else read_member(handle, by_name[SBOM]), manifest)
+    sbom = None
     report.passed("sbom", f"valid CycloneDX 1.6; lists all {len(manifest.files)} payload "
                   "files with matching SHA-256 and nothing else")
 
