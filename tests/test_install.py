@@ -375,3 +375,18 @@ def test_missing_bundle_is_bad_input(trust_file, tmp_path, profile):
     result = cli("install", tmp_path / "nope.oemb", "--prefix", tmp_path / "p", "--trust",
                  trust_file, "--profile", profile)
     assert result.exit_code == 3 and "E_NOT_FOUND" in result.stderr
+
+
+def test_install_reports_progress_while_it_verifies_and_unpacks(bundles, trust_file, tmp_path,
+                                                                profile):
+    """The CLI's bar for install/upgrade is fed by this callback: it must see the payload
+    go by (every compressed byte, in order), not stay silent through the long step."""
+    from helpers import read_members
+
+    v1, _ = bundles
+    seen: list[int] = []
+    report = install(v1, tmp_path / "p", trust_file, profile=profile, progress=seen.append)
+    assert report.ok, report.to_dict()
+    payload = dict(read_members(v1))["payload.tar.zst"]
+    assert seen and all(n > 0 for n in seen)
+    assert sum(seen) == len(payload)

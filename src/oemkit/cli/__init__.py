@@ -17,6 +17,7 @@ from oemkit.cli._output import (
     check_table,
     emit_json,
     err,
+    file_size,
     guard,
     passphrase_for,
     progress,
@@ -402,7 +403,7 @@ def sign(
         from oemkit.build.sign import sign_bundle
 
         keys = _load_keys(key)
-        with progress("signing", bundle.stat().st_size if bundle.exists() else 0) as cb:
+        with progress("signing", file_size(bundle)) as cb:
             result = sign_bundle(bundle, keys, progress=cb)
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
@@ -448,7 +449,7 @@ def verify(
     with guard(json_out):
         from oemkit.verify.bundle import verify_bundle
 
-        with progress("verifying", bundle.stat().st_size if bundle.is_file() else 0) as cb:
+        with progress("verifying", file_size(bundle)) as cb:
             report = verify_bundle(bundle, trust, progress=cb,
                                    limits=_limits(max_files, max_member, max_payload))
         from oemkit.runners.license import default_state_path, judge_attached
@@ -518,7 +519,7 @@ def unpack(
     with guard(json_out):
         from oemkit.runners.unpack import unpack_bundle
 
-        with progress("unpacking", bundle.stat().st_size if bundle.is_file() else 0) as cb:
+        with progress("unpacking", file_size(bundle)) as cb:
             report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
                                    limits=_limits(max_files, max_member, max_payload))
         _print_report(report, json_out)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -83,6 +84,12 @@ def passphrase_for(path: Any) -> bytes | None:
 
 
 @contextlib.contextmanager
+def file_size(path: Path) -> int:
+    """A progress bar's total: 0 (no bar) when ``path`` is not a file; the command itself
+    then reports what is wrong with it."""
+    return path.stat().st_size if path.is_file() else 0
+
+
 def progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr when it is a terminal; otherwise no callback at all."""
     if not err.is_terminal or not total:

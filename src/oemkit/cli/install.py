@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import check_table, emit_json, err, guard
+from oemkit.cli._output import check_table, emit_json, err, file_size, guard, progress
 
 migrate_app = typer.Typer(
     rich_markup_mode=None,
@@ -153,10 +153,12 @@ def install(
         from oemkit.runners.install import install as run
         from oemkit.runners.license import default_state_path
 
-        _print_install(run(bundle, prefix, trust, config=config, license_file=license,
-                           profile=profile, skip_smoke=skip_smoke,
-                           system_site_packages=system_site_packages,
-                           state_path=state or default_state_path()), json_out)
+        with progress("verifying and unpacking", file_size(bundle)) as cb:
+            report = run(bundle, prefix, trust, config=config, license_file=license,
+                         profile=profile, skip_smoke=skip_smoke,
+                         system_site_packages=system_site_packages,
+                         state_path=state or default_state_path(), progress=cb)
+        _print_install(report, json_out)
 
 
 def upgrade(
@@ -182,11 +184,13 @@ def upgrade(
         from oemkit.runners.install import install as run
         from oemkit.runners.license import default_state_path
 
-        _print_install(run(bundle, prefix, trust, upgrade=True, license_file=license,
-                           profile=profile, skip_smoke=skip_smoke,
-                           allow_downgrade=allow_downgrade,
-                           system_site_packages=system_site_packages,
-                           state_path=state or default_state_path()), json_out)
+        with progress("verifying and unpacking", file_size(bundle)) as cb:
+            report = run(bundle, prefix, trust, upgrade=True, license_file=license,
+                         profile=profile, skip_smoke=skip_smoke,
+                         allow_downgrade=allow_downgrade,
+                         system_site_packages=system_site_packages,
+                         state_path=state or default_state_path(), progress=cb)
+        _print_install(report, json_out)
 
 
 def rollback(

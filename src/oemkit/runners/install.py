@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,13 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
             config: Path | None = None, license_file: Path | None = None,
             profile: str | None = None, skip_smoke: bool = False,
             allow_downgrade: bool = False, system_site_packages: bool = False,
-            state_path: Path | None = None) -> InstallReport:
-    """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it."""
+            state_path: Path | None = None,
+            progress: Callable[[int], None] | None = None) -> InstallReport:
+    """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it.
+
+    ``progress`` is called with the bytes read while the bundle is verified and unpacked
+    (the long step for a multi-gigabyte bundle).
+    """
     prefix = Path(prefix).resolve()
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
     with prefix_lock(prefix):
@@ -202,7 +208,7 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
                                        profile=profile, skip_smoke=skip_smoke,
                                        allow_downgrade=allow_downgrade,
                                        system_site_packages=system_site_packages,
-                                       state_path=state_path)
+                                       state_path=state_path, progress=progress)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -213,7 +219,8 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
     from oemkit.runners.unpack import unpack_bundle
 
     try:
-        verified = unpack_bundle(bundle, staging / "bundle", trust)
+        verified = unpack_bundle(bundle, staging / "bundle", trust,
+                                 progress=opts.pop("progress", None))
     except OemkitError as exc:
         return report.fail("unpack", exc)
     if not verified.ok:
