@@ -410,3 +410,79 @@ def test_memory_per_payload_file_stays_small(tmp_path, trust_file):
     # measured: before 4.4 (build) and 3.7 (verify) KiB per file, after 1.7 and 1.9
     assert per_file[0] < 2.6 * 1024, f"build: {per_file[0] / 1024:.1f} KiB per file"
     assert per_file[1] < 3.2 * 1024, f"verify: {per_file[1] / 1024:.1f} KiB per file"
+
+
+# --------------------------------------------------------------------------- giant bundles
+
+
+def test_flags_needed_names_each_limit_a_bundle_passes():
+    from oemkit.verify.bundle import Limits, flags_needed
+
+    small = {"oemkit-bundle.json": 5000, "sbom.cdx.json": 9000, "payload.tar.zst": 1 << 30}
+    assert flags_needed(small, 10) == []
+    big_sbom = dict(small, **{"sbom.cdx.json": (64 << 20) + 1})
+    assert flags_needed(big_sbom, 10) == [f"--max-member-size {65 << 20}"]
+    # every member within 64 MiB, but together over the 256 MiB metadata budget
+    wide = {f"m{i}": 60 << 20 for i in range(5)}
+    assert flags_needed(wide, 10) == [f"--max-member-size {75 << 20}"]
+    assert flags_needed(small, 1_000_001) == ["--max-files 1000001"]
+    huge = dict(small, **{"payload.tar.zst": (1 << 40) + 5})
+    assert flags_needed(huge, 10) == [f"--max-payload-bytes {(1 << 40) + (1 << 20)}"]
+    assert flags_needed(small, 10, Limits(max_metadata_bytes=4096)) == [
+        f"--max-member-size {1 << 20}"]
+
+
+def test_cli_reader_limit_defaults_are_the_library_defaults():
+    from oemkit.cli._output import MAX_FILES, MAX_MEMBER, MAX_PAYLOAD
+    from oemkit.verify.bundle import Limits
+
+    assert (MAX_FILES.default, MAX_MEMBER.default, MAX_PAYLOAD.default) == (
+        Limits().max_files, Limits().max_metadata_bytes, Limits().max_payload_bytes)
+
+
+def test_a_bundle_over_the_default_limits_is_named_at_build_and_flags_carry_it_through(
+        tmp_path, monkeypatch, trust_file):
+    """Build says which flags a giant bundle needs; sign, verify, install, upgrade, split
+    and join all take them (shown here with limits lowered below the example's SBOM)."""
+    from typer.testing import CliRunner
+
+    import oemkit.verify.bundle as verify_mod
+    from oemkit.cli import app
+
+    monkeypatch.setattr(verify_mod, "DEFAULT_LIMITS", verify_mod.Limits(max_metadata_bytes=1024))
+    monkeypatch.setenv("OEMKIT_KEY_PASSPHRASE", PASSPHRASE.decode())
+    monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "state.json"))
+    runner = CliRunner()
+    built = runner.invoke(app, ["build", str(EXAMPLE), "--out", str(tmp_path), "--json"])
+    assert built.exit_code == 0, built.output
+    doc = json.loads(built.stdout)
+    assert doc["verify_flags"] == [f"--max-member-size {1 << 20}"]
+    bundle = doc["bundle"]
+    low = ["--max-member-size", "1024"]
+    high = ["--max-member-size", str(1 << 20)]
+    key = ["--key", str(KEYS / "bundle.key")]
+    refused = runner.invoke(app, ["sign", bundle, *key, *low, "--json"])
+    assert refused.exit_code == 1 and '"E_MEMBER_SIZE"' in refused.stdout, refused.output
+    assert runner.invoke(app, ["sign", bundle, *key, *high]).exit_code == 0
+    trust = ["--trust", str(trust_file)]
+    assert runner.invoke(app, ["verify", bundle, *trust, *low]).exit_code == 1
+    assert runner.invoke(app, ["verify", bundle, *trust, *high]).exit_code == 0
+    prefix = ["--prefix", str(tmp_path / "opt"), "--profile", "cpu-small"]
+    failed = runner.invoke(app, ["install", bundle, *trust, *prefix, *low, "--json"])
+    assert failed.exit_code == 1 and "E_MEMBER_SIZE" in failed.stdout, failed.output
+    assert not (tmp_path / "opt" / "current").exists()
+    ok = runner.invoke(app, ["install", bundle, *trust, *prefix, *high, "--json"])
+    assert ok.exit_code == 0, ok.output
+    again = runner.invoke(app, ["upgrade", bundle, *trust, *prefix, *low, "--json"])
+    assert again.exit_code == 1 and "E_MEMBER_SIZE" in again.stdout, again.output
+    media = tmp_path / "media"
+    cut = ["split", bundle, "--size", "1M", "--out", str(media), "--json"]
+    assert '"E_MEMBER_SIZE"' in runner.invoke(app, [*cut, *low]).stdout
+    assert runner.invoke(app, [*cut, *high]).exit_code == 0
+    parts = sorted(str(p) for p in media.iterdir())
+    glue = ["join", *parts, *trust, "--out", str(tmp_path / "joined.oemb"), "--json"]
+    refused = runner.invoke(app, [*glue, *low])
+    assert refused.exit_code == 1 and "E_MEMBER_SIZE" in refused.stdout, refused.output
+    assert not (tmp_path / "joined.oemb").exists()
+    assert runner.invoke(app, [*glue, *high]).exit_code == 0
+    assert (tmp_path / "joined.oemb").read_bytes() == Path(bundle).read_bytes()

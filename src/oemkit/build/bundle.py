@@ -77,6 +77,8 @@ class BuildResult:
     payload_sha256: str
     files: int
     payload_bytes: int
+    #: reader-limit flags a default verifier needs for this bundle (usually none)
+    verify_flags: tuple[str, ...] = ()
 
 
 #: tarfile's record: the end-of-archive marker is padded to a multiple of it.
@@ -370,9 +372,13 @@ def build_bundle(
         head = moved.head
     except OSError as exc:
         raise _write_error(out, exc) from exc
+    from oemkit.verify.bundle import flags_needed
+
+    members = dict(head.sizes, **{PAYLOAD: head.payload_size})
     return BuildResult(target, spec.name, spec.version, sha256_hex(head.manifest),
                        head.payload_digest, len(head.entries),
-                       sum(e.size for e in head.entries))
+                       sum(e.size for e in head.entries),
+                       tuple(flags_needed(members, len(head.entries))))
 
 
 class _Relocated(Exception):
@@ -476,6 +482,8 @@ class _Head:
     manifest: bytes
     payload_digest: str
     entries: list[FileEntry]
+    sizes: dict[str, int]  # metadata member -> bytes
+    payload_size: int
 
     @property
     def size(self) -> int:
@@ -514,11 +522,13 @@ class _Metadata:
             self._spec, self._static, entries, payload_digest, payload_size,
             self._build_time, self._epoch)
         parts: list[bytes] = []
+        sizes = {}
         for name, data in [(MANIFEST, manifest_bytes), (SBOM, sbom), (PROVENANCE, provenance),
                            *trust_docs]:
             parts += (ustar_header(name, len(data)), data, padding(len(data)))
+            sizes[name] = len(data)
         return _Head(tuple(parts), ustar_header(PAYLOAD, payload_size), manifest_bytes,
-                     payload_digest, entries)
+                     payload_digest, entries, sizes, payload_size)
 
 
 def _metadata(

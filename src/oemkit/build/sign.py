@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oemkit._canonical import sha256_hex
 from oemkit._fs import (
@@ -34,6 +35,9 @@ from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import InputError, OemkitError, UsageError, VerificationError
 from oemkit.models.manifest import MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
 
+if TYPE_CHECKING:
+    from oemkit.verify.bundle import Limits
+
 ProgressFn = Callable[[int], None]
 
 
@@ -49,14 +53,18 @@ def signature_member(keyid: str) -> str:
 
 
 def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
-                progress: ProgressFn | None = None) -> SignResult:
-    """Add one signature per key (skipping keys that already signed); atomic rewrite."""
+                progress: ProgressFn | None = None, limits: Limits | None = None) -> SignResult:
+    """Add one signature per key (skipping keys that already signed); atomic rewrite.
+
+    ``limits``: the reader limits (defaults as ``verify``'s; raise them for a giant bundle,
+    as ``oemkit build`` says when it makes one).
+    """
     if not keys:
         raise UsageError("E_USAGE", "no --key given", hint="oemkit sign BUNDLE --key bundle.key")
     path = Path(bundle)
     from oemkit.verify.bundle import Limits, scan_bundle
 
-    limits = Limits()
+    limits = limits or Limits()
     with open_input(path, "bundle") as handle:
         members = scan_bundle(handle, limits)
         by_name = {m.name: m for m in members}

@@ -13,12 +13,16 @@ import typer
 
 from oemkit import __version__
 from oemkit.cli._output import (
+    MAX_FILES,
+    MAX_MEMBER,
+    MAX_PAYLOAD,
     STATE,
     check_table,
     emit_json,
     err,
     file_size,
     guard,
+    limits,
     passphrase_for,
     progress,
 )
@@ -70,19 +74,6 @@ def _register_license_commands() -> None:
 _register_license_commands()
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
-MAX_FILES = typer.Option(1_000_000, "--max-files", help="Reader limit: payload files.")
-MAX_MEMBER = typer.Option(64 << 20, "--max-member-size",
-                          help="Reader limit: bytes per metadata member.")
-MAX_PAYLOAD = typer.Option(1 << 40, "--max-payload-bytes",
-                           help="Reader limit: payload bytes, compressed or not.")
-
-
-def _limits(max_files: int, max_member: int, max_payload: int):
-    from oemkit.verify.bundle import Limits
-
-    return Limits(max_files=max_files, max_metadata_bytes=max_member,
-                  max_metadata_total=max(4 * max_member, 256 << 20),
-                  max_payload_bytes=max_payload)
 
 
 def _version(value: bool) -> None:
@@ -384,9 +375,14 @@ def build(
             emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
                        "version": result.version, "manifest_sha256": result.manifest_sha256,
                        "payload_sha256": result.payload_sha256, "files": result.files,
-                       "payload_bytes": result.payload_bytes})
+                       "payload_bytes": result.payload_bytes,
+                       "verify_flags": list(result.verify_flags)})
         err.print(f"Built {result.path} ({result.files} files, {result.payload_bytes} bytes; "
                   f"manifest sha256 {result.manifest_sha256})")
+        if result.verify_flags:
+            flags = " ".join(result.verify_flags)
+            err.print(f"[yellow]NOTE[/]: this bundle exceeds the default reader limits; sign, "
+                      f"verify, unpack, install, upgrade, split and join it with {flags}")
 
 
 @app.command()
@@ -394,6 +390,9 @@ def sign(
     bundle: Path = typer.Argument(..., help="Bundle to sign (rewritten atomically)."),
     key: list[Path] = typer.Option(..., "--key", help="Private key (repeat for several)."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Append one signature per key; signing again with the same key changes nothing.
 
@@ -404,7 +403,8 @@ def sign(
 
         keys = _load_keys(key)
         with progress("signing", file_size(bundle)) as cb:
-            result = sign_bundle(bundle, keys, progress=cb)
+            result = sign_bundle(bundle, keys, progress=cb,
+                                 limits=limits(max_files, max_member, max_payload))
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
                        "already_signed": list(result.kept)})
@@ -451,7 +451,7 @@ def verify(
 
         with progress("verifying", file_size(bundle)) as cb:
             report = verify_bundle(bundle, trust, progress=cb,
-                                   limits=_limits(max_files, max_member, max_payload))
+                                   limits=limits(max_files, max_member, max_payload))
         from oemkit.runners.license import default_state_path, judge_attached
 
         judge_attached(report, state_path=state or default_state_path(), environment=env)
@@ -521,7 +521,7 @@ def unpack(
 
         with progress("unpacking", file_size(bundle)) as cb:
             report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
-                                   limits=_limits(max_files, max_member, max_payload))
+                                   limits=limits(max_files, max_member, max_payload))
         _print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)

@@ -83,13 +83,30 @@ def passphrase_for(path: Any) -> bytes | None:
     return None
 
 
-@contextlib.contextmanager
+# Reader limits, shared by every command that reads a whole bundle (docs/SECURITY.md).
+MAX_FILES = typer.Option(1_000_000, "--max-files", help="Reader limit: payload files.")
+MAX_MEMBER = typer.Option(64 << 20, "--max-member-size",
+                          help="Reader limit: bytes per metadata member.")
+MAX_PAYLOAD = typer.Option(1 << 40, "--max-payload-bytes",
+                           help="Reader limit: payload bytes, compressed or not.")
+
+
+def limits(max_files: int, max_member: int, max_payload: int) -> Any:
+    """The ``Limits`` the three flags ask for (all metadata together: 4x one member)."""
+    from oemkit.verify.bundle import Limits
+
+    return Limits(max_files=max_files, max_metadata_bytes=max_member,
+                  max_metadata_total=max(4 * max_member, 256 << 20),
+                  max_payload_bytes=max_payload)
+
+
 def file_size(path: Path) -> int:
     """A progress bar's total: 0 (no bar) when ``path`` is not a file; the command itself
     then reports what is wrong with it."""
     return path.stat().st_size if path.is_file() else 0
 
 
+@contextlib.contextmanager
 def progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr when it is a terminal; otherwise no callback at all."""
     if not err.is_terminal or not total:

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import check_table, emit_json, err, file_size, guard, progress
+from oemkit.cli._output import (
+    MAX_FILES,
+    MAX_MEMBER,
+    MAX_PAYLOAD,
+    check_table,
+    emit_json,
+    err,
+    file_size,
+    guard,
+    limits,
+    progress,
+)
 
 migrate_app = typer.Typer(
     rich_markup_mode=None,
@@ -142,6 +153,9 @@ def install(
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
     then point PREFIX/current at the slot.
@@ -157,7 +171,8 @@ def install(
             report = run(bundle, prefix, trust, config=config, license_file=license,
                          profile=profile, skip_smoke=skip_smoke,
                          system_site_packages=system_site_packages,
-                         state_path=state or default_state_path(), progress=cb)
+                         state_path=state or default_state_path(), progress=cb,
+                         limits=limits(max_files, max_member, max_payload))
         _print_install(report, json_out)
 
 
@@ -173,6 +188,9 @@ def upgrade(
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Install a new release beside the current one, migrating its config; switch only when
     verification, migration and the smoke test all pass.
@@ -189,7 +207,8 @@ def upgrade(
                          profile=profile, skip_smoke=skip_smoke,
                          allow_downgrade=allow_downgrade,
                          system_site_packages=system_site_packages,
-                         state_path=state or default_state_path(), progress=cb)
+                         state_path=state or default_state_path(), progress=cb,
+                         limits=limits(max_files, max_member, max_payload))
         _print_install(report, json_out)
 
 

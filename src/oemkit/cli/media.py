@@ -10,7 +10,19 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, progress
+from oemkit.cli._output import (
+    MAX_FILES,
+    MAX_MEMBER,
+    MAX_PAYLOAD,
+    check_table,
+    emit_json,
+    err,
+    file_size,
+    guard,
+    limits,
+    passphrase_for,
+    progress,
+)
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
@@ -25,6 +37,9 @@ def split(
                                    "(repeat for several). Without it the index is unsigned, "
                                    "bound to the bundle's signed manifest digest."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Split a bundle into numbered parts and an index (each part's size and SHA-256).
 
@@ -37,9 +52,10 @@ def split(
 
         part_size = parse_size(size)
         keys = [load_private_file(p, passphrase_for(p)) for p in key]
-        total = 2 * bundle.stat().st_size if bundle.is_file() else 0
+        total = 2 * file_size(bundle)
         with progress("splitting", total) as cb:
-            result = split_bundle(bundle, part_size, out, keys=keys, progress=cb)
+            result = split_bundle(bundle, part_size, out, keys=keys, progress=cb,
+                                  limits=limits(max_files, max_member, max_payload))
         idx = result.index_data
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "index": str(result.index),
@@ -66,6 +82,9 @@ def join(
     index: Path | None = typer.Option(None, "--index", help="The index, if not among PARTS "
                                       "or beside them."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Check parts against the index, reassemble, verify, and write the bundle.
 
@@ -78,7 +97,8 @@ def join(
     with guard(json_out):
         from oemkit.runners.media import plan_join
 
-        plan = plan_join(parts, trust, out=out, index=index)
+        plan = plan_join(parts, trust, out=out, index=index,
+                         limits=limits(max_files, max_member, max_payload))
         total = plan.pending_bytes() + plan.index.bundle_size
         with progress("joining and verifying", total) as cb:
             result = plan.run(cb, cb)

@@ -29,13 +29,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oemkit import __version__
 from oemkit._fs import atomic_write_bytes
 from oemkit._time import format_time, now
 from oemkit.errors import EnvironmentProblem, InputError, OemkitError, VerificationError
 from oemkit.models.report import Check
+
+if TYPE_CHECKING:
+    from oemkit.verify.bundle import Limits
 
 SLOTS = "slots"
 TMP_PREFIX = ".tmp-"
@@ -180,11 +183,13 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
             profile: str | None = None, skip_smoke: bool = False,
             allow_downgrade: bool = False, system_site_packages: bool = False,
             state_path: Path | None = None,
-            progress: Callable[[int], None] | None = None) -> InstallReport:
+            progress: Callable[[int], None] | None = None,
+            limits: Limits | None = None) -> InstallReport:
     """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it.
 
     ``progress`` is called with the bytes read while the bundle is verified and unpacked
-    (the long step for a multi-gigabyte bundle).
+    (the long step for a multi-gigabyte bundle); ``limits`` are the reader limits
+    (``verify``'s defaults unless given).
     """
     prefix = Path(prefix).resolve()
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
@@ -208,7 +213,8 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
                                        profile=profile, skip_smoke=skip_smoke,
                                        allow_downgrade=allow_downgrade,
                                        system_site_packages=system_site_packages,
-                                       state_path=state_path, progress=progress)
+                                       state_path=state_path, progress=progress,
+                                       limits=limits)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -220,7 +226,8 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
 
     try:
         verified = unpack_bundle(bundle, staging / "bundle", trust,
-                                 progress=opts.pop("progress", None))
+                                 progress=opts.pop("progress", None),
+                                 limits=opts.pop("limits", None))
     except OemkitError as exc:
         return report.fail("unpack", exc)
     if not verified.ok:

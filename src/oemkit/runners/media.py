@@ -27,7 +27,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oemkit._fs import (
     RangeReader,
@@ -40,6 +40,9 @@ from oemkit._fs import (
 )
 from oemkit.errors import EnvironmentProblem, InputError, UsageError, VerificationError
 from oemkit.models.report import VerifyReport
+
+if TYPE_CHECKING:
+    from oemkit.verify.bundle import Limits
 
 ProgressFn = Callable[[int], None]
 
@@ -216,7 +219,8 @@ class SplitResult:
 
 
 def split_bundle(bundle: Path | str, part_size: int, out_dir: Path | str | None = None, *,
-                 keys: Sequence[Any] = (), progress: ProgressFn | None = None) -> SplitResult:
+                 keys: Sequence[Any] = (), progress: ProgressFn | None = None,
+                 limits: Limits | None = None) -> SplitResult:
     """Write ``bundle`` as numbered parts of at most ``part_size`` bytes and an index.
 
     ``keys`` (``PrivateKeyInfo``) sign the index; without keys it is written unsigned,
@@ -233,7 +237,7 @@ def split_bundle(bundle: Path | str, part_size: int, out_dir: Path | str | None 
     bundle = Path(bundle)
     out = Path(out_dir) if out_dir is not None else bundle.parent
     with open_input(bundle, "bundle") as handle:
-        members = scan_bundle(handle, Limits())
+        members = scan_bundle(handle, limits or Limits())
         by_name = {m.name: m for m in members}
         handle.seek(by_name[MANIFEST].offset)
         manifest_bytes = handle.read(by_name[MANIFEST].size)
@@ -460,7 +464,8 @@ def work_dir_for(out: Path) -> Path:
 def join_parts(parts: Sequence[Path | str], trust: Path | str | bytes, *,
                out: Path | str | None = None, index: Path | str | None = None,
                progress: ProgressFn | None = None,
-               verify_progress: ProgressFn | None = None) -> JoinResult:
+               verify_progress: ProgressFn | None = None,
+               limits: Limits | None = None) -> JoinResult:
     """Check ``parts`` against the index, reassemble, verify, publish ``out``.
 
     Raises :class:`PartsError` naming every bad or missing part (parts already checked
@@ -468,7 +473,8 @@ def join_parts(parts: Sequence[Path | str], trust: Path | str | bytes, *,
     the output cannot be written (the work area is removed; no output appears), or
     returns with ``report.ok`` False when the joined bundle does not verify (no output).
     """
-    return plan_join(parts, trust, out=out, index=index).run(progress, verify_progress)
+    return plan_join(parts, trust, out=out, index=index, limits=limits).run(
+        progress, verify_progress)
 
 
 @dataclass
@@ -479,6 +485,7 @@ class JoinPlan:
     target: Path
     found: dict[int, Path]
     pinned: bytes
+    limits: Limits | None = None  # the joined bundle's verification (default: verify's)
 
     @property
     def index(self) -> MediaIndex:
@@ -539,13 +546,14 @@ class JoinPlan:
                     work.remove()
                     note = ""
                 raise PartsError(problems, progress_note=note)
-            report = work.finish(self.pinned, idx, verify_progress)
+            report = work.finish(self.pinned, idx, verify_progress, self.limits)
         return JoinResult(target, idx, report, copied, sorted(set(done) - set(copied)),
                           self.loaded.signers)
 
 
 def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
-              out: Path | str | None = None, index: Path | str | None = None) -> JoinPlan:
+              out: Path | str | None = None, index: Path | str | None = None,
+              limits: Limits | None = None) -> JoinPlan:
     """Read the trust root and the index (checking its signatures), then every given
     part's header and size against the index: :class:`PartsError` names every foreign,
     mislabelled, duplicated, truncated or damaged-header part before anything is copied.
@@ -577,7 +585,7 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
     idx = loaded.index
     target = Path(out) if out is not None else Path.cwd() / idx.bundle_file
     given = [p for p in paths if p.resolve() != index_path.resolve()]
-    return JoinPlan(loaded, target, _classify(given, idx), pinned_bytes)
+    return JoinPlan(loaded, target, _classify(given, idx), pinned_bytes, limits)
 
 
 def _classify(paths: Sequence[Path], idx: MediaIndex) -> dict[int, Path]:
@@ -781,12 +789,12 @@ class _Work:
                "done": {str(n): d for n, d in sorted(done.items())}}
         atomic_write_bytes(self.state, json.dumps(doc, sort_keys=True).encode())
 
-    def finish(self, pinned: bytes, idx: MediaIndex,
-               verify_progress: ProgressFn | None) -> VerifyReport:
+    def finish(self, pinned: bytes, idx: MediaIndex, verify_progress: ProgressFn | None,
+               limits: Limits | None = None) -> VerifyReport:
         """Verify the reassembled bundle; publish it only if it verifies."""
         from oemkit.verify.bundle import verify_bundle
 
-        report = verify_bundle(self.data, pinned, progress=verify_progress)
+        report = verify_bundle(self.data, pinned, progress=verify_progress, limits=limits)
         if report.ok and report.manifest_sha256 != idx.manifest_sha256:
             report.failed(VerificationError(
                 "E_INDEX_MISMATCH", f"the joined bundle's manifest ({report.manifest_sha256}) "

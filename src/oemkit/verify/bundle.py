@@ -65,6 +65,38 @@ class Limits:
     max_payload_bytes: int = 1 << 40
 
 
+#: The limits a verifier applies when given no flags (``flags_needed`` compares with them).
+DEFAULT_LIMITS = Limits()
+
+
+def flags_needed(member_sizes: dict[str, int], files: int,
+                 limits: Limits | None = None) -> list[str]:
+    """The reader-limit flags a verifier with default limits needs for a bundle with these
+    outer member sizes (the payload's compressed) and this many files; empty when none.
+
+    ``oemkit build`` prints them, so that a legitimately giant bundle does not first meet
+    its limits on a disconnected host.
+    """
+    limits = limits or DEFAULT_LIMITS
+    metadata = {n: s for n, s in member_sizes.items() if n != PAYLOAD}
+    flags = []
+    biggest = max(metadata.values(), default=0)
+    total = sum(metadata.values())
+    if biggest > limits.max_metadata_bytes or total > limits.max_metadata_total:
+        need = max(biggest, -(-total // 4))  # the CLI sets the total to 4x the member limit
+        flags.append(f"--max-member-size {_round_up(need)}")
+    if files > limits.max_files:
+        flags.append(f"--max-files {files}")
+    if member_sizes.get(PAYLOAD, 0) > limits.max_payload_bytes:
+        flags.append(f"--max-payload-bytes {_round_up(member_sizes[PAYLOAD])}")
+    return flags
+
+
+def _round_up(n: int) -> int:
+    """``n`` rounded up to a whole MiB, so the printed flag is easy to read and reuse."""
+    return -(-n // (1 << 20)) << 20
+
+
 def _fail(code: str, message: str, *, check: str, member: str | None = None,
           expected: str | None = None, actual: str | None = None,
           hint: str = "the bundle was altered after signing; obtain a fresh copy from the "
