@@ -303,3 +303,40 @@ def test_cli_build_on_a_terminal_shows_progress_and_loads_the_spec_once(tmp_path
     assert loads == []  # build_bundle got the CLI's loaded spec, not a path to load again
     assert "packing" in screen.getvalue()
     assert (tmp_path / "tty" / plain.name).read_bytes() == plain.read_bytes()
+
+
+@pytest.mark.parametrize(("path", "text", "code", "words"), [
+    ("config/migrations.yaml",
+     "migrations:\n  - from: 1\n    to: 2\n    steps:\n      - renam: {from: threshold, to: x}\n",
+     "E_MIGRATION_INVALID", "renam"),
+    ("config/config.json", '{"labels": ["a", "b", "c"], "max_batch": 8, "schema_version": 2, '
+     '"score_threshold": 0.5, "threads": "two"}', "E_CONFIG_INVALID",
+     'config/config.json (version 2): threads: "two" is not of type "integer"'),
+    ("config/config.json", '{"labels": ["a"], "schema_version": 1, "threads": 1, '
+     '"threshold": 0.5}', "E_CONFIG_VERSION", "schema_version 1 but config.version is 2"),
+    # a shipped v1 sample that is not even valid v1
+    ("config/samples/v1.json", '{"labels": ["a", "b", "c"], "schema_version": 1, "threads": 2}',
+     "E_CONFIG_INVALID", 'samples/v1.json (version 1): (top level): "threshold" is a required'),
+    # a migration that forgets the rename: the sample comes out invalid for v2
+    ("config/migrations.yaml", "migrations:\n  - from: 1\n    to: 2\n    steps:\n"
+     "      - set_default: {path: max_batch, value: 8}\n", "E_CONFIG_INVALID",
+     "config/samples/v1.json (v1 -> v2): config/samples/v1.json migrated to 2"),
+])
+def test_build_refuses_a_config_section_that_would_fail_on_the_host(tmp_path, path, text, code,
+                                                                    words):
+    """The checks 'oemkit migrate test' runs on a bundle run at build time, before packing,
+    so a typo in a migration is not first found at a disconnected site."""
+    from typer.testing import CliRunner
+
+    from oemkit.cli import app
+
+    spec = _copy_example(tmp_path / "spec")
+    (spec / path).write_text(text)
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "out")
+    assert err.value.code == code, err.value
+    assert err.value.message.startswith("bundle.yaml: config: ") and words in err.value.message
+    result = CliRunner().invoke(app, ["build", str(spec), "--out", str(tmp_path / "cli"),
+                                      "--json"])
+    assert result.exit_code == 3 and json.loads(result.stdout)["error"]["code"] == code
+    assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "cli").glob("*"))

@@ -208,7 +208,8 @@ def test_part_cut_inside_its_header_is_truncated(split4k, trust_file, tmp_path):
 def test_part_of_another_bundle_is_foreign(split4k, keys, trust_file, tmp_path):
     spec = tmp_path / "other-spec"
     shutil.copytree(EXAMPLE, spec)
-    (spec / "config" / "config.json").write_text('{"changed": true}\n')
+    config = spec / "config" / "config.json"  # another valid config: another bundle
+    config.write_text(config.read_text().replace('"threads": 1', '"threads": 3'))
     other = build_bundle(spec / "bundle.yaml", tmp_path / "other").path
     sign_bundle(other, [keys["bundle"]])
     theirs = split_bundle(other, SIZE, tmp_path / "other-media")

@@ -497,9 +497,52 @@ class _Head:
             out.write(self.payload_header)
 
 
+def _check_config(spec: BundleSpec) -> None:
+    """Refuse a config section that would fail on the host: the default config must be
+    valid for the version the spec declares, the schemas and migrations must parse, and
+    every shipped older sample must migrate up (``oemkit migrate test``'s checks; an
+    irreversible step stays a warning there). Found here, a typo costs a rebuild; found on
+    a disconnected host, it costs a trip."""
+    section = spec.raw.get("config")
+    if not section:
+        return
+    from oemkit.runners.migrate import (
+        MAX_CONFIG,
+        config_version,
+        load_configs,
+        plan,
+        upgrade_path_test,
+        wanted_files,
+    )
+
+    files = {}
+    for name in sorted(wanted_files(section)):
+        source = spec.source(name)
+        assert source is not None  # load_spec resolved every path of the section
+        files[name] = read_input(source.source, f"config file {name}", MAX_CONFIG)
+    where = f"{spec.spec_path.name}: config"
+    try:
+        configs = load_configs(files, section, verified=True)
+        declared = config_version(configs.default, section["file"])
+        if declared != configs.version:
+            raise InputError("E_CONFIG_VERSION", f"{section['file']} has schema_version "
+                             f"{declared} but config.version is {configs.version}",
+                             hint="make the default config the current version")
+        plan(configs.default, configs, section["file"])
+        failed = [c for c in upgrade_path_test(configs) if c.status == "fail"]
+    except InputError as exc:
+        raise InputError(exc.code, f"{where}: {exc.message}", hint=exc.hint) from exc
+    if failed:
+        first = failed[0]
+        raise InputError(first.code or "E_MIGRATION_ROUNDTRIP", f"{where}: {first.name}: "
+                         f"{first.detail}", hint="fix the migrations or the sample; 'oemkit "
+                         "migrate test' on a built bundle lists every check")
+
+
 def _static_metadata(spec: BundleSpec) -> _Static:
     from oemkit.build.modelcard import read_model_card
 
+    _check_config(spec)
     trust_docs = _carried_roots(spec)
     if spec.crl is not None:
         trust_docs.append((REVOCATIONS, _carried_crl(spec)))

@@ -92,10 +92,11 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleCon
             shutil.rmtree(work, ignore_errors=True)
     info = inspect_bundle(bundle)
     section = info["manifest"]["runtime"]["config"]
-    return load_configs(_unverified_files(bundle, _wanted(section)), section, verified=False)
+    return load_configs(_unverified_files(bundle, wanted_files(section)), section, verified=False)
 
 
-def _wanted(section: dict[str, Any] | None) -> set[str]:
+def wanted_files(section: dict[str, Any] | None) -> set[str]:
+    """The payload files a config section names (config, schemas, migrations, samples)."""
     if not section:
         return set()
     names = {section["file"], section["schema"]}
