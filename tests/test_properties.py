@@ -251,6 +251,41 @@ def test_manifest_round_trips(manifest: Manifest) -> None:
     assert again.to_dict() == manifest.to_dict()
     from_bytes = Manifest.from_dict(parse_json(manifest.to_bytes(), what="manifest"))
     assert from_bytes == manifest and from_bytes.to_bytes() == manifest.to_bytes()
+    # to_bytes canonicalises the file list item by item: the same bytes as in one piece
+    assert manifest.to_bytes() == canonical_json(manifest.to_dict())
+
+
+@settings(max_examples=300, **SLOW)
+@given(skeleton=st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=5),
+       key=st.text(max_size=8), items=st.lists(JSON_VALUES, max_size=8))
+def test_spliced_canonical_json_is_canonical_json(skeleton: dict[str, Any], key: str,
+                                                  items: list[Any]) -> None:
+    from oemkit._canonical import canonical_json_spliced, splice_marker
+
+    spliced = canonical_json_spliced(dict(skeleton, **{key: splice_marker()}), iter(items))
+    assert spliced == canonical_json(dict(skeleton, **{key: items}))
+
+
+# --------------------------------------------------------------------------- SBOM writer
+
+SBOM_PATHS = st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1,
+                              max_size=30), min_size=1, max_size=12, unique=True)
+
+
+@settings(max_examples=60, **SLOW)
+@given(paths=SBOM_PATHS, model_index=st.integers(0, 11), description=st.text(max_size=20))
+def test_sbom_template_path_writes_what_the_library_writes(paths: list[str], model_index: int,
+                                                           description: str) -> None:
+    """File components are written from a template (no per-file dicts); for any names,
+    quotes, control characters and non-ASCII included, the bytes are the library's."""
+    from oemkit.build.sbom import make_sbom
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    files = [FileEntry(p, i, f"{i:064x}", 0o644) for i, p in enumerate(paths)]
+    model = paths[model_index % len(paths)]
+    fast = make_sbom("n", "1.0.0", description, files, model, when)
+    assert fast == make_sbom("n", "1.0.0", description, files, model, when, fast=False)
+    assert json.loads(fast)["components"]  # and it is JSON
 
 
 @pytest.mark.parametrize("data", [BUNDLE])
