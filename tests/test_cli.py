@@ -39,6 +39,23 @@ def test_help_imports_no_heavy_dependency():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_verify_without_licenses_imports_only_what_it_needs(signed_bundle, trust_file):
+    """A field engineer's most common command starts in a fresh process every time: no
+    license machinery for a bundle without licenses, and nothing heavy."""
+    code = (
+        "import sys\nfrom oemkit.cli import main\n"
+        f"sys.argv = ['oemkit', 'verify', {str(signed_bundle)!r}, '--trust', "
+        f"{str(trust_file)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc\n"
+        "print(sorted({m for m in sys.modules if m.split('.')[0] in "
+        f"{HEAVY!r} or m == 'oemkit.runners.license'}}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    # jsonschema_rs is the SBOM check's validator: needed; it is not the jsonschema package
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("command", [
     ["init"], ["keys", "generate"], ["trust", "init"], ["trust", "add-key"],
     ["trust", "retire-key"], ["trust", "set-threshold"], ["trust", "revoke-key"],

@@ -452,9 +452,10 @@ def verify(
         with progress("verifying", file_size(bundle)) as cb:
             report = verify_bundle(bundle, trust, progress=cb,
                                    limits=limits(max_files, max_member, max_payload))
-        from oemkit.runners.license import default_state_path, judge_attached
+        if report.ok and report.licenses:  # the license machinery only when needed (20 ms)
+            from oemkit.runners.license import default_state_path, judge_attached
 
-        judge_attached(report, state_path=state or default_state_path(), environment=env)
+            judge_attached(report, state_path=state or default_state_path(), environment=env)
         _print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)
