@@ -25,7 +25,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
-    session.run("ruff", "check", "src", "tests", "fuzz", "noxfile.py", "bundles", "keys-example")
+    session.run("ruff", "check", "src", "tests", "fuzz", "benchmarks", "noxfile.py", "bundles",
+                "keys-example")
     session.run("mypy")
 
 
