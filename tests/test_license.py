@@ -457,6 +457,93 @@ def test_state_written_atomically_0600_only_after_a_verdict(keys, root, tmp_path
     assert [p.name for p in path.parent.iterdir()] == ["license.json"]
 
 
+def _refused(data: bytes, root, code: str, **kwargs) -> None:
+    """verify_license (state file and all) must refuse with ``code``."""
+    with pytest.raises(VerificationError) as err:
+        verify_license(data, root, **kwargs)
+    assert err.value.code == code, err.value
+
+
+def _vendor() -> tuple[dict[str, PrivateKeyInfo], object]:
+    """A second vendor: its own root, license and crl keys."""
+    own = {"root": fresh_key(), "license": fresh_key(), "crl": fresh_key()}
+    doc = init_root([own["root"]], issued=T0 - 30 * DAY)
+    for name in ("license", "crl"):
+        doc = add_key(parse_root(doc), own[name].public, [name], [own["root"]], name=name,
+                      issued=T0 - 30 * DAY)
+    return own, parse_root(doc).root
+
+
+def test_two_vendors_on_one_host_keep_their_own_crl_and_reissue_numbers(keys, root, tmp_path):
+    """One state file, two trust roots: each vendor's CRL sequence and license re-issue
+    numbers are remembered apart (one shared counter refused the vendor with the lower CRL
+    sequence as a rollback), while the host's clock reading stays shared."""
+    path = tmp_path / "state.json"
+    other, other_root = _vendor()
+    ours = issue_crl(keys["crl"], 7, issued_at=T0)
+    verify_license(issue_license(keys["license"], claims(seq=3)), root, now=T0 + DAY,
+                   state_path=path, host={}, crls=[("ours.crl", ours, True)])
+    theirs = issue_crl(other["crl"], 2, issued_at=T0)
+    # the same license id, re-issue 1, under the other vendor's root
+    check = verify_license(issue_license(other["license"], claims(seq=1)), other_root,
+                           now=T0 + 2 * DAY, state_path=path, host={},
+                           crls=[("theirs.crl", theirs, True)])
+    assert check.verdict.status == "valid" and check.verdict.crl_seq == 2
+    ours_state, _ = load_state(path, root)
+    theirs_state, _ = load_state(path, other_root)
+    assert (ours_state.crl_seq, ours_state.seqs) == (7, {"acme-vision": 3})
+    assert (theirs_state.crl_seq, theirs_state.seqs) == (2, {"acme-vision": 1})
+    assert ours_state.last_seen == theirs_state.last_seen == T0 + 2 * DAY
+    # protection still holds within each vendor
+    older = issue_crl(other["crl"], 1, issued_at=T0)
+    _refused(issue_license(other["license"], claims(seq=1)), other_root, "E_CRL_ROLLBACK",
+             now=T0 + 3 * DAY, state_path=path, host={}, crls=[("old.crl", older, True)])
+    _refused(issue_license(keys["license"], claims(seq=2)), root, "E_LICENSE_SUPERSEDED",
+             now=T0 + 3 * DAY, state_path=path, host={})
+    doc = json.loads(path.read_text())
+    assert doc["type"] == "oemkit-license-state/v2" and len(doc["issuers"]) == 2
+
+
+def test_a_rotated_root_keeps_its_vendors_state(keys, root_doc, tmp_path):
+    """A newer version of the same trust root (a root key added, the old one retired)
+    shares a root key with the old one: the same vendor, the same remembered CRL."""
+    path = tmp_path / "state.json"
+    old_root = parse_root(root_doc).root
+    verify_license(issue_license(keys["license"], claims()), old_root, now=T0 + DAY,
+                   state_path=path, host={},
+                   crls=[("r.crl", issue_crl(keys["crl"], 5, issued_at=T0), True)])
+    new_key = fresh_key()
+    doc = add_key(parse_root(root_doc), new_key.public, ["root"], [keys["root"]],
+                  name="root-2", issued=T0 - 29 * DAY)
+    doc = retire_key(parse_root(doc), keys["root"].keyid, [keys["root"], new_key],
+                     issued=T0 - 28 * DAY)
+    rotated = parse_root(doc).root
+    assert load_state(path, rotated)[0].crl_seq == 5
+    _refused(issue_license(keys["license"], claims()), rotated, "E_CRL_ROLLBACK",
+             now=T0 + 2 * DAY, state_path=path, host={},
+             crls=[("old.crl", issue_crl(keys["crl"], 4, issued_at=T0), True)])
+
+
+def test_a_v1_state_file_is_adopted_by_the_first_trust_root_that_uses_it(keys, root, tmp_path):
+    """A host upgraded from the single-vendor state keeps its protection: the v1 file's CRL
+    sequence and re-issue numbers go to the first root that verifies with it."""
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"type": "oemkit-license-state/v1",
+                                "last_seen": "2026-06-02T00:00:00Z", "crl": None,
+                                "crl_seq": 6, "seqs": {"acme-vision": 2}}))
+    _refused(issue_license(keys["license"], claims(seq=1)), root, "E_LICENSE_SUPERSEDED",
+             now=T0 + 3 * DAY, state_path=path, host={})
+    check = verify_license(issue_license(keys["license"], claims(seq=2)), root,
+                           now=T0 + 3 * DAY, state_path=path, host={})
+    assert check.verdict.warnings == [] or "state" not in check.verdict.warnings[0]
+    doc = json.loads(path.read_text())
+    [issuer] = doc["issuers"]
+    assert issuer["crl_seq"] == 6 and issuer["seqs"] == {"acme-vision": 2}
+    assert keys["root"].keyid in issuer["root_keys"]
+    _, other_root = _vendor()
+    assert load_state(path, other_root)[0].crl_seq == 0  # adopted: not the next vendor's
+
+
 def test_corrupt_state_is_reported_and_never_means_anything_goes(keys, root, tmp_path):
     path = tmp_path / "license.json"
     path.write_text("{not json")
@@ -1007,7 +1094,9 @@ def test_cli_revocation_is_remembered_after_the_rejection(cli, tmp_path):
                 "--json")
     assert first.exit_code == 1 and _error(first)["code"] == "E_REVOKED"
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["crl_seq"] == 1 and state["last_seen"] is None and state["seqs"] == {}
+    assert state["type"] == "oemkit-license-state/v2" and state["last_seen"] is None
+    [issuer] = state["issuers"]
+    assert issuer["crl_seq"] == 1 and issuer["seqs"] == {} and issuer["root_keys"]
     second = cli("license", "verify", lic, "--trust", trust, "--json")
     assert second.exit_code == 1 and _error(second)["code"] == "E_REVOKED"
     assert "revoked by CRL sequence 1" in _error(second)["message"]

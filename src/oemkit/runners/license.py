@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ from oemkit.verify.license import (
     pending_state,
 )
 
-STATE_TYPE = "oemkit-license-state/v1"
+STATE_TYPE = "oemkit-license-state/v2"
+_STATE_V1 = "oemkit-license-state/v1"
 
 
 def default_state_path() -> Path:
@@ -46,45 +47,118 @@ def default_state_path() -> Path:
     return Path(base) / "oemkit" / "license-state.json"
 
 
-def load_state(path: Path) -> tuple[LicenseState, str | None]:
-    """The remembered state and, when it could not be used, why (a warning to show)."""
+@dataclass
+class _Issuer:
+    """What the host remembers of one vendor: its trust root's root keys (the lineage:
+    oemkit never drops a key from a trust root, so every later version shares one), its
+    newest CRL and the re-issue numbers of its licenses."""
+
+    root_keys: set[str]
+    crl: bytes | None = None
+    crl_seq: int = 0
+    seqs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _StateFile:
+    """The whole file: one clock for the host, one :class:`_Issuer` per vendor. A v1 file
+    (one unscoped issuer) is read as an issuer with no root keys, which the first trust
+    root that uses the file adopts."""
+
+    last_seen: dt.datetime | None = None
+    issuers: list[_Issuer] = field(default_factory=list)
+
+    def issuer(self, root: TrustRoot | None, *, add: bool = False) -> _Issuer:
+        ids = _root_keys(root)
+        for issuer in self.issuers:
+            if issuer.root_keys & ids:
+                return issuer
+        for issuer in self.issuers:
+            if not issuer.root_keys:  # a v1 file's only issuer, not yet adopted
+                return issuer
+        if root is None and self.issuers:
+            return self.issuers[0]
+        found = _Issuer(set())
+        if add:
+            self.issuers.append(found)
+        return found
+
+
+def _root_keys(root: TrustRoot | None) -> set[str]:
+    return {k.keyid for k in root.keys if "root" in k.usage} if root is not None else set()
+
+
+def _parse_state(data: bytes) -> _StateFile:
+    obj = json.loads(data)
+    if not isinstance(obj, dict) or obj.get("type") not in (STATE_TYPE, _STATE_V1):
+        raise ValueError("not an oemkit license state")
+    raw_issuers = obj.get("issuers", []) if obj["type"] == STATE_TYPE else [
+        {"root_keys": [], "crl": obj.get("crl"), "crl_seq": obj.get("crl_seq", 0),
+         "seqs": obj.get("seqs", {})}]
+    if not isinstance(raw_issuers, list):
+        raise ValueError("issuers is malformed")
+    issuers = []
+    for raw in raw_issuers:
+        seqs = raw.get("seqs", {}) if isinstance(raw, dict) else None
+        if not isinstance(seqs, dict) or any(not isinstance(v, int) for v in seqs.values()):
+            raise ValueError("seqs is malformed")
+        keys = raw.get("root_keys", [])
+        if not isinstance(keys, list) or any(not isinstance(k, str) for k in keys):
+            raise ValueError("root_keys is malformed")
+        crl = raw.get("crl")
+        issuers.append(_Issuer(set(keys), crl.encode("ascii") if isinstance(crl, str) else None,
+                               int(raw.get("crl_seq", 0)), dict(seqs)))
+    last_seen = obj.get("last_seen")
+    return _StateFile(parse_time(last_seen, "last_seen") if last_seen else None, issuers)
+
+
+def _read_state(path: Path) -> tuple[_StateFile, str | None]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return LicenseState(), (f"no license state at {path} yet: judging at the newest signed "
-                                "issue time; the state will be created")
+        return _StateFile(), (f"no license state at {path} yet: judging at the newest signed "
+                              "issue time; the state will be created")
     except OSError as exc:
-        return LicenseState(), (f"cannot read license state {path} ({exc.strerror}): judging "
-                                "at the newest signed issue time")
+        return _StateFile(), (f"cannot read license state {path} ({exc.strerror}): judging "
+                              "at the newest signed issue time")
     try:
-        obj = json.loads(data)
-        if not isinstance(obj, dict) or obj.get("type") != STATE_TYPE:
-            raise ValueError("not an oemkit license state")
-        seqs = obj.get("seqs", {})
-        if not isinstance(seqs, dict) or any(not isinstance(v, int) for v in seqs.values()):
-            raise ValueError("seqs is malformed")
-        crl = obj.get("crl")
-        return LicenseState(
-            last_seen=parse_time(obj["last_seen"], "last_seen") if obj.get("last_seen")
-            else None,
-            crl=crl.encode("ascii") if isinstance(crl, str) else None,
-            crl_seq=int(obj.get("crl_seq", 0)), seqs=dict(seqs)), None
-    except (ValueError, KeyError, TypeError, InputError) as exc:
+        return _parse_state(data), None
+    except (ValueError, KeyError, TypeError, AttributeError, InputError) as exc:
         aside = path.with_name(path.name + ".corrupt")
         try:
             os.replace(path, aside)
             kept = f"; kept as {aside}"
         except OSError:
             kept = ""
-        return LicenseState(), (f"license state {path} is corrupt ({exc}){kept}: judging at "
-                                "the newest signed issue time")
+        return _StateFile(), (f"license state {path} is corrupt ({exc}){kept}: judging at "
+                              "the newest signed issue time")
 
 
-def save_state(path: Path, state: LicenseState) -> None:
+def load_state(path: Path, root: TrustRoot | None = None) -> tuple[LicenseState, str | None]:
+    """The remembered state for licenses under ``root`` (its vendor's CRL and re-issue
+    numbers; the host's clock reading is shared) and, when it could not be used, why."""
+    whole, problem = _read_state(path)
+    issuer = whole.issuer(root)
+    return LicenseState(last_seen=whole.last_seen, crl=issuer.crl, crl_seq=issuer.crl_seq,
+                        seqs=dict(issuer.seqs)), problem
+
+
+def save_state(path: Path, state: LicenseState, root: TrustRoot | None = None) -> None:
+    """Write ``state`` as ``root``'s vendor's part of the file, keeping the other vendors'."""
+    try:
+        whole = _parse_state(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InputError):
+        whole = _StateFile()  # missing or corrupt (load_state has set a corrupt one aside)
+    issuer = whole.issuer(root, add=True)
+    issuer.root_keys |= _root_keys(root)
+    issuer.crl, issuer.crl_seq, issuer.seqs = state.crl, state.crl_seq, dict(state.seqs)
+    whole.last_seen = state.last_seen
     doc = {"type": STATE_TYPE,
-           "last_seen": format_time(state.last_seen) if state.last_seen else None,
-           "crl": state.crl.decode("ascii") if state.crl else None,
-           "crl_seq": state.crl_seq, "seqs": dict(sorted(state.seqs.items()))}
+           "last_seen": format_time(whole.last_seen) if whole.last_seen else None,
+           "issuers": [{"root_keys": sorted(i.root_keys),
+                        "crl": i.crl.decode("ascii") if i.crl else None,
+                        "crl_seq": i.crl_seq, "seqs": dict(sorted(i.seqs.items()))}
+                       for i in whole.issuers]}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
 
@@ -204,7 +278,7 @@ def verify_license(
     read on the way is remembered (``last_seen`` and re-issue numbers stay as they were),
     so that a revocation is never forgotten because the license it revoked was refused.
     """
-    state, problem = (load_state(state_path) if state_path is not None
+    state, problem = (load_state(state_path, root) if state_path is not None
                       else (LicenseState(), None))
     try:
         verdict = evaluate(
@@ -218,12 +292,12 @@ def verify_license(
         if state_path is not None and update is not None:
             # The rejection is the answer; failing to remember the CRL must not hide it.
             with contextlib.suppress(OSError, OemkitError):
-                save_state(state_path, update)
+                save_state(state_path, update, root)
         raise
     if problem:
         verdict.warnings.insert(0, problem)
     if state_path is not None and verdict.new_state is not None:
-        save_state(state_path, verdict.new_state)
+        save_state(state_path, verdict.new_state, root)
     return LicenseCheck(verdict, state_path)
 
 
