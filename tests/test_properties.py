@@ -291,3 +291,34 @@ def test_sbom_template_path_writes_what_the_library_writes(paths: list[str], mod
 @pytest.mark.parametrize("data", [BUNDLE])
 def test_bundle_control_is_valid(data: bytes) -> None:
     assert _verify(data).ok
+
+
+# --------------------------------------------------------------------------- license state file
+
+STATE_VALUES = st.recursive(
+    st.none() | st.booleans() | SAFE_INT | st.text(max_size=30) | st.sampled_from(
+        ["oemkit-license-state/v1", "oemkit-license-state/v2", "2026-06-01T00:00:00Z"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["type", "last_seen", "issuers", "root_keys", "crl", "crl_seq",
+                         "seqs", "x"]), inner, max_size=6),
+    max_leaves=25)
+
+
+@settings(max_examples=300, **SLOW)
+@given(doc=STATE_VALUES, raw=st.booleans(), noise=st.binary(max_size=40))
+def test_any_state_file_is_read_or_set_aside_never_a_crash(doc: Any, raw: bool,
+                                                           noise: bytes) -> None:
+    """The host's state file may be damaged by a crash, a disk or a person: reading it
+    gives a state (maybe empty, with a warning), and the next write gives a valid file."""
+    from oemkit.runners.license import load_state, save_state
+    from oemkit.verify.license import LicenseState
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.json"
+        path.write_bytes(noise if raw else json.dumps(doc).encode())
+        state, problem = load_state(path, ROOT)
+        assert isinstance(state, LicenseState)
+        assert problem is None or "license state" in problem
+        save_state(path, LicenseState(crl_seq=state.crl_seq + 1), ROOT)
+        again, problem = load_state(path, ROOT)
+        assert problem is None and again.crl_seq == state.crl_seq + 1
