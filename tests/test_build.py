@@ -340,3 +340,40 @@ def test_build_refuses_a_config_section_that_would_fail_on_the_host(tmp_path, pa
                                       "--json"])
     assert result.exit_code == 3 and json.loads(result.stdout)["error"]["code"] == code
     assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "cli").glob("*"))
+
+
+def test_build_with_trust_judges_carried_roots_and_crl_as_hosts_will(tmp_path, keys, trust_v1):
+    """Without --trust the carried CRL's signature is only judged on the hosts; with it,
+    a root chain that does not start where the hosts are, or a CRL signed by a key the
+    hosts will not accept for CRLs, stops the release job instead."""
+    import datetime as dt
+
+    from typer.testing import CliRunner
+
+    from oemkit.build.license import issue_crl
+    from oemkit.build.trust import add_key
+    from oemkit.cli import app
+    from oemkit.verify.trust import parse_root
+
+    v2 = add_key(parse_root(trust_v1), keys["crl"].public, ["crl"], [keys["root"]], name="crl")
+    v3 = add_key(parse_root(v2), keys["bundle"].public, ["bundle"], [keys["root"]])
+    spec = _spec(tmp_path, BASE + "trust_roots: [v3.json]\ncrl: r.crl\n")
+    (spec.parent / "v3.json").write_bytes(v3)
+    (spec.parent / "v2.json").write_bytes(v2)
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    (spec.parent / "r.crl").write_bytes(issue_crl(keys["crl"], 1, issued_at=when))
+    build_bundle(spec, tmp_path / "plain")  # nothing to judge against: builds
+    build_bundle(spec, tmp_path / "ok", trust=v2)  # hosts pin v2: v3 follows, crl key in it
+    with pytest.raises(InputError) as err:  # hosts pin v1: v2 is not carried
+        build_bundle(spec, tmp_path / "gap", trust=trust_v1)
+    assert err.value.code == "E_SPEC_TRUST_ROOTS" and "version 1" in err.value.message
+    (spec.parent / "r.crl").write_bytes(issue_crl(keys["license"], 1, issued_at=when))
+    build_bundle(spec, tmp_path / "plain2")  # still only an armored CRL without --trust
+    with pytest.raises(InputError) as err:
+        build_bundle(spec, tmp_path / "bad", trust=v2)
+    assert err.value.code == "E_SPEC_CRL" and "trust root version 3" in err.value.message
+    result = CliRunner().invoke(app, ["build", str(spec), "--out", str(tmp_path / "cli"),
+                                      "--trust", str(spec.parent / "v2.json"), "--json"])
+    assert result.exit_code == 3 and json.loads(result.stdout)["error"]["code"] == "E_SPEC_CRL"
+    for out in ("gap", "bad", "cli"):
+        assert not list((tmp_path / out).glob("*.oemb"))

@@ -320,11 +320,14 @@ _PLACEHOLDER = "0" * 64
 def build_bundle(
     spec_path: Path | str | BundleSpec, out_dir: Path | str = "dist", *,
     source_date_epoch_override: int | None = None, progress: ProgressFn | None = None,
+    trust: Path | str | bytes | None = None,
 ) -> BuildResult:
     """Build ``NAME-VERSION.oemb`` from the spec into ``out_dir`` and return what was made.
 
     ``spec_path`` may be an already loaded spec (the CLI loads it first for the progress
-    bar's total; resolving 100,000 paths twice cost seconds).
+    bar's total; resolving 100,000 paths twice cost seconds). ``trust``: the trust root the
+    hosts pin; when given, the carried trust roots must chain from it and the carried CRL
+    must verify under the newest of them, as they will be judged on the hosts.
     """
     spec = spec_path if isinstance(spec_path, BundleSpec) else load_spec(Path(spec_path))
     epoch = source_date_epoch(source_date_epoch_override)
@@ -343,6 +346,8 @@ def build_bundle(
     target = out / f"{spec.name}-{spec.version}.oemb"
     # Carried roots, CRL and model card first: a bad one fails before a long pack.
     static = _static_metadata(spec)
+    if trust is not None:
+        _check_against(trust, static.trust_docs)
     meta = _Metadata(spec, static, build_time, epoch)
 
     sizes = []
@@ -644,6 +649,35 @@ def _carried_roots(spec: BundleSpec) -> list[tuple[str, bytes]]:
                              hint="carry every trust-root version from the oldest a host may "
                                   "pin up to the newest, each signed by its predecessor") from exc
     return [(f"{TRUST_DIR}root-{signed.root.version}.json", data) for signed, data, _ in parsed]
+
+
+def _check_against(trust: Path | str | bytes, carried: list[tuple[str, bytes]]) -> None:
+    """Judge the carried trust roots and CRL as a host pinning ``trust`` will: the roots
+    must chain from it (``verify``'s ``walk_chain``) and the CRL must be signed by a
+    ``crl`` key of the newest root (``read_crl``). A mistake here is found in the release
+    job instead of by every host that receives the bundle."""
+    from oemkit.license import load_trust
+    from oemkit.verify.license import read_crl
+    from oemkit.verify.trust import walk_chain
+
+    pinned = load_trust(trust)
+    roots = [(name, data) for name, data in carried if name.startswith(TRUST_DIR)]
+    try:
+        root, _ = walk_chain(pinned, roots)
+    except OemkitError as exc:
+        raise InputError("E_SPEC_TRUST_ROOTS", f"trust_roots: {exc.message} (judged from "
+                         f"the --trust root, version {pinned.version})",
+                         hint="carry every trust-root version after the one hosts pin, each "
+                              "signed by its predecessor") from exc
+    for name, data in carried:
+        if name == REVOCATIONS:
+            try:
+                read_crl(data, root, "crl")
+            except OemkitError as exc:
+                raise InputError("E_SPEC_CRL", f"crl: {exc.message} (judged under trust "
+                                 f"root version {root.version})",
+                                 hint="issue the CRL with a crl key of the trust root the "
+                                      "hosts will hold ('oemkit crl issue')") from exc
 
 
 def _role(path: str, model: str, wheelhouse: str | None) -> str:

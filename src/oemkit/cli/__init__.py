@@ -356,6 +356,9 @@ def build(
     out: Path = typer.Option(Path("dist"), "--out", help="Output directory."),
     source_date_epoch: int | None = typer.Option(
         None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH)."),
+    trust: Path | None = typer.Option(
+        None, "--trust", help="The trust root hosts pin: check the carried trust roots and "
+        "CRL against it now."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
@@ -369,7 +372,7 @@ def build(
         loaded = load_spec(spec) if err.is_terminal else None  # the bar needs a total
         total = sum(f.source.stat().st_size for f in loaded.files) if loaded else None
         with progress("packing", total) as cb:
-            result = build_bundle(loaded or spec, out,
+            result = build_bundle(loaded or spec, out, trust=trust,
                                   source_date_epoch_override=source_date_epoch, progress=cb)
         if json_out:
             emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
