@@ -113,8 +113,9 @@ def join(
             err.print(f"[bold red]REJECTED[/] the joined bundle: {report.error.code}; "
                       "nothing was written")
             raise typer.Exit(1)
+        count = len(result.index.parts)
         err.print(f"[bold green]JOINED[/] {result.path}: {report.name} {report.version}, "
-                  f"{len(result.index.parts)} parts ({len(result.copied)} copied now, "
+                  f"{count} part{'' if count == 1 else 's'} ({len(result.copied)} copied now, "
                   f"{len(result.reused)} from an earlier run), verified (trust root "
                   f"v{report.trust_root_version})")
 
