@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -141,6 +142,18 @@ def _print_install(report, json_out: bool) -> None:
         raise typer.Exit(report.exit_code)
 
 
+def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
+                 reader_limits: tuple[int, int, int], state: Path | None, **opts: Any) -> None:
+    """install/upgrade: the run with a progress bar over verify + unpack, then the table."""
+    from oemkit.runners.install import install as run
+    from oemkit.runners.license import default_state_path
+
+    with progress("verifying and unpacking", file_size(bundle)) as cb:
+        report = run(bundle, prefix, trust, state_path=state or default_state_path(),
+                     progress=cb, limits=limits(*reader_limits), **opts)
+    _print_install(report, json_out)
+
+
 def install(
     bundle: Path = typer.Argument(..., help="Bundle to install."),
     prefix: Path = PREFIX_OPT,
@@ -164,16 +177,9 @@ def install(
     trust-root.json
     """
     with guard(json_out):
-        from oemkit.runners.install import install as run
-        from oemkit.runners.license import default_state_path
-
-        with progress("verifying and unpacking", file_size(bundle)) as cb:
-            report = run(bundle, prefix, trust, config=config, license_file=license,
-                         profile=profile, skip_smoke=skip_smoke,
-                         system_site_packages=system_site_packages,
-                         state_path=state or default_state_path(), progress=cb,
-                         limits=limits(max_files, max_member, max_payload))
-        _print_install(report, json_out)
+        _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
+                     state, config=config, license_file=license, profile=profile,
+                     skip_smoke=skip_smoke, system_site_packages=system_site_packages)
 
 
 def upgrade(
@@ -199,17 +205,10 @@ def upgrade(
     trust-root.json
     """
     with guard(json_out):
-        from oemkit.runners.install import install as run
-        from oemkit.runners.license import default_state_path
-
-        with progress("verifying and unpacking", file_size(bundle)) as cb:
-            report = run(bundle, prefix, trust, upgrade=True, license_file=license,
-                         profile=profile, skip_smoke=skip_smoke,
-                         allow_downgrade=allow_downgrade,
-                         system_site_packages=system_site_packages,
-                         state_path=state or default_state_path(), progress=cb,
-                         limits=limits(max_files, max_member, max_payload))
-        _print_install(report, json_out)
+        _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
+                     state, upgrade=True, license_file=license, profile=profile,
+                     skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
+                     system_site_packages=system_site_packages)
 
 
 def rollback(
