@@ -743,7 +743,7 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
                       f"crl key ({len(crl.licenses)} license(s), {len(crl.keys)} key(s) "
                       "revoked)")
 
-    data = b""
+    data = b""  # drop the last member read before the SBOM is parsed (memory)
     check_sbom(sbom if sbom is not None else read_member(handle, by_name[SBOM]), manifest)
     sbom = None
     report.passed("sbom", f"valid CycloneDX 1.6; lists all {len(manifest.files)} payload "
