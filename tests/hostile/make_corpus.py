@@ -87,6 +87,8 @@ FINGERPRINT = ["license", "issue", "--key", "{repo}/keys-example/license.key",
                "--out", "{tmp}/issued.lic", "--json"]
 COMMANDS = {"bundle": VERIFY, "trust-root": PINNED, "license": LICENSE, "crl": CRL,
             "spec": SPEC, "profile": PROFILE, "fingerprint": FINGERPRINT}
+#: Kind ``cli``: any other command (inspect, sbom, migrate, join, install, ...), given whole
+#: per case (``command=``); ``setup`` then prepares {work} as for spec cases.
 PASSPHRASE_ENV = {"OEMKIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
 
 
@@ -99,15 +101,18 @@ class Corpus:
 
     def add(self, file: str, kind: str, tries: str, data: bytes, code: str | None,
             exit_code: int, *, args: Sequence[str] = (), rss: bool = False,
-            setup: dict[str, Any] | None = None) -> None:
+            setup: dict[str, Any] | None = None, command: Sequence[str] | None = None) -> None:
         """One case. ``args``: extra options for the command (limits); ``rss``: also run
         in a child process and bound its peak memory; ``setup`` (spec cases): extra files
-        and symlinks made next to the copied spec. Cases that oemkit still gets wrong are
+        and symlinks made next to the copied spec; ``command`` (kind ``cli``): the whole
+        command, with the same placeholders. Cases that oemkit still gets wrong are
         listed, with the bug, in test_corpus.py's PENDING_FIXES."""
         assert file not in self.files and "/" not in file, file
         assert len(data) < 200_000, (file, len(data))
+        assert (command is None) == (kind != "cli"), (file, kind)
         self.files[file] = data
-        command = [part.replace("{file}", file) for part in COMMANDS[kind]]
+        base = COMMANDS[kind] if command is None else command
+        command = [part.replace("{file}", file) for part in base]
         command += list(args)
         item: dict[str, Any] = {"file": file, "kind": kind, "tries": tries,
                                 "command": command, "code": code, "exit": exit_code}
@@ -1271,6 +1276,10 @@ def generate() -> Corpus:
     spec_cases(c)
     profile_cases(c)
     fingerprint_cases(c)
+    from hostile import review_cases  # the outside review's classes (issue 13)
+
+    for add in review_cases.GENERATORS:
+        add(c, Forge(keys), keys)
     return c
 
 
@@ -1303,7 +1312,8 @@ def write(out: Path) -> Corpus:
 
 KIND_TITLES = {"bundle": "Bundles", "trust-root": "Trust roots (pinned with --trust)",
                "license": "Licenses", "crl": "Revocation lists", "spec": "Bundle specs",
-               "profile": "Hardware profiles", "fingerprint": "Host fingerprints"}
+               "profile": "Hardware profiles", "fingerprint": "Host fingerprints",
+               "cli": "Other commands (unverified readers, join, install, state file)"}
 
 
 def table(c: Corpus) -> str:
@@ -1313,12 +1323,13 @@ def table(c: Corpus) -> str:
     lines = []
     for kind, title in KIND_TITLES.items():
         cases = sorted((x for x in c.index if x["kind"] == kind), key=lambda x: x["file"])
-        base = COMMANDS[kind]
-        lines += [f"### {title} ({len(cases)})", "",
-                  "command: `oemkit " + " ".join(base).replace("{file}", "FILE") + "`", "",
+        base = COMMANDS.get(kind, [])
+        shown = ("command: `oemkit " + " ".join(base).replace("{file}", "FILE") + "`"
+                 if base else "command: as given for each case")
+        lines += [f"### {title} ({len(cases)})", "", shown, "",
                   "| file | what it tries | must get | exit |", "|---|---|---|---|"]
         for x in cases:
-            extra = x["command"][len(base):]
+            extra = x["command"][len(base):] if base else x["command"]
             tries = x["tries"].replace("|", "\\|")
             if extra:
                 tries += f" (`{' '.join(extra)}`)"

@@ -30,7 +30,7 @@ CORPUS = make_corpus.CORPUS
 REPO = CORPUS.parents[2]
 INDEX = json.loads((CORPUS / "INDEX.json").read_text())
 CASES: list[dict[str, Any]] = INDEX["cases"]
-KINDS = {"bundle", "license", "crl", "trust-root", "spec", "profile", "fingerprint"}
+KINDS = {"bundle", "license", "crl", "trust-root", "spec", "profile", "fingerprint", "cli"}
 RSS_LIMIT = 100 << 20
 # Time per case is measured by benchmarks/hostile_corpus.py, not asserted here: these
 # machines are shared and noisy (the fuzzers catch hangs: 10 s per input).
@@ -53,18 +53,30 @@ def _expand(case: dict[str, Any], tmp: Path) -> list[str]:
 
 def _prepare(case: dict[str, Any], tmp: Path) -> None:
     """Spec cases run on a scratch copy of the spec's directory: the spec, the model and
-    the files and symlinks the case sets up (symlink loops are never committed)."""
-    if case["kind"] != "spec":
+    the files and symlinks the case sets up (symlink loops are never committed). ``cli``
+    cases with a ``setup`` get the same scratch folder, with folders and copies of corpus
+    files as well."""
+    if case["kind"] not in ("spec", "cli"):
+        return
+    setup = case.get("setup", {})
+    if case["kind"] == "cli" and not setup:
         return
     work = tmp / "work"
     work.mkdir()
-    shutil.copyfile(CORPUS / case["file"], work / case["file"])
-    shutil.copyfile(CORPUS / make_corpus.SPEC_MODEL, work / make_corpus.SPEC_MODEL)
-    setup = case.get("setup", {})
+    if case["kind"] == "spec":
+        shutil.copyfile(CORPUS / case["file"], work / case["file"])
+        shutil.copyfile(CORPUS / make_corpus.SPEC_MODEL, work / make_corpus.SPEC_MODEL)
+    for name in setup.get("dirs", []):
+        (work / name).mkdir(parents=True, exist_ok=True)
+    for name, source in setup.get("copies", {}).items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(CORPUS / source, work / name)
     for name, text in setup.get("files", {}).items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
     for name, target in setup.get("symlinks", {}).items():
-        os.symlink(target, work / name)
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target.replace("{work}", str(work)), work / name)
 
 
 def _check_output(case: dict[str, Any], exit_code: int, stdout: str, output: str) -> None:
