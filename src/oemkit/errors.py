@@ -1,7 +1,8 @@
 """One error root for oemkit: every failure carries a stable code, a hint and an exit code.
 
 Exit codes (DESIGN.md): 0 success, 1 verification/policy/test failure, 2 usage error,
-3 invalid input or configuration, 4 environment problem.
+3 invalid input or configuration, 4 environment problem, 70 internal error (a bug in
+oemkit, never a verdict: sysexits' EX_SOFTWARE), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_ENV = 4
+#: An unexpected exception inside oemkit (``E_INTERNAL``): a crash, not an answer. Scripts
+#: must never read it as "verification said no" (1), so it has its own code.
+EXIT_INTERNAL = 70
+#: Interrupted by the user (Ctrl-C, or end of input at a prompt): 128 + SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 class OemkitError(Exception):

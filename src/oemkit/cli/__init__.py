@@ -17,20 +17,25 @@ from oemkit.cli._output import (
     MAX_MEMBER,
     MAX_PAYLOAD,
     STATE,
+    OemkitGroup,
     check_table,
     emit_json,
     err,
     file_size,
     guard,
+    int_option,
     limits,
     passphrase_for,
     progress,
+    safe,
 )
 
 app = typer.Typer(
     name="oemkit",
     help="Offline-first bundles: build, sign, verify, license, smoke-test and size.\n\n"
-         "Exit codes: 0 ok, 1 verification/test failed, 2 usage, 3 bad input, 4 environment.",
+         "Exit codes: 0 ok, 1 verification/test failed, 2 usage, 3 bad input, 4 environment, "
+         "70 internal error.",
+    cls=OemkitGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -117,8 +122,8 @@ def init(
         files = scaffold_bundle(name, dest)
         if json_out:
             emit_json({"ok": True, "dir": str(dest), "files": [str(f) for f in files]})
-        err.print(f"Created {dest} with {len(files)} files. Next: oemkit build "
-                  f"{dest / 'bundle.yaml'}")
+        err.print(f"Created {safe(dest)} with {len(files)} files. Next: oemkit build "
+                  f"{safe(dest / 'bundle.yaml')}")
 
 
 @keys_app.command("generate")
@@ -148,8 +153,9 @@ def keys_generate(
         result = generate_key_files(name, usage, algorithm, out_dir, passphrase)
         if json_out:
             emit_json({"ok": True, **result})
-        err.print(f"Key id {result['keyid']} ({algorithm}, usage {usage})\n"
-                  f"  private: {result['private']} (0600)\n  public:  {result['public']}")
+        err.print(f"Key id {safe(result['keyid'])} ({safe(algorithm)}, usage {safe(usage)})\n"
+                  f"  private: {safe(result['private'])} (0600)\n"
+                  f"  public:  {safe(result['public'])}")
         if not json_out:
             sys.stdout.write(result["keyid"] + "\n")
 
@@ -181,7 +187,8 @@ def _new_passphrase() -> bytes:
 @trust_app.command("init")
 def trust_init(
     root_key: list[Path] = typer.Option(..., "--root-key", help="Root private key (repeat)."),
-    threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change."),
+    threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change.",
+                                  parser=int_option("--threshold", 1)),
     out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
     json_out: bool = JSON_OPT,
 ) -> None:
@@ -206,7 +213,7 @@ def _report_root(path: Path, json_out: bool) -> None:
     root = parse_root(read_input(path, "trust root")).root
     if json_out:
         emit_json({"ok": True, "path": str(path), "trust_root": root.to_dict()})
-    err.print(f"Wrote {path}: trust root v{root.version} with {len(root.keys)} key(s)")
+    err.print(f"Wrote {safe(path)}: trust root v{root.version} with {len(root.keys)} key(s)")
 
 
 def _current_root(path: Path):
@@ -299,7 +306,8 @@ trust_app.command(
 def trust_set_threshold(
     root: Path = typer.Argument(..., help="Current trust root."),
     usage: str = typer.Argument(..., help="root, bundle, license or crl."),
-    threshold: int = typer.Argument(..., help="Valid signatures required."),
+    threshold: int = typer.Argument(..., help="Valid signatures required.",
+                                    parser=int_option("THRESHOLD", 1)),
     sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of over ROOT."),
     json_out: bool = JSON_OPT,
@@ -335,13 +343,14 @@ def trust_show(
         from rich.table import Table
 
         err.print(f"Trust root v{r.version}, issued {r.issued:%Y-%m-%d %H:%M:%SZ}; thresholds: "
-                  + ", ".join(f"{u}={n}" for u, n in r.thresholds.items()))
+                  + ", ".join(f"{safe(u)}={n}" for u, n in r.thresholds.items()))
         table = Table(box=None, header_style="bold")
         for col in ("keyid", "name", "usage", "status", "not before", "expires/retired"):
             table.add_column(col)
         for k in r.keys:
             end = k.window_end()
-            table.add_row(k.keyid[:16] + "…", k.name, ",".join(k.usage), k.status,
+            table.add_row(safe(k.keyid[:16]) + "…", safe(k.name), safe(",".join(k.usage)),
+                          safe(k.status),
                           f"{k.not_before:%Y-%m-%d}" if k.not_before else "-",
                           f"{end:%Y-%m-%d}" if end else "-")
         err.print(table)
@@ -355,7 +364,8 @@ def build(
     spec: Path = typer.Argument(..., help="bundle.yaml (or its directory)."),
     out: Path = typer.Option(Path("dist"), "--out", help="Output directory."),
     source_date_epoch: int | None = typer.Option(
-        None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH)."),
+        None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH).",
+        parser=int_option("--source-date-epoch", 0, 253402300799)),
     trust: Path | None = typer.Option(
         None, "--trust", help="The trust root hosts pin: check the carried trust roots and "
         "CRL against it now."),
@@ -380,10 +390,10 @@ def build(
                        "payload_sha256": result.payload_sha256, "files": result.files,
                        "payload_bytes": result.payload_bytes,
                        "verify_flags": list(result.verify_flags)})
-        err.print(f"Built {result.path} ({result.files} files, {result.payload_bytes} bytes; "
-                  f"manifest sha256 {result.manifest_sha256})")
+        err.print(f"Built {safe(result.path)} ({result.files} files, {result.payload_bytes} "
+                  f"bytes; manifest sha256 {safe(result.manifest_sha256)})")
         if result.verify_flags:
-            flags = " ".join(result.verify_flags)
+            flags = safe(" ".join(result.verify_flags))
             err.print(f"[yellow]NOTE[/]: this bundle exceeds the default reader limits; sign, "
                       f"verify, unpack, install, upgrade, split and join it with {flags}")
 
@@ -412,9 +422,9 @@ def sign(
             emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
                        "already_signed": list(result.kept)})
         for keyid in result.added:
-            err.print(f"Signed {bundle} with key {keyid}")
+            err.print(f"Signed {safe(bundle)} with key {safe(keyid)}")
         for keyid in result.kept:
-            err.print(f"Already signed by key {keyid}; unchanged")
+            err.print(f"Already signed by key {safe(keyid)}; unchanged")
 
 
 # --------------------------------------------------------------------------- verify & co
@@ -425,10 +435,11 @@ def _print_report(report, json_out: bool) -> None:
         emit_json(report.to_dict())
     check_table(report.checks)
     if report.ok:
-        err.print(f"[bold green]VERIFIED[/] {report.name} {report.version} "
-                  f"(trust root v{report.trust_root_version})")
+        err.print(f"[bold green]VERIFIED[/] {safe(report.name)} {safe(report.version)} "
+                  f"(trust root v{safe(report.trust_root_version)})")
     else:
-        err.print(f"[bold red]REJECTED[/] {report.bundle}: {report.error.code}")
+        code = report.error.code if report.error is not None else "?"
+        err.print(f"[bold red]REJECTED[/] {safe(report.bundle)}: {safe(code)}")
 
 
 @app.command()
@@ -484,25 +495,48 @@ def inspect(
             info["verification"] = report.to_dict()
         if json_out:
             emit_json(info)
-        m = info["manifest"]
-        status = ("[bold green]VERIFIED[/]" if info["verified"] else
-                  "[bold yellow]UNVERIFIED[/]" if trust is None else "[bold red]REJECTED[/]")
-        err.print(f"{status} {m['name']} {m['version']} — {m['description']}")
-        err.print(f"  built {m['build_time']} by oemkit {m['builder'].get('version')}; "
-                  f"manifest sha256 {info['manifest_sha256']}")
-        err.print(f"  model {m['runtime']['model']}, entrypoint {m['runtime']['entrypoint']}, "
-                  f"profiles {', '.join(m['runtime']['profiles']) or '-'}")
-        err.print(f"  signatures: {', '.join(k[:16] + '…' for k in info['signatures']) or 'none'}")
-        from rich.table import Table
-
-        table = Table(box=None, header_style="bold")
-        for col in ("path", "size", "mode", "sha256"):
-            table.add_column(col)
-        for f in m["files"]:
-            table.add_row(f["path"], str(f["size"]), f"{f['mode']:o}", f["sha256"][:16] + "…")
-        err.print(table)
+        _print_inspect(info, trust is not None)
         if trust is not None and not info["verified"]:
             raise typer.Exit(1)
+
+
+def _at(doc: object, *path: str) -> object:
+    """``doc[path[0]][path[1]]...`` or None: rendering never trusts an unverified shape."""
+    for key in path:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _print_inspect(info: dict, checked: bool) -> None:
+    """What ``inspect`` found, every bundle-supplied string through :func:`safe`."""
+    from rich.table import Table
+
+    m = info.get("manifest")
+    status = ("[bold green]VERIFIED[/]" if info.get("verified") is True else
+              "[bold yellow]UNVERIFIED[/]" if not checked else "[bold red]REJECTED[/]")
+    err.print(f"{status} {safe(_at(m, 'name'))} {safe(_at(m, 'version'))} — "
+              f"{safe(_at(m, 'description'))}")
+    err.print(f"  built {safe(_at(m, 'build_time'))} by oemkit "
+              f"{safe(_at(m, 'builder', 'version'))}; manifest sha256 "
+              f"{safe(info.get('manifest_sha256'))}")
+    profiles = ", ".join(safe(p) for p in _list(_at(m, "runtime", "profiles")))
+    err.print(f"  model {safe(_at(m, 'runtime', 'model'))}, entrypoint "
+              f"{safe(_at(m, 'runtime', 'entrypoint'))}, profiles {profiles or '-'}")
+    signers = ", ".join(safe(str(k)[:16]) + "…" for k in _list(info.get("signatures")))
+    err.print(f"  signatures: {signers or 'none'}")
+    table = Table(box=None, header_style="bold")
+    for col in ("path", "size", "mode", "sha256"):
+        table.add_column(col)
+    for f in _list(_at(m, "files")):
+        mode = _at(f, "mode")
+        table.add_row(safe(_at(f, "path")), safe(_at(f, "size")),
+                      f"{mode:o}" if isinstance(mode, int) else safe(mode),
+                      safe(str(_at(f, "sha256"))[:16]) + "…")
+    err.print(table)
 
 
 @app.command()
@@ -575,9 +609,9 @@ def sbom(
             emit_json({"ok": True, "verified": doc.verified, "bundle": doc.bundle,
                        "components": rows})
         _unverified_note(doc.verified)
-        meta = doc.doc.get("metadata", {}).get("component", {})
-        err.print(f"SBOM of {meta.get('name')} {meta.get('version')}: {len(rows)} components, "
-                  f"serial {doc.doc.get('serialNumber')}")
+        err.print(f"SBOM of {safe(_at(doc.doc, 'metadata', 'component', 'name'))} "
+                  f"{safe(_at(doc.doc, 'metadata', 'component', 'version'))}: {len(rows)} "
+                  f"components, serial {safe(_at(doc.doc, 'serialNumber'))}")
         if format == "table":
             from rich.table import Table
 
@@ -585,8 +619,8 @@ def sbom(
             for col in ("type", "name", "version", "sha256"):
                 table.add_column(col, overflow="fold")
             for r in rows:
-                table.add_row(r["type"], r["name"], r["version"] or "-",
-                              (r["sha256"] or "-")[:16])
+                table.add_row(safe(r["type"]), safe(r["name"]), safe(r["version"] or "-"),
+                              safe(str(r["sha256"] or "-")[:16]))
             err.print(table)
 
 
@@ -599,12 +633,14 @@ def _unverified_note(verified: bool) -> None:
 def _print_diff(diff: dict) -> None:
     for kind, mark in (("added", "[green]+[/]"), ("removed", "[red]-[/]")):
         for c in diff[kind]:
-            err.print(f"{mark} {c['type']} {c['name']} {c['version'] or ''}".rstrip())
+            err.print(f"{mark} {safe(c['type'])} {safe(c['name'])} "
+                      f"{safe(c['version'] or '')}".rstrip())
     for c in diff["changed"]:
         old, new = c["old"], c["new"]
-        what = (f"{old['version']} -> {new['version']}" if old["version"] != new["version"]
-                else f"sha256 {str(old['sha256'])[:12]} -> {str(new['sha256'])[:12]}")
-        err.print(f"[yellow]~[/] {c['type']} {c['name']}: {what}")
+        what = (f"{safe(old['version'])} -> {safe(new['version'])}"
+                if old["version"] != new["version"] else
+                f"sha256 {safe(str(old['sha256'])[:12])} -> {safe(str(new['sha256'])[:12])}")
+        err.print(f"[yellow]~[/] {safe(c['type'])} {safe(c['name'])}: {what}")
     if not any(diff.values()):
         err.print("no component changed")
 
@@ -627,15 +663,15 @@ def provenance(
         emit_json({"ok": True, "verified": doc.verified, "statement": statement}
                   if json_out else statement)
         _unverified_note(doc.verified)
-        build = statement.get("predicate", {}).get("buildDefinition", {})
-        run_details = statement.get("predicate", {}).get("runDetails", {})
-        err.print(f"buildType {build.get('buildType')}; builder "
-                  f"{run_details.get('builder', {}).get('id')}")
-        for subject in statement.get("subject", []):
-            err.print(f"  subject {subject.get('name')} sha256:"
-                      f"{subject.get('digest', {}).get('sha256')}")
-        err.print(f"  {len(build.get('resolvedDependencies', []))} resolved dependencies; "
-                  f"finished {run_details.get('metadata', {}).get('finishedOn')}")
+        build = _at(statement, "predicate", "buildDefinition")
+        run_details = _at(statement, "predicate", "runDetails")
+        err.print(f"buildType {safe(_at(build, 'buildType'))}; builder "
+                  f"{safe(_at(run_details, 'builder', 'id'))}")
+        for subject in _list(_at(statement, "subject")):
+            err.print(f"  subject {safe(_at(subject, 'name'))} sha256:"
+                      f"{safe(_at(subject, 'digest', 'sha256'))}")
+        err.print(f"  {len(_list(_at(build, 'resolvedDependencies')))} resolved dependencies; "
+                  f"finished {safe(_at(run_details, 'metadata', 'finishedOn'))}")
 
 
 @app.command()
@@ -655,17 +691,17 @@ def demo(
         if json_out:
             emit_json({"ok": report.ok, "bundle": str(result["bundle"]),
                        "trust_root": str(result["trust_root"]), "report": report.to_dict()})
-        err.print(f"Built   {result['bundle']}")
-        err.print(f"Signed  with keys-example/bundle.key (key {report.signers[0][:16]}…)"
+        err.print(f"Built   {safe(result['bundle'])}")
+        err.print(f"Signed  with keys-example/bundle.key (key {safe(report.signers[0][:16])}…)"
                   if report.signers else "Signed  (no trusted signer)")
-        err.print(f"Trust   {result['trust_root']} (v{report.trust_root_version}; example keys, "
-                  "INSECURE)")
+        err.print(f"Trust   {safe(result['trust_root'])} (v{report.trust_root_version}; example "
+                  "keys, INSECURE)")
         check_table(report.checks)
         if not report.ok:
             err.print("[bold red]demo failed[/]")
             raise typer.Exit(1)
-        err.print(f"[bold green]OK[/] every check passed. Try: oemkit verify {result['bundle']} "
-                  f"--trust {result['trust_root']}")
+        err.print(f"[bold green]OK[/] every check passed. Try: oemkit verify "
+                  f"{safe(result['bundle'])} --trust {safe(result['trust_root'])}")
 
 
 def main() -> None:

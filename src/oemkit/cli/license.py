@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import emit_json, err, guard, passphrase_for
+from oemkit.cli._output import emit_json, err, guard, int_option, parse_int, passphrase_for, safe
 
 license_app = typer.Typer(
     rich_markup_mode=None,
@@ -29,12 +29,15 @@ def _key(path: Path):
 def _duration(text: str) -> int:
     from oemkit.errors import UsageError
 
-    match = re.fullmatch(r"(\d+)([dhm]?)", text.strip())
+    match = re.fullmatch(r"([0-9]+)([dhm]?)", text.strip())
     if not match:
-        raise UsageError("E_USAGE", f"--grace {text!r} is not a duration",
+        raise UsageError("E_USAGE", f"--grace {text[:40]!r} is not a duration",
                          hint="use e.g. 14d, 36h or 90m")
-    value, unit = int(match.group(1)), match.group(2) or "d"
-    return value * {"d": 86400, "h": 3600, "m": 60}[unit]
+    unit = match.group(2) or "d"
+    scale = {"d": 86400, "h": 3600, "m": 60}[unit]
+    # at most about 10,000 years: the claims check then judges expires + grace
+    value = parse_int(match.group(1), "--grace", maximum=(10_000 * 366 * 86400) // scale)
+    return value * scale
 
 
 def _limits(items: list[str]) -> dict[str, int]:
@@ -43,10 +46,10 @@ def _limits(items: list[str]) -> dict[str, int]:
     out = {}
     for item in items:
         name, _, value = item.partition("=")
-        if not name or not value.isdigit():
-            raise UsageError("E_USAGE", f"--limit {item!r} is not NAME=INTEGER",
+        if not name or not value:
+            raise UsageError("E_USAGE", f"--limit {item[:40]!r} is not NAME=INTEGER",
                              hint="e.g. --limit seats=50")
-        out[name] = int(value)
+        out[name] = parse_int(value, f"--limit {name}")
     return out
 
 
@@ -68,13 +71,15 @@ def issue(
                                              help="Bind to bundles built until this date."),
     hardware: Path | None = typer.Option(None, "--hardware",
                                          help="Fingerprint file from the customer host."),
-    match: int | None = typer.Option(None, "--match", min=1,
+    match: int | None = typer.Option(None, "--match", parser=int_option("--match", 1),
                                      help="Components that must match (default: all)."),
     env: str | None = typer.Option(None, "--env", help="Bind to an environment name."),
-    seq: int = typer.Option(1, "--seq", min=1, help="Re-issue sequence number."),
+    seq: int = typer.Option(1, "--seq", parser=int_option("--seq", 1),
+                            help="Re-issue sequence number."),
     license_id: str | None = typer.Option(None, "--license-id",
                                           help="Default: CUSTOMER-PRODUCT."),
-    min_crl_seq: int | None = typer.Option(None, "--min-crl-seq", min=0,
+    min_crl_seq: int | None = typer.Option(None, "--min-crl-seq",
+                                           parser=int_option("--min-crl-seq", 0),
                                            help="Require a CRL at least this new."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
@@ -141,9 +146,9 @@ def issue(
         atomic_write_bytes(out, data)
         if json_out:
             emit_json({"ok": True, "license": str(out), "claims": claims.to_dict()})
-        err.print(f"Issued {out}: license {lid} (re-issue {seq}) for {customer_name}, "
-                  f"{product}, expires {claims.expires:%Y-%m-%d}, signed by "
-                  f"{signing_key.keyid[:16]}…")
+        err.print(f"Issued {safe(out)}: license {safe(lid)} (re-issue {seq}) for "
+                  f"{safe(customer_name)}, {safe(product)}, expires "
+                  f"{claims.expires:%Y-%m-%d}, signed by {safe(signing_key.keyid[:16])}…")
 
 
 @license_app.command("verify")
@@ -194,16 +199,17 @@ def verify(
             emit_json({"ok": True, **verdict.to_dict()})
         c = verdict.claims
         color = "green" if verdict.status == "valid" else "yellow"
-        err.print(f"[bold {color}]{verdict.status.upper()}[/] license {c.license_id} (re-issue "
-                  f"{c.seq}) for {c.customer_name} ({c.customer_id}), product {c.product}")
+        err.print(f"[bold {color}]{safe(verdict.status.upper())}[/] license "
+                  f"{safe(c.license_id)} (re-issue {c.seq}) for {safe(c.customer_name)} "
+                  f"({safe(c.customer_id)}), product {safe(c.product)}")
         err.print(f"  expires {c.expires:%Y-%m-%d}, judged at "
                   f"{verdict.effective_time:%Y-%m-%dT%H:%M:%SZ}"
                   + (f"; grace: {verdict.grace_days_left} days left"
                      if verdict.status == "grace" else ""))
-        err.print(f"  features: {', '.join(sorted(c.features)) or '-'}; limits: "
-                  + (", ".join(f"{k}={v}" for k, v in sorted(c.limits.items())) or "-"))
+        err.print(f"  features: {safe(', '.join(sorted(c.features))) or '-'}; limits: "
+                  + (", ".join(f"{safe(k)}={v}" for k, v in sorted(c.limits.items())) or "-"))
         for warning in verdict.warnings:
-            err.print(f"  [yellow]warning[/]: {warning}", markup=True)
+            err.print(f"  [yellow]warning[/]: {safe(warning)}")
 
 
 @license_app.command("inspect")
@@ -246,13 +252,15 @@ def inspect(
         else:
             revocation = (f"not revoked by CRL sequence {newest.seq}" if newest
                           else "no CRL given")
-            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {doc.keyid[:16]}…, not "
+            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {safe(doc.keyid[:16])}…, not "
                       f"compromised, valid when it signed; {revocation}); dates, bindings and "
                       "this host's state are judged by 'oemkit license verify'")
         if not json_out:
             import json
 
-            err.print(json.dumps(claims, indent=2, sort_keys=True), markup=False)
+            # ensure_ascii: every control and bidi character is a visible \\uXXXX escape
+            err.print(json.dumps(claims, indent=2, sort_keys=True, ensure_ascii=True),
+                      markup=False)
 
 
 @license_app.command("fingerprint")
@@ -285,8 +293,8 @@ def fingerprint(
         if json_out or out is None:
             emit_json(doc)
         kinds = ", ".join(f"{k} x{len(v)}" for k, v in sorted(host.items()))
-        err.print(f"{len(doc['components'])} components ({kinds})"
-                  + (f" written to {out}" if out else ""))
+        err.print(f"{len(doc['components'])} components ({safe(kinds)})"
+                  + (f" written to {safe(out)}" if out else ""))
 
 
 @license_app.command("attach")
@@ -306,13 +314,14 @@ def attach(
         name = attach_license(bundle, read_armored(file, "license"))
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "member": name})
-        err.print(f"Attached {file} to {bundle} as {name}")
+        err.print(f"Attached {safe(file)} to {safe(bundle)} as {safe(name)}")
 
 
 @crl_app.command("issue")
 def crl_issue(
     key: Path = typer.Option(..., "--key", help="CRL signing key (usage crl)."),
-    seq: int = typer.Option(..., "--seq", min=1, help="Sequence number (monotonic)."),
+    seq: int = typer.Option(..., "--seq", parser=int_option("--seq", 1),
+                            help="Sequence number (monotonic)."),
     revoke: list[str] = typer.Option([], "--revoke", help="LICENSE_ID[:below_seq] (repeat)."),
     revoke_key: list[str] = typer.Option([], "--revoke-key", help="Key id (repeat)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
@@ -332,15 +341,17 @@ def crl_issue(
 
         entries = []
         for item in revoke:
-            lid, _, below = item.partition(":")
-            if not lid or (below and not below.isdigit()):
-                raise UsageError("E_USAGE", f"--revoke {item!r} is not LICENSE_ID[:below_seq]",
+            lid, sep, below = item.partition(":")
+            if not lid or (sep and not below):
+                raise UsageError("E_USAGE", f"--revoke {item[:40]!r} is not "
+                                 "LICENSE_ID[:below_seq]",
                                  hint="e.g. --revoke acme-vision or --revoke acme-vision:3")
-            entries.append((lid, int(below) if below else None))
+            entries.append((lid, parse_int(below, f"--revoke {lid}:")
+                            if below else None))
         when = parse_time(issued_at, "--issued-at") if issued_at else now()
         data = issue_crl(_key(key), seq, revoke=entries, revoke_keys=revoke_key, issued_at=when)
         atomic_write_bytes(out, data)
         if json_out:
             emit_json({"ok": True, "crl": str(out), "seq": seq})
-        err.print(f"Issued {out}: CRL sequence {seq}, {len(entries)} license(s) and "
+        err.print(f"Issued {safe(out)}: CRL sequence {seq}, {len(entries)} license(s) and "
                   f"{len(revoke_key)} key(s) revoked")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for
+from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, safe
 
 profile_app = typer.Typer(
     rich_markup_mode=None,
@@ -28,7 +28,8 @@ def profile_list(json_out: bool = JSON_OPT) -> None:
         if json_out:
             emit_json({"ok": True, "profiles": [p.to_dict() for p in profiles]})
         for p in profiles:
-            err.print(f"{p.name:14} {p.accelerator:9} {p.description}", markup=False)
+            err.print(safe(f"{p.name:14} {p.accelerator:9} {p.description}", markup=False),
+                      markup=False)
 
 
 @profile_app.command("show")
@@ -69,13 +70,15 @@ def profile_detect(json_out: bool = JSON_OPT) -> None:
             emit_json({"ok": True, "host": host.to_dict(),
                        "profiles": {n: {"satisfied": not r, "unmet": r}
                                     for n, r in verdicts.items()}})
-        err.print(f"{host.cpu_model or host.arch}: {host.cores} cores, {host.memory_mb} MB, "
-                  f"onnxruntime {host.onnxruntime or 'not installed'}", markup=False)
-        err.print(f"providers: {', '.join(host.providers) or 'none'}; GPUs: "
-                  f"{', '.join(host.gpus) or 'none visible'}", markup=False)
+        err.print(safe(f"{host.cpu_model or host.arch}: {host.cores} cores, "
+                       f"{host.memory_mb} MB, onnxruntime "
+                       f"{host.onnxruntime or 'not installed'}", markup=False), markup=False)
+        err.print(safe(f"providers: {', '.join(host.providers) or 'none'}; GPUs: "
+                       f"{', '.join(host.gpus) or 'none visible'}", markup=False),
+                  markup=False)
         for name, reasons in verdicts.items():
             mark = "[green]satisfied[/]" if not reasons else "[red]not satisfied[/]"
-            err.print(f"  {name:14} {mark} " + "; ".join(reasons))
+            err.print(f"  {safe(name):14} {mark} " + "; ".join(safe(r) for r in reasons))
 
 
 def smoke(
@@ -143,6 +146,6 @@ def smoke(
                       f"{t.get('first_inference', 0):.1f} ms")
         verdict = {"PASSED": "[bold green]PASSED[/]", "WARNED": "[bold yellow]PASSED with "
                    "warnings[/]", "FAILED": "[bold red]FAILED[/]"}[result.result]
-        err.print(f"{verdict} smoke test of {bundle} on profile {profile}")
+        err.print(f"{verdict} smoke test of {safe(bundle)} on profile {safe(profile)}")
         if result.exit_code:
             raise typer.Exit(result.exit_code)

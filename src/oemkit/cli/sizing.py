@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._output import emit_json, err, guard
+from oemkit.cli._output import emit_json, err, float_option, guard, int_option, parse_int, safe
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
@@ -15,12 +15,15 @@ def sizing(
     args: list[str] = typer.Argument(..., metavar="BUNDLE | compare A.json B.json"),
     profile: str | None = typer.Option(None, "--profile", help="Profile name or YAML file."),
     trust: Path | None = typer.Option(None, "--trust", help="Pinned trust root."),
-    target_qps: float | None = typer.Option(None, "--target-qps", min=0.001,
+    target_qps: float | None = typer.Option(None, "--target-qps",
+                                            parser=float_option("--target-qps", 0.001, 1e9),
                                             help="Load to size for."),
     slo: str | None = typer.Option(None, "--slo", help="e.g. p99=50ms (default: the "
                                    "profile's p95 budget)."),
-    headroom: float = typer.Option(0.3, "--headroom", min=0.0, max=0.95),
-    redundancy: int = typer.Option(0, "--redundancy", min=0),
+    headroom: float = typer.Option(0.3, "--headroom",
+                                   parser=float_option("--headroom", 0.0, 0.95)),
+    redundancy: int = typer.Option(0, "--redundancy",
+                                   parser=int_option("--redundancy", 0, 1_000_000)),
     batch: str = typer.Option("1,8,32", "--batch", help="Comma-separated batch sizes."),
     threads: str = typer.Option("auto", "--threads", help="auto or e.g. 1,2,4."),
     duration: str = typer.Option("5s", "--duration", help="Time budget per configuration."),
@@ -28,7 +31,10 @@ def sizing(
     format: str = typer.Option("json,md,html", "--format", help="Any of json, md, html."),
     force: bool = typer.Option(False, "--force", help="Measure even if the host does not "
                                "satisfy the profile."),
-    max_regression: float | None = typer.Option(None, "--max-regression", help="compare: "
+    max_regression: float | None = typer.Option(None, "--max-regression",
+                                                parser=float_option("--max-regression", 0.0,
+                                                                    1e6),
+                                                help="compare: "
                                                 "exit 1 when a figure is worse by more "
                                                 "than this fraction (e.g. 0.1)."),
     json_out: bool = JSON_OPT,
@@ -60,14 +66,28 @@ def sizing(
 def _ints(text: str, what: str) -> tuple[int, ...]:
     from oemkit.errors import UsageError
 
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise UsageError("E_USAGE", f"{what} {text!r} is not a list of positive integers",
-                         hint=f"e.g. {what} 1,8,32")
+    values = tuple(parse_int(x, what, minimum=1, maximum=1 << 20)
+                   for x in text.split(",") if x.strip())
+    if not values:
+        raise UsageError("E_USAGE", f"{what} {text[:40]!r} is not a list of positive "
+                         "integers", hint=f"e.g. {what} 1,8,32")
     return values
+
+
+def _short(text: str, what: str) -> str:
+    """Option text of a sane length before it is parsed as a number."""
+    from oemkit.errors import UsageError
+
+    if len(text) > 40:
+        raise UsageError("E_USAGE", f"{what} {text[:40]!r}... is too long",
+                         hint=f"e.g. {what} 50ms")
+    return text
+
+
+def _bounded(value: float, what: str, low: float, high: float) -> float:
+    from oemkit.cli._output import parse_float
+
+    return parse_float(value, what, minimum=low, maximum=high)
 
 
 def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch, threads,
@@ -83,10 +103,13 @@ def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batc
     if not formats or formats - {"json", "md", "html"}:
         raise UsageError("E_USAGE", f"--format {format!r}", hint="any of json, md, html")
     request = SizingRequest(
-        target_qps=target_qps, slo_p99_ms=parse_slo(slo) if slo else None, headroom=headroom,
-        redundancy=redundancy, batches=_ints(batch, "--batch"),
+        target_qps=target_qps,
+        slo_p99_ms=_bounded(parse_slo(_short(slo, "--slo")), "--slo", 1e-3, 1e7)
+        if slo else None,
+        headroom=headroom, redundancy=redundancy, batches=_ints(batch, "--batch"),
         threads=() if threads == "auto" else _ints(threads, "--threads"),
-        duration_s=parse_duration(duration), force=force)
+        duration_s=_bounded(parse_duration(_short(duration, "--duration")), "--duration",
+                            1e-3, 86400.0), force=force)
     status = err.status("measuring") if err.is_terminal else None
     if status:
         status.start()
@@ -108,15 +131,17 @@ def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batc
         emit_json(doc)
     rec = doc["recommendation"]
     for note in doc["notes"]:
-        err.print(f"[yellow]note[/]: {note}")
+        err.print(f"[yellow]note[/]: {safe(note)}")
     if rec.get("achievable"):
         err.print(f"one instance sustains {rec['sustainable_qps_per_instance']:.1f} queries/s "
                   f"at p99 <= {rec['slo_p99_ms']:g} ms")
         if "instances" in rec:
-            err.print(f"[bold]instances: {rec['instances']}[/] = {rec['arithmetic']}")
+            err.print(f"[bold]instances: {safe(rec['instances'])}[/] = "
+                      f"{safe(rec['arithmetic'])}")
     else:
-        err.print(f"[bold red]{rec['reason']}[/]")
-    err.print(f"reports in {out}/" + ("" if doc["complete"] else " (INCOMPLETE: interrupted)"))
+        err.print(f"[bold red]{safe(rec['reason'])}[/]")
+    err.print(f"reports in {safe(out)}/"
+              + ("" if doc["complete"] else " (INCOMPLETE: interrupted)"))
     if not doc["complete"]:
         raise typer.Exit(1)
 
@@ -146,12 +171,12 @@ def _compare(a_path: Path, b_path: Path, max_regression: float | None, json_out:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for col in ("figure", str(a_path), str(b_path), "B/A"):
+    for col in ("figure", safe(a_path), safe(b_path), "B/A"):
         table.add_column(col)
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         mark = " [red](worse)[/]" if r in regressed else ""
-        table.add_row(r["figure"], f"{r['a']:.4g}" if r["a"] is not None else "-",
+        table.add_row(safe(r["figure"]), f"{r['a']:.4g}" if r["a"] is not None else "-",
                       f"{r['b']:.4g}" if r["b"] is not None else "-", ratio + mark)
     err.print(table)
     if regressed:
