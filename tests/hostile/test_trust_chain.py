@@ -84,9 +84,23 @@ def test_carried_older_root_never_downgrades_the_pinned_one(trust_v1, trust_v3):
 def test_two_carried_roots_claiming_the_same_version(trust_v1, trust_v2, other_v2):
     with pytest.raises(VerificationError) as err:
         walk_chain(parse_root(trust_v1).root,
-                   [("trust/root-2.json", trust_v2), ("trust/root-2b.json", other_v2)])
+                   [("trust/root-2.json", trust_v2), ("trust/root-2.json", other_v2)])
     assert err.value.code == "E_TRUST_ROLLBACK"
-    assert err.value.member == "trust/root-2b.json"
+    assert err.value.member == "trust/root-2.json"
+
+
+def test_carried_root_named_otherwise_than_its_version(trust_v1, trust_v2):
+    """Carried roots are ordered by their names (no document is read to sort them), so
+    a name must be trust/root-N.json and N the document's version."""
+    for name in ("trust/root-2b.json", "trust/root-02.json", "trust/two.json"):
+        with pytest.raises(VerificationError) as err:
+            walk_chain(parse_root(trust_v1).root, [(name, trust_v2)])
+        assert (err.value.code, err.value.member) == ("E_TRUST_INVALID", name)
+        assert "trust/root-N.json" in err.value.message
+    with pytest.raises(VerificationError) as err:
+        walk_chain(parse_root(trust_v1).root, [("trust/root-2.json", trust_v1)])
+    assert err.value.code == "E_TRUST_INVALID"
+    assert "holds trust root version 1, not 2" in err.value.message
 
 
 # --------------------------------------------------------------------------- pure: skip

@@ -25,7 +25,6 @@ from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import InputError, VerificationError
 
 MAX_ARMORED = 64 << 10
-_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def _armor_error(message: str, what: str) -> VerificationError:
@@ -104,17 +103,14 @@ def sign_document(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> byt
     """Envelope JSON bytes with one signature by ``key`` (ECDSA normalised to low S)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-    from cryptography.hazmat.primitives.asymmetric.utils import (
-        decode_dss_signature,
-        encode_dss_signature,
-    )
+
+    from oemkit.crypto.dsse import low_s
 
     message = pae(payload_type, payload)
     if isinstance(key.private, ed25519.Ed25519PrivateKey):
         sig = key.private.sign(message)
     else:
-        r, s = decode_dss_signature(key.private.sign(message, ec.ECDSA(hashes.SHA256())))
-        sig = encode_dss_signature(r, min(s, _P256_N - s))
+        sig = low_s(key.private.sign(message, ec.ECDSA(hashes.SHA256())))
     envelope = {"payloadType": payload_type, "payload": b64encode(payload),
                 "signatures": [{"keyid": key.keyid, "alg": key.algorithm,
                                 "sig": b64encode(sig)}]}

@@ -22,6 +22,11 @@ INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 SIGSTORE_BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 #: More signatures than this in one envelope is treated as hostile.
 MAX_SIGNATURES = 64
+#: The order of the P-256 group. An ECDSA signature (r, s) also verifies as (r, n - s);
+#: oemkit writes and accepts only the "low-S" one, s <= n / 2, so a signature has exactly
+#: one valid form (as Bitcoin, Ethereum and sigstore-go require).
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_HALF_N = P256_N // 2
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,45 @@ def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
 
     public = SSlibKey.from_crypto(key.public)
     signer = CryptoSigner(key.private, public)
-    return bytes.fromhex(signer.sign(pae(payload_type, payload)).signature)
+    sig = bytes.fromhex(signer.sign(pae(payload_type, payload)).signature)
+    return low_s(sig) if key.algorithm == "ecdsa-p256" else sig
+
+
+def low_s(sig: bytes) -> bytes:
+    """An ECDSA P-256 DER signature in its low-S form.
+
+    The signer (securesystemslib, OpenSSL) may return either s or n - s; both verify
+    everywhere, and only the low one verifies in oemkit."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    r, s = decode_dss_signature(sig)
+    return encode_dss_signature(r, s) if s <= P256_HALF_N else encode_dss_signature(
+        r, P256_N - s)
+
+
+def is_canonical_ecdsa(sig: bytes) -> bool:
+    """Strict DER (re-encoding gives the same bytes) with 0 < r, s and s <= n / 2."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    try:
+        r, s = decode_dss_signature(sig)
+    except ValueError:
+        return False
+    return 0 < r < P256_N and 0 < s <= P256_HALF_N and encode_dss_signature(r, s) == sig
 
 
 def verify_signature(public: PublicKey, payload_type: str, payload: bytes, sig: bytes) -> bool:
     """True when ``sig`` is a valid signature by ``public`` over the PAE of ``payload``.
 
     Checked with cryptography directly (cheap to import, no signer machinery): Ed25519,
-    or ECDSA P-256 with SHA-256 and a DER signature, as securesystemslib and cosign write.
+    or ECDSA P-256 with SHA-256 and a DER signature, as securesystemslib and cosign write,
+    in its low-S form only (:func:`is_canonical_ecdsa`; a high-S twin is refused).
     """
     return verify_raw(public, pae(payload_type, payload), sig)
 
@@ -71,6 +107,8 @@ def verify_raw(public: PublicKey, message: bytes, sig: bytes) -> bool:
         if isinstance(public, ed25519.Ed25519PublicKey):
             public.verify(sig, message)
         else:
+            if not is_canonical_ecdsa(sig):
+                return False
             public.verify(sig, message, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
         return False

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from oemkit._time import UTC, format_time
+from oemkit._time import MAX_TIME, UTC, format_time
 from oemkit.errors import VerificationError
 
 LICENSE_TYPE = "oemkit-license/v1"
@@ -31,7 +31,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 #: The only time form allowed in signed claims and CRLs (what oemkit writes).
 _SIGNED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 #: The latest representable moment; ``expires + grace_seconds`` must not pass it.
-_MAX_TIME = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_MAX_TIME = MAX_TIME
 
 
 def _bad(message: str) -> VerificationError:

@@ -8,6 +8,7 @@ parsed object is always a well-formed one.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -20,13 +21,37 @@ Usage = Literal["root", "bundle", "license", "crl"]
 USAGES: tuple[Usage, ...] = ("root", "bundle", "license", "crl")
 Status = Literal["active", "retired", "compromised"]
 STATUSES: tuple[Status, ...] = ("active", "retired", "compromised")
-#: A trust root listing more keys than this is rejected as hostile.
-MAX_KEYS = 1000
+#: A trust root listing more keys than this is rejected as hostile (E_TRUST_TOO_MANY_KEYS),
+#: before any key is loaded. Retired keys stay listed, so a root grows with its history;
+#: 256 is far above any real one and bounds what loading a root's keys costs.
+MAX_KEYS = 256
+#: A trust root envelope with more signatures than this is rejected as hostile
+#: (E_TOO_MANY_SIGNATURES), before any is checked: counting the signers costs
+#: signatures x candidate keys verifications, and a real root carries a threshold of
+#: its own root keys plus, across a rotation, of its predecessor's.
+MAX_ROOT_SIGNATURES = 16
+#: An Ed25519 SPKI PEM is 113 characters, a P-256 one 178; anything far longer is refused
+#: before it is decoded.
+MAX_PUBLIC_KEY_CHARS = 1024
+_KEYID = re.compile(r"[0-9a-f]{64}")
 
 
 def _invalid(message: str) -> InputError:
     return InputError("E_TRUST_INVALID", f"trust root: {message}",
                       hint="the trust root is damaged; get it again from the vendor")
+
+
+def _is_int(value: object) -> bool:
+    """An integer, and not a boolean (JSON ``true`` is not the number 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_thresholds(thresholds: dict[str, Any]) -> None:
+    for usage in USAGES:
+        value = thresholds.get(usage)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _invalid(f"threshold for {usage!r} must be a positive integer, got "
+                           f"{value!r}")
 
 
 #: Ed25519 points of small order (y with the sign bit cleared), as in libsodium's
@@ -105,14 +130,12 @@ class TrustKey:
         pem = data.get("public_key")
         if not isinstance(keyid, str) or not isinstance(pem, str):
             raise _invalid("a key entry lacks keyid or public_key")
-        public = load_public(pem, f"trust root key {keyid[:16]}")
-        if is_weak_key(public):
-            raise InputError("E_TRUST_WEAK_KEY", f"trust root: key {keyid[:16]}… is a "
-                             "small-order Ed25519 point that would accept forged signatures",
-                             hint="the trust root is hostile or broken; get it again from the "
-                                  "vendor")
-        if key_id(public) != keyid:
-            raise _invalid(f"key {keyid[:16]}… does not match its public key")
+        if not _KEYID.fullmatch(keyid):
+            raise _invalid(f"key id {keyid[:70]!r} is not 64 lowercase hex digits")
+        if len(pem) > MAX_PUBLIC_KEY_CHARS:
+            raise _invalid(f"key {keyid[:16]}…: public_key is {len(pem)} characters (an "
+                           f"oemkit public key PEM has at most {MAX_PUBLIC_KEY_CHARS})")
+        # The cheap checks first: loading the public key is what a key costs.
         usage = data.get("usage")
         if not isinstance(usage, list) or not usage or any(u not in USAGES for u in usage):
             raise _invalid(f"key {keyid[:16]}… has invalid usage {usage!r}")
@@ -122,6 +145,14 @@ class TrustKey:
         name = data.get("name", "")
         if not isinstance(name, str):
             raise _invalid(f"key {keyid[:16]}… has a non-string name")
+        public = load_public(pem, f"trust root key {keyid[:16]}")
+        if is_weak_key(public):
+            raise InputError("E_TRUST_WEAK_KEY", f"trust root: key {keyid[:16]}… is a "
+                             "small-order Ed25519 point that would accept forged signatures",
+                             hint="the trust root is hostile or broken; get it again from the "
+                                  "vendor")
+        if key_id(public) != keyid:
+            raise _invalid(f"key {keyid[:16]}… does not match its public key")
 
         def when(field_name: str) -> dt.datetime | None:
             value = data.get(field_name)
@@ -146,10 +177,7 @@ class TrustRoot:
     def __post_init__(self) -> None:
         if self.version < 1:
             raise _invalid(f"version must be >= 1, got {self.version}")
-        for usage in USAGES:
-            value = self.thresholds.get(usage)
-            if not isinstance(value, int) or value < 1:
-                raise _invalid(f"threshold for {usage!r} must be a positive integer")
+        _check_thresholds(self.thresholds)
         ids = [k.keyid for k in self.keys]
         if len(set(ids)) != len(ids):
             raise _invalid("a key is listed twice")
@@ -183,17 +211,23 @@ class TrustRoot:
             "keys": [k.to_dict() for k in sorted(self.keys, key=lambda k: k.keyid)],
         }
 
-    @classmethod
-    def from_dict(cls, data: Any) -> TrustRoot:
+    @staticmethod
+    def check_shape(data: Any) -> int:
+        """The cheap checks of a payload, before any key is loaded: the document type,
+        its fields, the version, the threshold values and the number of keys (at most
+        :data:`MAX_KEYS`). Returns the version. :meth:`from_dict` starts with these, and
+        a verifier runs them on a carried root before it checks any signature."""
         if not isinstance(data, dict):
             raise _invalid("payload is not an object")
-        if data.get("type") != TRUST_ROOT_TYPE or data.get("spec_version") != 1:
+        spec_version = data.get("spec_version")
+        if (data.get("type") != TRUST_ROOT_TYPE or not _is_int(spec_version)
+                or spec_version != 1):
             raise _invalid(f"type is not {TRUST_ROOT_TYPE} v1")
         unknown = set(data) - {"type", "spec_version", "version", "issued", "thresholds", "keys"}
         if unknown:
             raise _invalid(f"unknown field(s) {sorted(unknown)}")
         version = data.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
+        if not _is_int(version):
             raise _invalid("version is not an integer")
         keys = data.get("keys")
         if not isinstance(keys, list):
@@ -205,11 +239,21 @@ class TrustRoot:
         thresholds = data.get("thresholds")
         if not isinstance(thresholds, dict):
             raise _invalid("thresholds is not an object")
+        unknown = set(thresholds) - set(USAGES)
+        if unknown:
+            raise _invalid(f"unknown threshold(s) {sorted(unknown)}")
+        _check_thresholds(thresholds)
+        assert isinstance(version, int)
+        return version
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrustRoot:
+        cls.check_shape(data)
         return cls(
-            version=version,
+            version=data["version"],
             issued=parse_time(data.get("issued"), "trust root issued"),
-            thresholds=dict(thresholds),
-            keys=tuple(TrustKey.from_dict(k) for k in keys),
+            thresholds=dict(data["thresholds"]),
+            keys=tuple(TrustKey.from_dict(k) for k in data["keys"]),
         )
 
     def next_version(self, issued: dt.datetime, **changes: Any) -> TrustRoot:

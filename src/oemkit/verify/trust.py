@@ -3,21 +3,41 @@
 Inputs are bytes and already-trusted roots; outputs are trusted roots or a typed error.
 Version N+1 must be signed by a threshold of version N's active root keys *and* by a
 threshold of its own (TUF-style), and versions advance by exactly one.
+
+Carried roots (a bundle's ``trust/root-N.json``) come from anyone, so :func:`walk_chain`
+spends almost nothing on them before they are trusted: versions are read from the member
+names (``N`` must be the document's version), versions at or below the pinned one are
+neither read nor parsed, more than :data:`MAX_CHAIN` newer ones are refused at once, and
+each newer one, in order, is checked for its counts and its predecessor's root signatures
+over its exact payload bytes *before* its key list is loaded. The walk stops at the first
+failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from oemkit._canonical import canonical_json, parse_json
 from oemkit.crypto.dsse import Envelope, parse_envelope, signers_of
 from oemkit.crypto.keys import load_public
 from oemkit.errors import InputError, OemkitError, VerificationError
-from oemkit.models.trust import TRUST_ROOT_PAYLOAD_TYPE, TrustKey, TrustRoot
+from oemkit.models.trust import (
+    MAX_ROOT_SIGNATURES,
+    TRUST_ROOT_PAYLOAD_TYPE,
+    TrustKey,
+    TrustRoot,
+)
 
 #: Carried root versions beyond this many steps past the pinned one are not walked.
 MAX_CHAIN = 256
+#: A carried root's member name: ``trust/root-N.json``, ``N`` its version in decimal.
+CARRIED_NAME = re.compile(r"trust/root-([1-9][0-9]{0,17})\.json")
+#: A carried root: its member name and its bytes, or a function reading them (called only
+#: for a version the walk reaches).
+Carried = tuple[str, bytes | Callable[[], bytes]]
 
 
 @dataclass(frozen=True)
@@ -28,14 +48,26 @@ class SignedRoot:
     root: TrustRoot
 
 
-def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
-    """Decode a trust root document without judging its signatures."""
+def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope, Any]:
+    """The envelope and its payload as JSON, with the cheap checks only: JSON, DSSE shape,
+    payload type, at most :data:`MAX_ROOT_SIGNATURES` signatures, and the payload's shape
+    and counts (``TrustRoot.check_shape``). No key is loaded, no signature checked."""
     obj = parse_json(data, what=what, code="E_TRUST_INVALID")
     env = parse_envelope(obj, what)
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
         raise InputError("E_TRUST_INVALID", f"{what} has payload type {env.payload_type!r}",
                          hint="pass a trust root written by 'oemkit trust'")
+    if len(env.signatures) > MAX_ROOT_SIGNATURES:
+        raise InputError("E_TOO_MANY_SIGNATURES", f"{what} carries {len(env.signatures)} "
+                         f"signatures (limit {MAX_ROOT_SIGNATURES} for a trust root)",
+                         hint="the trust root is hostile or damaged")
     payload = parse_json(env.payload, what=f"{what} payload", code="E_TRUST_INVALID")
+    TrustRoot.check_shape(payload)
+    return env, payload
+
+
+def _complete(env: Envelope, payload: Any, what: str) -> SignedRoot:
+    """Load the keys (``TrustRoot.from_dict``) and require the canonical form."""
     root = TrustRoot.from_dict(payload)
     try:
         canonical = canonical_json(root.to_dict())
@@ -47,6 +79,12 @@ def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
         raise InputError("E_TRUST_INVALID", f"{what} payload is not in canonical form",
                          hint="trust roots must be written by 'oemkit trust'")
     return SignedRoot(env, root)
+
+
+def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
+    """Decode a trust root document without judging its signatures."""
+    env, payload = parse_root_envelope(data, what)
+    return _complete(env, payload, what)
 
 
 def _candidates(keys: Sequence[TrustKey]) -> list[tuple[str, object]]:
@@ -72,9 +110,7 @@ def check_self_signed(signed: SignedRoot, what: str = "trust root") -> None:
         )
 
 
-def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
-    """Judge ``new`` as the next version after ``current``: no rollback, no skip, thresholds."""
-    got = new.root.version
+def _check_version(current: TrustRoot, got: int, what: str) -> None:
     want = current.version + 1
     if got <= current.version:
         raise VerificationError(
@@ -90,19 +126,11 @@ def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
             check="trust root version", expected=str(want), actual=str(got),
             hint=f"supply trust root version {want} as well (every version in between)",
         )
-    for key in current.keys:
-        successor_key = new.root.key(key.keyid)
-        if key.status == "compromised" and (successor_key is None
-                                            or successor_key.status != "compromised"):
-            raise VerificationError(
-                "E_TRUST_UNREVOKED",
-                f"{what} (v{got}) drops or un-revokes key {key.keyid[:16]}…, which "
-                f"v{current.version} marks compromised",
-                check="trust root chain", expected="compromised",
-                actual=successor_key.status if successor_key else "absent",
-                hint="a compromised key stays compromised in every later version; this trust "
-                     "root was forged or built wrongly")
-    signers = count_root_signers(new.envelope, current)
+
+
+def _check_chained(current: TrustRoot, env: Envelope, got: int, what: str) -> None:
+    """A threshold of ``current``'s active root keys signed ``env`` (the exact bytes)."""
+    signers = count_root_signers(env, current)
     need = current.thresholds["root"]
     if len(signers) < need:
         raise VerificationError(
@@ -112,36 +140,88 @@ def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
             check="trust root chain", expected=f">= {need}", actual=str(len(signers)),
             hint="a new trust root version must be signed by the previous version's root keys",
         )
+
+
+def _check_unrevoked(current: TrustRoot, new: TrustRoot, what: str) -> None:
+    for key in current.keys:
+        successor_key = new.key(key.keyid)
+        if key.status == "compromised" and (successor_key is None
+                                            or successor_key.status != "compromised"):
+            raise VerificationError(
+                "E_TRUST_UNREVOKED",
+                f"{what} (v{new.version}) drops or un-revokes key {key.keyid[:16]}…, which "
+                f"v{current.version} marks compromised",
+                check="trust root chain", expected="compromised",
+                actual=successor_key.status if successor_key else "absent",
+                hint="a compromised key stays compromised in every later version; this trust "
+                     "root was forged or built wrongly")
+
+
+def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
+    """Judge ``new`` as the next version after ``current``: no rollback, no skip, thresholds."""
+    _check_version(current, new.root.version, what)
+    _check_unrevoked(current, new.root, what)
+    _check_chained(current, new.envelope, new.root.version, what)
     check_self_signed(new, what)
 
 
+def _carried_version(name: str) -> int:
+    match = CARRIED_NAME.fullmatch(name)
+    if match is None:
+        raise VerificationError(
+            "E_TRUST_INVALID", f"carried trust root {name!r} is not named "
+            "trust/root-N.json (N its version, in decimal)", member=name,
+            check="carried trust root", hint="the bundle was not built by oemkit, or altered")
+    return int(match.group(1))
+
+
+def _admit(current: TrustRoot, name: str, version: int, data: bytes) -> SignedRoot:
+    """Judge the carried root ``name`` (named version ``version``) as ``current``'s
+    successor, cheapest checks first; its keys are loaded only once the predecessor's
+    root keys are known to have signed it."""
+    try:
+        env, payload = parse_root_envelope(data, name)
+        if payload["version"] != version:
+            raise InputError("E_TRUST_INVALID", f"{name} holds trust root version "
+                             f"{payload['version']}, not {version}",
+                             hint="the bundle was not built by oemkit, or altered")
+    except OemkitError as exc:
+        raise VerificationError(exc.code, exc.message, member=name,
+                                check="carried trust root", hint=exc.hint) from exc
+    _check_chained(current, env, version, name)
+    try:
+        signed = _complete(env, payload, name)
+    except OemkitError as exc:
+        raise VerificationError(exc.code, exc.message, member=name,
+                                check="carried trust root", hint=exc.hint) from exc
+    _check_unrevoked(current, signed.root, name)
+    check_self_signed(signed, name)
+    return signed
+
+
 def walk_chain(
-    pinned: TrustRoot, carried: Sequence[tuple[str, bytes]]
+    pinned: TrustRoot, carried: Sequence[Carried]
 ) -> tuple[TrustRoot, list[int]]:
     """Advance from the pinned root through carried newer versions, in order.
 
-    ``carried`` holds (name, document bytes). Versions at or below the pinned one are
-    ignored (the bundle predates the host's root); newer ones must chain without gaps.
+    ``carried`` holds (member name, document bytes or a function returning them). Names
+    must be ``trust/root-N.json``; versions at or below the pinned one are ignored (the
+    bundle predates the host's root) and never read; newer ones must chain without gaps.
     Returns the newest trusted root and the versions walked.
     """
-    parsed: list[tuple[str, SignedRoot]] = []
-    for name, data in carried:
-        try:
-            parsed.append((name, parse_root(data, name)))
-        except OemkitError as exc:
-            raise VerificationError(exc.code, exc.message, member=name,
-                                    check="carried trust root", hint=exc.hint) from exc
-    newer = sorted((p for p in parsed if p[1].root.version > pinned.version),
-                   key=lambda p: p[1].root.version)
+    named = [(_carried_version(name), i, name, data) for i, (name, data) in enumerate(carried)]
+    newer = sorted(item for item in named if item[0] > pinned.version)
     if len(newer) > MAX_CHAIN:
         raise VerificationError("E_TRUST_CHAIN_LENGTH",
-                                f"the bundle carries {len(newer)} newer trust roots",
+                                f"the bundle carries {len(newer)} newer trust roots "
+                                f"(limit {MAX_CHAIN})", check="carried trust root",
                                 hint="the bundle is hostile or damaged")
     current = pinned
     walked: list[int] = []
-    for name, signed in newer:
+    for version, _, name, data in newer:
         try:
-            check_successor(current, signed, name)
+            _check_version(current, version, name)
+            signed = _admit(current, name, version, data() if callable(data) else data)
         except VerificationError as exc:
             exc.member = name
             raise
