@@ -488,11 +488,13 @@ def inspect(
     with guard(json_out):
         from oemkit.verify.bundle import inspect_bundle, verify_bundle
 
-        info = inspect_bundle(bundle)
+        info = {"ok": True, **inspect_bundle(bundle)}
         if trust is not None:
             report = verify_bundle(bundle, trust)
-            info["verified"] = report.ok
+            info["verified"] = info["ok"] = report.ok
             info["verification"] = report.to_dict()
+            if report.error is not None:
+                info["error"] = report.error.to_dict()
         if json_out:
             emit_json(info)
         _print_inspect(info, trust is not None)
