@@ -517,7 +517,7 @@ def scan_outer(
             name = raw_name.decode("ascii")
         except UnicodeDecodeError:
             raise _fail("E_MEMBER_NAME", f"member at byte {offset} has a non-ASCII name") from None
-        if not _MEMBER_NAME.match(name) or ".." in name:
+        if not _MEMBER_NAME.fullmatch(name) or ".." in name:  # fullmatch: no "\n" at the end
             raise _fail("E_MEMBER_NAME", f"member name {name!r} at byte {offset} is not allowed",
                         member=name)
         typeflag = header[156:157]
@@ -580,7 +580,7 @@ def _pax_size(handle: BinaryIO, header: bytes, offset: int, total: int) -> int:
         raise _fail("E_TRUNCATED", f"the archive ends inside a pax header at byte {offset}")
     if any(pad):
         raise _fail("E_TAR_PADDING", f"non-zero padding after the pax header at byte {offset}")
-    match = re.fullmatch(rb"(\d+) size=(\d+)\n", data)
+    match = re.fullmatch(rb"(\d{1,20}) size=(\d{1,20})\n", data)  # bounded: int() of them
     if not match or int(match.group(1)) != length or int(match.group(2)) <= MAX_USTAR_SIZE:
         raise _fail("E_TAR_HEADER", f"pax header at byte {offset} must hold exactly one size "
                     "record for a member over 8 GiB")

@@ -10,11 +10,11 @@ the network or any path other than through the optional ``sink``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from oemkit._canonical import parse_json, sha256_hex
+from oemkit._canonical import canonical_json, parse_json, sha256_hex
 from oemkit._fs import (
     BLOCK,
     CHUNK,
@@ -28,7 +28,7 @@ from oemkit._fs import (
 from oemkit._time import parse_time
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, VerificationError
+from oemkit.errors import InputError, OemkitError, VerificationError
 from oemkit.models.manifest import (
     LICENSE_DIR,
     MANIFEST,
@@ -53,9 +53,39 @@ ProgressFn = Callable[[int], None]
 Sink = Callable[[FileEntry], BinaryIO]
 
 
+#: The provenance (and so each signature, which embeds it in base64) grows with the payload's
+#: file count (about 130 bytes a file), but it is read and its signatures checked before
+#: anything is trusted: its limit is ``max_metadata_bytes // SIGNED_RATIO`` (4 MiB, about
+#: 30,000 files, by default), raised with the same ``--max-member-size`` flag.
+SIGNED_RATIO = 16
+#: A signature member: the base64 of the provenance plus this much for the rest (at most
+#: 64 signatures of under 200 bytes each, the media type and the key hint).
+SIGNATURE_OVERHEAD = 64 << 10
+#: ``licenses/*`` and ``revocations.crl`` are armored documents, which are never larger.
+ARMORED_LIMIT = 64 << 10
+#: Signature members are parsed before anything is trusted: one holding more JSON values
+#: than this (commas and colons) is refused before the parser sees it.
+MAX_SIGNATURE_VALUES = 1 << 16
+#: Signature checks (one signature under one key, over the whole provenance) a bundle may
+#: cost in all: this many, or as many as hash 64 provenances at their limit (64 at the
+#: limit). Each signature is tried first under the key its member name gives, so a bundle
+#: oemkit signed needs one check per signature.
+MIN_SIGNATURE_CHECKS = 256
+
+
+def _signature_size(provenance_limit: int) -> int:
+    return -(-provenance_limit // 3) * 4 + SIGNATURE_OVERHEAD
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Reader limits; each breach is a coded error. Raise them for legitimate giants."""
+    """Reader limits; each breach is a coded error. Raise them for legitimate giants.
+
+    Members read before any signature is trusted have their own, smaller limits, derived
+    from ``max_metadata_bytes`` (so one flag raises them together): the provenance
+    (``max_provenance_bytes``), each signature member (``max_signature_bytes``), and the
+    armored ``licenses/*`` and ``revocations.crl`` (64 KiB, at most ``max_licenses``).
+    """
 
     max_members: int = 512
     max_signatures: int = 32
@@ -63,10 +93,46 @@ class Limits:
     max_metadata_total: int = 256 << 20
     max_files: int = 1_000_000
     max_payload_bytes: int = 1 << 40
+    max_licenses: int = 64
+
+    @property
+    def max_provenance_bytes(self) -> int:
+        return self.max_metadata_bytes // SIGNED_RATIO
+
+    def max_signature_checks(self, provenance_size: int) -> int:
+        """Signature checks a bundle with a provenance of this size may cost."""
+        return max(MIN_SIGNATURE_CHECKS,
+                   64 * self.max_provenance_bytes // max(1, provenance_size))
+
+    @property
+    def max_signature_bytes(self) -> int:
+        return min(self.max_metadata_bytes, _signature_size(self.max_provenance_bytes))
+
+    def member_limit(self, name: str) -> int:
+        """The most bytes member ``name`` may declare."""
+        if name == PAYLOAD:
+            return self.max_payload_bytes
+        if name == PROVENANCE:
+            return self.max_provenance_bytes
+        if name.startswith(SIGNATURE_DIR):
+            return self.max_signature_bytes
+        if name == REVOCATIONS or name.startswith(LICENSE_DIR):
+            return min(self.max_metadata_bytes, ARMORED_LIMIT)
+        return self.max_metadata_bytes
 
 
 #: The limits a verifier applies when given no flags (``flags_needed`` compares with them).
 DEFAULT_LIMITS = Limits()
+
+
+def _metadata_needed(name: str, size: int) -> int:
+    """The smallest ``max_metadata_bytes`` under which member ``name`` of ``size`` fits."""
+    if name == PROVENANCE:
+        return size * SIGNED_RATIO
+    if name.startswith(SIGNATURE_DIR):
+        provenance = max(0, size - SIGNATURE_OVERHEAD) * 3 // 4 + 3
+        return max(size, provenance * SIGNED_RATIO)
+    return size
 
 
 def flags_needed(member_sizes: dict[str, int], files: int,
@@ -75,15 +141,18 @@ def flags_needed(member_sizes: dict[str, int], files: int,
     outer member sizes (the payload's compressed) and this many files; empty when none.
 
     ``oemkit build`` prints them, so that a legitimately giant bundle does not first meet
-    its limits on a disconnected host.
+    its limits on a disconnected host. Armored members (licenses, the CRL) have a fixed
+    limit no flag raises.
     """
     limits = limits or DEFAULT_LIMITS
     metadata = {n: s for n, s in member_sizes.items() if n != PAYLOAD}
     flags = []
-    biggest = max(metadata.values(), default=0)
+    need = max((_metadata_needed(n, s) for n, s in metadata.items()
+                if s > limits.member_limit(n)), default=0)
     total = sum(metadata.values())
-    if biggest > limits.max_metadata_bytes or total > limits.max_metadata_total:
-        need = max(biggest, -(-total // 4))  # the CLI sets the total to 4x the member limit
+    if need or total > limits.max_metadata_total:
+        # the CLI sets the total to 4x the member limit
+        need = max(need, max(metadata.values(), default=0), -(-total // 4))
         flags.append(f"--max-member-size {_round_up(need)}")
     if files > limits.max_files:
         flags.append(f"--max-files {files}")
@@ -105,21 +174,20 @@ def _fail(code: str, message: str, *, check: str, member: str | None = None,
                              actual=actual, hint=hint)
 
 
-def _member_limit(limits: Limits) -> Callable[[str], int]:
-    def limit(name: str) -> int:
-        return limits.max_payload_bytes if name == PAYLOAD else limits.max_metadata_bytes
-    return limit
-
-
 def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:
     """Scan the outer archive and check member order and the metadata budgets."""
     members = scan_outer(handle, max_members=limits.max_members,
-                         max_member_size=_member_limit(limits))
+                         max_member_size=limits.member_limit)
     _check_order(members)
     signatures = [m for m in members if m.name.startswith(SIGNATURE_DIR)]
     if len(signatures) > limits.max_signatures:
         raise _fail("E_TOO_MANY_SIGNATURES", f"the bundle carries {len(signatures)} signature "
                     f"members (limit {limits.max_signatures})", check="archive structure",
+                    hint="the bundle is hostile or damaged; obtain a fresh copy")
+    licenses = sum(1 for m in members if m.name.startswith(LICENSE_DIR))
+    if licenses > limits.max_licenses:
+        raise _fail("E_TOO_MANY_LICENSES", f"the bundle carries {licenses} license members "
+                    f"(limit {limits.max_licenses})", check="archive structure",
                     hint="the bundle is hostile or damaged; obtain a fresh copy")
     metadata = sum(m.size for m in members if m.name != PAYLOAD)
     if metadata > limits.max_metadata_total:
@@ -164,19 +232,33 @@ def _check_order(members: list[OuterMember]) -> None:
 
 def _judge_signatures(
     report: VerifyReport, root: TrustRoot, provenance: bytes,
-    sig_members: list[tuple[str, bytes]],
-) -> list[TrustKey]:
-    """Verify every signature over the provenance bytes and apply the bundle policy."""
-    if not sig_members:
-        raise _fail("E_UNSIGNED", "the bundle carries no signature", check="signatures",
-                    hint="sign it with 'oemkit sign BUNDLE --key KEY'")
+    sig_members: Iterable[tuple[str, bytes]], revoked: frozenset[str] = frozenset(),
+    max_checks: int = MIN_SIGNATURE_CHECKS,
+) -> tuple[list[TrustKey], dict[str, Any]]:
+    """Verify every signature over the provenance bytes and apply the bundle policy.
+
+    Nothing is parsed from the provenance until a key of ``root`` verified a signature
+    over its exact bytes; signature members come one at a time (``sig_members``) and are
+    dropped after use. ``revoked``: key ids the carried, verified CRL revokes.
+    """
+    from oemkit.crypto.dsse import verify_signature
+
     all_keys = [(k, load_public(k.public_key, k.keyid)) for k in root.keys]
     verified: dict[str, TrustKey] = {}
+    checks = 0
+    seen_any = False
     for name, data in sig_members:
+        seen_any = True
+        values = data.count(b",") + data.count(b":")
+        if values > MAX_SIGNATURE_VALUES:
+            raise _fail("E_ENVELOPE", f"{name} holds {values} JSON values; a signature "
+                        f"member holds at most {MAX_SIGNATURE_VALUES}", check="signatures",
+                        member=name, hint="the signature file is hostile or damaged")
         try:
             env = parse_sigstore_bundle(data, name)
         except InputError as exc:
             raise _fail(exc.code, exc.message, check="signatures", member=name) from exc
+        del data
         if env.payload_type != INTOTO_PAYLOAD_TYPE:
             raise _fail("E_SIGNATURE_PAYLOAD", f"{name} signs payload type {env.payload_type!r}",
                         check="signatures", member=name, expected=INTOTO_PAYLOAD_TYPE,
@@ -185,14 +267,27 @@ def _judge_signatures(
             raise _fail("E_SIGNATURE_PAYLOAD", f"{name} signs a different statement than "
                         f"{PROVENANCE}", check="signatures", member=name,
                         expected=sha256_hex(provenance), actual=sha256_hex(env.payload))
-        from oemkit.crypto.dsse import verify_signature
-
+        named = name[len(SIGNATURE_DIR):].split(".", 1)[0]
+        candidates = sorted(all_keys, key=lambda kp: kp[0].keyid != named)
         for sig in env.signatures:
-            for key, public in all_keys:
-                if key.keyid not in verified and verify_signature(
-                        public, env.payload_type, env.payload, sig):
+            for key, public in candidates:
+                if key.keyid in verified or not _plausible(public, sig):
+                    continue
+                checks += 1
+                if checks > max_checks:
+                    raise _fail("E_TOO_MANY_SIGNATURES", f"the bundle's signatures need more "
+                                f"than {max_checks} signature checks", check="signatures",
+                                member=name, hint="the bundle is hostile or damaged; a bundle "
+                                "signed by oemkit needs one check per signature")
+                if verify_signature(public, env.payload_type, env.payload, sig):
                     verified[key.keyid] = key
                     break
+        del env
+    if not seen_any:
+        raise _fail("E_UNSIGNED", "the bundle carries no signature", check="signatures",
+                    hint="sign it with 'oemkit sign BUNDLE --key KEY'")
+    if not verified:
+        raise _untrusted(root)
     statement = _statement(provenance)
     signed_at = parse_time(statement["predicate"]["runDetails"]["metadata"]["finishedOn"],
                            "provenance finishedOn")
@@ -204,13 +299,21 @@ def _judge_signatures(
                     member=f"{SIGNATURE_DIR}{k.keyid}.sigstore.json",
                     hint="a compromised key invalidates everything it signed; ask the vendor "
                          "for a bundle signed with a current key")
+    listed = [k for k in verified.values() if k.keyid in revoked]
+    if listed:
+        k = listed[0]
+        raise _fail("E_KEY_REVOKED", f"signed by key {k.keyid[:16]}… ({k.name}), which the "
+                    f"carried {REVOCATIONS} revokes", check="signatures",
+                    member=f"{SIGNATURE_DIR}{k.keyid}.sigstore.json", actual=k.keyid,
+                    hint="a revoked key invalidates everything it signed; ask the vendor for a "
+                         "bundle signed with a current key")
     good = [k for k in verified.values() if "bundle" in k.usage and k.valid_at(signed_at)]
     need = root.thresholds["bundle"]
     if len(good) >= need:
         report.passed("signatures", f"{len(good)} valid bundle signature(s) "
                       f"(threshold {need}): " + ", ".join(f"{k.name} {k.keyid[:16]}…"
                                                           for k in good))
-        return good
+        return good, statement
     wrong_usage = [k for k in verified.values() if "bundle" not in k.usage]
     out_of_window = [k for k in verified.values()
                      if "bundle" in k.usage and not k.valid_at(signed_at)]
@@ -229,14 +332,26 @@ def _judge_signatures(
                     f"for {', '.join(k.usage)}, not bundle signing", check="signatures",
                     expected="usage bundle", actual=", ".join(k.usage),
                     hint="sign bundles with a key added with --usage bundle")
-    if not verified:
-        raise _fail("E_SIGNATURE_UNTRUSTED", f"no signature verifies under any key of trust "
-                    f"root v{root.version}", check="signatures",
-                    hint="the bundle was signed by an unknown key or altered after signing; "
-                         "check --trust or obtain a fresh copy")
     raise _fail("E_SIGNATURE_THRESHOLD", f"{len(good)} valid bundle signature(s), the trust "
                 f"root requires {need}", check="signatures", expected=f">= {need}",
                 actual=str(len(good)), hint="sign the bundle with more trusted bundle keys")
+
+
+def _untrusted(root: TrustRoot) -> VerificationError:
+    return _fail("E_SIGNATURE_UNTRUSTED", f"no signature verifies under any key of trust "
+                 f"root v{root.version}", check="signatures",
+                 hint="the bundle was signed by an unknown key or altered after signing; "
+                      "check --trust or obtain a fresh copy")
+
+
+def _plausible(public: Any, sig: bytes) -> bool:
+    """Whether ``sig`` has the shape of a signature by ``public`` (Ed25519: 64 bytes;
+    ECDSA P-256: a DER sequence of at most 72 bytes); others are not worth a check."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return len(sig) == 64
+    return 8 <= len(sig) <= 72 and sig[:1] == b"\x30"
 
 
 def _not_provenance() -> VerificationError:
@@ -262,6 +377,28 @@ def _statement(provenance: bytes) -> dict[str, Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def parse_manifest(data: bytes) -> Manifest:
+    """The manifest from its exact bytes: strict JSON, canonical (the bytes must be
+    ``canonical_json`` of their parse: one document, one encoding), then the schema."""
+    try:
+        obj = parse_json(data, what=MANIFEST)
+        canonical = canonical_json(obj)
+    except InputError as exc:
+        raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST,
+                    hint="the bundle was not written by oemkit") from exc
+    if canonical != data:
+        at = next((i for i, (a, b) in enumerate(zip(canonical, data, strict=False))
+                   if a != b),
+                  min(len(canonical), len(data)))
+        raise _fail("E_MANIFEST_INVALID", f"{MANIFEST} is not canonical JSON (RFC 8785): its "
+                    f"bytes differ from the canonical form at byte {at}", check="manifest",
+                    member=MANIFEST, hint="the bundle was not written by oemkit; rebuild it")
+    try:
+        return Manifest.from_dict(obj)
+    except InputError as exc:
+        raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST) from exc
+
+
 def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for subject in statement["subject"]:
@@ -274,6 +411,9 @@ def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
 #: file data in slices of at most this); PAX extended headers larger than MAX_PAX are refused.
 WINDOW = CHUNK
 MAX_PAX = 64 << 10
+#: Decimal numbers in PAX records have at most this many digits (10^20 > 2^64): Python
+#: refuses to parse more than 4300 and nothing larger is a size.
+MAX_DIGITS = 20
 _ZERO_BLOCK = bytes(BLOCK)
 
 
@@ -382,6 +522,15 @@ class _Inflater:
             self._pos = self._end
             self._fill()
 
+    def drain_zeros(self) -> None:
+        """Decompress to the end (bounded), requiring every byte left to be zero."""
+        while True:
+            if self._buf.count(0, self._pos, self._end) != self._end - self._pos:
+                raise _TarError("data after the end-of-archive marker")
+            self._pos = self._end
+            if self.eof or not self._fill():
+                return
+
 
 class _TarError(Exception):
     """The inner tar stream is malformed (E_PAYLOAD_CORRUPT)."""
@@ -410,7 +559,7 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
         space = data.find(b" ", pos, pos + 21)
         if space <= pos or not data[pos:space].isdigit():
             raise _TarError("invalid PAX header")
-        length = int(data[pos:space])
+        length = int(data[pos:space])  # at most 20 digits (the find above)
         end = pos + length
         if length < 5 or end > len(data) or data[end - 1] != 0x0A:
             raise _TarError("invalid PAX header")
@@ -481,7 +630,7 @@ def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
             if "path" in pax:
                 name = pax["path"].decode("utf-8", "surrogateescape")
             if "size" in pax:
-                if not pax["size"].isdigit():
+                if not pax["size"].isdigit() or len(pax["size"]) > MAX_DIGITS:
                     raise _TarError("invalid size in a PAX header")
                 size = int(pax["size"])
             pax = None
@@ -493,6 +642,13 @@ def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
         if typeflag in _REGULAR:
             offset += size + (-size % BLOCK)
             inflater.skip(-size % BLOCK)
+
+
+def _fold(path: str) -> str:
+    """The key under which two payload paths name the same file on some file system:
+    case-insensitive ones (``collision_key``) and Windows, which drops trailing dots and
+    spaces from each component (``run.bat.`` is ``run.bat``)."""
+    return "/".join(part.rstrip(". ") or part for part in collision_key(path).split("/"))
 
 
 def _tar_overhead(entry: FileEntry) -> int:
@@ -565,17 +721,18 @@ def _check_tar(inflater: _Inflater, manifest: Manifest, sink: Sink | None) -> No
             if name in seen:
                 raise _fail("E_PAYLOAD_DUPLICATE", f"payload member {name} appears twice",
                             check="payload", member=name)
-            key = collision_key(name)
+            key = _fold(name)
             fold = seen_fold.setdefault(key, name)
             if fold != name:
                 raise _fail("E_PAYLOAD_UNSAFE", f"payload members {fold!r} and {name!r} collide "
-                            "on case-insensitive file systems", check="payload", member=name)
+                            "on case-insensitive file systems (or on Windows, which drops "
+                            "trailing dots and spaces)", check="payload", member=name)
             parent, _, _ = name.rpartition("/")
             # Each directory is checked once: a file that later takes its folded name is
             # caught below, from the file's side.
             while parent and parent not in checked_dirs:
                 checked_dirs.add(parent)
-                parent_key = collision_key(parent)
+                parent_key = _fold(parent)
                 clash = seen_fold.get(parent_key)
                 if clash is not None:
                     raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} lies under "
@@ -625,12 +782,19 @@ def _check_tar(inflater: _Inflater, manifest: Manifest, sink: Sink | None) -> No
                 raise _fail("E_PAYLOAD_DIGEST", f"payload file {name} does not match its "
                             "manifest digest", check="payload", member=name,
                             expected=entry.sha256, actual=digest.hexdigest())
+        inflater.drain_zeros()  # only zero padding may follow the end-of-archive marker
     except _TarError as exc:
         if str(exc) == "ends unexpectedly":
             raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} ends unexpectedly", check="payload",
                         member=PAYLOAD) from exc
         raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not a valid tar stream ({exc})",
                     check="payload", member=PAYLOAD) from exc
+    except (OSError, OemkitError):
+        raise  # writing a file (unpack), or a coded finding
+    except Exception as exc:  # anything else the reader meets is a malformed stream,
+        # never an internal error: the caller then checks the digest of the whole member
+        raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not a valid tar stream "
+                    f"({type(exc).__name__})", check="payload", member=PAYLOAD) from exc
     if index < len(files):
         missing = files[index].path
         raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing", check="payload",
@@ -682,15 +846,33 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     report.passed("trust root", f"pinned v{pinned.version}{chain}, "
                   f"{len(root.keys_for('bundle'))} bundle key(s)")
 
-    manifest_bytes = read_member(handle, by_name[MANIFEST])
+    # The carried CRL (a small armored document, signed by a crl key of the effective
+    # root) is judged before the signatures, so that a key it revokes counts for nothing;
+    # a CRL that fails its own checks is reported where it always was, after the manifest.
+    revoked: frozenset[str] = frozenset()
+    crl_error: Exception | None = None
+    crl: Any = None
+    if REVOCATIONS in by_name:
+        from oemkit.verify.license import read_crl
+
+        report.crl = read_member(handle, by_name[REVOCATIONS])
+        try:
+            crl = read_crl(report.crl, root, REVOCATIONS)
+            revoked = frozenset(crl.keys)
+        except (VerificationError, InputError) as exc:
+            crl_error = exc
+
     provenance = read_member(handle, by_name[PROVENANCE])
-    signatures = [(m.name, read_member(handle, m)) for m in members
-                  if m.name.startswith(SIGNATURE_DIR)]
-    good = _judge_signatures(report, root, provenance, signatures)
+    signatures = ((m.name, read_member(handle, m)) for m in members
+                  if m.name.startswith(SIGNATURE_DIR))
+    good, statement = _judge_signatures(
+        report, root, provenance, signatures, revoked,
+        limits.max_signature_checks(len(provenance)))
     report.signers = [k.keyid for k in good]
 
-    subjects = _subject_digests(_statement(provenance))
-    del provenance, signatures  # memory: at 100,000 files these are tens of MB each
+    subjects = _subject_digests(statement)
+    del provenance, signatures, statement  # memory: at 100,000 files, tens of MB each
+    manifest_bytes = read_member(handle, by_name[MANIFEST])
     manifest_digest = sha256_hex(manifest_bytes)
     if subjects.get(MANIFEST) != manifest_digest:
         raise _fail("E_MANIFEST_DIGEST", f"{MANIFEST} does not match the digest in the signed "
@@ -700,26 +882,16 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     report.passed("provenance", "signed in-toto statement binds the manifest "
                   f"(sha256 {manifest_digest[:16]}…)")
 
-    try:
-        manifest = Manifest.from_dict(parse_json(manifest_bytes, what=MANIFEST))
-    except InputError as exc:
-        raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST) from exc
+    manifest = parse_manifest(manifest_bytes)
     del manifest_bytes
     report.name, report.version = manifest.name, manifest.version
     if subjects.get(PAYLOAD) != manifest.members[PAYLOAD].sha256:
         raise _fail("E_PROVENANCE_SUBJECT", "the provenance and the manifest disagree on the "
                     "payload digest", check="provenance", member=PROVENANCE,
                     expected=manifest.members[PAYLOAD].sha256, actual=subjects.get(PAYLOAD))
-    listed = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LICENSE_DIR))}
-    listed -= {MANIFEST, PROVENANCE}
+    listed = _listed_members(by_name, manifest)
     sbom: bytes | None = None
-    for member_name in sorted(listed | set(manifest.members)):
-        if member_name not in manifest.members:
-            raise _fail("E_MEMBER_UNLISTED", f"member {member_name} is not listed in the "
-                        "manifest", check="manifest", member=member_name)
-        if member_name not in by_name:
-            raise _fail("E_MEMBER_MISSING", f"member {member_name} listed in the manifest is "
-                        "missing", check="manifest", member=member_name)
+    for member_name in listed:
         if member_name == PAYLOAD:
             continue
         data = read_member(handle, by_name[member_name])
@@ -730,15 +902,13 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
                         check="manifest", member=member_name,
                         expected=manifest.members[member_name].sha256, actual=sha256_hex(data))
     report.passed("manifest", f"{manifest.name} {manifest.version}: {len(manifest.files)} "
-                  f"files, {len(listed)} listed members match their digests")
+                  f"files, {len(listed) - 1} listed members match their digests")
     report.manifest, report.root = manifest, root
     report.licenses = [(m.name, read_member(handle, m)) for m in members
                        if m.name.startswith(LICENSE_DIR)]
-    if REVOCATIONS in by_name:
-        from oemkit.verify.license import read_crl
-
-        report.crl = read_member(handle, by_name[REVOCATIONS])
-        crl = read_crl(report.crl, root, REVOCATIONS)
+    if crl_error is not None:
+        raise crl_error
+    if crl is not None:
         report.passed("revocations", f"carried CRL sequence {crl.seq} is signed by a trusted "
                       f"crl key ({len(crl.licenses)} license(s), {len(crl.keys)} key(s) "
                       "revoked)")
@@ -754,6 +924,22 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     report.payload_bytes = manifest.payload_size
     report.passed("payload", f"{len(manifest.files)} files, {manifest.payload_size} bytes, "
                   "every SHA-256 matches; no unsafe, extra or missing entries")
+
+
+def _listed_members(by_name: dict[str, OuterMember], manifest: Manifest) -> list[str]:
+    """Archive members other than the manifest, provenance, signatures and licenses, which
+    must be exactly those the manifest lists (in sorted order)."""
+    present = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LICENSE_DIR))}
+    present -= {MANIFEST, PROVENANCE}
+    names = sorted(present | set(manifest.members))
+    for member_name in names:
+        if member_name not in manifest.members:
+            raise _fail("E_MEMBER_UNLISTED", f"member {member_name} is not listed in the "
+                        "manifest", check="manifest", member=member_name)
+        if member_name not in by_name:
+            raise _fail("E_MEMBER_MISSING", f"member {member_name} listed in the manifest is "
+                        "missing", check="manifest", member=member_name)
+    return names
 
 
 def verify_bundle(
@@ -776,13 +962,14 @@ def verify_bundle(
                                   progress=progress)
 
 
-
-
-
 def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, Any]:
     """What the bundle says about itself, without any trust decision (UNVERIFIED).
 
-    Structure is still checked strictly; the manifest is parsed but nothing is believed.
+    Structure is still checked as verify checks it, with the same bounded reader: the
+    outer archive (``scan_bundle``: names, sizes, order, counts), the manifest (strict,
+    canonical JSON and its schema, ``parse_manifest``) and the member set it lists.
+    Only the manifest's bytes are read; nothing is believed. Bad input raises a coded
+    :class:`VerificationError`.
     """
     from pathlib import Path
 
@@ -793,11 +980,13 @@ def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, An
         members = scan_bundle(handle, limits)
         by_name = {m.name: m for m in members}
         manifest_bytes = read_member(handle, by_name[MANIFEST])
-        try:
-            manifest = Manifest.from_dict(parse_json(manifest_bytes, what=MANIFEST))
-        except InputError as exc:
-            raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest",
-                        member=MANIFEST) from exc
+    manifest = parse_manifest(manifest_bytes)
+    _listed_members(by_name, manifest)
+    if by_name[PAYLOAD].size != manifest.members[PAYLOAD].size:
+        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} is {by_name[PAYLOAD].size} bytes, the "
+                    f"manifest says {manifest.members[PAYLOAD].size}", check="payload",
+                    member=PAYLOAD, expected=str(manifest.members[PAYLOAD].size),
+                    actual=str(by_name[PAYLOAD].size))
     return {
         "bundle": str(bundle),
         "verified": False,
