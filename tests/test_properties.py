@@ -31,7 +31,7 @@ from oemkit._canonical import canonical_json, parse_json
 from oemkit.crypto.armor import dearmor, parse_document
 from oemkit.crypto.dsse import parse_sigstore_bundle
 from oemkit.errors import OemkitError
-from oemkit.models.manifest import FileEntry, Manifest, MemberDigest, Runtime
+from oemkit.models.manifest import FileEntry, Manifest, MemberDigest, Runtime, path_problem
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.bundle import verify_open_bundle
 from oemkit.verify.license import LICENSE_LABEL, LicenseState, evaluate
@@ -206,17 +206,33 @@ def test_canonical_json_round_trips(value: Any) -> None:
 # --------------------------------------------------------------------------- manifest
 
 COMPONENT = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True).filter(
-    lambda p: p not in (".", ".."))
+    lambda p: path_problem(p) is None)  # no "..", no trailing dot, no CON or NUL
 PATHS = st.lists(st.lists(COMPONENT, min_size=1, max_size=3).map("/".join), max_size=8,
                  unique=True)
 HEX = st.text("0123456789abcdef", min_size=64, max_size=64)
 NAME = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,63}", fullmatch=True)
 VERSION = st.from_regex(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}", fullmatch=True)
-JSON_OBJECTS = st.none() | st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4)
-GOLDEN = st.none() | st.fixed_dictionaries(
-    {"inputs": st.text(min_size=1, max_size=20), "outputs": st.text(min_size=1, max_size=20)},
-    optional={"atol": st.floats(0, 1, allow_nan=False),
-              "rtol": st.floats(0, 1, allow_nan=False)})
+PROFILE = NAME.filter(lambda n: not n.endswith((".yaml", ".yml")))
+
+
+def _runtime_sections(paths: list[str]) -> Any:
+    """config and golden sections whose paths are files of the manifest (as verify wants)."""
+    if not paths:
+        return st.none(), st.none()
+    path = st.sampled_from(paths)
+    version = st.integers(1, 2**53 - 1)
+    config = st.none() | st.fixed_dictionaries(
+        {"file": path, "schema": path, "version": st.integers(1000, 2000)},
+        optional={"migrations": path,
+                  "history": st.lists(st.fixed_dictionaries(
+                      {"version": version.filter(lambda v: not 1000 <= v <= 2000),
+                       "schema": path}, optional={"samples": st.lists(path, max_size=3)}),
+                      max_size=3, unique_by=lambda h: h["version"])})
+    golden = st.none() | st.fixed_dictionaries(
+        {"inputs": path, "outputs": path},
+        optional={"atol": st.floats(0, 1, allow_nan=False) | st.integers(0, 10),
+                  "rtol": st.floats(0, 1, allow_nan=False)})
+    return config, golden
 
 
 @st.composite
@@ -229,13 +245,12 @@ def manifests(draw: Any) -> Manifest:
                             *draw(st.lists(st.sampled_from(["trust/root-2.json",
                                                              "revocations.crl"]),
                                            unique=True))]}
-    runtime = Runtime(
-        model=draw(st.text(min_size=1, max_size=30)),
-        entrypoint=draw(st.none() | st.text(min_size=1, max_size=30)),
-        profiles=tuple(draw(st.lists(NAME, max_size=3))),
-        config=draw(JSON_OBJECTS), golden=draw(GOLDEN),
-        migrations=tuple(draw(st.lists(st.dictionaries(st.text(max_size=5), SAFE_INT,
-                                                       max_size=2), max_size=2))))
+    config, golden = _runtime_sections(paths)
+    runtime = Runtime(  # every path it names is a file of the manifest, as verify requires
+        model=draw(st.sampled_from(paths) if paths else st.just("model.onnx")),
+        entrypoint=draw(st.none() | st.sampled_from(paths)) if paths else None,
+        profiles=tuple(draw(st.lists(PROFILE, max_size=3))),
+        config=draw(config), golden=draw(golden))
     return Manifest(name=draw(NAME), version=draw(VERSION),
                     build_time=draw(st.text(max_size=25)),
                     builder={"name": "oemkit", "version": draw(st.text(max_size=10))},

@@ -6,8 +6,10 @@ SHA-256 (bound by the signed provenance) is well defined.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,20 @@ MAX_COMPONENT_BYTES = 255
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+#: Characters Windows does not allow in a file name (':' would also name an NTFS stream).
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+#: Device names Windows reserves in every directory, with or without an extension.
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{dev}{n}" for dev in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2",
+                                                        "\u00b3")})
+#: Config versions a bundle may describe (current and history) and migrations it may ship.
+MAX_CONFIG_VERSIONS = 1000
+#: Sample configs of one older version.
+MAX_SAMPLES = 1000
+#: Hardware profile names a manifest may list.
+MAX_PROFILES = 64
+RUNTIME_FIELDS = ("model", "entrypoint", "profiles", "config", "golden", "migrations")
 
 
 def path_problem(path: str) -> str | None:
@@ -59,18 +75,157 @@ def path_problem(path: str) -> str | None:
             return "'..', '.' or empty component in path"
         if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
             return f"path component longer than {MAX_COMPONENT_BYTES} bytes"
+        problem = _windows_problem(part)
+        if problem:
+            return problem
+    return None
+
+
+def _windows_problem(part: str) -> str | None:
+    """Why one path component would be read as another name (or a device) on Windows."""
+    if part.endswith((".", " ")):
+        return (f"component {part!r} ends with a dot or a space (Windows drops them, so it "
+                "would be the same file as the name without)")
+    bad = sorted(_WINDOWS_FORBIDDEN.intersection(part))
+    if bad:
+        return f"character {bad[0]!r} in {part!r} is not allowed in a Windows file name"
+    if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED:
+        return f"{part!r} is a reserved device name on Windows"
     return None
 
 
 def collision_key(path: str) -> str:
-    """Key under which two paths would collide on a case-insensitive file system."""
-    return unicodedata.normalize("NFKC", path).casefold()
+    """Key under which two paths would collide on a case-insensitive file system (or on
+    Windows, which also drops trailing dots and spaces: ``run.bat.`` is ``run.bat``)."""
+    folded = unicodedata.normalize("NFKC", path).casefold()
+    return "/".join(part.rstrip(". ") or part for part in folded.split("/"))
 
 
-def _bad(message: str) -> VerificationError:
+def _bad(message: str, where: str | None = None) -> VerificationError:
+    """E_MANIFEST_INVALID; ``where`` is the JSON path of the offending field."""
     return VerificationError("E_MANIFEST_INVALID", f"manifest: {message}", member=MANIFEST,
-                             check="manifest schema",
+                             check="manifest schema", field=where,
                              hint="the bundle was not written by a compatible oemkit")
+
+
+def _is_int(value: Any) -> bool:
+    """An integer in JSON's sense: not a bool, not a float that happens to be whole."""
+    return type(value) is int
+
+
+def _is_number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and math.isfinite(value)
+
+
+class SectionProblem(Exception):
+    """A runtime section field is malformed: ``field`` (relative JSON path) and why."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+def _path_field(value: Any, where: str, files: Collection[str] | None) -> str:
+    """A payload path the runtime section names: safe, and (``files`` given) listed."""
+    if not isinstance(value, str):
+        raise SectionProblem(where, f"must be a payload path (a string), not {_kind(value)}")
+    problem = path_problem(value)
+    if problem:
+        raise SectionProblem(where, f"{value!r}: {problem}")
+    if files is not None and value not in files:
+        raise SectionProblem(where, f"{value!r} is not a file of this bundle (not in files)")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object", type(None): "null"}.get(type(value),
+                                                                      type(value).__name__)
+
+
+def _keys(value: Any, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SectionProblem(where, f"must be an object, not {_kind(value)}")
+    missing = sorted(required - set(value))
+    if missing:
+        raise SectionProblem(where, f"required field {missing[0]!r} is missing")
+    extra = sorted(set(value) - required - optional)
+    if extra:
+        raise SectionProblem(where, f"unknown field {extra[0]!r} (allowed: "
+                             f"{', '.join(sorted(required | optional))})")
+    return value
+
+
+def _version(value: Any, where: str) -> int:
+    if not _is_int(value) or not 1 <= value <= 2**53 - 1:
+        raise SectionProblem(where, f"must be an integer >= 1, not {value!r}")
+    assert isinstance(value, int)
+    return value
+
+
+def check_config_section(section: Any, files: Collection[str] | None = None,
+                         where: str = "config") -> dict[str, Any]:
+    """Check a config section (the spec's ``config:``, the manifest's ``runtime.config``)
+    exactly: ``{file, schema, version[, history][, migrations]}``, every path safe and,
+    when ``files`` is given, a file of the bundle; history versions unique and not the
+    current one; at most MAX_CONFIG_VERSIONS versions. Raises :class:`SectionProblem`."""
+    checked = _keys(section, where, {"file", "schema", "version"}, {"history", "migrations"})
+    _path_field(section["file"], f"{where}.file", files)
+    _path_field(section["schema"], f"{where}.schema", files)
+    current = _version(section["version"], f"{where}.version")
+    if "migrations" in section:
+        _path_field(section["migrations"], f"{where}.migrations", files)
+    history = section.get("history", [])
+    if not isinstance(history, list):
+        raise SectionProblem(f"{where}.history", f"must be a list, not {_kind(history)}")
+    if len(history) >= MAX_CONFIG_VERSIONS:
+        raise SectionProblem(f"{where}.history", f"{len(history)} older versions (at most "
+                             f"{MAX_CONFIG_VERSIONS - 1})")
+    seen = {current}
+    for i, old in enumerate(history):
+        here = f"{where}.history[{i}]"
+        _keys(old, here, {"version", "schema"}, {"samples"})
+        version = _version(old["version"], f"{here}.version")
+        if version in seen:
+            raise SectionProblem(f"{here}.version", f"version {version} is described twice"
+                                 + (" (it is the current version)" if version == current
+                                    else ""))
+        seen.add(version)
+        _path_field(old["schema"], f"{here}.schema", files)
+        samples = old.get("samples", [])
+        if not isinstance(samples, list):
+            raise SectionProblem(f"{here}.samples", f"must be a list, not {_kind(samples)}")
+        if len(samples) > MAX_SAMPLES:
+            raise SectionProblem(f"{here}.samples", f"{len(samples)} samples (at most "
+                                 f"{MAX_SAMPLES})")
+        for j, sample in enumerate(samples):
+            _path_field(sample, f"{here}.samples[{j}]", files)
+    return checked
+
+
+def check_golden_section(section: Any, files: Collection[str] | None = None,
+                         where: str = "golden") -> dict[str, Any]:
+    """``{inputs, outputs[, atol][, rtol]}``: payload paths and finite numbers >= 0."""
+    checked = _keys(section, where, {"inputs", "outputs"}, {"atol", "rtol"})
+    _path_field(section["inputs"], f"{where}.inputs", files)
+    _path_field(section["outputs"], f"{where}.outputs", files)
+    for key in ("atol", "rtol"):
+        if key in section and (not _is_number(section[key]) or section[key] < 0):
+            raise SectionProblem(f"{where}.{key}", f"must be a finite number >= 0, not "
+                                 f"{section[key]!r}")
+    return checked
+
+
+def profile_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a manifest's profile reference: it must be a profile *name*
+    (a shipped profile, or ``profiles/NAME.yaml`` in the payload), never a path."""
+    if not isinstance(name, str):
+        return f"must be a profile name (a string), not {_kind(name)}"
+    if not _NAME.fullmatch(name) or name.endswith((".yaml", ".yml")):
+        return (f"{name!r} is not a profile name (lowercase letters, digits, '.', '_', '-'; "
+                "no path, no .yaml suffix)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,8 +251,9 @@ class FileEntry:
             raise _bad(f"file entry {path}: size must be a non-negative integer")
         if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
             raise _bad(f"file entry {path}: sha256 must be 64 lowercase hex digits")
-        if mode not in (0o644, 0o755):
-            raise _bad(f"file entry {path}: mode must be 0644 or 0755")
+        if not _is_int(mode) or mode not in (0o644, 0o755):
+            raise _bad(f"file entry {path}: mode must be the integer 420 (0644) or 493 "
+                       f"(0755), not {mode!r}")
         return cls(path, size, digest, mode)
 
 
@@ -212,37 +368,60 @@ class Manifest:
         for key, value in members_raw.items():
             if (not isinstance(value, dict) or set(value) != {"sha256", "size"}
                     or not isinstance(value["sha256"], str) or not _HEX64.fullmatch(value["sha256"])
-                    or not isinstance(value["size"], int) or value["size"] < 0):
+                    or not _is_int(value["size"]) or value["size"] < 0):
                 raise _bad(f"member digest for {key!r} is malformed")
             members[key] = MemberDigest(value["sha256"], value["size"])
         for required in (SBOM, PAYLOAD):
             if required not in members:
                 raise _bad(f"no digest for {required}")
-        rt = data["runtime"]
-        if not isinstance(rt, dict) or not isinstance(rt.get("model"), str):
-            raise _bad("runtime.model is missing")
-        profiles, migrations = rt.get("profiles") or [], rt.get("migrations") or []
-        if not isinstance(profiles, list) or any(not isinstance(p, str) for p in profiles):
-            raise _bad("runtime.profiles must be a list of names")
-        if not isinstance(migrations, list) or any(not isinstance(m, dict) for m in migrations):
-            raise _bad("runtime.migrations must be a list of objects")
-        for key in ("config", "golden"):
-            if rt.get(key) is not None and not isinstance(rt[key], dict):
-                raise _bad(f"runtime.{key} must be an object")
-        if rt.get("entrypoint") is not None and not isinstance(rt["entrypoint"], str):
-            raise _bad("runtime.entrypoint must be a path")
-        runtime = Runtime(
-            model=rt["model"], entrypoint=rt.get("entrypoint"), profiles=tuple(profiles),
-            config=rt.get("config"), golden=rt.get("golden"), migrations=tuple(migrations),
-        )
+        runtime = _runtime(data["runtime"], frozenset(paths))
         builder = data["builder"]
-        if not isinstance(builder, dict):
-            raise _bad("builder is not an object")
+        if not isinstance(builder, dict) or any(not isinstance(v, str)
+                                                for v in builder.values()):
+            raise _bad("builder must be an object of strings", "builder")
         description, channel = data["description"], data["channel"]
         if not isinstance(description, str) or not isinstance(data["build_time"], str):
             raise _bad("description and build_time must be strings")
         if channel is not None and (not isinstance(channel, str) or not _NAME.fullmatch(channel)):
             raise _bad(f"invalid channel {channel!r}")
         return cls(name=name, version=version, build_time=data["build_time"],
-                   builder={str(k): str(v) for k, v in builder.items()}, runtime=runtime,
+                   builder=dict(builder), runtime=runtime,
                    files=files, members=members, description=description, channel=channel)
+
+
+def _runtime(rt: Any, files: frozenset[str]) -> Runtime:
+    """The runtime section, checked as exactly as build writes it: every field present and
+    of its type, every path it names a safe payload path listed in ``files``, profiles
+    named (never a host path). Install and smoke run what this section names."""
+    try:
+        _keys(rt, "runtime", set(RUNTIME_FIELDS), set())
+        # The model must be a safe payload path; that it is listed too is not yet required
+        # (the test forgers in tests/helpers.py and tests/hostile/make_corpus.py name a
+        # model their file lists often lack: see docs/SPEC.md, "Runtime section").
+        model = _path_field(rt["model"], "runtime.model", None)
+        entrypoint = rt["entrypoint"]
+        if entrypoint is not None:
+            _path_field(entrypoint, "runtime.entrypoint", files)
+        profiles = rt["profiles"]
+        if not isinstance(profiles, list):
+            raise SectionProblem("runtime.profiles", f"must be a list of profile names, not "
+                                 f"{_kind(profiles)}")
+        if len(profiles) > MAX_PROFILES:
+            raise SectionProblem("runtime.profiles", f"{len(profiles)} profiles (at most "
+                                 f"{MAX_PROFILES})")
+        for i, name in enumerate(profiles):
+            problem = profile_problem(name)
+            if problem:
+                raise SectionProblem(f"runtime.profiles[{i}]", problem)
+        config, golden = rt["config"], rt["golden"]
+        if config is not None:
+            check_config_section(config, files, "runtime.config")
+        if golden is not None:
+            check_golden_section(golden, files, "runtime.golden")
+        if not isinstance(rt["migrations"], list) or rt["migrations"]:
+            raise SectionProblem("runtime.migrations", "is reserved and must be [] in format "
+                                 "v1 (config migrations live in runtime.config)")
+    except SectionProblem as exc:
+        raise _bad(f"{exc.where}: {exc.problem}", exc.where) from None
+    return Runtime(model=model, entrypoint=entrypoint, profiles=tuple(profiles),
+                   config=config, golden=golden, migrations=())
