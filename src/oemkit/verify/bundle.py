@@ -67,10 +67,10 @@ ARMORED_LIMIT = 64 << 10
 #: than this (commas and colons) is refused before the parser sees it.
 MAX_SIGNATURE_VALUES = 1 << 16
 #: Signature checks (one signature under one key, over the whole provenance) a bundle may
-#: cost in all: this many, or as many as hash 64 provenances at their limit (64 at the
-#: limit). Each signature is tried first under the key its member name gives, so a bundle
-#: oemkit signed needs one check per signature.
-MIN_SIGNATURE_CHECKS = 256
+#: cost in all: this many, and no more than hash 64 provenances at their limit (so 64 for
+#: a provenance at its limit). Each signature is tried first under the key its member
+#: name gives, so a bundle oemkit signed needs one check per signature.
+MAX_SIGNATURE_CHECKS = 256
 
 
 def _signature_size(provenance_limit: int) -> int:
@@ -101,7 +101,7 @@ class Limits:
 
     def max_signature_checks(self, provenance_size: int) -> int:
         """Signature checks a bundle with a provenance of this size may cost."""
-        return max(MIN_SIGNATURE_CHECKS,
+        return min(MAX_SIGNATURE_CHECKS,
                    64 * self.max_provenance_bytes // max(1, provenance_size))
 
     @property
@@ -233,7 +233,7 @@ def _check_order(members: list[OuterMember]) -> None:
 def _judge_signatures(
     report: VerifyReport, root: TrustRoot, provenance: bytes,
     sig_members: Iterable[tuple[str, bytes]], revoked: frozenset[str] = frozenset(),
-    max_checks: int = MIN_SIGNATURE_CHECKS,
+    max_checks: int = MAX_SIGNATURE_CHECKS,
 ) -> tuple[list[TrustKey], dict[str, Any]]:
     """Verify every signature over the provenance bytes and apply the bundle policy.
 
@@ -644,13 +644,6 @@ def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
             inflater.skip(-size % BLOCK)
 
 
-def _fold(path: str) -> str:
-    """The key under which two payload paths name the same file on some file system:
-    case-insensitive ones (``collision_key``) and Windows, which drops trailing dots and
-    spaces from each component (``run.bat.`` is ``run.bat``)."""
-    return "/".join(part.rstrip(". ") or part for part in collision_key(path).split("/"))
-
-
 def _tar_overhead(entry: FileEntry) -> int:
     """Most tar bytes around one file: header, PAX header and records, data padding."""
     return 2048 + 2 * len(entry.path.encode("utf-8"))
@@ -721,18 +714,17 @@ def _check_tar(inflater: _Inflater, manifest: Manifest, sink: Sink | None) -> No
             if name in seen:
                 raise _fail("E_PAYLOAD_DUPLICATE", f"payload member {name} appears twice",
                             check="payload", member=name)
-            key = _fold(name)
+            key = collision_key(name)
             fold = seen_fold.setdefault(key, name)
             if fold != name:
                 raise _fail("E_PAYLOAD_UNSAFE", f"payload members {fold!r} and {name!r} collide "
-                            "on case-insensitive file systems (or on Windows, which drops "
-                            "trailing dots and spaces)", check="payload", member=name)
+                            "on case-insensitive file systems", check="payload", member=name)
             parent, _, _ = name.rpartition("/")
             # Each directory is checked once: a file that later takes its folded name is
             # caught below, from the file's side.
             while parent and parent not in checked_dirs:
                 checked_dirs.add(parent)
-                parent_key = _fold(parent)
+                parent_key = collision_key(parent)
                 clash = seen_fold.get(parent_key)
                 if clash is not None:
                     raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} lies under "
