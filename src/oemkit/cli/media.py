@@ -25,6 +25,18 @@ from oemkit.cli._output import (
 )
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+# runners.media.MAX_PARTS, not imported: that module is loaded only when a command runs,
+# so that `oemkit --help` stays fast (tests check the two agree).
+MAX_PARTS = typer.Option(4096, "--max-parts", min=1, max=10_000_000,
+                         help="Reader limit: parts in one split (the index is bounded by "
+                              "it before it is parsed). Give split and join the same value.")
+
+
+def _e(value: object) -> str:
+    """A path or name for rich markup: printed as written, never as markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
 
 
 def split(
@@ -40,6 +52,7 @@ def split(
     max_files: int = MAX_FILES,
     max_member: int = MAX_MEMBER,
     max_payload: int = MAX_PAYLOAD,
+    max_parts: int = MAX_PARTS,
 ) -> None:
     """Split a bundle into numbered parts and an index (each part's size and SHA-256).
 
@@ -55,7 +68,8 @@ def split(
         total = 2 * file_size(bundle)
         with progress("splitting", total) as cb:
             result = split_bundle(bundle, part_size, out, keys=keys, progress=cb,
-                                  limits=limits(max_files, max_member, max_payload))
+                                  limits=limits(max_files, max_member, max_payload),
+                                  max_parts=max_parts)
         idx = result.index_data
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "index": str(result.index),
@@ -78,27 +92,36 @@ def join(
                                        "(else it is looked for beside the parts)."),
     trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
     out: Path | None = typer.Option(None, "--out", help="Joined bundle (default: "
-                                    "./NAME-VERSION.oemb)."),
+                                    "NAME-VERSION.oemb of its verified manifest, in the "
+                                    "current directory or in --out if that is a "
+                                    "directory). Never replaces an existing file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file "
+                               "(never a directory, never a part, the index or the trust "
+                               "root)."),
     index: Path | None = typer.Option(None, "--index", help="The index, if not among PARTS "
                                       "or beside them."),
     json_out: bool = JSON_OPT,
     max_files: int = MAX_FILES,
     max_member: int = MAX_MEMBER,
     max_payload: int = MAX_PAYLOAD,
+    max_parts: int = MAX_PARTS,
 ) -> None:
     """Check parts against the index, reassemble, verify, and write the bundle.
 
     Every part is checked before anything is joined; missing, truncated, damaged,
     foreign, mislabelled and duplicated parts are all named. Good parts are kept, so
     running join again with the missing ones (one medium at a time if need be) resumes.
-    The parts are never modified or deleted; the bundle appears only once it verifies.
+    The parts are never modified or deleted; the bundle appears only once it verifies,
+    named NAME-VERSION.oemb from its verified manifest unless --out says otherwise, and
+    an existing file is never replaced unless --force.
     Example: oemkit join /media/usb/model-1.0.oemb.* --trust trust-root.json
     """
     with guard(json_out):
         from oemkit.runners.media import plan_join
 
         plan = plan_join(parts, trust, out=out, index=index,
-                         limits=limits(max_files, max_member, max_payload))
+                         limits=limits(max_files, max_member, max_payload), force=force,
+                         max_parts=max_parts)
         total = plan.pending_bytes() + plan.index.bundle_size
         with progress("joining and verifying", total) as cb:
             result = plan.run(cb, cb)
@@ -114,7 +137,8 @@ def join(
                       "nothing was written")
             raise typer.Exit(1)
         count = len(result.index.parts)
-        err.print(f"[bold green]JOINED[/] {result.path}: {report.name} {report.version}, "
+        err.print(f"[bold green]JOINED[/] {_e(result.path)}: {_e(report.name)} "
+                  f"{_e(report.version)}, "
                   f"{count} part{'' if count == 1 else 's'} ({len(result.copied)} copied now, "
                   f"{len(result.reused)} from an earlier run), verified (trust root "
                   f"v{report.trust_root_version})")

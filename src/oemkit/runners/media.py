@@ -12,20 +12,30 @@ formats and the reasons.
 them at once), copies the good ones into a work area next to the output (hashing what it
 writes; a part counts only when its SHA-256 matches), and remembers them: joining is
 resumable, one medium at a time if need be. When every part is in, the bundle is
-verified against the trust root and only then renamed to the output. Parts are only
+verified against the trust root and only then published under its name. Parts are only
 ever read. A write failure (disk full) removes the work area and leaves no output.
+
+The index is untrusted input until its signatures verify (and an unsigned one stays
+untrusted: only the joined bundle's own verification decides). So it is bounded before
+it is parsed (bytes, from ``max_parts``), its signatures are checked over the exact
+payload bytes before the payload is parsed, every field is checked for its exact type
+and range (no floats, booleans or huge numbers), and nothing in it chooses a path: the
+output is ``--out``, or ``NAME-VERSION.oemb`` from the *verified* manifest, and join
+never replaces a file it did not create unless told to (``force``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
-import shutil
+import stat
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,15 +64,42 @@ PART_VERSION = 1
 HEADER_SIZE = 128
 #: Smallest accepted part size (header included).
 MIN_PART_SIZE = 4096
+#: Largest size, offset or length anywhere (canonical JSON holds integers up to 2^53 - 1).
+MAX_BYTES = (1 << 53) - 1
+#: Default bound on the parts of one split (``--max-parts`` on split and join raises it).
+MAX_PARTS = 4096
+#: Signatures an index may carry.
+MAX_SIGNATURES = 16
+#: Index bytes allowed: a fixed part (envelope, bundle section, signatures) and, per part,
+#: room for the longest legal entry in base64 (474 bytes; a real one is about 300).
+INDEX_BASE_BYTES = 64 << 10
+INDEX_BYTES_PER_PART = 512
 _HEADER = struct.Struct(">8sHHIIIQQQQ32s8x")  # 96 bytes, then SHA-256 of them
-_PART_NAME = re.compile(r"\.part(\d+)$")
-_MAX_INDEX = 16 << 20
+_PART_NAME = re.compile(r"\.part([0-9]{1,9})\Z")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,159}")
+# The manifest's own rules for name and version (models/manifest.py): NAME-VERSION.oemb
+# is then always a plain file name.
+_BUNDLE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_BUNDLE_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Problems named in an error's message (``problems`` in ``--json`` has all of them).
+_SHOWN_PROBLEMS = 10
+
+
+def index_byte_limit(max_parts: int = MAX_PARTS) -> int:
+    """The most bytes an index of at most ``max_parts`` parts can need."""
+    return INDEX_BASE_BYTES + INDEX_BYTES_PER_PART * max_parts
+
+
+def bundle_file_name(name: str, version: str) -> str:
+    """``NAME-VERSION.oemb``, the name join gives a bundle when ``--out`` is not given."""
+    return f"{name}-{version}.oemb"
 
 
 # --------------------------------------------------------------------------- formats
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartHeader:
     """The 128-byte header at the start of every part file."""
 
@@ -99,7 +136,7 @@ class PartHeader:
         return cls(number, count, offset, length, bundle_size, part_size, digest.hex())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartEntry:
     """One part as the index lists it."""
 
@@ -113,6 +150,11 @@ class PartEntry:
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "file": self.file, "offset": self.offset,
                 "length": self.length, "size": self.size, "sha256": self.sha256}
+
+
+_TOP_FIELDS = frozenset({"type", "version", "header_size", "part_size", "bundle", "parts"})
+_BUNDLE_FIELDS = frozenset({"file", "size", "sha256", "manifest_sha256", "name", "version"})
+_PART_FIELDS = frozenset({"number", "file", "offset", "length", "size", "sha256"})
 
 
 @dataclass(frozen=True)
@@ -145,43 +187,114 @@ class MediaIndex:
                           self.bundle_size, self.part_size, self.bundle_sha256)
 
     @classmethod
-    def from_dict(cls, obj: Any) -> MediaIndex:
+    def from_dict(cls, obj: Any, *, max_parts: int = MAX_PARTS,
+                  what: str = "the index") -> MediaIndex:
+        """Check every field for its exact type and range: integers are JSON integers
+        (not ``1.0``, ``true``, ``"1"`` or ``1e400``) within their bounds, names are
+        plain and derived as split writes them, and the parts tile the bundle exactly.
+        More than ``max_parts`` parts is ``E_LIMIT_PARTS``, before any part is read."""
         try:
-            if obj["type"] != INDEX_TYPE or obj["version"] != 1:
-                raise _bad_index("not an oemkit media index (type/version)")
-            if obj["header_size"] != HEADER_SIZE:
-                raise _bad_index(f"unsupported part header size {obj['header_size']}")
-            b = obj["bundle"]
-            parts = tuple(PartEntry(int(p["number"]), _file_name(p["file"]), int(p["offset"]),
-                                    int(p["length"]), int(p["size"]), _hex(p["sha256"]))
-                          for p in obj["parts"])
-            index = cls(_file_name(b["file"]), int(b["size"]), _hex(b["sha256"]),
-                        _hex(b["manifest_sha256"]), str(b["name"]), str(b["version"]),
-                        int(obj["part_size"]), parts)
+            _fields(obj, _TOP_FIELDS, "the index")
+            if obj["type"] != INDEX_TYPE or _int(obj["version"], "version", 1, 1) != 1:
+                raise _bad_index("not an oemkit media index (type/version)", what)
+            _int(obj["header_size"], "header_size", HEADER_SIZE, HEADER_SIZE)
+            part_size = _int(obj["part_size"], "part_size", MIN_PART_SIZE, MAX_BYTES)
+            b = _fields(obj["bundle"], _BUNDLE_FIELDS, "bundle")
+            bundle_file = _file_name(b["file"], "bundle.file")
+            raw_parts = obj["parts"]
+            if not isinstance(raw_parts, list) or not raw_parts:
+                raise ValueError("parts is not a non-empty list")
+            count = len(raw_parts)
+            if count > max_parts:
+                raise VerificationError(
+                    "E_LIMIT_PARTS", f"{what} lists {count} parts (limit {max_parts})",
+                    check="index", expected=f"<= {max_parts}", actual=str(count),
+                    hint="if this split is legitimate, raise the limit with --max-parts")
+            parts = tuple(_part(p, i, count, bundle_file, part_size)
+                          for i, p in enumerate(raw_parts, 1))
+            index = cls(bundle_file, _int(b["size"], "bundle.size", 1, MAX_BYTES),
+                        _hex(b["sha256"], "bundle.sha256"),
+                        _hex(b["manifest_sha256"], "bundle.manifest_sha256"),
+                        _pattern(b["name"], _BUNDLE_NAME, "bundle.name"),
+                        _pattern(b["version"], _BUNDLE_VERSION, "bundle.version"),
+                        part_size, parts)
         except (KeyError, TypeError, ValueError) as exc:
-            raise _bad_index(f"missing or malformed field ({exc})") from exc
+            raise _bad_index(f"missing or malformed field ({exc})", what) from exc
         # The parts must tile the bundle exactly, in order.
         position = 0
-        for i, part in enumerate(index.parts, 1):
-            if (part.number != i or part.offset != position or part.length <= 0
-                    or part.size != part.length + HEADER_SIZE or part.size > index.part_size):
-                raise _bad_index(f"part {i} does not continue the bundle where part {i - 1} "
-                                 "ends")
+        for part in index.parts:
+            if part.offset != position:
+                raise _bad_index(f"part {part.number} does not continue the bundle where "
+                                 f"part {part.number - 1} ends", what)
             position += part.length
-        if not index.parts or position != index.bundle_size:
-            raise _bad_index("the parts do not add up to the bundle")
+        if position != index.bundle_size:
+            raise _bad_index(f"the parts add up to {position} bytes, the bundle is "
+                             f"{index.bundle_size}", what)
         return index
 
 
-def _hex(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ValueError(f"{value!r} is not a SHA-256")
+def _part(p: Any, number: int, count: int, bundle_file: str, part_size: int) -> PartEntry:
+    where = f"parts[{number - 1}]"
+    _fields(p, _PART_FIELDS, where)
+    _int(p["number"], f"{where}.number", number, number)
+    name = part_name(bundle_file, number, count)
+    if p["file"] != name:
+        raise ValueError(f"{where}.file is {_shown(p['file'])}, split names it {name!r}")
+    length = _int(p["length"], f"{where}.length", 1, part_size - HEADER_SIZE)
+    _int(p["size"], f"{where}.size", length + HEADER_SIZE, length + HEADER_SIZE)
+    return PartEntry(number, name, _int(p["offset"], f"{where}.offset", 0, MAX_BYTES),
+                     length, length + HEADER_SIZE, _hex(p["sha256"], f"{where}.sha256"))
+
+
+def _shown(value: Any) -> str:
+    """A short, printable stand-in for a hostile value (never the value's own repr of a
+    huge number, which Python refuses to format beyond 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit number"
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fields(obj: Any, expected: frozenset[str], where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} is {_shown(obj)}, not an object")
+    if set(obj) != expected:
+        extra, missing = sorted(set(obj) - expected), sorted(expected - set(obj))
+        raise ValueError(f"{where} fields differ from format v1 (unknown {extra[:5]}, "
+                         f"missing {missing})")
+    return obj
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    """A JSON integer in ``low..high``: ``type(value) is int``, so ``true``, ``1.0`` and
+    ``1e400`` (which JSON parsers read as a float, infinity) are refused by type."""
+    if type(value) is not int:
+        raise ValueError(f"{what} is {_shown(value)}, not a whole number")
+    if not low <= value <= high:
+        shown = _shown(value) if value.bit_length() > 64 else str(value)
+        bounds = str(low) if low == high else f"{low}..{high}"
+        raise ValueError(f"{what} is {shown}, must be {bounds}")
     return value
 
 
-def _file_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", value):
-        raise ValueError(f"{value!r} is not a plain file name")
+def _hex(value: Any, what: str = "value") -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise ValueError(f"{what} {_shown(value)} is not a SHA-256")
+    return value
+
+
+def _pattern(value: Any, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"{what} {_shown(value)} is not valid")
+    return value
+
+
+def _file_name(value: Any, what: str = "file") -> str:
+    if not isinstance(value, str) or not _FILE_NAME.fullmatch(value):
+        raise ValueError(f"{what} {_shown(value)} is not a plain file name (letters, digits, "
+                         "'.', '_', '+', '-'; at most 160)")
     return value
 
 
@@ -195,16 +308,28 @@ def part_name(bundle_file: str, number: int, count: int) -> str:
     return f"{bundle_file}.part{number:0{max(3, len(str(count)))}d}"
 
 
+_SIZE = re.compile(r"\s*([0-9]{1,19})(?:\.([0-9]{1,9}))?\s*([KMGT]?)(i?)(B?)\s*",
+                   re.IGNORECASE | re.ASCII)
+
+
 def parse_size(text: str) -> int:
-    """``4G``, ``4GiB``, ``650M``, ``4700MB`` (decimal), ``123456`` bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*", text, re.IGNORECASE)
+    """``4G``, ``4GiB``, ``650M``, ``4700MB`` (decimal), ``1.5G``, ``123456`` bytes: ASCII
+    digits only (at most 19, and 9 after the point), computed exactly, at most
+    :data:`MAX_BYTES`; anything else is ``E_USAGE``."""
+    match = _SIZE.fullmatch(text)
+    hint = "use bytes or a unit: 4G (GiB), 4000M, 4700MB (decimal)"
     if not match:
-        raise UsageError("E_USAGE", f"--size {text!r} is not a size",
-                         hint="use bytes or a unit: 4G (GiB), 4000M, 4700MB (decimal)")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    decimal = bool(match.group(4)) and not match.group(3)
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise UsageError("E_USAGE", f"--size {shown!r} is not a size", hint=hint)
+    whole, frac, unit = match.group(1), match.group(2) or "", match.group(3).upper()
+    decimal = bool(match.group(5)) and not match.group(4)
     base = 1000 if decimal else 1024
-    return int(number * base ** " KMGT".index(unit or " "))
+    number = Fraction(int(whole)) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+    value = int(number * base ** " KMGT".index(unit or " "))
+    if value > MAX_BYTES:
+        raise UsageError("E_USAGE", f"--size {text.strip()} is too large (at most "
+                         f"{MAX_BYTES} bytes)", hint=hint)
+    return value
 
 
 # --------------------------------------------------------------------------- split
@@ -220,21 +345,29 @@ class SplitResult:
 
 def split_bundle(bundle: Path | str, part_size: int, out_dir: Path | str | None = None, *,
                  keys: Sequence[Any] = (), progress: ProgressFn | None = None,
-                 limits: Limits | None = None) -> SplitResult:
+                 limits: Limits | None = None, max_parts: int = MAX_PARTS) -> SplitResult:
     """Write ``bundle`` as numbered parts of at most ``part_size`` bytes and an index.
 
     ``keys`` (``PrivateKeyInfo``) sign the index; without keys it is written unsigned,
     bound to the bundle's manifest digest. Parts and index are written atomically; the
     same bundle and size always give the same bytes. ``progress`` gets bytes read (the
-    bundle is read twice: once to hash it whole, once to cut it)."""
+    bundle is read twice: once to hash it whole, once to cut it). A split of more than
+    ``max_parts`` parts is refused (``E_USAGE``): join refuses it too unless given the
+    same ``--max-parts``."""
     from oemkit._canonical import canonical_json, sha256_hex
     from oemkit.models.manifest import MANIFEST
     from oemkit.verify.bundle import Limits, scan_bundle
 
-    if part_size < MIN_PART_SIZE:
-        raise UsageError("E_USAGE", f"--size {part_size} is too small (at least "
-                         f"{MIN_PART_SIZE} bytes)", hint="use e.g. --size 4G")
+    if not MIN_PART_SIZE <= part_size <= MAX_BYTES:
+        raise UsageError("E_USAGE", f"--size {part_size} is out of range ({MIN_PART_SIZE} "
+                         f"to {MAX_BYTES} bytes)", hint="use e.g. --size 4G")
     bundle = Path(bundle)
+    try:
+        _file_name(bundle.name)
+    except ValueError as exc:
+        raise UsageError("E_USAGE", f"{bundle}: the parts are named after the bundle's "
+                         f"file, and {exc}", hint="rename the bundle (e.g. NAME-VERSION.oemb) "
+                         "and split it again") from None
     out = Path(out_dir) if out_dir is not None else bundle.parent
     with open_input(bundle, "bundle") as handle:
         members = scan_bundle(handle, limits or Limits())
@@ -243,19 +376,28 @@ def split_bundle(bundle: Path | str, part_size: int, out_dir: Path | str | None 
         manifest_bytes = handle.read(by_name[MANIFEST].size)
         try:
             manifest = json.loads(manifest_bytes)
-            name, version = str(manifest["name"]), str(manifest["version"])
-        except (ValueError, KeyError, TypeError) as exc:
+            name = _pattern(manifest["name"], _BUNDLE_NAME, "name")
+            version = _pattern(manifest["version"], _BUNDLE_VERSION, "version")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise VerificationError("E_MANIFEST_INVALID", f"{bundle}: the manifest is not "
                                     "valid", member=MANIFEST, check="manifest",
                                     hint="split a bundle written by 'oemkit build'") from exc
         fd = handle.fileno()
         size = os.fstat(fd).st_size
+        data_size = part_size - HEADER_SIZE
+        count = -(-size // data_size)
+        if count > max_parts:
+            raise UsageError("E_USAGE", f"--size {part_size} cuts {bundle} ({size} bytes) "
+                             f"into {count} parts, more than --max-parts {max_parts}",
+                             hint="use a larger --size, or raise --max-parts (join then "
+                                  "needs the same --max-parts)")
+        if size > MAX_BYTES:
+            raise UsageError("E_USAGE", f"{bundle} is larger than {MAX_BYTES} bytes",
+                             hint="split a bundle written by 'oemkit build'")
         bundle_sha256, hashed = hash_fd(fd, 0, size, progress)
         if hashed != size:
             raise VerificationError("E_TRUNCATED", f"{bundle} shrank while it was read",
                                     hint="split a bundle nobody is writing")
-        data_size = part_size - HEADER_SIZE
-        count = -(-size // data_size)
         entries: list[PartEntry] = []
         paths: list[Path] = []
         try:
@@ -329,37 +471,91 @@ class LoadedIndex:
     signers: tuple[str, ...]
 
 
-def read_index(data: bytes, pinned: Any, what: str = "the index") -> LoadedIndex:
+def read_index(data: bytes, pinned: Any, what: str = "the index", *,
+               max_parts: int = MAX_PARTS) -> LoadedIndex:
     """Parse an index envelope; check its signatures (if any) against the trust root.
 
-    A signed index needs as many distinct, not compromised bundle-signing keys of the
-    trust root as its ``bundle`` threshold. An unsigned one is accepted here: it is bound
-    to the manifest digest, which the joined bundle must match and which its own
-    signatures cover."""
-    from oemkit._canonical import b64decode, parse_json
-    from oemkit.crypto.dsse import verify_signature
-    from oemkit.crypto.keys import load_public
+    Cost before trust is bounded: ``data`` over :func:`index_byte_limit` is refused
+    (``E_TOO_LARGE``) before it is parsed, and a signed index's signatures are checked
+    over the exact payload bytes before the payload (the part list) is parsed. A signed
+    index needs as many distinct, not compromised bundle-signing keys of the trust root as
+    its ``bundle`` threshold. An unsigned one is accepted here: it is bound to the
+    manifest digest, which the joined bundle must match and which its own signatures
+    cover; its part list is parsed within the same bounds."""
+    from oemkit._canonical import b64decode, canonical_json, parse_json
 
+    limit = index_byte_limit(max_parts)
+    if len(data) > limit:
+        raise _index_too_large(what, len(data), limit, max_parts)
     try:
         obj = parse_json(data, what=what, code="E_INDEX_INVALID")
         if not isinstance(obj, dict) or set(obj) != {"payload", "payloadType", "signatures"}:
             raise _bad_index("not a DSSE envelope", what)
         if obj["payloadType"] != INDEX_PAYLOAD_TYPE:
-            raise _bad_index(f"payload type {obj['payloadType']!r}", what)
+            raise _bad_index(f"payload type {_shown(obj['payloadType'])}", what)
         payload = b64decode(obj["payload"], what=f"{what} payload")
         sigs = obj["signatures"]
-        if not isinstance(sigs, list) or len(sigs) > 64:
-            raise _bad_index("bad signature list", what)
-        raw = [b64decode(s["sig"], what=f"{what} signature") for s in sigs]
-        index = MediaIndex.from_dict(parse_json(payload, what=f"{what} payload",
-                                                code="E_INDEX_INVALID"))
+        if not isinstance(sigs, list) or len(sigs) > MAX_SIGNATURES:
+            raise _bad_index(f"the signatures are not a list of at most {MAX_SIGNATURES}",
+                             what)
+        raw = []
+        for s in sigs:
+            if (not isinstance(s, dict) or "sig" not in s or not set(s) <= {"keyid", "sig"}
+                    or not isinstance(s.get("keyid", ""), str)
+                    or not isinstance(s["sig"], str) or len(s["sig"]) > 1024):
+                raise _bad_index("a signature is not {keyid, sig}", what)
+            raw.append(b64decode(s["sig"], what=f"{what} signature"))
+        del obj, sigs
     except InputError as exc:
         raise _bad_index(exc.message, what) from exc
-    except (KeyError, TypeError) as exc:
-        raise _bad_index(f"malformed ({exc})", what) from exc
-    if not raw:
-        return LoadedIndex(index, data, ())
-    root = pinned
+    signers = _index_signers(payload, raw, pinned, what) if raw else ()
+    _bound_structure(payload, max_parts, what)
+    try:
+        doc = parse_json(payload, what=f"{what} payload", code="E_INDEX_INVALID")
+    except InputError as exc:
+        raise _bad_index(exc.message, what) from exc
+    index = MediaIndex.from_dict(doc, max_parts=max_parts, what=what)
+    try:
+        canonical = canonical_json(doc) == payload
+    except InputError:
+        canonical = False
+    if not canonical:
+        raise _bad_index("the payload is not canonical JSON (RFC 8785), as split writes it",
+                         what)
+    return LoadedIndex(index, data, signers)
+
+
+def _bound_structure(payload: bytes, max_parts: int, what: str) -> None:
+    """Refuse, unparsed, a payload with more JSON values than an index of ``max_parts``
+    parts holds. No string in a valid index contains ``{`` or ``,`` (hex digests, plain
+    names, the type), so its payload has exactly ``parts + 2`` bytes ``{`` (one object
+    per part, the bundle, the document) and ``6 * parts + 9`` bytes ``,``; every JSON
+    object needs a ``{`` and every further array item a ``,``, so these counts bound what
+    the parser would build, whatever the payload holds."""
+    objects, commas = payload.count(b"{"), payload.count(b",")
+    if objects > max_parts + 2 or commas > 6 * max_parts + 9:
+        parts = max(objects - 2, (commas - 9) // 6)
+        raise VerificationError(
+            "E_LIMIT_PARTS", f"{what} holds more than {max_parts} parts (about {parts}, "
+            "counted before parsing it)", check="index", expected=f"<= {max_parts}",
+            actual=str(parts),
+            hint="if this split is legitimate, raise the limit with --max-parts")
+
+
+def _index_too_large(what: str, size: int, limit: int, max_parts: int) -> InputError:
+    return InputError("E_TOO_LARGE", f"{what} is {size} bytes, more than an index of "
+                      f"{max_parts} parts needs ({limit} bytes)",
+                      hint="pass the .index.json file 'oemkit split' wrote; for a split of "
+                           "more parts, raise --max-parts")
+
+
+def _index_signers(payload: bytes, raw: Sequence[bytes], root: Any, what: str
+                   ) -> tuple[str, ...]:
+    """The trust root's bundle keys whose signature over ``payload`` verifies; at least
+    the ``bundle`` threshold of them, none compromised, or a VerificationError."""
+    from oemkit.crypto.dsse import verify_signature
+    from oemkit.crypto.keys import load_public
+
     good: list[str] = []
     for key in root.keys:
         if "bundle" not in key.usage:
@@ -380,7 +576,7 @@ def read_index(data: bytes, pinned: Any, what: str = "the index") -> LoadedIndex
             check="index", expected=f">= {need}", actual=str(len(good)),
             hint="the index was altered, or signed by a key this host does not trust; "
                  "copy it again from the vendor's media")
-    return LoadedIndex(index, data, tuple(good))
+    return tuple(good)
 
 
 # --------------------------------------------------------------------------- join
@@ -401,11 +597,15 @@ class Problem:
 
 
 class PartsError(VerificationError):
-    """One or more parts cannot be joined; ``problems`` names every one of them."""
+    """One or more parts cannot be joined; ``problems`` names every one of them (the
+    message names the first few)."""
 
     def __init__(self, problems: list[Problem], *, progress_note: str = "") -> None:
         first = problems[0]
-        lines = [f"{p.file}: {p.detail}" for p in problems]
+        lines = [f"{p.file}: {p.detail}" for p in problems[:_SHOWN_PROBLEMS]]
+        if len(problems) > _SHOWN_PROBLEMS:
+            lines.append(f"… and {len(problems) - _SHOWN_PROBLEMS} more (--json: "
+                         "error.problems lists all)")
         message = (f"{len(problems)} part problem(s): " + "; ".join(lines)
                    if len(problems) > 1 else lines[0])
         hints = {
@@ -458,49 +658,95 @@ def find_index(paths: Sequence[Path]) -> Path | None:
 
 
 def work_dir_for(out: Path) -> Path:
+    """The work area of a join given ``--out FILE``: ``.FILE.join`` beside it."""
     return out.parent / f".{out.name}.join"
+
+
+def default_work_dir(directory: Path, bundle_sha256: str) -> Path:
+    """The work area of a join that names the bundle itself (no ``--out``, or ``--out``
+    an existing directory): ``.oemkit-join-<first 16 hex digits of the bundle's SHA-256>``
+    in that directory. Nothing in it comes from a name the index chose."""
+    return directory / f".oemkit-join-{bundle_sha256[:16]}"
 
 
 def join_parts(parts: Sequence[Path | str], trust: Path | str | bytes, *,
                out: Path | str | None = None, index: Path | str | None = None,
                progress: ProgressFn | None = None,
                verify_progress: ProgressFn | None = None,
-               limits: Limits | None = None) -> JoinResult:
-    """Check ``parts`` against the index, reassemble, verify, publish ``out``.
+               limits: Limits | None = None, force: bool = False,
+               max_parts: int = MAX_PARTS) -> JoinResult:
+    """Check ``parts`` against the index, reassemble, verify, publish the bundle.
+
+    The bundle is written to ``out`` (a file), or, when ``out`` is None or an existing
+    directory, as ``NAME-VERSION.oemb`` there (name and version from the verified
+    manifest). An existing file of that name is never replaced (``E_OUTPUT_EXISTS``)
+    unless ``force``; join's own inputs never are.
 
     Raises :class:`PartsError` naming every bad or missing part (parts already checked
     are kept in the work area for the next run), ``EnvironmentProblem`` ``E_WRITE`` when
     the output cannot be written (the work area is removed; no output appears), or
     returns with ``report.ok`` False when the joined bundle does not verify (no output).
     """
-    return plan_join(parts, trust, out=out, index=index, limits=limits).run(
-        progress, verify_progress)
+    return plan_join(parts, trust, out=out, index=index, limits=limits, force=force,
+                     max_parts=max_parts).run(progress, verify_progress)
+
+
+def _output_exists(target: Path, kept: bool) -> InputError:
+    what = "a directory" if target.is_dir() else "a file"
+    kept_note = (" The joined, verified bundle is kept in the work area: run join again "
+                 "after that and nothing is copied again." if kept else "")
+    return InputError("E_OUTPUT_EXISTS", f"{target} already exists ({what} join did not "
+                      "create); join never replaces it unless told to",
+                      hint="remove or rename it, choose another --out, or pass --force to "
+                           f"replace it.{kept_note}")
+
+
+#: link(2) errors that mean "this file system has no hard links" (FAT32, some shares).
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS,
+             errno.EXDEV}
 
 
 @dataclass
 class JoinPlan:
-    """A checked index and the parts given, ready to join (see :func:`plan_join`)."""
+    """A checked index and the parts given, ready to join (see :func:`plan_join`).
+
+    ``out`` is the ``--out`` file, or None: then the bundle goes into ``directory`` as
+    ``NAME-VERSION.oemb`` of its verified manifest. ``inputs`` (parts, index, trust
+    root) are never replaced, even with ``force``."""
 
     loaded: LoadedIndex
-    target: Path
+    work_dir: Path
+    out: Path | None
+    directory: Path
     found: dict[int, Path]
     pinned: bytes
     limits: Limits | None = None  # the joined bundle's verification (default: verify's)
+    force: bool = False
+    inputs: tuple[Path, ...] = ()
 
     @property
     def index(self) -> MediaIndex:
         return self.loaded.index
 
+    @property
+    def target(self) -> Path:
+        """The output as planned: ``out``, or ``NAME-VERSION.oemb`` as the index names it
+        (the verified manifest's name and version decide, and must agree)."""
+        if self.out is not None:
+            return self.out
+        return self.directory / bundle_file_name(self.index.name, self.index.version)
+
     def pending_bytes(self) -> int:
         """Bytes this run will copy (parts given and not yet in place), as of now."""
-        work = _Work(self.target, self.index, self.loaded.data)
+        work = _Work(self.work_dir, self.index, self.loaded.data)
         done = work.peek()
         return sum(self.index.parts[n - 1].length for n in self.found if n not in done)
 
     def run(self, progress: ProgressFn | None = None,
             verify_progress: ProgressFn | None = None) -> JoinResult:
-        idx, target, found = self.index, self.target, self.found
-        work = _Work(target, idx, self.loaded.data)
+        idx, found = self.index, self.found
+        work = _Work(self.work_dir, idx, self.loaded.data)
+        self._check_target(self.target, work)  # before a byte is copied
         with work.locked():
             done = work.load()
             todo = [n for n in sorted(found) if n not in done]
@@ -531,9 +777,9 @@ class JoinPlan:
             except OSError as exc:
                 work.remove()
                 raise EnvironmentProblem(
-                    "E_WRITE", f"cannot write the joined bundle next to {target}: "
+                    "E_WRITE", f"cannot write the joined bundle in {work.dir}: "
                     f"{exc.strerror or exc}; nothing was kept",
-                    hint=f"free at least {idx.bundle_size} bytes on {target.parent} (or "
+                    hint=f"free at least {idx.bundle_size} bytes on {work.dir.parent} (or "
                          "choose --out elsewhere) and run join again; the parts were not "
                          "touched") from exc
             problems = corrupt + [Problem("E_PART_MISSING", p.number, p.file,
@@ -546,14 +792,75 @@ class JoinPlan:
                     work.remove()
                     note = ""
                 raise PartsError(problems, progress_note=note)
-            report = work.finish(self.pinned, idx, verify_progress, self.limits)
+            report, target = self._finish(work, verify_progress)
         return JoinResult(target, idx, report, copied, sorted(set(done) - set(copied)),
                           self.loaded.signers)
+
+    def _check_target(self, target: Path, work: _Work) -> None:
+        """Refuse an output name that is taken (by anything but this join's own output of
+        an interrupted run), unless ``force``; refuse one of join's inputs always."""
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise EnvironmentProblem("E_WRITE", f"cannot check {target}: "
+                                     f"{exc.strerror or exc}",
+                                     hint="choose another --out") from exc
+        for source in self.inputs:
+            with contextlib.suppress(OSError):
+                other = os.stat(source)
+                if (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino):
+                    raise UsageError("E_USAGE", f"{target} is one of join's inputs "
+                                     f"({source}); join never replaces its parts, index or "
+                                     "trust root", hint="choose another --out")
+        if work.is_data(st):
+            return
+        if not self.force or stat.S_ISDIR(st.st_mode):
+            raise _output_exists(target, kept=False)
+
+    def _finish(self, work: _Work, verify_progress: ProgressFn | None
+                ) -> tuple[VerifyReport, Path]:
+        """Verify the reassembled bundle; publish it only if it verifies."""
+        from oemkit.verify.bundle import verify_bundle
+
+        idx = self.index
+        work.close_data()
+        report = verify_bundle(work.data, self.pinned, progress=verify_progress,
+                               limits=self.limits)
+        if report.ok and (report.manifest_sha256 != idx.manifest_sha256
+                          or (report.name, report.version) != (idx.name, idx.version)):
+            report.failed(VerificationError(
+                "E_INDEX_MISMATCH", f"the joined bundle ({report.name} {report.version}, "
+                f"manifest {report.manifest_sha256}) is not the one the index names "
+                f"({idx.name} {idx.version}, manifest {idx.manifest_sha256})", check="index",
+                hint="the index and the parts do not belong together"))
+        if not report.ok:
+            work.remove()
+            return report, self.target
+        # The name comes from the verified manifest (its rules make it a plain file name,
+        # and it is the index's, checked above).
+        target = self.out or self.directory / bundle_file_name(str(report.name),
+                                                               str(report.version))
+        self._check_target(target, work)
+        try:
+            published = work.publish(target, self.force)
+        except OSError as exc:
+            work.remove()
+            raise EnvironmentProblem("E_WRITE", f"cannot write {target}: "
+                                     f"{exc.strerror or exc}",
+                                     hint="check permissions and run join again") from exc
+        if not published:  # taken between the check and the link: keep the work
+            raise _output_exists(target, kept=True)
+        work.remove()
+        report.passed("join", f"{len(idx.parts)} parts joined into {target}")
+        return report, target
 
 
 def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
               out: Path | str | None = None, index: Path | str | None = None,
-              limits: Limits | None = None) -> JoinPlan:
+              limits: Limits | None = None, force: bool = False,
+              max_parts: int = MAX_PARTS) -> JoinPlan:
     """Read the trust root and the index (checking its signatures), then every given
     part's header and size against the index: :class:`PartsError` names every foreign,
     mislabelled, duplicated, truncated or damaged-header part before anything is copied.
@@ -572,20 +879,61 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
     except VerificationError as exc:
         raise InputError(exc.code, exc.message, hint="the pinned trust root is not properly "
                          "signed; get it again from the vendor") from exc
+    out_file = Path(out) if out is not None else None
+    directory = Path.cwd()
+    if out_file is not None and out_file.is_dir():
+        directory, out_file = out_file, None
+    limit = index_byte_limit(max_parts)
     index_path = Path(index) if index is not None else find_index(paths)
-    if index_path is None and out is not None:
-        saved = work_dir_for(Path(out)) / "index.json"
-        index_path = saved if saved.is_file() else None
-    if index_path is None:
-        raise InputError("E_INDEX_MISSING", "no index found: pass the .index.json file "
-                         "'oemkit split' wrote (it lies beside the first part)",
-                         hint="oemkit join NAME.oemb.index.json NAME.oemb.part* --trust ROOT")
-    index_bytes = read_input(index_path, "index", _MAX_INDEX)
-    loaded = read_index(index_bytes, signed_root.root, what=str(index_path))
+    if index_path is not None:
+        index_bytes = _read_index_file(index_path, limit, max_parts)
+    else:
+        saved = _saved_index(paths, out_file, directory, limit)
+        if saved is None:
+            raise InputError("E_INDEX_MISSING", "no index found: pass the .index.json file "
+                             "'oemkit split' wrote (it lies beside the first part)",
+                             hint="oemkit join NAME.oemb.index.json NAME.oemb.part* --trust "
+                                  "ROOT")
+        index_path, index_bytes = saved
+    loaded = read_index(index_bytes, signed_root.root, what=str(index_path),
+                        max_parts=max_parts)
     idx = loaded.index
-    target = Path(out) if out is not None else Path.cwd() / idx.bundle_file
+    work_dir = (work_dir_for(out_file) if out_file is not None
+                else default_work_dir(directory, idx.bundle_sha256))
     given = [p for p in paths if p.resolve() != index_path.resolve()]
-    return JoinPlan(loaded, target, _classify(given, idx), pinned_bytes, limits)
+    inputs = tuple(paths) + (index_path,) + (() if isinstance(trust, bytes) else (Path(trust),))
+    return JoinPlan(loaded, work_dir, out_file, directory, _classify(given, idx),
+                    pinned_bytes, limits, force, inputs)
+
+
+def _read_index_file(path: Path, limit: int, max_parts: int) -> bytes:
+    try:
+        return read_input(path, "index", limit)
+    except InputError as exc:
+        if exc.code != "E_TOO_LARGE":
+            raise
+        raise _index_too_large(f"index {path}", path.stat().st_size, limit, max_parts) from None
+
+
+def _saved_index(paths: Sequence[Path], out: Path | None, directory: Path,
+                 limit: int) -> tuple[Path, bytes] | None:
+    """The index an earlier run kept in the work area: beside ``--out``, or (no
+    ``--out``) in the work area the given parts' headers point to."""
+    if out is not None:
+        areas = [work_dir_for(out)]
+    else:
+        areas = []
+        for path in paths:
+            with contextlib.suppress(OSError), open(path, "rb") as handle:
+                header = PartHeader.from_bytes(handle.read(HEADER_SIZE))
+                if header is not None:
+                    areas.append(default_work_dir(directory, header.bundle_sha256))
+    for area in dict.fromkeys(areas):
+        saved = area / "index.json"
+        with contextlib.suppress(OSError, ValueError):
+            if _real_dir(area):
+                return saved, _read_regular(saved, limit)
+    return None
 
 
 def _classify(paths: Sequence[Path], idx: MediaIndex) -> dict[int, Path]:
@@ -661,15 +1009,53 @@ class _ReadError(Exception):
         self.strerror = strerror
 
 
-class _Work:
-    """The work area next to the output: ``data`` (the bundle being reassembled, parts
-    written at their offsets), ``state.json`` (parts in place) and ``index.json``."""
+def _real_dir(path: Path) -> bool:
+    """``path`` is a directory itself, not a symbolic link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
-    def __init__(self, target: Path, idx: MediaIndex, index_bytes: bytes) -> None:
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, never through a symbolic link, at most ``limit`` bytes
+    (``ValueError`` beyond; ``OSError`` when it cannot be read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        chunks, left = [], limit + 1
+        while left:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+#: What join itself writes in its work area; anything else there means the folder is not
+#: (only) join's, and join will not write into it or remove it.
+_WORK_FILES = frozenset({"data", "state.json", "index.json", "lock"})
+_WORK_TEMP = re.compile(r"\.(?:state|index)\.json\.[A-Za-z0-9_]+\.tmp")
+_WORK_STATE_PER_PART = 128
+
+
+class _Work:
+    """The work area: ``data`` (the bundle being reassembled, parts written at their
+    offsets), ``state.json`` (parts in place), ``index.json`` and ``lock``. Join creates
+    it (mode 0700), writes nothing but those names in it (never through a symbolic link),
+    and removes only those names, then the folder if it is empty."""
+
+    def __init__(self, directory: Path, idx: MediaIndex, index_bytes: bytes) -> None:
         from oemkit._canonical import sha256_hex
 
-        self.target = target
-        self.dir = work_dir_for(target)
+        self.dir = directory
         self.data = self.dir / "data"
         self.state = self.dir / "state.json"
         self.idx = idx
@@ -677,41 +1063,81 @@ class _Work:
         self.index_sha256 = sha256_hex(index_bytes)
         self._fd: int | None = None
 
-    @contextlib.contextmanager
-    def locked(self) -> Any:
-        import fcntl
+    def _claim(self) -> None:
+        """Create the work area, or adopt it when it holds only what join writes."""
+        def not_ours(detail: str) -> InputError:
+            return InputError("E_WORK_AREA", f"{self.dir} is not a join work area: {detail}",
+                              hint="remove or rename it (join never writes into, or removes, "
+                                   "a folder it did not make), or choose another --out")
 
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            lock = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(self.dir, 0o700)
+                return
+            except FileExistsError:
+                pass
+            if not _real_dir(self.dir):
+                raise not_ours("it is a symbolic link or not a folder")
+            for name in sorted(os.listdir(self.dir)):
+                if not (name in _WORK_FILES or _WORK_TEMP.fullmatch(name)):
+                    raise not_ours(f"it holds {name!r}, which join did not write")
+                if not stat.S_ISREG(os.lstat(self.dir / name).st_mode):
+                    raise not_ours(f"{name!r} in it is not a regular file")
         except OSError as exc:
             raise EnvironmentProblem("E_WRITE", f"cannot create {self.dir}: "
+                                     f"{exc.strerror or exc}",
+                                     hint="choose a writable --out") from exc
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        import fcntl
+
+        self._claim()
+        try:
+            lock = os.open(self.dir / "lock",
+                           os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise EnvironmentProblem("E_WRITE", f"cannot create {self.dir}/lock: "
                                      f"{exc.strerror or exc}",
                                      hint="choose a writable --out") from exc
         try:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                raise EnvironmentProblem("E_BUSY", f"another join is writing {self.target}",
+                raise EnvironmentProblem("E_BUSY", f"another join is writing in {self.dir}",
                                          hint="wait for it to finish") from exc
             yield
         finally:
             os.close(lock)
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            self.close_data()
 
     def peek(self) -> dict[int, str]:
-        """Parts already in place from an earlier run of this very index (read only)."""
+        """Parts already in place from an earlier run of this very index (read only).
+        Anything unexpected in the work area (not ours, too large, malformed) reads as
+        "nothing in place"."""
+        try:
+            if not _real_dir(self.dir):
+                return {}
+            st = os.lstat(self.data)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != self.idx.bundle_size:
+                return {}
+            limit = 4096 + _WORK_STATE_PER_PART * len(self.idx.parts)
+            state = json.loads(_read_regular(self.state, limit))
+        except (OSError, ValueError, RecursionError):
+            return {}
+        if not isinstance(state, dict) or state.get("index_sha256") != self.index_sha256:
+            return {}
+        recorded = state.get("done")
+        if not isinstance(recorded, dict):
+            return {}
         done: dict[int, str] = {}
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            state = json.loads(self.state.read_bytes())
-            if (state["index_sha256"] == self.index_sha256
-                    and self.data.stat().st_size == self.idx.bundle_size):
-                for number, digest in state["done"].items():
-                    entry = self.idx.parts[int(number) - 1]
-                    if digest == entry.sha256:
-                        done[entry.number] = digest
+        for number, digest in recorded.items():
+            if not re.fullmatch(r"[1-9][0-9]{0,8}", number, re.ASCII):
+                continue
+            n = int(number)
+            if n <= len(self.idx.parts) and digest == self.idx.parts[n - 1].sha256:
+                done[n] = digest
         return done
 
     def load(self) -> dict[int, str]:
@@ -726,17 +1152,33 @@ class _Work:
 
     def fd(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.data, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.data, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, 0o600)
             if os.fstat(self._fd).st_size != self.idx.bundle_size:
                 os.ftruncate(self._fd, self.idx.bundle_size)
         return self._fd
+
+    def close_data(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def is_data(self, st: os.stat_result) -> bool:
+        """``st`` is this work area's ``data`` file (an earlier run published it and was
+        interrupted before removing the work area)."""
+        try:
+            mine = os.lstat(self.data)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
     def ensure_space(self, needed: int) -> None:
         """Fail before copying when the file system clearly cannot hold the parts."""
         if not needed:
             return
-        stat = os.statvfs(self.dir)
-        free = stat.f_bavail * stat.f_frsize
+        stat_ = os.statvfs(self.dir)
+        free = stat_.f_bavail * stat_.f_frsize
         if free < needed:
             raise OSError(28, f"No space left on device ({needed} bytes needed, {free} free)")
 
@@ -789,46 +1231,48 @@ class _Work:
                "done": {str(n): d for n, d in sorted(done.items())}}
         atomic_write_bytes(self.state, json.dumps(doc, sort_keys=True).encode())
 
-    def finish(self, pinned: bytes, idx: MediaIndex, verify_progress: ProgressFn | None,
-               limits: Limits | None = None) -> VerifyReport:
-        """Verify the reassembled bundle; publish it only if it verifies."""
-        from oemkit.verify.bundle import verify_bundle
+    def publish(self, target: Path, force: bool) -> bool:
+        """Give ``data`` its final name; False when ``target`` exists and is not ours.
 
-        report = verify_bundle(self.data, pinned, progress=verify_progress, limits=limits)
-        if report.ok and report.manifest_sha256 != idx.manifest_sha256:
-            report.failed(VerificationError(
-                "E_INDEX_MISMATCH", f"the joined bundle's manifest ({report.manifest_sha256}) "
-                f"is not the one the index names ({idx.manifest_sha256})", check="index",
-                hint="the index and the parts do not belong together"))
-        if not report.ok:
-            self.remove()
-            return report
-        try:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            os.chmod(self.data, 0o644)
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.data, self.target)
-            with contextlib.suppress(OSError):
-                dir_fd = os.open(self.target.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except OSError as exc:
-            self.remove()
-            raise EnvironmentProblem("E_WRITE", f"cannot write {self.target}: "
-                                     f"{exc.strerror or exc}",
-                                     hint="check permissions and run join again") from exc
-        self.remove()
-        report.passed("join", f"{len(idx.parts)} parts joined into {self.target}")
-        return report
+        Without ``force`` nothing is ever replaced: ``link(2)`` fails when the name is
+        taken (even by a dangling symbolic link), and on a file system without hard links
+        the name is checked just before ``rename``. With ``force`` the name is replaced
+        (a symbolic link itself, never what it points to; a directory never)."""
+        self.close_data()
+        os.chmod(self.data, 0o644)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if force:
+            os.replace(self.data, target)
+        else:
+            try:
+                os.link(self.data, target, follow_symlinks=False)
+            except FileExistsError:
+                if not self.is_data(os.lstat(target)):
+                    return False
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise
+                if os.path.lexists(target):
+                    return False
+                os.rename(self.data, target)
+            with contextlib.suppress(FileNotFoundError):
+                self.data.unlink()
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return True
 
     def remove(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
+        """Remove what join wrote in the work area, then the folder if that empties it."""
+        self.close_data()
+        if not _real_dir(self.dir):
+            return
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                if name in _WORK_FILES or _WORK_TEMP.fullmatch(name):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.dir / name)
+            os.rmdir(self.dir)
