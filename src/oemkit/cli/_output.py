@@ -278,7 +278,9 @@ def parse_int(value: object, what: str, *, minimum: int = 0,
                              hint=f"{what} takes a whole number from {minimum} to {maximum}")
         number = int(text)
     if not minimum <= number <= maximum:
-        raise UsageError("E_USAGE", f"{what} {number} is out of range",
+        bound = (f"greater than or equal to {minimum}" if number < minimum
+                 else f"less than or equal to {maximum}")
+        raise UsageError("E_USAGE", f"{what} {number} is out of range: it must be {bound}",
                          hint=f"{what} takes a whole number from {minimum} to {maximum}")
     return number
 

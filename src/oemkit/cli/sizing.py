@@ -66,11 +66,15 @@ def sizing(
 def _ints(text: str, what: str) -> tuple[int, ...]:
     from oemkit.errors import UsageError
 
-    values = tuple(parse_int(x, what, minimum=1, maximum=1 << 20)
-                   for x in text.split(",") if x.strip())
+    try:
+        values = tuple(parse_int(x, what, minimum=1, maximum=1 << 20)
+                       for x in text.split(",") if x.strip())
+    except UsageError:
+        values = ()
     if not values:
-        raise UsageError("E_USAGE", f"{what} {text[:40]!r} is not a list of positive "
-                         "integers", hint=f"e.g. {what} 1,8,32")
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise UsageError("E_USAGE", f"{what} {shown!r} is not a list of positive integers",
+                         hint=f"e.g. {what} 1,8,32 (each at most {1 << 20})")
     return values
 
 
