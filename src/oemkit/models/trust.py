@@ -30,6 +30,10 @@ MAX_KEYS = 256
 #: signatures x candidate keys verifications, and a real root carries a threshold of
 #: its own root keys plus, across a rotation, of its predecessor's.
 MAX_ROOT_SIGNATURES = 16
+#: A trust root document larger than this is refused (E_TOO_LARGE) before it is parsed:
+#: MAX_KEYS keys of MAX_PUBLIC_KEY_CHARS each, base64-encoded in the envelope, fit with
+#: room to spare (an oemkit root of 256 Ed25519 keys is about 150 KiB).
+MAX_ROOT_BYTES = 1 << 20
 #: An Ed25519 SPKI PEM is 113 characters, a P-256 one 178; anything far longer is refused
 #: before it is decoded.
 MAX_PUBLIC_KEY_CHARS = 1024

@@ -25,6 +25,7 @@ from oemkit.crypto.dsse import Envelope, parse_envelope, signers_of
 from oemkit.crypto.keys import load_public
 from oemkit.errors import InputError, OemkitError, VerificationError
 from oemkit.models.trust import (
+    MAX_ROOT_BYTES,
     MAX_ROOT_SIGNATURES,
     TRUST_ROOT_PAYLOAD_TYPE,
     TrustKey,
@@ -51,7 +52,12 @@ class SignedRoot:
 def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope, Any]:
     """The envelope and its payload as JSON, with the cheap checks only: JSON, DSSE shape,
     payload type, at most :data:`MAX_ROOT_SIGNATURES` signatures, and the payload's shape
-    and counts (``TrustRoot.check_shape``). No key is loaded, no signature checked."""
+    and counts (``TrustRoot.check_shape``), and at most :data:`MAX_ROOT_BYTES` bytes in
+    all. No key is loaded, no signature checked."""
+    if len(data) > MAX_ROOT_BYTES:
+        raise InputError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
+                         f"{MAX_ROOT_BYTES} for a trust root document)",
+                         hint="the trust root is hostile or damaged")
     obj = parse_json(data, what=what, code="E_TRUST_INVALID")
     env = parse_envelope(obj, what)
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
