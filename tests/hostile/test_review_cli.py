@@ -430,3 +430,54 @@ def test_a_failing_verdict_is_still_exit_1_with_its_report(tmp_path: Path) -> No
     assert result.exit_code == 1
     doc = one_document(result)
     assert doc["ok"] is False and doc["error"]["code"] == "E_SIGNATURE_UNTRUSTED"
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def test_junit_xml_stays_parseable_with_control_characters() -> None:
+    import xml.etree.ElementTree as ET
+
+    from oemkit.models.report import Check
+    from oemkit.report.junit import junit_xml
+
+    data = junit_xml("suite \x1b", [Check(name="a\x00b", status="fail", detail="d\x1b[31m",
+                                          code="E_X", actual="\x0c")], classname="c\x08",
+                     properties={"name\x01": "v\x02"})
+    root = ET.fromstring(data)
+    case = root.find("testsuite/testcase")
+    assert case is not None and case.get("name") == "a\\x00b"
+    assert case.find("failure").get("message") == "d\\x1b[31m"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("doc", [
+    [], {"configurations": "x", "recommendation": {}},
+    {"configurations": [1], "recommendation": {}},
+    {"configurations": [{"batch": "1", "threads": 1, "stream": {}}], "recommendation": {}},
+    {"configurations": [{"batch": 1, "threads": 1, "stream": []}], "recommendation": {}},
+])
+def test_sizing_compare_of_a_malformed_report_is_E_SIZING_INVALID(doc: Any,
+                                                                    tmp_path: Path) -> None:
+    good = {"configurations": [{"batch": 1, "threads": 1, "stream": {"p50": 1.0}}],
+            "recommendation": {"sustainable_qps_per_instance": 10}}
+    (tmp_path / "a.json").write_text(json.dumps(good))
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    result = invoke("sizing", "compare", tmp_path / "a.json", tmp_path / "b.json", "--json")
+    assert_error(result, "E_SIZING_INVALID", 3)
+
+
+def test_sizing_compare_counts_non_numbers_as_missing(tmp_path: Path) -> None:
+    a = {"configurations": [{"batch": 1, "threads": 1,
+                             "stream": {"p50": "[/x]", "p99": 2.0, "throughput_samples_s": 5}}],
+         "recommendation": {"sustainable_qps_per_instance": True}}
+    b = {"configurations": [{"batch": 1, "threads": 1,
+                             "stream": {"p50": 1.0, "p99": 4.0, "throughput_samples_s": 5}}],
+         "recommendation": {}}
+    (tmp_path / "[a].json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    result = invoke("sizing", "compare", tmp_path / "[a].json", tmp_path / "b.json", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["figure"]: r for r in one_document(result)["rows"]}
+    assert rows["batch 1, 1 thr p50 ms"]["a"] is None
+    assert rows["batch 1, 1 thr p99 ms"]["ratio"] == 2.0
+    assert rows["sustainable QPS per instance"]["a"] is None

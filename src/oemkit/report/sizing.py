@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from oemkit.errors import InputError
+
 
 def k8s_snippet(doc: dict[str, Any]) -> str:
     """Requests/limits and replicas for one Deployment of the bundle."""
@@ -184,11 +186,40 @@ def to_html(doc: dict[str, Any]) -> str:
             "</body></html>\n")
 
 
+def _figure(value: Any) -> float | None:
+    """A measured figure: a finite number, else None (shown as "-")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _invalid(what: str) -> InputError:
+    return InputError("E_SIZING_INVALID", f"a sizing report's {what}",
+                      hint="pass two sizing.json files written by 'oemkit sizing'")
+
+
+def _configurations(doc: Any) -> list[dict[str, Any]]:
+    found = doc.get("configurations") if isinstance(doc, dict) else None
+    if not isinstance(found, list):
+        raise _invalid("configurations is not a list")
+    for c in found:
+        if not (isinstance(c, dict) and isinstance(c.get("stream"), dict)
+                and all(isinstance(c.get(k), int) and not isinstance(c.get(k), bool)
+                        for k in ("batch", "threads"))):
+            raise _invalid("configurations hold an entry without integer batch and threads "
+                           "and a stream object")
+    return found
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Figure-by-figure comparison of two sizing documents, with the ratio B/A."""
+    """Figure-by-figure comparison of two sizing documents, with the ratio B/A.
+
+    The documents are files the user passes: their shape is checked (E_SIZING_INVALID)
+    and any figure that is not a finite number counts as missing."""
     rows: list[dict[str, Any]] = []
 
-    def add(label: str, x: float | None, y: float | None, higher_is_better: bool) -> None:
+    def add(label: str, x: Any, y: Any, higher_is_better: bool) -> None:
+        x, y = _figure(x), _figure(y)
         ratio = (y / x) if x and y is not None else None
         worse = None if ratio is None else (ratio < 1 if higher_is_better else ratio > 1)
         rows.append({"figure": label, "a": x, "b": y, "ratio": ratio, "worse": worse,
@@ -197,18 +228,19 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     def key(c: dict[str, Any]) -> tuple[int, int]:
         return c["batch"], c["threads"]
 
-    bmap = {key(c): c for c in b["configurations"]}
-    for c in a["configurations"]:
+    bmap = {key(c): c for c in _configurations(b)}
+    for c in _configurations(a):
         other = bmap.get(key(c))
         if other is None:
             continue
         tag = f"batch {c['batch']}, {c['threads']} thr"
-        add(f"{tag} p50 ms", c["stream"]["p50"], other["stream"]["p50"], False)
-        add(f"{tag} p99 ms", c["stream"]["p99"], other["stream"]["p99"], False)
-        add(f"{tag} samples/s", c["stream"]["throughput_samples_s"],
-            other["stream"]["throughput_samples_s"], True)
+        add(f"{tag} p50 ms", c["stream"].get("p50"), other["stream"].get("p50"), False)
+        add(f"{tag} p99 ms", c["stream"].get("p99"), other["stream"].get("p99"), False)
+        add(f"{tag} samples/s", c["stream"].get("throughput_samples_s"),
+            other["stream"].get("throughput_samples_s"), True)
         add(f"{tag} peak RSS MB", c.get("peak_rss_mb"), other.get("peak_rss_mb"), False)
-    ra, rb = a.get("recommendation", {}), b.get("recommendation", {})
+    ra, rb = a.get("recommendation"), b.get("recommendation")
+    ra, rb = (ra if isinstance(ra, dict) else {}), (rb if isinstance(rb, dict) else {})
     add("sustainable QPS per instance", ra.get("sustainable_qps_per_instance"),
         rb.get("sustainable_qps_per_instance"), True)
     return rows
