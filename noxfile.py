@@ -41,7 +41,7 @@ def fuzz(session: nox.Session) -> None:
     seconds = session.posargs[0] if session.posargs else "60"
     session.install("-e", ".[test]", "atheris")
     failed = []
-    for target in ("bundle", "license", "spec"):
+    for target in ("bundle", "license", "spec", "readers", "media", "state"):
         try:
             session.run("python", "fuzz/run.py", target, seconds, *session.posargs[1:])
         except nox.command.CommandFailed:

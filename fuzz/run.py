@@ -1,13 +1,13 @@
 """Run one atheris target for a fixed time: ``python fuzz/run.py TARGET SECONDS``.
 
-TARGET is ``bundle``, ``license`` or ``spec`` (``fuzz_TARGET.py``). The target starts from
-the hostile corpus (``seeds()``, rewritten into ``fuzz/.work/TARGET/seeds``) plus what
-earlier runs found (``fuzz/.work/TARGET/corpus``, kept between runs). When libFuzzer stops
-on a crash, a timeout (10 s per input) or running out of memory (2 GiB), the input is
-kept under ``fuzz/.work/TARGET/artifacts`` with its traceback, and fuzzing resumes until
-the budget is spent. With ``--save-regressions`` every finding is also copied to
-``tests/hostile/corpus/regressions/TARGET-<sha1>.bin`` (tests/hostile/test_corpus.py
-replays those). Exit status 1 when anything was found.
+TARGET is ``bundle``, ``license``, ``spec``, ``readers``, ``media`` or ``state``
+(``fuzz_TARGET.py``). The target starts from the hostile corpus (``seeds()``, rewritten
+into ``fuzz/.work/TARGET/seeds``) plus what earlier runs found (``fuzz/.work/TARGET/corpus``,
+kept between runs). When libFuzzer stops on a crash, a timeout (10 s per input) or running
+out of memory (2 GiB), the input is kept under ``fuzz/.work/TARGET/artifacts`` with its
+traceback, and fuzzing resumes until the budget is spent. With ``--save-regressions`` every
+finding is also copied to ``tests/hostile/corpus/regressions/TARGET-<sha1>.bin``
+(tests/hostile/test_corpus.py replays those). Exit status 1 when anything was found.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import REGRESSIONS, describe, write_seeds  # noqa: E402
 
-TARGETS = ("bundle", "license", "spec")
+TARGETS = ("bundle", "license", "spec", "readers", "media", "state")
 
 
 def replay(target: str, path: Path) -> str:
