@@ -18,6 +18,8 @@ import subprocess
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostile import make_corpus as mc
 from hostile import review_time as rt
@@ -119,6 +121,36 @@ def test_shift_past_either_end_is_e_time():
             shift(moment, delta, "grace end")
         assert err.value.code == "E_TIME"
         assert err.value.message.startswith("grace end: ")
+
+
+_OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59,
+                                                                          59)), _OFFSETS)
+def test_any_iso_time_is_a_moment_in_range_or_e_time(local, offset):
+    """Property: every ISO 8601 text with any offset parses to a UTC moment inside
+    0001..9999 (and round-trips through format_time) or is E_TIME; never OverflowError."""
+    text = local.replace(tzinfo=offset).isoformat()
+    try:
+        moment = parse_time(text, "t")
+    except InputError as exc:
+        assert exc.code == "E_TIME" and "outside the years 0001..9999" in exc.message
+        return
+    assert MIN_TIME <= moment <= MAX_TIME + dt.timedelta(microseconds=999_999)
+    assert parse_time(format_time(moment), "t") == moment.replace(microsecond=0)
+    assert parse_signed_time(format_time(moment)) == moment.replace(microsecond=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_any_text_is_a_time_or_e_time(text):
+    try:
+        parse_time(text, "t")
+    except InputError as exc:
+        assert exc.code == "E_TIME"
 
 
 def test_license_claims_with_years_below_1000_round_trip():
@@ -439,3 +471,20 @@ def test_outside_verifiers_accept_oemkit_ecdsa_signatures(ec_key, tmp_path):
                                "-signature", str(tmp_path / "sig.der"),
                                str(tmp_path / "pae.bin")], capture_output=True, text=True)
         assert proc.returncode == 0 and "Verified OK" in proc.stdout, proc.stderr
+
+
+def test_a_root_at_the_key_limit_fits_and_the_writer_refuses_one_more(ckeys, pinned_doc):
+    from oemkit.build.trust import _document, _trust_key, add_key
+
+    pinned = parse_root(pinned_doc).root
+    extra = tuple(_trust_key(mc.seeded_key(20_000 + i, f"k{i}").public, ("bundle",), f"k{i}")
+                  for i in range(MAX_KEYS - len(pinned.keys)))
+    full = _document(pinned.next_version(mc.ISSUED, keys=(*pinned.keys, *extra)),
+                     [ckeys["root"]])
+    assert len(full) < 200 << 10 < MAX_ROOT_BYTES  # TRUST.md: about 150 KiB
+    signed = parse_root(full)
+    assert len(signed.root.keys) == MAX_KEYS
+    with pytest.raises(InputError) as err:
+        add_key(signed, mc.seeded_key(30_000, "one-more").public, ["bundle"], [ckeys["root"]])
+    assert err.value.code == "E_TRUST_TOO_MANY_KEYS"
+    assert f"already lists {MAX_KEYS} keys (limit {MAX_KEYS})" in err.value.message

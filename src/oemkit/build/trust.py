@@ -15,7 +15,14 @@ from oemkit._time import now as utc_now
 from oemkit.crypto.dsse import make_envelope
 from oemkit.crypto.keys import PrivateKeyInfo, PublicKey, algorithm_of, key_id, public_pem
 from oemkit.errors import InputError, UsageError, VerificationError
-from oemkit.models.trust import TRUST_ROOT_PAYLOAD_TYPE, USAGES, TrustKey, TrustRoot, Usage
+from oemkit.models.trust import (
+    MAX_KEYS,
+    TRUST_ROOT_PAYLOAD_TYPE,
+    USAGES,
+    TrustKey,
+    TrustRoot,
+    Usage,
+)
 from oemkit.verify.trust import SignedRoot, check_self_signed, check_successor, parse_root
 
 
@@ -92,6 +99,12 @@ def add_key(
     if current.root.key(keyid) is not None:
         raise InputError("E_TRUST_KEY_EXISTS", f"key {keyid} is already in the trust root",
                          hint="use retire-key or revoke-key to change an existing key")
+    if len(current.root.keys) >= MAX_KEYS:
+        raise InputError("E_TRUST_TOO_MANY_KEYS", f"trust root v{current.root.version} "
+                         f"already lists {len(current.root.keys)} keys (limit {MAX_KEYS})",
+                         hint="hosts refuse a trust root with more keys; retired and "
+                              "compromised keys stay listed, so plan rotations to reuse "
+                              "fewer keys")
     when = issued or utc_now()
     new_key = _trust_key(public, usage, name or f"{usage[0]}-{keyid[:8]}",
                          not_before=not_before, expires=expires)
