@@ -32,7 +32,7 @@ MAX_KEYS = 256
 MAX_ROOT_SIGNATURES = 16
 #: A trust root document larger than this is refused (E_TOO_LARGE) before it is parsed:
 #: MAX_KEYS keys of MAX_PUBLIC_KEY_CHARS each, base64-encoded in the envelope, fit with
-#: room to spare (an oemkit root of 256 Ed25519 keys is about 150 KiB).
+#: room to spare (an oemkit root of 256 Ed25519 keys is about 110 KiB).
 MAX_ROOT_BYTES = 1 << 20
 #: An Ed25519 SPKI PEM is 113 characters, a P-256 one 178; anything far longer is refused
 #: before it is decoded.
