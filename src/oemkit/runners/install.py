@@ -1,19 +1,25 @@
 """Install, upgrade, roll back: A/B slots under a prefix, switched atomically.
 
-Layout::
+Layout (nothing else may be in a prefix: :mod:`oemkit.runners.prefix` refuses anything
+oemkit does not make, and never follows a symbolic link)::
 
     PREFIX/slots/NAME-VERSION-DIGEST12/   one verified bundle: bundle/ (payload),
                                           config.json (the live config), venv/ (when the
                                           bundle has wheels), slot.json (what and when)
-    PREFIX/slots/.tmp-*/                  a slot being prepared (removed on the next run)
+    PREFIX/slots/.tmp-*/                  a slot being prepared
     PREFIX/current  -> slots/...          symlinks, each replaced with one rename
     PREFIX/previous -> slots/...
     PREFIX/.lock                          one operation at a time
+    PREFIX/.journal                       the temporary names oemkit created and has not
+                                          finished with (removed by the next run)
 
 A new slot is prepared completely (verify, unpack, venv, config, smoke) under a temporary
-name, renamed into place, and only then does ``current`` move. A kill at any point leaves
-``current`` on the old or the new slot, never on a half-written one; the next run removes
-the leftovers.
+name, renamed into place, and only then does ``current`` move. Every temporary name is
+recorded in the journal before it is created and dropped when it is finished with; a kill
+at any point leaves ``current`` on the old or the new slot, never on a half-written one,
+and the next run removes exactly what the journal records. Any failure (a coded error, a
+full disk, a bug) removes the new slot before the error is reported: the host is left as
+it was.
 """
 
 from __future__ import annotations
@@ -25,9 +31,8 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +41,16 @@ from oemkit._fs import atomic_write_bytes
 from oemkit._time import format_time, now
 from oemkit.errors import EnvironmentProblem, InputError, OemkitError, VerificationError
 from oemkit.models.report import Check
+from oemkit.runners.prefix import LOCK, SLOTS, TMP_PREFIX, Journal, Layout, scan
 
 if TYPE_CHECKING:
     from oemkit.verify.bundle import Limits
 
-SLOTS = "slots"
-TMP_PREFIX = ".tmp-"
+__all__ = ["SLOTS", "TMP_PREFIX", "InstallReport", "SlotRecord", "install", "prefix_lock",
+           "read_slot", "rollback", "status", "version_key"]
+
+#: slot.json is a few hundred bytes; a larger one is not oemkit's.
+MAX_SLOT_JSON = 64 << 10
 
 
 @dataclass
@@ -83,57 +92,130 @@ class InstallReport:
                 "exit_code": self.exit_code, "checks": [c.to_dict() for c in self.checks]}
 
 
+# --------------------------------------------------------------------------- slot.json
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """A slot's ``slot.json``: what is installed there, when and by which oemkit."""
+
+    name: str
+    bundle_name: str
+    version: str
+    manifest_sha256: str
+    bundle_file: str | None = None
+    installed_at: str | None = None
+    oemkit_version: str | None = None
+    config_version: int | None = None
+    python: str | None = None
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> SlotRecord:
+        """Check ``slot.json`` exactly (pure); ``E_SLOT_DAMAGED`` naming the field."""
+        def bad(why: str) -> InputError:
+            return InputError("E_SLOT_DAMAGED", f"{where} is damaged: {why}",
+                              hint="oemkit wrote this file; it was changed since. Roll back "
+                                   "or upgrade to another slot, or reinstall the release")
+
+        if len(data) > MAX_SLOT_JSON:
+            raise bad(f"{len(data)} bytes (at most {MAX_SLOT_JSON})")
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            raise bad("not JSON") from None
+        if not isinstance(doc, dict):
+            raise bad(f"a JSON {type(doc).__name__.replace('list', 'array')}, not an "
+                      "object")
+        values: dict[str, Any] = {}
+        for name in ("name", "bundle_name", "version", "manifest_sha256"):
+            value = doc.get(name)
+            if not isinstance(value, str) or not value:
+                raise bad(f"{name!r} must be a non-empty string, not {value!r:.40}")
+            values[name] = value
+        if not _SHA256.fullmatch(values["manifest_sha256"]):
+            raise bad("'manifest_sha256' is not 64 hex digits")
+        for name in ("bundle_file", "installed_at", "oemkit_version", "python"):
+            value = doc.get(name)
+            if value is not None and not isinstance(value, str):
+                raise bad(f"{name!r} must be a string, not {value!r:.40}")
+            values[name] = value
+        config_version = doc.get("config_version")
+        if config_version is not None and (type(config_version) is not int
+                                           or not 0 <= config_version <= 2**53 - 1):
+            raise bad(f"'config_version' must be an integer, not {config_version!r:.40}")
+        return cls(**values, config_version=config_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_slot(slot: Path) -> SlotRecord:
+    """The checked ``slot.json`` of a slot directory (never read through a link);
+    ``E_SLOT_DAMAGED`` when it is missing, unreadable or malformed."""
+    from oemkit.runners.prefix import read_regular
+
+    where = f"{slot.name}/slot.json"
+    try:
+        data = read_regular(slot / "slot.json", MAX_SLOT_JSON)
+    except OemkitError as exc:
+        raise InputError("E_SLOT_DAMAGED", f"{where} cannot be read: {exc.message}",
+                         hint="roll back or reinstall the release") from None
+    if data is None:
+        raise InputError("E_SLOT_DAMAGED", f"{where} is missing: the slot is incomplete",
+                         hint="roll back or reinstall the release")
+    return SlotRecord.parse(data, where)
+
+
+def _record(slot: Path) -> SlotRecord | None:
+    try:
+        return read_slot(slot)
+    except InputError:
+        return None
+
+
 # --------------------------------------------------------------------------- prefix helpers
 
 
 def prefix_lock(prefix: Path) -> contextlib.AbstractContextManager[None]:
-    """Exclusive lock on the prefix: one install/upgrade/rollback at a time."""
+    """Exclusive lock on the prefix: one install/upgrade/rollback at a time. A prefix
+    that is not laid out as oemkit's is refused (``E_PREFIX_LAYOUT``) before anything is
+    created in it."""
     from oemkit._lock import exclusive_lock
 
+    prefix = Path(prefix)
+    layout = scan(prefix)
     try:
-        (prefix / SLOTS).mkdir(parents=True, exist_ok=True)
+        prefix.mkdir(parents=True, exist_ok=True)
+        if not layout.has_slots:
+            os.mkdir(prefix / SLOTS)
+    except FileExistsError:
+        scan(prefix)  # made meanwhile: judge what is there now
     except OSError as exc:
         raise EnvironmentProblem("E_WRITE", f"cannot use {prefix}: {exc.strerror}",
                                  hint="check that the prefix is writable") from exc
-    return exclusive_lock(prefix / ".lock", f"the prefix {prefix}")
+    return exclusive_lock(prefix / LOCK, f"the prefix {prefix}")
 
 
-def _link_target(prefix: Path, name: str) -> Path | None:
-    link = prefix / name
-    if not link.is_symlink():
-        return None
-    target = prefix / os.readlink(link)
-    return target if target.is_dir() else None
+def _point(journal: Journal, name: str, slot: str) -> None:
+    """Atomically point ``PREFIX/name`` at ``slots/SLOT`` (see :meth:`Journal.point`)."""
+    journal.point(name, slot)
 
 
-def _point(prefix: Path, name: str, slot: Path) -> None:
-    """Atomically make PREFIX/name a relative symlink to ``slot``."""
-    tmp = prefix / f".{name}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    os.symlink(os.path.relpath(slot, prefix), tmp)
-    os.replace(tmp, prefix / name)
-    fd = os.open(prefix, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def cleanup(prefix: Path) -> list[str]:
-    """Remove half-prepared slots and slots nothing points at from an interrupted run."""
-    removed = []
-    slots = prefix / SLOTS
-    keep = {p.resolve() for p in (_link_target(prefix, "current"),
-                                  _link_target(prefix, "previous")) if p}
-    for entry in sorted(slots.iterdir()) if slots.is_dir() else []:
-        if entry.name.startswith(TMP_PREFIX) or (
-                entry.resolve() not in keep and not (entry / "slot.json").is_file()):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    for stray in prefix.glob(".*.tmp"):
-        stray.unlink(missing_ok=True)
-    return removed
+def _begin(prefix: Path, report: InstallReport | None) -> tuple[Layout, Journal]:
+    """Under the lock: the layout (checked again), and the journal with an interrupted
+    run's leftovers removed (only what it records)."""
+    layout = scan(prefix)
+    journal = Journal.load(prefix)
+    removed = journal.clean(layout.live)
+    if removed:
+        if report is not None:
+            report.add("cleanup", "info", f"removed leftovers of an interrupted run: "
+                       f"{', '.join(removed)}")
+        layout = scan(prefix)
+    return layout, journal
 
 
 def version_key(version: str) -> Any:
@@ -154,25 +236,20 @@ def _umask() -> int:
     return mask
 
 
-def prune(prefix: Path, keep: int = 2) -> list[str]:
-    """Remove complete slots that neither ``current`` nor ``previous`` points at."""
-    live = {p.resolve() for p in (_link_target(prefix, "current"),
-                                  _link_target(prefix, "previous")) if p}
+def prune(prefix: Path, layout: Layout, journal: Journal) -> list[str]:
+    """Remove complete slots that neither ``current`` nor ``previous`` points at (only
+    once both exist). A slot is complete when its ``slot.json`` is oemkit's record of that
+    very directory; each removal is journaled, so a kill mid-way is finished next run."""
+    if len(layout.live) < 2:
+        return []
     removed = []
-    for entry in sorted((prefix / SLOTS).iterdir()):
-        if entry.resolve() not in live and (entry / "slot.json").is_file() and len(live) >= min(
-                keep, 2):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
+    for name in layout.slots:
+        record = None if name in layout.live else _record(prefix / SLOTS / name)
+        if record is not None and record.name == name:
+            journal.add(f"{SLOTS}/{name}")
+            journal.remove(f"{SLOTS}/{name}", layout.live)
+            removed.append(name)
     return removed
-
-
-def read_slot(slot: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((slot / "slot.json").read_text())
-    except (OSError, ValueError):
-        return {"name": slot.name, "incomplete": True}
-    return data
 
 
 # --------------------------------------------------------------------------- install/upgrade
@@ -194,34 +271,33 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
     prefix = Path(prefix).resolve()
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
     with prefix_lock(prefix):
-        removed = cleanup(prefix)
-        if removed:
-            report.add("cleanup", "info", f"removed leftovers of an interrupted run: "
-                       f"{', '.join(removed)}")
-        current = _link_target(prefix, "current")
+        layout, journal = _begin(prefix, report)
+        current = layout.current
         if upgrade and current is None:
             raise InputError("E_NOT_INSTALLED", f"nothing is installed under {prefix}",
                              hint="use 'oemkit install' first")
         if not upgrade and current is not None:
-            raise InputError("E_ALREADY_INSTALLED", f"{prefix} already has "
-                             f"{read_slot(current).get('name')} installed",
-                             hint="use 'oemkit upgrade' to move to another release")
-        staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=prefix / SLOTS))
+            raise InputError("E_ALREADY_INSTALLED", f"{prefix} already has {current} "
+                             "installed", hint="use 'oemkit upgrade' to move to another "
+                             "release")
+        staging = journal.make_staging()
+        name = f"{SLOTS}/{staging.name}"
         try:
-            return _prepare_and_switch(report, bundle, prefix, trust, staging, current,
-                                       config=config, license_file=license_file,
+            return _prepare_and_switch(report, bundle, prefix, trust, staging, layout,
+                                       journal, config=config, license_file=license_file,
                                        profile=profile, skip_smoke=skip_smoke,
                                        allow_downgrade=allow_downgrade,
                                        system_site_packages=system_site_packages,
                                        state_path=state_path, progress=progress,
                                        limits=limits)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if name in journal.pending:
+                journal.discard(name)
 
 
 def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
-                        trust: Path | bytes, staging: Path, current: Path | None,
-                        **opts: Any) -> InstallReport:
+                        trust: Path | bytes, staging: Path, layout: Layout,
+                        journal: Journal, **opts: Any) -> InstallReport:
     from oemkit.runners.unpack import unpack_bundle
 
     try:
@@ -238,59 +314,65 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
                f"{verified.files} files unpacked")
     assert verified.manifest_sha256 is not None
     slot_name = f"{manifest.name}-{manifest.version}-{verified.manifest_sha256[:12]}"
-    final = prefix / SLOTS / slot_name
     report.slot = slot_name
-    old = read_slot(current) if current else None
-    if old and old.get("manifest_sha256") == verified.manifest_sha256:
+    current = prefix / SLOTS / layout.current if layout.current else None
+    old: SlotRecord | InputError | None = None
+    if current is not None:
+        try:
+            old = read_slot(current)
+        except InputError as exc:
+            old = exc
+    if isinstance(old, SlotRecord) and old.manifest_sha256 == verified.manifest_sha256:
         report.add("version", "info", f"{slot_name} is already the current slot; nothing "
                    "to do")
         return report
-    if old and old.get("bundle_name") not in (None, manifest.name):
-        return report.fail("version", VerificationError(
-            "E_PRODUCT_MISMATCH", f"{prefix} runs {old.get('bundle_name')}; this bundle is "
-            f"{manifest.name}", expected=str(old.get("bundle_name")), actual=manifest.name,
-            hint="install a different product under its own --prefix"))
-    if old and not opts["allow_downgrade"] and version_key(manifest.version) < version_key(
-            str(old.get("version"))):
-        return report.fail("version", VerificationError(
-            "E_DOWNGRADE", f"{manifest.version} is older than the installed "
-            f"{old.get('version')}", expected=f">= {old.get('version')}",
-            actual=manifest.version, hint="pass --allow-downgrade to go back on purpose"))
+    problem = _version_problem(prefix, old, manifest, opts["allow_downgrade"])
+    if problem is not None:
+        return report.fail("version", problem)
+    final = prefix / SLOTS / slot_name
     n = 2
-    while final.exists():  # never touch an existing slot: it may be the rollback target
-        final = prefix / SLOTS / f"{slot_name}-{n}"
+    while os.path.lexists(final):  # never touch an existing slot: it may be the rollback
+        final = prefix / SLOTS / f"{slot_name}-{n}"  # target
         n += 1
     slot_name = report.slot = final.name
+    entry = f"{SLOTS}/{slot_name}"
     try:
         # The slot gets its final path before the venv is made (venvs are not relocatable);
-        # until slot.json is written it is incomplete, and the next run removes it.
+        # it stays in the journal (removed by the next run) until current points at it.
+        journal.add(entry)
         os.rename(staging, final)
+        journal.drop(f"{SLOTS}/{staging.name}")
         os.chmod(final, 0o755 & ~_umask())
         python = _prepare_slot(report, final, verified, current, opts)
         if python is None:
-            shutil.rmtree(final, ignore_errors=True)
+            journal.remove(entry)
             return report
-        slot_doc = {"name": slot_name, "bundle_name": manifest.name,
-                    "version": manifest.version, "manifest_sha256": verified.manifest_sha256,
-                    "bundle_file": str(Path(bundle).resolve()),
-                    "installed_at": format_time(now()), "oemkit_version": __version__,
-                    "config_version": _config_version(final / "config.json"),
-                    "python": python}
+        slot_doc = SlotRecord(
+            name=slot_name, bundle_name=manifest.name, version=manifest.version,
+            manifest_sha256=verified.manifest_sha256, bundle_file=str(Path(bundle).resolve()),
+            installed_at=format_time(now()), oemkit_version=__version__,
+            config_version=_config_version(final / "config.json"), python=python)
         atomic_write_bytes(final / "manifest.json", verified.manifest.to_bytes())
         atomic_write_bytes(final / "slot.json",
-                           (json.dumps(slot_doc, indent=2) + "\n").encode())
+                           (json.dumps(slot_doc.to_dict(), indent=2) + "\n").encode())
         if current is not None:
-            _point(prefix, "previous", current)
-        _point(prefix, "current", final)
+            _point(journal, "previous", current.name)
+        _point(journal, "current", slot_name)
+        journal.drop(entry)
     except OemkitError as exc:
-        shutil.rmtree(final, ignore_errors=True)
+        journal.discard(entry)
         return report.fail("install", exc)
     except OSError as exc:
-        shutil.rmtree(final, ignore_errors=True)
+        journal.discard(entry)
         return report.fail("install", EnvironmentProblem(
             "E_WRITE", f"cannot write under {prefix}: {exc.strerror or exc}",
             hint="check free space and permissions; the current slot is unchanged"))
-    pruned = prune(prefix)
+    except BaseException:
+        journal.discard(entry)  # a bug or an interrupt: the host stays as it was
+        raise
+    live = Layout(slots=scan(prefix).slots, current=slot_name,
+                  previous=current.name if current else None, exists=True, has_slots=True)
+    pruned = prune(prefix, live, journal)
     if pruned:
         report.add("prune", "info", f"removed old slots: {', '.join(pruned)}")
     report.switched = True
@@ -298,6 +380,31 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
     report.add("switch", "pass", f"current -> slots/{slot_name}"
                + (f" (previous: {current.name})" if current else ""))
     return report
+
+
+def _version_problem(prefix: Path, old: SlotRecord | InputError | None, manifest: Any,
+                     allow_downgrade: bool) -> OemkitError | None:
+    """Why this bundle may not replace the current slot (``old``: its record, or why it
+    cannot be read), or None."""
+    if old is None:
+        return None
+    if isinstance(old, InputError):
+        if allow_downgrade:
+            return None
+        return InputError(old.code, f"{old.message}; the installed version is unknown",
+                          hint="pass --allow-downgrade to replace the current slot anyway, "
+                               "or roll back")
+    if old.bundle_name != manifest.name:
+        return VerificationError(
+            "E_PRODUCT_MISMATCH", f"{prefix} runs {old.bundle_name}; this bundle is "
+            f"{manifest.name}", expected=old.bundle_name, actual=manifest.name,
+            hint="install a different product under its own --prefix")
+    if not allow_downgrade and version_key(manifest.version) < version_key(old.version):
+        return VerificationError(
+            "E_DOWNGRADE", f"{manifest.version} is older than the installed "
+            f"{old.version}", expected=f">= {old.version}", actual=manifest.version,
+            hint="pass --allow-downgrade to go back on purpose")
+    return None
 
 
 def _prepare_slot(report: InstallReport, slot: Path, verified: Any, current: Path | None,
@@ -376,9 +483,9 @@ def _see_host_packages(venv: Path) -> None:
 def _config_version(path: Path) -> int | None:
     try:
         value = json.loads(path.read_text()).get("schema_version")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
-    return value if isinstance(value, int) else None
+    return value if type(value) is int else None
 
 
 def _config(report: InstallReport, slot: Path, verified: Any, current: Path | None,
@@ -401,7 +508,7 @@ def _config(report: InstallReport, slot: Path, verified: Any, current: Path | No
         elif current is not None and (current / "config.json").is_file():
             source, where = read_config(current / "config.json"), "the current config"
             sidecar = kept_path(current / "config.json")
-            kept = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            kept = _kept(sidecar) if sidecar.is_file() else {}
         else:
             source, where = configs.default, "the bundle's default config"
         if current is not None and config_file is None and _config_version(
@@ -426,6 +533,21 @@ def _config(report: InstallReport, slot: Path, verified: Any, current: Path | No
               f"{where} (version {result.target}) is valid")
     report.add("config", "pass", detail)
     return True
+
+
+def _kept(sidecar: Path) -> dict[str, Any]:
+    """The current slot's kept-aside values (a JSON object), or a coded error."""
+    from oemkit._canonical import parse_json
+    from oemkit._fs import read_input
+    from oemkit.runners.migrate import MAX_CONFIG
+
+    doc = parse_json(read_input(sidecar, "kept-aside values", MAX_CONFIG),
+                     what=str(sidecar), code="E_CONFIG_INVALID")
+    if not isinstance(doc, dict):
+        raise InputError("E_CONFIG_INVALID", f"{sidecar} is not a JSON object",
+                         hint="restore the file from the slot's backup or delete it (the "
+                              "values kept aside in it are then lost)")
+    return doc
 
 
 def _slot_configs(slot: Path) -> Any:
@@ -477,35 +599,55 @@ def _smoke(report: InstallReport, slot: Path, manifest: Any, profile_name: str |
 
 def rollback(prefix: Path) -> InstallReport:
     """Point ``current`` back at ``previous`` (with its config as it was)."""
+    prefix = Path(prefix).resolve()
     report = InstallReport("rollback", str(prefix))
     with prefix_lock(prefix):
-        cleanup(prefix)
-        current, previous = _link_target(prefix, "current"), _link_target(prefix, "previous")
+        layout, journal = _begin(prefix, None)
+        current, previous = layout.current, layout.previous
         if previous is None:
             raise InputError("E_NO_PREVIOUS", f"{prefix} has no previous slot to roll back to",
                              hint="'oemkit status --prefix DIR' shows the slots")
-        _point(prefix, "current", previous)
-        if current is not None:
-            _point(prefix, "previous", current)
-        report.slot, report.previous, report.switched = previous.name, (
-            current.name if current else None), True
-        report.add("switch", "pass", f"current -> slots/{previous.name}")
+        read_slot(prefix / SLOTS / previous)  # E_SLOT_DAMAGED: never switch to a wreck
+        try:
+            _point(journal, "current", previous)
+            if current is not None:
+                _point(journal, "previous", current)
+        except OSError as exc:
+            raise EnvironmentProblem("E_WRITE", f"cannot switch the links in {prefix}: "
+                                     f"{exc.strerror or exc}", hint="check the prefix's "
+                                     "permissions; each link is either old or new") from exc
+        report.slot, report.previous, report.switched = previous, current, True
+        report.add("switch", "pass", f"current -> slots/{previous}")
     return report
 
 
 def status(prefix: Path) -> dict[str, Any]:
-    """Slots, versions, digests, when and by which oemkit they were installed."""
+    """Slots, versions, digests, when and by which oemkit they were installed.
+
+    Reads only (no lock, nothing written, no link followed). A slot whose ``slot.json``
+    is missing or malformed is listed as ``incomplete`` with the ``problem``; a prefix
+    that is not laid out as oemkit's is ``E_PREFIX_LAYOUT``; a journal that is not
+    oemkit's ``E_PREFIX_JOURNAL``.
+    """
     prefix = Path(prefix)
-    current, previous = _link_target(prefix, "current"), _link_target(prefix, "previous")
+    layout = scan(prefix)
+    pending = set(Journal.load(prefix).pending) if layout.exists else set()
     slots = []
-    for entry in sorted((prefix / SLOTS).iterdir()) if (prefix / SLOTS).is_dir() else []:
-        doc = read_slot(entry)
-        doc["current"] = current is not None and entry.resolve() == current.resolve()
-        doc["previous"] = previous is not None and entry.resolve() == previous.resolve()
-        if entry.name.startswith(TMP_PREFIX):
-            doc["incomplete"] = True
+    records: dict[str, SlotRecord] = {}
+    for name in layout.slots:
+        doc: dict[str, Any]
+        try:
+            record = read_slot(prefix / SLOTS / name)
+        except InputError as exc:
+            doc = {"name": name, "incomplete": True, "problem": exc.message}
+        else:
+            records[name] = record
+            doc = record.to_dict()
+            if name.startswith(TMP_PREFIX) or f"{SLOTS}/{name}" in pending:
+                doc["incomplete"] = True
+        doc["current"] = name == layout.current
+        doc["previous"] = name == layout.previous
         slots.append(doc)
-    consistent = current is None or (current / "slot.json").is_file()
-    return {"prefix": str(prefix), "current": current.name if current else None,
-            "previous": previous.name if previous else None, "consistent": consistent,
-            "slots": slots}
+    consistent = layout.current is None or layout.current in records
+    return {"prefix": str(prefix), "current": layout.current, "previous": layout.previous,
+            "consistent": consistent, "slots": slots}
