@@ -211,6 +211,75 @@ def _describe(error: Any, instance: Any, schema: dict[str, Any], lines: dict[Pat
     return f"{where}: {dotted}: {error.message}", hint
 
 
+#: Nesting (objects and lists) of a JSON Schema or of an instance handed to the schema
+#: library. jsonschema-rs gives up at about 255 levels ("Recursion limit reached"), and
+#: Python's json and copy modules at about 1,000; documents are read with MAX_DEPTH (64),
+#: but a migration can deepen a config, so every validation checks the bound itself.
+MAX_SCHEMA_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_SCHEMA_DEPTH) -> bool:
+    """Whether ``value`` nests objects and lists more than ``limit`` levels below the top
+    one (iterative: a hostile depth costs no stack). Nothing the document loaders accept
+    (``load_yaml``, ``parse_json``: 64 levels) is too deep."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def compile_schema(schema: Any, what: str, code: str, hint: str) -> Any:
+    """A jsonschema-rs validator for an untrusted JSON Schema (a bundle's config schema).
+
+    Offline: a ``$ref`` to anything outside the document (``http://``, ``file:///etc/...``)
+    is refused, never fetched or read from the host. The schema must be an object or a
+    boolean, nested at most MAX_SCHEMA_DEPTH levels, and valid for its draft; anything
+    else is ``InputError(code)`` naming ``what``, never the library's exception.
+    """
+    import jsonschema_rs
+
+    if not isinstance(schema, (dict, bool)):
+        raise InputError(code, f"{what} is not a JSON Schema (an object or a boolean)",
+                         hint=hint)
+    if too_deep(schema):
+        raise InputError(code, f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels",
+                         hint=hint)
+    try:
+        return jsonschema_rs.validator_for(schema, offline=True)
+    except (ValueError, TypeError, OverflowError) as exc:  # ValidationError, ReferencingError
+        raise InputError(code, f"{what} is not a usable JSON Schema: {_first_line(exc)}",
+                         hint=hint) from None
+
+
+def first_error(validator: Any, instance: Any, what: str, code: str, hint: str) -> Any:
+    """The first way ``instance`` fails ``validator`` (None when it is valid); an instance
+    the library cannot take (too deep, a non-string key, a number beyond any float) is
+    ``InputError(code)``."""
+    if too_deep(instance):
+        raise InputError(code, f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels",
+                         hint=hint)
+    try:
+        return next(iter(validator.iter_errors(instance)), None)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(code, f"{what} cannot be validated: {_first_line(exc)}",
+                         hint=hint) from None
+
+
 def validate(instance: Any, schema_name: str, what: str,
              lines: dict[Path_, int] | None = None, code: str = "E_SPEC_INVALID") -> None:
     """Validate against a shipped schema; raise InputError for the most specific error.
@@ -222,7 +291,7 @@ def validate(instance: Any, schema_name: str, what: str,
 
     schema = load_schema(schema_name)
     try:
-        errors = list(jsonschema_rs.validator_for(schema).iter_errors(instance))
+        errors = list(jsonschema_rs.validator_for(schema, offline=True).iter_errors(instance))
     except ValueError as exc:  # a value JSON cannot hold (load_yaml never returns one)
         raise InputError(code, f"{what}: {exc}", hint="see docs/SPEC.md for the fields and "
                          "their types") from None

@@ -21,6 +21,7 @@ Operations (``path`` is dotted, e.g. ``server.port``):
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,18 @@ from oemkit.errors import InputError
 OPS = ("set_default", "rename", "move", "delete", "convert", "scale", "split", "merge")
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 _MISSING = object()
+#: Migrations one document may hold, and so the longest chain a plan walks.
+MAX_MIGRATIONS = 1000
+#: Steps in one migrations document, all migrations together.
+MAX_STEPS = 10_000
+#: Components of a dotted field path (``server.tls.port`` has 3): a step cannot build a
+#: config nested deeper than the schema library and Python's json can take.
+MAX_PATH_PARTS = 32
+MAX_PATH_CHARS = 1024
+#: Parts a split makes (or a merge joins).
+MAX_PARTS = 64
+#: Nesting of a config after migration (the bound documents are read with).
+MAX_CONFIG_DEPTH = 64
 
 
 def _bad(message: str, where: str) -> InputError:
@@ -90,29 +103,93 @@ class Migration:
     steps: tuple[Step, ...]
 
 
+_REQUIRED = {"set_default": {"path", "value"}, "rename": {"from", "to"},
+             "move": {"from", "to"}, "delete": {"path"}, "convert": {"path", "type"},
+             "scale": {"path", "factor"}, "split": {"path", "into", "separator"},
+             "merge": {"paths", "into", "separator"}}
+_OPTIONAL = {"convert": {"from_type"}}
+#: Which argument holds what: one dotted path, a list of them, a separator.
+_PATH_ARGS = {"path", "from", "to"}
+
+
+def _dotted(value: Any, at: str, name: str) -> str:
+    """A dotted field path: text, at most MAX_PATH_PARTS non-empty components."""
+    if not isinstance(value, str) or not value:
+        raise _bad(f"{name} must be a dotted field path such as server.port, not {value!r}",
+                   at)
+    parts = value.split(".")
+    if "" in parts:
+        raise _bad(f"{name} {value!r} has an empty component", at)
+    if len(parts) > MAX_PATH_PARTS or len(value) > MAX_PATH_CHARS:
+        raise _bad(f"{name} is {len(parts)} levels / {len(value)} characters long (at most "
+                   f"{MAX_PATH_PARTS} levels and {MAX_PATH_CHARS} characters)", at)
+    return value
+
+
+def _dotted_list(value: Any, at: str, name: str) -> list[str]:
+    if not isinstance(value, list) or not 2 <= len(value) <= MAX_PARTS:
+        raise _bad(f"{name} must be a list of 2 to {MAX_PARTS} dotted field paths", at)
+    return [_dotted(v, at, f"{name}[{k}]") for k, v in enumerate(value)]
+
+
+def _check_args(op: str, args: dict[str, Any], at: str) -> None:
+    """Every argument of ``op`` of its type (so applying or describing it cannot crash)."""
+    for name in _PATH_ARGS & set(args):
+        _dotted(args[name], at, name)
+    if op == "convert":
+        for name in ("type", "from_type"):
+            if name in args and (not isinstance(args[name], str) or args[name] not in _TYPES):
+                raise _bad(f"convert {name} must be one of {', '.join(_TYPES)}, not "
+                           f"{args[name]!r}", at)
+    elif op == "scale":
+        factor = args["factor"]
+        if (type(factor) not in (int, float) or not math.isfinite(factor)
+                or not 1e-300 <= abs(factor) <= 1e300):
+            raise _bad(f"scale factor must be a finite non-zero number, not {factor!r}", at)
+    elif op in ("split", "merge"):
+        separator = args["separator"]
+        if not isinstance(separator, str) or not separator:
+            raise _bad(f"{op} separator must be non-empty text, not {separator!r}", at)
+        if op == "split":
+            _dotted_list(args["into"], at, "into")
+        else:
+            _dotted_list(args["paths"], at, "paths")
+            _dotted(args["into"], at, "into")
+
+
 def parse_migrations(doc: Any, where: str) -> dict[int, Migration]:
-    """Validate a migrations document; map source version -> migration."""
+    """Validate a migrations document; map source version -> migration.
+
+    Every argument is checked for its type here (paths dotted and at most MAX_PATH_PARTS
+    deep, factors finite, separators non-empty), at most MAX_MIGRATIONS migrations and
+    MAX_STEPS steps: a bundle's migrations cannot crash a host that applies them.
+    """
     if not isinstance(doc, dict) or set(doc) != {"migrations"} or not isinstance(
             doc["migrations"], list):
         raise _bad("the file must hold one key 'migrations' with a list", where)
+    if len(doc["migrations"]) > MAX_MIGRATIONS:
+        raise _bad(f"{len(doc['migrations'])} migrations (at most {MAX_MIGRATIONS})", where)
     out: dict[int, Migration] = {}
-    required = {"set_default": {"path", "value"}, "rename": {"from", "to"},
-                "move": {"from", "to"}, "delete": {"path"}, "convert": {"path", "type"},
-                "scale": {"path", "factor"}, "split": {"path", "into", "separator"},
-                "merge": {"paths", "into", "separator"}}
-    optional = {"convert": {"from_type"}}
+    total = 0
     for i, item in enumerate(doc["migrations"]):
         here = f"{where} migrations[{i}]"
         if not isinstance(item, dict) or set(item) != {"from", "to", "steps"}:
             raise _bad("each migration is {from, to, steps}", here)
         source, target = item["from"], item["to"]
-        if not isinstance(source, int) or not isinstance(target, int) or target != source + 1:
-            raise _bad(f"from/to must be consecutive integers, got {source!r} -> {target!r}",
-                       here)
+        if (type(source) is not int or type(target) is not int or source < 1
+                or target != source + 1):
+            raise _bad(f"from/to must be consecutive integers >= 1, got {source!r} -> "
+                       f"{target!r}", here)
         if source in out:
             raise _bad(f"a second migration from version {source}", here)
+        raw_steps = [] if item["steps"] is None else item["steps"]
+        if not isinstance(raw_steps, list):
+            raise _bad("steps must be a list of operations", here)
+        total += len(raw_steps)
+        if total > MAX_STEPS:
+            raise _bad(f"more than {MAX_STEPS} steps in all", here)
         steps = []
-        for j, raw in enumerate(item["steps"] or []):
+        for j, raw in enumerate(raw_steps):
             at = f"{here}.steps[{j}]"
             if not isinstance(raw, dict) or len(raw) != 1:
                 raise _bad("each step is a single operation, e.g. {rename: {from: a, to: b}}",
@@ -124,24 +201,24 @@ def parse_migrations(doc: Any, where: str) -> dict[int, Migration]:
                 close = difflib.get_close_matches(str(op), OPS, n=1)
                 raise _bad(f"unknown operation {op!r}"
                            + (f" (did you mean {close[0]!r}?)" if close else ""), at)
-            if not isinstance(args, dict) or not required[op] <= set(args) or set(args) - (
-                    required[op] | optional.get(op, set())):
-                raise _bad(f"{op} takes {', '.join(sorted(required[op]))}", at)
-            if op == "convert" and (args["type"] not in _TYPES or args.get(
-                    "from_type", "int") not in _TYPES):
-                raise _bad(f"convert types are {', '.join(_TYPES)}", at)
-            if op == "scale" and (not isinstance(args["factor"], (int, float))
-                                  or args["factor"] == 0):
-                raise _bad("scale factor must be a non-zero number", at)
+            if not isinstance(args, dict) or not _REQUIRED[op] <= set(args) or set(args) - (
+                    _REQUIRED[op] | _OPTIONAL.get(op, set())):
+                raise _bad(f"{op} takes {', '.join(sorted(_REQUIRED[op]))}", at)
+            _check_args(op, args, at)
             steps.append(Step(op, dict(args)))
         out[source] = Migration(source, target, tuple(steps))
     return out
 
 
 def chain(migrations: dict[int, Migration], source: int, target: int) -> list[Step]:
-    """The steps from ``source`` to ``target`` (either direction); raise on a gap."""
+    """The steps from ``source`` to ``target`` (either direction); raise on a gap or on a
+    chain longer than MAX_MIGRATIONS hops."""
     if source == target:
         return []
+    if abs(target - source) > MAX_MIGRATIONS:
+        raise InputError("E_MIGRATION_CHAIN", f"config version {source} -> {target} is "
+                         f"{abs(target - source)} hops (at most {MAX_MIGRATIONS})",
+                         hint="migrate through an intermediate release")
     steps: list[Step] = []
     if source < target:
         for version in range(source, target):
@@ -251,7 +328,14 @@ def apply_steps(config: dict[str, Any], steps: Sequence[Step],
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise InputError("E_MIGRATION_APPLY", f"cannot scale {a['path']}: "
                                      f"{value!r} is not a number", hint="fix the config")
-                scaled = value * a["factor"]
+                try:
+                    scaled = value * a["factor"]
+                    if isinstance(scaled, float) and not math.isfinite(scaled):
+                        raise OverflowError
+                except OverflowError:
+                    raise InputError("E_MIGRATION_APPLY", f"cannot scale {a['path']}: "
+                                     f"{value!r} x {a['factor']} is out of range",
+                                     hint="fix the config") from None
                 if isinstance(scaled, float):
                     scaled = float(f"{scaled:.15g}")  # no binary noise: 0.8, not 0.8000...2
                 if isinstance(value, int) and float(scaled).is_integer():
@@ -276,7 +360,14 @@ def apply_steps(config: dict[str, Any], steps: Sequence[Step],
                     _pop(doc, p)
                 _set(doc, a["into"], a["separator"].join(str(v) for v in values))
                 out.log.append(f"merged {', '.join(a['paths'])} into {a['into']}")
+    from oemkit.schema import too_deep
+
+    if too_deep(doc, MAX_CONFIG_DEPTH):
+        raise InputError("E_MIGRATION_APPLY", f"the migrated config is nested deeper than "
+                         f"{MAX_CONFIG_DEPTH} levels", hint="the migrations move or set "
+                         "values too deep; fix the migrations")
     return out
+
 
 
 def _convert(value: Any, kind: str, path: str) -> Any:
@@ -291,8 +382,13 @@ def _convert(value: Any, kind: str, path: str) -> Any:
             return bool(value)
         if kind == "int" and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
-        return _TYPES[kind](value)
-    except (TypeError, ValueError):
+        if kind in ("int", "float") and not isinstance(value, (str, int, float)):
+            raise TypeError(value)  # int([1]) fails anyway; int({}) too, float(True) not
+        out = _TYPES[kind](value)
+        if isinstance(out, float) and not math.isfinite(out):
+            raise ValueError(value)  # "1e400" or "nan": JSON cannot hold the result
+        return out
+    except (TypeError, ValueError, OverflowError):
         raise InputError("E_MIGRATION_APPLY", f"cannot convert {path}={value!r} to {kind}",
                          hint="fix the config value") from None
 

@@ -9,19 +9,30 @@ schema, older versions' schemas and samples (``history``), and the migrations fi
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from oemkit._fs import atomic_write_bytes, read_input
-from oemkit.errors import InputError
-from oemkit.models.migration import Migration, Outcome, Step, apply_steps, chain, diff
+from oemkit.errors import InputError, OemkitError
+from oemkit.models.manifest import SectionProblem, check_config_section
+from oemkit.models.migration import (
+    MAX_MIGRATIONS,
+    Migration,
+    Outcome,
+    Step,
+    apply_steps,
+    chain,
+    diff,
+)
 from oemkit.models.migration import parse_migrations as _parse_migrations
 from oemkit.models.report import Check
 
 MAX_CONFIG = 4 << 20
+_SCHEMA_HINT = ("the bundle's config schemas must be self-contained JSON Schemas (no $ref "
+                "outside the document); fix the schema and rebuild")
 
 
 @dataclass
@@ -34,6 +45,18 @@ class BundleConfigs:
     migrations: dict[int, Migration]
     default: Any = None
     verified: bool = False
+    #: Compiled schema per version (made by ``load_configs``; compiled on first use
+    #: otherwise).
+    validators: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def validator(self, version: int) -> Any:
+        if version not in self.validators:
+            from oemkit.schema import compile_schema
+
+            self.validators[version] = compile_schema(
+                self.schemas[version], f"the config schema of version {version}",
+                "E_CONFIG_SCHEMA", _SCHEMA_HINT)
+        return self.validators[version]
 
 
 def _parse(data: bytes, name: str) -> Any:
@@ -47,31 +70,51 @@ def _parse(data: bytes, name: str) -> Any:
     return parse_json(data, what=name, code="E_CONFIG_INVALID")
 
 
-def load_configs(files: dict[str, bytes], config_section: dict[str, Any] | None,
-                 verified: bool) -> BundleConfigs:
-    """Build :class:`BundleConfigs` from the bundle's files and manifest config section."""
+def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -> BundleConfigs:
+    """Build :class:`BundleConfigs` from the bundle's files and manifest config section.
+
+    The section is checked exactly first (``check_config_section``: the shape verify
+    enforces), so a malformed one is ``E_CONFIG_INVALID`` naming the field, never a
+    KeyError; a file it names that ``files`` lacks (absent, or over MAX_CONFIG bytes) is
+    ``E_CONFIG_INVALID`` naming the file; every schema is compiled (``E_CONFIG_SCHEMA``).
+    """
     if not config_section:
         raise InputError("E_NO_CONFIG", "the bundle declares no config",
                          hint="add a 'config:' section to the bundle spec")
-    current = int(config_section["version"])
-    schemas = {current: _parse(files[config_section["schema"]], config_section["schema"])}
+    try:
+        section = check_config_section(config_section)
+    except SectionProblem as exc:
+        raise InputError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
+                         hint="the bundle's config section is malformed; the vendor must "
+                              "rebuild it") from None
+
+    def doc(name: str) -> Any:
+        if name not in files:
+            raise InputError("E_CONFIG_INVALID", f"{name}, named by the bundle's config "
+                             f"section, is not in the bundle (or is larger than "
+                             f"{MAX_CONFIG} bytes)", hint="the bundle is incomplete; the "
+                             "vendor must rebuild it")
+        return _parse(files[name], name)
+
+    current = section["version"]
+    schemas = {current: doc(section["schema"])}
     samples: dict[int, list[tuple[str, Any]]] = {}
-    for old in config_section.get("history", []):
-        schemas[int(old["version"])] = _parse(files[old["schema"]], old["schema"])
-        samples[int(old["version"])] = [(s, _parse(files[s], s)) for s in old.get("samples", [])]
+    for old in section.get("history", []):
+        schemas[old["version"]] = doc(old["schema"])
+        samples[old["version"]] = [(s, doc(s)) for s in old.get("samples", [])]
     migrations = {}
-    if config_section.get("migrations"):
-        name = config_section["migrations"]
-        migrations = _parse_migrations(_parse(files[name], name), name)
-    return BundleConfigs(current, schemas, samples, migrations,
-                         _parse(files[config_section["file"]], config_section["file"]),
-                         verified)
+    if section.get("migrations"):
+        name = section["migrations"]
+        migrations = _parse_migrations(doc(name), name)
+    configs = BundleConfigs(current, schemas, samples, migrations, doc(section["file"]),
+                            verified)
+    for version in sorted(schemas):
+        configs.validator(version)
+    return configs
 
 
 def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleConfigs:
     """Read a bundle's config versions; verified when ``trust`` is given."""
-    from oemkit.verify.bundle import inspect_bundle
-
     if trust is not None:
         import shutil
         import tempfile
@@ -90,15 +133,19 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleCon
             return load_configs(files, section, verified=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    info = inspect_bundle(bundle)
-    section = info["manifest"]["runtime"]["config"]
-    return load_configs(_unverified_files(bundle, wanted_files(section)), section, verified=False)
+    return _unverified_configs(bundle)
 
 
-def wanted_files(section: dict[str, Any] | None) -> set[str]:
-    """The payload files a config section names (config, schemas, migrations, samples)."""
+def wanted_files(section: Any) -> set[str]:
+    """The payload files a config section names (config, schemas, migrations, samples);
+    a malformed section is ``E_CONFIG_INVALID``."""
     if not section:
         return set()
+    try:
+        section = check_config_section(section)
+    except SectionProblem as exc:
+        raise InputError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
+                         hint="the bundle's config section is malformed") from None
     names = {section["file"], section["schema"]}
     if section.get("migrations"):
         names.add(section["migrations"])
@@ -108,27 +155,74 @@ def wanted_files(section: dict[str, Any] | None) -> set[str]:
     return names
 
 
-def _unverified_files(bundle: Path, wanted: set[str]) -> dict[str, bytes]:
-    """Small payload files by path, read without verification (marked UNVERIFIED)."""
-    import zstandard
+class _Enough(OemkitError):
+    """Every wanted file has been read (and matched its manifest digest): stop reading.
 
-    from oemkit._fs import open_input
-    from oemkit.verify.bundle import Limits, scan_bundle
+    Raised by the sink, caught by ``_unverified_configs``; an OemkitError so that the
+    payload reader passes it on as it does every coded finding (it turns anything else
+    into E_PAYLOAD_CORRUPT)."""
 
-    out: dict[str, bytes] = {}
+    def __init__(self) -> None:
+        super().__init__("E_STOP", "all wanted payload files read")
+
+
+class _Capture(io.BytesIO):
+    """A payload file being read into memory; its bytes are kept when it is closed."""
+
+    def __init__(self, out: dict[str, bytes], path: str) -> None:
+        super().__init__()
+        self._out, self._path = out, path
+
+    def close(self) -> None:
+        if not self.closed:
+            self._out[self._path] = self.getvalue()
+        super().close()
+
+
+class _Discard(io.BytesIO):
+    """A payload file nobody wants: its bytes are hashed by the reader, then dropped."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _unverified_configs(bundle: Path) -> BundleConfigs:
+    """The config versions of a bundle read without a trust decision (UNVERIFIED).
+
+    Read as verify reads: the outer archive scanned with the reader limits, the manifest
+    checked exactly (``Manifest.from_dict``, canonical JSON), and the payload streamed by
+    the verifier's bounded reader (decompression bounded by the declared sizes, only the
+    payload member's bytes, every entry safe and in the manifest's order, each file's
+    digest checked before it is used), stopping after the last file wanted.
+    """
+    from oemkit._fs import open_input, read_member
+    from oemkit.models.manifest import MANIFEST, PAYLOAD, FileEntry
+    from oemkit.verify.bundle import Limits, _stream_payload, parse_manifest, scan_bundle
+
+    limits = Limits()
     with open_input(bundle, "bundle") as handle:
-        payload = next(m for m in scan_bundle(handle, Limits()) if m.name == "payload.tar.zst")
-        handle.seek(payload.offset)
-        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
-            for info in tar:
-                if info.name in wanted and info.isreg() and info.size <= MAX_CONFIG:
-                    src = tar.extractfile(info)
-                    assert src is not None
-                    out[info.name] = src.read()
-                if len(out) == len(wanted):
-                    break
-    return out
+        members = {m.name: m for m in scan_bundle(handle, limits)}
+        manifest = parse_manifest(read_member(handle, members[MANIFEST]))
+        section = manifest.runtime.config
+        wanted = wanted_files(section)
+        for name in sorted(wanted):
+            entry = manifest.entry(name)
+            if entry is not None and entry.size > MAX_CONFIG:
+                raise InputError("E_CONFIG_INVALID", f"{name}, named by the bundle's config "
+                                 f"section, is {entry.size} bytes (at most {MAX_CONFIG})",
+                                 hint="config files, schemas and migrations are small "
+                                      "documents; the bundle is damaged or hostile")
+        out: dict[str, bytes] = {}
+
+        def sink(entry: FileEntry) -> BinaryIO:
+            if len(out) == len(wanted):
+                raise _Enough
+            return _Capture(out, entry.path) if entry.path in wanted else _Discard()
+
+        if wanted and PAYLOAD in members:
+            with contextlib.suppress(_Enough):
+                _stream_payload(handle, members[PAYLOAD], manifest, limits, None, sink)
+    return load_configs(out, section, verified=False)
 
 
 # --------------------------------------------------------------------------- plan / apply
@@ -143,14 +237,21 @@ def config_version(config: Any, where: str) -> int:
 
 
 def validate_config(config: Any, schema: Any, where: str) -> None:
-    import jsonschema_rs
+    """``config`` must match ``schema`` (a raw schema, or one compiled by
+    ``compile_schema``): ``E_CONFIG_INVALID`` naming the first failing field."""
+    from oemkit.schema import compile_schema, first_error
 
-    errors = list(jsonschema_rs.validator_for(schema).iter_errors(config))
-    if errors:
-        first = errors[0]
+    hint = "fix the config so that it matches its version's schema"
+    validator = (schema if hasattr(schema, "iter_errors") else
+                 compile_schema(schema, f"the schema for {where}", "E_CONFIG_SCHEMA",
+                                _SCHEMA_HINT))
+    first = first_error(validator, config, where, "E_CONFIG_INVALID", hint)
+    if first is not None:
         at = "/".join(str(p) for p in first.instance_path) or "(top level)"
-        raise InputError("E_CONFIG_INVALID", f"{where}: {at}: {first.message}",
-                         hint="fix the config so that it matches its version's schema")
+        message = str(first.message)
+        if len(message) > 300:
+            message = message[:297] + "..."
+        raise InputError("E_CONFIG_INVALID", f"{where}: {at}: {message}", hint=hint)
 
 
 @dataclass
@@ -183,7 +284,11 @@ def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None 
                          hint="this config comes from a newer release than this bundle; "
                               "migrate it with that newer release's bundle" if newer else
                               "the bundle cannot upgrade a config this old")
-    validate_config(config, configs.schemas[source], f"{where} (version {source})")
+    if abs(target - source) > MAX_MIGRATIONS:
+        raise InputError("E_MIGRATION_CHAIN", f"{where} is config version {source}; "
+                         f"migrating it to {target} is {abs(target - source)} hops (at most "
+                         f"{MAX_MIGRATIONS})", hint="migrate through an intermediate release")
+    validate_config(config, configs.validator(source), f"{where} (version {source})")
     steps: list[Step] = []
     outcome = Outcome(dict(config), dict(kept or {}))
     step_dir = 1 if target >= source else -1
@@ -195,7 +300,8 @@ def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None 
     if target not in configs.schemas:
         raise InputError("E_CONFIG_VERSION", f"the bundle has no schema for version {target}",
                          hint="the bundle is incomplete")
-    validate_config(outcome.config, configs.schemas[target], f"{where} migrated to {target}")
+    validate_config(outcome.config, configs.validator(target),
+                    f"{where} migrated to {target}")
     return Plan(source, target, steps, outcome, diff(config, outcome.config))
 
 
@@ -214,13 +320,28 @@ def read_config(path: Path) -> Any:
     return _parse(read_input(path, "config", MAX_CONFIG), path.name)
 
 
+def read_kept(sidecar: Path) -> dict[str, Any]:
+    """The values a config's earlier migrations kept aside (``{}`` when there are none); a
+    damaged sidecar is ``E_CONFIG_INVALID`` naming it."""
+    if not sidecar.is_file():
+        return {}
+    from oemkit._canonical import parse_json
+
+    kept = parse_json(read_input(sidecar, "kept-aside values", MAX_CONFIG),
+                      what=str(sidecar), code="E_CONFIG_INVALID")
+    if not isinstance(kept, dict):
+        raise InputError("E_CONFIG_INVALID", f"{sidecar} does not hold an object of kept-"
+                         "aside values", hint="restore it from a backup, or delete it to "
+                         "drop the values it kept")
+    return kept
+
+
 def apply_file(config_path: Path, configs: BundleConfigs, *, target: int | None = None,
                out: Path | None = None) -> Plan:
     """Migrate a config file: backup, then atomic write; values kept aside go to a sidecar."""
     with migration_lock(config_path):
         config = read_config(config_path)
-        sidecar = kept_path(config_path)
-        kept = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        kept = read_kept(kept_path(config_path))
         result = plan(config, configs, str(config_path), target=target, kept=kept)
         destination = out or config_path
         backup = config_path.with_name(f"{config_path.name}.v{result.source}.bak")
