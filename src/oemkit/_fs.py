@@ -673,7 +673,15 @@ def open_input(path: Path, what: str) -> BinaryIO:
 def read_input(path: Path, what: str, limit: int = 16 << 20) -> bytes:
     """Read a small input file whole (bounded), with coded errors."""
     with open_input(path, what) as handle:
-        data = handle.read(limit + 1)
+        # read(limit + 1) would allocate the whole limit first (16 MiB for a trust root):
+        # read what the file holds, bounded
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except (OSError, ValueError):
+            size = limit
+        data = handle.read(min(limit, size) + 1)
+        if len(data) <= limit and len(data) > size:  # grew while read: read on, bounded
+            data += handle.read(limit + 1 - len(data))
     if len(data) > limit:
         raise InputError("E_TOO_LARGE", f"{what} {path} is larger than {limit} bytes",
                          hint="this does not look like the right file")

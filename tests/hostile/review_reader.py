@@ -292,8 +292,9 @@ def big_cases() -> list[BigCase]:
         ("signatures-32-members-at-limit", "32 signature members of 64 stranger signatures "
          "over a 4 MiB provenance", lambda f, k: _many_over_big(f, k), "E_TOO_MANY_SIGNATURES",
          []),
-        ("licenses-64-at-limit", "64 appended licenses/* members of 64 KiB",
-         lambda f, k: license_members_bundle(f, 64, 65536), None, []),
+        ("licenses-64-at-limit", "64 appended licenses/* members of 64 KiB (not armored: "
+         "verify then judges the first)",
+         lambda f, k: license_members_bundle(f, 64, 65536), "E_ARMOR", []),
         ("trusted-provenance-4mib", "control: the trusted key signs a 4 MiB provenance",
          lambda f, k: big_provenance_bundle(f, k, 25_000), None, []),
     ]
