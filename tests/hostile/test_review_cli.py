@@ -481,3 +481,14 @@ def test_sizing_compare_counts_non_numbers_as_missing(tmp_path: Path) -> None:
     assert rows["batch 1, 1 thr p50 ms"]["a"] is None
     assert rows["batch 1, 1 thr p99 ms"]["ratio"] == 2.0
     assert rows["sustainable QPS per instance"]["a"] is None
+
+
+def test_a_click_error_inside_a_command_body_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    def bad(*a: Any, **kw: Any) -> Any:
+        raise typer.BadParameter("no good")
+
+    monkeypatch.setattr("oemkit.verify.bundle.inspect_bundle", bad)
+    assert_error(invoke("inspect", VALID, "--json"), "E_USAGE", 2, "no good")

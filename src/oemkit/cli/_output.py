@@ -144,6 +144,10 @@ def guard(json_out: bool = False) -> Iterator[None]:
         del _PENDING[start:]
         if STATE["debug"]:
             raise
+        if isinstance(exc, _click().ClickException):  # typer.BadParameter in a body
+            print_error(UsageError("E_USAGE", exc.format_message(),
+                                   hint="run the command with --help"), json_out)
+            raise typer.Exit(EXIT_USAGE) from None
         _internal(exc, json_out)
         raise typer.Exit(EXIT_INTERNAL) from None
     finally:
