@@ -12,6 +12,7 @@ Low: Windows look-alike names are refused at build and at verify.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,239 @@ def test_check_config_section_names_the_field() -> None:
         check_config_section({**CONFIG, "history": [{"version": True, "schema": "a"}]})
     assert err.value.where == "config.history[0].version"
     assert isinstance(err.value, Exception) and not isinstance(err.value, OemkitError)
+
+
+# --------------------------------------------------------------------------- migrations
+
+from oemkit.models.migration import (  # noqa: E402
+    MAX_MIGRATIONS,
+    Step,
+    apply_steps,
+    chain,
+    parse_migrations,
+)
+
+
+def _migrations(*steps: Any) -> dict[str, Any]:
+    return {"migrations": [{"from": 1, "to": 2, "steps": list(steps)}]}
+
+
+@pytest.mark.parametrize(("doc", "words"), [
+    ({"migrations": [{"from": 1, "to": 2, "steps": 5}]}, "steps must be a list"),
+    ({"migrations": [{"from": True, "to": 2, "steps": []}]}, "consecutive integers"),
+    ({"migrations": [{"from": 0, "to": 1, "steps": []}]}, "consecutive integers >= 1"),
+    (_migrations({"convert": {"path": "a", "type": ["int"]}}), "convert type must be"),
+    (_migrations({"convert": {"path": "a", "type": "int", "from_type": {}}}),
+     "convert from_type must be"),
+    (_migrations({"split": {"path": "a", "into": ["h", "p"], "separator": ""}}),
+     "separator must be non-empty"),
+    (_migrations({"split": {"path": "a", "into": "hp", "separator": ":"}}),
+     "into must be a list"),
+    (_migrations({"merge": {"paths": ["a", 7], "into": "b", "separator": ":"}}),
+     "paths[1] must be a dotted field path"),
+    (_migrations({"scale": {"path": "a", "factor": float("inf")}}), "finite non-zero"),
+    (_migrations({"scale": {"path": "a", "factor": True}}), "finite non-zero"),
+    (_migrations({"scale": {"path": "a", "factor": 1e-320}}), "finite non-zero"),
+    (_migrations({"rename": {"from": "a", "to": ["b"]}}), "to must be a dotted field path"),
+    (_migrations({"delete": {"path": "a..b"}}), "empty component"),
+    (_migrations({"set_default": {"path": ".".join(["a"] * 5000), "value": 1}}),
+     "5000 levels"),
+    ({"migrations": [{"from": v, "to": v + 1, "steps": []}
+                     for v in range(1, MAX_MIGRATIONS + 2)]}, "at most 1000"),
+    ({"migrations": [{"from": 1, "to": 2, "steps": [{"delete": {"path": "a"}}] * 10_001}]},
+     "more than 10000 steps"),
+])
+def test_a_malformed_migration_is_a_coded_error(doc: Any, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_migrations(doc, "migrations.yaml")
+    assert err.value.code == "E_MIGRATION_INVALID"
+    assert words in err.value.message, err.value.message
+
+
+def test_a_chain_longer_than_the_bound_is_refused() -> None:
+    migrations = parse_migrations({"migrations": [
+        {"from": v, "to": v + 1, "steps": []} for v in range(1, 1001)]}, "m")
+    assert chain(migrations, 1, 1001) == []
+    with pytest.raises(InputError) as err:
+        chain(migrations, 1, 1002)
+    assert err.value.code == "E_MIGRATION_CHAIN" and "1001 hops" in err.value.message
+
+
+def test_moves_that_nest_a_config_too_deeply_are_refused() -> None:
+    path = ".".join(["a"] * 32)
+    steps = [Step("move", {"from": "x", "to": f"{path}.x"})] + [
+        Step("move", {"from": "a", "to": f"{path}.a"})] * 3
+    with pytest.raises(InputError) as err:
+        apply_steps({"x": 1}, steps)
+    assert err.value.code == "E_MIGRATION_APPLY" and "deeper than 64" in err.value.message
+    assert apply_steps({"x": 1}, steps[:1]).config["a"]["a"]  # one move is fine
+
+
+@pytest.mark.parametrize(("config", "step", "words"), [
+    ({"n": 1e308}, Step("scale", {"path": "n", "factor": 10}), "out of range"),
+    ({"n": 10**400}, Step("scale", {"path": "n", "factor": 1.5}), "out of range"),
+    ({"n": "1e400"}, Step("convert", {"path": "n", "type": "float"}), "cannot convert"),
+    ({"n": float("inf")}, Step("convert", {"path": "n", "type": "int"}), "cannot convert"),
+    ({"n": {"a": 1}}, Step("convert", {"path": "n", "type": "int"}), "cannot convert"),
+])
+def test_values_a_step_cannot_handle_are_coded_errors(config: Any, step: Step,
+                                                       words: str) -> None:
+    with pytest.raises(InputError) as err:
+        apply_steps(config, [step])
+    assert err.value.code == "E_MIGRATION_APPLY" and words in err.value.message
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def test_a_schema_ref_is_never_fetched_nor_read_from_the_host(tmp_path: Path) -> None:
+    from oemkit.schema import compile_schema
+
+    host = tmp_path / "host.schema.json"
+    host.write_text('{"type": "string"}')
+    for ref in (host.as_uri(), "http://198.51.100.7/s.json", "https://example.invalid/s"):
+        with pytest.raises(InputError) as err:
+            compile_schema({"$ref": ref}, "config schema", "E_CONFIG_SCHEMA", "hint")
+        assert err.value.code == "E_CONFIG_SCHEMA" and "not a usable JSON Schema" in (
+            err.value.message)
+    local = compile_schema({"$defs": {"s": {"type": "string"}}, "$ref": "#/$defs/s"},
+                           "config schema", "E_CONFIG_SCHEMA", "hint")
+    assert local.is_valid("x") and not local.is_valid(1)
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ([1], "not a JSON Schema"),
+    ("string", "not a JSON Schema"),
+    ({"type": 5}, "not a usable JSON Schema"),
+    ({"pattern": "("}, "not a usable JSON Schema"),
+])
+def test_a_schema_that_is_not_one_is_a_coded_error(schema: Any, words: str) -> None:
+    from oemkit.schema import compile_schema
+
+    with pytest.raises(InputError) as err:
+        compile_schema(schema, "config schema", "E_CONFIG_SCHEMA", "hint")
+    assert err.value.code == "E_CONFIG_SCHEMA" and words in err.value.message
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    node = doc
+    for _ in range(levels):
+        node["a"] = {}
+        node = node["a"]
+    return doc
+
+
+def test_nesting_beyond_the_bound_never_reaches_the_schema_library() -> None:
+    from oemkit.schema import MAX_SCHEMA_DEPTH, compile_schema, first_error, too_deep
+
+    assert not too_deep(_deep(MAX_SCHEMA_DEPTH)) and too_deep(_deep(MAX_SCHEMA_DEPTH + 1))
+    schema: Any = {"type": "object"}
+    for _ in range(200):  # jsonschema-rs: "Recursion limit reached" (ValueError)
+        schema = {"properties": {"a": schema}}
+    with pytest.raises(InputError) as err:
+        compile_schema(schema, "config schema", "E_CONFIG_SCHEMA", "hint")
+    assert "nested deeper than 64" in err.value.message
+    validator = compile_schema({"properties": {"a": {"type": "string"}}}, "s", "E_X", "h")
+    with pytest.raises(InputError) as err:
+        first_error(validator, _deep(5000), "config", "E_CONFIG_INVALID", "hint")
+    assert err.value.code == "E_CONFIG_INVALID" and "nested deeper" in err.value.message
+    with pytest.raises(InputError) as err:
+        first_error(validator, {1: 2}, "config", "E_CONFIG_INVALID", "hint")
+    assert err.value.code == "E_CONFIG_INVALID" and "cannot be validated" in err.value.message
+
+
+# --------------------------------------------------------------------------- config loading
+
+from hostile.review_runtime import (  # noqa: E402
+    HOST_CONFIG,
+    SECTION,
+    config_bundle,
+    config_files,
+)
+from oemkit.runners.migrate import (  # noqa: E402
+    apply_file,
+    bundle_configs,
+    load_configs,
+    plan,
+)
+
+
+def _files() -> dict[str, bytes]:
+    return {p: d for p, d, _ in config_files()}
+
+
+@pytest.mark.parametrize(("section", "words"), [
+    ({"file": "config/config.json", "schema": "config/schema.json"},
+     "runtime.config: required field 'version'"),
+    ({**SECTION, "version": "2"}, "config.version: must be an integer"),
+    ({**SECTION, "history": [{"version": 1, "schema": 5}]},
+     "config.history[0].schema: must be a payload path"),
+])
+def test_load_configs_names_the_malformed_field(section: Any, words: str) -> None:
+    with pytest.raises(InputError) as err:
+        load_configs(_files(), section, verified=True)
+    assert err.value.code == "E_CONFIG_INVALID"
+    assert words.split(": ", 1)[1] in err.value.message and "config" in err.value.message
+
+
+def test_load_configs_names_a_file_the_bundle_lacks() -> None:
+    files = _files()
+    del files["config/v1.json"]  # absent, or left out for being over 4 MiB
+    with pytest.raises(InputError) as err:
+        load_configs(files, SECTION, verified=True)
+    assert err.value.code == "E_CONFIG_INVALID"
+    assert "config/v1.json, named by the bundle's config section, is not in the bundle" in (
+        err.value.message)
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "b.oemb") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_unverified_configs_come_through_the_verifiers_reader(tmp_path: Path) -> None:
+    configs = bundle_configs(_write(tmp_path, config_bundle(Forge(KEYS))))
+    assert not configs.verified and configs.version == 2 and sorted(configs.schemas) == [1, 2]
+    result = plan(json.loads(HOST_CONFIG), configs, "config.json")
+    assert result.outcome.config == {"schema_version": 2, "port": 80}
+    verified = bundle_configs(_write(tmp_path, config_bundle(Forge(KEYS)), "v.oemb"),
+                              CORPUS / TRUST)
+    assert verified.verified and verified.schemas == configs.schemas
+
+
+def test_unverified_reading_checks_digests_and_stops_after_the_last_config_file(
+        tmp_path: Path) -> None:
+    from helpers import entry, regular, tar_bytes
+    from hostile.make_corpus import zstd
+
+    files = config_files()
+    entries = [entry(p, d, m) for p, d, m in files]
+    # model/model.onnx (after every config/ file) differs from its manifest digest
+    inner = tar_bytes([regular(p, d if p != "model/model.onnx" else b"ONNX MODEL BYTES\n", m)
+                       for p, d, m in files])
+    data = config_bundle(Forge(KEYS), entries=entries, payload=zstd(inner))
+    assert bundle_configs(_write(tmp_path, data)).version == 2  # never read that far
+    assert _verify(data).error.code == "E_PAYLOAD_DIGEST"  # verify reads it all
+    # a config file that differs from its digest is never used
+    inner = tar_bytes([regular(p, d if p != "config/v1.json" else b"{}", m)
+                       for p, d, m in files])
+    data = config_bundle(Forge(KEYS), entries=entries, payload=zstd(inner))
+    with pytest.raises(VerificationError) as err:
+        bundle_configs(_write(tmp_path, data, "c.oemb"))
+    assert err.value.code in ("E_PAYLOAD_SIZE", "E_PAYLOAD_DIGEST")
+
+
+def test_a_damaged_kept_aside_sidecar_is_a_coded_error_and_nothing_is_written(
+        tmp_path: Path) -> None:
+    configs = bundle_configs(_write(tmp_path, config_bundle(Forge(KEYS))))
+    config = tmp_path / "config.json"
+    config.write_text(HOST_CONFIG)
+    for damage in ("[1, 2]", "{not json", "{\"a\": 1e400}"):
+        (tmp_path / "config.json.kept.json").write_text(damage)
+        with pytest.raises(InputError) as err:
+            apply_file(config, configs)
+        assert err.value.code == "E_CONFIG_INVALID", damage
+        assert config.read_text() == HOST_CONFIG
+        assert not (tmp_path / "config.json.v1.bak").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,14 +61,33 @@ class BundleConfigs:
 
 
 def _parse(data: bytes, name: str) -> Any:
-    """A config-side document: YAML by suffix, otherwise strict JSON."""
+    """A config-side document: YAML by suffix, otherwise strict JSON (finite numbers only:
+    ``1e400`` would be written back as ``Infinity``, which is not JSON)."""
     if name.endswith((".yaml", ".yml")):
         from oemkit.schema import load_yaml
 
         return load_yaml(data, name)[0]
     from oemkit._canonical import parse_json
 
-    return parse_json(data, what=name, code="E_CONFIG_INVALID")
+    doc = parse_json(data, what=name, code="E_CONFIG_INVALID")
+    if not _finite(doc):
+        raise InputError("E_CONFIG_INVALID", f"{name} holds a number too large for a "
+                         "64-bit float (such as 1e400)", hint="write a smaller number")
+    return doc
+
+
+def _finite(value: Any) -> bool:
+    """Whether every float in ``value`` is finite (iterative; depth is bounded already)."""
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return False
+        if isinstance(node, dict):
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return True
 
 
 def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -> BundleConfigs:
@@ -325,10 +345,7 @@ def read_kept(sidecar: Path) -> dict[str, Any]:
     damaged sidecar is ``E_CONFIG_INVALID`` naming it."""
     if not sidecar.is_file():
         return {}
-    from oemkit._canonical import parse_json
-
-    kept = parse_json(read_input(sidecar, "kept-aside values", MAX_CONFIG),
-                      what=str(sidecar), code="E_CONFIG_INVALID")
+    kept = _parse(read_input(sidecar, "kept-aside values", MAX_CONFIG), sidecar.name)
     if not isinstance(kept, dict):
         raise InputError("E_CONFIG_INVALID", f"{sidecar} does not hold an object of kept-"
                          "aside values", hint="restore it from a backup, or delete it to "
