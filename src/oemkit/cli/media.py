@@ -126,11 +126,12 @@ def join(
         with progress("joining and verifying", total) as cb:
             result = plan.run(cb, cb)
         report = result.report
-        if json_out:
+        if json_out:  # "error" as for every failed command: the verdict's own error
+            doc = report.to_dict()
             emit_json({"ok": report.ok, "bundle": str(result.path) if report.ok else None,
                        "copied": result.copied, "reused": result.reused,
                        "index_signers": list(result.index_signers),
-                       "report": report.to_dict()})
+                       "error": doc["error"], "report": doc})
         check_table(report.checks)
         if not report.ok:
             err.print(f"[bold red]REJECTED[/] the joined bundle: {report.error.code}; "

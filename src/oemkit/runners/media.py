@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import stat
@@ -251,6 +252,8 @@ def _shown(value: Any) -> str:
     huge number, which Python refuses to format beyond 4,300 digits)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"a {value.bit_length()}-bit number"
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400 reads as infinity
+        return "a number beyond a float's range (1e400 and the like)"
     if isinstance(value, (dict, list)):
         return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
     text = repr(value)
