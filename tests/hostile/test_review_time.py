@@ -488,3 +488,12 @@ def test_a_root_at_the_key_limit_fits_and_the_writer_refuses_one_more(ckeys, pin
         add_key(signed, mc.seeded_key(30_000, "one-more").public, ["bundle"], [ckeys["root"]])
     assert err.value.code == "E_TRUST_TOO_MANY_KEYS"
     assert f"already lists {MAX_KEYS} keys (limit {MAX_KEYS})" in err.value.message
+
+
+def test_bundle_with_505_carried_roots_is_judged_by_their_names_alone(ckeys):
+    """Through the bundle verifier: 505 carried members that are not even JSON are
+    refused for their number (the review's 505 roots of 1,000 keys cost 52 s)."""
+    extra = [(f"trust/root-{v}.json", b"x") for v in range(5, 5 + 505)]
+    report = _verify(mc.Forge(ckeys).bundle(extra=extra))
+    assert report.error is not None and report.error.code == "E_TRUST_CHAIN_LENGTH"
+    assert "505 newer trust roots" in report.error.message
