@@ -420,6 +420,19 @@ def test_split_refuses_a_bundle_file_name_join_would_refuse(signed_bundle, tmp_p
     assert err.value.code == "E_USAGE" and "rename" in err.value.hint
 
 
+def test_fifos_among_the_files_do_not_block_join(split4k, trust_file, tmp_path):
+    fifo = tmp_path / "media" / "pipe.oemb.part009"
+    os.mkfifo(fifo)
+    with pytest.raises(PartsError) as err:
+        join_parts([split4k.index, *split4k.parts, fifo], trust_file, out=tmp_path / "j.oemb")
+    assert err.value.code == "E_PART_CORRUPT" and "not a regular file" in err.value.message
+    index_fifo = tmp_path / "fifo.index.json"
+    os.mkfifo(index_fifo)
+    with pytest.raises(InputError) as err:
+        join_parts([index_fifo, *split4k.parts], trust_file, out=tmp_path / "j.oemb")
+    assert err.value.code == "E_NOT_A_FILE" and err.value.exit_code == 3
+
+
 def test_cli_default_max_parts_is_the_library_default():
     from oemkit.cli import media as cli_media
 

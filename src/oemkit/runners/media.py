@@ -909,7 +909,20 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
                     pinned_bytes, limits, force, inputs)
 
 
+def _special(path: Path) -> bool:
+    """``path`` exists and is neither a regular file nor a directory (a FIFO, a device, a
+    socket: opening or reading one could block or never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # the reader says what is wrong with it
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _read_index_file(path: Path, limit: int, max_parts: int) -> bytes:
+    if _special(path):
+        raise InputError("E_NOT_A_FILE", f"index {path} is not a regular file",
+                         hint="pass the .index.json file 'oemkit split' wrote")
     try:
         return read_input(path, "index", limit)
     except InputError as exc:
@@ -945,6 +958,10 @@ def _classify(paths: Sequence[Path], idx: MediaIndex) -> dict[int, Path]:
     found: dict[int, Path] = {}
     count = len(idx.parts)
     for path in paths:
+        if _special(path):
+            problems.append(Problem("E_PART_CORRUPT", None, str(path),
+                                    "is not a regular file (a FIFO, device or socket)"))
+            continue
         with open_input(path, "part") as handle:
             head = handle.read(HEADER_SIZE)
             size = os.fstat(handle.fileno()).st_size
