@@ -441,20 +441,23 @@ def test_retired_key_inside_its_window_verifies_compromised_does_not(keys, root_
 # --------------------------------------------------------------------------- state file
 
 
-def test_state_written_atomically_0600_only_after_a_verdict(keys, root, tmp_path):
+def test_state_written_atomically_0600_seqs_only_after_a_verdict(keys, root, tmp_path):
     path = tmp_path / "state" / "license.json"
     bad = issue_license(keys["license"], claims(expires=T0 + DAY, grace_seconds=0))
     with pytest.raises(LicenseError):
         verify_license(bad, root, now=T0 + 30 * DAY, state_path=path, host={})
-    assert not path.exists()
+    # a rejection records the clock it observed (issue 13), never a re-issue number
+    state, problem = load_state(path)
+    assert problem is None and state.last_seen == T0 + 30 * DAY and state.seqs == {}
     good = issue_license(keys["license"], claims())
     check = verify_license(good, root, now=T0 + 30 * DAY, state_path=path, host={})
-    assert "no license state" in check.verdict.warnings[0]
+    assert check.verdict.warnings == []
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     state, problem = load_state(path)
     assert problem is None and state.last_seen == T0 + 30 * DAY
     assert state.seqs == {"acme-vision": 1}
-    assert [p.name for p in path.parent.iterdir()] == ["license.json"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["license.json",
+                                                             "license.json.lock"]
 
 
 def _refused(data: bytes, root, code: str, **kwargs) -> None:
@@ -554,7 +557,7 @@ def test_corrupt_state_is_reported_and_never_means_anything_goes(keys, root, tmp
     assert err.value.code == "E_CLOCK_BEHIND"
     assert (tmp_path / "license.json.corrupt").read_text() == "{not json"
     check = verify_license(data, root, now=T0 + DAY, state_path=path, host={})
-    assert check.verdict.warnings[0].startswith(f"no license state at {path}")
+    assert check.verdict.warnings == []  # the rejection above made a clean state
     path.write_text('{"type": "oemkit-license-state/v1", "last_seen": "garbage"}')
     check = verify_license(data, root, now=T0 + 2 * DAY, state_path=path, host={})
     assert "is corrupt" in check.verdict.warnings[0]
@@ -947,7 +950,8 @@ def test_rejection_still_remembers_a_newer_crl(keys, root, tmp_path):
     assert err.value.code == "E_REVOKED"
     after, problem = load_state(path)
     assert problem is None and after.crl == crl and after.crl_seq == 2
-    assert after.last_seen == T0 + DAY and after.seqs == {"other": 2}  # unchanged
+    assert after.last_seen == T0 + 3 * DAY  # the clock it observed (issue 13)
+    assert after.seqs == {"other": 2}  # unchanged
     with pytest.raises(LicenseError) as err:
         verify_license(lic, root, now=T0 + 3 * DAY, state_path=path, host={})
     assert err.value.code == "E_REVOKED" and "CRL sequence 2" in err.value.message
@@ -963,7 +967,7 @@ def test_rejection_remembers_a_crl_that_revokes_the_signing_key(keys, root, tmp_
         assert err.value.code == "E_KEY_REVOKED" and "listed in CRL sequence 1" in \
             err.value.message
     state, _ = load_state(path)
-    assert state.crl_seq == 1 and state.last_seen is None and state.seqs == {}
+    assert state.crl_seq == 1 and state.last_seen == T0 + DAY and state.seqs == {}
 
 
 def test_rejection_remembers_a_good_crl_read_before_a_bad_one(keys, root, tmp_path):
@@ -978,14 +982,16 @@ def test_rejection_remembers_a_good_crl_read_before_a_bad_one(keys, root, tmp_pa
     assert load_state(path)[0].crl_seq == 3
 
 
-def test_rejection_before_any_crl_is_read_writes_nothing(keys, root, tmp_path):
+def test_rejection_before_any_crl_is_read_records_no_crl(keys, root, tmp_path):
     path = tmp_path / "state.json"
     crl = issue_crl(keys["crl"], 1, issued_at=T0)
     with pytest.raises(LicenseError) as err:
         verify_license(issue_license(fresh_key(), claims()), root, now=T0 + DAY,
                        state_path=path, host={}, crls=[("r.crl", crl, True)])
     assert err.value.code == "E_KID_UNKNOWN"
-    assert not path.exists()
+    state, problem = load_state(path)  # only the clock it observed (issue 13)
+    assert problem is None and state.crl is None and state.crl_seq == 0
+    assert state.last_seen == T0 + DAY and state.seqs == {}
 
 
 # 8. CRL document errors are CRL errors
@@ -1094,7 +1100,7 @@ def test_cli_revocation_is_remembered_after_the_rejection(cli, tmp_path):
                 "--json")
     assert first.exit_code == 1 and _error(first)["code"] == "E_REVOKED"
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["type"] == "oemkit-license-state/v2" and state["last_seen"] is None
+    assert state["type"] == "oemkit-license-state/v2" and state["last_seen"] is not None
     [issuer] = state["issuers"]
     assert issuer["crl_seq"] == 1 and issuer["seqs"] == {} and issuer["root_keys"]
     second = cli("license", "verify", lic, "--trust", trust, "--json")

@@ -5,7 +5,13 @@ The order (docs/LICENSE-FORMAT.md): armor, envelope, payload type, key lookup, a
 key usage, signature over the exact payload bytes, canonical claims, critical extensions,
 key status and revocation lists, re-issue replay, clock, validity window, bindings.
 Expiry is judged at ``max(now, state.last_seen, every signed issue time)`` so turning the
-clock back never extends a license.
+clock back never extends a license. Every verification, accepted or not, advances
+``last_seen`` to the host clock (a rejection carries that update, see :func:`pending_state`),
+so a clock turned back after an observed expiry does not revive the license either.
+
+Time arithmetic never overflows: clock checks compare differences of two representable
+moments, and expiry plus grace is compared in integer microseconds, so a license expiring
+in 9999 or a clock at the edge of the calendar is judged, never an OverflowError.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from oemkit._canonical import canonical_json, parse_json
+from oemkit._time import MAX_TIME, UTC, format_time
 from oemkit.crypto.armor import SignedDoc, dearmor, parse_document
 from oemkit.crypto.dsse import verify_raw
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.errors import InputError, OemkitError, UsageError, VerificationError
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
     KNOWN_EXTENSIONS,
@@ -109,8 +116,8 @@ class Verdict:
         return {
             "verdict": self.status, "license_id": c.license_id, "seq": c.seq,
             "customer": {"id": c.customer_id, "name": c.customer_name},
-            "product": c.product, "expires": f"{c.expires:%Y-%m-%dT%H:%M:%SZ}",
-            "effective_time": f"{self.effective_time:%Y-%m-%dT%H:%M:%SZ}",
+            "product": c.product, "expires": format_time(c.expires),
+            "effective_time": format_time(self.effective_time),
             "grace_days_left": self.grace_days_left, "signer": self.signer,
             "entitlements": {"features": sorted(c.features), "limits": dict(c.limits)},
             "crl_seq": self.crl_seq, "warnings": self.warnings,
@@ -195,11 +202,13 @@ def _payload(payload: bytes, what: str, *, crl: bool) -> Any:
 
 
 def pending_state(exc: BaseException) -> LicenseState | None:
-    """The CRL-only state update a rejection carries, if any.
+    """The state update a rejection raised by :func:`evaluate` carries.
 
-    A rejection never records ``last_seen`` or re-issue numbers, but a newer, validly
-    signed CRL read before it (often the very reason for it: E_REVOKED, E_KEY_REVOKED)
-    must not be forgotten, or the revoked license would verify again without it.
+    A rejection never records re-issue numbers, but it does record what it observed:
+    ``last_seen`` advances to the host clock (an E_EXPIRED seen today must not turn into
+    a VALID once the clock is set back), and a newer, validly signed CRL read before it
+    (often the very reason for it: E_REVOKED, E_KEY_REVOKED) is kept, or the revoked
+    license would verify again without it.
     """
     value = getattr(exc, _STATE_UPDATE, None)
     return value if isinstance(value, LicenseState) else None
@@ -226,7 +235,7 @@ def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
         # A retired or expired key must not sign new CRLs: one with a higher seq and an
         # empty list would otherwise un-revoke everything.
         raise _reject("E_KEY_WINDOW", f"{what} (sequence {crl.seq}) was issued at "
-                      f"{crl.issued_at:%Y-%m-%dT%H:%M:%SZ}, when its signing key "
+                      f"{format_time(crl.issued_at)}, when its signing key "
                       f"{key.keyid[:16]}… ({key.name}) was not valid (retired or expired)",
                       field="issued_at", hint="the CRL key had expired or been retired when "
                       "this CRL was signed; ask the vendor for a CRL signed with a current key")
@@ -326,7 +335,7 @@ def _check_key(key: TrustKey, claims: LicenseClaims, newest: RevocationList | No
                            "re-issue the license with a current key")
     if not key.valid_at(claims.issued_at):
         raise _reject("E_KEY_WINDOW", f"the signing key {key.keyid[:16]}… ({key.name}) was not "
-                      f"valid at the license's issue time {claims.issued_at:%Y-%m-%dT%H:%M:%SZ}",
+                      f"valid at the license's issue time {format_time(claims.issued_at)}",
                       field="issued_at", hint="the key had expired or been retired when this "
                                               "license was issued; ask for a re-issue")
 
@@ -367,21 +376,55 @@ def evaluate(
     raised after a newer CRL was read carries the CRL-only state update
     (:func:`pending_state`), for the caller to save.
     """
+    now = utc_moment(now, "now")
     state = state or LicenseState()
-    key, claims = _open_license(data, root, what)
-    unknown = sorted(set(claims.critical) - KNOWN_EXTENSIONS)
-    if unknown:
-        raise _reject("E_CRIT_UNKNOWN", f"the license requires extension {unknown[0]!r}, which "
-                      "this oemkit does not understand", field="critical",
-                      hint="upgrade oemkit on this host to a version that supports it")
-
-    # Revocation lists: the newest signed one wins; the host remembers it.
-    revs = _read_revocations(root, state, crls)
+    seen = now if state.last_seen is None else max(state.last_seen, now)
     try:
-        return _judge(key, claims, revs, now, state, bundle, host, environment)
+        key, claims = _open_license(data, root, what)
+        unknown = sorted(set(claims.critical) - KNOWN_EXTENSIONS)
+        if unknown:
+            raise _reject("E_CRIT_UNKNOWN", f"the license requires extension {unknown[0]!r}, "
+                          "which this oemkit does not understand", field="critical",
+                          hint="upgrade oemkit on this host to a version that supports it")
+
+        # Revocation lists: the newest signed one wins; the host remembers it.
+        revs = _read_revocations(root, state, crls)
+        try:
+            return _judge(key, claims, revs, now, state, bundle, host, environment)
+        except OemkitError as exc:
+            _carry(exc, revs.update(state))
+            raise
     except OemkitError as exc:
-        _carry(exc, revs.update(state))
+        # Every observation of the clock advances last_seen, rejections included.
+        setattr(exc, _STATE_UPDATE, replace(pending_state(exc) or state, last_seen=seen))
         raise
+
+
+def utc_moment(moment: dt.datetime, what: str) -> dt.datetime:
+    """``moment`` in UTC; a naive datetime is a caller's mistake (E_USAGE), not UTC."""
+    if not isinstance(moment, dt.datetime) or moment.tzinfo is None \
+            or moment.utcoffset() is None:
+        raise UsageError("E_USAGE", f"{what} must be a timezone-aware datetime, not "
+                         f"{moment!r}", hint="pass e.g. datetime.now(timezone.utc)")
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InputError("E_TIME", f"{what} {moment.isoformat()} is outside the years "
+                         "0001..9999 once converted to UTC", hint="pass a time between "
+                         "0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
+
+
+def _microseconds(delta: dt.timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _grace_end(claims: LicenseClaims, *, day: bool = False) -> str:
+    """``expires + grace_seconds`` for messages (never an OverflowError)."""
+    try:
+        text = format_time(claims.expires + dt.timedelta(seconds=claims.grace_seconds))
+    except OverflowError:
+        text = "after " + format_time(MAX_TIME)
+    return text[:-10] if day and not text.startswith("after") else text
 
 
 def _judge(key: TrustKey, claims: LicenseClaims, revs: _Revocations, now: dt.datetime,
@@ -409,35 +452,38 @@ def _judge(key: TrustKey, claims: LicenseClaims, revs: _Revocations, now: dt.dat
     # Clock: never earlier than what was signed or already seen here.
     signed_times = [claims.issued_at] + [c.issued_at for c in lists]
     newest_signed = max(signed_times)
-    if now + CLOCK_TOLERANCE < newest_signed:
-        raise _reject("E_CLOCK_BEHIND", f"this host's clock ({now:%Y-%m-%dT%H:%M:%SZ}) is behind "
-                      f"a signed issue time ({newest_signed:%Y-%m-%dT%H:%M:%SZ})",
+    # (Differences of two representable moments never overflow; sums near 9999 could.)
+    if newest_signed - now > CLOCK_TOLERANCE:
+        raise _reject("E_CLOCK_BEHIND", f"this host's clock ({format_time(now)}) is behind "
+                      f"a signed issue time ({format_time(newest_signed)})",
                       field="issued_at", hint="set the host clock to the correct time (UTC)")
-    if state.last_seen is not None and now + CLOCK_TOLERANCE < state.last_seen:
+    if state.last_seen is not None and state.last_seen - now > CLOCK_TOLERANCE:
         raise _reject("E_CLOCK_ROLLBACK", f"the clock was turned back: now "
-                      f"{now:%Y-%m-%dT%H:%M:%SZ}, but a license was already verified here at "
-                      f"{state.last_seen:%Y-%m-%dT%H:%M:%SZ}", field="last_seen",
+                      f"{format_time(now)}, but a license was already verified here at "
+                      f"{format_time(state.last_seen)}", field="last_seen",
                       hint="set the host clock to the correct time (UTC)")
     effective = max([now, newest_signed] + ([state.last_seen] if state.last_seen else []))
     if effective < claims.not_before:
         raise _reject("E_NOT_YET_VALID", f"the license is valid from "
-                      f"{claims.not_before:%Y-%m-%dT%H:%M:%SZ}", field="not_before",
+                      f"{format_time(claims.not_before)}", field="not_before",
                       hint="wait until then, or check the host clock")
-    grace_end = claims.expires + dt.timedelta(seconds=claims.grace_seconds)
-    if effective > grace_end:
-        raise _reject("E_EXPIRED", f"the license expired at {claims.expires:%Y-%m-%dT%H:%M:%SZ}"
-                      f" (grace ended {grace_end:%Y-%m-%dT%H:%M:%SZ}); judged at "
-                      f"{effective:%Y-%m-%dT%H:%M:%SZ}", field="expires",
+    # How far past expiry, in microseconds, against the grace period: integer arithmetic.
+    late = _microseconds(effective - claims.expires)
+    grace = claims.grace_seconds * 1_000_000
+    if late > grace:
+        raise _reject("E_EXPIRED", f"the license expired at {format_time(claims.expires)}"
+                      f" (grace ended {_grace_end(claims)}); judged at "
+                      f"{format_time(effective)}", field="expires",
                       hint="ask the vendor to renew the license")
 
     _check_bindings(claims, bundle, host, environment, warnings)
 
     status, days_left = "valid", None
-    if effective > claims.expires:
+    if late > 0:
         status = "grace"
-        days_left = max(0, (grace_end - effective).days)
-        warnings.append(f"the license expired at {claims.expires:%Y-%m-%d}; grace period ends "
-                        f"{grace_end:%Y-%m-%d} ({days_left} days left)")
+        days_left = (grace - late) // (86400 * 1_000_000)
+        warnings.append(f"the license expired at {format_time(claims.expires)[:10]}; grace "
+                        f"period ends {_grace_end(claims, day=True)} ({days_left} days left)")
     seqs = dict(state.seqs)
     seqs[claims.license_id] = max(claims.seq, seen_seq)
     crl_state = revs.update(state) or state
@@ -467,8 +513,8 @@ def _check_bindings(claims: LicenseClaims, bundle: BundleFacts | None,
                                                                 "channel")
         elif binding.updates_until and bundle.build_time > binding.updates_until:
             raise _reject("E_BUNDLE_MISMATCH", f"bundle {bundle.name} was built "
-                          f"{bundle.build_time:%Y-%m-%d}, after the licensed updates window "
-                          f"(until {binding.updates_until:%Y-%m-%d})",
+                          f"{format_time(bundle.build_time)[:10]}, after the licensed updates "
+                          f"window (until {format_time(binding.updates_until)[:10]})",
                           field="bindings.bundle.updates_until", hint="stay on an older bundle "
                           "or renew the update subscription")
     hw = claims.hardware
@@ -492,4 +538,4 @@ def _check_bindings(claims: LicenseClaims, bundle: BundleFacts | None,
 
 __all__ = ["BundleFacts", "LicenseError", "LicenseState", "OemkitError", "Verdict",
            "check_signature", "check_signer", "component_hash", "evaluate", "pending_state",
-           "read_crl"]
+           "read_crl", "utc_moment"]
