@@ -87,9 +87,17 @@ class InstallReport:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "prefix": self.prefix, "ok": self.ok,
-                "slot": self.slot, "previous": self.previous, "switched": self.switched,
-                "exit_code": self.exit_code, "checks": [c.to_dict() for c in self.checks]}
+        """The ``--json`` document; a failed run's ``error`` is its first failed check
+        (code, message, hint, exit code), as in every other command's document."""
+        doc = {"action": self.action, "prefix": self.prefix, "ok": self.ok,
+               "slot": self.slot, "previous": self.previous, "switched": self.switched,
+               "exit_code": self.exit_code, "checks": [c.to_dict() for c in self.checks]}
+        failed = next((c for c in self.checks if c.status == "fail"), None)
+        if failed is not None:
+            doc["error"] = {"code": failed.code, "message": failed.detail,
+                            "hint": failed.hint or "", "exit_code": self.exit_code,
+                            "check": failed.name}
+        return doc
 
 
 # --------------------------------------------------------------------------- slot.json
@@ -187,6 +195,8 @@ def prefix_lock(prefix: Path) -> contextlib.AbstractContextManager[None]:
 
     prefix = Path(prefix)
     layout = scan(prefix)
+    if layout.exists:
+        Journal.load(prefix)  # E_PREFIX_JOURNAL before the lock file is made
     try:
         prefix.mkdir(parents=True, exist_ok=True)
         if not layout.has_slots:
