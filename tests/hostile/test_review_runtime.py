@@ -470,3 +470,22 @@ def test_a_damaged_kept_aside_sidecar_is_a_coded_error_and_nothing_is_written(
         assert err.value.code == "E_CONFIG_INVALID", damage
         assert config.read_text() == HOST_CONFIG
         assert not (tmp_path / "config.json.v1.bak").exists()
+
+
+def test_migrate_commands_take_the_reader_limit_flags(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from oemkit.cli import app
+
+    bundle = _write(tmp_path, config_bundle(Forge(KEYS)))
+    (tmp_path / "config.json").write_text(HOST_CONFIG)
+    runner = CliRunner()
+    for argv in (["migrate", "test", str(bundle)],
+                 ["migrate", "plan", "--config", str(tmp_path / "config.json"), "--to",
+                  str(bundle)],
+                 ["migrate", "test", str(bundle), "--trust", str(CORPUS / TRUST)]):
+        ok = runner.invoke(app, [*argv, "--json"])
+        assert ok.exit_code == 0, ok.output
+        limited = runner.invoke(app, [*argv, "--json", "--max-files", "2"])
+        assert limited.exit_code == 1, limited.output
+        assert json.loads(limited.stdout)["error"]["code"] == "E_LIMIT_FILES"

@@ -40,10 +40,10 @@ SYSTEM_SITE_OPT = typer.Option(False, "--system-site-packages",
 STATE_OPT = typer.Option(None, "--state", help="License state file.")
 
 
-def _configs(bundle: Path, trust: Path | None):
+def _configs(bundle: Path, trust: Path | None, reader_limits: tuple[int, int, int]):
     from oemkit.runners.migrate import bundle_configs
 
-    configs = bundle_configs(bundle, trust)
+    configs = bundle_configs(bundle, trust, limits=limits(*reader_limits))
     if not configs.verified:
         err.print("[bold yellow]UNVERIFIED[/]: the bundle's migrations were read without "
                   "verification; pass --trust ROOT")
@@ -56,6 +56,9 @@ def migrate_plan(
     to: Path = typer.Option(..., "--to", help="The bundle to migrate to."),
     trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Show the steps from the config's version to the bundle's and the resulting diff.
     Nothing is written.
@@ -65,7 +68,8 @@ def migrate_plan(
     with guard(json_out):
         from oemkit.runners.migrate import plan, read_config
 
-        result = plan(read_config(config), _configs(to, trust), str(config))
+        result = plan(read_config(config),
+                      _configs(to, trust, (max_files, max_member, max_payload)), str(config))
         if json_out:
             emit_json({"ok": True, "dry_run": True, **result.to_dict()})
         err.print(f"{config}: version {result.source} -> {result.target}, "
@@ -83,6 +87,9 @@ def migrate_apply(
     trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
     out: Path | None = typer.Option(None, "--out", help="Write here instead of in place."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """Migrate a config file: validate, apply the chain, validate, back up, write atomically.
 
@@ -92,7 +99,8 @@ def migrate_apply(
     with guard(json_out):
         from oemkit.runners.migrate import apply_file
 
-        result = apply_file(config, _configs(to, trust), out=out)
+        result = apply_file(config, _configs(to, trust, (max_files, max_member, max_payload)),
+                            out=out)
         if json_out:
             emit_json({"ok": True, **result.to_dict()})
         err.print(f"Migrated {config} from version {result.source} to {result.target} "
@@ -105,6 +113,9 @@ def migrate_test(
     trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
     json_out: bool = JSON_OPT,
+    max_files: int = MAX_FILES,
+    max_member: int = MAX_MEMBER,
+    max_payload: int = MAX_PAYLOAD,
 ) -> None:
     """The release job's upgrade-path test: every shipped sample of an older config version
     migrates to the current one and validates; reversible chains round-trip exactly.
@@ -116,7 +127,8 @@ def migrate_test(
         from oemkit.report.junit import junit_xml
         from oemkit.runners.migrate import upgrade_path_test
 
-        checks = upgrade_path_test(_configs(bundle, trust))
+        checks = upgrade_path_test(_configs(bundle, trust,
+                                            (max_files, max_member, max_payload)))
         if junit is not None:
             atomic_write_bytes(junit, junit_xml(f"oemkit migrate test {bundle.name}", checks,
                                                 classname="migrate"))

@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from oemkit._fs import atomic_write_bytes, read_input
 from oemkit.errors import InputError, OemkitError
@@ -30,6 +30,9 @@ from oemkit.models.migration import (
 )
 from oemkit.models.migration import parse_migrations as _parse_migrations
 from oemkit.models.report import Check
+
+if TYPE_CHECKING:
+    from oemkit.verify.bundle import Limits
 
 MAX_CONFIG = 4 << 20
 _SCHEMA_HINT = ("the bundle's config schemas must be self-contained JSON Schemas (no $ref "
@@ -133,8 +136,10 @@ def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -
     return configs
 
 
-def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleConfigs:
-    """Read a bundle's config versions; verified when ``trust`` is given."""
+def bundle_configs(bundle: Path, trust: Path | bytes | None = None, *,
+                   limits: Limits | None = None) -> BundleConfigs:
+    """Read a bundle's config versions; verified when ``trust`` is given. ``limits``: the
+    reader limits (default ``Limits()``), with or without ``trust``."""
     if trust is not None:
         import shutil
         import tempfile
@@ -143,7 +148,7 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleCon
 
         work = Path(tempfile.mkdtemp(prefix="oemkit-migrate-"))
         try:
-            report = unpack_bundle(bundle, work / "b", trust)
+            report = unpack_bundle(bundle, work / "b", trust, limits=limits)
             if not report.ok:
                 assert report.error is not None
                 raise report.error
@@ -153,7 +158,11 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None) -> BundleCon
             return load_configs(files, section, verified=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return _unverified_configs(bundle)
+    if limits is None:
+        from oemkit.verify.bundle import Limits
+
+        limits = Limits()
+    return _unverified_configs(bundle, limits)
 
 
 def wanted_files(section: Any) -> set[str]:
@@ -206,7 +215,7 @@ class _Discard(io.BytesIO):
         return len(data)
 
 
-def _unverified_configs(bundle: Path) -> BundleConfigs:
+def _unverified_configs(bundle: Path, limits: Limits) -> BundleConfigs:
     """The config versions of a bundle read without a trust decision (UNVERIFIED).
 
     Read as verify reads: the outer archive scanned with the reader limits, the manifest
@@ -217,9 +226,8 @@ def _unverified_configs(bundle: Path) -> BundleConfigs:
     """
     from oemkit._fs import open_input, read_member
     from oemkit.models.manifest import MANIFEST, PAYLOAD, FileEntry
-    from oemkit.verify.bundle import Limits, _stream_payload, parse_manifest, scan_bundle
+    from oemkit.verify.bundle import _stream_payload, parse_manifest, scan_bundle
 
-    limits = Limits()
     with open_input(bundle, "bundle") as handle:
         members = {m.name: m for m in scan_bundle(handle, limits)}
         manifest = parse_manifest(read_member(handle, members[MANIFEST]))
