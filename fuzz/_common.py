@@ -47,14 +47,7 @@ def pick(data: bytes, modes: int) -> tuple[int, bytes]:
 #: fuzzer looks for new ones instead of stopping on these again and again; replaying a
 #: regression (``check``) still treats them as crashes.
 KNOWN_BUGS: list[tuple[str, str, str]] = [
-    # fuzz_readers: migrate's unverified payload reader (issue 13, class 3)
-    ("ZstdError", "migrate.py", "_unverified_files"),
-    ("ReadError", "migrate.py", "_unverified_files"),
-    ("StreamError", "migrate.py", "_unverified_files"),
-    ("EOFError", "migrate.py", "_unverified_files"),
-    # fuzz_state: a state path that is a directory, or whose parent is a file (class 8)
-    ("IsADirectoryError", "license.py", "save_state"),
-    ("FileExistsError", "license.py", "save_state"),
+    # none pending; e.g. ("TypeError", "manifest.py", "from_dict")
 ]
 
 

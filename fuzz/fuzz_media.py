@@ -15,8 +15,8 @@ Modes (first byte of the input, modulo 6):
    duplicated or damaged part), joined.
 
 Seeds: the corpus control bundle split at seed time (deterministic: fixed bundle, part
-size 4096) unsigned and signed with the corpus bundle key, its parts and indexes; plus any
-``*.index.json`` corpus case.
+size 4096) unsigned and signed with the corpus bundle key, its parts and indexes; plus every
+corpus case that is a media index envelope (its payload type).
 
 Run: ``python fuzz/run.py media SECONDS`` (or ``nox -s fuzz -- SECONDS``).
 """
@@ -117,10 +117,15 @@ def check(data: bytes) -> None:
     guarded(run)(data)
 
 
+def media_index_type(data: bytes) -> bool:
+    """Whether a corpus file looks like a media index envelope (its payload type)."""
+    return _S["media"].INDEX_PAYLOAD_TYPE.encode() in data
+
+
 def seeds() -> list[bytes]:
     setup()
     indexes = [_S["index"], _S["signed_index"],
-               *(d for name, d in corpus_files("cli") if name.endswith(".index.json"))]
+               *(d for _, d in corpus_files("cli") if media_index_type(d))]
     out = [bytes([0]) + d for d in indexes]
     out += [bytes([1]) + _S["payload"], bytes([2]) + _S["payload"]]
     out += [bytes([3]) + d for d in indexes]

@@ -180,6 +180,9 @@ def seeds() -> list[bytes]:
         [b'"oemkit-license-state/v2"', b'"2029-12-31T00:00:00Z"', b"[]", b'["abc"]', b"null",
          b"7", b'{"LIC-1": 2}', b"2"])]
     out += [bytes([4, layout]) + written for layout in range(5)]
+    out += [bytes([3, 5]) + b"1e400",  # a counter beyond any integer, deep nesting
+            bytes([1]) + b'{"type": "oemkit-license-state/v2", "issuers": ' + b"[" * 1500
+            + b"]" * 1500 + b"}"]
     return out
 
 
