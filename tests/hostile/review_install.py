@@ -153,6 +153,10 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], str | None, int]] = [
     ("review-install-status-slot-json-types.json",
      "status when slot.json has a number for its name and an object for its version",
      {"copies": {f"prefix/slots/{SLOT}/slot.json": "{file}"}}, STATUS, None, 0),
+    ("review-install-status-slot-json-markup.json",
+     "status when slot.json's version and install time hold rich markup and ANSI escapes "
+     "(the table crashed with MarkupError): listed as incomplete, never printed",
+     {"copies": {f"prefix/slots/{SLOT}/slot.json": "{file}"}}, STATUS, None, 0),
     ("review-install-status-slot-json-deep.json",
      "status when slot.json is 5,000 nested arrays",
      {"copies": {f"prefix/slots/{SLOT}/slot.json": "{file}"}}, STATUS, None, 0),
@@ -204,6 +208,8 @@ PLANTED = {"review-install-status-slot-json-array.json": b"[]",
            "review-install-status-slot-json-types.json": slot_json(
                name=5, version={"x": 1}).encode(),
            "review-install-status-slot-json-deep.json": b"[" * 5_000,
+           "review-install-status-slot-json-markup.json": slot_json(
+               version="[/x] \x1b[2K\r\x1b[1;32mVERIFIED", installed_at="[bold]x").encode(),
            "review-install-upgrade-current-damaged.json": b"[]"}
 
 

@@ -371,17 +371,26 @@ def test_prune_removes_only_oemkits_complete_slots(tmp_path):
 
 @pytest.mark.parametrize(("data", "fragment"), [
     (b"[]", "a JSON array, not an object"),
+    (slot_json().encode(), None),
     (b"5", "a JSON int, not an object"),
     (b"not json", "not JSON"),
     (b"[" * 5000, "not JSON"),
-    (slot_json(name=5).encode(), "'name' must be a non-empty string, not 5"),
-    (slot_json(version={"x": 1}).encode(), "'version' must be a non-empty string"),
-    (slot_json(manifest_sha256="x" * 64).encode(), "'manifest_sha256' is not 64 hex"),
-    (slot_json(config_version=True).encode(), "'config_version' must be an integer"),
-    (slot_json(python=["x"]).encode(), "'python' must be a string"),
+    (slot_json(name=5).encode(), "'name' must be a non-empty string, not a number"),
+    (slot_json(version={"x": 1}).encode(), "'version' must be a non-empty string, not an obj"),
+    (slot_json(bundle_name=None).encode(), "'bundle_name' must be a non-empty string, not nu"),
+    (slot_json(manifest_sha256="x" * 64).encode(), "'manifest_sha256' is not what oemkit"),
+    (slot_json(version="[/x]\x1b[2K").encode(),
+     "'version' is not what oemkit writes there ('[/x]\\x1b[2K')"),
+    (slot_json(installed_at="[bold]now").encode(), "'installed_at' is not what oemkit"),
+    (slot_json(oemkit_version="1\n2").encode(), "'oemkit_version' is not what oemkit"),
+    (slot_json(config_version=True).encode(), "'config_version' must be an integer, not a b"),
+    (slot_json(python=["x"]).encode(), "'python' must be a non-empty string, not an array"),
     (b" " * (65 << 10), "bytes (at most 65536)"),
 ])
 def test_slot_record_refuses_malformed_slot_json(data, fragment):
+    if fragment is None:  # the control: what install writes is accepted
+        assert SlotRecord.parse(data, "s/slot.json").to_dict() == json.loads(data)
+        return
     with pytest.raises(InputError) as err:
         SlotRecord.parse(data, "s/slot.json")
     assert err.value.code == "E_SLOT_DAMAGED"
@@ -470,3 +479,14 @@ def test_unpack_keeps_parents_that_existed_and_succeeds_through_new_ones(tmp_pat
     report = unpack_bundle(VALID, tmp_path / "a" / "b" / "dest", TRUST)
     assert report.ok and (tmp_path / "a" / "b" / "dest" / "model").is_dir()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b", "mine"]
+
+
+def test_upgrade_and_rollback_of_a_missing_prefix_create_nothing(tmp_path):
+    with pytest.raises(InputError) as err:
+        install(VALID, tmp_path / "a" / "p", TRUST, upgrade=True, skip_smoke=True,
+                state_path=state(tmp_path))
+    assert err.value.code == "E_NOT_INSTALLED"
+    with pytest.raises(InputError) as err:
+        rollback(tmp_path / "a" / "p")
+    assert err.value.code == "E_NO_PREVIOUS"
+    assert list(tmp_path.iterdir()) == []

@@ -104,6 +104,14 @@ class InstallReport:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: What install writes in each field (the manifest's name and version patterns, the slot
+#: directory's name, a UTC time): nothing a terminal or rich would interpret.
+_FIELDS = {"name": re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}"),
+           "bundle_name": re.compile(r"[a-z0-9][a-z0-9._-]{0,63}"),
+           "version": re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}"),
+           "manifest_sha256": _SHA256,
+           "installed_at": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"),
+           "oemkit_version": re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")}
 
 
 @dataclass(frozen=True)
@@ -138,26 +146,33 @@ class SlotRecord:
             raise bad(f"a JSON {type(doc).__name__.replace('list', 'array')}, not an "
                       "object")
         values: dict[str, Any] = {}
-        for name in ("name", "bundle_name", "version", "manifest_sha256"):
+        for name in ("name", "bundle_name", "version", "manifest_sha256", "bundle_file",
+                     "installed_at", "oemkit_version", "python"):
             value = doc.get(name)
+            required = name in ("name", "bundle_name", "version", "manifest_sha256")
+            if value is None and not required:
+                values[name] = None
+                continue
             if not isinstance(value, str) or not value:
-                raise bad(f"{name!r} must be a non-empty string, not {value!r:.40}")
-            values[name] = value
-        if not _SHA256.fullmatch(values["manifest_sha256"]):
-            raise bad("'manifest_sha256' is not 64 hex digits")
-        for name in ("bundle_file", "installed_at", "oemkit_version", "python"):
-            value = doc.get(name)
-            if value is not None and not isinstance(value, str):
-                raise bad(f"{name!r} must be a string, not {value!r:.40}")
+                raise bad(f"{name!r} must be a non-empty string, not {_kind(value)}")
+            pattern = _FIELDS.get(name)
+            if pattern is not None and not pattern.fullmatch(value):
+                raise bad(f"{name!r} is not what oemkit writes there "
+                          f"({value[:40]!a})")
             values[name] = value
         config_version = doc.get("config_version")
         if config_version is not None and (type(config_version) is not int
                                            or not 0 <= config_version <= 2**53 - 1):
-            raise bad(f"'config_version' must be an integer, not {config_version!r:.40}")
+            raise bad(f"'config_version' must be an integer, not {_kind(config_version)}")
         return cls(**values, config_version=config_version)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "an empty string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), "null")
 
 
 def read_slot(slot: Path) -> SlotRecord:
@@ -280,12 +295,13 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
     """
     prefix = Path(prefix).resolve()
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
+    if upgrade and not scan(prefix).exists:  # answered without creating the prefix
+        raise _not_installed(prefix)
     with prefix_lock(prefix):
         layout, journal = _begin(prefix, report)
         current = layout.current
         if upgrade and current is None:
-            raise InputError("E_NOT_INSTALLED", f"nothing is installed under {prefix}",
-                             hint="use 'oemkit install' first")
+            raise _not_installed(prefix)
         if not upgrade and current is not None:
             raise InputError("E_ALREADY_INSTALLED", f"{prefix} already has {current} "
                              "installed", hint="use 'oemkit upgrade' to move to another "
@@ -303,6 +319,16 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
         finally:
             if name in journal.pending:
                 journal.discard(name)
+
+
+def _not_installed(prefix: Path) -> InputError:
+    return InputError("E_NOT_INSTALLED", f"nothing is installed under {prefix}",
+                      hint="use 'oemkit install' first")
+
+
+def _no_previous(prefix: Path) -> InputError:
+    return InputError("E_NO_PREVIOUS", f"{prefix} has no previous slot to roll back to",
+                      hint="'oemkit status --prefix DIR' shows the slots")
 
 
 def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
@@ -611,12 +637,13 @@ def rollback(prefix: Path) -> InstallReport:
     """Point ``current`` back at ``previous`` (with its config as it was)."""
     prefix = Path(prefix).resolve()
     report = InstallReport("rollback", str(prefix))
+    if not scan(prefix).exists:  # answered without creating the prefix
+        raise _no_previous(prefix)
     with prefix_lock(prefix):
         layout, journal = _begin(prefix, None)
         current, previous = layout.current, layout.previous
         if previous is None:
-            raise InputError("E_NO_PREVIOUS", f"{prefix} has no previous slot to roll back to",
-                             hint="'oemkit status --prefix DIR' shows the slots")
+            raise _no_previous(prefix)
         read_slot(prefix / SLOTS / previous)  # E_SLOT_DAMAGED: never switch to a wreck
         try:
             _point(journal, "current", previous)
