@@ -7,8 +7,11 @@
 
 ``verify`` returns a :class:`Verdict` (``status`` ``valid`` or ``grace``) or raises
 :class:`LicenseError` with a stable ``code`` (``E_EXPIRED``, ``E_HW_MISMATCH``, ...),
-``message``, ``field`` and ``hint``. It imports nothing heavy (no onnxruntime, cyclonedx,
-jsonschema, securesystemslib) and needs no network.
+``message``, ``field`` and ``hint``. Every other failure is an ``oemkit.errors.OemkitError``
+too, never another exception: bad input files (``InputError``), a state file that cannot
+be used or written (``EnvironmentProblem``: E_STATE_UNUSABLE, E_PERMISSION, E_WRITE,
+E_LOCKED), a naive ``now`` (``UsageError``, E_USAGE). It imports nothing heavy (no
+onnxruntime, cyclonedx, jsonschema, securesystemslib) and needs no network.
 """
 
 from __future__ import annotations
@@ -53,8 +56,12 @@ def verify(
     """Verify a license offline; raise :class:`LicenseError` when it is rejected.
 
     ``state`` defaults to the host's state file (see ``default_state_path``); pass
-    ``None`` for a stateless check. ``host`` defaults to this machine's hardware ids and
-    ``environment`` to ``$OEMKIT_ENV``.
+    ``None`` for a stateless check. With a state file, the check is locked against other
+    verifications and records what it observed, accepted or not (the clock, a newer CRL;
+    docs/LICENSE-FORMAT.md section 10); damaged content is set aside with a warning in
+    ``Verdict.warnings``. ``now`` (default: the host clock) must be timezone-aware.
+    ``host`` defaults to this machine's hardware ids and ``environment`` to
+    ``$OEMKIT_ENV``.
     """
     from oemkit._fs import read_input
     from oemkit.runners.license import default_state_path, verify_license
