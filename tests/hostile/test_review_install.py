@@ -490,3 +490,14 @@ def test_upgrade_and_rollback_of_a_missing_prefix_create_nothing(tmp_path):
         rollback(tmp_path / "a" / "p")
     assert err.value.code == "E_NO_PREVIOUS"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prefix_named_through_a_link_is_the_users_choice(tmp_path):
+    """The --prefix path itself may be a link (the user named it); links inside are not
+    followed."""
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "p")
+    report = install(VALID, tmp_path / "p", TRUST, skip_smoke=True, state_path=state(tmp_path))
+    assert report.ok, report.to_dict()
+    assert status(tmp_path / "p")["current"] == status(real)["current"] is not None

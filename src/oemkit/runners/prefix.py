@@ -167,10 +167,11 @@ def _listing(path: Path) -> list[Entry] | None:
 
 
 def scan(prefix: Path) -> Layout:
-    """:func:`check_layout` of the prefix as it is on disk (``lstat`` only; no link is
-    followed, nothing is created)."""
+    """:func:`check_layout` of the prefix as it is on disk: ``lstat`` of every entry (no
+    link in the prefix is followed), nothing created. The prefix itself is the path the
+    user named, followed if it is a link (as ``install`` resolves it)."""
     try:
-        mode = os.lstat(prefix).st_mode
+        mode = os.stat(prefix).st_mode
     except FileNotFoundError:
         return Layout()
     except OSError as exc:
