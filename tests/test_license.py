@@ -745,7 +745,9 @@ def test_attach_refuses_a_license_id_with_a_trailing_newline(keys):
 def _manifest_dict() -> dict:
     return {"format": "oemkit-bundle/v1", "name": "vision", "version": "1.2.0",
             "description": "", "channel": "stable", "build_time": "2026-06-01T00:00:00Z",
-            "builder": {}, "runtime": {"model": "model.onnx"},
+            "builder": {}, "runtime": {"model": "model.onnx", "entrypoint": None,
+                                       "profiles": [], "config": None, "golden": None,
+                                       "migrations": []},
             "files": [{"path": "model.onnx", "size": 1, "sha256": "ab" * 32, "mode": 0o644}],
             "members": {"sbom.cdx.json": {"sha256": "cd" * 32, "size": 1},
                         "payload.tar.zst": {"sha256": "ef" * 32, "size": 1}}}
