@@ -501,3 +501,19 @@ def test_a_prefix_named_through_a_link_is_the_users_choice(tmp_path):
     report = install(VALID, tmp_path / "p", TRUST, skip_smoke=True, state_path=state(tmp_path))
     assert report.ok, report.to_dict()
     assert status(tmp_path / "p")["current"] == status(real)["current"] is not None
+
+
+def test_rollback_cleans_the_journal_first_and_reports_it(tmp_path):
+    prefix = _installed(tmp_path)
+    v2 = tmp_path / "v2.oemb"
+    v2.write_bytes(make_corpus.Forge(make_corpus.load_keys()).bundle(
+        manifest_edit=lambda d: d.update(version="1.0.1")))
+    assert install(v2, prefix, TRUST, upgrade=True, skip_smoke=True,
+                   state_path=state(tmp_path)).ok
+    (prefix / "slots" / ".tmp-killed").mkdir()
+    _journal(prefix, "slots/.tmp-killed")
+    report = rollback(prefix)
+    assert report.ok and report.slot.startswith("hostile-1.0.0-")
+    assert (report.checks[0].name, report.checks[0].detail) == (
+        "cleanup", "removed leftovers of an interrupted run: slots/.tmp-killed")
+    assert not (prefix / "slots" / ".tmp-killed").exists()

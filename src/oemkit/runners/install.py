@@ -229,16 +229,15 @@ def _point(journal: Journal, name: str, slot: str) -> None:
     journal.point(name, slot)
 
 
-def _begin(prefix: Path, report: InstallReport | None) -> tuple[Layout, Journal]:
+def _begin(prefix: Path, report: InstallReport) -> tuple[Layout, Journal]:
     """Under the lock: the layout (checked again), and the journal with an interrupted
     run's leftovers removed (only what it records)."""
     layout = scan(prefix)
     journal = Journal.load(prefix)
     removed = journal.clean(layout.live)
     if removed:
-        if report is not None:
-            report.add("cleanup", "info", f"removed leftovers of an interrupted run: "
-                       f"{', '.join(removed)}")
+        report.add("cleanup", "info", f"removed leftovers of an interrupted run: "
+                   f"{', '.join(removed)}")
         layout = scan(prefix)
     return layout, journal
 
@@ -640,7 +639,7 @@ def rollback(prefix: Path) -> InstallReport:
     if not scan(prefix).exists:  # answered without creating the prefix
         raise _no_previous(prefix)
     with prefix_lock(prefix):
-        layout, journal = _begin(prefix, None)
+        layout, journal = _begin(prefix, report)
         current, previous = layout.current, layout.previous
         if previous is None:
             raise _no_previous(prefix)
