@@ -35,9 +35,9 @@ from oemkit.crypto.keys import PrivateKeyInfo
 
 PREFIX = "review-reader-"
 INSPECT = ["inspect", "{corpus}/{file}", "--json"]
-#: Lowered member limit for the corpus-sized cost cases: provenance limit 32 KiB, signature
-#: member limit 4/3 of it + 64 KiB (``verify.bundle.Limits``).
-SMALL_LIMIT = ["--max-member-size", str(512 << 10)]
+#: Lowered member limit for the corpus-sized cost cases: provenance limit 4 KiB, signature
+#: member limit min(64 KiB, 4/3 of that + 64 KiB) (``verify.bundle.Limits``).
+SMALL_LIMIT = ["--max-member-size", str(64 << 10)]
 EOA = bytes(1024)
 
 
@@ -156,19 +156,19 @@ def cases(c: Corpus, forge: Forge, keys: dict[str, PrivateKeyInfo]) -> None:
               command=INSPECT)
 
     # ---- class 2: cost before trust
-    bundle("provenance-over-limit", "a provenance over its limit (here 32 KiB with "
-           "--max-member-size 512 KiB; 4 MiB by default), signed by a stranger: refused "
-           "from its header", big_provenance_bundle(forge, keys, 300, stranger(keys)),
+    bundle("provenance-over-limit", "a provenance over its limit (here 4 KiB with "
+           "--max-member-size 64 KiB; 4 MiB by default), signed by a stranger: refused "
+           "from its header", big_provenance_bundle(forge, keys, 30, stranger(keys)),
            "E_MEMBER_SIZE", args=SMALL_LIMIT)
-    bundle("signature-over-limit", "a stranger's signature member over its limit (4/3 of "
-           "the provenance limit + 64 KiB: here 108 KiB), padded with spaces",
-           padded_signature_bundle(forge, keys, 120_000), "E_MEMBER_SIZE", args=SMALL_LIMIT)
-    bundle("control-provenance-at-limit", "control: a provenance of 180 dependencies (29 KiB, "
-           "under the lowered 32 KiB limit), signed by the trusted key",
-           big_provenance_bundle(forge, keys, 180), None, 0, args=SMALL_LIMIT)
+    bundle("signature-over-limit", "a stranger's signature member over its limit (here "
+           "64 KiB with --max-member-size 64 KiB; 5.4 MiB by default), padded with spaces",
+           padded_signature_bundle(forge, keys, 66_000), "E_MEMBER_SIZE", args=SMALL_LIMIT)
+    bundle("control-provenance-at-limit", "control: a provenance of 15 dependencies (3.4 KiB, "
+           "under the lowered 4 KiB limit), signed by the trusted key",
+           big_provenance_bundle(forge, keys, 15), None, 0, args=SMALL_LIMIT)
     bundle("stranger-provenance-not-json", "a stranger signs a provenance that is not JSON: "
            "the answer is 'untrusted' and the provenance is never parsed",
-           forge.bundle(provenance_bytes=b"[" * 60_000, signers=[stranger(keys)]),
+           forge.bundle(provenance_bytes=b"[" * 5000, signers=[stranger(keys)]),
            "E_SIGNATURE_UNTRUSTED")
 
     def overflow(statement: dict[str, Any]) -> None:
@@ -179,19 +179,17 @@ def cases(c: Corpus, forge: Forge, keys: dict[str, PrivateKeyInfo]) -> None:
            "overflows UTC: untrusted, the time is never read",
            forge.bundle(provenance_edit=overflow, signers=[stranger(keys)]),
            "E_SIGNATURE_UNTRUSTED")
-    bundle("signature-70000-values", "a stranger's signature member holding 70,000 JSON "
-           "values (limit 65,536): refused before the JSON parser sees it",
-           many_values_signature_bundle(forge, keys, 70_000), "E_ENVELOPE")
-    bundle("signature-checks-budget", "5 signature members of 64 stranger signatures each "
-           "(320 signatures x 4 trusted keys; a bundle may cost 256 checks)",
-           many_signatures_bundle(forge, keys, 5, 64), "E_TOO_MANY_SIGNATURES")
+    # a signature member of more than 65,536 JSON values (130 KB and more):
+    # test_review_reader.py::test_a_signature_member_of_many_json_values_is_refused_...
+    bundle("signature-checks-budget", "2 signature members of 64 stranger signatures each "
+           "(128 signatures x 4 trusted keys; a bundle may cost 256 checks)",
+           many_signatures_bundle(forge, keys, 2, 64), "E_TOO_MANY_SIGNATURES")
     bundle("license-member-oversize", "an appended licenses/* member of 64 KiB + 1 (an "
            "armored license is at most 64 KiB)", license_members_bundle(forge, 1, 65537),
            "E_MEMBER_SIZE")
-    bundle("too-many-license-members", "65 appended licenses/* members (limit 64)",
-           license_members_bundle(forge, 65, 100), "E_TOO_MANY_LICENSES")
-    bundle("crl-member-oversize", "a carried revocations.crl of 64 KiB + 1, listed and "
-           "signed", forge.bundle(extra=[("revocations.crl", b"x" * 65537)]), "E_MEMBER_SIZE")
+    bundle("too-many-license-members", "65 appended, empty licenses/* members (limit 64)",
+           license_members_bundle(forge, 65, 0), "E_TOO_MANY_LICENSES")
+    # revocations.crl of 64 KiB + 1: test_review_reader.py (the corpus holds one such size)
 
     # ---- class 4: PAX numbers
     genuine_inner = _entries(list(FILES)) + EOA

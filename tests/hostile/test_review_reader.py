@@ -231,6 +231,11 @@ def test_members_over_their_limit_are_refused_from_the_header(forge, ckeys, root
     assert peak < 1 * MIB  # nothing read
 
 
+def test_a_carried_crl_is_bounded_like_an_armored_file(forge, root):
+    refused(forge.bundle(extra=[("revocations.crl", b"x" * 65537)]), root, "E_MEMBER_SIZE",
+            "revocations.crl declares 65537 bytes, over the limit of 65536")
+
+
 def test_license_members_are_bounded_in_size_and_count(forge, root):
     refused(rr.license_members_bundle(forge, 1, 65537), root, "E_MEMBER_SIZE",
             "licenses/lic-00000.lic")
