@@ -18,6 +18,7 @@ from oemkit.cli._output import (
     guard,
     limits,
     progress,
+    safe,
 )
 
 migrate_app = typer.Typer(
@@ -72,12 +73,12 @@ def migrate_plan(
                       _configs(to, trust, (max_files, max_member, max_payload)), str(config))
         if json_out:
             emit_json({"ok": True, "dry_run": True, **result.to_dict()})
-        err.print(f"{config}: version {result.source} -> {result.target}, "
+        err.print(f"{safe(config)}: version {result.source} -> {result.target}, "
                   f"{len(result.steps)} step(s) (dry run)")
         for step in result.steps:
-            err.print(f"  - {step.describe()}", markup=False)
+            err.print(f"  - {safe(step.describe(), markup=False)}", markup=False)
         for line in result.changes:
-            err.print(f"  {line}", markup=False)
+            err.print(f"  {safe(line, markup=False)}", markup=False)
 
 
 @migrate_app.command("apply")
@@ -103,8 +104,9 @@ def migrate_apply(
                             out=out)
         if json_out:
             emit_json({"ok": True, **result.to_dict()})
-        err.print(f"Migrated {config} from version {result.source} to {result.target} "
-                  f"({len(result.steps)} steps); backup {config.name}.v{result.source}.bak")
+        err.print(f"Migrated {safe(config)} from version {result.source} to {result.target} "
+                  f"({len(result.steps)} steps); backup {safe(config.name)}.v{result.source}"
+                  ".bak")
 
 
 @migrate_app.command("test")
@@ -145,7 +147,7 @@ def _print_install(report, json_out: bool) -> None:
         emit_json(report.to_dict())
     check_table(report.checks)
     if report.ok and report.switched:
-        err.print(f"[bold green]OK[/] {report.action}: current -> {report.slot}")
+        err.print(f"[bold green]OK[/] {report.action}: current -> {safe(report.slot)}")
     elif report.ok:
         err.print(f"[bold green]OK[/] {report.action}: nothing changed")
     else:
@@ -259,12 +261,18 @@ def status(
         for s in doc["slots"]:
             mark = "current" if s.get("current") else "previous" if s.get("previous") else (
                 "incomplete" if s.get("incomplete") else "")
-            table.add_row(mark, s.get("name", "?"), s.get("version", "-"),
-                          str(s.get("manifest_sha256", "-"))[:12], s.get("installed_at", "-"),
-                          s.get("oemkit_version", "-"), str(s.get("config_version", "-")))
+            table.add_row(*(safe(v) for v in (
+                mark, s.get("name", "?"), s.get("version", "-"),
+                str(s.get("manifest_sha256", "-"))[:12], s.get("installed_at", "-"),
+                s.get("oemkit_version", "-"), s.get("config_version", "-"))))
         err.print(table)
-        err.print(f"current: {doc['current'] or 'none'}; previous: {doc['previous'] or 'none'}"
-                  + ("" if doc["consistent"] else "; INCONSISTENT: rerun the last command"))
+        for s in doc["slots"]:
+            if s.get("problem"):
+                err.print(f"  {safe(s.get('name', '?'))}: {safe(s['problem'])}")
+        err.print(f"current: {safe(doc['current'] or 'none')}; previous: "
+                  f"{safe(doc['previous'] or 'none')}"
+                  + ("" if doc["consistent"] else "; INCONSISTENT: roll back or reinstall "
+                     "(oemkit rollback, or oemkit install the last good bundle)"))
 
 
 @wheelhouse_app.command("fetch")

@@ -19,24 +19,19 @@ from oemkit.cli._output import (
     err,
     file_size,
     guard,
+    int_option,
     limits,
     passphrase_for,
     progress,
+    safe,
 )
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 # runners.media.MAX_PARTS, not imported: that module is loaded only when a command runs,
 # so that `oemkit --help` stays fast (tests check the two agree).
-MAX_PARTS = typer.Option(4096, "--max-parts", min=1, max=10_000_000,
+MAX_PARTS = typer.Option(4096, "--max-parts", parser=int_option("--max-parts", 1, 10_000_000),
                          help="Reader limit: parts in one split (the index is bounded by "
                               "it before it is parsed). Give split and join the same value.")
-
-
-def _e(value: object) -> str:
-    """A path or name for rich markup: printed as written, never as markup."""
-    from rich.markup import escape
-
-    return escape(str(value))
 
 
 def split(
@@ -77,12 +72,14 @@ def split(
                        "parts": [{**p.to_dict(), "path": str(path)}
                                  for p, path in zip(idx.parts, result.parts, strict=True)]})
         for p, path in zip(idx.parts, result.parts, strict=True):
-            err.print(f"  {path}  {p.size} bytes  sha256 {p.sha256}", markup=False)
+            err.print(f"  {safe(path, markup=False)}  {p.size} bytes  sha256 {p.sha256}",
+                      markup=False)
         how = (f"signed by {', '.join(k[:16] + '…' for k in result.signed_by)}"
                if result.signed_by else "unsigned, bound to manifest sha256 "
                f"{idx.manifest_sha256[:16]}…")
-        err.print(f"Split {bundle} ({idx.bundle_size} bytes) into {len(idx.parts)} part(s); "
-                  f"index {result.index} ({how})", markup=False)
+        err.print(f"Split {safe(bundle, markup=False)} ({idx.bundle_size} bytes) into "
+                  f"{len(idx.parts)} part(s); index {safe(result.index, markup=False)} ({how})",
+                  markup=False)
         err.print("Carry the index with the parts (it is small: put a copy on every "
                   "medium). Join with: oemkit join INDEX PARTS... --trust ROOT", markup=False)
 
@@ -138,8 +135,8 @@ def join(
                       "nothing was written")
             raise typer.Exit(1)
         count = len(result.index.parts)
-        err.print(f"[bold green]JOINED[/] {_e(result.path)}: {_e(report.name)} "
-                  f"{_e(report.version)}, "
+        err.print(f"[bold green]JOINED[/] {safe(result.path)}: {safe(report.name)} "
+                  f"{safe(report.version)}, "
                   f"{count} part{'' if count == 1 else 's'} ({len(result.copied)} copied now, "
                   f"{len(result.reused)} from an earlier run), verified (trust root "
                   f"v{report.trust_root_version})")
