@@ -146,6 +146,21 @@ def test_parsers():
         parse_slo("p50=1ms")
 
 
+@pytest.mark.parametrize("text", ["9" * 400, "0", "0.0ms", "1" * 13 + "ms"])
+def test_slo_parser_refuses_huge_and_zero(text):
+    """400 digits used to become inf (a sizing against an infinite SLO); zero is no SLO."""
+    with pytest.raises(UsageError) as info:
+        parse_slo(text)
+    assert info.value.code == "E_USAGE" and "is not a p99 latency" in info.value.message
+    assert "at most 12 characters" in info.value.hint
+
+
+def test_duration_parser_refuses_huge_numbers():
+    with pytest.raises(UsageError) as info:
+        parse_duration("9" * 400 + "s")
+    assert info.value.code == "E_USAGE" and "is not a duration" in info.value.message
+
+
 def test_interrupted_run_keeps_what_was_measured(sized, trust_v2, monkeypatch):
     import oemkit.runners.sizing as sizing
 

@@ -48,14 +48,19 @@ class SizingRequest:
     force: bool = False
 
 
+#: Longest number text parse_slo and parse_duration take (400 digits would be ``inf``).
+MAX_NUMBER_DIGITS = 12
+
+
 def parse_slo(text: str) -> float:
     """``p99=50ms`` (or ``50ms``, ``0.05s``) -> milliseconds at p99."""
     import re
 
     match = re.fullmatch(r"(?:p99=)?\s*([0-9]*\.?[0-9]+)\s*(ms|s)?", text.strip())
-    if not match:
-        raise UsageError("E_USAGE", f"--slo {text!r} is not a p99 latency",
-                         hint="e.g. --slo p99=50ms")
+    if not match or len(match.group(1)) > MAX_NUMBER_DIGITS or float(match.group(1)) <= 0:
+        raise UsageError("E_USAGE", f"--slo {text[:40]!r} is not a p99 latency",
+                         hint=f"a positive number of at most {MAX_NUMBER_DIGITS} characters "
+                              "with ms or s, e.g. --slo p99=50ms")
     value = float(match.group(1))
     return value * 1000 if match.group(2) == "s" else value
 
@@ -64,9 +69,10 @@ def parse_duration(text: str) -> float:
     import re
 
     match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|s|m)?", text.strip())
-    if not match:
-        raise UsageError("E_USAGE", f"--duration {text!r} is not a duration",
-                         hint="e.g. --duration 20s")
+    if not match or len(match.group(1)) > MAX_NUMBER_DIGITS:
+        raise UsageError("E_USAGE", f"--duration {text[:40]!r} is not a duration",
+                         hint=f"a number of at most {MAX_NUMBER_DIGITS} characters with ms, s "
+                              "or m, e.g. --duration 20s")
     value = float(match.group(1))
     return {"ms": value / 1000, "m": value * 60}.get(match.group(2) or "s", value)
 
