@@ -287,6 +287,22 @@ class _Resolver:
         return [f for f in frontier if f]
 
 
+def _check_profiles(raw: dict[str, Any], spec_name: str, lines: dict[Any, int]) -> None:
+    """Profiles are names (a shipped profile or ``profiles/NAME.yaml`` in the payload), as
+    verify requires of the manifest: a spec naming a path would build a bundle no host
+    accepts."""
+    from oemkit.models.manifest import profile_problem
+
+    for i, name in enumerate(raw.get("profiles") or []):
+        problem = profile_problem(name)
+        if problem:
+            line = lines.get(("profiles", i)) or lines.get(("profiles",))
+            where = f"{spec_name} line {line}" if line else spec_name
+            raise InputError("E_SPEC_INVALID", f"{where}: profiles.{i}: {problem}",
+                             hint="name a shipped profile (oemkit profile list) or ship "
+                                  "profiles/NAME.yaml in the payload and name NAME")
+
+
 def load_spec(spec_path: Path) -> BundleSpec:
     """Read, validate and resolve a spec. Raises InputError naming the field and line."""
     spec_path = Path(spec_path)
@@ -295,6 +311,7 @@ def load_spec(spec_path: Path) -> BundleSpec:
     data = read_input(spec_path, "spec", MAX_SPEC_BYTES)
     raw, lines = load_yaml(data, spec_path.name)
     validate(raw, "bundle.schema.json", spec_path.name, lines)
+    _check_profiles(raw, spec_path.name, lines)
     epoch = raw.get("source_date_epoch")
     if isinstance(epoch, int) and epoch > MAX_SOURCE_DATE_EPOCH:
         line = lines.get(("source_date_epoch",))
