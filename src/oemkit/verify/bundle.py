@@ -67,9 +67,10 @@ ARMORED_LIMIT = 64 << 10
 #: than this (commas and colons) is refused before the parser sees it.
 MAX_SIGNATURE_VALUES = 1 << 16
 #: Signature checks (one signature under one key, over the whole provenance) a bundle may
-#: cost in all: this many, and no more than hash 64 provenances at their limit (so 64 for
-#: a provenance at its limit). Each signature is tried first under the key its member
-#: name gives, so a bundle oemkit signed needs one check per signature.
+#: cost in all: this many, and no more than hash 32 provenances at their limit (so 32 for
+#: a provenance at its limit, as many as signature members). Each signature is tried
+#: first under the key its member name gives, so a bundle oemkit signed needs one check
+#: per signature.
 MAX_SIGNATURE_CHECKS = 256
 
 
@@ -102,7 +103,8 @@ class Limits:
     def max_signature_checks(self, provenance_size: int) -> int:
         """Signature checks a bundle with a provenance of this size may cost."""
         return min(MAX_SIGNATURE_CHECKS,
-                   64 * self.max_provenance_bytes // max(1, provenance_size))
+                   self.max_signatures * self.max_provenance_bytes
+                   // max(1, provenance_size))
 
     @property
     def max_signature_bytes(self) -> int:
