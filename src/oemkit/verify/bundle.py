@@ -9,6 +9,7 @@ the network or any path other than through the optional ``sink``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from oemkit.models.manifest import (
     path_problem,
 )
 from oemkit.models.report import VerifyReport
-from oemkit.models.trust import TrustKey, TrustRoot
+from oemkit.models.trust import MAX_ROOT_BYTES, TrustKey, TrustRoot
 from oemkit.verify.sbom import check_sbom
 from oemkit.verify.trust import check_self_signed, parse_root, walk_chain
 
@@ -120,6 +121,8 @@ class Limits:
             return self.max_signature_bytes
         if name == REVOCATIONS or name.startswith(LICENSE_DIR):
             return min(self.max_metadata_bytes, ARMORED_LIMIT)
+        if name.startswith(TRUST_DIR):
+            return min(self.max_metadata_bytes, MAX_ROOT_BYTES)
         return self.max_metadata_bytes
 
 
@@ -833,7 +836,10 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     report.passed("archive structure", f"{len(members)} members in canonical order, "
                   "no trailing data")
 
-    carried = [(m.name, read_member(handle, m)) for m in members if m.name.startswith(TRUST_DIR)]
+    # Carried roots are read only when the walk reaches them (one at a time, each at most
+    # a trust root's 1 MiB): versions at or below the pin, and those after a failure, never.
+    carried = [(m.name, functools.partial(read_member, handle, m)) for m in members
+               if m.name.startswith(TRUST_DIR)]
     root, walked = walk_chain(pinned, carried)
     report.trust_root_version = root.version
     chain = f" (advanced to v{root.version} via carried roots)" if walked else ""
