@@ -842,11 +842,11 @@ def trust_cases(c: Corpus, keys: dict[str, PrivateKeyInfo], root_doc: bytes) -> 
     def root(file: str, tries: str, data: bytes, code: str, exit_code: int = 3) -> None:
         c.add(f"trust-root-{file}.json", "trust-root", tries, data, code, exit_code)
 
-    root("5000-keys", "a pinned trust root listing 5000 keys (limit 1000)",
+    root("5000-keys", "a pinned trust root listing 5000 keys (limit 256)",
          too_many_keys_root(4), "E_TRUST_TOO_MANY_KEYS")
     many = dict(env)
     many["signatures"] = [{"keyid": "", "sig": ""}] * 5000
-    root("5000-signatures", "a pinned trust root envelope with 5000 signatures (limit 64)",
+    root("5000-signatures", "a pinned trust root envelope with 5000 signatures (limit 16)",
          canonical_json(many), "E_TOO_MANY_SIGNATURES")
     root("duplicate-keys-envelope", "the envelope repeats 'payload' (a last-wins parser "
          "would read the second)", with_duplicate_key(canonical_json(env), "payload", '"e30="'),
