@@ -89,8 +89,8 @@ def _join(index: bytes, parts: list[bytes], extra: bytes | None = None) -> Any:
         (scratch / name).write_bytes(data)
         paths.append(scratch / name)
     if extra is not None:
-        (scratch / "extra.part999").write_bytes(extra)
-        paths.append(scratch / "extra.part999")
+        (scratch / "extra.bin").write_bytes(extra)  # no part number in the name
+        paths.append(scratch / "extra.bin")
     index_path = scratch / _S["index_name"]
     index_path.write_bytes(index)
     media = _S["media"]
