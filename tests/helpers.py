@@ -75,6 +75,14 @@ def regular(name: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo,
     return info, data
 
 
+def forged_model(files: Sequence[FileEntry]) -> str:
+    """The model path a forged manifest names: one its file list holds, where it has any."""
+    paths = [f.path for f in files]
+    if "model/model.onnx" in paths or not paths:
+        return "model/model.onnx"
+    return paths[0]
+
+
 def forge_bundle(
     path: Path,
     inner_tar: bytes,
@@ -83,9 +91,13 @@ def forge_bundle(
     *,
     compressed: bytes | None = None,
     extra_members: Sequence[tuple[str, bytes]] = (),
-    model: str = "model/model.onnx",
+    model: str | None = None,
 ) -> Path:
-    """A fully signed bundle around an arbitrary inner tar and manifest file list."""
+    """A fully signed bundle around an arbitrary inner tar and manifest file list. The
+    runtime's model is ``model``, else the listed ``model/model.onnx``, else the first
+    listed file (verify requires it to be listed)."""
+    if model is None:
+        model = forged_model(files)
     payload = compressed if compressed is not None else zstandard.ZstdCompressor().compress(
         inner_tar)
     when = from_epoch(0)

@@ -237,7 +237,8 @@ def _runtime_sections(paths: list[str]) -> Any:
 
 @st.composite
 def manifests(draw: Any) -> Manifest:
-    paths = sorted(draw(PATHS), key=lambda p: p.encode("utf-8"))
+    # at least one file: the runtime's model must be one of them, as verify requires
+    paths = sorted(draw(PATHS), key=lambda p: p.encode("utf-8")) or ["model.onnx"]
     files = tuple(FileEntry(p, draw(st.integers(0, 2**53 - 1)), draw(HEX),
                             draw(st.sampled_from([0o644, 0o755]))) for p in paths)
     members = {name: MemberDigest(draw(HEX), draw(st.integers(0, 2**40)))

@@ -39,7 +39,16 @@ if str(TESTS) not in sys.path:
 
 import zstandard  # noqa: E402
 
-from helpers import EXAMPLE, KEYS, PASSPHRASE, entry, regular, sign_members, tar_bytes  # noqa: E402
+from helpers import (  # noqa: E402
+    EXAMPLE,
+    KEYS,
+    PASSPHRASE,
+    entry,
+    forged_model,
+    regular,
+    sign_members,
+    tar_bytes,
+)
 from oemkit._canonical import canonical_json, sha256_hex  # noqa: E402
 from oemkit._fs import END_OF_ARCHIVE, write_member  # noqa: E402
 from oemkit._time import UTC, from_epoch  # noqa: E402
@@ -296,7 +305,7 @@ class Forge:
                 inner = tar_bytes([regular(p, d, m) for p, d, m in files])
             payload = zstd(inner)
         if sbom is None:
-            sbom = make_sbom("hostile", "1.0.0", "", list(entries), "model/model.onnx",
+            sbom = make_sbom("hostile", "1.0.0", "", list(entries), forged_model(entries),
                              self.when)
         members = {"sbom.cdx.json": MemberDigest(sha256_hex(sbom), len(sbom)),
                    "payload.tar.zst": MemberDigest(sha256_hex(payload), len(payload))}
@@ -304,7 +313,7 @@ class Forge:
             members[name] = MemberDigest(sha256_hex(data), len(data))
         manifest = Manifest(name="hostile", version="1.0.0", build_time="1970-01-01T00:00:00Z",
                             builder={"name": "oemkit", "version": "corpus"},
-                            runtime=Runtime(model="model/model.onnx"), files=tuple(entries),
+                            runtime=Runtime(model=forged_model(entries)), files=tuple(entries),
                             members=members)
         if manifest_bytes is None:
             doc = manifest.to_dict()

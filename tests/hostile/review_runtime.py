@@ -115,6 +115,8 @@ def cases(c: Corpus, forge: Forge, keys: dict[str, PrivateKeyInfo]) -> None:
            "file of the bundle", forge.bundle(manifest_edit=runtime(entrypoint="bin/other")))
     bundle("model-absolute", "a signed runtime.model /dev/zero",
            forge.bundle(manifest_edit=runtime(model="/dev/zero")))
+    bundle("model-unlisted", "a signed runtime.model model/other.onnx that is not a file "
+           "of the bundle", forge.bundle(manifest_edit=runtime(model="model/other.onnx")))
     bundle("profile-host-path", "a signed runtime.profiles entry /etc/oemkit/evil.yaml "
            "(install's smoke would load that host file)", forge.bundle(
                manifest_edit=runtime(profiles=["/etc/oemkit/evil.yaml"])))

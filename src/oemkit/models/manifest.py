@@ -395,10 +395,7 @@ def _runtime(rt: Any, files: frozenset[str]) -> Runtime:
     named (never a host path). Install and smoke run what this section names."""
     try:
         _keys(rt, "runtime", set(RUNTIME_FIELDS), set())
-        # The model must be a safe payload path; that it is listed too is not yet required
-        # (the test forgers in tests/helpers.py and tests/hostile/make_corpus.py name a
-        # model their file lists often lack: see docs/SPEC.md, "Runtime section").
-        model = _path_field(rt["model"], "runtime.model", None)
+        model = _path_field(rt["model"], "runtime.model", files)
         entrypoint = rt["entrypoint"]
         if entrypoint is not None:
             _path_field(entrypoint, "runtime.entrypoint", files)
