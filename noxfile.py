@@ -32,7 +32,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """Coverage-guided fuzzing of the bundle reader, the license parser and the spec loader.
+    """Coverage-guided fuzzing of the bundle reader, the license parser, the spec loader, the
+    unverified readers, the media index and the license state file.
 
     `nox -s fuzz -- 1800` runs each target for 1800 s (default 60), seeded from
     tests/hostile/corpus; extra arguments go to fuzz/run.py (e.g. --save-regressions).
