@@ -128,8 +128,8 @@ def verify_lib(bundle: Path, trust: Path) -> float:
 
 
 def trust_root(work: Path) -> Path:
-    from oemkit.build.trust import add_key, init_root
     from oemkit.crypto.keys import load_private_file
+    from oemkit.release.trust import add_key, init_root
     from oemkit.verify.trust import parse_root
 
     path = work / "trust-root.json"

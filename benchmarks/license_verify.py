@@ -42,10 +42,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import oemkit.license
-    from oemkit.build.license import issue_license
-    from oemkit.build.trust import add_key, init_root
     from oemkit.crypto.keys import load_private_file
     from oemkit.models.license import LicenseClaims
+    from oemkit.release.licensing import issue_license
+    from oemkit.release.trust import add_key, init_root
     from oemkit.verify.trust import parse_root
 
     root_key = load_private_file(KEYS / "root.key", PASS)

@@ -212,7 +212,7 @@ def make(out: Path, model_size: int, files: int, kind: str = "random", seed: int
     (out / "bundle.yaml").write_text(spec)
     if check:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from oemkit.build.modelcard import read_model_card
+        from oemkit.release.modelcard import read_model_card
 
         card = read_model_card(out / "model" / "model.onnx")
         assert card.parameter_count * 4 + 512 >= model_bytes - 4096, card

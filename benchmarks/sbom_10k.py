@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from oemkit.build.modelcard import read_model_card
-from oemkit.build.sbom import make_sbom
 from oemkit.models.manifest import FileEntry, Manifest, MemberDigest, Runtime
+from oemkit.release.modelcard import read_model_card
+from oemkit.release.sbom import make_sbom
 from oemkit.verify.sbom import check_sbom
 
 HERE = Path(__file__).resolve().parent
@@ -94,10 +94,10 @@ def main() -> None:
 def end_to_end(n: int) -> None:
     import shutil
 
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
-    from oemkit.build.trust import add_key, init_root
     from oemkit.crypto.keys import load_private_file
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
+    from oemkit.release.trust import add_key, init_root
     from oemkit.verify.bundle import verify_bundle
     from oemkit.verify.trust import parse_root
 

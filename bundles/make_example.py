@@ -6,7 +6,7 @@
   version-1 schema and a version-1 sample, and a declarative migration from 1 to 2
   (``threshold`` renamed to ``score_threshold``, a new ``max_batch`` with a default).
 
-Run it after changing ``oemkit/build/scaffold.py``: ``python bundles/make_example.py``.
+Run it after changing ``oemkit/release/scaffold.py``: ``python bundles/make_example.py``.
 ``tests/test_scaffold.py`` fails when the committed examples drift from this script.
 """
 
@@ -74,10 +74,10 @@ def make_v2(dest: Path) -> None:
 def write_examples(root: Path) -> None:
     """Write example-v1/ and example/ under ``root`` (atomically replacing each)."""
     try:
-        from oemkit.build.scaffold import scaffold_bundle
+        from oemkit.release.scaffold import scaffold_bundle
     except ImportError:  # a source checkout without oemkit installed
         sys.path.insert(0, str(HERE.parent / "src"))
-        from oemkit.build.scaffold import scaffold_bundle
+        from oemkit.release.scaffold import scaffold_bundle
 
     scaffold_bundle(NAME, root / f"{NAME}-v1", force=True, description=DESCRIPTION)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".example-"))

@@ -35,7 +35,7 @@ def setup() -> None:
 
     from _common import CORPUS
 
-    from oemkit.build.spec import load_spec
+    from oemkit.release.spec import load_spec
     from oemkit.runners.profiles import _from_yaml
     from oemkit.schema import load_yaml, validate
 

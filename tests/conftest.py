@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from helpers import EXAMPLE, KEYS, PASSPHRASE
-from oemkit.build.bundle import build_bundle
-from oemkit.build.sign import sign_bundle
-from oemkit.build.trust import add_key, init_root
 from oemkit.crypto.keys import PrivateKeyInfo, load_private_file
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
+from oemkit.release.trust import add_key, init_root
 from oemkit.verify.trust import parse_root
 
 

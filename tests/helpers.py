@@ -17,11 +17,11 @@ import zstandard
 from oemkit._canonical import sha256_hex
 from oemkit._fs import END_OF_ARCHIVE, write_member
 from oemkit._time import from_epoch
-from oemkit.build.provenance import make_statement
-from oemkit.build.sbom import make_sbom
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, make_envelope, sigstore_bundle
 from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.models.manifest import FileEntry, Manifest, MemberDigest, Runtime
+from oemkit.release.provenance import make_statement
+from oemkit.release.sbom import make_sbom
 
 PASSPHRASE = b"oemkit-example-insecure"
 REPO = Path(__file__).resolve().parents[1]

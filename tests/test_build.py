@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from helpers import EXAMPLE, read_members
-from oemkit.build.bundle import build_bundle
 from oemkit.errors import InputError
+from oemkit.release.bundle import build_bundle
 
 
 def _copy_example(dest: Path) -> Path:
@@ -185,7 +185,7 @@ def dying(out, name, src, size, progress=None):
     out.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 fs.copy_member = dying
-import oemkit.build.bundle as b
+import oemkit.release.bundle as b
 b.copy_member = dying
 b.build_bundle(sys.argv[1], sys.argv[2])
 """
@@ -202,7 +202,7 @@ def test_build_killed_mid_write_leaves_no_file_at_destination(tmp_path):
 
 
 def test_build_failure_mid_write_cleans_up(tmp_path, monkeypatch):
-    import oemkit.build.bundle as b
+    import oemkit.release.bundle as b
 
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -264,7 +264,7 @@ def test_float_version_hint_says_quote_it(tmp_path):
 
 
 def test_build_refuses_carried_trust_roots_with_a_gap(tmp_path, keys, trust_v1):
-    from oemkit.build.trust import add_key
+    from oemkit.release.trust import add_key
     from oemkit.verify.trust import parse_root
 
     v2 = add_key(parse_root(trust_v1), keys["bundle"].public, ["bundle"], [keys["root"]])
@@ -290,9 +290,9 @@ def test_cli_build_on_a_terminal_shows_progress_and_loads_the_spec_once(tmp_path
     from rich.console import Console
     from typer.testing import CliRunner
 
-    import oemkit.build.bundle as bundle_mod
     import oemkit.cli as cli
     import oemkit.cli._output as output
+    import oemkit.release.bundle as bundle_mod
 
     plain = build_bundle(EXAMPLE, tmp_path / "plain").path
     screen = io.StringIO()
@@ -354,9 +354,9 @@ def test_build_with_trust_judges_carried_roots_and_crl_as_hosts_will(tmp_path, k
 
     from typer.testing import CliRunner
 
-    from oemkit.build.license import issue_crl
-    from oemkit.build.trust import add_key
     from oemkit.cli import app
+    from oemkit.release.licensing import issue_crl
+    from oemkit.release.trust import add_key
     from oemkit.verify.trust import parse_root
 
     v2 = add_key(parse_root(trust_v1), keys["crl"].public, ["crl"], [keys["root"]], name="crl")

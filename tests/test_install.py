@@ -36,8 +36,8 @@ def cli(*args, env=None):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory, keys):
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
 
     out = tmp_path_factory.mktemp("bundles")
     made = {}
@@ -274,8 +274,8 @@ def test_wheelhouse_is_installed_offline_into_the_slot_venv(tmp_path, keys, trus
                                                             profile):
     import shutil
 
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
 
     spec = tmp_path / "spec"
     shutil.copytree(REPO / "bundles" / "example-v1", spec)
@@ -347,8 +347,8 @@ def test_slots_are_pruned_to_current_and_previous(bundles, trust_file, tmp_path,
 def test_another_product_is_refused(bundles, trust_file, tmp_path, keys, profile):
     import shutil
 
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
 
     v1, _ = bundles
     spec = tmp_path / "other"

@@ -89,8 +89,8 @@ def _node_ready() -> bool:
 @pytest.mark.skipif(not _node_ready(), reason="Node.js or tests/interop/node_modules missing")
 @pytest.mark.parametrize("algorithm", ["ed25519", "ecdsa-p256"])
 def test_sigstore_js_verifies_the_signature_offline(signed_bundle, tmp_path, algorithm):
-    from oemkit.build.sign import sign_bundle
     from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id, public_pem
+    from oemkit.release.sign import sign_bundle
 
     private = generate(algorithm)
     key = PrivateKeyInfo(private, private.public_key(), algorithm_of(private.public_key()),

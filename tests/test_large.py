@@ -20,10 +20,10 @@ import pytest
 
 from helpers import EXAMPLE, KEYS, PASSPHRASE, entry, forge_bundle
 from oemkit._fs import RangeReader, copy_member, hash_fd
-from oemkit.build import bundle as build_mod
-from oemkit.build.bundle import BuildWriteError, build_bundle
-from oemkit.build.sign import sign_bundle
 from oemkit.errors import VerificationError
+from oemkit.release import bundle as build_mod
+from oemkit.release.bundle import BuildWriteError, build_bundle
+from oemkit.release.sign import sign_bundle
 from oemkit.verify.bundle import verify_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_make_large_writes_a_real_onnx_model(tmp_path):
     spec = _spec(tmp_path, "1MiB", 12)
     model = spec.parent / "model" / "model.onnx"
     assert model.stat().st_size == 1 << 20  # exact size
-    from oemkit.build.modelcard import read_model_card
+    from oemkit.release.modelcard import read_model_card
 
     card = read_model_card(model)
     assert card.inputs[0].describe() == "ids: int64[batch]"
@@ -307,9 +307,9 @@ import json, resource, sys
 from pathlib import Path
 action, spec, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 if action == "build":
-    from oemkit.build.bundle import build_bundle
+    from oemkit.release.bundle import build_bundle
     path = build_bundle(spec, out).path
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.sign import sign_bundle
     from oemkit.crypto.keys import load_private_file
     key = load_private_file(Path(sys.argv[4]) / "bundle.key", sys.argv[5].encode())
     sign_bundle(path, [key])
@@ -356,7 +356,7 @@ def test_fast_tar_headers_are_what_tarfile_writes():
     import random
     import string
 
-    from oemkit.build.bundle import _header, _tarinfo_header
+    from oemkit.release.bundle import _header, _tarinfo_header
 
     rng = random.Random(8)
     names = ["a", "x" * 100, "x" * 101, "model/model.onnx", "caf\u00e9.txt", "a b/c", "d/" * 60]

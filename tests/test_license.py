@@ -14,8 +14,6 @@ from dataclasses import replace
 import pytest
 
 from oemkit._canonical import canonical_json
-from oemkit.build.license import issue_crl, issue_license
-from oemkit.build.trust import add_key, init_root, retire_key, revoke_key
 from oemkit.crypto.armor import armor, dearmor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id
 from oemkit.errors import InputError, VerificationError
@@ -26,6 +24,8 @@ from oemkit.models.license import (
     HardwareBinding,
     LicenseClaims,
 )
+from oemkit.release.licensing import issue_crl, issue_license
+from oemkit.release.trust import add_key, init_root, retire_key, revoke_key
 from oemkit.runners.license import fingerprint, load_state, verify_license
 from oemkit.verify.license import (
     BundleFacts,
@@ -200,9 +200,9 @@ def test_float_in_claims_is_rejected_even_in_canonical_form(keys, root):
 def test_weak_small_order_key_rejected_when_the_root_is_loaded(keys, root):
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from oemkit.build.trust import _document
     from oemkit.crypto.keys import public_pem
     from oemkit.models.trust import TrustKey
+    from oemkit.release.trust import _document
 
     weak = ed25519.Ed25519PublicKey.from_public_bytes(bytes(32))
     entry = TrustKey(key_id(weak), "weak", "ed25519", public_pem(weak), ("license",))
@@ -733,7 +733,7 @@ def test_trailing_newline_in_identifiers_is_rejected(keys, root, field, words):
 
 
 def test_attach_refuses_a_license_id_with_a_trailing_newline(keys):
-    from oemkit.build.license import license_id_of
+    from oemkit.release.licensing import license_id_of
 
     doc = claims().to_dict()
     doc["license_id"] = "acme-vision\n"
@@ -1222,7 +1222,7 @@ def test_cli_inspect_trust_refuses_a_key_outside_its_window(cli, tmp_path, keys,
 
 
 def test_attach_refuses_to_replace_a_newer_reissue(keys, signed_bundle):
-    from oemkit.build.license import attach_license
+    from oemkit.release.licensing import attach_license
 
     attach_license(signed_bundle, issue_license(keys["license"], claims(seq=3)))
     before = signed_bundle.read_bytes()

@@ -18,8 +18,6 @@ import pytest
 
 from independent import license_verifier as ind
 from oemkit._canonical import canonical_json, pae
-from oemkit.build.license import issue_crl, issue_license
-from oemkit.build.trust import add_key, init_root
 from oemkit.crypto.armor import armor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id, public_pem
 from oemkit.models.license import (
@@ -29,6 +27,8 @@ from oemkit.models.license import (
     HardwareBinding,
     LicenseClaims,
 )
+from oemkit.release.licensing import issue_crl, issue_license
+from oemkit.release.trust import add_key, init_root
 from oemkit.runners.license import fingerprint
 from oemkit.verify.license import component_hash, evaluate
 from oemkit.verify.trust import parse_root

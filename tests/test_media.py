@@ -19,11 +19,11 @@ import typer
 from typer.testing import CliRunner
 
 from helpers import EXAMPLE
-from oemkit.build.bundle import build_bundle
-from oemkit.build.sign import sign_bundle
 from oemkit.cli.media import join as join_command
 from oemkit.cli.media import split as split_command
 from oemkit.errors import EnvironmentProblem, InputError, UsageError, VerificationError
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
 from oemkit.runners import media
 from oemkit.runners.media import (
     HEADER_SIZE,

@@ -31,8 +31,8 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def v2_bundle(tmp_path_factory, keys):
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
 
     path = build_bundle(REPO / "bundles" / "example", tmp_path_factory.mktemp("v2")).path
     sign_bundle(path, [keys["bundle"]])

@@ -294,7 +294,7 @@ def test_sbom_template_path_writes_what_the_library_writes(paths: list[str], mod
                                                            description: str) -> None:
     """File components are written from a template (no per-file dicts); for any names,
     quotes, control characters and non-ASCII included, the bytes are the library's."""
-    from oemkit.build.sbom import make_sbom
+    from oemkit.release.sbom import make_sbom
 
     when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     files = [FileEntry(p, i, f"{i:064x}", 0o644) for i, p in enumerate(paths)]

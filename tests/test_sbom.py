@@ -12,11 +12,11 @@ import zipfile
 import pytest
 
 from helpers import EXAMPLE, read_members, reseal, write_members
-from oemkit.build.bundle import build_bundle
-from oemkit.build.modelcard import read_model_card
-from oemkit.build.sbom import make_sbom
 from oemkit.errors import InputError
 from oemkit.models.manifest import FileEntry
+from oemkit.release.bundle import build_bundle
+from oemkit.release.modelcard import read_model_card
+from oemkit.release.sbom import make_sbom
 from oemkit.verify.bundle import verify_bundle
 
 
@@ -143,8 +143,8 @@ def test_dsse_signature_checks_with_cryptography_over_pae(signed_bundle, algorit
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from oemkit.build.sign import sign_bundle
     from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id
+    from oemkit.release.sign import sign_bundle
 
     private = generate(algorithm)
     key = PrivateKeyInfo(private, private.public_key(), algorithm_of(private.public_key()),
@@ -329,13 +329,13 @@ def test_garbage_requirement_is_refused(tmp_path, text):
     ("pkg~=1.4.*,!=1.4.2", ("pkg", "~=1.4.*,!=1.4.2", None)),
 ])
 def test_well_formed_requirements_parse(text, parsed):
-    from oemkit.build.packages import parse_requirement
+    from oemkit.release.packages import parse_requirement
 
     assert parse_requirement(text, "requirements[0]") == parsed
 
 
 def test_requires_dist_from_wheels_stays_tolerant(tmp_path):
-    from oemkit.build.packages import read_wheel
+    from oemkit.release.packages import read_wheel
 
     wheel = tmp_path / "alpha-1.0-py3-none-any.whl"
     _wheel(wheel, "alpha", "1.0", ["delta (>=1.0)", "epsilon @ https://example.com/e.whl"])

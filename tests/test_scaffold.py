@@ -19,9 +19,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from oemkit.build import scaffold
-from oemkit.build.scaffold import scaffold_bundle
 from oemkit.errors import EnvironmentProblem, InputError
+from oemkit.release import scaffold
+from oemkit.release.scaffold import scaffold_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "bundles" / "example"
@@ -395,7 +395,7 @@ def test_os_errors_become_environment_problems(
 
 def test_importing_scaffold_stays_light() -> None:
     code = (
-        "import sys, oemkit.build.scaffold\n"
+        "import sys, oemkit.release.scaffold\n"
         "heavy = sorted({'numpy', 'onnx', 'onnxruntime'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )

@@ -28,8 +28,8 @@ def cli(*args):
 @pytest.fixture(scope="module")
 def sized(tmp_path_factory, keys, trust_v2):
     from helpers import EXAMPLE
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
 
     bundle = build_bundle(EXAMPLE, tmp_path_factory.mktemp("b")).path
     sign_bundle(bundle, [keys["bundle"]])

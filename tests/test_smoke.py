@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import EXAMPLE, KEYS, PASSPHRASE
-from oemkit.build.bundle import build_bundle
-from oemkit.build.sign import sign_bundle
 from oemkit.cli import app
 from oemkit.errors import InputError
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
 from oemkit.runners.profiles import HostInfo, detect_host, load_profile, shipped_profiles, unmet
 from oemkit.runners.smoke import run_smoke
 
@@ -297,9 +297,9 @@ def test_revoked_attached_license_stops_the_smoke_test(signed_bundle, tmp_path, 
                                                        trust_v2, monkeypatch):
     import datetime as dt
 
-    from oemkit.build.license import attach_license, issue_license
-    from oemkit.build.trust import add_key
     from oemkit.models.license import LicenseClaims
+    from oemkit.release.licensing import attach_license, issue_license
+    from oemkit.release.trust import add_key
     from oemkit.verify.trust import parse_root
 
     root = add_key(parse_root(trust_v2), keys["license"].public, ["license"], [keys["root"]])

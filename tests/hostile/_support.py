@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from helpers import EXAMPLE, read_members, sign_members, write_members
 from oemkit._canonical import canonical_json
-from oemkit.build.bundle import build_bundle
-from oemkit.build.sign import sign_bundle
 from oemkit.cli import app
 from oemkit.crypto.dsse import make_envelope
 from oemkit.crypto.keys import PrivateKeyInfo, key_id
 from oemkit.models.report import VerifyReport
 from oemkit.models.trust import TRUST_ROOT_PAYLOAD_TYPE, TrustRoot
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
 
 runner = CliRunner()
 SIG = "signatures/"

@@ -52,10 +52,6 @@ from helpers import (  # noqa: E402
 from oemkit._canonical import canonical_json, sha256_hex  # noqa: E402
 from oemkit._fs import END_OF_ARCHIVE, write_member  # noqa: E402
 from oemkit._time import UTC, from_epoch  # noqa: E402
-from oemkit.build.license import issue_crl, issue_license  # noqa: E402
-from oemkit.build.provenance import make_statement  # noqa: E402
-from oemkit.build.sbom import make_sbom  # noqa: E402
-from oemkit.build.trust import add_key, init_root  # noqa: E402
 from oemkit.crypto.armor import armor, sign_document  # noqa: E402
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, make_envelope  # noqa: E402
 from oemkit.crypto.keys import PrivateKeyInfo, key_id, load_private_file  # noqa: E402
@@ -66,6 +62,10 @@ from oemkit.models.license import (  # noqa: E402
 )
 from oemkit.models.manifest import FileEntry, Manifest, MemberDigest, Runtime  # noqa: E402
 from oemkit.models.trust import TRUST_ROOT_PAYLOAD_TYPE  # noqa: E402
+from oemkit.release.licensing import issue_crl, issue_license  # noqa: E402
+from oemkit.release.provenance import make_statement  # noqa: E402
+from oemkit.release.sbom import make_sbom  # noqa: E402
+from oemkit.release.trust import add_key, init_root  # noqa: E402
 from oemkit.verify.trust import parse_root  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

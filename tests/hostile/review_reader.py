@@ -29,9 +29,9 @@ from hostile.make_corpus import (
     zstd_frame,
 )
 from oemkit._canonical import sha256_hex
-from oemkit.build.license import issue_crl
-from oemkit.build.provenance import make_statement
 from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.release.licensing import issue_crl
+from oemkit.release.provenance import make_statement
 
 PREFIX = "review-reader-"
 INSPECT = ["inspect", "{corpus}/{file}", "--json"]

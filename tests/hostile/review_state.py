@@ -17,8 +17,8 @@ import json
 from typing import Any
 
 from hostile.make_corpus import ISSUED, TRUST, Corpus, Forge
-from oemkit.build.license import issue_crl
 from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.release.licensing import issue_crl
 
 STATE_TYPE = "oemkit-license-state/v2"
 VERIFY = ["license", "verify", "{corpus}/control-license-valid.lic", "--trust",

@@ -28,9 +28,9 @@ from hostile.make_corpus import (
     seeded_key,
 )
 from oemkit._canonical import pae
-from oemkit.build.trust import add_key, init_root
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, Envelope, sigstore_bundle
 from oemkit.crypto.keys import PrivateKeyInfo, key_id
+from oemkit.release.trust import add_key, init_root
 from oemkit.verify.trust import parse_root
 
 #: UTC conversion of these overflows (years 10000 and 0).

@@ -18,8 +18,8 @@ import zstandard
 
 from helpers import entry, forge_bundle, regular, replace_member, tar_bytes, write_members
 from hostile._support import assert_cli_verify_rejects, assert_rejected, copy_example_spec
-from oemkit.build.bundle import build_bundle
-from oemkit.build.sign import sign_bundle
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
 from oemkit.verify.bundle import verify_bundle
 
 A, B = b"first file\n", b"second file\n"

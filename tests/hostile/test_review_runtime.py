@@ -211,7 +211,7 @@ def test_a_windows_look_alike_in_the_manifest_is_refused_at_verify() -> None:
 
 
 def test_a_windows_look_alike_is_refused_at_build(tmp_path: Path) -> None:
-    from oemkit.build.spec import load_spec
+    from oemkit.release.spec import load_spec
 
     (tmp_path / "model.onnx").write_bytes(b"model")
     (tmp_path / "extra").mkdir()

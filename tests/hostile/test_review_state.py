@@ -36,10 +36,10 @@ from hostile import review_state as rs
 from hostile._support import cli
 from oemkit import _fs
 from oemkit._time import MAX_TIME, UTC
-from oemkit.build.license import issue_crl, issue_license
 from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import EnvironmentProblem, OemkitError, UsageError
 from oemkit.models.license import LicenseClaims
+from oemkit.release.licensing import issue_crl, issue_license
 from oemkit.runners import license as runner
 from oemkit.runners.license import load_state, save_state, state_lock
 from oemkit.verify import license as core
@@ -396,7 +396,7 @@ import datetime as dt, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/hostile"]
 import oemkit.license
 from hostile import make_corpus as mc
-from oemkit.build.license import issue_crl, issue_license
+from oemkit.release.licensing import issue_crl, issue_license
 from oemkit.models.license import LicenseClaims
 from oemkit.verify.trust import parse_root
 keys = mc.load_keys()

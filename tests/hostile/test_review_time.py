@@ -436,7 +436,7 @@ def test_high_s_twin_and_non_strict_der_do_not_verify(ec_key):
 
 
 def test_high_s_bundle_signature_is_refused(ckeys, ec_key):
-    from oemkit.build.trust import add_key, init_root
+    from oemkit.release.trust import add_key, init_root
 
     key, d = ec_key
     root = add_key(parse_root(init_root([ckeys["root"]], issued=mc.ISSUED)), key.public,
@@ -474,7 +474,7 @@ def test_outside_verifiers_accept_oemkit_ecdsa_signatures(ec_key, tmp_path):
 
 
 def test_a_root_at_the_key_limit_fits_and_the_writer_refuses_one_more(ckeys, pinned_doc):
-    from oemkit.build.trust import _document, _trust_key, add_key
+    from oemkit.release.trust import _document, _trust_key, add_key
 
     pinned = parse_root(pinned_doc).root
     extra = tuple(_trust_key(mc.seeded_key(20_000 + i, f"k{i}").public, ("bundle",), f"k{i}")

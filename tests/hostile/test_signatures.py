@@ -18,8 +18,8 @@ from hostile._support import (
     resign,
     unsigned,
 )
-from oemkit.build.trust import add_key, retire_key, revoke_key, set_threshold
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, make_envelope, sigstore_bundle
+from oemkit.release.trust import add_key, retire_key, revoke_key, set_threshold
 from oemkit.verify.bundle import verify_bundle
 from oemkit.verify.trust import parse_root
 
@@ -243,7 +243,7 @@ def test_statement_with_another_predicate_type_is_rejected(tmp_path, keys, trust
 
     from helpers import EXAMPLE, read_members, replace_member, sign_members, write_members
     from oemkit._canonical import canonical_json
-    from oemkit.build.bundle import build_bundle
+    from oemkit.release.bundle import build_bundle
     from oemkit.verify.bundle import verify_bundle
 
     built = build_bundle(EXAMPLE, tmp_path / "b").path

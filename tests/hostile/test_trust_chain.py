@@ -19,9 +19,9 @@ from hostile._support import (
     resign,
     root_document,
 )
-from oemkit.build.trust import add_key, init_root
 from oemkit.errors import InputError, VerificationError
 from oemkit.models.trust import MAX_KEYS, TrustKey
+from oemkit.release.trust import add_key, init_root
 from oemkit.verify.bundle import verify_bundle
 from oemkit.verify.trust import check_successor, parse_root, walk_chain
 
@@ -304,7 +304,7 @@ def test_older_carried_root_is_ignored_end_to_end(tmp_path, trust_v1, trust_v2, 
 def test_successor_that_unrevokes_a_compromised_key_is_rejected(keys, trust_v2):
     from dataclasses import replace
 
-    from oemkit.build.trust import _document, revoke_key
+    from oemkit.release.trust import _document, revoke_key
     from oemkit.verify.trust import check_successor, parse_root
 
     v3 = parse_root(revoke_key(parse_root(trust_v2), keys["bundle"].keyid, [keys["root"]]))

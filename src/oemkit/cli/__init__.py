@@ -116,7 +116,7 @@ def init(
     Example: oemkit init my-model && oemkit build my-model/bundle.yaml
     """
     with guard(json_out):
-        from oemkit.build.scaffold import scaffold_bundle
+        from oemkit.release.scaffold import scaffold_bundle
 
         dest = dir or Path(name)
         files = scaffold_bundle(name, dest)
@@ -142,7 +142,7 @@ def keys_generate(
     Example: oemkit keys generate release-2027 --usage bundle --out-dir keys/
     """
     with guard(json_out):
-        from oemkit.build.keygen import generate_key_files
+        from oemkit.release.keygen import generate_key_files
 
         passphrase = None
         if not no_passphrase:
@@ -198,7 +198,7 @@ def trust_init(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
-        from oemkit.build.trust import init_root
+        from oemkit.release.trust import init_root
 
         keys = _load_keys(root_key)
         doc = init_root(keys, threshold, names=[p.stem for p in root_key])
@@ -245,8 +245,8 @@ def trust_add_key(
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import parse_time
-        from oemkit.build.trust import add_key
         from oemkit.crypto.keys import load_public_file
+        from oemkit.release.trust import add_key
 
         usages = _usages(usage)
         doc = add_key(
@@ -280,7 +280,7 @@ def _status_command(action: str):
     ) -> None:
         with guard(json_out):
             from oemkit._fs import atomic_write_bytes
-            from oemkit.build import trust
+            from oemkit.release import trust
 
             fn = trust.retire_key if action == "retire" else trust.revoke_key
             doc = fn(_current_root(root), keyid, _load_keys(sign_with))
@@ -318,7 +318,7 @@ def trust_set_threshold(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
-        from oemkit.build.trust import set_threshold
+        from oemkit.release.trust import set_threshold
 
         doc = set_threshold(_current_root(root), usage, threshold, _load_keys(sign_with))
         atomic_write_bytes(out or root, doc)
@@ -376,8 +376,8 @@ def build(
     Example: oemkit build bundles/example/bundle.yaml --out dist/
     """
     with guard(json_out):
-        from oemkit.build.bundle import build_bundle
-        from oemkit.build.spec import load_spec
+        from oemkit.release.bundle import build_bundle
+        from oemkit.release.spec import load_spec
 
         loaded = load_spec(spec) if err.is_terminal else None  # the bar needs a total
         total = sum(f.source.stat().st_size for f in loaded.files) if loaded else None
@@ -412,7 +412,7 @@ def sign(
     Example: oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key
     """
     with guard(json_out):
-        from oemkit.build.sign import sign_bundle
+        from oemkit.release.sign import sign_bundle
 
         keys = _load_keys(key)
         with progress("signing", file_size(bundle)) as cb:

@@ -1,4 +1,4 @@
-"""`oemkit license ...` and `oemkit crl ...`: thin commands over oemkit.build.license,
+"""`oemkit license ...` and `oemkit crl ...`: thin commands over oemkit.release.licensing,
 oemkit.verify.license and oemkit.runners.license."""
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ def issue(
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import now, parse_time
-        from oemkit.build.license import issue_license
         from oemkit.errors import UsageError, VerificationError
         from oemkit.models.license import BundleBinding, HardwareBinding, LicenseClaims
+        from oemkit.release.licensing import issue_license
         from oemkit.runners.license import read_fingerprint
 
         chosen = [bool(bundle_digest), channel is not None, updates_until is not None]
@@ -308,8 +308,8 @@ def attach(
     Example: oemkit license attach vision-2.1.oemb acme.lic
     """
     with guard(json_out):
-        from oemkit.build.license import attach_license
         from oemkit.crypto.armor import read_armored
+        from oemkit.release.licensing import attach_license
 
         name = attach_license(bundle, read_armored(file, "license"))
         if json_out:
@@ -336,8 +336,8 @@ def crl_issue(
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import now, parse_time
-        from oemkit.build.license import issue_crl
         from oemkit.errors import UsageError
+        from oemkit.release.licensing import issue_crl
 
         entries = []
         for item in revoke:

@@ -130,7 +130,7 @@ def smoke(
                                                 classname=f"smoke.{props['profile']}",
                                                 properties=props))
         if signing_key is not None and out is not None and result.manifest_sha256:
-            from oemkit.build.attest import sign_attestation, test_result_statement
+            from oemkit.release.attest import sign_attestation, test_result_statement
 
             statement = test_result_statement(result, format_time(now()))
             atomic_write_bytes(out, sign_attestation(statement, signing_key))

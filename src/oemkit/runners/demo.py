@@ -32,10 +32,10 @@ def example_paths() -> tuple[Path, Path]:
 
 
 def run_demo(out: Path) -> dict[str, Any]:
-    from oemkit.build.bundle import build_bundle
-    from oemkit.build.sign import sign_bundle
-    from oemkit.build.trust import add_key, init_root
     from oemkit.crypto.keys import load_private_file
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
+    from oemkit.release.trust import add_key, init_root
     from oemkit.verify.bundle import verify_bundle
     from oemkit.verify.trust import parse_root
 

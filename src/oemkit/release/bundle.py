@@ -47,7 +47,6 @@ from oemkit._fs import (
     ustar_header,
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
-from oemkit.build.spec import BundleSpec, SourceFile, load_spec
 from oemkit.errors import EnvironmentProblem, InputError, OemkitError
 from oemkit.models.manifest import (
     MANIFEST,
@@ -61,6 +60,7 @@ from oemkit.models.manifest import (
     MemberDigest,
     Runtime,
 )
+from oemkit.release.spec import BundleSpec, SourceFile, load_spec
 
 ZSTD_LEVEL = 3
 ProgressFn = Callable[[int], None]
@@ -545,7 +545,7 @@ def _check_config(spec: BundleSpec) -> None:
 
 
 def _static_metadata(spec: BundleSpec) -> _Static:
-    from oemkit.build.modelcard import read_model_card
+    from oemkit.release.modelcard import read_model_card
 
     _check_config(spec)
     trust_docs = _carried_roots(spec)
@@ -586,9 +586,9 @@ def _metadata(
     """Manifest bytes, SBOM, provenance and the carried members."""
     import datetime as dt
 
-    from oemkit.build.packages import collect_packages
-    from oemkit.build.provenance import make_statement
-    from oemkit.build.sbom import make_sbom
+    from oemkit.release.packages import collect_packages
+    from oemkit.release.provenance import make_statement
+    from oemkit.release.sbom import make_sbom
 
     assert isinstance(build_time, dt.datetime)
     raw = spec.raw

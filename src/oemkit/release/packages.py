@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from email.parser import HeaderParser
 from pathlib import Path
 
-from oemkit.build.sbom import Package
 from oemkit.errors import InputError
+from oemkit.release.sbom import Package
 
 #: Tolerant: only for ``Requires-Dist`` lines read from third-party wheels.
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*([^;]*?)\s*(;.*)?$")

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oemkit import __version__
-from oemkit.build.modelcard import ModelCard
 from oemkit.models.manifest import FileEntry
+from oemkit.release.modelcard import ModelCard
 
 #: Namespace for SBOM serial numbers (UUIDv5 over the bundle's identity and file digests).
 SBOM_NAMESPACE = uuid.UUID("6f1c2a8e-3a53-5b6e-9a61-0e6b6d0c0b17")
