@@ -1,0 +1,1115 @@
+"""The error registry: every ``E_`` code oemkit emits, with its family, exit code, meaning
+and default hint (issue 14, step 3).
+
+``REGISTRY`` maps a code to its :class:`Code`; :func:`lookup` finds one. A code has one
+*family* (the :mod:`oemkit.errors` class it is raised with, hence its exit code). A code
+that is legitimately raised with a second family today (a bad pinned trust root is bad
+input, exit 3; the same problem in a carried root is a "no", exit 1) says so in ``also``,
+with its ``reason``; tests/test_codes.py fails on any other second family.
+
+:func:`scan` walks the source tree (whatever its layout) for every code literal and how it
+is raised; :func:`markdown` renders docs/ERRORS.md from the registry and the scan.
+Regenerate that file with::
+
+    python -m oemkit.codes --markdown > docs/ERRORS.md
+
+This module is import-cheap (no import beyond ``dataclasses`` at load time; the scanner
+imports ``ast`` when called) and no command's hot path imports it:
+``OemkitError.code_info()`` looks it up lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Iterator
+    from pathlib import Path
+
+V, U, I, E = "VerificationError", "UsageError", "InputError", "EnvironmentProblem"  # noqa: E741
+#: The root class: raised directly only for an internal signal that never surfaces.
+O = "OemkitError"  # noqa: E741
+#: Not an exception class: emitted by the CLI's error guard (a crash, an interrupt).
+X = "internal"
+
+#: Exit code of each family (errors.py's ``exit_code`` of the class of that name).
+FAMILY_EXIT: dict[str, int] = {V: 1, U: 2, I: 3, E: 4, O: 1}
+#: Exit codes of the codes without an exception class.
+INTERNAL_EXIT: dict[str, int] = {"E_INTERNAL": 70, "E_INTERRUPTED": 130}
+#: The families in the order docs/ERRORS.md lists them.
+FAMILY_ORDER = (V, U, I, E, O, X)
+
+
+@dataclass(frozen=True)
+class Code:
+    """One error code: ``family`` is the errors.py class it is raised with (or
+    ``"internal"``), ``exit_code`` that family's exit code; ``meaning`` is one line,
+    ``hint`` the default hint (a raise site may say more). ``also`` lists the other
+    families the code is raised with on purpose, ``reason`` says why."""
+
+    name: str
+    family: str
+    exit_code: int
+    meaning: str
+    hint: str = ""
+    also: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def _c(name: str, family: str, meaning: str, hint: str = "", *,
+       also: tuple[str, ...] = (), reason: str = "") -> Code:
+    exit_code = INTERNAL_EXIT[name] if family == X else FAMILY_EXIT[family]
+    return Code(name, family, exit_code, meaning, hint, also, reason)
+
+
+_CODES = (
+    _c("E_ALG_MISMATCH", V,
+       "`alg` differs from the trust-root key's algorithm (`expected`/`actual` set)",
+       "the file was tampered with (algorithm confusion)"),
+    _c("E_ALREADY_INSTALLED", I,
+       "`install`: `PREFIX/current` already names a slot",
+       "use 'oemkit upgrade' to move to another release"),
+    _c("E_ARMOR", V,
+       "not ASCII; no/malformed/mislabelled armor block; bad base64 (§2)",
+       "the file is damaged or not an oemkit document; ask for a fresh copy"),
+    _c("E_BASE64", I,
+       "payload or signature is not base64",
+       "the file is damaged",
+       also=(V,),
+       reason="a file given to a command is bad input (3); a bundle member that is not base64 "
+              "is a \"no\" (1, re-raised by verify)"),
+    _c("E_BUDGET", V,
+       "smoke: cold start, first inference, p95 latency or peak RSS over the profile's budget"),
+    _c("E_BUNDLE_MISMATCH", V,
+       "bundle digest not licensed",
+       "use the licensed bundle or ask the vendor to add this one"),
+    _c("E_BUSY", E,
+       "another join is writing the same output",
+       "wait for it to finish"),
+    _c("E_CANONICAL", I,
+       "a value has no RFC 8785 canonical JSON form (an integer beyond +-(2^53-1), a lone "
+       "surrogate, a NaN); verifiers map it to their own code",
+       "integers must lie within +-(2^53-1) and strings must be valid Unicode",
+       also=(V,),
+       reason="raised by the serialiser (3); verify re-raises it inside a bundle (1) and the "
+              "license verifier maps it to E_CLAIMS_INVALID / E_CRL_INVALID"),
+    _c("E_CLAIMS_INVALID", V,
+       "claims payload is not UTF-8 JSON, has a BOM, duplicate keys, NaN, too deep",
+       "the signer wrote malformed claims; ask the vendor to re-issue",
+       also=(I,),
+       reason="`license attach` reads the license unverified: no valid `license_id` is bad "
+              "input (3); a verified license is a \"no\" (1)"),
+    _c("E_CLOCK_BEHIND", V,
+       "host clock more than 1 h before a signed issue time",
+       "set the host clock to the correct time (UTC)"),
+    _c("E_CLOCK_ROLLBACK", V,
+       "host clock more than 1 h before `last_seen`",
+       "set the host clock to the correct time (UTC)"),
+    _c("E_CONFIG_INVALID", I,
+       "a config (or config-side JSON file) that is not strict JSON, or that fails its "
+       "version's schema before or after migrating"),
+    _c("E_CONFIG_SCHEMA", I,
+       "a config schema that is not an object or boolean, is nested deeper than 64 levels, "
+       "does not compile, or `$ref`s outside itself (never fetched or read)"),
+    _c("E_CONFIG_VERSION", I,
+       "migrate, install/upgrade (row `config`): no integer `schema_version`, a version the "
+       "bundle does not know, or no schema for the target version"),
+    _c("E_CRIT_UNKNOWN", V,
+       "`critical` names a claim this oemkit does not implement",
+       "upgrade oemkit on this host to a version that supports it"),
+    _c("E_CRL_INVALID", V,
+       "a CRL's payload is not strict canonical integer-only JSON, or violates §8 (message "
+       "prefix `revocation list:`)",
+       "the CRL is damaged; get a fresh one from the vendor"),
+    _c("E_CRL_ROLLBACK", V,
+       "an explicitly given CRL is older than the one this host remembers",
+       "use the newest revocation list from the vendor"),
+    _c("E_CRL_STALE", V,
+       "`min_crl_seq` is set and no CRL, or only an older one, is known",
+       "bring the newest revocation list (--crl, or a newer bundle)"),
+    _c("E_DEST_IS_CWD", I,
+       "`scaffold_bundle(force=True)`: the directory to replace is or contains the current "
+       "directory (the CLI has no `--force`)",
+       "run oemkit init from outside it, or empty it first"),
+    _c("E_DEST_NOT_DIR", I,
+       "`init --dir` or `unpack` DEST exists and is not a directory"),
+    _c("E_DEST_NOT_EMPTY", I,
+       "`init --dir` or `unpack` DEST is not empty (`unpack` without `--force`)"),
+    _c("E_DEST_SYMLINK", I,
+       "`unpack`: DEST is a symbolic link, dangling or not; nothing is staged through it",
+       "pass the directory the link points at, or remove the link"),
+    _c("E_DOWNGRADE", V,
+       "`upgrade` (row `version`): the bundle's version is older than the current slot's, "
+       "without `--allow-downgrade`",
+       "pass --allow-downgrade to go back on purpose"),
+    _c("E_ENTITLEMENT", V,
+       "`require_feature` / `--require-feature`: feature not granted",
+       "ask the vendor for a license that includes this feature"),
+    _c("E_ENVELOPE", V,
+       "DSSE envelope or Sigstore bundle malformed (fields, mediaType, no DSSE, no "
+       "signatures), or a signature member of more than 65,536 JSON values",
+       "the file is damaged or not an oemkit document",
+       also=(I,),
+       reason="a DSSE envelope or Sigstore bundle read as an input of its own (a pinned root, "
+              "a signature parsed before it is judged) is bad input (3); in a bundle, a "
+              "license or a CRL it is a \"no\" (1)"),
+    _c("E_ENV_MISMATCH", V,
+       "declared environment differs or is missing",
+       "set OEMKIT_ENV (or --env) to the licensed environment"),
+    _c("E_EXPIRED", V,
+       "effective time after `expires + grace_seconds`",
+       "ask the vendor to renew the license"),
+    _c("E_FINGERPRINT", I,
+       "`--hardware` file is not UTF-8 JSON (duplicates, NaN…)",
+       "create it on the customer host with 'oemkit license fingerprint --out FILE'"),
+    _c("E_GOLDEN_INVALID", V,
+       "smoke: golden inputs or outputs unreadable, or not matching the model's input names or "
+       "shapes",
+       "rebuild the bundle with valid golden data"),
+    _c("E_GOLDEN_MISMATCH", V,
+       "smoke check `golden:NAME`/`entrypoint:NAME`: output missing, of another shape, outside "
+       "atol + rtol·|expected|, or NaN",
+       "the model, runtime or hardware computes different results"),
+    _c("E_HW_MISMATCH", V,
+       "fewer than `match` hardware components found (`expected: >= K`, `actual: M`)",
+       "run the license on the licensed host, or send 'oemkit license fingerprint' output to "
+       "the vendor for a re-issue"),
+    _c("E_INDEX_INVALID", V,
+       "the index is not a well-formed media index (JSON, envelope, fields, types, parts that "
+       "do not tile the bundle, not canonical)",
+       "copy the .index.json file written by 'oemkit split' again",
+       also=(I,),
+       reason="BUG candidate: read_index parses the index JSON with InputError (3) while its "
+              "other checks and the docs say 1"),
+    _c("E_INDEX_MISMATCH", V,
+       "the joined bundle verifies but is not the one the index names (its manifest digest, "
+       "name or version differs)",
+       "the index and the parts do not belong together"),
+    _c("E_INDEX_MISSING", I,
+       "no index among the files, beside them, or in the work area",
+       "oemkit join NAME.oemb.index.json NAME.oemb.part* --trust ROOT"),
+    _c("E_INDEX_SIGNATURE", V,
+       "a signed index whose signatures do not reach the trust root's `bundle` threshold "
+       "(altered, or signed by an unknown key)",
+       "the index was altered, or signed by a key this host does not trust; copy it again from "
+       "the vendor's media"),
+    _c("E_INFERENCE", V,
+       "smoke check `run`: inference failed on the golden inputs or at the steady-state batch"),
+    _c("E_INPUT_CHANGED", I,
+       "an input changed size while packed",
+       "rebuild when the inputs are stable"),
+    _c("E_INTERNAL", X,
+       "an unexpected exception (a bug)",
+       "a bug in oemkit: report it with the command and its output"),
+    _c("E_INTERRUPTED", X,
+       "any command: interrupted (Ctrl-C, end of input at a prompt)"),
+    _c("E_JSON", I,
+       "a JSON document that is not strict JSON where no more specific code applies: a member "
+       "read by `sbom`/`provenance` without `--trust`, the claims of a license given to "
+       "`license inspect` or `license attach` (`sign` now refuses a bad provenance with "
+       "`E_PROVENANCE_INVALID`)",
+       "the file is damaged or not JSON",
+       also=(V,),
+       reason="a file given to a command is bad input (3); a bundle member that is not JSON is "
+              "a \"no\" (1, re-raised by verify)"),
+    _c("E_KEY_ALGORITHM", I,
+       "key is neither Ed25519 nor ECDSA P-256"),
+    _c("E_KEY_COMPROMISED", V,
+       "a signature verifies under a key marked compromised"),
+    _c("E_KEY_EXISTS", I,
+       "keys generate: a key file exists",
+       "choose another NAME or --out-dir; keys are never overwritten"),
+    _c("E_KEY_FORMAT", I,
+       "a public key in a trust root is not PEM SPKI (or is a private key); a key file is not "
+       "the PEM key expected"),
+    _c("E_KEY_PASSPHRASE", I,
+       "wrong passphrase, or an empty/mismatched one at the prompt"),
+    _c("E_KEY_PASSPHRASE_REQUIRED", I,
+       "encrypted key (or new key) and no passphrase, no terminal"),
+    _c("E_KEY_REVOKED", V,
+       "the license's key is `compromised` or listed in the newest CRL's `revoked_keys`",
+       "a revoked key invalidates everything it signed; ask the vendor to re-issue the license "
+       "with a current key"),
+    _c("E_KEY_USAGE", V,
+       "only keys without `bundle` usage signed; a license not signed by a `license` key, or a "
+       "CRL (carried `revocations.crl` included) not signed by a `crl` key"),
+    _c("E_KEY_WINDOW", V,
+       "a bundle key signed outside its validity window (expired, retired, not yet valid); a "
+       "license's key was outside its window at the license's `issued_at`",
+       "the key had expired or been retired when this license was issued; ask for a re-issue"),
+    _c("E_KID_UNKNOWN", V,
+       "the trust root lists no key with that key id",
+       "verify with the vendor's current trust root (--trust)"),
+    _c("E_LICENSE_SUPERSEDED", V,
+       "a newer re-issue of this `license_id` was already accepted here",
+       "use the newest license file the vendor sent",
+       also=(I,),
+       reason="`license attach` refuses a re-issue older than the one the bundle carries (3, "
+              "not in the docs' tables); verifying it is a \"no\" (1)"),
+    _c("E_LIMIT", V,
+       "`require_limit` / `--require-limit`: value over the limit, or no such limit",
+       "reduce usage or ask the vendor for a higher limit"),
+    _c("E_LIMIT_FILES", V,
+       "manifest lists more files than `--max-files` (1,000,000)",
+       "if this bundle is legitimate, raise the limit with --max-files"),
+    _c("E_LIMIT_PARTS", V,
+       "the index lists more than `--max-parts` parts (counted before its part list is parsed)",
+       "if this split is legitimate, raise the limit with --max-parts"),
+    _c("E_LOCKED", E,
+       "install/upgrade/rollback: another operation holds `PREFIX/.lock`; `migrate apply`: "
+       "another migration holds `FILE.lock`",
+       "wait for it to finish, then run this again"),
+    _c("E_LOCK_UNSAFE", I,
+       "any lock (`PREFIX/.lock`, migrate apply's `FILE.lock`, the license state's "
+       "`<state>.lock`): the lock path is a symbolic link, a directory or a special file; it "
+       "is never opened through (inside a prefix, `E_PREFIX_LAYOUT` comes first)"),
+    _c("E_MANIFEST_DIGEST", V,
+       "manifest bytes do not match the signed provenance subject (`sign` refuses such a "
+       "bundle too)",
+       "rebuild the bundle with 'oemkit build'"),
+    _c("E_MANIFEST_INVALID", V,
+       "manifest is not valid format-v1 JSON, or its bytes are not the canonical JSON of their "
+       "parse"),
+    _c("E_MEMBER_DIGEST", V,
+       "SBOM, carried trust root or revocation list does not match its manifest digest; "
+       "`sbom`/`provenance --trust`: the member changed after it was verified",
+       "make sure nothing writes to the bundle, then run the command again"),
+    _c("E_MEMBER_DUPLICATE", V,
+       "outer member name appears twice"),
+    _c("E_MEMBER_MISSING", V,
+       "required member absent, or a member the manifest lists is absent",
+       "is this an oemkit bundle?"),
+    _c("E_MEMBER_NAME", V,
+       "disallowed member name (including tar extension headers), `prefix` used, or non-ASCII "
+       "name"),
+    _c("E_MEMBER_ORDER", V,
+       "outer members out of the fixed order (manifest, sbom, provenance, trust/*, "
+       "revocations.crl, payload, signatures/*, licenses/*)"),
+    _c("E_MEMBER_SIZE", V,
+       "an outer member over its size limit, or metadata members over 256 MiB together"),
+    _c("E_MEMBER_TYPE", V,
+       "outer member is not a regular file"),
+    _c("E_MEMBER_UNKNOWN", V,
+       "outer member with an unknown name"),
+    _c("E_MEMBER_UNLISTED", V,
+       "outer member (SBOM, trust root, revocation list, payload) not listed in the manifest"),
+    _c("E_MEMBER_UNVERIFIED", V,
+       "`report.sbom.read_member_json(…, trust=…)` asked for a member the bundle signature "
+       "does not cover (a signature or license); unreachable from the CLI",
+       "read it without --trust (unverified)"),
+    _c("E_MIGRATION_APPLY", I,
+       "a value cannot be converted, scaled, split, or set under a non-object parent; the "
+       "migrated config is nested deeper than 64 levels"),
+    _c("E_MIGRATION_CHAIN", I,
+       "the config's version and the target are more than 1000 hops apart",
+       "migrate through an intermediate release"),
+    _c("E_MIGRATION_GAP", I,
+       "no migration for a hop of the chain"),
+    _c("E_MIGRATION_INVALID", I,
+       "the bundle's migrations file is malformed (shape, non-consecutive or duplicate "
+       "versions, unknown operation with a suggestion, arguments, `convert` types, `scale` "
+       "factor, empty separators; a dotted path deeper than 32 levels or 1024 characters, more "
+       "than 1000 migrations or 10,000 steps)",
+       "see the migration operations in docs/INSTALL.md"),
+    _c("E_MIGRATION_IRREVERSIBLE", I,
+       "a downgrade crosses a `convert` without `from_type` (a warning in `migrate test`)",
+       "give the convert step a from_type to allow downgrades"),
+    _c("E_MIGRATION_ROUNDTRIP", V,
+       "`migrate test`: a sample migrated up and back down differs from itself",
+       "",
+       also=(I,),
+       reason="`build` refuses a spec whose samples fail the upgrade-path test (3); `migrate "
+              "test` reports a failed row (1)"),
+    _c("E_MODEL_INVALID", I,
+       "the spec's `model` cannot be read as an ONNX model (for the SBOM model card)"),
+    _c("E_MODEL_LOAD", V,
+       "smoke check `run`: onnxruntime cannot create a session"),
+    _c("E_NOT_A_BUNDLE", V,
+       "empty file, or the first block is not a ustar header"),
+    _c("E_NOT_A_FILE", I,
+       "that path is a directory"),
+    _c("E_NOT_FOUND", I,
+       "an input file (bundle, trust root, key, spec) does not exist"),
+    _c("E_NOT_INSTALLED", I,
+       "`upgrade`: no `PREFIX/current`",
+       "use 'oemkit install' first"),
+    _c("E_NOT_YET_VALID", V,
+       "effective time before `not_before`",
+       "wait until then, or check the host clock"),
+    _c("E_NO_CONFIG", I,
+       "`migrate plan/apply/test`: the bundle has no `config:` section",
+       "add a 'config:' section to the bundle spec"),
+    _c("E_NO_EXAMPLE", E,
+       "`oemkit demo`: the example files are neither in a source checkout nor in the installed "
+       "package",
+       "the example ships in the oemkit wheel (oemkit/_examples) and in a source checkout; "
+       "this installation lacks it: reinstall oemkit (pip install --force-reinstall oemkit, or "
+       "pip install -e . in a checkout)"),
+    _c("E_NO_GOLDEN", I,
+       "`oemkit smoke`: the bundle has no `golden:` section; `oemkit sizing`: the bundle has "
+       "no golden inputs in JSON (`.npz` inputs cannot be sized)"),
+    _c("E_NO_HARDWARE_IDS", E,
+       "`license fingerprint` found no hardware ids",
+       "run on the target host (machine-id, DMI, disks, NICs are read from /etc and /sys)"),
+    _c("E_NO_ONNXRUNTIME", E,
+       "smoke check `run`: the model process cannot import onnxruntime or numpy"),
+    _c("E_NO_PREVIOUS", I,
+       "`rollback`: no `PREFIX/previous`, or no prefix at all (not created)",
+       "'oemkit status --prefix DIR' shows the slots"),
+    _c("E_OUTPUT_EXISTS", I,
+       "the output name is taken (a file, link or directory join did not create); `--force` "
+       "replaces a file"),
+    _c("E_PART_CORRUPT", V,
+       "has a damaged header, is not a part at all, is longer than the index says, cannot be "
+       "read, or its SHA-256 does not match the index (found while it is copied; the other "
+       "parts are kept)"),
+    _c("E_PART_DUPLICATE", V,
+       "is given twice (the same file, or two copies of one part)"),
+    _c("E_PART_FOREIGN", V,
+       "belongs to another bundle, or to another split of this bundle (another `--size`)"),
+    _c("E_PART_MISSING", V,
+       "is not among the files given (nor in the work area)"),
+    _c("E_PART_ORDER", V,
+       "holds another part than its name says (swapped or mislabelled files)"),
+    _c("E_PART_TRUNCATED", V,
+       "is shorter than the index says (an interrupted copy)",
+       "copy that part again"),
+    _c("E_PAYLOAD_BOMB", V,
+       "payload decompresses past the bound",
+       "a bundle that is legitimate but larger than the payload bound can raise it with "
+       "--max-payload-bytes; otherwise the bundle is hostile or damaged: obtain a fresh copy "
+       "from the vendor"),
+    _c("E_PAYLOAD_CORRUPT", V,
+       "payload is not valid zstd or tar (including a PAX number of more than 20 digits, and "
+       "anything but zeros after the end-of-archive marker), or ends early"),
+    _c("E_PAYLOAD_DIGEST", V,
+       "payload file content, member size or member digest differs from the manifest (`sign` "
+       "refuses a payload that differs from the provenance)",
+       "rebuild the bundle with 'oemkit build'"),
+    _c("E_PAYLOAD_DUPLICATE", V,
+       "a payload path appears twice"),
+    _c("E_PAYLOAD_EXTRA", V,
+       "payload entry not in the manifest"),
+    _c("E_PAYLOAD_MISSING", V,
+       "manifest file absent from the payload"),
+    _c("E_PAYLOAD_MODE", V,
+       "payload file mode differs from the manifest"),
+    _c("E_PAYLOAD_ORDER", V,
+       "payload entries out of manifest order"),
+    _c("E_PAYLOAD_SIZE", V,
+       "payload file size differs from the manifest"),
+    _c("E_PAYLOAD_TYPE", V,
+       "license: payload type is not the license type (e.g. a CRL or a bundle signature "
+       "re-armored)",
+       "pass a license written by 'oemkit license issue'"),
+    _c("E_PAYLOAD_UNSAFE", V,
+       "unsafe path, non-regular entry, case/Unicode collision, or file/directory clash",
+       "the bundle is hostile or damaged; do not use it"),
+    _c("E_PERMISSION", E,
+       "that file cannot be read",
+       "run as the user that owns it, or fix its permissions (oemkit writes it 0600)"),
+    _c("E_PIP", E,
+       "install/upgrade (row `dependencies`): the offline `pip install` of the bundle's wheels "
+       "failed; `wheelhouse fetch`: `pip download` failed"),
+    _c("E_PREFIX_JOURNAL", I,
+       "`PREFIX/.journal` is not a journal oemkit wrote (not its format, over 64 KiB or 64 "
+       "names, a name oemkit never makes such as `../x` or `db`); nothing is removed",
+       "oemkit removes only the names its journal records; check no oemkit command is running, "
+       "remove leftovers listed in it by hand if you trust them, delete the journal, then run "
+       "this again"),
+    _c("E_PREFIX_LAYOUT", I,
+       "install/upgrade/rollback/status: the prefix holds an entry oemkit does not make, or "
+       "one of another type (a symlinked `slots`, `.lock` or `.journal`, `current`/`previous` "
+       "not a link to `slots/NAME`, a file or link under `slots/`, any other top-level entry "
+       "such as `.cache.tmp`), each named; judged before anything is created or locked",
+       "oemkit only works in a new or empty directory or in one it laid out itself, and never "
+       "follows or removes what it did not make: move these entries away (or choose another "
+       "--prefix), then run this again"),
+    _c("E_PRODUCT_MISMATCH", V,
+       "`upgrade` (row `version`): the bundle is another product than the current slot's",
+       "install a different product under its own --prefix"),
+    _c("E_PROFILE_INVALID", I,
+       "a hardware profile fails `profile.schema.json` (YAML-level problems keep the "
+       "`E_SPEC_YAML`/`E_SPEC_DUPLICATE_KEY`/`E_SPEC_DEPTH` codes)"),
+    _c("E_PROFILE_NOT_FOUND", I,
+       "`smoke --profile` / `profile show`: no such profile file, shipped profile or (smoke) "
+       "bundle profile"),
+    _c("E_PROFILE_UNMET", E,
+       "`oemkit sizing` (raised, unless `--force`); smoke and the post-install smoke test "
+       "(check `host`): the host lacks the profile's architecture, cores, memory, CPU flags or "
+       "a required provider"),
+    _c("E_PROVENANCE_INVALID", V,
+       "provenance is not an in-toto Statement v1 with predicate type SLSA Provenance v1, a "
+       "`subject` list and a string `finishedOn` (`sign` refuses such a bundle too; a "
+       "`finishedOn` that is not a valid time is `E_TIME` there)",
+       "the bundle is damaged or not an oemkit bundle; obtain a fresh copy"),
+    _c("E_PROVENANCE_SUBJECT", V,
+       "provenance and manifest disagree on the payload digest"),
+    _c("E_PROVIDER_FALLBACK", V,
+       "smoke check `providers`: the session does not use the profile's first provider, which "
+       "is required"),
+    _c("E_PROVIDER_MISSING", E,
+       "smoke check `providers`: a `require: true` execution provider is not available on this "
+       "host",
+       "install the onnxruntime build for this accelerator (e.g. onnxruntime-gpu) or choose "
+       "another --profile"),
+    _c("E_REVOKED", V,
+       "the newest CRL revokes this `license_id` (at this `seq`)",
+       "contact the vendor for a replacement license"),
+    _c("E_RUNTIME_CRASH", V,
+       "smoke check `run`/`entrypoint`: the process exited non-zero, or the entrypoint wrote "
+       "no readable output"),
+    _c("E_SBOM_INVALID", V,
+       "SBOM is not JSON with `bomFormat` CycloneDX and `specVersion` 1.6",
+       "the SBOM is damaged; obtain a fresh copy"),
+    _c("E_SBOM_MISMATCH", V,
+       "SBOM misses a payload file, lists one twice or with the wrong hash, or claims an extra "
+       "file"),
+    _c("E_SBOM_SCHEMA", V,
+       "SBOM fails the CycloneDX 1.6 JSON Schema (the message names up to three violations)",
+       "the SBOM was altered or written by a non-conforming tool; rebuild the bundle"),
+    _c("E_SIGNATURE_PAYLOAD", V,
+       "a signature covers another payload type or other bytes than the provenance"),
+    _c("E_SIGNATURE_THRESHOLD", V,
+       "fewer good bundle signatures than `thresholds.bundle`",
+       "sign the bundle with more trusted bundle keys"),
+    _c("E_SIGNATURE_UNTRUSTED", V,
+       "no signature verifies under any key of the effective root",
+       "the bundle was signed by an unknown key or altered after signing; check --trust or "
+       "obtain a fresh copy"),
+    _c("E_SIG_INVALID", V,
+       "wrong length, not strict DER, high S, or the signature does not verify",
+       "the file was altered after signing; ask the vendor for a fresh copy"),
+    _c("E_SIZING_INVALID", I,
+       "`sizing compare`: a file that is not an oemkit `sizing.json`, or a report of another "
+       "shape",
+       "pass two sizing.json files written by 'oemkit sizing'"),
+    _c("E_SLOT_DAMAGED", I,
+       "`upgrade` (row `version`, without `--allow-downgrade`) over a current slot, `rollback` "
+       "to a previous slot, whose `slot.json` is missing, unreadable or not what install "
+       "writes (`status` lists such a slot as incomplete instead)"),
+    _c("E_SMOKE_TIMEOUT", V,
+       "smoke check `run`/`entrypoint`: killed after the profile's `timeout_s`",
+       "the model hangs or is far too slow for this host"),
+    _c("E_SOURCE_DATE_EPOCH", I,
+       "`SOURCE_DATE_EPOCH` not an integer, or `--source-date-epoch` negative"),
+    _c("E_SPEC_CRL", I,
+       "the spec's `crl` is not an armored oemkit revocation list (no `OEMKIT CRL` block, bad "
+       "armor or envelope, another payload type); its signature is not judged at build time"),
+    _c("E_SPEC_DEPTH", I,
+       "spec nested deeper than 64 levels"),
+    _c("E_SPEC_DESCRIPTION", I,
+       "`release.scaffold.scaffold_bundle(description=…)`: empty or control characters (the "
+       "CLI passes none)",
+       "give one non-empty line of text without control characters"),
+    _c("E_SPEC_DUPLICATE_KEY", I,
+       "a key appears twice in one spec mapping",
+       "remove one of the two entries"),
+    _c("E_SPEC_FILE_TYPE", I,
+       "a spec path is a FIFO, socket or device",
+       "only regular files can be packed"),
+    _c("E_SPEC_INVALID", I,
+       "spec fails its JSON Schema (unknown field, wrong type, missing field, bad pattern)"),
+    _c("E_SPEC_MISSING_FILE", I,
+       "a spec path or pattern matches nothing, a `trust_roots` file is missing, or a file "
+       "cannot be opened while packing"),
+    _c("E_SPEC_NAME", I,
+       "`oemkit init`: invalid bundle name",
+       "use 1-64 characters from a-z 0-9 . _ - starting with a letter or digit, e.g. "
+       "'acme-classifier'"),
+    _c("E_SPEC_PATH", I,
+       "a spec path breaks the path rules or leaves the spec directory"),
+    _c("E_SPEC_PATH_COLLISION", I,
+       "two packed paths equal after case/Unicode folding, or a file that another path needs "
+       "as a directory"),
+    _c("E_SPEC_REQUIREMENT", I,
+       "an entry of `requirements` is not a PEP 508 requirement without a URL (`NAME[EXTRAS] "
+       "SPECIFIERS[; MARKER]`, optionally followed by `--hash=sha256:HEX` options); other pip "
+       "options, URLs and comments are refused",
+       "write NAME[EXTRAS]SPECIFIERS; MARKER as in requirements.txt, e.g. onnxruntime>=1.17,<2 "
+       "(no URLs or pip options)"),
+    _c("E_SPEC_TRUST_ROOTS", I,
+       "the carried `trust_roots` do not chain: same version twice, a gap, the oldest not "
+       "self-signed, or a successor check failing (threshold, un-revoked key)"),
+    _c("E_SPEC_YAML", I,
+       "spec is not UTF-8, empty, a YAML syntax error, a non-string key or an alias "
+       "(`schema.py`)"),
+    _c("E_STATE_INVALID", I,
+       "the license state file is not strict JSON (it is then set aside as `.corrupt` with a "
+       "warning, never an answer)"),
+    _c("E_STATE_UNUSABLE", E,
+       "the state path is a directory, a special file (FIFO, device), below something that is "
+       "not a folder, or unreadable for another reason (§10)",
+       "move it away (oemkit creates the state file itself), or pass another state file "
+       "(--state, $OEMKIT_STATE)"),
+    _c("E_STOP", O,
+       "internal signal: the unverified config read has every wanted payload file; caught at "
+       "once, never reaches a user"),
+    _c("E_TAR_CHECKSUM", V,
+       "header checksum mismatch (after the first header)"),
+    _c("E_TAR_END", V,
+       "incomplete end-of-archive marker"),
+    _c("E_TAR_HEADER", V,
+       "header without `ustar` magic, non-octal size/checksum, or a pax header other than the "
+       "one size record of 1.2"),
+    _c("E_TAR_PADDING", V,
+       "non-zero bytes in member or pax-header padding"),
+    _c("E_TAR_TRAILING", V,
+       "data (or > 10240 zero bytes) after the end-of-archive marker",
+       "the file carries data outside the archive; obtain a fresh copy"),
+    _c("E_TIME", I,
+       "a time (provenance `finishedOn`, trust-root time, `--expires`/`--not-before`) is not "
+       "ISO 8601",
+       "",
+       also=(V,),
+       reason="documented 1 / 3: a time given on the command line is bad input (3); one in a "
+              "bundle member (provenance, carried root) is a \"no\" (1, re-raised)"),
+    _c("E_TOO_LARGE", I,
+       "an input file over its read limit: trust root 16 MiB, spec 1 MiB, key file 64 KiB"),
+    _c("E_TOO_MANY_LICENSES", V,
+       "more than 64 `licenses/*` members in a bundle",
+       "the bundle is hostile or damaged; obtain a fresh copy"),
+    _c("E_TOO_MANY_MEMBERS", V,
+       "more than 512 outer members"),
+    _c("E_TOO_MANY_SIGNATURES", V,
+       "more than 64 signatures in one envelope, more than 32 signature members in a bundle, "
+       "or a bundle's signatures needing more signature checks than its budget (1.4); `sign`: "
+       "signing would make more than 32 (nothing written)",
+       "",
+       also=(I,),
+       reason="the envelope of a pinned root and `sign` (nothing written) are bad input (3); "
+              "in a bundle it is a \"no\" (1)"),
+    _c("E_TRUNCATED", V,
+       "file ends inside a header, pax header, member or padding (also `sign`, if a member "
+       "ends early while copying)"),
+    _c("E_TRUST_BELOW_THRESHOLD", I,
+       "`trust retire-key`/`revoke-key`: the change would leave fewer active keys of one of "
+       "the key's usages than that usage's threshold (for `root` always; for the other usages "
+       "unless none is left at all); the hint says which key to add or threshold to lower first"),
+    _c("E_TRUST_CHAIN_LENGTH", V,
+       "more than 256 newer carried roots",
+       "the bundle is hostile or damaged"),
+    _c("E_TRUST_INVALID", I,
+       "trust root malformed: JSON, fields, key id/public key mismatch, non-canonical payload, "
+       "wrong payload type, fewer active root keys than `thresholds.root`",
+       "",
+       also=(V,),
+       reason="pinned roots and `trust` commands are bad input (3); a carried root whose name "
+              "and version disagree is the bundle's fault (1)"),
+    _c("E_TRUST_KEY_EXISTS", I,
+       "`trust add-key`: the key is already in the root",
+       "use retire-key or revoke-key to change an existing key"),
+    _c("E_TRUST_KEY_STATUS", I,
+       "`trust retire-key`/`revoke-key`: the key is compromised (final), or already has that "
+       "status"),
+    _c("E_TRUST_KEY_UNKNOWN", I,
+       "`trust retire-key`/`revoke-key`: no single key matches the id or prefix",
+       "'oemkit trust show ROOT' lists the key ids"),
+    _c("E_TRUST_ROLLBACK", V,
+       "carried root not newer than the trusted one",
+       "a trust root may only move forward; this looks like a rollback",
+       also=(I,),
+       reason="a carried root is a \"no\" (1); writing a successor root that fails the successor "
+              "check is bad input (3, re-raised by release.trust)"),
+    _c("E_TRUST_SKIP", V,
+       "carried roots skip a version",
+       "",
+       also=(I,),
+       reason="a carried root is a \"no\" (1); writing a successor root that fails the successor "
+              "check is bad input (3, re-raised by release.trust)"),
+    _c("E_TRUST_THRESHOLD", V,
+       "trust root lacks enough root signatures (self or from the previous version)",
+       "",
+       also=(I,),
+       reason="documented 3 / 1: a pinned root not properly self-signed, or a successor root "
+              "being written, is bad input (3, re-raised); a carried root is a \"no\" (1)"),
+    _c("E_TRUST_TOO_MANY_KEYS", I,
+       "trust root lists more than 256 keys (`trust add-key` refuses the 257th)",
+       "",
+       also=(V,),
+       reason="documented 3 / 1: a pinned root or `trust add-key` is bad input (3); a carried "
+              "root is a \"no\" (1, re-raised)"),
+    _c("E_TRUST_UNREVOKED", V,
+       "a carried root drops a key the previous version marks compromised, or gives it another "
+       "status",
+       "a compromised key stays compromised in every later version; this trust root was forged "
+       "or built wrongly",
+       also=(I,),
+       reason="a carried root is a \"no\" (1); writing a successor root that fails the successor "
+              "check is bad input (3, re-raised by release.trust)"),
+    _c("E_TRUST_WEAK_KEY", I,
+       "trust root lists an Ed25519 key that is a small-order point (would accept forged "
+       "signatures)",
+       "the trust root is hostile or broken; get it again from the vendor",
+       also=(V,),
+       reason="documented 3 / 1: a pinned root is bad input (3); a carried root is a \"no\" (1, "
+              "re-raised by the carried-root walk)"),
+    _c("E_UNSIGNED", V,
+       "no signature member",
+       "sign it with 'oemkit sign BUNDLE --key KEY'"),
+    _c("E_USAGE", U,
+       "bad `--usage`/`--algorithm`/key name, impossible threshold (`trust init --threshold`, "
+       "`trust set-threshold`), no `--key`, same root key twice, bad `sbom` arguments, bad "
+       "`license issue`/`crl issue` options (`--grace`, `--limit`, `--revoke`, two bundle "
+       "bindings, `--match` without `--hardware`), `smoke --attest-key` without `--out`; "
+       "`sizing`: bad `--slo` (only p99), `--duration`, `--batch`, `--threads`, `--format`, no "
+       "bundle/`--profile`/`--trust`, `compare` without two files",
+       "use e.g. 14d, 36h or 90m"),
+    _c("E_WHEEL_DUPLICATE", I,
+       "the wheelhouse holds two wheels of one project",
+       "keep one wheel per project (the one for the target platform)"),
+    _c("E_WHEEL_HASH", I,
+       "a `requirements` entry gives `--hash=sha256:` values and the wheelhouse wheel of that "
+       "project matches none",
+       "the wheel is not the one the release pinned; refill the wheelhouse from a trusted index"),
+    _c("E_WHEEL_INVALID", I,
+       "a wheelhouse `.whl` is not a valid wheel (no single `.dist-info/METADATA`, no "
+       "Name/Version)"),
+    _c("E_WHEEL_VERSION", I,
+       "a `requirements` entry pins `==V` but the wheelhouse wheel of that project has another "
+       "version",
+       "refill the wheelhouse with 'oemkit wheelhouse fetch'"),
+    _c("E_WORK_AREA", I,
+       "the work area's name is taken by a symbolic link, a non-folder, or a folder holding "
+       "files join did not write",
+       "remove or rename it (join never writes into, or removes, a folder it did not make), or "
+       "choose another --out"),
+    _c("E_WRITE", E,
+       "cannot create the output directory, a temporary file, an `init` file, or `unpack`'s "
+       "staging directory; any write or rename failure during `unpack` (nothing is left "
+       "behind); install/upgrade/rollback: the prefix or its lock cannot be created, or a "
+       "write or rename fails while preparing or switching a slot (the current slot is "
+       "unchanged); `migrate apply`: the lock file cannot be created",
+       "free space or fix the permissions there, or pass another state file (--state, "
+       "$OEMKIT_STATE)"),
+)
+
+REGISTRY: dict[str, Code] = {code.name: code for code in _CODES}
+
+#: Places where a caught error's code is raised again with another (or the same) family,
+#: keyed by (function, caught family, raised family): each must be declared here, with
+#: why, so that a new way for codes to change family shows up in review. Codes known to
+#: cross a family this way declare it in their ``also``.
+REWRAPS: dict[tuple[str, str, str], str] = {
+    ("_version_problem", "(passed in)", I):
+        "an unreadable slot.json is restated: the installed version is unknown",
+    ("judge_attached", f"{V}|{I}", V):
+        "an attached license that cannot even be read (e.g. E_TOO_LARGE) is still a \"no\"",
+    ("plan_join", V, I):
+        "a pinned trust root that is not properly self-signed is bad input (3)",
+    ("load_trust", V, I):
+        "a pinned trust root that is not properly self-signed is bad input (3)",
+    ("load_pinned", V, I):
+        "a pinned trust root that is not properly self-signed is bad input (3)",
+    ("verify_open_bundle", V, I):
+        "a pinned trust root that is not properly self-signed is bad input (3)",
+    ("verify_open_bundle", I, V):
+        "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
+    ("_check_config", I, I):
+        "a config check failing at build is restated with the spec's location",
+    ("_provenance_subjects", O, V):
+        "sign refuses a provenance verify would refuse (its E_JSON, E_TIME become 1)",
+    ("_successor", V, I):
+        "writing a successor trust root that fails the successor check is bad input (3)",
+    ("_judge_signatures", I, V):
+        "a signature member that does not parse is the bundle's fault (1)",
+    ("_admit", O, V):
+        "a carried trust root that does not parse or load is the bundle's fault (1)",
+}
+
+#: Registered codes no source raises, with why they stay (none today).
+UNRAISED: dict[str, str] = {}
+
+
+def lookup(name: str) -> Code:
+    """The registry entry of ``name``; KeyError (naming docs/ERRORS.md) if unregistered."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"{name} is not a registered error code (docs/ERRORS.md)") from None
+
+
+# --------------------------------------------------------------------------- the scanner
+
+_FAMILY_CLASSES = (V, U, I, E, O)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One code literal in the source. ``kind``: ``raise`` (``family`` is the class it is
+    raised with, directly or through a helper), ``record`` (put in a report row or a
+    problem list: ``family`` names the callee) or ``reference`` (compared, a dict key)."""
+
+    code: str
+    module: str
+    line: int
+    kind: str
+    family: str
+    function: str
+
+
+@dataclass(frozen=True)
+class Rewrap:
+    """``Family(exc.code, …)``: a caught error's code raised again with ``raised``."""
+
+    module: str
+    line: int
+    function: str
+    caught: str
+    raised: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    sites: tuple[Site, ...]
+    rewraps: tuple[Rewrap, ...]
+
+    def raised(self) -> dict[str, set[str]]:
+        """Code -> the families its raise sites use."""
+        out: dict[str, set[str]] = {}
+        for site in self.sites:
+            if site.kind == "raise":
+                out.setdefault(site.code, set()).add(site.family)
+        return out
+
+    def modules(self, code: str) -> list[str]:
+        """The modules that raise or record ``code`` (else those that mention it)."""
+        used = {s.module for s in self.sites if s.code == code and s.kind != "reference"}
+        return sorted(used or {s.module for s in self.sites if s.code == code})
+
+
+def _source_root() -> Path:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent
+
+
+def _callee(func: ast.expr) -> str | None:
+    import ast
+
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def _code_index(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int | None:
+    """Position of a ``code`` parameter (-1: keyword-only), None without one."""
+    names = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    if "code" in names:
+        index = names.index("code")
+        return index - 1 if names[0] in ("self", "cls") else index
+    return -1 if "code" in [a.arg for a in fn.args.kwonlyargs] else None
+
+
+def _code_arg(call: ast.Call, index: int) -> ast.expr | None:
+    for kw in call.keywords:
+        if kw.arg == "code":
+            return kw.value
+    return call.args[index] if 0 <= index < len(call.args) else None
+
+
+class _Index:
+    """Family classes (and their subclasses in the tree) and the helpers that forward a
+    ``code`` parameter into one, resolved by name: same module, then a ``from`` import,
+    then a name defined once in the tree."""
+
+    def __init__(self, modules: dict[str, ast.Module]) -> None:
+        import ast
+
+        self.classes: dict[str, str] = {name: name for name in _FAMILY_CLASSES}
+        changed = True
+        while changed:
+            changed = False
+            for tree in modules.values():
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.ClassDef) and node.name not in self.classes:
+                        for base in node.bases:
+                            root = self.classes.get(_callee(base) or "")
+                            if root:
+                                self.classes[node.name] = root
+                                changed = True
+                                break
+        self.defs: dict[str, list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]] = {}
+        self.imports: dict[str, dict[str, str]] = {}
+        for module, tree in modules.items():
+            imports = self.imports.setdefault(module, {})
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    self.defs.setdefault(node.name, []).append((module, node))
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    for alias in node.names:
+                        imports[alias.asname or alias.name] = node.module
+        self.helpers: dict[tuple[str, str, int], str] = {}
+        changed = True
+        while changed:
+            changed = False
+            for defs in self.defs.values():
+                for module, fn in defs:
+                    key = (module, fn.name, fn.lineno)
+                    if key not in self.helpers:
+                        family = self._forwards(module, fn)
+                        if family:
+                            self.helpers[key] = family
+                            changed = True
+
+    def _forwards(self, module: str, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+        import ast
+
+        if _code_index(fn) is None:
+            return None
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call):
+                target = self.resolve(module, node)
+                if target:
+                    arg = _code_arg(node, target[1])
+                    if isinstance(arg, ast.Name) and arg.id == "code":
+                        return target[0]
+        return None
+
+    def candidates(self, module: str,
+                   name: str) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+        defs = self.defs.get(name, [])
+        local = [d for d in defs if d[0] == module]
+        if local:
+            return local
+        source = self.imports.get(module, {}).get(name)
+        imported = [d for d in defs if d[0] == source]
+        if imported:
+            return imported
+        return defs if len(defs) == 1 else []
+
+    def resolve(self, module: str, call: ast.Call) -> tuple[str, int] | None:
+        """The family ``call`` raises a code with and the position of its code argument."""
+        name = _callee(call.func)
+        if name is None:
+            return None
+        if name in self.classes:
+            return self.classes[name], 0
+        for where, fn in self.candidates(module, name):
+            family = self.helpers.get((where, fn.name, fn.lineno))
+            if family:
+                index = _code_index(fn)
+                return family, -1 if index is None else index
+        return None
+
+
+def _modules(root: Path) -> dict[str, ast.Module]:
+    import ast
+
+    out: dict[str, ast.Module] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if name != __name__ and name != "oemkit.codes":
+            out[name] = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return out
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    import ast
+
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def scan(root: Path | None = None) -> Scan:
+    """Every code literal under ``root`` (the installed ``oemkit`` package by default),
+    except this module's, and every place a caught code is raised again."""
+    import ast
+    import re
+
+    pattern = re.compile(r"E_[A-Z0-9_]+\Z")
+    modules = _modules(root or _source_root())
+    index = _Index(modules)
+    sites: list[Site] = []
+    rewraps: list[Rewrap] = []
+    for module, tree in modules.items():
+        parents = {child: node for node in ast.walk(tree)
+                   for child in ast.iter_child_nodes(node)}
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                rewrap = _rewrap(index, module, parents, node)
+                if rewrap:
+                    rewraps.append(rewrap)
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and pattern.match(node.value) and id(node) not in docstrings):
+                fn = _enclosing(parents, node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                kind, family = _classify(index, module, parents, node, fn)
+                sites.append(Site(node.value, module, node.lineno, kind, family,
+                                  getattr(fn, "name", "")))
+    sites.sort(key=lambda s: (s.module, s.line, s.code))
+    rewraps.sort(key=lambda r: (r.module, r.line))
+    return Scan(tuple(sites), tuple(rewraps))
+
+
+def _enclosing(parents: dict[ast.AST, ast.AST], node: ast.AST,
+               types: tuple[type[ast.AST], ...]) -> ast.AST | None:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, types):
+            return node
+    return None
+
+
+def _rewrap(index: _Index, module: str, parents: dict[ast.AST, ast.AST],
+            call: ast.Call) -> Rewrap | None:
+    import ast
+
+    target = index.resolve(module, call)
+    arg = _code_arg(call, target[1]) if target else None
+    if not (target and isinstance(arg, ast.Attribute) and arg.attr == "code"
+            and isinstance(arg.value, ast.Name)):
+        return None
+    caught = "(passed in)"
+    node: ast.AST = call
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.ExceptHandler) and node.name == arg.value.id:
+            types = (node.type.elts if isinstance(node.type, ast.Tuple)
+                     else [node.type] if node.type is not None else [])
+            caught = "|".join(index.classes.get(_callee(t) or "", _callee(t) or "?")
+                              for t in types)
+            break
+    fn = _enclosing(parents, call, (ast.FunctionDef, ast.AsyncFunctionDef))
+    return Rewrap(module, call.lineno, getattr(fn, "name", ""), caught, target[0])
+
+
+def _classify(index: _Index, module: str, parents: dict[ast.AST, ast.AST],
+              node: ast.Constant, fn: ast.AST | None) -> tuple[str, str]:
+    import ast
+
+    child: ast.AST = node
+    parent = parents.get(node)
+    while isinstance(parent, (ast.IfExp, ast.BoolOp)):
+        child, parent = parent, parents.get(parent)
+    if isinstance(parent, ast.keyword):
+        keyword, parent = parent, parents.get(parent)
+        if keyword.arg != "code" or not isinstance(parent, ast.Call):
+            return "record", f"{keyword.arg}="
+        child = keyword.value
+    if isinstance(parent, ast.Call):
+        target = index.resolve(module, parent)
+        if target and _code_arg(parent, target[1]) is child:
+            return "raise", target[0]
+        name = _callee(parent.func) or "?"
+        if name == "__init__" and parent.args and parent.args[0] is child:
+            cls = _enclosing(parents, parent, (ast.ClassDef,))
+            family = index.classes.get(getattr(cls, "name", ""))
+            if family:
+                return "raise", family
+        return "record", name
+    if isinstance(parent, ast.arguments):
+        owner = parents.get(parent)
+        for where, helper in index.candidates(module, getattr(owner, "name", "")):
+            family = index.helpers.get((where, helper.name, helper.lineno))
+            if helper is owner and family:
+                return "raise", family
+        return "record", "default"
+    if isinstance(parent, ast.Compare):
+        return "reference", "compare"
+    if isinstance(parent, ast.Dict):
+        return "reference", "dict key" if child in parent.keys else "dict value"
+    if isinstance(parent, ast.Assign) and fn is not None:
+        names = {t.id for t in parent.targets if isinstance(t, ast.Name)}
+        for sub in ast.walk(fn):
+            if isinstance(sub, ast.Call):
+                target = index.resolve(module, sub)
+                arg = _code_arg(sub, target[1]) if target else None
+                if target and isinstance(arg, ast.Name) and arg.id in names:
+                    return "raise", target[0]
+    return "reference", type(parent).__name__
+
+
+# --------------------------------------------------------------------------- the document
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _lines(result: Scan) -> Iterator[str]:
+    yield "# Error codes"
+    yield ""
+    yield ("<!-- Generated from src/oemkit/codes.py: do not edit by hand. Regenerate with "
+           "`python -m oemkit.codes --markdown > docs/ERRORS.md`; tests/test_codes.py fails "
+           "when this file drifts. -->")
+    yield ""
+    yield (f"Every code oemkit emits ({len(REGISTRY)}), by family. A code's family is the "
+           "`oemkit.errors` class it is raised with, and that family fixes the exit code: "
+           "1 verification, policy or test failure (`VerificationError`), 2 usage "
+           "(`UsageError`), 3 invalid input or configuration (`InputError`), 4 environment "
+           "(`EnvironmentProblem`); 70 internal error and 130 interrupted come from the "
+           "CLI's error guard. `--json` gives `code`, `message`, `hint` and `exit_code`; "
+           "the hint is the default one (a raise site may give a more specific one). "
+           "\"Raised in\" names the modules that raise or report the code.")
+    yield ""
+    for family in FAMILY_ORDER:
+        codes = [c for c in REGISTRY.values() if c.family == family]
+        if not codes:
+            continue
+        title = {X: "Internal (the CLI's error guard)",
+                 O: "OemkitError (internal signals)"}.get(family, family)
+        yield f"## {title}"
+        yield ""
+        yield "| code | exit | meaning | hint | raised in |"
+        yield "|---|---|---|---|---|"
+        for code in sorted(codes, key=lambda c: c.name):
+            where = ", ".join(m.removeprefix("oemkit.") for m in result.modules(code.name))
+            yield (f"| `{code.name}` | {code.exit_code}"
+                   + (" / " + " / ".join(str(FAMILY_EXIT[a]) for a in code.also)
+                      if code.also else "")
+                   + f" | {_cell(code.meaning)} | {_cell(code.hint)} | {where} |")
+        yield ""
+    yield "## Codes raised with two families"
+    yield ""
+    yield ("Raised on purpose with a second family (and so a second exit code); any other "
+           "second family fails tests/test_codes.py.")
+    yield ""
+    yield "| code | family | also | why |"
+    yield "|---|---|---|---|"
+    for code in sorted(REGISTRY.values(), key=lambda c: c.name):
+        if code.also:
+            yield (f"| `{code.name}` | {code.family} ({code.exit_code}) | "
+                   + ", ".join(f"{a} ({FAMILY_EXIT[a]})" for a in code.also)
+                   + f" | {_cell(code.reason)} |")
+    yield ""
+    yield "## Where a caught code is raised again"
+    yield ""
+    yield ("`Family(exc.code, …)`: the code of a caught error keeps its name but takes the "
+           "family (and exit code) of the place that re-raises it.")
+    yield ""
+    yield "| function | module | caught | raised as | why |"
+    yield "|---|---|---|---|---|"
+    for rewrap in result.rewraps:
+        why = REWRAPS.get((rewrap.function, rewrap.caught, rewrap.raised), "(undeclared)")
+        yield (f"| `{rewrap.function}` | {rewrap.module.removeprefix('oemkit.')} | "
+               f"{_cell(rewrap.caught)} | {rewrap.raised} | {_cell(why)} |")
+
+
+def markdown(result: Scan | None = None) -> str:
+    """docs/ERRORS.md as the registry and the source tree give it."""
+    return "\n".join(_lines(result or scan())) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["--markdown"]:
+        print("usage: python -m oemkit.codes --markdown > docs/ERRORS.md", file=sys.stderr)
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
