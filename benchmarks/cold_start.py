@@ -3,7 +3,7 @@
 Runs, on the same model and golden inputs, alternately and best of N each:
   - baseline: a bare `python -c` that imports onnxruntime and numpy, creates the session
     and runs once;
-  - oemkit: the smoke test's child process (runners/_smoke_child.py) doing the same plus
+  - oemkit: the smoke test's child process (measure/_smoke_child.py) doing the same plus
     its measurements, with a minimal steady state (1 iteration, no warm-up).
 Verification and unpacking are excluded (they happen before the cold start). Prints both
 wall times and the difference.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CHILD = HERE.parent / "src" / "oemkit" / "runners" / "_smoke_child.py"
+CHILD = HERE.parent / "src" / "oemkit" / "measure" / "_smoke_child.py"
 
 BARE = """
 import json, sys

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CHILD = HERE.parent / "src" / "oemkit" / "runners" / "_sizing_child.py"
+CHILD = HERE.parent / "src" / "oemkit" / "measure" / "_sizing_child.py"
 
 
 def main() -> None:

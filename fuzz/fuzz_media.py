@@ -1,4 +1,4 @@
-"""Fuzz the media index and part readers of ``join``: ``oemkit.runners.media.read_index``
+"""Fuzz the media index and part readers of ``join``: ``oemkit.host.media.read_index``
 (the DSSE envelope, its signatures against the pinned root, ``MediaIndex.from_dict``) and
 ``plan_join`` / ``JoinPlan.run`` (part headers against the index, then copy, verify and
 publish). The index and the parts come from removable media: anyone can write them.
@@ -47,7 +47,7 @@ def setup() -> None:
 
     from hostile import make_corpus
     from oemkit._canonical import b64decode
-    from oemkit.runners import media
+    from oemkit.host import media
     from oemkit.verify import bundle, trust  # noqa: F401  (instrumented with the rest)
     from oemkit.verify.trust import parse_root
 

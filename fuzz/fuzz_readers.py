@@ -5,7 +5,7 @@ bytes with an OemkitError, never another exception.
 
 Library entry points: ``oemkit.verify.bundle.inspect_bundle``,
 ``oemkit.report.sbom.read_member_json`` (then ``component_rows`` and ``sbom_diff``, what
-``sbom`` and ``sbom diff`` print), ``oemkit.runners.migrate.bundle_configs`` without trust
+``sbom`` and ``sbom diff`` print), ``oemkit.host.migrate.bundle_configs`` without trust
 (then ``upgrade_path_test``, what ``migrate test`` runs, and ``plan`` of the bundle's own
 default config and samples, what ``migrate plan`` runs).
 
@@ -72,9 +72,9 @@ def setup() -> None:
 
     from hostile import make_corpus
     from oemkit._canonical import canonical_json
+    from oemkit.host import migrate
     from oemkit.models.manifest import PROVENANCE, SBOM
     from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
-    from oemkit.runners import migrate
     from oemkit.verify.bundle import inspect_bundle
 
     keys = make_corpus.load_keys()

@@ -3,7 +3,7 @@
 Modes (first byte of the input, modulo 3):
 
 0. the bytes are a bundle spec: ``load_yaml`` then ``validate`` against bundle.schema.json;
-1. the bytes are a hardware profile (``runners.profiles._from_yaml``: load, validate,
+1. the bytes are a hardware profile (``host.profiles._from_yaml``: load, validate,
    build the Profile);
 2. the bytes are written as ``bundle.yaml`` into a scratch directory and ``load_spec``
    resolves it there. The directory holds a model, a file, a sub-directory, a symlink to
@@ -35,8 +35,8 @@ def setup() -> None:
 
     from _common import CORPUS
 
+    from oemkit.host.profiles import _from_yaml
     from oemkit.release.spec import load_spec
-    from oemkit.runners.profiles import _from_yaml
     from oemkit.schema import load_yaml, validate
 
     folder = Path(tempfile.mkdtemp(prefix="oemkit-fuzz-spec-"))

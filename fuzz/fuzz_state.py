@@ -1,4 +1,4 @@
-"""Fuzz the license state file: ``oemkit.runners.license.load_state`` / ``save_state`` and
+"""Fuzz the license state file: ``oemkit.host.license_state.load_state`` / ``save_state`` and
 the whole read-judge-write cycle of ``oemkit.license.verify()`` with a state path. The
 state file lives on the host, where a crash, a full disk or a person can damage it: any
 content (and a path that is not a plain file) must give a state, the documented set-aside
@@ -68,7 +68,7 @@ def setup() -> None:
 
     import oemkit.license
     from hostile import make_corpus
-    from oemkit.runners import license as runner
+    from oemkit.host import license_state as runner
     from oemkit.verify import license  # noqa: F401  (instrumented with the rest)
     from oemkit.verify.trust import parse_root
 

@@ -215,7 +215,7 @@ def test_build_failure_mid_write_cleans_up(tmp_path, monkeypatch):
 
 UNPACK_KILL = """
 import os, signal, sys
-import oemkit.runners.unpack as u
+import oemkit.host.unpack as u
 real = u.verify_open_bundle
 def dying(handle, pinned, **kw):
     sink = kw["sink"]

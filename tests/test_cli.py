@@ -48,7 +48,7 @@ def test_verify_without_licenses_imports_only_what_it_needs(signed_bundle, trust
         f"{str(trust_file)!r}]\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc\n"
         "print(sorted({m for m in sys.modules if m.split('.')[0] in "
-        f"{HEAVY!r} or m == 'oemkit.runners.license'}}))"
+        f"{HEAVY!r} or m == 'oemkit.host.license_state'}}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
@@ -524,9 +524,9 @@ def test_retiring_one_of_two_bundle_keys_at_threshold_two_is_refused_revoking_is
 
 
 def test_demo_without_the_example_names_an_accurate_remedy(tmp_path, monkeypatch):
-    import oemkit.runners.demo as demo
+    import oemkit.host.demo as demo
 
-    monkeypatch.setattr(demo, "__file__", str(tmp_path / "a" / "oemkit" / "runners" / "demo.py"))
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "a" / "oemkit" / "host" / "demo.py"))
     result = run("demo", "--out", tmp_path / "out")
     assert result.exit_code == 4, result.output
     assert "E_NO_EXAMPLE" in result.stderr and "not installed" in result.stderr

@@ -80,7 +80,7 @@ def test_unpack_write_failure_is_an_environment_error(signed_bundle, trust_file,
                                                       monkeypatch):
     import os
 
-    import oemkit.runners.unpack as unpack
+    import oemkit.host.unpack as unpack
 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -99,7 +99,7 @@ def test_unpacked_directory_mode_follows_umask(signed_bundle, trust_file, tmp_pa
     import os
     import stat
 
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.unpack import unpack_bundle
 
     old = os.umask(0o022)
     try:
@@ -113,7 +113,7 @@ def test_force_unpack_restores_the_old_dest_when_the_final_rename_fails(
         signed_bundle, trust_file, tmp_path, monkeypatch):
     import os
 
-    import oemkit.runners.unpack as unpack
+    import oemkit.host.unpack as unpack
     from oemkit.errors import EnvironmentProblem
 
     dest = tmp_path / "dest"
@@ -140,7 +140,7 @@ def test_unpacked_subdirectories_get_the_same_mode_as_dest(signed_bundle, trust_
     import os
     import stat
 
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.unpack import unpack_bundle
 
     old = os.umask(0o002)
     try:

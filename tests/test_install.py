@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from helpers import REPO
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, InputError
-from oemkit.runners.install import install, prefix_lock, rollback, status
+from oemkit.host.install import install, prefix_lock, rollback, status
 
 runner = CliRunner()
 PROFILE = """\
@@ -163,7 +163,7 @@ def test_disk_full_during_unpack_leaves_the_old_slot(bundles, trust_file, tmp_pa
     prefix = tmp_path / "p"
     install(v1, prefix, trust_file, profile=profile)
     before = status(prefix)
-    import oemkit.runners.unpack as unpack
+    import oemkit.host.unpack as unpack
 
     real_open = unpack.os.fdopen
 
@@ -207,12 +207,12 @@ def test_concurrent_operation_is_refused(bundles, trust_file, tmp_path, profile)
 
 KILLER = """
 import os, signal, sys
-import oemkit.runners.install as inst
+import oemkit.host.install as inst
 point = sys.argv[5]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 if point == "unpack":
-    import oemkit.runners.unpack as u
+    import oemkit.host.unpack as u
     real = u.verify_open_bundle
     def dying(*a, **kw):
         sink = kw["sink"]
@@ -364,7 +364,7 @@ def test_another_product_is_refused(bundles, trust_file, tmp_path, keys, profile
 
 
 def test_release_candidates_order_before_the_release():
-    from oemkit.runners.install import version_key
+    from oemkit.host.install import version_key
 
     assert version_key("1.0.0rc1") < version_key("1.0.0") < version_key("1.0.1")
     assert version_key("1.0-rc1") < version_key("1.0")

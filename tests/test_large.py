@@ -248,7 +248,7 @@ def test_pax_size_record_is_honoured(tmp_path, keys, trust_v2):
 
 
 def test_unpack_of_a_large_bundle_matches_the_inputs(random_spec, tmp_path, keys, trust_v2):
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.unpack import unpack_bundle
 
     result = build_bundle(random_spec, tmp_path / "dist")
     sign_bundle(result.path, [keys["bundle"]])

@@ -17,6 +17,7 @@ from oemkit._canonical import canonical_json
 from oemkit.crypto.armor import armor, dearmor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id
 from oemkit.errors import InputError, VerificationError
+from oemkit.host.license_state import fingerprint, load_state, verify_license
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
     LICENSE_PAYLOAD_TYPE,
@@ -26,7 +27,6 @@ from oemkit.models.license import (
 )
 from oemkit.release.licensing import issue_crl, issue_license
 from oemkit.release.trust import add_key, init_root, retire_key, revoke_key
-from oemkit.runners.license import fingerprint, load_state, verify_license
 from oemkit.verify.license import (
     BundleFacts,
     LicenseError,
@@ -1174,7 +1174,7 @@ def test_cli_issue_match_must_be_at_least_one(cli, tmp_path):
     (lambda d: d.update(type="other"), "type is not oemkit-fingerprint/v1"),
 ])
 def test_fingerprint_file_is_validated_in_full(cli, tmp_path, mutate, words):
-    from oemkit.runners.license import read_fingerprint
+    from oemkit.host.license_state import read_fingerprint
 
     doc = fingerprint(HOST, salt="11" * 32)
     mutate(doc)

@@ -20,6 +20,7 @@ from independent import license_verifier as ind
 from oemkit._canonical import canonical_json, pae
 from oemkit.crypto.armor import armor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id, public_pem
+from oemkit.host.license_state import fingerprint
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
     LICENSE_PAYLOAD_TYPE,
@@ -29,7 +30,6 @@ from oemkit.models.license import (
 )
 from oemkit.release.licensing import issue_crl, issue_license
 from oemkit.release.trust import add_key, init_root
-from oemkit.runners.license import fingerprint
 from oemkit.verify.license import component_hash, evaluate
 from oemkit.verify.trust import parse_root
 

@@ -22,10 +22,8 @@ from helpers import EXAMPLE
 from oemkit.cli.media import join as join_command
 from oemkit.cli.media import split as split_command
 from oemkit.errors import EnvironmentProblem, InputError, UsageError, VerificationError
-from oemkit.release.bundle import build_bundle
-from oemkit.release.sign import sign_bundle
-from oemkit.runners import media
-from oemkit.runners.media import (
+from oemkit.host import media
+from oemkit.host.media import (
     HEADER_SIZE,
     PartsError,
     join_parts,
@@ -33,6 +31,8 @@ from oemkit.runners.media import (
     split_bundle,
     work_dir_for,
 )
+from oemkit.release.bundle import build_bundle
+from oemkit.release.sign import sign_bundle
 
 SIZE = 4096
 

@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 from helpers import REPO
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, InputError
-from oemkit.models.migration import Step, apply_steps, chain, parse_migrations
-from oemkit.runners.migrate import (
+from oemkit.host.migrate import (
     apply_file,
     bundle_configs,
     migration_lock,
     plan,
     upgrade_path_test,
 )
+from oemkit.models.migration import Step, apply_steps, chain, parse_migrations
 
 runner = CliRunner()
 

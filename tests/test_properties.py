@@ -326,7 +326,7 @@ def test_any_state_file_is_read_or_set_aside_never_a_crash(doc: Any, raw: bool,
                                                            noise: bytes) -> None:
     """The host's state file may be damaged by a crash, a disk or a person: reading it
     gives a state (maybe empty, with a warning), and the next write gives a valid file."""
-    from oemkit.runners.license import load_state, save_state
+    from oemkit.host.license_state import load_state, save_state
     from oemkit.verify.license import LicenseState
 
     with tempfile.TemporaryDirectory() as tmp:

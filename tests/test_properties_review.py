@@ -32,11 +32,11 @@ import oemkit.license
 from hostile import make_corpus
 from oemkit._canonical import b64decode, canonical_json
 from oemkit.errors import OemkitError
+from oemkit.host import media, migrate
+from oemkit.host.license_state import load_state, save_state
 from oemkit.models.manifest import PROVENANCE, SBOM
 from oemkit.models.trust import TrustRoot
 from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
-from oemkit.runners import media, migrate
-from oemkit.runners.license import load_state, save_state
 from oemkit.verify.bundle import inspect_bundle
 from oemkit.verify.license import LicenseState
 from oemkit.verify.trust import parse_root

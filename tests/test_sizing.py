@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, UsageError
+from oemkit.measure.sizing import SizingRequest, parse_duration, parse_slo, recommend, run_sizing
 from oemkit.report.sizing import compare, k8s_snippet, to_html, to_markdown
-from oemkit.runners.sizing import SizingRequest, parse_duration, parse_slo, recommend, run_sizing
 
 runner = CliRunner()
 QUICK = SizingRequest(target_qps=500, slo_p99_ms=50, headroom=0.3, redundancy=1,
@@ -162,7 +162,7 @@ def test_duration_parser_refuses_huge_numbers():
 
 
 def test_interrupted_run_keeps_what_was_measured(sized, trust_v2, monkeypatch):
-    import oemkit.runners.sizing as sizing
+    import oemkit.measure.sizing as sizing
 
     doc, bundle = sized
     partial = dict(doc["configurations"][0], complete=False, mode="stream")

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from helpers import EXAMPLE, KEYS, PASSPHRASE
 from oemkit.cli import app
 from oemkit.errors import InputError
+from oemkit.host.profiles import HostInfo, detect_host, load_profile, shipped_profiles, unmet
+from oemkit.measure.smoke import run_smoke
 from oemkit.release.bundle import build_bundle
 from oemkit.release.sign import sign_bundle
-from oemkit.runners.profiles import HostInfo, detect_host, load_profile, shipped_profiles, unmet
-from oemkit.runners.smoke import run_smoke
 
 runner = CliRunner()
 
@@ -350,7 +350,7 @@ def test_bundle_profile_takes_precedence_over_a_shipped_one(tmp_path, keys, trus
 
 
 def test_golden_comparison_edge_cases(tmp_path):
-    from oemkit.runners.smoke import SmokeResult, _compare
+    from oemkit.measure.smoke import SmokeResult, _compare
 
     expected = tmp_path / "e.json"
     cases = [

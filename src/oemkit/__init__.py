@@ -13,16 +13,16 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "build_bundle", "sign_bundle", "unpack_bundle", "verify_bundle"]
 
 if TYPE_CHECKING:
+    from oemkit.host.unpack import unpack_bundle
     from oemkit.release.bundle import build_bundle
     from oemkit.release.sign import sign_bundle
-    from oemkit.runners.unpack import unpack_bundle
     from oemkit.verify.bundle import verify_bundle
 
 _LAZY = {
     "build_bundle": "oemkit.release.bundle",
     "sign_bundle": "oemkit.release.sign",
     "verify_bundle": "oemkit.verify.bundle",
-    "unpack_bundle": "oemkit.runners.unpack",
+    "unpack_bundle": "oemkit.host.unpack",
 }
 
 

@@ -64,7 +64,7 @@ def verify(
     ``$OEMKIT_ENV``.
     """
     from oemkit._fs import read_input
-    from oemkit.runners.license import default_state_path, verify_license
+    from oemkit.host.license_state import default_state_path, verify_license
 
     data = license if isinstance(license, bytes) else read_input(Path(license), "license",
                                                                  1 << 20)

@@ -19,7 +19,7 @@ from typing import Any
 
 from oemkit._canonical import canonical_json
 from oemkit.crypto.keys import PrivateKeyInfo
-from oemkit.runners.media import INDEX_PAYLOAD_TYPE, default_work_dir, split_bundle
+from oemkit.host.media import INDEX_PAYLOAD_TYPE, default_work_dir, split_bundle
 
 PREFIX = "review-media-"
 PART = PREFIX + "part.bin"

@@ -25,9 +25,9 @@ from hostile.test_corpus import _expand, _prepare
 from oemkit._lock import exclusive_lock
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, InputError
-from oemkit.runners import install as inst
-from oemkit.runners.install import SlotRecord, install, read_slot, rollback, status
-from oemkit.runners.prefix import (
+from oemkit.host import install as inst
+from oemkit.host.install import SlotRecord, install, read_slot, rollback, status
+from oemkit.host.prefix import (
     JOURNAL,
     JOURNAL_FORMAT,
     Entry,
@@ -35,7 +35,7 @@ from oemkit.runners.prefix import (
     check_layout,
     parse_journal,
 )
-from oemkit.runners.unpack import unpack_bundle
+from oemkit.host.unpack import unpack_bundle
 
 CORPUS = make_corpus.CORPUS
 TRUST = CORPUS / make_corpus.TRUST
@@ -462,7 +462,7 @@ def test_unpack_leaves_no_created_parents_on_failure(tmp_path, monkeypatch):
     report = unpack_bundle(REJECTED, dest, TRUST)
     assert not report.ok and report.error.code == "E_SIGNATURE_UNTRUSTED"
     assert list(tmp_path.iterdir()) == []
-    import oemkit.runners.unpack as unpack
+    import oemkit.host.unpack as unpack
 
     def crash(*args, **kwargs):
         raise RuntimeError("a bug")

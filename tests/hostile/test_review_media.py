@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 from hostile import make_corpus, review_media
 from oemkit._canonical import canonical_json
 from oemkit.errors import InputError, UsageError, VerificationError
-from oemkit.runners import media
-from oemkit.runners.media import (
+from oemkit.host import media
+from oemkit.host.media import (
     MAX_PARTS,
     PartsError,
     Problem,

@@ -384,7 +384,7 @@ from hostile.review_runtime import (  # noqa: E402
     config_bundle,
     config_files,
 )
-from oemkit.runners.migrate import (  # noqa: E402
+from oemkit.host.migrate import (  # noqa: E402
     apply_file,
     bundle_configs,
     load_configs,

@@ -38,10 +38,10 @@ from oemkit import _fs
 from oemkit._time import MAX_TIME, UTC
 from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import EnvironmentProblem, OemkitError, UsageError
+from oemkit.host import license_state as runner
+from oemkit.host.license_state import load_state, save_state, state_lock
 from oemkit.models.license import LicenseClaims
 from oemkit.release.licensing import issue_crl, issue_license
-from oemkit.runners import license as runner
-from oemkit.runners.license import load_state, save_state, state_lock
 from oemkit.verify import license as core
 from oemkit.verify.license import LicenseError, LicenseState, evaluate, pending_state
 from oemkit.verify.trust import parse_root

@@ -14,7 +14,7 @@ import pytest
 from helpers import entry, forge_bundle, regular, tar_bytes
 from hostile._support import assert_rejected, cli, flip_byte, member_offsets
 from oemkit.errors import InputError
-from oemkit.runners.unpack import unpack_bundle
+from oemkit.host.unpack import unpack_bundle
 from oemkit.verify.bundle import inspect_bundle
 
 A, B = b"first file\n", b"#!/bin/sh\necho hi\n"

@@ -467,7 +467,7 @@ def verify(
             report = verify_bundle(bundle, trust, progress=cb,
                                    limits=limits(max_files, max_member, max_payload))
         if report.ok and report.licenses:  # the license machinery only when needed (20 ms)
-            from oemkit.runners.license import default_state_path, judge_attached
+            from oemkit.host.license_state import default_state_path, judge_attached
 
             judge_attached(report, state_path=state or default_state_path(), environment=env)
         _print_report(report, json_out)
@@ -557,7 +557,7 @@ def unpack(
     Example: oemkit unpack dist/example-0.1.0.oemb /opt/example --trust trust-root.json
     """
     with guard(json_out):
-        from oemkit.runners.unpack import unpack_bundle
+        from oemkit.host.unpack import unpack_bundle
 
         with progress("unpacking", file_size(bundle)) as cb:
             report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
@@ -686,7 +686,7 @@ def demo(
     Example: oemkit demo --out /tmp/demo
     """
     with guard(json_out):
-        from oemkit.runners.demo import run_demo
+        from oemkit.host.demo import run_demo
 
         result = run_demo(out)
         report = result["report"]

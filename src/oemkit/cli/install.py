@@ -42,7 +42,7 @@ STATE_OPT = typer.Option(None, "--state", help="License state file.")
 
 
 def _configs(bundle: Path, trust: Path | None, reader_limits: tuple[int, int, int]):
-    from oemkit.runners.migrate import bundle_configs
+    from oemkit.host.migrate import bundle_configs
 
     configs = bundle_configs(bundle, trust, limits=limits(*reader_limits))
     if not configs.verified:
@@ -67,7 +67,7 @@ def migrate_plan(
     Example: oemkit migrate plan --config /etc/app/config.json --to example-0.2.0.oemb
     """
     with guard(json_out):
-        from oemkit.runners.migrate import plan, read_config
+        from oemkit.host.migrate import plan, read_config
 
         result = plan(read_config(config),
                       _configs(to, trust, (max_files, max_member, max_payload)), str(config))
@@ -98,7 +98,7 @@ def migrate_apply(
     example-0.2.0.oemb --trust trust-root.json
     """
     with guard(json_out):
-        from oemkit.runners.migrate import apply_file
+        from oemkit.host.migrate import apply_file
 
         result = apply_file(config, _configs(to, trust, (max_files, max_member, max_payload)),
                             out=out)
@@ -126,8 +126,8 @@ def migrate_test(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
+        from oemkit.host.migrate import upgrade_path_test
         from oemkit.report.junit import junit_xml
-        from oemkit.runners.migrate import upgrade_path_test
 
         checks = upgrade_path_test(_configs(bundle, trust,
                                             (max_files, max_member, max_payload)))
@@ -159,8 +159,8 @@ def _print_install(report, json_out: bool) -> None:
 def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
                  reader_limits: tuple[int, int, int], state: Path | None, **opts: Any) -> None:
     """install/upgrade: the run with a progress bar over verify + unpack, then the table."""
-    from oemkit.runners.install import install as run
-    from oemkit.runners.license import default_state_path
+    from oemkit.host.install import install as run
+    from oemkit.host.license_state import default_state_path
 
     with progress("verifying and unpacking", file_size(bundle)) as cb:
         report = run(bundle, prefix, trust, state_path=state or default_state_path(),
@@ -234,7 +234,7 @@ def rollback(
     Example: oemkit rollback --prefix /opt/example
     """
     with guard(json_out):
-        from oemkit.runners.install import rollback as run
+        from oemkit.host.install import rollback as run
 
         _print_install(run(prefix), json_out)
 
@@ -248,7 +248,7 @@ def status(
     Example: oemkit status --prefix /opt/example
     """
     with guard(json_out):
-        from oemkit.runners.install import status as run
+        from oemkit.host.install import status as run
 
         doc = run(prefix)
         if json_out:

@@ -1,5 +1,5 @@
 """`oemkit license ...` and `oemkit crl ...`: thin commands over oemkit.release.licensing,
-oemkit.verify.license and oemkit.runners.license."""
+oemkit.verify.license and oemkit.host.license_state."""
 
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ def issue(
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import now, parse_time
         from oemkit.errors import UsageError, VerificationError
+        from oemkit.host.license_state import read_fingerprint
         from oemkit.models.license import BundleBinding, HardwareBinding, LicenseClaims
         from oemkit.release.licensing import issue_license
-        from oemkit.runners.license import read_fingerprint
 
         chosen = [bool(bundle_digest), channel is not None, updates_until is not None]
         if sum(chosen) > 1:
@@ -171,8 +171,8 @@ def verify(
     """
     with guard(json_out):
         from oemkit.crypto.armor import read_armored
+        from oemkit.host.license_state import bundle_facts, default_state_path, verify_license
         from oemkit.license import load_trust
-        from oemkit.runners.license import bundle_facts, default_state_path, verify_license
         from oemkit.verify.bundle import verify_bundle
 
         root = load_trust(trust)
@@ -278,8 +278,8 @@ def fingerprint(
 
         from oemkit._fs import atomic_write_bytes
         from oemkit.errors import EnvironmentProblem
-        from oemkit.runners.license import collect_host
-        from oemkit.runners.license import fingerprint as make_fp
+        from oemkit.host.license_state import collect_host
+        from oemkit.host.license_state import fingerprint as make_fp
 
         host = collect_host()
         if not host:

@@ -27,7 +27,7 @@ from oemkit.cli._output import (
 )
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
-# runners.media.MAX_PARTS, not imported: that module is loaded only when a command runs,
+# host.media.MAX_PARTS, not imported: that module is loaded only when a command runs,
 # so that `oemkit --help` stays fast (tests check the two agree).
 MAX_PARTS = typer.Option(4096, "--max-parts", parser=int_option("--max-parts", 1, 10_000_000),
                          help="Reader limit: parts in one split (the index is bounded by "
@@ -56,7 +56,7 @@ def split(
     """
     with guard(json_out):
         from oemkit.crypto.keys import load_private_file
-        from oemkit.runners.media import parse_size, split_bundle
+        from oemkit.host.media import parse_size, split_bundle
 
         part_size = parse_size(size)
         keys = [load_private_file(p, passphrase_for(p)) for p in key]
@@ -114,7 +114,7 @@ def join(
     Example: oemkit join /media/usb/model-1.0.oemb.* --trust trust-root.json
     """
     with guard(json_out):
-        from oemkit.runners.media import plan_join
+        from oemkit.host.media import plan_join
 
         plan = plan_join(parts, trust, out=out, index=index,
                          limits=limits(max_files, max_member, max_payload), force=force,

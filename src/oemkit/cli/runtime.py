@@ -1,4 +1,4 @@
-"""`oemkit profile ...` and `oemkit smoke`: thin commands over oemkit.runners."""
+"""`oemkit profile ...` and `oemkit smoke`: thin commands over host.profiles and measure.smoke."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def profile_list(json_out: bool = JSON_OPT) -> None:
     Example: oemkit profile list
     """
     with guard(json_out):
-        from oemkit.runners.profiles import load_profile, shipped_profiles
+        from oemkit.host.profiles import load_profile, shipped_profiles
 
         profiles = [load_profile(name) for name in sorted(shipped_profiles())]
         if json_out:
@@ -44,7 +44,7 @@ def profile_show(
     with guard(json_out):
         import json
 
-        from oemkit.runners.profiles import load_profile
+        from oemkit.host.profiles import load_profile
 
         profile = load_profile(name)
         if json_out:
@@ -60,7 +60,7 @@ def profile_detect(json_out: bool = JSON_OPT) -> None:
     Example: oemkit profile detect
     """
     with guard(json_out):
-        from oemkit.runners.profiles import detect_host, load_profile, shipped_profiles, unmet
+        from oemkit.host.profiles import detect_host, load_profile, shipped_profiles, unmet
 
         host = detect_host()
         verdicts = {}
@@ -106,9 +106,9 @@ def smoke(
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import format_time, now
         from oemkit.errors import UsageError
+        from oemkit.host.license_state import default_state_path
+        from oemkit.measure.smoke import run_smoke
         from oemkit.report.junit import junit_xml
-        from oemkit.runners.license import default_state_path
-        from oemkit.runners.smoke import run_smoke
 
         if (attest_key is None) != (out is None):
             raise UsageError("E_USAGE", "--attest-key and --out go together",

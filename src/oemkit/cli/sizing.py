@@ -100,8 +100,8 @@ def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batc
 
     from oemkit._fs import atomic_write_bytes
     from oemkit.errors import UsageError
+    from oemkit.measure.sizing import SizingRequest, parse_duration, parse_slo, run_sizing
     from oemkit.report.sizing import to_html, to_markdown
-    from oemkit.runners.sizing import SizingRequest, parse_duration, parse_slo, run_sizing
 
     formats = {f.strip() for f in format.split(",") if f.strip()}
     if not formats or formats - {"json", "md", "html"}:

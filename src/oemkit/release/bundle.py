@@ -511,7 +511,7 @@ def _check_config(spec: BundleSpec) -> None:
     section = spec.raw.get("config")
     if not section:
         return
-    from oemkit.runners.migrate import (
+    from oemkit.host.migrate import (
         MAX_CONFIG,
         config_version,
         load_configs,

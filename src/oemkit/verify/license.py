@@ -62,7 +62,7 @@ def _reject(code: str, message: str, *, field: str | None = None, hint: str,
 
 @dataclass(frozen=True)
 class LicenseState:
-    """What this host remembers between verifications (see runners/license.py)."""
+    """What this host remembers between verifications (see host/license_state.py)."""
 
     last_seen: dt.datetime | None = None
     crl: bytes | None = None

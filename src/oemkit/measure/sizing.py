@@ -118,8 +118,8 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
                *, progress: ProgressFn | None = None,
                python: str = sys.executable) -> dict[str, Any]:
     """Measure and recommend; returns the sizing document (what ``sizing.json`` holds)."""
-    from oemkit.runners.profiles import load_profile
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.profiles import load_profile
+    from oemkit.host.unpack import unpack_bundle
 
     say = progress or (lambda _msg: None)
     profile = load_profile(profile_name) if profile_name.endswith((".yaml", ".yml")) or (
@@ -139,7 +139,7 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
 
 def _run(bundle: Path, report: Any, profile: Any, request: SizingRequest, work: Path,
          say: ProgressFn, python: str) -> dict[str, Any]:
-    from oemkit.runners.profiles import detect_host, unmet
+    from oemkit.host.profiles import detect_host, unmet
 
     host = detect_host()
     reasons = unmet(profile, host)

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from oemkit.errors import EXIT_ENV, EXIT_FAILED, EXIT_OK, InputError, OemkitError
+from oemkit.host.profiles import HostInfo, Profile, detect_host, load_profile
 from oemkit.models.report import Check
-from oemkit.runners.profiles import HostInfo, Profile, detect_host, load_profile
 
 CHILD = Path(__file__).with_name("_smoke_child.py")
 
@@ -88,7 +88,7 @@ def run_smoke(bundle: Path, profile_name: str, trust: Path | bytes, *,
               license_file: Path | None = None, state_path: Path | None = None,
               environment: str | None = None, python: str = sys.executable) -> SmokeResult:
     """Run the whole smoke test; raises only for bad input (profile, paths): exit 2/3."""
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.unpack import unpack_bundle
 
     result = SmokeResult(bundle=str(bundle))
     # A profile file is checked before anything runs; a name is looked up after unpacking,
@@ -122,7 +122,7 @@ def run_unpacked(result: SmokeResult, manifest: Any, root_dir: Path, profile: Pr
     ``install``/``upgrade`` call this on a new slot; ``work`` holds scratch files.
     """
     root_dir, work = root_dir.resolve(), work.resolve()
-    from oemkit.runners.profiles import unmet
+    from oemkit.host.profiles import unmet
 
     result.profile = profile
     result.host = result.host or detect_host()
@@ -150,7 +150,7 @@ def run_unpacked(result: SmokeResult, manifest: Any, root_dir: Path, profile: Pr
 def _license(result: SmokeResult, report: Any, license_file: Path | None,
              state_path: Path | None, environment: str | None) -> bool:
     from oemkit._fs import read_input
-    from oemkit.runners.license import bundle_facts, verify_license
+    from oemkit.host.license_state import bundle_facts, verify_license
 
     licenses = ([(str(license_file), read_input(license_file, "license", 1 << 20))]
                 if license_file else report.licenses)

@@ -1,6 +1,6 @@
 """Install, upgrade, roll back: A/B slots under a prefix, switched atomically.
 
-Layout (nothing else may be in a prefix: :mod:`oemkit.runners.prefix` refuses anything
+Layout (nothing else may be in a prefix: :mod:`oemkit.host.prefix` refuses anything
 oemkit does not make, and never follows a symbolic link)::
 
     PREFIX/slots/NAME-VERSION-DIGEST12/   one verified bundle: bundle/ (payload),
@@ -40,8 +40,8 @@ from oemkit import __version__
 from oemkit._fs import atomic_write_bytes
 from oemkit._time import format_time, now
 from oemkit.errors import EnvironmentProblem, InputError, OemkitError, VerificationError
+from oemkit.host.prefix import LOCK, SLOTS, TMP_PREFIX, Journal, Layout, scan
 from oemkit.models.report import Check
-from oemkit.runners.prefix import LOCK, SLOTS, TMP_PREFIX, Journal, Layout, scan
 
 if TYPE_CHECKING:
     from oemkit.verify.bundle import Limits
@@ -178,7 +178,7 @@ def _kind(value: Any) -> str:
 def read_slot(slot: Path) -> SlotRecord:
     """The checked ``slot.json`` of a slot directory (never read through a link);
     ``E_SLOT_DAMAGED`` when it is missing, unreadable or malformed."""
-    from oemkit.runners.prefix import read_regular
+    from oemkit.host.prefix import read_regular
 
     where = f"{slot.name}/slot.json"
     try:
@@ -333,7 +333,7 @@ def _no_previous(prefix: Path) -> InputError:
 def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
                         trust: Path | bytes, staging: Path, layout: Layout,
                         journal: Journal, **opts: Any) -> InstallReport:
-    from oemkit.runners.unpack import unpack_bundle
+    from oemkit.host.unpack import unpack_bundle
 
     try:
         verified = unpack_bundle(bundle, staging / "bundle", trust,
@@ -460,7 +460,7 @@ def _prepare_slot(report: InstallReport, slot: Path, verified: Any, current: Pat
 def _license(report: InstallReport, verified: Any, license_file: Path | None,
              state_path: Path | None) -> bool:
     from oemkit._fs import read_input
-    from oemkit.runners.license import bundle_facts, verify_license
+    from oemkit.host.license_state import bundle_facts, verify_license
 
     licenses = ([(str(license_file), read_input(license_file, "license", 1 << 20))]
                 if license_file else verified.licenses)
@@ -526,7 +526,7 @@ def _config_version(path: Path) -> int | None:
 def _config(report: InstallReport, slot: Path, verified: Any, current: Path | None,
             config_file: Path | None) -> bool:
     """Write the slot's live config: given, migrated from the current slot, or default."""
-    from oemkit.runners.migrate import kept_path, load_configs, plan, read_config
+    from oemkit.host.migrate import kept_path, load_configs, plan, read_config
 
     section = verified.manifest.runtime.config
     if not section:
@@ -574,7 +574,7 @@ def _kept(sidecar: Path) -> dict[str, Any]:
     """The current slot's kept-aside values (a JSON object), or a coded error."""
     from oemkit._canonical import parse_json
     from oemkit._fs import read_input
-    from oemkit.runners.migrate import MAX_CONFIG
+    from oemkit.host.migrate import MAX_CONFIG
 
     doc = parse_json(read_input(sidecar, "kept-aside values", MAX_CONFIG),
                      what=str(sidecar), code="E_CONFIG_INVALID")
@@ -588,8 +588,8 @@ def _kept(sidecar: Path) -> dict[str, Any]:
 def _slot_configs(slot: Path) -> Any:
     """The config versions and migrations of an installed slot's (verified) bundle."""
     from oemkit._canonical import parse_json
+    from oemkit.host.migrate import load_configs
     from oemkit.models.manifest import Manifest
-    from oemkit.runners.migrate import load_configs
 
     manifest = Manifest.from_dict(parse_json((slot / "manifest.json").read_bytes(),
                                              what=f"{slot.name}/manifest.json"))
@@ -600,8 +600,8 @@ def _slot_configs(slot: Path) -> Any:
 
 def _smoke(report: InstallReport, slot: Path, manifest: Any, profile_name: str | None,
            python: str) -> bool:
-    from oemkit.runners.profiles import load_profile
-    from oemkit.runners.smoke import SmokeResult, run_unpacked
+    from oemkit.host.profiles import load_profile
+    from oemkit.measure.smoke import SmokeResult, run_unpacked
 
     name = profile_name or (manifest.runtime.profiles[0] if manifest.runtime.profiles
                             else "cpu-small")

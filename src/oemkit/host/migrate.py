@@ -144,7 +144,7 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None, *,
         import shutil
         import tempfile
 
-        from oemkit.runners.unpack import unpack_bundle
+        from oemkit.host.unpack import unpack_bundle
 
         work = Path(tempfile.mkdtemp(prefix="oemkit-migrate-"))
         try:
