@@ -7,7 +7,10 @@ oemkit, never a verdict: sysexits' EX_SOFTWARE), 130 interrupted.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oemkit.codes import Code
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,6 +72,13 @@ class OemkitError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+    def code_info(self) -> Code | None:
+        """This error's entry in the error registry (``oemkit.codes``, docs/ERRORS.md), or
+        None for an unregistered code. Looked up lazily: raising never imports the registry."""
+        from oemkit.codes import REGISTRY
+
+        return REGISTRY.get(self.code)
 
 
 class VerificationError(OemkitError):

@@ -1,0 +1,147 @@
+"""The error registry (src/oemkit/codes.py) against the source tree and docs/ERRORS.md.
+
+The source is scanned at run time (every module under src/oemkit, wherever it lives), so
+a code added, moved or raised with a new family anywhere is seen.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oemkit import codes, errors
+from oemkit.codes import FAMILY_EXIT, INTERNAL_EXIT, REGISTRY, REWRAPS, UNRAISED, Scan, X
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "oemkit"
+ERRORS_MD = ROOT / "docs" / "ERRORS.md"
+REGENERATE = "python -m oemkit.codes --markdown > docs/ERRORS.md"
+
+
+@pytest.fixture(scope="module")
+def scanned() -> Scan:
+    return codes.scan(SRC)
+
+
+def _where(scanned: Scan, code: str, kind: str | None = None) -> list[str]:
+    return [f"{s.module}:{s.line} ({s.kind} {s.family})" for s in scanned.sites
+            if s.code == code and (kind is None or s.kind == kind)]
+
+
+def test_the_scan_sees_every_way_a_code_is_raised(scanned: Scan) -> None:
+    """Not vacuous: hundreds of sites, and each way of raising a code is recognised."""
+    assert len(scanned.sites) > 400
+    assert len({s.code for s in scanned.sites}) > 150
+    raised = scanned.raised()
+    assert raised["E_UNSIGNED"] == {"VerificationError"}          # through verify's _fail
+    assert raised["E_STOP"] == {"OemkitError"}                   # super().__init__("E_STOP")
+    assert "InputError" in raised["E_JSON"]                       # parse_json's default code
+    assert "InputError" in raised["E_MIGRATION_ROUNDTRIP"]        # `first.code or "E_…"`
+    assert raised["E_USAGE"] == {"UsageError"}
+    assert {s.kind for s in scanned.sites if s.code == "E_PART_MISSING"} >= {"record"}
+    assert any(r.caught == "InputError" and r.raised == "VerificationError"
+               for r in scanned.rewraps)
+
+
+def test_every_code_in_the_source_is_registered(scanned: Scan) -> None:
+    missing = sorted({s.code for s in scanned.sites} - set(REGISTRY))
+    assert not missing, {code: _where(scanned, code) for code in missing}
+
+
+def test_every_registered_code_is_emitted_somewhere(scanned: Scan) -> None:
+    used = {s.code for s in scanned.sites}
+    dead = sorted(set(REGISTRY) - used - set(UNRAISED))
+    assert not dead, f"{dead} are registered but never raised: remove them from " \
+                     "src/oemkit/codes.py, or list them in UNRAISED with why they stay"
+    assert not set(UNRAISED) - set(REGISTRY)
+
+
+def test_no_code_is_raised_with_an_undeclared_family(scanned: Scan) -> None:
+    """A second family (exit code) for a code is either declared in its ``also``, with a
+    reason, or a mistake."""
+    wrong: dict[str, list[str]] = {}
+    for site in scanned.sites:
+        entry = REGISTRY.get(site.code)
+        if site.kind == "raise" and entry and site.family not in (entry.family, *entry.also):
+            wrong.setdefault(site.code, []).append(
+                f"{site.module}:{site.line} raises it as {site.family}, registered as "
+                f"{entry.family}" + (f" (also {', '.join(entry.also)})" if entry.also else ""))
+    assert not wrong, wrong
+
+
+def test_declared_second_families_are_real_families_with_a_reason() -> None:
+    for code in REGISTRY.values():
+        assert code.family not in code.also, code.name
+        assert all(a in FAMILY_EXIT for a in code.also), code.name
+        assert bool(code.also) == bool(code.reason), code.name
+        assert len(set(code.also)) == len(code.also), code.name
+
+
+def test_every_rewrap_is_declared(scanned: Scan) -> None:
+    """``Family(exc.code, …)`` changes a code's family: each such place is declared."""
+    undeclared = [f"{r.module}:{r.line} {r.function}: {r.caught} -> {r.raised}"
+                  for r in scanned.rewraps
+                  if (r.function, r.caught, r.raised) not in REWRAPS]
+    assert not undeclared, f"{undeclared}: add them to REWRAPS in src/oemkit/codes.py " \
+                           "(and the codes that change family to their `also`)"
+
+
+def test_registry_entries_are_well_formed() -> None:
+    assert len(REGISTRY) == len(codes._CODES), "a code is registered twice"
+    for name, code in REGISTRY.items():
+        assert name == code.name and name.startswith("E_"), name
+        assert code.meaning.strip() and "\n" not in code.meaning, name
+        assert "\n" not in code.hint and "\n" not in code.reason, name
+        assert code.family in FAMILY_EXIT or code.family == X, name
+
+
+def test_exit_codes_are_the_families_exit_codes() -> None:
+    for family, exit_code in FAMILY_EXIT.items():
+        cls = getattr(errors, family)
+        assert issubclass(cls, errors.OemkitError) and cls.exit_code == exit_code, family
+    assert INTERNAL_EXIT == {"E_INTERNAL": errors.EXIT_INTERNAL,
+                             "E_INTERRUPTED": errors.EXIT_INTERRUPTED}
+    for code in REGISTRY.values():
+        want = INTERNAL_EXIT[code.name] if code.family == X else FAMILY_EXIT[code.family]
+        assert code.exit_code == want, code.name
+    assert {c.name for c in REGISTRY.values() if c.family == X} == set(INTERNAL_EXIT)
+
+
+def test_errors_md_is_what_the_generator_writes(scanned: Scan) -> None:
+    made = codes.markdown(scanned)
+    assert ERRORS_MD.read_text(encoding="utf-8") == made, \
+        f"docs/ERRORS.md differs from the registry and the source; run: {REGENERATE}"
+    for name in REGISTRY:
+        assert f"| `{name}` |" in made, name
+    assert "(undeclared)" not in made
+
+
+def test_the_generator_runs_as_a_module() -> None:
+    out = subprocess.run([sys.executable, "-m", "oemkit.codes", "--markdown"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.startswith("# Error codes\n")
+    bad = subprocess.run([sys.executable, "-m", "oemkit.codes"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--markdown" in bad.stderr
+
+
+def test_code_info_and_lookup() -> None:
+    info = errors.VerificationError("E_UNSIGNED", "no signature").code_info()
+    assert info is not None and info.exit_code == 1 and info.family == "VerificationError"
+    assert errors.InputError("E_NOT_REGISTERED", "x").code_info() is None
+    assert codes.lookup("E_USAGE").exit_code == errors.EXIT_USAGE
+    with pytest.raises(KeyError, match=r"docs/ERRORS\.md"):
+        codes.lookup("E_NOT_REGISTERED")
+
+
+def test_the_registry_stays_off_the_hot_paths() -> None:
+    """``oemkit`` start-up (and raising an error) never imports the registry."""
+    probe = ("import sys, oemkit.cli, oemkit.errors\n"
+             "oemkit.errors.InputError('E_JSON', 'x').to_dict()\n"
+             "print('oemkit.codes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "False"
