@@ -145,3 +145,26 @@ def test_the_registry_stays_off_the_hot_paths() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
     assert out.strip() == "False"
+
+
+def test_the_scan_catches_a_new_second_family_and_an_unregistered_code(
+        tmp_path: Path) -> None:
+    """The checks above are not vacuous: a probe module added anywhere in a copy of the
+    tree, raising a registered code with another family (directly and through a helper)
+    and an unregistered code, is seen."""
+    import shutil
+
+    tree = tmp_path / "oemkit"
+    shutil.copytree(SRC, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "verify" / "zz_probe.py").write_text(
+        "from oemkit.errors import EnvironmentProblem, UsageError\n\n\n"
+        "def _oops(code: str, message: str) -> UsageError:\n"
+        "    return UsageError(code, message)\n\n\n"
+        "def probe() -> None:\n"
+        "    if probe:\n"
+        "        raise _oops(\"E_UNSIGNED\", \"x\")\n"
+        "    raise EnvironmentProblem(\"E_NOT_A_REAL_CODE\", \"y\")\n", encoding="utf-8")
+    result = codes.scan(tree)
+    assert result.raised()["E_UNSIGNED"] == {"VerificationError", "UsageError"}
+    assert result.raised()["E_NOT_A_REAL_CODE"] == {"EnvironmentProblem"}
+    assert "E_NOT_A_REAL_CODE" not in REGISTRY

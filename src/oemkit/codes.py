@@ -206,10 +206,9 @@ _CODES = (
     _c("E_INTERRUPTED", X,
        "any command: interrupted (Ctrl-C, end of input at a prompt)"),
     _c("E_JSON", I,
-       "a JSON document that is not strict JSON where no more specific code applies: a member "
-       "read by `sbom`/`provenance` without `--trust`, the claims of a license given to "
-       "`license inspect` or `license attach` (`sign` now refuses a bad provenance with "
-       "`E_PROVENANCE_INVALID`)",
+       "a JSON document that is not strict JSON where no more specific code applies (a member "
+       "read by `sbom`/`provenance` without `--trust`, the claims given to `license "
+       "inspect`/`attach`)",
        "the file is damaged or not JSON",
        also=(V,),
        reason="a file given to a command is bad input (3); a bundle member that is not JSON is "
@@ -262,9 +261,8 @@ _CODES = (
        "another migration holds `FILE.lock`",
        "wait for it to finish, then run this again"),
     _c("E_LOCK_UNSAFE", I,
-       "any lock (`PREFIX/.lock`, migrate apply's `FILE.lock`, the license state's "
-       "`<state>.lock`): the lock path is a symbolic link, a directory or a special file; it "
-       "is never opened through (inside a prefix, `E_PREFIX_LAYOUT` comes first)"),
+       "a lock path (`PREFIX/.lock`, migrate apply's `FILE.lock`, the license state's "
+       "`<state>.lock`) is a symbolic link, a directory or a special file; never opened through"),
     _c("E_MANIFEST_DIGEST", V,
        "manifest bytes do not match the signed provenance subject (`sign` refuses such a "
        "bundle too)",
@@ -308,10 +306,9 @@ _CODES = (
     _c("E_MIGRATION_GAP", I,
        "no migration for a hop of the chain"),
     _c("E_MIGRATION_INVALID", I,
-       "the bundle's migrations file is malformed (shape, non-consecutive or duplicate "
-       "versions, unknown operation with a suggestion, arguments, `convert` types, `scale` "
-       "factor, empty separators; a dotted path deeper than 32 levels or 1024 characters, more "
-       "than 1000 migrations or 10,000 steps)",
+       "the bundle's migrations file is malformed (shape, versions, unknown operation, "
+       "arguments, `convert` types, paths over 32 levels or 1024 characters, over 1000 "
+       "migrations or 10,000 steps)",
        "see the migration operations in docs/INSTALL.md"),
     _c("E_MIGRATION_IRREVERSIBLE", I,
        "a downgrade crosses a `convert` without `from_type` (a warning in `migrate test`)",
@@ -409,7 +406,7 @@ _CODES = (
        "the bundle is hostile or damaged; do not use it"),
     _c("E_PERMISSION", E,
        "that file cannot be read",
-       "run as the user that owns it, or fix its permissions (oemkit writes it 0600)"),
+       "run as the user that owns it, or fix its permissions"),
     _c("E_PIP", E,
        "install/upgrade (row `dependencies`): the offline `pip install` of the bundle's wheels "
        "failed; `wheelhouse fetch`: `pip download` failed"),
@@ -421,9 +418,7 @@ _CODES = (
        "this again"),
     _c("E_PREFIX_LAYOUT", I,
        "install/upgrade/rollback/status: the prefix holds an entry oemkit does not make, or "
-       "one of another type (a symlinked `slots`, `.lock` or `.journal`, `current`/`previous` "
-       "not a link to `slots/NAME`, a file or link under `slots/`, any other top-level entry "
-       "such as `.cache.tmp`), each named; judged before anything is created or locked",
+       "one of another type (each named); judged before anything is created or locked",
        "oemkit only works in a new or empty directory or in one it laid out itself, and never "
        "follows or removes what it did not make: move these entries away (or choose another "
        "--prefix), then run this again"),
@@ -487,9 +482,8 @@ _CODES = (
        "shape",
        "pass two sizing.json files written by 'oemkit sizing'"),
     _c("E_SLOT_DAMAGED", I,
-       "`upgrade` (row `version`, without `--allow-downgrade`) over a current slot, `rollback` "
-       "to a previous slot, whose `slot.json` is missing, unreadable or not what install "
-       "writes (`status` lists such a slot as incomplete instead)"),
+       "`upgrade` (without `--allow-downgrade`) or `rollback` meets a slot whose `slot.json` "
+       "is missing, unreadable or not what install writes"),
     _c("E_SMOKE_TIMEOUT", V,
        "smoke check `run`/`entrypoint`: killed after the profile's `timeout_s`",
        "the model hangs or is far too slow for this host"),
@@ -586,8 +580,7 @@ _CODES = (
        "ends early while copying)"),
     _c("E_TRUST_BELOW_THRESHOLD", I,
        "`trust retire-key`/`revoke-key`: the change would leave fewer active keys of one of "
-       "the key's usages than that usage's threshold (for `root` always; for the other usages "
-       "unless none is left at all); the hint says which key to add or threshold to lower first"),
+       "the key's usages than that usage's threshold"),
     _c("E_TRUST_CHAIN_LENGTH", V,
        "more than 256 newer carried roots",
        "the bundle is hostile or damaged"),
@@ -650,13 +643,9 @@ _CODES = (
        "no signature member",
        "sign it with 'oemkit sign BUNDLE --key KEY'"),
     _c("E_USAGE", U,
-       "bad `--usage`/`--algorithm`/key name, impossible threshold (`trust init --threshold`, "
-       "`trust set-threshold`), no `--key`, same root key twice, bad `sbom` arguments, bad "
-       "`license issue`/`crl issue` options (`--grace`, `--limit`, `--revoke`, two bundle "
-       "bindings, `--match` without `--hardware`), `smoke --attest-key` without `--out`; "
-       "`sizing`: bad `--slo` (only p99), `--duration`, `--batch`, `--threads`, `--format`, no "
-       "bundle/`--profile`/`--trust`, `compare` without two files",
-       "use e.g. 14d, 36h or 90m"),
+       "the command was called wrongly: a bad, missing or conflicting option or argument "
+       "(click's usage errors too; every numeric option)",
+       "see the command's --help"),
     _c("E_WHEEL_DUPLICATE", I,
        "the wheelhouse holds two wheels of one project",
        "keep one wheel per project (the one for the target platform)"),
@@ -677,13 +666,10 @@ _CODES = (
        "remove or rename it (join never writes into, or removes, a folder it did not make), or "
        "choose another --out"),
     _c("E_WRITE", E,
-       "cannot create the output directory, a temporary file, an `init` file, or `unpack`'s "
-       "staging directory; any write or rename failure during `unpack` (nothing is left "
-       "behind); install/upgrade/rollback: the prefix or its lock cannot be created, or a "
-       "write or rename fails while preparing or switching a slot (the current slot is "
-       "unchanged); `migrate apply`: the lock file cannot be created",
-       "free space or fix the permissions there, or pass another state file (--state, "
-       "$OEMKIT_STATE)"),
+       "a write, create or rename fails (output directory, temporary file, `init`, `unpack` "
+       "staging, an install prefix, slot or lock, migrate apply's lock, join's output); "
+       "nothing half-written is left",
+       "free space or fix the permissions there, or choose another output"),
 )
 
 REGISTRY: dict[str, Code] = {code.name: code for code in _CODES}
