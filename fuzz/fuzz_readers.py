@@ -73,6 +73,7 @@ def setup() -> None:
     from hostile import make_corpus
     from oemkit._canonical import canonical_json
     from oemkit.host import migrate
+    from oemkit.models import config as config_model
     from oemkit.models.manifest import PROVENANCE, SBOM
     from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
     from oemkit.verify.bundle import inspect_bundle
@@ -101,7 +102,7 @@ def setup() -> None:
         zstd=zstandard.ZstdCompressor(level=1), config_parts=config_parts,
         config=dict(config_parts), marked=marked, canonical=canonical_json,
         control=dict(forge.parts()), inspect=inspect_bundle, read=read_member_json,
-        rows=component_rows, diff=sbom_diff, migrate=migrate, sbom=SBOM,
+        rows=component_rows, diff=sbom_diff, migrate=migrate, config_model=config_model, sbom=SBOM,
         provenance=PROVENANCE, bundle=folder / "fuzz.oemb", host_config=folder / "config.json",
     )
     _S["control_sbom"] = read_member_json(_write(outer_bytes(_S["control"])), SBOM).doc
@@ -126,12 +127,12 @@ def _sbom(path: Path) -> None:
 
 
 def _configs(path: Path) -> None:
-    migrate = _S["migrate"]
+    migrate, config_model = _S["migrate"], _S["config_model"]
     configs = migrate.bundle_configs(path)
-    migrate.upgrade_path_test(configs)
+    config_model.upgrade_path_test(configs)
     for version in sorted(configs.samples):
         for name, sample in configs.samples[version]:
-            migrate.plan(sample, configs, name)
+            config_model.plan(sample, configs, name)
 
 
 def _config_bundle(**kw: Any) -> bytes:
@@ -171,10 +172,10 @@ def run(data: bytes) -> Any:
                  for p, d, m in _S["files"]]
         return _configs(_write(outer_bytes(_S["forge"].parts(
             files, manifest_edit=_S["with_config"]))))
-    migrate = _S["migrate"]
+    migrate, config_model = _S["migrate"], _S["config_model"]
     _S["host_config"].write_bytes(rest)
     configs = migrate.bundle_configs(_write(outer_bytes(_S["config_parts"])))
-    return migrate.plan(migrate.read_config(_S["host_config"]), configs, "config.json")
+    return config_model.plan(migrate.read_config(_S["host_config"]), configs, "config.json")
 
 
 def check(data: bytes) -> None:

@@ -11,13 +11,8 @@ from typer.testing import CliRunner
 from helpers import REPO
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, InputError
-from oemkit.host.migrate import (
-    apply_file,
-    bundle_configs,
-    migration_lock,
-    plan,
-    upgrade_path_test,
-)
+from oemkit.host.migrate import apply_file, bundle_configs, migration_lock
+from oemkit.models.config import plan, upgrade_path_test
 from oemkit.models.migration import Step, apply_steps, chain, parse_migrations
 
 runner = CliRunner()

@@ -34,6 +34,7 @@ from oemkit._canonical import b64decode, canonical_json
 from oemkit.errors import OemkitError
 from oemkit.host import media, migrate
 from oemkit.host.license_state import load_state, save_state
+from oemkit.models import config as config_model
 from oemkit.models.manifest import PROVENANCE, SBOM
 from oemkit.models.trust import TrustRoot
 from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
@@ -101,13 +102,13 @@ CONFIG_BUNDLE = _config_bundle()
 CONTROL_SBOM = json.loads(dict(FORGE.parts())["sbom.cdx.json"])
 
 
-def _configs(path: Path) -> migrate.BundleConfigs:
+def _configs(path: Path) -> config_model.BundleConfigs:
     configs = migrate.bundle_configs(path)
     assert configs.verified is False
-    migrate.upgrade_path_test(configs)
+    config_model.upgrade_path_test(configs)
     for version in sorted(configs.samples):
         for name, sample in configs.samples[version]:
-            migrate.plan(sample, configs, name)
+            config_model.plan(sample, configs, name)
     return configs
 
 

@@ -30,21 +30,13 @@ _DEFAULT: Any = object()
 
 
 def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
-    """A pinned trust root from a file, its bytes, or an already-parsed root."""
+    """A pinned trust root from a file, its bytes, or an already-parsed root
+    (``oemkit.verify.trust.load_pinned``)."""
     if isinstance(trust, TrustRoot):
         return trust
-    from oemkit._fs import read_input
-    from oemkit.errors import InputError, VerificationError
-    from oemkit.verify.trust import check_self_signed, parse_root
+    from oemkit.verify.trust import load_pinned
 
-    data = trust if isinstance(trust, bytes) else read_input(Path(trust), "trust root")
-    signed = parse_root(data, "--trust")
-    try:
-        check_self_signed(signed, "--trust")
-    except VerificationError as exc:
-        raise InputError(exc.code, exc.message, hint="the pinned trust root is not properly "
-                         "signed; get it again from the vendor") from exc
-    return signed.root
+    return load_pinned(trust)
 
 
 def verify(

@@ -384,12 +384,8 @@ from hostile.review_runtime import (  # noqa: E402
     config_bundle,
     config_files,
 )
-from oemkit.host.migrate import (  # noqa: E402
-    apply_file,
-    bundle_configs,
-    load_configs,
-    plan,
-)
+from oemkit.host.migrate import apply_file, bundle_configs  # noqa: E402
+from oemkit.models.config import load_configs, plan  # noqa: E402
 
 
 def _files() -> dict[str, bytes]:

@@ -67,7 +67,8 @@ def migrate_plan(
     Example: oemkit migrate plan --config /etc/app/config.json --to example-0.2.0.oemb
     """
     with guard(json_out):
-        from oemkit.host.migrate import plan, read_config
+        from oemkit.host.migrate import read_config
+        from oemkit.models.config import plan
 
         result = plan(read_config(config),
                       _configs(to, trust, (max_files, max_member, max_payload)), str(config))
@@ -126,7 +127,7 @@ def migrate_test(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
-        from oemkit.host.migrate import upgrade_path_test
+        from oemkit.models.config import upgrade_path_test
         from oemkit.report.junit import junit_xml
 
         checks = upgrade_path_test(_configs(bundle, trust,

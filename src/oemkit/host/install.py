@@ -526,7 +526,8 @@ def _config_version(path: Path) -> int | None:
 def _config(report: InstallReport, slot: Path, verified: Any, current: Path | None,
             config_file: Path | None) -> bool:
     """Write the slot's live config: given, migrated from the current slot, or default."""
-    from oemkit.host.migrate import kept_path, load_configs, plan, read_config
+    from oemkit.host.migrate import kept_path, read_config
+    from oemkit.models.config import load_configs, plan
 
     section = verified.manifest.runtime.config
     if not section:
@@ -574,7 +575,7 @@ def _kept(sidecar: Path) -> dict[str, Any]:
     """The current slot's kept-aside values (a JSON object), or a coded error."""
     from oemkit._canonical import parse_json
     from oemkit._fs import read_input
-    from oemkit.host.migrate import MAX_CONFIG
+    from oemkit.models.config import MAX_CONFIG
 
     doc = parse_json(read_input(sidecar, "kept-aside values", MAX_CONFIG),
                      what=str(sidecar), code="E_CONFIG_INVALID")
@@ -588,7 +589,7 @@ def _kept(sidecar: Path) -> dict[str, Any]:
 def _slot_configs(slot: Path) -> Any:
     """The config versions and migrations of an installed slot's (verified) bundle."""
     from oemkit._canonical import parse_json
-    from oemkit.host.migrate import load_configs
+    from oemkit.models.config import load_configs
     from oemkit.models.manifest import Manifest
 
     manifest = Manifest.from_dict(parse_json((slot / "manifest.json").read_bytes(),

@@ -511,7 +511,7 @@ def _check_config(spec: BundleSpec) -> None:
     section = spec.raw.get("config")
     if not section:
         return
-    from oemkit.host.migrate import (
+    from oemkit.models.config import (
         MAX_CONFIG,
         config_version,
         load_configs,
@@ -656,11 +656,10 @@ def _check_against(trust: Path | str | bytes, carried: list[tuple[str, bytes]]) 
     must chain from it (``verify``'s ``walk_chain``) and the CRL must be signed by a
     ``crl`` key of the newest root (``read_crl``). A mistake here is found in the release
     job instead of by every host that receives the bundle."""
-    from oemkit.license import load_trust
     from oemkit.verify.license import read_crl
-    from oemkit.verify.trust import walk_chain
+    from oemkit.verify.trust import load_pinned, walk_chain
 
-    pinned = load_trust(trust)
+    pinned = load_pinned(trust)
     roots = [(name, data) for name, data in carried if name.startswith(TRUST_DIR)]
     try:
         root, _ = walk_chain(pinned, roots)

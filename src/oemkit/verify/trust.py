@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from oemkit._canonical import canonical_json, parse_json
@@ -234,3 +235,20 @@ def walk_chain(
         current = signed.root
         walked.append(current.version)
     return current, walked
+
+
+def load_pinned(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
+    """A pinned trust root from a file, its bytes, or an already-parsed root: parsed and
+    self-signed (a root that is not is ``InputError`` with the verification's code)."""
+    if isinstance(trust, TrustRoot):
+        return trust
+    from oemkit._fs import read_input
+
+    data = trust if isinstance(trust, bytes) else read_input(Path(trust), "trust root")
+    signed = parse_root(data, "--trust")
+    try:
+        check_self_signed(signed, "--trust")
+    except VerificationError as exc:
+        raise InputError(exc.code, exc.message, hint="the pinned trust root is not properly "
+                         "signed; get it again from the vendor") from exc
+    return signed.root
