@@ -57,26 +57,46 @@ def _register_license_commands() -> None:
 
     app.add_typer(license_app, name="license")
     app.add_typer(crl_app, name="crl")
-    from oemkit.cli.runtime import profile_app, smoke
+
+
+def _register_profile_commands() -> None:
+    from oemkit.cli.profile import profile_app
 
     app.add_typer(profile_app, name="profile")
+
+
+def _register_smoke_commands() -> None:
+    from oemkit.cli.smoke import smoke
+
     app.command()(smoke)
+
+
+def _register_install_commands() -> None:
     from oemkit.cli import install as inst
 
     app.add_typer(inst.migrate_app, name="migrate")
     app.add_typer(inst.wheelhouse_app, name="wheelhouse")
     for command in (inst.install, inst.upgrade, inst.rollback, inst.status):
         app.command()(command)
+
+
+def _register_sizing_commands() -> None:
     from oemkit.cli.sizing import sizing
 
     app.command()(sizing)
+
+
+def _register_media_commands() -> None:
     from oemkit.cli.media import join, split
 
     app.command()(split)
     app.command()(join)
 
 
-_register_license_commands()
+for _register in (_register_license_commands, _register_profile_commands,
+                  _register_smoke_commands, _register_install_commands,
+                  _register_sizing_commands, _register_media_commands):
+    _register()
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
