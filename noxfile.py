@@ -1,5 +1,6 @@
 """Sessions: `nox -s tests` (the suite, offline, hostile corpus and property tests included),
-`nox -s lint` (ruff, mypy strict) and `nox -s fuzz -- SECONDS` (atheris, not run by default)."""
+`nox -s lint` (ruff, mypy strict, import-linter's layering contract) and
+`nox -s fuzz -- SECONDS` (atheris, not run by default)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "fuzz", "benchmarks", "noxfile.py", "bundles",
                 "keys-example")
     session.run("mypy")
+    session.run("lint-imports")  # the layering of pyproject.toml's [tool.importlinter]
 
 
 @nox.session
