@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from oemkit import codes, errors
-from oemkit.codes import FAMILY_EXIT, INTERNAL_EXIT, REGISTRY, REWRAPS, UNRAISED, Scan, X
+from oemkit.codes import (
+    CONTAINED,
+    FAMILY_EXIT,
+    INTERNAL_EXIT,
+    REGISTRY,
+    REWRAPS,
+    UNRAISED,
+    Scan,
+    X,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "oemkit"
@@ -87,6 +96,51 @@ def test_every_rewrap_is_declared(scanned: Scan) -> None:
                   if (r.function, r.caught, r.raised) not in REWRAPS]
     assert not undeclared, f"{undeclared}: add them to REWRAPS in src/oemkit/codes.py " \
                            "(and the codes that change family to their `also`)"
+
+
+def test_every_declared_rewrap_is_in_the_source(scanned: Scan) -> None:
+    """No stale REWRAPS entry: a declaration names a place the scan still finds."""
+    found = {(r.function, r.caught, r.raised) for r in scanned.rewraps}
+    stale = sorted(str(key) for key in set(REWRAPS) - found)
+    assert not stale, f"{stale}: no such re-raise in the source; drop them from REWRAPS"
+
+
+def test_the_pinned_root_is_loaded_in_one_place(scanned: Scan) -> None:
+    """verify.trust.load_pinned is the one place a bad pinned root becomes bad input (3):
+    verify_open_bundle and plan_join call it instead of restating the check."""
+    pinned = [(r.module, r.function) for r in scanned.rewraps
+              if r.caught == "VerificationError" and r.raised == "InputError"]
+    assert ("oemkit.verify.trust", "load_pinned") in pinned
+    assert {f for _, f in pinned} <= {"load_pinned", "_successor"}, pinned
+    holders = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                     if "pinned trust root is not properly" in p.read_text("utf-8"))
+    assert holders == ["verify/trust.py"], holders
+
+
+def test_contained_codes_are_raised_only_where_they_are_caught(scanned: Scan) -> None:
+    """E_STOP and E_STATE_INVALID never reach a user: no module but their own emits them,
+    and E_STOP's class is no family the payload reader restates or the CLI reports."""
+    assert set(CONTAINED) <= set(REGISTRY)
+    for name, (module, how) in CONTAINED.items():
+        assert how
+        where = {s.module for s in scanned.sites if s.code == name and s.kind != "reference"}
+        assert where == {module}, (name, where)
+    from oemkit.host.migrate import _Enough
+
+    assert type(_Enough()).__mro__[1] is errors.OemkitError
+    assert _Enough().code == "E_STOP"
+
+
+def test_a_state_file_that_is_not_json_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    from oemkit.host.license_state import load_state
+
+    for data in (b"{not json", b"\xff\xfe", b"[" * 100 + b"]" * 100, b'{"a": 1, "a": 2}'):
+        path = tmp_path / "state.json"
+        path.write_bytes(data)
+        _, note = load_state(path)
+        assert note is not None and "is corrupt" in note, note
+        assert "E_STATE_INVALID" not in note
+        assert (tmp_path / "state.json.corrupt").read_bytes() == data
 
 
 def test_registry_entries_are_well_formed() -> None:

@@ -179,10 +179,7 @@ _CODES = (
     _c("E_INDEX_INVALID", V,
        "the index is not a well-formed media index (JSON, envelope, fields, types, parts that "
        "do not tile the bundle, not canonical)",
-       "copy the .index.json file written by 'oemkit split' again",
-       also=(I,),
-       reason="BUG candidate: read_index parses the index JSON with InputError (3) while its "
-              "other checks and the docs say 1"),
+       "copy the .index.json file written by 'oemkit split' again"),
     _c("E_INDEX_MISMATCH", V,
        "the joined bundle verifies but is not the one the index names (its manifest digest, "
        "name or version differs)",
@@ -531,16 +528,18 @@ _CODES = (
        "spec is not UTF-8, empty, a YAML syntax error, a non-string key or an alias "
        "(`schema.py`)"),
     _c("E_STATE_INVALID", I,
-       "the license state file is not strict JSON (it is then set aside as `.corrupt` with a "
-       "warning, never an answer)"),
+       "internal: the license state file is not strict JSON; `_parse_state` catches it at "
+       "once and the file is set aside as `.corrupt` with a warning (never an error, never "
+       "an exit code)"),
     _c("E_STATE_UNUSABLE", E,
        "the state path is a directory, a special file (FIFO, device), below something that is "
        "not a folder, or unreadable for another reason (§10)",
        "move it away (oemkit creates the state file itself), or pass another state file "
        "(--state, $OEMKIT_STATE)"),
     _c("E_STOP", O,
-       "internal signal: the unverified config read has every wanted payload file; caught at "
-       "once, never reaches a user"),
+       "internal signal: the unverified config read has every wanted payload file; raised by "
+       "its sink, passed on by the payload reader and suppressed by `_unverified_configs`; "
+       "never reaches a user"),
     _c("E_TAR_CHECKSUM", V,
        "header checksum mismatch (after the first header)"),
     _c("E_TAR_END", V,
@@ -683,14 +682,10 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "an unreadable slot.json is restated: the installed version is unknown",
     ("judge_attached", f"{V}|{I}", V):
         "an attached license that cannot even be read (e.g. E_TOO_LARGE) is still a \"no\"",
-    ("plan_join", V, I):
-        "a pinned trust root that is not properly self-signed is bad input (3)",
-    ("load_trust", V, I):
-        "a pinned trust root that is not properly self-signed is bad input (3)",
     ("load_pinned", V, I):
-        "a pinned trust root that is not properly self-signed is bad input (3)",
-    ("verify_open_bundle", V, I):
-        "a pinned trust root that is not properly self-signed is bad input (3)",
+        "a pinned trust root that is not properly self-signed is bad input (3); the one "
+        "pinned-root loader (verify_bundle, verify_open_bundle, plan_join and "
+        "oemkit.license.load_trust call it)",
     ("verify_open_bundle", I, V):
         "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
     ("_check_config", I, I):
@@ -703,6 +698,20 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a signature member that does not parse is the bundle's fault (1)",
     ("_admit", O, V):
         "a carried trust root that does not parse or load is the bundle's fault (1)",
+}
+
+#: Codes that never reach a user (no command prints them, no exit code carries them), so
+#: no docs code table but this registry lists them: each is raised only in the module
+#: named, and caught there; tests/test_codes.py fails if another module raises one.
+CONTAINED: dict[str, tuple[str, str]] = {
+    "E_STOP": ("oemkit.host.migrate",
+               "_Enough (an OemkitError, not a VerificationError, so the payload reader "
+               "neither restates it nor turns it into E_PAYLOAD_CORRUPT) is raised by the "
+               "sink of _unverified_configs and suppressed around its _stream_payload call"),
+    "E_STATE_INVALID": ("oemkit.host.license_state",
+                        "_parse_state turns parse_json's InputError into _Corrupt (message "
+                        "only); _read_state sets the file aside with a warning and _save "
+                        "starts afresh"),
 }
 
 #: Registered codes no source raises, with why they stay (none today).
@@ -1055,6 +1064,16 @@ def _lines(result: Scan) -> Iterator[str]:
                       if code.also else "")
                    + f" | {_cell(code.meaning)} | {_cell(code.hint)} | {where} |")
         yield ""
+    yield "## Codes that never reach a user"
+    yield ""
+    yield ("Raised and caught inside one module; no command prints them and no exit code "
+           "carries them (tests/test_codes.py fails if another module raises one).")
+    yield ""
+    yield "| code | module | how it is contained |"
+    yield "|---|---|---|"
+    for name, (module, how) in sorted(CONTAINED.items()):
+        yield f"| `{name}` | {module.removeprefix('oemkit.')} | {_cell(how)} |"
+    yield ""
     yield "## Codes raised with two families"
     yield ""
     yield ("Raised on purpose with a second family (and so a second exit code); any other "

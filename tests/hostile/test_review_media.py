@@ -305,6 +305,32 @@ def test_every_number_is_an_exact_integer_in_range(split4k, pinned, old, new, fr
     assert fragment in err.value.message, err.value.message
 
 
+NOT_JSON = [b"{", b"\xff\xfe{}", b"[" * 100 + b"]" * 100, b'{"a": 1, "a": 2}',
+            b'{"a": NaN}']
+
+
+@pytest.mark.parametrize("raw", NOT_JSON)
+def test_an_index_that_is_not_json_is_e_index_invalid_exit_1(pinned, raw):
+    """Issue 14: E_INDEX_INVALID has one exit code. An envelope or a payload that is not
+    strict JSON is a "no" (1) like every other malformed index, never bad input (3)."""
+    for data in (raw, review_media.envelope(raw)):
+        with pytest.raises(VerificationError) as err:
+            read_index(data, pinned)
+        assert err.value.code == "E_INDEX_INVALID" and err.value.exit_code == 1, data[:20]
+        assert "is not a valid media index" in err.value.message
+
+
+def test_cli_join_of_an_index_that_is_not_json_exits_1(split4k, trust_file, tmp_path):
+    from oemkit.cli import app
+
+    split4k.index.write_bytes(b"{not json")
+    result = CliRunner().invoke(app, ["join", str(split4k.index), *map(str, split4k.parts),
+                                      "--trust", str(trust_file), "--out",
+                                      str(tmp_path / "j.oemb"), "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "E_INDEX_INVALID"
+
+
 def test_index_fields_are_exact(split4k, pinned):
     payload = _payload(split4k.index)
     cases = [

@@ -491,7 +491,7 @@ def read_index(data: bytes, pinned: Any, what: str = "the index", *,
     if len(data) > limit:
         raise _index_too_large(what, len(data), limit, max_parts)
     try:
-        obj = parse_json(data, what=what, code="E_INDEX_INVALID")
+        obj = parse_json(data, what=what)  # restated below as E_INDEX_INVALID (exit 1)
         if not isinstance(obj, dict) or set(obj) != {"payload", "payloadType", "signatures"}:
             raise _bad_index("not a DSSE envelope", what)
         if obj["payloadType"] != INDEX_PAYLOAD_TYPE:
@@ -514,7 +514,7 @@ def read_index(data: bytes, pinned: Any, what: str = "the index", *,
     signers = _index_signers(payload, raw, pinned, what) if raw else ()
     _bound_structure(payload, max_parts, what)
     try:
-        doc = parse_json(payload, what=f"{what} payload", code="E_INDEX_INVALID")
+        doc = parse_json(payload, what=f"{what} payload")  # restated: E_INDEX_INVALID
     except InputError as exc:
         raise _bad_index(exc.message, what) from exc
     index = MediaIndex.from_dict(doc, max_parts=max_parts, what=what)
@@ -868,7 +868,7 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
     part's header and size against the index: :class:`PartsError` names every foreign,
     mislabelled, duplicated, truncated or damaged-header part before anything is copied.
     Missing parts are not an error yet (they may already be in the work area)."""
-    from oemkit.verify.trust import check_self_signed, parse_root
+    from oemkit.verify.trust import load_pinned
 
     paths = [Path(p) for p in parts]
     if not paths and index is None:
@@ -876,12 +876,7 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
                          "ROOT")
     pinned_bytes = trust if isinstance(trust, bytes) else read_input(Path(trust),
                                                                        "trust root")
-    signed_root = parse_root(pinned_bytes, "--trust")
-    try:
-        check_self_signed(signed_root, "--trust")
-    except VerificationError as exc:
-        raise InputError(exc.code, exc.message, hint="the pinned trust root is not properly "
-                         "signed; get it again from the vendor") from exc
+    pinned_root = load_pinned(pinned_bytes)
     out_file = Path(out) if out is not None else None
     directory = Path.cwd()
     if out_file is not None and out_file.is_dir():
@@ -898,7 +893,7 @@ def plan_join(parts: Sequence[Path | str], trust: Path | str | bytes, *,
                              hint="oemkit join NAME.oemb.index.json NAME.oemb.part* --trust "
                                   "ROOT")
         index_path, index_bytes = saved
-    loaded = read_index(index_bytes, signed_root.root, what=str(index_path),
+    loaded = read_index(index_bytes, pinned_root, what=str(index_path),
                         max_parts=max_parts)
     idx = loaded.index
     work_dir = (work_dir_for(out_file) if out_file is not None

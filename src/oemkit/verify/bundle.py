@@ -47,7 +47,7 @@ from oemkit.models.manifest import (
 from oemkit.models.report import VerifyReport
 from oemkit.models.trust import MAX_ROOT_BYTES, TrustKey, TrustRoot
 from oemkit.verify.sbom import check_sbom
-from oemkit.verify.trust import check_self_signed, parse_root, walk_chain
+from oemkit.verify.trust import load_pinned, walk_chain
 
 ProgressFn = Callable[[int], None]
 #: Opens a writable file for a payload entry during verification (used by unpack).
@@ -809,16 +809,7 @@ def verify_open_bundle(
     """
     limits = limits or Limits()
     report = VerifyReport(bundle=name)
-    if isinstance(pinned, bytes):
-        signed_root = parse_root(pinned, "--trust")
-        try:
-            check_self_signed(signed_root, "--trust")
-        except VerificationError as exc:
-            raise InputError(exc.code, exc.message, hint="the pinned trust root is not "
-                             "properly signed; get it again from the vendor") from exc
-        pinned_root = signed_root.root
-    else:
-        pinned_root = pinned
+    pinned_root = load_pinned(pinned)
     try:
         _verify(handle, pinned_root, report, limits, progress, sink)
     except VerificationError as exc:
