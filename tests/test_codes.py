@@ -143,6 +143,29 @@ def test_a_state_file_that_is_not_json_is_a_warning_not_an_error(tmp_path: Path)
         assert (tmp_path / "state.json.corrupt").read_bytes() == data
 
 
+@pytest.mark.parametrize("module", ["oemkit.verify.bundle", "oemkit.verify.trust"])
+def test_public_verify_functions_document_what_they_raise(scanned: Scan, module: str) -> None:
+    """Issue 14 step 4: every public function of verify/bundle.py and verify/trust.py has
+    a ``Raises:`` section naming only registered codes, and every code its own body
+    raises."""
+    import importlib
+    import inspect
+    import re
+
+    mod = importlib.import_module(module)
+    functions = [(name, fn) for name, fn in vars(mod).items() if inspect.isfunction(fn)
+                 and fn.__module__ == module and not name.startswith("_")]
+    assert len(functions) >= 6
+    for name, fn in functions:
+        doc = inspect.getdoc(fn) or ""
+        assert "\nRaises:\n" in doc, f"{module}.{name} has no Raises: section"
+        named = set(re.findall(r"\bE_[A-Z0-9_]+", doc.split("\nRaises:\n", 1)[1]))
+        assert named <= set(REGISTRY), (name, named - set(REGISTRY))
+        own = {s.code for s in scanned.sites
+               if s.module == module and s.function == name and s.kind == "raise"}
+        assert own <= named, (name, own - named)
+
+
 def test_registry_entries_are_well_formed() -> None:
     assert len(REGISTRY) == len(codes._CODES), "a code is registered twice"
     for name, code in REGISTRY.items():

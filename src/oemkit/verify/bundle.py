@@ -148,6 +148,9 @@ def flags_needed(member_sizes: dict[str, int], files: int,
     ``oemkit build`` prints them, so that a legitimately giant bundle does not first meet
     its limits on a disconnected host. Armored members (licenses, the CRL) have a fixed
     limit no flag raises.
+
+    Raises:
+        Nothing coded: it only compares sizes.
     """
     limits = limits or DEFAULT_LIMITS
     metadata = {n: s for n, s in member_sizes.items() if n != PAYLOAD}
@@ -180,7 +183,18 @@ def _fail(code: str, message: str, *, check: str, member: str | None = None,
 
 
 def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:
-    """Scan the outer archive and check member order and the metadata budgets."""
+    """Scan the outer archive and check member order and the metadata budgets.
+
+    Raises:
+        VerificationError: from the outer tar, ``E_NOT_A_BUNDLE``, ``E_TAR_HEADER``,
+            ``E_TAR_CHECKSUM``, ``E_TAR_PADDING``, ``E_TAR_END``, ``E_TAR_TRAILING``,
+            ``E_TRUNCATED``, ``E_MEMBER_NAME``, ``E_MEMBER_TYPE``, ``E_MEMBER_SIZE`` (a
+            member over its limit, or the metadata over ``max_metadata_total``),
+            ``E_TOO_MANY_MEMBERS``; from the order, ``E_MEMBER_DUPLICATE``,
+            ``E_MEMBER_UNKNOWN``, ``E_MEMBER_MISSING`` (a required member),
+            ``E_MEMBER_ORDER``; ``E_TOO_MANY_SIGNATURES``, ``E_TOO_MANY_LICENSES`` (over
+            ``limits``).
+    """
     members = scan_outer(handle, max_members=limits.max_members,
                          max_member_size=limits.member_limit)
     _check_order(members)
@@ -384,7 +398,13 @@ def _statement(provenance: bytes) -> dict[str, Any]:
 
 def parse_manifest(data: bytes) -> Manifest:
     """The manifest from its exact bytes: strict JSON, canonical (the bytes must be
-    ``canonical_json`` of their parse: one document, one encoding), then the schema."""
+    ``canonical_json`` of their parse: one document, one encoding), then the schema.
+
+    Raises:
+        VerificationError: ``E_MANIFEST_INVALID`` (check ``manifest``, member
+            ``manifest.json``) for each: not strict JSON, no canonical form, bytes not
+            the canonical form, the schema; a parse error is restated, never InputError.
+    """
     try:
         obj = parse_json(data, what=MANIFEST)
         canonical = canonical_json(obj)
@@ -804,8 +824,17 @@ def verify_open_bundle(
 ) -> VerifyReport:
     """Verify an open bundle against a pinned trust root (its document bytes or parsed).
 
-    Never raises for a bad bundle: the report holds every passed check and the failure.
-    InputError for a malformed pinned trust root still propagates (exit code 3).
+    Never raises for a bad bundle: the report holds every passed check and the failure
+    (a VerificationError's code, exit 1, also for a member that does not parse). Bytes
+    are loaded by :func:`oemkit.verify.trust.load_pinned`; a parsed root is used as is.
+
+    Raises:
+        InputError: a malformed pinned trust root (exit 3): the codes of
+            :func:`oemkit.verify.trust.parse_root` (``E_TRUST_INVALID``, ``E_TOO_LARGE``,
+            ``E_TOO_MANY_SIGNATURES``, ``E_ENVELOPE``, ``E_BASE64``,
+            ``E_TRUST_TOO_MANY_KEYS``, ``E_TRUST_WEAK_KEY``, ``E_KEY_FORMAT``,
+            ``E_KEY_ALGORITHM``) and ``E_TRUST_THRESHOLD`` (not properly self-signed).
+        OSError: reading ``handle`` fails; writing to ``sink`` fails (unpack).
     """
     limits = limits or Limits()
     report = VerifyReport(bundle=name)
@@ -940,7 +969,14 @@ def verify_bundle(
     """Verify the bundle file at ``bundle`` against the trust root file at ``trust``.
 
     ``trust`` may also be the trust root's bytes or a parsed :class:`TrustRoot`.
-    Returns a :class:`VerifyReport`; check ``report.ok``.
+    Returns a :class:`VerifyReport`; check ``report.ok`` (a bad bundle is a failed
+    report, never an exception).
+
+    Raises:
+        InputError: ``E_NOT_FOUND`` or ``E_NOT_A_FILE`` (the bundle or the trust root
+            file); ``E_TOO_LARGE`` (a trust root file over 16 MiB); a malformed pinned
+            trust root, as :func:`verify_open_bundle`.
+        EnvironmentProblem: ``E_PERMISSION`` (either file may not be read).
     """
     from pathlib import Path
 
@@ -961,6 +997,14 @@ def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, An
     canonical JSON and its schema, ``parse_manifest``) and the member set it lists.
     Only the manifest's bytes are read; nothing is believed. Bad input raises a coded
     :class:`VerificationError`.
+
+    Raises:
+        InputError: ``E_NOT_FOUND``, ``E_NOT_A_FILE`` (the bundle path).
+        EnvironmentProblem: ``E_PERMISSION``.
+        VerificationError: the codes of :func:`scan_bundle`; ``E_TRUNCATED`` (the
+            manifest member); ``E_MANIFEST_INVALID`` (:func:`parse_manifest`);
+            ``E_MEMBER_MISSING`` (a member the manifest lists), ``E_MEMBER_UNLISTED``;
+            ``E_PAYLOAD_DIGEST`` (the payload member's size is not the manifest's).
     """
     from pathlib import Path
 

@@ -54,7 +54,15 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
     """The envelope and its payload as JSON, with the cheap checks only: JSON, DSSE shape,
     payload type, at most :data:`MAX_ROOT_SIGNATURES` signatures, and the payload's shape
     and counts (``TrustRoot.check_shape``), and at most :data:`MAX_ROOT_BYTES` bytes in
-    all. No key is loaded, no signature checked."""
+    all. No key is loaded, no signature checked.
+
+    Raises:
+        InputError: ``E_TOO_LARGE`` (over :data:`MAX_ROOT_BYTES`, before parsing);
+            ``E_TRUST_INVALID`` (not strict JSON, another payload type, a payload that is
+            not JSON or not a trust root's shape); ``E_ENVELOPE`` or ``E_BASE64`` (not a
+            DSSE envelope); ``E_TOO_MANY_SIGNATURES`` (over
+            :data:`MAX_ROOT_SIGNATURES`); ``E_TRUST_TOO_MANY_KEYS`` (over 256 keys).
+    """
     if len(data) > MAX_ROOT_BYTES:
         raise InputError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
                          f"{MAX_ROOT_BYTES} for a trust root document)",
@@ -89,7 +97,15 @@ def _complete(env: Envelope, payload: Any, what: str) -> SignedRoot:
 
 
 def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
-    """Decode a trust root document without judging its signatures."""
+    """Decode a trust root document without judging its signatures.
+
+    Raises:
+        InputError: the codes of :func:`parse_root_envelope`; ``E_TRUST_INVALID`` (a
+            field of the wrong type or range, a key listed twice, a key id not its key's,
+            a payload not in canonical form); ``E_KEY_FORMAT`` or ``E_KEY_ALGORITHM`` (a
+            public key that does not load); ``E_TRUST_WEAK_KEY`` (a small-order Ed25519
+            key).
+    """
     env, payload = parse_root_envelope(data, what)
     return _complete(env, payload, what)
 
@@ -99,12 +115,22 @@ def _candidates(keys: Sequence[TrustKey]) -> list[tuple[str, object]]:
 
 
 def count_root_signers(env: Envelope, by: TrustRoot) -> list[str]:
-    """Key ids among ``by``'s active root keys that signed ``env``."""
+    """Key ids among ``by``'s active root keys that signed ``env``.
+
+    Raises:
+        InputError: only for a ``by`` not made by :func:`parse_root` (its keys are loaded
+            there first): ``E_KEY_FORMAT`` or ``E_KEY_ALGORITHM``.
+    """
     return signers_of(env, _candidates(by.active_root_keys()))  # type: ignore[arg-type]
 
 
 def check_self_signed(signed: SignedRoot, what: str = "trust root") -> None:
-    """The root must carry a threshold of signatures from its own active root keys."""
+    """The root must carry a threshold of signatures from its own active root keys.
+
+    Raises:
+        VerificationError: ``E_TRUST_THRESHOLD`` (fewer valid self-signatures than the
+            root's ``root`` threshold); :func:`load_pinned` restates it as InputError.
+    """
     signers = count_root_signers(signed.envelope, signed.root)
     need = signed.root.thresholds["root"]
     if len(signers) < need:
@@ -165,7 +191,15 @@ def _check_unrevoked(current: TrustRoot, new: TrustRoot, what: str) -> None:
 
 
 def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
-    """Judge ``new`` as the next version after ``current``: no rollback, no skip, thresholds."""
+    """Judge ``new`` as the next version after ``current``: no rollback, no skip, thresholds.
+
+    Raises:
+        VerificationError: ``E_TRUST_ROLLBACK`` (not newer than ``current``);
+            ``E_TRUST_SKIP`` (not exactly one newer); ``E_TRUST_UNREVOKED`` (a key
+            ``current`` marks compromised is dropped or given another status);
+            ``E_TRUST_THRESHOLD`` (too few signatures from ``current``'s root keys, or
+            from its own). ``release.trust`` restates them as InputError (exit 3).
+    """
     _check_version(current, new.root.version, what)
     _check_unrevoked(current, new.root, what)
     _check_chained(current, new.envelope, new.root.version, what)
@@ -215,6 +249,18 @@ def walk_chain(
     must be ``trust/root-N.json``; versions at or below the pinned one are ignored (the
     bundle predates the host's root) and never read; newer ones must chain without gaps.
     Returns the newest trusted root and the versions walked.
+
+    Raises:
+        VerificationError: with ``member`` the carried root's name, at the first failure:
+            ``E_TRUST_INVALID`` (a name not ``trust/root-N.json``, a document whose
+            version is not ``N``, or one that does not parse); ``E_TRUST_CHAIN_LENGTH``
+            (more than :data:`MAX_CHAIN` newer versions, before any is read);
+            ``E_TRUST_SKIP`` (a gap); ``E_TRUST_ROLLBACK`` (a version given twice);
+            ``E_TRUST_THRESHOLD``; ``E_TRUST_UNREVOKED``; and, restated from parsing
+            (exit 1, not 3), ``E_TOO_LARGE``, ``E_TOO_MANY_SIGNATURES``, ``E_ENVELOPE``,
+            ``E_BASE64``, ``E_TRUST_TOO_MANY_KEYS``, ``E_TRUST_WEAK_KEY``,
+            ``E_KEY_FORMAT``, ``E_KEY_ALGORITHM``. A reading function passes on what it
+            raises (``E_TRUNCATED`` for a bundle member).
     """
     named = [(_carried_version(name), i, name, data) for i, (name, data) in enumerate(carried)]
     newer = sorted(item for item in named if item[0] > pinned.version)
@@ -239,7 +285,19 @@ def walk_chain(
 
 def load_pinned(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
     """A pinned trust root from a file, its bytes, or an already-parsed root: parsed and
-    self-signed (a root that is not is ``InputError`` with the verification's code)."""
+    self-signed (a root that is not is ``InputError`` with the verification's code).
+
+    The one pinned-root loader: :func:`oemkit.verify.bundle.verify_open_bundle`,
+    ``host.media.plan_join`` and ``oemkit.license.load_trust`` call it. A parsed
+    :class:`TrustRoot` is returned as it is (its caller vouches for it).
+
+    Raises:
+        InputError: for a file, ``E_NOT_FOUND``, ``E_NOT_A_FILE`` (a directory) or
+            ``E_TOO_LARGE`` (over 16 MiB); the codes of :func:`parse_root` (named
+            ``--trust``); ``E_TRUST_THRESHOLD`` (not properly self-signed: exit 3 here,
+            with the hint to get the root again from the vendor).
+        EnvironmentProblem: ``E_PERMISSION`` (the file may not be read).
+    """
     if isinstance(trust, TrustRoot):
         return trust
     from oemkit._fs import read_input
