@@ -31,7 +31,15 @@ _DEFAULT: Any = object()
 
 def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
     """A pinned trust root from a file, its bytes, or an already-parsed root
-    (``oemkit.verify.trust.load_pinned``)."""
+    (``oemkit.verify.trust.load_pinned``).
+
+    Raises:
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE (a file over 16 MiB);
+            E_TRUST_INVALID, E_ENVELOPE, E_BASE64, E_TOO_MANY_SIGNATURES,
+            E_TRUST_TOO_MANY_KEYS, E_TRUST_WEAK_KEY, E_KEY_FORMAT, E_KEY_ALGORITHM, E_TIME (not
+            a trust root); E_TRUST_THRESHOLD (not properly self-signed: exit 3 here).
+        EnvironmentProblem: E_PERMISSION.
+    """
     if isinstance(trust, TrustRoot):
         return trust
     from oemkit.verify.trust import load_pinned
@@ -54,6 +62,18 @@ def verify(
     ``Verdict.warnings``. ``now`` (default: the host clock) must be timezone-aware.
     ``host`` defaults to this machine's hardware ids and ``environment`` to
     ``$OEMKIT_ENV``.
+
+    Raises:
+        LicenseError: E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE,
+            E_SIG_INVALID, E_CLAIMS_INVALID, E_CRIT_UNKNOWN, E_KEY_REVOKED, E_KEY_WINDOW,
+            E_CRL_ROLLBACK, E_CRL_STALE, E_REVOKED, E_LICENSE_SUPERSEDED, E_CLOCK_BEHIND,
+            E_CLOCK_ROLLBACK, E_NOT_YET_VALID, E_EXPIRED, E_BUNDLE_MISMATCH, E_HW_MISMATCH,
+            E_ENV_MISMATCH.
+        VerificationError: E_ARMOR, E_ENVELOPE (license or CRL), E_CRL_INVALID.
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE (license, CRL, trust root),
+            E_LOCK_UNSAFE, E_TIME, and :func:`load_trust`'s codes.
+        EnvironmentProblem: E_STATE_UNUSABLE, E_PERMISSION, E_WRITE, E_LOCKED.
+        UsageError: E_USAGE for a naive ``now``.
     """
     from oemkit._fs import read_input
     from oemkit.host.license_state import default_state_path, verify_license

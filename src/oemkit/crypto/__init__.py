@@ -1,0 +1,1 @@
+"""Keys, DSSE envelopes and Sigstore bundles, ASCII armor."""

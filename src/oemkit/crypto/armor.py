@@ -34,6 +34,8 @@ def _armor_error(message: str, what: str) -> VerificationError:
 
 
 def armor(label: str, data: bytes) -> bytes:
+    """Wrap ``data`` in one ``-----BEGIN LABEL-----`` block of 64-column base64
+    (what :func:`dearmor` reads back)."""
     text = base64.b64encode(data).decode("ascii")
     lines = [text[i:i + 64] for i in range(0, len(text), 64)]
     return ("\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
@@ -47,7 +49,12 @@ def too_large(what: str, size: str) -> InputError:
 
 
 def read_armored(path: Path, what: str) -> bytes:
-    """Read an armored file (license or CRL), refusing one over MAX_ARMORED bytes."""
+    """Read an armored file (license or CRL), refusing one over MAX_ARMORED bytes.
+
+    Raises:
+        InputError: E_NOT_FOUND, E_NOT_A_FILE; E_TOO_LARGE over MAX_ARMORED bytes.
+        EnvironmentProblem: E_PERMISSION when the file cannot be read.
+    """
     from oemkit._fs import open_input
 
     with open_input(path, what) as handle:
@@ -62,7 +69,12 @@ def read_armored(path: Path, what: str) -> bytes:
 
 
 def dearmor(data: bytes, label: str, what: str) -> bytes:
-    """The bytes inside exactly one armor block with ``label`` (strict base64)."""
+    """The bytes inside exactly one armor block with ``label`` (strict base64).
+
+    Raises:
+        InputError: E_TOO_LARGE over MAX_ARMORED bytes.
+        VerificationError: E_ARMOR: not ASCII, no or another label, bad base64.
+    """
     if len(data) > MAX_ARMORED:
         raise too_large(what, str(len(data)))
     try:
@@ -118,7 +130,11 @@ def sign_document(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> byt
 
 
 def parse_document(data: bytes, what: str) -> SignedDoc:
-    """Decode an envelope with exactly one signature; structural errors are E_ENVELOPE."""
+    """Decode an envelope with exactly one signature; structural errors are E_ENVELOPE.
+
+    Raises:
+        VerificationError: E_ENVELOPE for every structural fault (bad JSON or base64 too).
+    """
     from oemkit._canonical import b64decode, parse_json
 
     def bad(message: str) -> VerificationError:

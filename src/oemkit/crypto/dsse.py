@@ -38,6 +38,7 @@ class Envelope:
     signatures: tuple[bytes, ...]
 
     def to_dict(self, keyid: str = "") -> dict[str, Any]:
+        """The envelope as DSSE JSON fields, each signature labelled ``keyid``."""
         return {
             "payload": b64encode(self.payload),
             "payloadType": self.payload_type,
@@ -93,12 +94,19 @@ def verify_signature(public: PublicKey, payload_type: str, payload: bytes, sig: 
     Checked with cryptography directly (cheap to import, no signer machinery): Ed25519,
     or ECDSA P-256 with SHA-256 and a DER signature, as securesystemslib and cosign write,
     in its low-S form only (:func:`is_canonical_ecdsa`; a high-S twin is refused).
+
+    Raises:
+        Nothing: an invalid, malformed or high-S signature is ``False``.
     """
     return verify_raw(public, pae(payload_type, payload), sig)
 
 
 def verify_raw(public: PublicKey, message: bytes, sig: bytes) -> bool:
-    """Verify ``sig`` over ``message`` (already the exact signed bytes)."""
+    """Verify ``sig`` over ``message`` (already the exact signed bytes).
+
+    Raises:
+        Nothing: an invalid, malformed or high-S signature is ``False``.
+    """
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -136,7 +144,12 @@ def _bad(what: str, detail: str) -> InputError:
 
 
 def parse_envelope(obj: Any, what: str) -> Envelope:
-    """Validate and decode a DSSE envelope dict (payload type, payload, signatures)."""
+    """Validate and decode a DSSE envelope dict (payload type, payload, signatures).
+
+    Raises:
+        InputError: E_ENVELOPE (fields, types, no signatures), E_BASE64 (payload or
+            a signature), E_TOO_MANY_SIGNATURES (over MAX_SIGNATURES).
+    """
     if not isinstance(obj, dict):
         raise _bad(what, "not a JSON object")
     unknown = set(obj) - {"payload", "payloadType", "signatures"}
@@ -184,7 +197,12 @@ def sigstore_bundle(envelope: Envelope, public: PublicKey) -> dict[str, Any]:
 
 
 def parse_sigstore_bundle(data: bytes, what: str) -> Envelope:
-    """Parse a Sigstore v0.3 bundle and return its DSSE envelope (hint ignored)."""
+    """Parse a Sigstore v0.3 bundle and return its DSSE envelope (hint ignored).
+
+    Raises:
+        InputError: E_ENVELOPE (not JSON, wrong mediaType, no dsseEnvelope, or as
+            :func:`parse_envelope`), E_BASE64, E_TOO_MANY_SIGNATURES.
+    """
     obj = parse_json(data, what=what, code="E_ENVELOPE")
     if not isinstance(obj, dict) or obj.get("mediaType") != SIGSTORE_BUNDLE_V03:
         raise _bad(what, f"mediaType is not {SIGSTORE_BUNDLE_V03}")

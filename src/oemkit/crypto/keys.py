@@ -25,12 +25,14 @@ PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
 def public_der(public: PublicKey) -> bytes:
+    """DER SubjectPublicKeyInfo of ``public``: the bytes :func:`key_id` hashes."""
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def public_pem(public: PublicKey) -> str:
+    """PEM SubjectPublicKeyInfo of ``public``: what a ``.pub`` file and a trust root hold."""
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
@@ -42,7 +44,11 @@ def key_id(public: PublicKey) -> str:
 
 
 def algorithm_of(public: object) -> Algorithm:
-    """Name the algorithm of a public key, rejecting anything oemkit does not sign with."""
+    """Name the algorithm of a public key, rejecting anything oemkit does not sign with.
+
+    Raises:
+        InputError: E_KEY_ALGORITHM for a key that is neither Ed25519 nor P-256.
+    """
     if isinstance(public, ed25519.Ed25519PublicKey):
         return "ed25519"
     if isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1):
@@ -65,6 +71,11 @@ class PrivateKeyInfo:
 
 
 def generate(algorithm: Algorithm) -> PrivateKey:
+    """A new private key for ``algorithm``.
+
+    Raises:
+        InputError: E_KEY_ALGORITHM for a name outside ALGORITHMS.
+    """
     if algorithm == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     if algorithm == "ecdsa-p256":
@@ -86,11 +97,17 @@ def private_pem(private: PrivateKey, passphrase: bytes | None) -> bytes:
 
 
 def is_encrypted_pem(data: bytes) -> bool:
+    """Whether ``data`` is an encrypted PKCS#8 PEM (it needs a passphrase)."""
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
 
 
 def load_private(data: bytes, passphrase: bytes | None, source: str) -> PrivateKeyInfo:
-    """Load a PKCS#8 PEM private key; errors name the file and what to do."""
+    """Load a PKCS#8 PEM private key; errors name the file and what to do.
+
+    Raises:
+        InputError: E_KEY_FORMAT (not a PEM private key, or unreadable),
+            E_KEY_PASSPHRASE_REQUIRED, E_KEY_PASSPHRASE (wrong), E_KEY_ALGORITHM.
+    """
     if b"PRIVATE KEY-----" not in data:
         hint = ("this is a public key; pass the .key file" if b"PUBLIC KEY-----" in data
                 else "pass a PEM private key written by 'oemkit keys generate'")
@@ -125,7 +142,12 @@ def load_private(data: bytes, passphrase: bytes | None, source: str) -> PrivateK
 
 
 def load_public(data: bytes | str, source: str) -> PublicKey:
-    """Load a PEM SubjectPublicKeyInfo public key."""
+    """Load a PEM SubjectPublicKeyInfo public key.
+
+    Raises:
+        InputError: E_KEY_FORMAT (a private key, or not a PEM public key),
+            E_KEY_ALGORITHM (neither Ed25519 nor P-256).
+    """
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     if b"PRIVATE KEY-----" in raw:
         raise InputError("E_KEY_FORMAT", f"{source} is a private key",
@@ -147,12 +169,25 @@ def load_public(data: bytes | str, source: str) -> PublicKey:
 
 
 def load_private_file(path: Path, passphrase: bytes | None) -> PrivateKeyInfo:
+    """Read a private key file (at most 64 KiB) and :func:`load_private` it.
+
+    Raises:
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE, and :func:`load_private`'s
+            E_KEY_FORMAT, E_KEY_PASSPHRASE_REQUIRED, E_KEY_PASSPHRASE, E_KEY_ALGORITHM.
+        EnvironmentProblem: E_PERMISSION.
+    """
     from oemkit._fs import read_input
 
     return load_private(read_input(path, "key file", 1 << 16), passphrase, str(path))
 
 
 def load_public_file(path: Path) -> PublicKey:
+    """Read a public key file (at most 64 KiB) and :func:`load_public` it.
+
+    Raises:
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE, E_KEY_FORMAT, E_KEY_ALGORITHM.
+        EnvironmentProblem: E_PERMISSION.
+    """
     from oemkit._fs import read_input
 
     return load_public(read_input(path, "public key file", 1 << 16), str(path))

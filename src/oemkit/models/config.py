@@ -49,6 +49,11 @@ class BundleConfigs:
     validators: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def validator(self, version: int) -> Any:
+        """The compiled schema of ``version``, compiled once and cached.
+
+        Raises:
+            InputError: E_CONFIG_SCHEMA when the schema does not compile.
+        """
         if version not in self.validators:
             from oemkit.schema import compile_schema
 
@@ -60,7 +65,12 @@ class BundleConfigs:
 
 def parse_config(data: bytes, name: str) -> Any:
     """A config-side document: YAML by suffix, otherwise strict JSON (finite numbers only:
-    ``1e400`` would be written back as ``Infinity``, which is not JSON)."""
+    ``1e400`` would be written back as ``Infinity``, which is not JSON).
+
+    Raises:
+        InputError: E_CONFIG_INVALID (not strict JSON, or a non-finite number);
+            for YAML E_SPEC_YAML, E_SPEC_DEPTH, E_SPEC_DUPLICATE_KEY.
+    """
     if name.endswith((".yaml", ".yml")):
         from oemkit.schema import load_yaml
 
@@ -95,6 +105,10 @@ def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -
     enforces), so a malformed one is ``E_CONFIG_INVALID`` naming the field, never a
     KeyError; a file it names that ``files`` lacks (absent, or over MAX_CONFIG bytes) is
     ``E_CONFIG_INVALID`` naming the file; every schema is compiled (``E_CONFIG_SCHEMA``).
+
+    Raises:
+        InputError: E_NO_CONFIG, E_CONFIG_INVALID, E_CONFIG_SCHEMA, E_MIGRATION_INVALID,
+            and :func:`parse_config`'s E_SPEC_YAML, E_SPEC_DEPTH, E_SPEC_DUPLICATE_KEY.
     """
     if not config_section:
         raise InputError("E_NO_CONFIG", "the bundle declares no config",
@@ -133,7 +147,11 @@ def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -
 
 def wanted_files(section: Any) -> set[str]:
     """The payload files a config section names (config, schemas, migrations, samples);
-    a malformed section is ``E_CONFIG_INVALID``."""
+    a malformed section is ``E_CONFIG_INVALID``.
+
+    Raises:
+        InputError: E_CONFIG_INVALID.
+    """
     if not section:
         return set()
     try:
@@ -153,6 +171,11 @@ def wanted_files(section: Any) -> set[str]:
 
 
 def config_version(config: Any, where: str) -> int:
+    """The ``schema_version`` of a config document.
+
+    Raises:
+        InputError: E_CONFIG_VERSION unless it is an integer >= 1.
+    """
     version = config.get("schema_version") if isinstance(config, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError("E_CONFIG_VERSION", f"{where} has no integer schema_version",
@@ -162,7 +185,12 @@ def config_version(config: Any, where: str) -> int:
 
 def validate_config(config: Any, schema: Any, where: str) -> None:
     """``config`` must match ``schema`` (a raw schema, or one compiled by
-    ``compile_schema``): ``E_CONFIG_INVALID`` naming the first failing field."""
+    ``compile_schema``): ``E_CONFIG_INVALID`` naming the first failing field.
+
+    Raises:
+        InputError: E_CONFIG_INVALID; E_CONFIG_SCHEMA for a raw schema that does not
+            compile.
+    """
     from oemkit.schema import compile_schema, first_error
 
     hint = "fix the config so that it matches its version's schema"
@@ -189,6 +217,7 @@ class Plan:
     changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON data: versions, steps, log, diff, kept-aside keys, result."""
         return {"from": self.source, "to": self.target,
                 "steps": [s.describe() for s in self.steps], "log": self.outcome.log,
                 "diff": self.changes, "kept_aside": sorted(self.outcome.kept),
@@ -197,7 +226,12 @@ class Plan:
 
 def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None = None,
          kept: dict[str, Any] | None = None) -> Plan:
-    """Validate ``config`` against its own version, migrate it, validate the result."""
+    """Validate ``config`` against its own version, migrate it, validate the result.
+
+    Raises:
+        InputError: E_CONFIG_VERSION, E_MIGRATION_CHAIN, E_MIGRATION_GAP,
+            E_MIGRATION_IRREVERSIBLE, E_MIGRATION_APPLY, E_CONFIG_INVALID, E_CONFIG_SCHEMA.
+    """
     source = config_version(config, where)
     target = configs.version if target is None else target
     if source not in configs.schemas:

@@ -55,6 +55,9 @@ def parse_signed_time(value: object) -> dt.datetime:
 
     Stricter than ``_time.parse_time`` (which reads command-line input): no date-only,
     basic or space-separated forms, no fractions, no offsets, no missing zone.
+
+    Raises:
+        ValueError: any other form (callers raise their own code).
     """
     if not isinstance(value, str) or not _SIGNED_TIME.fullmatch(value):
         raise ValueError(f"{value!r} is not YYYY-MM-DDTHH:MM:SSZ")
@@ -131,11 +134,17 @@ class HardwareBinding:
     components: tuple[tuple[str, str], ...]  # (kind, hex hmac)
 
     def to_dict(self) -> dict[str, Any]:
+        """The binding as its claims JSON (the inverse of :meth:`from_dict`)."""
         return {"salt": self.salt, "match": self.match,
                 "components": [{"kind": k, "hash": h} for k, h in self.components]}
 
     @classmethod
     def from_dict(cls, data: Any) -> HardwareBinding:
+        """Parse ``bindings.hardware`` strictly.
+
+        Raises:
+            VerificationError: E_CLAIMS_INVALID.
+        """
         if not isinstance(data, dict):
             raise _bad("bindings.hardware must be an object")
         _only(data, {"salt", "match", "components"}, "bindings.hardware")
@@ -169,6 +178,7 @@ class BundleBinding:
     updates_until: dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The binding as its claims JSON (the inverse of :meth:`from_dict`)."""
         out: dict[str, Any] = {}
         if self.digests:
             out["digests"] = list(self.digests)
@@ -180,6 +190,11 @@ class BundleBinding:
 
     @classmethod
     def from_dict(cls, data: Any) -> BundleBinding:
+        """Parse ``bindings.bundle`` strictly.
+
+        Raises:
+            VerificationError: E_CLAIMS_INVALID.
+        """
         if not isinstance(data, dict) or len(data) != 1:
             raise _bad("bindings.bundle must hold exactly one of digests, channel, "
                        "updates_until")
@@ -218,6 +233,7 @@ class LicenseClaims:
     extensions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The claims as JSON data (the inverse of :meth:`from_dict`)."""
         bindings: dict[str, Any] = {}
         if self.bundle:
             bindings["bundle"] = self.bundle.to_dict()
@@ -248,6 +264,12 @@ class LicenseClaims:
 
     @classmethod
     def from_dict(cls, data: Any) -> LicenseClaims:
+        """Parse a license payload strictly: unknown fields, floats, nulls and wrong
+        types are rejected.
+
+        Raises:
+            VerificationError: E_CLAIMS_INVALID.
+        """
         if not isinstance(data, dict):
             raise _bad("not a JSON object")
         if data.get("type") != LICENSE_TYPE:
@@ -319,6 +341,7 @@ class RevocationList:
     keys: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The CRL as JSON data (the inverse of :meth:`from_dict`)."""
         return {
             "type": CRL_TYPE,
             "seq": self.seq,
@@ -329,6 +352,8 @@ class RevocationList:
         }
 
     def revokes(self, license_id: str, seq: int) -> bool:
+        """Whether this list revokes re-issue ``seq`` of ``license_id`` (every
+        re-issue, or those below its ``below_seq``)."""
         if license_id not in self.licenses:
             return False
         below = self.licenses[license_id]
@@ -336,6 +361,11 @@ class RevocationList:
 
     @classmethod
     def from_dict(cls, data: Any) -> RevocationList:
+        """Parse a CRL payload strictly.
+
+        Raises:
+            VerificationError: E_CRL_INVALID.
+        """
         bad = crl_error
         if not isinstance(data, dict) or data.get("type") != CRL_TYPE:
             raise bad(f"type is not {CRL_TYPE}")

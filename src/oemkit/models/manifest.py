@@ -169,7 +169,11 @@ def check_config_section(section: Any, files: Collection[str] | None = None,
     """Check a config section (the spec's ``config:``, the manifest's ``runtime.config``)
     exactly: ``{file, schema, version[, history][, migrations]}``, every path safe and,
     when ``files`` is given, a file of the bundle; history versions unique and not the
-    current one; at most MAX_CONFIG_VERSIONS versions. Raises :class:`SectionProblem`."""
+    current one; at most MAX_CONFIG_VERSIONS versions. Raises :class:`SectionProblem`.
+
+    Raises:
+        SectionProblem: the field and why (callers raise their own code).
+    """
     checked = _keys(section, where, {"file", "schema", "version"}, {"history", "migrations"})
     _path_field(section["file"], f"{where}.file", files)
     _path_field(section["schema"], f"{where}.schema", files)
@@ -206,7 +210,11 @@ def check_config_section(section: Any, files: Collection[str] | None = None,
 
 def check_golden_section(section: Any, files: Collection[str] | None = None,
                          where: str = "golden") -> dict[str, Any]:
-    """``{inputs, outputs[, atol][, rtol]}``: payload paths and finite numbers >= 0."""
+    """``{inputs, outputs[, atol][, rtol]}``: payload paths and finite numbers >= 0.
+
+    Raises:
+        SectionProblem: the field and why (callers raise their own code).
+    """
     checked = _keys(section, where, {"inputs", "outputs"}, {"atol", "rtol"})
     _path_field(section["inputs"], f"{where}.inputs", files)
     _path_field(section["outputs"], f"{where}.outputs", files)
@@ -238,10 +246,16 @@ class FileEntry:
     mode: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as manifest JSON."""
         return {"path": self.path, "size": self.size, "sha256": self.sha256, "mode": self.mode}
 
     @classmethod
     def from_dict(cls, data: Any) -> FileEntry:
+        """Parse one ``files`` entry exactly: safe path, size, SHA-256, mode.
+
+        Raises:
+            VerificationError: E_MANIFEST_INVALID.
+        """
         if not isinstance(data, dict) or set(data) != {"path", "size", "sha256", "mode"}:
             raise _bad("a file entry must have exactly path, size, sha256, mode")
         path, size, digest, mode = data["path"], data["size"], data["sha256"], data["mode"]
@@ -259,10 +273,12 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class MemberDigest:
+    """SHA-256 and size of one outer-archive member (SBOM, payload)."""
     sha256: str
     size: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The digest as manifest JSON."""
         return {"sha256": self.sha256, "size": self.size}
 
 
@@ -278,6 +294,7 @@ class Runtime:
     migrations: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The runtime section as manifest JSON."""
         return {
             "model": self.model,
             "entrypoint": self.entrypoint,
@@ -308,10 +325,12 @@ class Manifest:
         self._by_path.update({f.path: f for f in self.files})
 
     def entry(self, path: str) -> FileEntry | None:
+        """The payload file at ``path``, or None."""
         return self._by_path.get(path)
 
     @property
     def payload_size(self) -> int:
+        """Total size of the payload files in bytes."""
         return sum(f.size for f in self.files)
 
     def to_dict(self, *, files: bool = True) -> dict[str, Any]:
@@ -332,6 +351,7 @@ class Manifest:
         return out
 
     def to_bytes(self) -> bytes:
+        """The canonical manifest bytes (RFC 8785), the files spliced in as a stream."""
         from oemkit._canonical import canonical_json_spliced, splice_marker
 
         skeleton = dict(self.to_dict(files=False), files=splice_marker())
@@ -339,6 +359,11 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
+        """Parse a manifest exactly as format v1 writes it.
+
+        Raises:
+            VerificationError: E_MANIFEST_INVALID.
+        """
         if not isinstance(data, dict):
             raise _bad("not a JSON object")
         if data.get("format") != FORMAT:

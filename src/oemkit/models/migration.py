@@ -59,9 +59,11 @@ class Step:
 
     @property
     def reversible(self) -> bool:
+        """Whether :meth:`inverse` exists (a convert must know its source type)."""
         return self.op != "convert" or "from_type" in self.args
 
     def describe(self) -> str:
+        """One line for plans and logs, e.g. ``rename a -> b``."""
         a = self.args
         return {
             "set_default": lambda: f"set default {a.get('path')} = {a.get('value')!r}",
@@ -75,6 +77,7 @@ class Step:
         }[self.op]()
 
     def inverse(self) -> Step:
+        """The step that undoes this one (only when :attr:`reversible`)."""
         a = self.args
         if self.op in ("rename", "move"):
             return Step(self.op, {"from": a["to"], "to": a["from"]})
@@ -163,6 +166,9 @@ def parse_migrations(doc: Any, where: str) -> dict[int, Migration]:
     Every argument is checked for its type here (paths dotted and at most MAX_PATH_PARTS
     deep, factors finite, separators non-empty), at most MAX_MIGRATIONS migrations and
     MAX_STEPS steps: a bundle's migrations cannot crash a host that applies them.
+
+    Raises:
+        InputError: E_MIGRATION_INVALID.
     """
     if not isinstance(doc, dict) or set(doc) != {"migrations"} or not isinstance(
             doc["migrations"], list):

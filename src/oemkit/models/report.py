@@ -24,6 +24,7 @@ class Check:
     hint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON data, without unset fields."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
@@ -51,21 +52,26 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing failed and no error was recorded."""
         return self.error is None and all(c.status != "fail" for c in self.checks)
 
     def passed(self, name: str, detail: str, member: str | None = None) -> None:
+        """Record a passed check."""
         self.checks.append(Check(name, "pass", detail, member=member))
 
     def warned(self, name: str, detail: str, hint: str | None = None) -> None:
+        """Record a warning."""
         self.checks.append(Check(name, "warn", detail, hint=hint))
 
     def failed(self, exc: OemkitError, name: str | None = None) -> None:
+        """Record ``exc`` as the error and as a failed check."""
         self.error = exc
         self.checks.append(Check(
             name or exc.check or "verification", "fail", exc.message, member=exc.member,
             code=exc.code, expected=exc.expected, actual=exc.actual, hint=exc.hint or None))
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data, its checks and error included."""
         return {
             "bundle": self.bundle,
             "ok": self.ok,

@@ -99,6 +99,7 @@ class TrustKey:
     retired_at: dt.datetime | None = None
 
     def window_end(self) -> dt.datetime | None:
+        """The end of the key's validity: the earlier of expiry and retirement."""
         ends = [t for t in (self.expires, self.retired_at) if t is not None]
         return min(ends) if ends else None
 
@@ -112,6 +113,7 @@ class TrustKey:
         return end is None or moment <= end
 
     def to_dict(self) -> dict[str, Any]:
+        """The key as trust-root JSON."""
         return {
             "keyid": self.keyid,
             "name": self.name,
@@ -126,6 +128,13 @@ class TrustKey:
 
     @classmethod
     def from_dict(cls, data: Any) -> TrustKey:
+        """Parse one key entry: shape first, then the public key, which must match
+        its key id.
+
+        Raises:
+            InputError: E_TRUST_INVALID, E_TRUST_WEAK_KEY (a small-order Ed25519 point),
+                E_KEY_FORMAT, E_KEY_ALGORITHM, E_TIME.
+        """
         from oemkit.crypto.keys import algorithm_of, key_id, load_public
 
         if not isinstance(data, dict):
@@ -193,6 +202,7 @@ class TrustRoot:
             )
 
     def key(self, keyid: str) -> TrustKey | None:
+        """The key with ``keyid``, or None."""
         for k in self.keys:
             if k.keyid == keyid:
                 return k
@@ -203,9 +213,11 @@ class TrustRoot:
         return [k for k in self.keys if usage in k.usage and k.status != "compromised"]
 
     def active_root_keys(self) -> list[TrustKey]:
+        """The active keys with ``root`` usage."""
         return [k for k in self.keys if "root" in k.usage and k.status == "active"]
 
     def to_dict(self) -> dict[str, Any]:
+        """The root as its signed JSON payload, keys sorted by key id."""
         return {
             "type": TRUST_ROOT_TYPE,
             "spec_version": 1,
@@ -220,7 +232,11 @@ class TrustRoot:
         """The cheap checks of a payload, before any key is loaded: the document type,
         its fields, the version, the threshold values and the number of keys (at most
         :data:`MAX_KEYS`). Returns the version. :meth:`from_dict` starts with these, and
-        a verifier runs them on a carried root before it checks any signature."""
+        a verifier runs them on a carried root before it checks any signature.
+
+        Raises:
+            InputError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS.
+        """
         if not isinstance(data, dict):
             raise _invalid("payload is not an object")
         spec_version = data.get("spec_version")
@@ -252,6 +268,12 @@ class TrustRoot:
 
     @classmethod
     def from_dict(cls, data: Any) -> TrustRoot:
+        """Parse a trust-root payload (not its signatures: see ``verify.trust``).
+
+        Raises:
+            InputError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS, E_TRUST_WEAK_KEY, E_KEY_FORMAT,
+                E_KEY_ALGORITHM, E_TIME.
+        """
         cls.check_shape(data)
         return cls(
             version=data["version"],
@@ -261,4 +283,5 @@ class TrustRoot:
         )
 
     def next_version(self, issued: dt.datetime, **changes: Any) -> TrustRoot:
+        """The next version, issued at ``issued``, with ``changes`` applied."""
         return replace(self, version=self.version + 1, issued=issued, **changes)

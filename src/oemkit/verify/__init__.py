@@ -1,0 +1,1 @@
+"""The verification core: bundles, trust-root chains, licenses and CRLs, SBOMs."""

@@ -94,7 +94,11 @@ class Verdict:
     new_state: LicenseState | None = None
 
     def require_feature(self, name: str) -> None:
-        """Raise E_ENTITLEMENT unless the license grants feature ``name``."""
+        """Raise E_ENTITLEMENT unless the license grants feature ``name``.
+
+        Raises:
+            LicenseError: E_ENTITLEMENT.
+        """
         if name not in self.claims.features:
             raise _reject("E_ENTITLEMENT", f"feature {name!r} is not licensed",
                           field="entitlements.features", expected=name,
@@ -102,7 +106,11 @@ class Verdict:
                           hint="ask the vendor for a license that includes this feature")
 
     def require_limit(self, name: str, value: int) -> None:
-        """Raise E_LIMIT unless ``value`` is within the licensed limit ``name``."""
+        """Raise E_LIMIT unless ``value`` is within the licensed limit ``name``.
+
+        Raises:
+            LicenseError: E_LIMIT (over the limit, or no such limit).
+        """
         limit = self.claims.limits.get(name)
         if limit is None or value > limit:
             raise _reject("E_LIMIT", f"{name} = {value} exceeds the licensed limit "
@@ -112,6 +120,7 @@ class Verdict:
                                                   "limit")
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON data: status, claims summary, grace, signer, CRL, warnings."""
         c = self.claims
         return {
             "verdict": self.status, "license_id": c.license_id, "seq": c.seq,
@@ -130,7 +139,13 @@ def component_hash(salt: str, kind: str, value: str) -> str:
 
 
 def check_signature(doc: SignedDoc, root: TrustRoot, usage: str, what: str) -> TrustKey:
-    """Key lookup by hint, algorithm and usage checks, then the signature itself."""
+    """Key lookup by hint, algorithm and usage checks, then the signature itself.
+
+    Raises:
+        LicenseError: E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE, E_SIG_INVALID.
+        InputError: E_KEY_FORMAT, E_KEY_ALGORITHM if the trust-root key does not load
+            (a parsed root's keys always do).
+    """
     key = root.key(doc.keyid)
     if key is None:
         raise _reject("E_KID_UNKNOWN", f"{what} is signed by key {doc.keyid[:16]}…, which the "
@@ -220,7 +235,14 @@ def _carry(exc: BaseException, update: LicenseState | None) -> None:
 
 
 def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
-    """Verify and decode one armored CRL signed by a ``crl`` key of ``root``."""
+    """Verify and decode one armored CRL signed by a ``crl`` key of ``root``.
+
+    Raises:
+        LicenseError: E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE, E_SIG_INVALID,
+            E_KEY_REVOKED (a compromised key), E_KEY_WINDOW (signed outside the key's window).
+        VerificationError: E_ARMOR, E_ENVELOPE, E_CRL_INVALID.
+        InputError: E_TOO_LARGE (over MAX_ARMORED), and :func:`check_signature`'s.
+    """
     doc = parse_document(dearmor(data, CRL_LABEL, what), what)
     if doc.payload_type != CRL_PAYLOAD_TYPE:
         raise _reject("E_PAYLOAD_TYPE", f"{what} is a {doc.payload_type!r} document, not a CRL",
@@ -353,8 +375,14 @@ def check_signer(data: bytes, root: TrustRoot, *, crls: Sequence[tuple[str, byte
     """What 'license inspect --trust' vouches for: steps 1-9, then 11-13 and 15 with the
     given CRLs only (no host state, clock or bindings).
 
-    Raises like :func:`evaluate`; a license signed by a compromised or CRL-revoked key is
-    E_KEY_REVOKED, never "verified".
+    A license signed by a compromised or CRL-revoked key is E_KEY_REVOKED, never
+    "verified".
+
+    Raises:
+        LicenseError: E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE, E_SIG_INVALID,
+            E_CLAIMS_INVALID, E_KEY_REVOKED, E_KEY_WINDOW, E_REVOKED.
+        VerificationError: E_ARMOR, E_ENVELOPE, E_CRL_INVALID (a given CRL).
+        InputError: E_TOO_LARGE, E_KEY_FORMAT, E_KEY_ALGORITHM (as :func:`check_signature`).
     """
     key, claims = _open_license(data, root, what)
     lists = [read_crl(crl_data, root, name) for name, crl_data in crls]
@@ -375,6 +403,15 @@ def evaluate(
     Raises :class:`LicenseError` (or another OemkitError) when it is rejected. A rejection
     raised after a newer CRL was read carries the CRL-only state update
     (:func:`pending_state`), for the caller to save.
+
+    Raises:
+        LicenseError: E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE, E_SIG_INVALID,
+            E_CLAIMS_INVALID, E_CRIT_UNKNOWN, E_KEY_REVOKED, E_KEY_WINDOW, E_CRL_ROLLBACK,
+            E_CRL_STALE, E_REVOKED, E_LICENSE_SUPERSEDED, E_CLOCK_BEHIND, E_CLOCK_ROLLBACK,
+            E_NOT_YET_VALID, E_EXPIRED, E_BUNDLE_MISMATCH, E_HW_MISMATCH, E_ENV_MISMATCH.
+        VerificationError: E_ARMOR, E_ENVELOPE, E_CRL_INVALID (a given CRL).
+        InputError: E_TOO_LARGE, E_TIME (``now``), E_KEY_FORMAT, E_KEY_ALGORITHM.
+        UsageError: E_USAGE for a naive ``now``.
     """
     now = utc_moment(now, "now")
     state = state or LicenseState()
@@ -401,7 +438,12 @@ def evaluate(
 
 
 def utc_moment(moment: dt.datetime, what: str) -> dt.datetime:
-    """``moment`` in UTC; a naive datetime is a caller's mistake (E_USAGE), not UTC."""
+    """``moment`` in UTC; a naive datetime is a caller's mistake (E_USAGE), not UTC.
+
+    Raises:
+        UsageError: E_USAGE for a naive datetime or not a datetime.
+        InputError: E_TIME when UTC falls outside the years 0001..9999.
+    """
     if not isinstance(moment, dt.datetime) or moment.tzinfo is None \
             or moment.utcoffset() is None:
         raise UsageError("E_USAGE", f"{what} must be a timezone-aware datetime, not "

@@ -49,7 +49,11 @@ def schema_errors(doc: Any) -> list[str]:
 
 
 def check_schema(doc: Any, member: str) -> None:
-    """Raise E_SBOM_SCHEMA naming the first violations."""
+    """Raise E_SBOM_SCHEMA naming the first violations.
+
+    Raises:
+        VerificationError: E_SBOM_SCHEMA.
+    """
     problems = schema_errors(doc)
     if problems:
         raise VerificationError(
@@ -64,7 +68,11 @@ def _fail(code: str, message: str, **kw: Any) -> VerificationError:
 
 
 def file_claims(doc: dict[str, Any]) -> dict[str, str]:
-    """Payload path -> SHA-256 for every file and model component (duplicates rejected)."""
+    """Payload path -> SHA-256 for every file and model component (duplicates rejected).
+
+    Raises:
+        VerificationError: E_SBOM_MISMATCH for a file listed twice.
+    """
     claimed: dict[str, str] = {}
     for comp in doc.get("components", []) or []:
         if isinstance(comp, dict) and comp.get("type") in ("file", "machine-learning-model"):
@@ -78,7 +86,12 @@ def file_claims(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def check_sbom(data: bytes, manifest: Manifest) -> dict[str, Any]:
-    """Parse, schema-check and cross-check the SBOM against the (verified) manifest."""
+    """Parse, schema-check and cross-check the SBOM against the (verified) manifest.
+
+    Raises:
+        VerificationError: E_SBOM_INVALID (not JSON, not CycloneDX 1.6), E_SBOM_SCHEMA,
+            E_SBOM_MISMATCH (a file missing, extra, twice or with another SHA-256).
+    """
     try:
         doc = parse_json(data, what=SBOM)
     except InputError as exc:
