@@ -99,6 +99,8 @@ class Limits:
 
     @property
     def max_provenance_bytes(self) -> int:
+        """Largest provenance read before trust: the member limit over SIGNED_RATIO (each
+        signature member embeds the provenance, so its cost is bounded by this)."""
         return self.max_metadata_bytes // SIGNED_RATIO
 
     def max_signature_checks(self, provenance_size: int) -> int:
@@ -109,6 +111,7 @@ class Limits:
 
     @property
     def max_signature_bytes(self) -> int:
+        """Largest signature member: a Sigstore bundle around a provenance at its limit."""
         return min(self.max_metadata_bytes, _signature_size(self.max_provenance_bytes))
 
     def member_limit(self, name: str) -> int:
