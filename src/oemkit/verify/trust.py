@@ -104,7 +104,8 @@ def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
             field of the wrong type or range, a key listed twice, a key id not its key's,
             a payload not in canonical form); ``E_KEY_FORMAT`` or ``E_KEY_ALGORITHM`` (a
             public key that does not load); ``E_TRUST_WEAK_KEY`` (a small-order Ed25519
-            key).
+            key); ``E_TIME`` (an ``issued`` or key window time that is not ISO 8601 or
+            lies outside 0001..9999 UTC).
     """
     env, payload = parse_root_envelope(data, what)
     return _complete(env, payload, what)
