@@ -532,3 +532,57 @@ def test_demo_without_the_example_names_an_accurate_remedy(tmp_path, monkeypatch
     assert "E_NO_EXAMPLE" in result.stderr and "not installed" in result.stderr
     assert "reinstall oemkit" in result.stderr and "wheel" in result.stderr
     assert "run the demo from a source checkout" not in result.stderr
+
+
+def test_cli_reader_limit_defaults_are_default_limits():
+    """cli._output writes the defaults out (``--help`` imports no verifier): they are
+    verify.bundle.DEFAULT_LIMITS's, and the flags at their defaults ask for exactly it."""
+    from oemkit.cli._options import DEFAULT_MAX_FILES, DEFAULT_MAX_MEMBER, DEFAULT_MAX_PAYLOAD
+    from oemkit.cli._output import limits
+    from oemkit.verify.bundle import DEFAULT_LIMITS
+
+    assert DEFAULT_LIMITS.max_files == DEFAULT_MAX_FILES
+    assert DEFAULT_LIMITS.max_metadata_bytes == DEFAULT_MAX_MEMBER
+    assert DEFAULT_LIMITS.max_payload_bytes == DEFAULT_MAX_PAYLOAD
+    assert limits(DEFAULT_MAX_FILES, DEFAULT_MAX_MEMBER, DEFAULT_MAX_PAYLOAD) == DEFAULT_LIMITS
+
+
+def _options_named(command, name, path=()):
+    """(command path, option) for every option ``name`` under ``command``."""
+    from oemkit.cli.sizing import SizingGroup
+
+    for param in getattr(command, "params", []):
+        if name in getattr(param, "opts", ()):
+            yield " ".join(path), param
+    subs = dict(getattr(command, "commands", {}))
+    if isinstance(command, SizingGroup):
+        subs[""] = command.default_command
+    for sub_name, sub in subs.items():
+        yield from _options_named(sub, name, (*path, sub_name) if sub_name else path)
+
+
+def test_shared_options_have_one_help_text_per_meaning():
+    """--trust, --json and the reader limits come from cli._options: the same words for
+    the same meaning on every command."""
+    import typer.main
+
+    from oemkit.cli import _options
+
+    root = typer.main.get_command(app)
+    trust = {p: o for p, o in _options_named(root, "--trust")}
+    variants = {_options.TrustPinned: True, _options.TrustPinnedChecked: False,
+                _options.TrustFirst: False, _options.TrustCarried: False}
+    helps = {t.__metadata__[0].help for t in variants}
+    assert len(trust) == 16 and {o.help for o in trust.values()} == helps
+    pinned = {p for p, o in trust.items() if o.required}
+    assert pinned == {"verify", "unpack", "license verify", "smoke", "install", "upgrade",
+                      "join"}
+    assert trust["build"].help == _options.TrustCarried.__metadata__[0].help
+    assert trust["sizing"].help == _options.TrustPinned.__metadata__[0].help
+    json_helps = {o.help for _, o in _options_named(root, "--json")}
+    assert json_helps == {"Print one JSON document on stdout."}
+    for flag, default in (("--max-files", _options.DEFAULT_MAX_FILES),
+                          ("--max-member-size", _options.DEFAULT_MAX_MEMBER),
+                          ("--max-payload-bytes", _options.DEFAULT_MAX_PAYLOAD)):
+        found = list(_options_named(root, flag))
+        assert len(found) == 10 and {o.default for _, o in found} == {default}

@@ -193,3 +193,36 @@ def test_compare_refuses_files_that_are_not_sizing_reports(tmp_path):
     (tmp_path / "x.json").write_text('{"hello": 1}')
     result = cli("sizing", "compare", tmp_path / "x.json", tmp_path / "x.json")
     assert result.exit_code == 3 and "E_SIZING_INVALID" in result.stderr
+
+
+def test_compare_is_a_subcommand_with_two_files(tmp_path):
+    """`sizing compare` takes exactly A.json and B.json (E_USAGE otherwise, a JSON error
+    document with --json); its help is its own, the measurement's is `sizing --help`."""
+    (tmp_path / "a.json").write_text('{"hello": 1}')
+    one = cli("sizing", "compare", tmp_path / "a.json", "--json")
+    assert one.exit_code == 2 and json.loads(one.stdout)["error"]["code"] == "E_USAGE"
+    three = cli("sizing", "compare", tmp_path / "a.json", tmp_path / "a.json", "x.json")
+    assert three.exit_code == 2 and "E_USAGE" not in three.stdout
+    helped = cli("sizing", "compare", "--help")
+    assert helped.exit_code == 0 and "--max-regression" in helped.output
+    assert "--profile" not in helped.output and "A.json" in helped.output
+    measuring = cli("sizing", "--help")
+    assert measuring.exit_code == 0
+    assert measuring.output.startswith("Usage: oemkit sizing [OPTIONS] {BUNDLE}")
+    assert "--profile" in measuring.output and "sizing compare" in measuring.output
+
+
+@pytest.mark.parametrize("args", [[], ["--json"], ["a.oemb", "b.oemb"]])
+def test_sizing_without_one_bundle_is_a_usage_error(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("sizing", *args)
+    assert result.exit_code == 2 and "oemkit sizing --help" in result.stderr
+    if "--json" in args:
+        assert json.loads(result.stdout)["error"]["code"] == "E_USAGE"
+
+
+def test_sizing_without_profile_or_trust_says_so(tmp_path):
+    result = cli("sizing", tmp_path / "x.oemb", "--profile", "cpu-small", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["message"] == (
+        "sizing takes one bundle, --profile and --trust")

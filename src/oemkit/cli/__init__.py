@@ -7,15 +7,28 @@ bodies so that ``oemkit --help`` stays fast and loads no heavy dependency.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from oemkit import __version__
+from oemkit.cli._options import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    JsonOut,
+    MaxFiles,
+    MaxMember,
+    MaxPayload,
+    OutDir,
+    OutInstead,
+    TrustCarried,
+    TrustFirst,
+    TrustPinned,
+)
 from oemkit.cli._output import (
-    MAX_FILES,
-    MAX_MEMBER,
-    MAX_PAYLOAD,
     STATE,
     OemkitGroup,
     check_table,
@@ -29,6 +42,12 @@ from oemkit.cli._output import (
     progress,
     safe,
 )
+
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
+    from oemkit.models.report import VerifyReport
+    from oemkit.models.trust import Usage
+    from oemkit.verify.trust import SignedRoot
 
 app = typer.Typer(
     name="oemkit",
@@ -81,9 +100,9 @@ def _register_install_commands() -> None:
 
 
 def _register_sizing_commands() -> None:
-    from oemkit.cli.sizing import sizing
+    from oemkit.cli.sizing import sizing_app
 
-    app.command()(sizing)
+    app.add_typer(sizing_app, name="sizing")
 
 
 def _register_media_commands() -> None:
@@ -97,8 +116,6 @@ for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands,
                   _register_sizing_commands, _register_media_commands):
     _register()
-
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
 def _version(value: bool) -> None:
@@ -116,7 +133,7 @@ def _root(
     STATE["debug"] = debug
 
 
-def _load_keys(paths: list[Path]) -> list:
+def _load_keys(paths: list[Path]) -> list[PrivateKeyInfo]:
     from oemkit.crypto.keys import load_private_file
 
     return [load_private_file(p, passphrase_for(p)) for p in paths]
@@ -129,7 +146,7 @@ def _load_keys(paths: list[Path]) -> list:
 def init(
     name: str = typer.Argument(..., help="Bundle name (lowercase, digits, . _ -)."),
     dir: Path | None = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Scaffold a bundle spec with a tiny ONNX model, config, schema and golden data.
 
@@ -154,7 +171,7 @@ def keys_generate(
     out_dir: Path = typer.Option(Path("."), "--out-dir", help="Directory for the key files."),
     no_passphrase: bool = typer.Option(False, "--no-passphrase",
                                        help="Write the private key unencrypted (unsafe)."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644).
 
@@ -210,7 +227,7 @@ def trust_init(
     threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change.",
                                   parser=int_option("--threshold", 1)),
     out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Create version 1 of a trust root, signed by its root keys.
 
@@ -236,7 +253,7 @@ def _report_root(path: Path, json_out: bool) -> None:
     err.print(f"Wrote {safe(path)}: trust root v{root.version} with {len(root.keys)} key(s)")
 
 
-def _current_root(path: Path):
+def _current_root(path: Path) -> SignedRoot:
     from oemkit._fs import read_input
     from oemkit.verify.trust import check_self_signed, parse_root
 
@@ -254,8 +271,8 @@ def trust_add_key(
     not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 date."),
     name: str = typer.Option("", "--name", help="Label for the key."),
     sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
-    out: Path | None = typer.Option(None, "--out", help="Write here instead of over ROOT."),
-    json_out: bool = JSON_OPT,
+    out: OutInstead = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Write the next trust-root version with a key added.
 
@@ -278,7 +295,7 @@ def trust_add_key(
         _report_root(out or root, json_out)
 
 
-def _usages(values: list[str]) -> list:
+def _usages(values: list[str]) -> list[Usage]:
     from oemkit.errors import UsageError
     from oemkit.models.trust import USAGES
 
@@ -286,17 +303,17 @@ def _usages(values: list[str]) -> list:
     if bad:
         raise UsageError("E_USAGE", f"unknown --usage {bad[0]!r}",
                          hint=f"choose from {', '.join(USAGES)}")
-    return values
+    return [u for v in values for u in USAGES if u == v]  # each value, as a Usage
 
 
-def _status_command(action: str):
+def _status_command(action: str) -> Callable[..., None]:
     def command(
         root: Path = typer.Argument(..., help="Current trust root."),
         keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
         sign_with: list[Path] = typer.Option(..., "--sign-with",
                                              help="Current root key (repeat)."),
-        out: Path | None = typer.Option(None, "--out", help="Write here instead of ROOT."),
-        json_out: bool = JSON_OPT,
+        out: OutInstead = None,
+        json_out: JsonOut = False,
     ) -> None:
         with guard(json_out):
             from oemkit._fs import atomic_write_bytes
@@ -329,8 +346,8 @@ def trust_set_threshold(
     threshold: int = typer.Argument(..., help="Valid signatures required.",
                                     parser=int_option("THRESHOLD", 1)),
     sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
-    out: Path | None = typer.Option(None, "--out", help="Write here instead of over ROOT."),
-    json_out: bool = JSON_OPT,
+    out: OutInstead = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Write the next version requiring THRESHOLD signatures for USAGE.
 
@@ -340,7 +357,9 @@ def trust_set_threshold(
         from oemkit._fs import atomic_write_bytes
         from oemkit.release.trust import set_threshold
 
-        doc = set_threshold(_current_root(root), usage, threshold, _load_keys(sign_with))
+        # set_threshold refuses a USAGE that is not one (E_USAGE): its message, as before
+        doc = set_threshold(_current_root(root), cast("Usage", usage), threshold,
+                            _load_keys(sign_with))
         atomic_write_bytes(out or root, doc)
         _report_root(out or root, json_out)
 
@@ -348,7 +367,7 @@ def trust_set_threshold(
 @trust_app.command("show")
 def trust_show(
     root: Path = typer.Argument(..., help="Trust root file."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Show a trust root's version, thresholds and keys (after checking its signatures).
 
@@ -382,14 +401,12 @@ def trust_show(
 @app.command()
 def build(
     spec: Path = typer.Argument(..., help="bundle.yaml (or its directory)."),
-    out: Path = typer.Option(Path("dist"), "--out", help="Output directory."),
+    out: OutDir = Path("dist"),
     source_date_epoch: int | None = typer.Option(
         None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH).",
         parser=int_option("--source-date-epoch", 0)),  # the year range: build judges it
-    trust: Path | None = typer.Option(
-        None, "--trust", help="The trust root hosts pin: check the carried trust roots and "
-        "CRL against it now."),
-    json_out: bool = JSON_OPT,
+    trust: TrustCarried = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
 
@@ -422,10 +439,10 @@ def build(
 def sign(
     bundle: Path = typer.Argument(..., help="Bundle to sign (rewritten atomically)."),
     key: list[Path] = typer.Option(..., "--key", help="Private key (repeat for several)."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Append one signature per key; signing again with the same key changes nothing.
 
@@ -450,7 +467,7 @@ def sign(
 # --------------------------------------------------------------------------- verify & co
 
 
-def _print_report(report, json_out: bool) -> None:
+def _print_report(report: VerifyReport, json_out: bool) -> None:
     if json_out:
         emit_json(report.to_dict())
     check_table(report.checks)
@@ -464,12 +481,13 @@ def _print_report(report, json_out: bool) -> None:
 
 @app.command()
 def verify(
+    *,
     bundle: Path = typer.Argument(..., help="Bundle to verify."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    trust: TrustPinned,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
     state: Path | None = typer.Option(None, "--state", help="License state file (for an "
                                       "attached license)."),
     env: str | None = typer.Option(None, "--env", help="This host's environment (licenses)."),
@@ -498,8 +516,8 @@ def verify(
 @app.command()
 def inspect(
     bundle: Path = typer.Argument(..., help="Bundle to inspect."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify first against this."),
-    json_out: bool = JSON_OPT,
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Show what is inside a bundle (marked UNVERIFIED unless --trust is given).
 
@@ -529,11 +547,11 @@ def _at(doc: object, *path: str) -> object:
     return doc
 
 
-def _list(value: object) -> list:
+def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _print_inspect(info: dict, checked: bool) -> None:
+def _print_inspect(info: dict[str, Any], checked: bool) -> None:
     """What ``inspect`` found, every bundle-supplied string through :func:`safe`."""
     from rich.table import Table
 
@@ -563,14 +581,15 @@ def _print_inspect(info: dict, checked: bool) -> None:
 
 @app.command()
 def unpack(
+    *,
     bundle: Path = typer.Argument(..., help="Bundle to unpack."),
     dest: Path = typer.Argument(..., help="Destination directory (absent or empty)."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    trust: TrustPinned,
     force: bool = typer.Option(False, "--force", help="Replace a non-empty DEST."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Verify, then extract the payload into DEST atomically (never outside it).
 
@@ -592,8 +611,8 @@ def sbom(
     args: list[str] = typer.Argument(..., metavar="BUNDLE | diff OLD NEW",
                                      help="A bundle, or 'diff' and two bundles."),
     format: str = typer.Option("table", "--format", help="table, or json (the SBOM itself)."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle(s) first."),
-    json_out: bool = JSON_OPT,
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Show a bundle's CycloneDX SBOM, or what changed between two bundles' SBOMs.
 
@@ -652,7 +671,7 @@ def _unverified_note(verified: bool) -> None:
                   "the bundle first")
 
 
-def _print_diff(diff: dict) -> None:
+def _print_diff(diff: dict[str, Any]) -> None:
     for kind, mark in (("added", "[green]+[/]"), ("removed", "[red]-[/]")):
         for c in diff[kind]:
             err.print(f"{mark} {safe(c['type'])} {safe(c['name'])} "
@@ -670,8 +689,8 @@ def _print_diff(diff: dict) -> None:
 @app.command()
 def provenance(
     bundle: Path = typer.Argument(..., help="Bundle."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
-    json_out: bool = JSON_OPT,
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Print the bundle's in-toto / SLSA provenance statement (UNVERIFIED without --trust).
 
@@ -699,7 +718,7 @@ def provenance(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("dist"), "--out", help="Where to leave the bundle and root."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Build the example bundle, sign it with the INSECURE example keys, and verify it.
 

@@ -27,7 +27,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -40,6 +40,9 @@ from oemkit.errors import (
     OemkitError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from oemkit.verify.bundle import Limits
 
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 STATE: dict[str, Any] = {"debug": False, "depth": 0}
@@ -162,7 +165,7 @@ def guard(json_out: bool = False) -> Iterator[None]:
 def _click() -> Any:
     """The click typer runs on (vendored as ``typer._click`` since typer 0.2x)."""
     try:
-        from typer import _click as click  # type: ignore[attr-defined]
+        from typer import _click as click
     except ImportError:  # older typer: the click package
         import click  # type: ignore[no-redef]
     return click
@@ -181,6 +184,9 @@ def _leave_paths_to_oemkit(command: Any) -> None:
                 holder.readable = False  # type: ignore[union-attr]
     for sub in getattr(command, "commands", {}).values():
         _leave_paths_to_oemkit(sub)
+    default = getattr(command, "default_command", None)  # cli.sizing.SizingGroup
+    if default is not None:
+        _leave_paths_to_oemkit(default)
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -199,7 +205,7 @@ class OemkitGroup(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         click = _click()
         argv = list(sys.argv[1:] if args is None else args)
         json_out = _wants_json(argv)
@@ -207,7 +213,8 @@ class OemkitGroup(TyperGroup):
         try:
             _leave_paths_to_oemkit(self)
             code = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
-                                standalone_mode=False, **extra)
+                                standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
         except click.ClickException as exc:
             code = self._usage(exc, json_out, click)
         except OemkitError as exc:
@@ -321,19 +328,23 @@ def float_option(what: str, minimum: float,
     return lambda value: parse_float(value, what, minimum=minimum, maximum=maximum)
 
 
-# Reader limits, shared by every command that reads a whole bundle (docs/SECURITY.md).
-MAX_FILES = typer.Option(1_000_000, "--max-files", help="Reader limit: payload files.",
-                         parser=int_option("--max-files", 1))
-MAX_MEMBER = typer.Option(64 << 20, "--max-member-size",
-                          help="Reader limit: bytes per metadata member.",
-                          parser=int_option("--max-member-size", 1))
-MAX_PAYLOAD = typer.Option(1 << 40, "--max-payload-bytes",
-                           help="Reader limit: payload bytes, compressed or not.",
-                           parser=int_option("--max-payload-bytes", 1))
+#: The reader limits' defaults: ``oemkit.verify.bundle.DEFAULT_LIMITS``'s ``max_files``,
+#: ``max_metadata_bytes`` and ``max_payload_bytes``, written out so that ``oemkit --help``
+#: need not import the verifier (and cryptography); tests/test_cli.py checks they agree.
+DEFAULT_MAX_FILES = 1_000_000
+DEFAULT_MAX_MEMBER = 64 << 20
+DEFAULT_MAX_PAYLOAD = 1 << 40
+# The same defaults as typer options, for tests/test_large.py (it reads their ``.default``);
+# commands declare the limits with ``cli._options.MaxFiles`` and its siblings.
+MAX_FILES = typer.Option(DEFAULT_MAX_FILES)
+MAX_MEMBER = typer.Option(DEFAULT_MAX_MEMBER)
+MAX_PAYLOAD = typer.Option(DEFAULT_MAX_PAYLOAD)
 
 
-def limits(max_files: int, max_member: int, max_payload: int) -> Any:
-    """The ``Limits`` the three flags ask for (all metadata together: 4x one member)."""
+def limits(max_files: int, max_member: int, max_payload: int) -> Limits:
+    """The ``Limits`` the three reader-limit flags ask for (``cli._options``; shared by
+    every command that reads a whole bundle, docs/SECURITY.md): all metadata together is
+    4x one member."""
     from oemkit.verify.bundle import Limits
 
     return Limits(max_files=max_files, max_metadata_bytes=max_member,

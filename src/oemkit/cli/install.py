@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from oemkit.cli._options import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    JsonOut,
+    MaxFiles,
+    MaxMember,
+    MaxPayload,
+    TrustFirst,
+    TrustPinned,
+)
 from oemkit.cli._output import (
-    MAX_FILES,
-    MAX_MEMBER,
-    MAX_PAYLOAD,
     check_table,
     emit_json,
     err,
@@ -21,6 +29,10 @@ from oemkit.cli._output import (
     safe,
 )
 
+if TYPE_CHECKING:
+    from oemkit.host.install import InstallReport
+    from oemkit.models.config import BundleConfigs
+
 migrate_app = typer.Typer(
     rich_markup_mode=None,
     help="Plan, apply and test config migrations.", no_args_is_help=True)
@@ -28,10 +40,8 @@ wheelhouse_app = typer.Typer(
     rich_markup_mode=None,
     help="Prepare an offline wheelhouse (on a connected machine).",
                              no_args_is_help=True)
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 # Options shared by install and upgrade.
 PREFIX_OPT = typer.Option(..., "--prefix", help="Install root (slots live here).")
-TRUST_OPT = typer.Option(..., "--trust", help="Pinned trust root.")
 LICENSE_OPT = typer.Option(None, "--license", help="License to check.")
 PROFILE_OPT = typer.Option(None, "--profile", help="Smoke-test profile.")
 SKIP_SMOKE_OPT = typer.Option(False, "--skip-smoke", help="Do not smoke-test (unsafe).")
@@ -41,7 +51,8 @@ SYSTEM_SITE_OPT = typer.Option(False, "--system-site-packages",
 STATE_OPT = typer.Option(None, "--state", help="License state file.")
 
 
-def _configs(bundle: Path, trust: Path | None, reader_limits: tuple[int, int, int]):
+def _configs(bundle: Path, trust: Path | None,
+             reader_limits: tuple[int, int, int]) -> BundleConfigs:
     from oemkit.host.migrate import bundle_configs
 
     configs = bundle_configs(bundle, trust, limits=limits(*reader_limits))
@@ -55,11 +66,11 @@ def _configs(bundle: Path, trust: Path | None, reader_limits: tuple[int, int, in
 def migrate_plan(
     config: Path = typer.Option(..., "--config", help="The config file to migrate."),
     to: Path = typer.Option(..., "--to", help="The bundle to migrate to."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Show the steps from the config's version to the bundle's and the resulting diff.
     Nothing is written.
@@ -86,12 +97,12 @@ def migrate_plan(
 def migrate_apply(
     config: Path = typer.Option(..., "--config", help="The config file to migrate."),
     to: Path = typer.Option(..., "--to", help="The bundle to migrate to."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    trust: TrustFirst = None,
     out: Path | None = typer.Option(None, "--out", help="Write here instead of in place."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Migrate a config file: validate, apply the chain, validate, back up, write atomically.
 
@@ -113,12 +124,12 @@ def migrate_apply(
 @migrate_app.command("test")
 def migrate_test(
     bundle: Path = typer.Argument(..., help="The bundle whose upgrade path to test."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify the bundle first."),
+    trust: TrustFirst = None,
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """The release job's upgrade-path test: every shipped sample of an older config version
     migrates to the current one and validates; reversible chains round-trip exactly.
@@ -143,7 +154,7 @@ def migrate_test(
             raise typer.Exit(1)
 
 
-def _print_install(report, json_out: bool) -> None:
+def _print_install(report: InstallReport, json_out: bool) -> None:
     if json_out:
         emit_json(report.to_dict())
     check_table(report.checks)
@@ -170,9 +181,10 @@ def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
 
 
 def install(
+    *,
     bundle: Path = typer.Argument(..., help="Bundle to install."),
     prefix: Path = PREFIX_OPT,
-    trust: Path = TRUST_OPT,
+    trust: TrustPinned,
     license: Path | None = LICENSE_OPT,
     config: Path | None = typer.Option(None, "--config", help="Initial config (default: "
                                        "the bundle's)."),
@@ -180,10 +192,10 @@ def install(
     skip_smoke: bool = SKIP_SMOKE_OPT,
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
     then point PREFIX/current at the slot.
@@ -198,9 +210,10 @@ def install(
 
 
 def upgrade(
+    *,
     bundle: Path = typer.Argument(..., help="Bundle to upgrade to."),
     prefix: Path = PREFIX_OPT,
-    trust: Path = TRUST_OPT,
+    trust: TrustPinned,
     license: Path | None = LICENSE_OPT,
     profile: str | None = PROFILE_OPT,
     allow_downgrade: bool = typer.Option(False, "--allow-downgrade",
@@ -208,10 +221,10 @@ def upgrade(
     skip_smoke: bool = SKIP_SMOKE_OPT,
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Install a new release beside the current one, migrating its config; switch only when
     verification, migration and the smoke test all pass.
@@ -228,7 +241,7 @@ def upgrade(
 
 def rollback(
     prefix: Path = PREFIX_OPT,
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Point current back at the previous slot (its config as it was before the upgrade).
 
@@ -242,7 +255,7 @@ def rollback(
 
 def status(
     prefix: Path = PREFIX_OPT,
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Show the slots: versions, bundle digests, when and by which oemkit installed.
 
@@ -283,7 +296,7 @@ def wheelhouse_fetch(
     platform: list[str] = typer.Option([], "--platform", help="e.g. manylinux2014_x86_64."),
     python_version: str | None = typer.Option(None, "--python-version", help="e.g. 3.11."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pip command only."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Fill a wheelhouse on a connected machine with `pip download` (binary wheels only).
 

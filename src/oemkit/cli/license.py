@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from oemkit.cli._options import JsonOut, TrustFirst, TrustPinned
 from oemkit.cli._output import emit_json, err, guard, int_option, parse_int, passphrase_for, safe
+
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
 
 license_app = typer.Typer(
     rich_markup_mode=None,
@@ -17,10 +22,9 @@ license_app = typer.Typer(
 crl_app = typer.Typer(
     rich_markup_mode=None,
     help="Issue signed revocation lists.", no_args_is_help=True)
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
-def _key(path: Path):
+def _key(path: Path) -> PrivateKeyInfo:
     from oemkit.crypto.keys import load_private_file
 
     return load_private_file(path, passphrase_for(path))
@@ -83,7 +87,7 @@ def issue(
                                            help="Require a CRL at least this new."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Issue a signed offline license.
 
@@ -153,8 +157,9 @@ def issue(
 
 @license_app.command("verify")
 def verify(
+    *,
     file: Path = typer.Argument(..., help="The license (.lic)."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    trust: TrustPinned,
     bundle: Path | None = typer.Option(None, "--bundle", help="Bundle it must cover."),
     crl: list[Path] = typer.Option([], "--crl", help="Revocation list (repeat)."),
     state: Path | None = typer.Option(None, "--state", help="State file (default: "
@@ -162,7 +167,7 @@ def verify(
     env: str | None = typer.Option(None, "--env", help="This host's environment."),
     require_feature: list[str] = typer.Option([], "--require-feature", help="Repeat."),
     require_limit: list[str] = typer.Option([], "--require-limit", help="NAME=VALUE."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Verify a license offline: valid, grace (with days left), or rejected with a code.
 
@@ -215,10 +220,10 @@ def verify(
 @license_app.command("inspect")
 def inspect(
     file: Path = typer.Argument(..., help="The license (.lic)."),
-    trust: Path | None = typer.Option(None, "--trust", help="Verify first."),
+    trust: TrustFirst = None,
     crl: list[Path] = typer.Option([], "--crl", help="With --trust: revocation list "
                                    "(repeat)."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Show a license's claims (marked UNVERIFIED unless --trust is given).
 
@@ -266,7 +271,7 @@ def inspect(
 @license_app.command("fingerprint")
 def fingerprint(
     out: Path | None = typer.Option(None, "--out", help="Write the fingerprint here."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """This host's hardware components as keyed hashes, for the vendor to bind a license to.
 
@@ -301,7 +306,7 @@ def fingerprint(
 def attach(
     bundle: Path = typer.Argument(..., help="Bundle to carry the license."),
     file: Path = typer.Argument(..., help="The license (.lic)."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Carry a customer's license inside a bundle (outside the bundle signature).
 
@@ -326,7 +331,7 @@ def crl_issue(
     revoke_key: list[str] = typer.Option([], "--revoke-key", help="Key id (repeat)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.crl."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Issue a signed revocation list.
 

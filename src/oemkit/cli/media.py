@@ -10,10 +10,17 @@ from pathlib import Path
 
 import typer
 
+from oemkit.cli._options import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    JsonOut,
+    MaxFiles,
+    MaxMember,
+    MaxPayload,
+    TrustPinned,
+)
 from oemkit.cli._output import (
-    MAX_FILES,
-    MAX_MEMBER,
-    MAX_PAYLOAD,
     check_table,
     emit_json,
     err,
@@ -26,7 +33,6 @@ from oemkit.cli._output import (
     safe,
 )
 
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 # host.media.MAX_PARTS, not imported: that module is loaded only when a command runs,
 # so that `oemkit --help` stays fast (tests check the two agree).
 MAX_PARTS = typer.Option(4096, "--max-parts", parser=int_option("--max-parts", 1, 10_000_000),
@@ -43,10 +49,10 @@ def split(
     key: list[Path] = typer.Option([], "--key", help="Bundle-signing key to sign the index "
                                    "(repeat for several). Without it the index is unsigned, "
                                    "bound to the bundle's signed manifest digest."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
     max_parts: int = MAX_PARTS,
 ) -> None:
     """Split a bundle into numbered parts and an index (each part's size and SHA-256).
@@ -85,9 +91,10 @@ def split(
 
 
 def join(
+    *,
     parts: list[Path] = typer.Argument(..., help="Part files (any order), and the index "
                                        "(else it is looked for beside the parts)."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    trust: TrustPinned,
     out: Path | None = typer.Option(None, "--out", help="Joined bundle (default: "
                                     "NAME-VERSION.oemb of its verified manifest, in the "
                                     "current directory or in --out if that is a "
@@ -97,10 +104,10 @@ def join(
                                "root)."),
     index: Path | None = typer.Option(None, "--index", help="The index, if not among PARTS "
                                       "or beside them."),
-    json_out: bool = JSON_OPT,
-    max_files: int = MAX_FILES,
-    max_member: int = MAX_MEMBER,
-    max_payload: int = MAX_PAYLOAD,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
     max_parts: int = MAX_PARTS,
 ) -> None:
     """Check parts against the index, reassemble, verify, and write the bundle.
@@ -131,7 +138,8 @@ def join(
                        "error": doc["error"], "report": doc})
         check_table(report.checks)
         if not report.ok:
-            err.print(f"[bold red]REJECTED[/] the joined bundle: {report.error.code}; "
+            code = report.error.code if report.error is not None else "?"
+            err.print(f"[bold red]REJECTED[/] the joined bundle: {code}; "
                       "nothing was written")
             raise typer.Exit(1)
         count = len(result.index.parts)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import typer
 
+from oemkit.cli._options import JsonOut
 from oemkit.cli._output import emit_json, err, guard, safe
 
 profile_app = typer.Typer(
     rich_markup_mode=None,
     help="Hardware profiles: list, show, detect this host.",
                           no_args_is_help=True)
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
 @profile_app.command("list")
-def profile_list(json_out: bool = JSON_OPT) -> None:
+def profile_list(json_out: JsonOut = False) -> None:
     """List the profiles that ship with oemkit.
 
     Example: oemkit profile list
@@ -33,7 +33,7 @@ def profile_list(json_out: bool = JSON_OPT) -> None:
 @profile_app.command("show")
 def profile_show(
     name: str = typer.Argument(..., help="Profile name or YAML file."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Show one profile: host requirements, providers, budgets.
 
@@ -51,7 +51,7 @@ def profile_show(
 
 
 @profile_app.command("detect")
-def profile_detect(json_out: bool = JSON_OPT) -> None:
+def profile_detect(json_out: JsonOut = False) -> None:
     """Describe this host (cores, memory, CPU flags, providers, GPUs) and which shipped
     profiles it satisfies.
 

@@ -1,43 +1,72 @@
-"""`oemkit sizing BUNDLE ...` and `oemkit sizing compare A.json B.json`."""
+"""`oemkit sizing BUNDLE ...` and `oemkit sizing compare A.json B.json`.
+
+``sizing`` is a group with one subcommand, ``compare``; anything else after ``sizing``
+(``--help`` too) is the measurement, :func:`measure`, as ``oemkit sizing BUNDLE ...``
+(:class:`SizingGroup`). A bundle file named ``compare`` is given as ``./compare``.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+from oemkit.cli._options import JsonOut, OutDir, TrustPinnedChecked
 from oemkit.cli._output import emit_json, err, float_option, guard, int_option, parse_int, safe
 
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+
+class SizingGroup(TyperGroup):
+    """``oemkit sizing``: a subcommand by its name; any other first word, an option, or
+    nothing at all goes, whole, to the measurement command (:attr:`default_command`), whose
+    context stands in for the group's: usage lines and errors read ``oemkit sizing``."""
+
+    @property
+    def default_command(self) -> Any:
+        return _measure_command()
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            return super().parse_args(ctx, args)
+        ctx.args = list(args)  # no subcommand: every word is the measurement's
+        return list(ctx.args)
+
+    def invoke(self, ctx: Any) -> Any:
+        if ctx._protected_args:  # a subcommand (``compare``)
+            return super().invoke(ctx)
+        command = self.default_command
+        sub_ctx = command.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent)
+        with sub_ctx:
+            return command.invoke(sub_ctx)
 
 
-def sizing(
-    args: list[str] = typer.Argument(..., metavar="BUNDLE | compare A.json B.json"),
-    profile: str | None = typer.Option(None, "--profile", help="Profile name or YAML file."),
-    trust: Path | None = typer.Option(None, "--trust", help="Pinned trust root."),
-    target_qps: float | None = typer.Option(None, "--target-qps",
-                                            parser=float_option("--target-qps", 0.001, 1e9),
-                                            help="Load to size for."),
-    slo: str | None = typer.Option(None, "--slo", help="e.g. p99=50ms (default: the "
-                                   "profile's p95 budget)."),
-    headroom: float = typer.Option(0.3, "--headroom",
-                                   parser=float_option("--headroom", 0.0, 0.95)),
-    redundancy: int = typer.Option(0, "--redundancy",
-                                   parser=int_option("--redundancy", 0, 1_000_000)),
-    batch: str = typer.Option("1,8,32", "--batch", help="Comma-separated batch sizes."),
-    threads: str = typer.Option("auto", "--threads", help="auto or e.g. 1,2,4."),
-    duration: str = typer.Option("5s", "--duration", help="Time budget per configuration."),
-    out: Path = typer.Option(Path("sizing"), "--out", help="Output directory."),
-    format: str = typer.Option("json,md,html", "--format", help="Any of json, md, html."),
-    force: bool = typer.Option(False, "--force", help="Measure even if the host does not "
-                               "satisfy the profile."),
-    max_regression: float | None = typer.Option(None, "--max-regression",
-                                                parser=float_option("--max-regression", 0.0,
-                                                                    1e6),
-                                                help="compare: "
-                                                "exit 1 when a figure is worse by more "
-                                                "than this fraction (e.g. 0.1)."),
-    json_out: bool = JSON_OPT,
+def measure(
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Bundle to size.")],
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="Profile name or YAML file.")] = None,
+    trust: TrustPinnedChecked = None,
+    target_qps: Annotated[float | None, typer.Option(
+        "--target-qps", parser=float_option("--target-qps", 0.001, 1e9),
+        help="Load to size for.")] = None,
+    slo: Annotated[str | None, typer.Option(
+        "--slo", help="e.g. p99=50ms (default: the profile's p95 budget).")] = None,
+    headroom: Annotated[float, typer.Option(
+        "--headroom", parser=float_option("--headroom", 0.0, 0.95))] = 0.3,
+    redundancy: Annotated[int, typer.Option(
+        "--redundancy", parser=int_option("--redundancy", 0, 1_000_000))] = 0,
+    batch: Annotated[str, typer.Option(
+        "--batch", help="Comma-separated batch sizes.")] = "1,8,32",
+    threads: Annotated[str, typer.Option("--threads", help="auto or e.g. 1,2,4.")] = "auto",
+    duration: Annotated[str, typer.Option(
+        "--duration", help="Time budget per configuration.")] = "5s",
+    out: OutDir = Path("sizing"),
+    format: Annotated[str, typer.Option(
+        "--format", help="Any of json, md, html.")] = "json,md,html",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Measure even if the host does not satisfy the profile.")] = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Measure latency, throughput and memory on this host, find the QPS one instance
     sustains inside the SLO, and recommend an instance count for a target load.
@@ -50,17 +79,40 @@ def sizing(
     with guard(json_out):
         from oemkit.errors import UsageError
 
-        if args[0] == "compare":
-            if len(args) != 3:
-                raise UsageError("E_USAGE", "sizing compare takes two sizing.json files",
-                                 hint="oemkit sizing compare A.json B.json")
-            _compare(Path(args[1]), Path(args[2]), max_regression, json_out)
-            return
-        if len(args) != 1 or profile is None or trust is None:
+        if profile is None or trust is None:
             raise UsageError("E_USAGE", "sizing takes one bundle, --profile and --trust",
                              hint="oemkit sizing BUNDLE --profile cpu-small --trust ROOT")
-        _measure(Path(args[0]), profile, trust, target_qps, slo, headroom, redundancy, batch,
+        _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch,
                  threads, duration, out, format, force, json_out)
+
+
+sizing_app = typer.Typer(cls=SizingGroup, rich_markup_mode=None, help=measure.__doc__,
+                         add_completion=False)
+
+
+@functools.cache
+def _measure_command() -> Any:
+    """:func:`measure` as a click command (built once, on first use)."""
+    one = typer.Typer(rich_markup_mode=None, add_completion=False)
+    one.command()(measure)
+    return typer.main.get_command(one)
+
+
+@sizing_app.command("compare")
+def compare(
+    a_path: Annotated[Path, typer.Argument(metavar="A.json", help="The earlier sizing.json.")],
+    b_path: Annotated[Path, typer.Argument(metavar="B.json", help="The later sizing.json.")],
+    max_regression: Annotated[float | None, typer.Option(
+        "--max-regression", parser=float_option("--max-regression", 0.0, 1e6),
+        help="Exit 1 when a figure is worse by more than this fraction (e.g. 0.1).")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Compare two sizing reports figure by figure (B/A), optionally failing on a regression.
+
+    Example: oemkit sizing compare old/sizing.json new/sizing.json --max-regression 0.1
+    """
+    with guard(json_out):
+        _compare(a_path, b_path, max_regression, json_out)
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -94,8 +146,9 @@ def _bounded(value: float, what: str, low: float, high: float) -> float:
     return parse_float(value, what, minimum=low, maximum=high)
 
 
-def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch, threads,
-             duration, out, format, force, json_out) -> None:
+def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
+             slo: str | None, headroom: float, redundancy: int, batch: str, threads: str,
+             duration: str, out: Path, format: str, force: bool, json_out: bool) -> None:
     import json
 
     from oemkit._fs import atomic_write_bytes
@@ -151,7 +204,6 @@ def _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batc
 
 
 def _compare(a_path: Path, b_path: Path, max_regression: float | None, json_out: bool) -> None:
-
     from oemkit._canonical import parse_json
     from oemkit._fs import read_input
     from oemkit.errors import InputError

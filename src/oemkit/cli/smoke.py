@@ -7,15 +7,15 @@ from pathlib import Path
 
 import typer
 
+from oemkit.cli._options import JsonOut, TrustPinned
 from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, safe
-
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
 def smoke(
+    *,
     bundle: Path = typer.Argument(..., help="Bundle to smoke-test."),
     profile: str = typer.Option(..., "--profile", help="Profile name or YAML file."),
-    trust: Path = typer.Option(..., "--trust", help="Pinned trust root."),
+    trust: TrustPinned,
     license: Path | None = typer.Option(None, "--license", help="License to check first "
                                         "(default: one attached to the bundle)."),
     state: Path | None = typer.Option(None, "--state", help="License state file."),
@@ -24,7 +24,7 @@ def smoke(
     attest_key: Path | None = typer.Option(None, "--attest-key",
                                            help="Sign a test-result attestation."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the attestation."),
-    json_out: bool = JSON_OPT,
+    json_out: JsonOut = False,
 ) -> None:
     """Cold-start smoke test of a verified bundle on this host against a profile.
 
