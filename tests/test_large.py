@@ -432,14 +432,6 @@ def test_flags_needed_names_each_limit_a_bundle_passes():
         f"--max-member-size {1 << 20}"]
 
 
-def test_cli_reader_limit_defaults_are_the_library_defaults():
-    from oemkit.cli._output import MAX_FILES, MAX_MEMBER, MAX_PAYLOAD
-    from oemkit.verify.bundle import Limits
-
-    assert (MAX_FILES.default, MAX_MEMBER.default, MAX_PAYLOAD.default) == (
-        Limits().max_files, Limits().max_metadata_bytes, Limits().max_payload_bytes)
-
-
 def test_a_bundle_over_the_default_limits_is_named_at_build_and_flags_carry_it_through(
         tmp_path, monkeypatch, trust_file):
     """Build says which flags a giant bundle needs; sign, verify, install, upgrade, split

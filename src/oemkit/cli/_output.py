@@ -334,11 +334,6 @@ def float_option(what: str, minimum: float,
 DEFAULT_MAX_FILES = 1_000_000
 DEFAULT_MAX_MEMBER = 64 << 20
 DEFAULT_MAX_PAYLOAD = 1 << 40
-# The same defaults as typer options, for tests/test_large.py (it reads their ``.default``);
-# commands declare the limits with ``cli._options.MaxFiles`` and its siblings.
-MAX_FILES = typer.Option(DEFAULT_MAX_FILES)
-MAX_MEMBER = typer.Option(DEFAULT_MAX_MEMBER)
-MAX_PAYLOAD = typer.Option(DEFAULT_MAX_PAYLOAD)
 
 
 def limits(max_files: int, max_member: int, max_payload: int) -> Limits:
