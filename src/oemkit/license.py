@@ -5,6 +5,15 @@
     verdict.require_feature("batch-api")
     verdict.require_limit("seats", 40)
 
+``issue`` writes (signs) one: every rule ``oemkit license issue`` applies, with the same
+error codes (``UsageError`` E_USAGE for claims that cannot be issued, ``InputError`` E_TIME
+or E_FINGERPRINT for bad inputs, the key loader's codes)::
+
+    data = oemkit.license.issue(key="keys/license.key", customer="acme",
+                                customer_name="ACME Corp", product="vision",
+                                expires="2027-06-30", grace="14d", features=["batch"],
+                                limits={"seats": 50})
+
 ``verify`` returns a :class:`Verdict` (``status`` ``valid`` or ``grace``) or raises
 :class:`LicenseError` with a stable ``code`` (``E_EXPIRED``, ``E_HW_MISMATCH``, ...),
 ``message``, ``field`` and ``hint``. Every other failure is an ``oemkit.errors.OemkitError``
@@ -17,16 +26,259 @@ onnxruntime, cyclonedx, jsonschema, securesystemslib) and needs no network.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from oemkit.models.license import LicenseClaims
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.license import BundleFacts, LicenseError, LicenseState, Verdict
 
-__all__ = ["BundleFacts", "LicenseError", "LicenseState", "Verdict", "load_trust", "verify"]
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
+
+__all__ = ["BundleFacts", "LicenseClaims", "LicenseError", "LicenseState", "Verdict",
+           "issue", "load_trust", "read_claims", "verify"]
 
 _DEFAULT: Any = object()
+
+#: What ``issue`` accepts for a time: an ISO 8601 string (naive means UTC) or an aware
+#: datetime.
+Time = dt.datetime | str
+#: A key passphrase, or a function of the key file's path returning one (called only
+#: after the requested claims were judged, so a prompt never precedes a usage error).
+Passphrase = bytes | str | Callable[[Path], bytes | None] | None
+
+# the largest integer canonical JSON carries exactly, and at most 16 ASCII digits: the
+# bounds oemkit's CLI parses every integer option with (cli/_output.parse_int)
+_MAX_SAFE_INTEGER = (1 << 53) - 1
+_INT = re.compile(r"[+-]?[0-9]{1,16}")
+
+
+def _whole(value: object, what: str, *, minimum: int = 0,
+           maximum: int = _MAX_SAFE_INTEGER) -> int:
+    """A whole number from ``minimum`` to ``maximum`` (E_USAGE otherwise), with the CLI's
+    messages."""
+    from oemkit.errors import UsageError
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if not _INT.fullmatch(text):
+            shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
+            raise UsageError("E_USAGE", f"{what} {shown!r} is not an integer",
+                             hint=f"{what} takes a whole number from {minimum} to {maximum}")
+        number = int(text)
+    if not minimum <= number <= maximum:
+        bound = (f"greater than or equal to {minimum}" if number < minimum
+                 else f"less than or equal to {maximum}")
+        raise UsageError("E_USAGE", f"{what} {number} is out of range: it must be {bound}",
+                         hint=f"{what} takes a whole number from {minimum} to {maximum}")
+    return number
+
+
+def _time(value: Time, what: str) -> dt.datetime:
+    from oemkit._time import parse_time
+    from oemkit.errors import UsageError
+
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise UsageError("E_USAGE", f"{what} must be timezone-aware",
+                             hint="pass e.g. datetime(..., tzinfo=timezone.utc)")
+        return value.astimezone(dt.timezone.utc)
+    return parse_time(value, what)
+
+
+def _grace_seconds(value: str | dt.timedelta) -> int:
+    """``--grace``: ``14d``, ``36h``, ``90m`` or a bare number of days; or a timedelta."""
+    from oemkit.errors import UsageError
+
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+        if seconds != int(seconds):
+            raise UsageError("E_USAGE", f"--grace {value} is not a whole number of seconds",
+                             hint="use e.g. timedelta(days=14)")
+        return _whole(int(seconds), "--grace", maximum=10_000 * 366 * 86400)
+    match = re.fullmatch(r"([0-9]+)([dhm]?)", value.strip())
+    if not match:
+        raise UsageError("E_USAGE", f"--grace {value[:40]!r} is not a duration",
+                         hint="use e.g. 14d, 36h or 90m")
+    unit = match.group(2) or "d"
+    scale = {"d": 86400, "h": 3600, "m": 60}[unit]
+    # at most about 10,000 years: the claims check then judges expires + grace
+    return _whole(match.group(1), "--grace", maximum=(10_000 * 366 * 86400) // scale) * scale
+
+
+def _limits(items: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
+    """``--limit NAME=INTEGER`` items (or a mapping) as whole numbers."""
+    from oemkit.errors import UsageError
+
+    if isinstance(items, Mapping):
+        return {name: _whole(value, f"--limit {name}") for name, value in items.items()}
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise UsageError("E_USAGE", f"--limit {item[:40]!r} is not NAME=INTEGER",
+                             hint="e.g. --limit seats=50")
+        out[name] = _whole(value, f"--limit {name}")
+    return out
+
+
+def _claims(
+    *, issuer: str, customer: str, customer_name: str, product: str, expires: Time,
+    not_before: Time | None, grace: str | dt.timedelta, features: Sequence[str] | str,
+    limits: Mapping[str, int] | Sequence[str], bundle_digests: Sequence[str],
+    channel: str | None, updates_until: Time | None, hardware: Path | str | None,
+    match: int | None, environment: str | None, seq: int, license_id: str | None,
+    min_crl_seq: int | None, issued_at: Time | None,
+) -> LicenseClaims:
+    """The requested claims, every rule of ``issue`` applied (no key needed)."""
+    from oemkit._time import now
+    from oemkit.errors import UsageError, VerificationError
+    from oemkit.models.license import BundleBinding, HardwareBinding
+
+    seq = _whole(seq, "--seq", minimum=1)
+    if match is not None:
+        match = _whole(match, "--match", minimum=1)
+    if min_crl_seq is not None:
+        min_crl_seq = _whole(min_crl_seq, "--min-crl-seq")
+    digests_in = (bundle_digests,) if isinstance(bundle_digests, str) else tuple(bundle_digests)
+    chosen = [bool(digests_in), channel is not None, updates_until is not None]
+    if sum(chosen) > 1:
+        raise UsageError("E_USAGE", "choose one of --bundle-digest, --channel, "
+                         "--updates-until", hint="a license binds to bundles one way")
+    binding = None
+    if any(chosen):
+        digests = tuple(d if d.startswith("sha256:") else f"sha256:{d}" for d in digests_in)
+        binding = BundleBinding(digests, channel, _time(updates_until, "--updates-until")
+                                if updates_until else None)
+    hw = None
+    if hardware is not None:
+        from oemkit.host.license_state import read_fingerprint
+
+        fp = read_fingerprint(Path(hardware))
+        comps = tuple((c["kind"], c["hash"]) for c in fp["components"])
+        hw = HardwareBinding(fp["salt"], match or len(comps), comps)
+    elif match is not None:
+        raise UsageError("E_USAGE", "--match needs --hardware",
+                         hint="pass the customer's fingerprint file")
+    when = _time(issued_at, "--issued-at") if issued_at else now()
+    lid = license_id or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{customer}-{product}")[:64]
+    start = _time(not_before, "--not-before") if not_before else when
+    end = _time(expires, "--expires")
+    if end <= start:
+        raise UsageError(
+            "E_USAGE", f"--expires {end:%Y-%m-%dT%H:%M:%SZ} is not after the start of "
+            f"validity {start:%Y-%m-%dT%H:%M:%SZ} ("
+            + ("--not-before" if not_before else "the issue time, now") + ")",
+            hint="pass an --expires later than " + (
+                "--not-before" if not_before else "today (--not-before defaults to now)"))
+    wanted = features.split(",") if isinstance(features, str) else features
+    claims = LicenseClaims(
+        license_id=lid, seq=seq, issuer=issuer, customer_id=customer,
+        customer_name=customer_name, product=product, issued_at=when,
+        not_before=start, expires=end, grace_seconds=_grace_seconds(grace),
+        features=tuple(f for f in wanted if f), limits=_limits(limits),
+        bundle=binding, hardware=hw, environment=environment, min_crl_seq=min_crl_seq)
+    try:  # the requested claims, judged before the key (and its passphrase) is needed
+        LicenseClaims.from_dict(claims.to_dict())
+    except VerificationError as exc:
+        raise UsageError("E_USAGE", f"cannot issue this license: {exc.message}",
+                         hint="fix the option behind that field (--license-id, "
+                              "--customer, --product, --env, --bundle-digest, --match, "
+                              "--grace, ...)") from None
+    return claims
+
+
+def issue(
+    *, key: Path | str | PrivateKeyInfo, customer: str, customer_name: str, product: str,
+    expires: Time, not_before: Time | None = None, grace: str | dt.timedelta = "0",
+    features: Sequence[str] | str = (), limits: Mapping[str, int] | Sequence[str] = (),
+    bundle_digests: Sequence[str] = (), channel: str | None = None,
+    updates_until: Time | None = None, hardware: Path | str | None = None,
+    match: int | None = None, environment: str | None = None, seq: int = 1,
+    license_id: str | None = None, min_crl_seq: int | None = None,
+    issued_at: Time | None = None, issuer: str | None = None, passphrase: Passphrase = None,
+) -> bytes:
+    """Issue a signed offline license: the armored ``.lic`` bytes (what
+    ``oemkit license issue`` writes, byte for byte, for the same inputs).
+
+    Every keyword is the CLI option of the same name (``environment`` is ``--env``,
+    ``bundle_digests`` ``--bundle-digest``, ``limits`` ``--limit``); error messages name
+    the option. ``key`` is a key file (``usage: license``) or a loaded key; ``issuer``
+    defaults to the key file's name without its suffix (``keys/license.key`` ->
+    ``license``). ``passphrase`` (or a function of the key's path returning it) is used
+    only after the claims were judged. Times are ISO 8601 strings (naive means UTC) or
+    aware datetimes; ``issued_at`` defaults to now and ``not_before`` to ``issued_at``.
+    ``grace`` is ``14d``, ``36h``, ``90m``, a bare number of days, or a timedelta;
+    ``features`` a list or a comma-separated string; ``limits`` a mapping or
+    ``NAME=INTEGER`` items; at most one of ``bundle_digests`` (``sha256:`` optional),
+    ``channel`` and ``updates_until``; ``hardware`` a fingerprint file, ``match`` how many
+    of its components must match (default: all); ``license_id`` defaults to
+    CUSTOMER-PRODUCT.
+
+    Raises:
+        UsageError: E_USAGE: two bundle bindings, ``match`` without ``hardware``, a
+            ``seq`` or ``match`` below 1, a negative ``min_crl_seq``,
+            ``expires`` not after the start of validity, a bad ``grace`` or ``limits``
+            item, a naive datetime, or claims that do not validate (``cannot issue this
+            license: ...``).
+        InputError: E_TIME (a time that is not ISO 8601), E_FINGERPRINT (the hardware
+            file), and the key file's E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE, E_KEY_FORMAT,
+            E_KEY_PASSPHRASE_REQUIRED, E_KEY_PASSPHRASE, E_KEY_ALGORITHM.
+        EnvironmentProblem: E_PERMISSION (the key or the fingerprint file).
+    """
+    from oemkit.crypto.keys import PrivateKeyInfo, load_private_file
+
+    if isinstance(key, PrivateKeyInfo):
+        signer, path = key, Path(key.source)
+    else:
+        signer, path = None, Path(key)
+    claims = _claims(
+        issuer=issuer if issuer is not None else path.stem, customer=customer,
+        customer_name=customer_name, product=product, expires=expires,
+        not_before=not_before, grace=grace, features=features, limits=limits,
+        bundle_digests=bundle_digests, channel=channel, updates_until=updates_until,
+        hardware=hardware, match=match, environment=environment, seq=seq,
+        license_id=license_id, min_crl_seq=min_crl_seq, issued_at=issued_at)
+    if signer is None:
+        secret = passphrase(path) if callable(passphrase) else passphrase
+        signer = load_private_file(path, secret.encode() if isinstance(secret, str)
+                                   else secret)
+    return _sign(signer, claims)
+
+
+def _sign(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
+    """The armored license (``release.licensing.issue_license``, which this layer may not
+    import: the claims re-validated, canonicalised, signed once)."""
+    from oemkit._canonical import canonical_json
+    from oemkit.crypto.armor import armor, sign_document
+    from oemkit.models.license import LICENSE_PAYLOAD_TYPE
+    from oemkit.verify.license import LICENSE_LABEL
+
+    payload = canonical_json(claims.to_dict())
+    LicenseClaims.from_dict(claims.to_dict())
+    return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
+
+
+def read_claims(data: bytes, what: str = "license") -> tuple[LicenseClaims, str]:
+    """The claims a license states and the id of the key that signed it, UNVERIFIED (no
+    signature or trust check: for showing what :func:`issue` just wrote; use
+    :func:`verify` to trust a license).
+
+    Raises:
+        VerificationError: E_ARMOR, E_ENVELOPE, E_CLAIMS_INVALID.
+        InputError: E_JSON (claims that are not strict JSON).
+    """
+    from oemkit._canonical import parse_json
+    from oemkit.crypto.armor import dearmor, parse_document
+    from oemkit.verify.license import LICENSE_LABEL
+
+    doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
+    return LicenseClaims.from_dict(parse_json(doc.payload, what=f"{what} claims")), doc.keyid
 
 
 def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:

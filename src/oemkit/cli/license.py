@@ -3,7 +3,6 @@ oemkit.verify.license and oemkit.host.license_state."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,20 +27,6 @@ def _key(path: Path) -> PrivateKeyInfo:
     from oemkit.crypto.keys import load_private_file
 
     return load_private_file(path, passphrase_for(path))
-
-
-def _duration(text: str) -> int:
-    from oemkit.errors import UsageError
-
-    match = re.fullmatch(r"([0-9]+)([dhm]?)", text.strip())
-    if not match:
-        raise UsageError("E_USAGE", f"--grace {text[:40]!r} is not a duration",
-                         hint="use e.g. 14d, 36h or 90m")
-    unit = match.group(2) or "d"
-    scale = {"d": 86400, "h": 3600, "m": 60}[unit]
-    # at most about 10,000 years: the claims check then judges expires + grace
-    value = parse_int(match.group(1), "--grace", maximum=(10_000 * 366 * 86400) // scale)
-    return value * scale
 
 
 def _limits(items: list[str]) -> dict[str, int]:
@@ -97,62 +82,23 @@ def issue(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
-        from oemkit._time import now, parse_time
-        from oemkit.errors import UsageError, VerificationError
-        from oemkit.host.license_state import read_fingerprint
-        from oemkit.models.license import BundleBinding, HardwareBinding, LicenseClaims
-        from oemkit.release.licensing import issue_license
+        from oemkit.license import issue as issue_license
+        from oemkit.license import read_claims
 
-        chosen = [bool(bundle_digest), channel is not None, updates_until is not None]
-        if sum(chosen) > 1:
-            raise UsageError("E_USAGE", "choose one of --bundle-digest, --channel, "
-                             "--updates-until", hint="a license binds to bundles one way")
-        binding = None
-        if any(chosen):
-            digests = tuple(d if d.startswith("sha256:") else f"sha256:{d}"
-                            for d in bundle_digest)
-            binding = BundleBinding(digests, channel, parse_time(updates_until,
-                                    "--updates-until") if updates_until else None)
-        hw = None
-        if hardware is not None:
-            fp = read_fingerprint(hardware)
-            comps = tuple((c["kind"], c["hash"]) for c in fp["components"])
-            hw = HardwareBinding(fp["salt"], match or len(comps), comps)
-        elif match is not None:
-            raise UsageError("E_USAGE", "--match needs --hardware",
-                             hint="pass the customer's fingerprint file")
-        when = parse_time(issued_at, "--issued-at") if issued_at else now()
-        lid = license_id or re.sub(r"[^A-Za-z0-9._-]+", "-", f"{customer}-{product}")[:64]
-        start = parse_time(not_before, "--not-before") if not_before else when
-        end = parse_time(expires, "--expires")
-        if end <= start:
-            raise UsageError(
-                "E_USAGE", f"--expires {end:%Y-%m-%dT%H:%M:%SZ} is not after the start of "
-                f"validity {start:%Y-%m-%dT%H:%M:%SZ} ("
-                + ("--not-before" if not_before else "the issue time, now") + ")",
-                hint="pass an --expires later than " + ("--not-before" if not_before else
-                                                          "today (--not-before defaults to now)"))
-        claims = LicenseClaims(
-            license_id=lid, seq=seq, issuer=key.stem, customer_id=customer,
-            customer_name=customer_name, product=product, issued_at=when,
-            not_before=start, expires=end, grace_seconds=_duration(grace),
-            features=tuple(f for f in features.split(",") if f), limits=_limits(limit),
-            bundle=binding, hardware=hw, environment=env, min_crl_seq=min_crl_seq)
-        try:  # the requested claims, judged before the key (and its passphrase) is needed
-            LicenseClaims.from_dict(claims.to_dict())
-        except VerificationError as exc:
-            raise UsageError("E_USAGE", f"cannot issue this license: {exc.message}",
-                             hint="fix the option behind that field (--license-id, "
-                                  "--customer, --product, --env, --bundle-digest, --match, "
-                                  "--grace, ...)") from None
-        signing_key = _key(key)
-        data = issue_license(signing_key, claims)
+        data = issue_license(
+            key=key, customer=customer, customer_name=customer_name, product=product,
+            expires=expires, not_before=not_before, grace=grace, features=features,
+            limits=limit, bundle_digests=bundle_digest, channel=channel,
+            updates_until=updates_until, hardware=hardware, match=match, environment=env,
+            seq=seq, license_id=license_id, min_crl_seq=min_crl_seq, issued_at=issued_at,
+            passphrase=passphrase_for)
+        claims, keyid = read_claims(data)
         atomic_write_bytes(out, data)
         if json_out:
             emit_json({"ok": True, "license": str(out), "claims": claims.to_dict()})
-        err.print(f"Issued {safe(out)}: license {safe(lid)} (re-issue {seq}) for "
-                  f"{safe(customer_name)}, {safe(product)}, expires "
-                  f"{claims.expires:%Y-%m-%d}, signed by {safe(signing_key.keyid[:16])}…")
+        err.print(f"Issued {safe(out)}: license {safe(claims.license_id)} (re-issue {seq}) "
+                  f"for {safe(customer_name)}, {safe(product)}, expires "
+                  f"{claims.expires:%Y-%m-%d}, signed by {safe(keyid[:16])}…")
 
 
 @license_app.command("verify")
