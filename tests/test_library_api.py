@@ -157,3 +157,101 @@ def test_python_issue_refuses_a_naive_datetime():
     with pytest.raises(OemkitError) as err:
         _python({**BASE, "expires": dt.datetime(2099, 1, 1)})
     assert err.value.code == "E_USAGE" and "timezone-aware" in err.value.message
+
+
+# --------------------------------------------------------------------------- verify(bundle=)
+
+
+@pytest.fixture
+def license_root(keys, tmp_path):
+    """A trust root with the example bundle and license keys (windows open since 2026-01)."""
+    from oemkit.release.trust import add_key, init_root
+    from oemkit.verify.trust import parse_root
+
+    since = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    doc = init_root([keys["root"]], issued=since)
+    for name in ("bundle", "license"):
+        doc = add_key(parse_root(doc), keys[name].public, [name], [keys["root"]], name=name,
+                      issued=since)
+    path = tmp_path / "root.json"
+    path.write_bytes(doc)
+    return path
+
+
+def _digest(bundle, root) -> str:
+    report = oemkit.verify_bundle(bundle, root)
+    assert report.ok and report.manifest_sha256
+    return report.manifest_sha256
+
+
+def _same_verdicts(cli, tmp_path, lic: bytes, bundle, root) -> tuple:
+    """(CLI JSON, Python outcome) for ``lic`` judged against ``bundle``: path and bytes."""
+    path = tmp_path / "judged.lic"
+    path.write_bytes(lic)
+    res = cli("license", "verify", path, "--trust", root, "--bundle", bundle, "--json")
+    doc = json.loads(res.stdout)
+    outcomes = []
+    for given in (bundle, str(bundle), bundle.read_bytes()):
+        try:
+            verdict = oemkit.license.verify(lic, root, bundle=given, state=None)
+        except OemkitError as exc:
+            outcomes.append(("error", exc.code, exc.exit_code))
+        else:
+            outcomes.append(("ok", verdict.to_dict()["verdict"], verdict.signer))
+    assert len(set(outcomes)) == 1, outcomes
+    if doc["ok"]:
+        assert outcomes[0] == ("ok", doc["verdict"], doc["signer"]), (doc, outcomes)
+    else:
+        error = doc["error"]
+        assert outcomes[0] == ("error", error["code"], error["exit_code"]), (doc, outcomes)
+        assert res.exit_code == error["exit_code"]
+    return doc, outcomes[0]
+
+
+def test_verify_bundle_binding_matches_the_cli(cli, tmp_path, signed_bundle, license_root):
+    digest = _digest(signed_bundle, license_root)
+    bound = _python({**BASE, "bundle_digests": [digest]})
+    doc, outcome = _same_verdicts(cli, tmp_path, bound, signed_bundle, license_root)
+    assert outcome == ("ok", "valid", doc["signer"])
+    other = _python({**BASE, "bundle_digests": ["ab" * 32]})
+    assert _same_verdicts(cli, tmp_path, other, signed_bundle, license_root)[1][1] == (
+        "E_BUNDLE_MISMATCH")
+    from oemkit.host.license_state import bundle_facts
+
+    facts = bundle_facts(oemkit.verify_bundle(signed_bundle, license_root))
+    before = facts.build_time - dt.timedelta(days=1)
+    old = _python({**BASE, "updates_until": before})  # built after that date
+    assert _same_verdicts(cli, tmp_path, old, signed_bundle, license_root)[1][1] == (
+        "E_BUNDLE_MISMATCH")
+    unbound = _python(BASE)
+    assert _same_verdicts(cli, tmp_path, unbound, signed_bundle, license_root)[1][1] == "valid"
+    # the facts of a verified bundle, passed directly, give the same verdict
+    assert oemkit.license.verify(bound, license_root, bundle=facts, state=None).status == (
+        "valid")
+
+
+def test_verify_bundle_that_fails_verification_matches_the_cli(cli, tmp_path, keys,
+                                                               signed_bundle, license_root):
+    from oemkit.release.trust import add_key, init_root
+    from oemkit.verify.trust import parse_root
+
+    lic = _python(BASE)
+    no_bundle_key = tmp_path / "no-bundle-key.json"
+    no_bundle_key.write_bytes(add_key(
+        parse_root(init_root([keys["root"]], issued=dt.datetime(2026, 1, 1, tzinfo=UTC))),
+        keys["license"].public, ["license"], [keys["root"]], name="license",
+        issued=dt.datetime(2026, 1, 1, tzinfo=UTC)))
+    assert _same_verdicts(cli, tmp_path, lic, signed_bundle, no_bundle_key)[1][1] == (
+        "E_SIGNATURE_UNTRUSTED")
+    damaged = tmp_path / "damaged.oemb"
+    data = bytearray(signed_bundle.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    kind, code, _ = _same_verdicts(cli, tmp_path, lic, damaged, license_root)[1]
+    assert kind == "error" and code.startswith("E_")
+    missing = tmp_path / "missing.oemb"
+    res = cli("license", "verify", tmp_path / "judged.lic", "--trust", license_root,
+              "--bundle", missing, "--json")
+    with pytest.raises(OemkitError) as err:
+        oemkit.license.verify(lic, license_root, bundle=missing, state=None)
+    assert err.value.code == json.loads(res.stdout)["error"]["code"] == "E_NOT_FOUND"

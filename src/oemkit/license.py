@@ -301,7 +301,8 @@ def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
 
 def verify(
     license: Path | str | bytes, trust: Path | str | bytes | TrustRoot, *,
-    crl: Sequence[Path | str | bytes] = (), bundle: BundleFacts | None = None,
+    crl: Sequence[Path | str | bytes] = (),
+    bundle: BundleFacts | Path | str | bytes | None = None,
     state: Path | str | None = _DEFAULT, now: dt.datetime | None = None,
     host: Mapping[str, Sequence[str]] | None = None, environment: str | None = None,
 ) -> Verdict:
@@ -315,6 +316,13 @@ def verify(
     ``host`` defaults to this machine's hardware ids and ``environment`` to
     ``$OEMKIT_ENV``.
 
+    ``bundle`` binds the check to a bundle as ``oemkit license verify --bundle`` does: a
+    bundle file (or its bytes) is verified against ``trust`` first (its failure is raised
+    as ``verify`` reports it), then the license is judged against the newest root its
+    carried roots chain to, its manifest's digest, name, build time and channel, and its
+    carried CRL (before those in ``crl``). Already-verified facts may be passed as a
+    :class:`BundleFacts`.
+
     Raises:
         LicenseError: E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH, E_KEY_USAGE,
             E_SIG_INVALID, E_CLAIMS_INVALID, E_CRIT_UNKNOWN, E_KEY_REVOKED, E_KEY_WINDOW,
@@ -322,19 +330,27 @@ def verify(
             E_CLOCK_ROLLBACK, E_NOT_YET_VALID, E_EXPIRED, E_BUNDLE_MISMATCH, E_HW_MISMATCH,
             E_ENV_MISMATCH.
         VerificationError: E_ARMOR, E_ENVELOPE (license or CRL), E_CRL_INVALID.
-        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE (license, CRL, trust root),
-            E_LOCK_UNSAFE, E_TIME, and :func:`load_trust`'s codes.
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE (license, CRL, trust root,
+            bundle), E_LOCK_UNSAFE, E_TIME, and :func:`load_trust`'s codes.
+        OemkitError: with a bundle file or bytes, the error its verification failed with
+            (the codes of ``oemkit.verify.bundle.verify_bundle``, e.g. E_SIGNATURE_UNTRUSTED,
+            E_PAYLOAD_DIGEST).
         EnvironmentProblem: E_STATE_UNUSABLE, E_PERMISSION, E_WRITE, E_LOCKED.
         UsageError: E_USAGE for a naive ``now``.
     """
     from oemkit._fs import read_input
-    from oemkit.host.license_state import default_state_path, verify_license
+    from oemkit.host.license_state import bind_bundle, default_state_path, verify_license
 
     data = license if isinstance(license, bytes) else read_input(Path(license), "license",
                                                                  1 << 20)
     crls = [(f"crl[{i}]", c if isinstance(c, bytes) else read_input(Path(c), "CRL", 1 << 20),
              True) for i, c in enumerate(crl)]
+    root = load_trust(trust)
+    facts = bundle if bundle is None or isinstance(bundle, BundleFacts) else None
+    if bundle is not None and not isinstance(bundle, BundleFacts):
+        root, facts, carried = bind_bundle(bundle, root)
+        crls = carried + crls
     state_path = default_state_path() if state is _DEFAULT else (
         None if state is None else Path(state))
-    return verify_license(data, load_trust(trust), now=now, state_path=state_path, crls=crls,
-                          bundle=bundle, host=host, environment=environment).verdict
+    return verify_license(data, root, now=now, state_path=state_path, crls=crls,
+                          bundle=facts, host=host, environment=environment).verdict

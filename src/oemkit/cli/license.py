@@ -122,20 +122,13 @@ def verify(
     """
     with guard(json_out):
         from oemkit.crypto.armor import read_armored
-        from oemkit.host.license_state import bundle_facts, default_state_path, verify_license
+        from oemkit.host.license_state import bind_bundle, default_state_path, verify_license
         from oemkit.license import load_trust
-        from oemkit.verify.bundle import verify_bundle
 
         root = load_trust(trust)
-        facts, crls = None, []
+        facts, crls = None, list[tuple[str, bytes, bool]]()
         if bundle is not None:
-            report = verify_bundle(bundle, trust)
-            if not report.ok:
-                assert report.error is not None
-                raise report.error
-            root, facts = report.root, bundle_facts(report)
-            if report.crl:
-                crls.append((f"{bundle.name}:revocations.crl", report.crl, False))
+            root, facts, crls = bind_bundle(bundle, root)
         crls += [(str(p), read_armored(p, "CRL"), True) for p in crl]
         check = verify_license(read_armored(file, "license"), root,
                                state_path=state or default_state_path(), crls=crls,

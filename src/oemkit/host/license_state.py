@@ -492,6 +492,38 @@ def bundle_facts(report: Any) -> BundleFacts:
                        channel=manifest.channel)
 
 
+def bind_bundle(bundle: Path | str | bytes, root: TrustRoot) -> tuple[
+        TrustRoot, BundleFacts, list[tuple[str, bytes, bool]]]:
+    """What a license is judged against when it must cover ``bundle`` (``oemkit license
+    verify --bundle``, ``oemkit.license.verify(bundle=...)``): the bundle (a file or its
+    bytes) verified against the pinned ``root``, then the newest root its carried roots
+    chain to, its binding facts and its carried CRL (not an explicit one).
+
+    Raises:
+        VerificationError: the bundle's own verification failure (its report's error,
+            which is an InputError where verify records one).
+        InputError: E_NOT_FOUND, E_NOT_A_FILE (the bundle file).
+        EnvironmentProblem: E_PERMISSION.
+    """
+    import io
+
+    from oemkit._fs import open_input
+    from oemkit.verify.bundle import verify_open_bundle
+
+    if isinstance(bundle, bytes):
+        label, report = "bundle", verify_open_bundle(io.BytesIO(bundle), root)
+    else:
+        with open_input(Path(bundle), "bundle") as handle:
+            report = verify_open_bundle(handle, root, name=str(bundle))
+        label = Path(bundle).name
+    if not report.ok:
+        assert report.error is not None
+        raise report.error
+    crls = [(f"{label}:revocations.crl", report.crl, False)] if report.crl else []
+    assert report.root is not None
+    return report.root, bundle_facts(report), crls
+
+
 def judge_attached(report: Any, *, state_path: Path | None, environment: str | None = None,
                    host: Mapping[str, Sequence[str]] | None = None,
                    now: dt.datetime | None = None) -> None:
