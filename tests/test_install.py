@@ -390,3 +390,39 @@ def test_install_reports_progress_while_it_verifies_and_unpacks(bundles, trust_f
     payload = dict(read_members(v1))["payload.tar.zst"]
     assert seen and all(n > 0 for n in seen)
     assert sum(seen) == len(payload)
+
+
+def test_install_options_defaults_are_the_keyword_defaults():
+    import inspect
+    from dataclasses import fields
+
+    from oemkit.host.install import InstallOptions
+
+    params = inspect.signature(install).parameters
+    assert [f.name for f in fields(InstallOptions)] == [
+        n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    for f in fields(InstallOptions):
+        assert params[f.name].default == f.default, f.name
+    with pytest.raises(Exception) as err:
+        InstallOptions().skip_smoke = True  # type: ignore[misc]
+    assert type(err.value).__name__ == "FrozenInstanceError"
+
+
+def test_install_takes_options_or_keywords_not_both(bundles, trust_file, tmp_path, profile):
+    from oemkit.host.install import InstallOptions
+
+    v1, v2 = bundles
+    prefix = tmp_path / "opt"
+    with pytest.raises(TypeError, match="not both.*profile"):
+        install(v1, prefix, trust_file, InstallOptions(), profile=profile)
+    assert not prefix.exists()
+    seen: list[int] = []
+    report = install(v1, prefix, trust_file, InstallOptions(profile=profile,
+                                                            progress=seen.append))
+    assert report.ok and report.switched and report.action == "install", report.to_dict()
+    assert seen
+    again = install(v2, prefix, trust_file, InstallOptions(upgrade=True, skip_smoke=True))
+    assert again.ok and again.switched and again.action == "upgrade", again.to_dict()
+    assert [c.status for c in again.checks if c.name == "smoke"] == ["warn"]
+    down = install(v1, prefix, trust_file, InstallOptions(upgrade=True, profile=profile))
+    assert not down.ok and down.checks[-1].code == "E_DOWNGRADE"

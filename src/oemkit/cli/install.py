@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -30,7 +30,7 @@ from oemkit.cli._output import (
 )
 
 if TYPE_CHECKING:
-    from oemkit.host.install import InstallReport
+    from oemkit.host.install import InstallOptions, InstallReport
     from oemkit.models.config import BundleConfigs
 
 migrate_app = typer.Typer(
@@ -169,14 +169,18 @@ def _print_install(report: InstallReport, json_out: bool) -> None:
 
 
 def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
-                 reader_limits: tuple[int, int, int], state: Path | None, **opts: Any) -> None:
+                 reader_limits: tuple[int, int, int], state: Path | None,
+                 options: InstallOptions) -> None:
     """install/upgrade: the run with a progress bar over verify + unpack, then the table."""
+    from dataclasses import replace
+
     from oemkit.host.install import install as run
     from oemkit.host.license_state import default_state_path
 
     with progress("verifying and unpacking", file_size(bundle)) as cb:
-        report = run(bundle, prefix, trust, state_path=state or default_state_path(),
-                     progress=cb, limits=limits(*reader_limits), **opts)
+        report = run(bundle, prefix, trust, replace(
+            options, state_path=state or default_state_path(), progress=cb,
+            limits=limits(*reader_limits)))
     _print_install(report, json_out)
 
 
@@ -204,9 +208,12 @@ def install(
     trust-root.json
     """
     with guard(json_out):
+        from oemkit.host.install import InstallOptions
+
         _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
-                     state, config=config, license_file=license, profile=profile,
-                     skip_smoke=skip_smoke, system_site_packages=system_site_packages)
+                     state, InstallOptions(
+                         config=config, license_file=license, profile=profile,
+                         skip_smoke=skip_smoke, system_site_packages=system_site_packages))
 
 
 def upgrade(
@@ -233,10 +240,13 @@ def upgrade(
     trust-root.json
     """
     with guard(json_out):
+        from oemkit.host.install import InstallOptions
+
         _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
-                     state, upgrade=True, license_file=license, profile=profile,
-                     skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
-                     system_site_packages=system_site_packages)
+                     state, InstallOptions(
+                         upgrade=True, license_file=license, profile=profile,
+                         skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
+                         system_site_packages=system_site_packages))
 
 
 def rollback(

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,8 @@ from oemkit.models.report import Check
 if TYPE_CHECKING:
     from oemkit.verify.bundle import Limits
 
-__all__ = ["SLOTS", "TMP_PREFIX", "InstallReport", "SlotRecord", "install", "prefix_lock",
-           "read_slot", "rollback", "status", "version_key"]
+__all__ = ["SLOTS", "TMP_PREFIX", "InstallOptions", "InstallReport", "SlotRecord", "install",
+           "prefix_lock", "read_slot", "rollback", "status", "version_key"]
 
 #: slot.json is a few hundred bytes; a larger one is not oemkit's.
 MAX_SLOT_JSON = 64 << 10
@@ -279,7 +279,37 @@ def prune(prefix: Path, layout: Layout, journal: Journal) -> list[str]:
 # --------------------------------------------------------------------------- install/upgrade
 
 
-def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = False,
+@dataclass(frozen=True)
+class InstallOptions:
+    """How :func:`install` installs or upgrades: the defaults are what ``oemkit install``
+    does without flags (``oemkit upgrade`` sets ``upgrade``)."""
+
+    #: Upgrade an installed prefix (``oemkit upgrade``) instead of a first install.
+    upgrade: bool = False
+    #: The initial config file (``--config``; default: the bundle's). Install only.
+    config: Path | None = None
+    #: A license to check before the slot is prepared (``--license``).
+    license_file: Path | None = None
+    #: The smoke test's hardware profile: a shipped name, a file or the bundle's
+    #: (``--profile``; default: detected).
+    profile: str | None = None
+    #: Switch without the smoke test (``--skip-smoke``: unsafe).
+    skip_smoke: bool = False
+    #: Accept an older release, or a current slot whose version is unknown.
+    allow_downgrade: bool = False
+    #: Let the slot's venv import the packages of the Python running oemkit.
+    system_site_packages: bool = False
+    #: The license state file (None: stateless; the CLI passes the host's default).
+    state_path: Path | None = None
+    #: Called with the bytes read while the bundle is verified and unpacked (the long step
+    #: for a multi-gigabyte bundle).
+    progress: Callable[[int], None] | None = None
+    #: The reader limits (``verify``'s defaults unless given).
+    limits: Limits | None = None
+
+
+def install(bundle: Path, prefix: Path, trust: Path | bytes,
+            options: InstallOptions | None = None, *, upgrade: bool = False,
             config: Path | None = None, license_file: Path | None = None,
             profile: str | None = None, skip_smoke: bool = False,
             allow_downgrade: bool = False, system_site_packages: bool = False,
@@ -288,10 +318,22 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
             limits: Limits | None = None) -> InstallReport:
     """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it.
 
-    ``progress`` is called with the bytes read while the bundle is verified and unpacked
-    (the long step for a multi-gigabyte bundle); ``limits`` are the reader limits
-    (``verify``'s defaults unless given).
+    Pass the options as an :class:`InstallOptions` or as keywords of the same names (a
+    shorthand for ``InstallOptions(...)``), not both (``TypeError``).
     """
+    given = InstallOptions(
+        upgrade=upgrade, config=config, license_file=license_file, profile=profile,
+        skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
+        system_site_packages=system_site_packages, state_path=state_path,
+        progress=progress, limits=limits)
+    if options is None:
+        options = given
+    elif given != InstallOptions():
+        changed = [f.name for f in fields(given)
+                   if getattr(given, f.name) != getattr(InstallOptions(), f.name)]
+        raise TypeError(f"install() takes an InstallOptions or keyword options, not both "
+                        f"(got options and {', '.join(changed)})")
+    upgrade = options.upgrade
     prefix = Path(prefix).resolve()
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
     if upgrade and not scan(prefix).exists:  # answered without creating the prefix
@@ -309,12 +351,7 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes, *, upgrade: bool = 
         name = f"{SLOTS}/{staging.name}"
         try:
             return _prepare_and_switch(report, bundle, prefix, trust, staging, layout,
-                                       journal, config=config, license_file=license_file,
-                                       profile=profile, skip_smoke=skip_smoke,
-                                       allow_downgrade=allow_downgrade,
-                                       system_site_packages=system_site_packages,
-                                       state_path=state_path, progress=progress,
-                                       limits=limits)
+                                       journal, options)
         finally:
             if name in journal.pending:
                 journal.discard(name)
@@ -332,13 +369,12 @@ def _no_previous(prefix: Path) -> InputError:
 
 def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
                         trust: Path | bytes, staging: Path, layout: Layout,
-                        journal: Journal, **opts: Any) -> InstallReport:
+                        journal: Journal, opts: InstallOptions) -> InstallReport:
     from oemkit.host.unpack import unpack_bundle
 
     try:
-        verified = unpack_bundle(bundle, staging / "bundle", trust,
-                                 progress=opts.pop("progress", None),
-                                 limits=opts.pop("limits", None))
+        verified = unpack_bundle(bundle, staging / "bundle", trust, progress=opts.progress,
+                                 limits=opts.limits)
     except OemkitError as exc:
         return report.fail("unpack", exc)
     if not verified.ok:
@@ -361,7 +397,7 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         report.add("version", "info", f"{slot_name} is already the current slot; nothing "
                    "to do")
         return report
-    problem = _version_problem(prefix, old, manifest, opts["allow_downgrade"])
+    problem = _version_problem(prefix, old, manifest, opts.allow_downgrade)
     if problem is not None:
         return report.fail("version", problem)
     final = prefix / SLOTS / slot_name
@@ -443,16 +479,16 @@ def _version_problem(prefix: Path, old: SlotRecord | InputError | None, manifest
 
 
 def _prepare_slot(report: InstallReport, slot: Path, verified: Any, current: Path | None,
-                  opts: dict[str, Any]) -> str | None:
+                  opts: InstallOptions) -> str | None:
     """License, venv, config and smoke test of a new slot; its Python, or None on failure."""
-    if not _license(report, verified, opts["license_file"], opts["state_path"]):
+    if not _license(report, verified, opts.license_file, opts.state_path):
         return None
-    python = _venv(report, slot, verified.manifest, opts["system_site_packages"])
-    if python is None or not _config(report, slot, verified, current, opts["config"]):
+    python = _venv(report, slot, verified.manifest, opts.system_site_packages)
+    if python is None or not _config(report, slot, verified, current, opts.config):
         return None
-    if opts["skip_smoke"]:
+    if opts.skip_smoke:
         report.add("smoke", "warn", "skipped (--skip-smoke): the slot was not tested")
-    elif not _smoke(report, slot, verified.manifest, opts["profile"], python):
+    elif not _smoke(report, slot, verified.manifest, opts.profile, python):
         return None
     return python
 
