@@ -1,9 +1,11 @@
 """Sessions: `nox -s tests` (the suite, offline, hostile corpus and property tests included),
-`nox -s lint` (ruff, mypy strict, import-linter's layering contract) and
-`nox -s fuzz -- SECONDS` (atheris, not run by default)."""
+`nox -s lint` (ruff, mypy strict, import-linter's layering contract),
+`nox -s license_api` (the license API with no extras and only its own two dependencies) and
+`nox -s fuzz -- SECONDS` (atheris). Only tests and lint run by default."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +32,61 @@ def lint(session: nox.Session) -> None:
                 "keys-example")
     session.run("mypy")
     session.run("lint-imports")  # the layering of pyproject.toml's [tool.importlinter]
+
+
+#: What ``oemkit.license.verify`` imports beyond the standard library and oemkit itself
+#: (``python -X importtime``): the signature checks and the canonical JSON of the state file.
+LICENSE_API_NEEDS = ("cryptography", "rfc8785")
+
+#: Run in the license_api venv, in the checkout's root: the corpus control license verifies
+#: against the corpus trust root (with the control CRL and a state file, twice) and an expired
+#: one is refused with its code, while nothing else oemkit declares is installed.
+LICENSE_API_CHECK = """
+import datetime as dt, importlib.util, sys, tempfile
+from pathlib import Path
+import oemkit, oemkit.license
+assert 'site-packages' in oemkit.__file__, f'oemkit imported from {oemkit.__file__}'
+skipped = ('onnx', 'onnxruntime', 'numpy', 'typer', 'rich', 'yaml', 'zstandard', 'psutil',
+           'securesystemslib', 'cyclonedx', 'packageurl', 'jsonschema_rs', 'packaging')
+present = [m for m in skipped if importlib.util.find_spec(m) is not None]
+assert not present, f'installed, but the license API must not need them: {present}'
+corpus = Path('tests/hostile/corpus')
+lic, trust = corpus / 'control-license-valid.lic', corpus / 'trust-root.json'
+with tempfile.TemporaryDirectory() as tmp:
+    for _ in range(2):
+        verdict = oemkit.license.verify(lic, trust=trust, crl=[corpus / 'control-crl-valid.crl'],
+                                        state=Path(tmp) / 'state.json')
+        assert verdict.status == 'valid' and verdict.crl_seq == 1, verdict
+verdict.require_feature('batch')
+try:
+    oemkit.license.verify(lic, trust=trust, state=None,
+                          now=dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+except oemkit.license.LicenseError as exc:
+    assert exc.code == 'E_EXPIRED', exc
+else:
+    raise AssertionError('an expired license was accepted')
+third = sorted({m.partition('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)
+               - {'__main__', 'oemkit', '_cffi_backend', '_openssl', '_distutils_hack'})
+print(f'license API OK with no extras: {verdict.claims.license_id} {verdict.status}; '
+      f'third-party modules imported: {", ".join(third)}')
+"""
+
+
+@nox.session
+def license_api(session: nox.Session) -> None:
+    """The license API an OEM runtime calls, installed as such a runtime would: oemkit with
+    ``--no-deps`` and only LICENSE_API_NEEDS (no extras, no CLI, no ONNX stack); checked by
+    LICENSE_API_CHECK. Not a default session: it builds a wheel (hatchling from the index)."""
+    declared = nox.project.load_toml("pyproject.toml")["project"]["dependencies"]
+    needs = [d for d in declared if re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0]
+             in LICENSE_API_NEEDS]
+    if len(needs) != len(LICENSE_API_NEEDS):
+        session.error(f"pyproject.toml no longer declares all of {LICENSE_API_NEEDS}")
+    session.install("--no-deps", ".")
+    session.install(*needs)
+    check = Path(session.create_tmp()) / "license_api_check.py"  # not run from the checkout
+    check.write_text(LICENSE_API_CHECK, encoding="utf-8")
+    session.run("python", str(check))
 
 
 @nox.session

@@ -294,6 +294,11 @@ _CODES = (
        "`report.sbom.read_member_json(…, trust=…)` asked for a member the bundle signature "
        "does not cover (a signature or license); unreachable from the CLI",
        "read it without --trust (unverified)"),
+    _c("E_MISSING_EXTRA", E,
+       "`oemkit init`, `oemkit sizing` in oemkit's own interpreter, a smoke test's `.npz` "
+       "golden outputs: the ONNX stack (onnx, onnxruntime, numpy: the `onnx` extra) is not "
+       "installed",
+       "pip install 'oemkit[onnx]' (in a checkout: pip install -e '.[onnx]')"),
     _c("E_MIGRATION_APPLY", I,
        "a value cannot be converted, scaled, split, or set under a non-object parent; the "
        "migrated config is nested deeper than 64 levels"),

@@ -174,6 +174,10 @@ def _run(bundle: Path, report: Any, profile: Any, request: SizingRequest, work: 
             "providers": [p.name for p in profile.providers
                           if p.name in host.providers] or ["CPUExecutionProvider"],
             "warmup": 20}
+    if python == sys.executable:  # measured in oemkit's own interpreter: its onnx extra
+        from oemkit._extras import require_onnx
+
+        require_onnx("oemkit sizing", ("onnxruntime", "numpy"))
     try:
         _measure(doc, base, request, threads, slo, work, python, say)
     except _Interrupted as stop:

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oemkit.errors import EXIT_ENV, EXIT_FAILED, EXIT_OK, InputError, OemkitError
+from oemkit.errors import (
+    EXIT_ENV,
+    EXIT_FAILED,
+    EXIT_OK,
+    EnvironmentProblem,
+    InputError,
+    OemkitError,
+)
 from oemkit.host.profiles import HostInfo, Profile, detect_host, load_profile
 from oemkit.models.report import Check
 
@@ -219,11 +226,15 @@ def _run_child(result: SmokeResult, manifest: Any, root: Path, profile: Profile,
                         "used": data.get("providers_used", [])}
     if not data["ok"]:
         code, message = data["error"]["code"], data["error"]["message"]
+        hint = "the bundle's model or golden data is broken; rebuild it"
         if code == "E_NO_ONNXRUNTIME":
             result.environment_error = True
-        result.add("run", "fail", message, code=code,
-                   hint="install onnxruntime on this host" if code == "E_NO_ONNXRUNTIME"
-                   else "the bundle's model or golden data is broken; rebuild it")
+            hint = "install onnxruntime on this host"
+            if python == sys.executable:  # oemkit's own interpreter: its onnx extra
+                from oemkit._extras import ONNX_HINT
+
+                hint += f": {ONNX_HINT}"
+        result.add("run", "fail", message, code=code, hint=hint)
         return
     _providers_check(result, profile)
     golden = manifest.runtime.golden
@@ -251,6 +262,10 @@ def _compare(result: SmokeResult, name: str, outputs: dict[str, Any], expected_p
              atol: float, rtol: float) -> None:
     try:
         expected = _load_golden(expected_path)
+    except EnvironmentProblem as exc:  # E_MISSING_EXTRA: numpy reads .npz golden outputs
+        result.environment_error = True
+        _fail_check(result, name, exc)
+        return
     except (OSError, ValueError) as exc:
         result.add(name, "fail", f"golden outputs cannot be read: {exc}",
                    code="E_GOLDEN_INVALID", hint="rebuild the bundle with valid golden data")
@@ -310,7 +325,12 @@ def _golden_problem(want: Any) -> str | None:
 def _load_golden(path: Path) -> dict[str, Any]:
     """Golden tensors from JSON ({name: {dtype, shape, data}}) or a NumPy .npz archive."""
     if path.suffix == ".npz":
-        import numpy as np
+        try:
+            import numpy as np
+        except ImportError as exc:
+            from oemkit._extras import missing_onnx
+
+            raise missing_onnx("reading .npz golden outputs", ["numpy"]) from exc
 
         with np.load(path, allow_pickle=False) as archive:
             return {k: {"dtype": str(archive[k].dtype), "shape": list(archive[k].shape),

@@ -6,8 +6,9 @@ checked for drift. The directory appears all at once: files are written into a t
 sibling of the destination that is renamed into place at the end, so an interrupted init
 never leaves a half-written bundle behind.
 
-numpy, onnx and onnxruntime are imported inside functions only: importing this module
-(and so ``oemkit --help``) must stay cheap.
+numpy, onnx and onnxruntime (the ``onnx`` extra) are imported inside functions only:
+importing this module (and so ``oemkit --help``) must stay cheap, and without the extra
+:func:`render_files` raises ``E_MISSING_EXTRA`` (exit 4) instead of an ImportError.
 """
 
 from __future__ import annotations
@@ -96,7 +97,15 @@ def scaffold_bundle(
 
 
 def render_files(name: str, description: str) -> dict[str, bytes]:
-    """Every file of the scaffold as ``{relative posix path: bytes}``; no disk access."""
+    """Every file of the scaffold as ``{relative posix path: bytes}``; no disk access.
+
+    Raises:
+        EnvironmentProblem: E_MISSING_EXTRA when the ONNX stack (the ``onnx`` extra) that
+            makes the model and its golden outputs is not installed.
+    """
+    from oemkit._extras import require_onnx
+
+    require_onnx("oemkit init")
     model = build_model(name)
     x = golden_inputs()
     y = run_model(model, x.astype("float32"))
