@@ -413,7 +413,7 @@ def test_install_takes_options_or_keywords_not_both(bundles, trust_file, tmp_pat
 
     v1, v2 = bundles
     prefix = tmp_path / "opt"
-    with pytest.raises(TypeError, match="not both.*profile"):
+    with pytest.raises(TypeError, match=r"not both.*profile"):
         install(v1, prefix, trust_file, InstallOptions(), profile=profile)
     assert not prefix.exists()
     seen: list[int] = []
@@ -426,3 +426,41 @@ def test_install_takes_options_or_keywords_not_both(bundles, trust_file, tmp_pat
     assert [c.status for c in again.checks if c.name == "smoke"] == ["warn"]
     down = install(v1, prefix, trust_file, InstallOptions(upgrade=True, profile=profile))
     assert not down.ok and down.checks[-1].code == "E_DOWNGRADE"
+
+
+@pytest.mark.parametrize("extra", [
+    [], ["--platform", "manylinux2014_x86_64"],
+    ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+     "--python-version", "3.11"],
+    ["--python-version", "3.12"],
+])
+def test_wheelhouse_command_is_the_library_s(tmp_path, extra):
+    from oemkit.host.wheelhouse import pip_download_command
+
+    req = tmp_path / "requirements.txt"
+    req.write_text("numpy==2.0.0\n")
+    result = cli("wheelhouse", "fetch", req, "--dest", tmp_path / "w", *extra, "--dry-run",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    platforms = [extra[i + 1] for i, a in enumerate(extra) if a == "--platform"]
+    version = extra[extra.index("--python-version") + 1] if "--python-version" in extra \
+        else None
+    cmd = pip_download_command(req, tmp_path / "w", platforms=platforms,
+                               python_version=version)
+    assert json.loads(result.stdout)["command"] == cmd and cmd[0] == sys.executable
+    assert " ".join(cmd) in result.stderr.replace("\n", "")
+
+
+def test_wheelhouse_errors_are_the_library_s(tmp_path):
+    from oemkit.host.wheelhouse import pip_download_command, run_pip
+
+    missing = tmp_path / "missing.txt"
+    res = cli("wheelhouse", "fetch", missing, "--dest", tmp_path / "w", "--json")
+    with pytest.raises(InputError) as err:
+        pip_download_command(missing, tmp_path / "w")
+    assert err.value.code == json.loads(res.stdout)["error"]["code"] == "E_NOT_FOUND"
+    assert res.exit_code == err.value.exit_code == 3
+    run_pip([sys.executable, "-c", "pass"])
+    with pytest.raises(EnvironmentProblem) as failed:
+        run_pip([sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed.value.code == "E_PIP" and failed.value.exit_code == 4

@@ -314,27 +314,13 @@ def wheelhouse_fetch(
     manylinux2014_x86_64 --python-version 3.11
     """
     with guard(json_out):
-        import subprocess
-        import sys
+        from oemkit.host.wheelhouse import pip_download_command, run_pip
 
-        from oemkit.errors import EnvironmentProblem, InputError
-
-        if not requirements.is_file():
-            raise InputError("E_NOT_FOUND", f"{requirements} does not exist",
-                             hint="pass a requirements file")
-        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest",
-               str(dest), "-r", str(requirements)]
-        for tag in platform:
-            cmd += ["--platform", tag]
-        if python_version:
-            cmd += ["--python-version", python_version]
+        cmd = pip_download_command(requirements, dest, platforms=platform,
+                                   python_version=python_version)
         if json_out:
             emit_json({"ok": True, "command": cmd, "dry_run": dry_run})
         err.print(" ".join(cmd), markup=False)
         if dry_run:
             return
-        proc = subprocess.run(cmd)
-        if proc.returncode != 0:
-            raise EnvironmentProblem("E_PIP", "pip download failed (see above)",
-                                     hint="this step needs network access to the package "
-                                          "index; run it on a connected machine")
+        run_pip(cmd)
