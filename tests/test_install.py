@@ -464,3 +464,68 @@ def test_wheelhouse_errors_are_the_library_s(tmp_path):
     with pytest.raises(EnvironmentProblem) as failed:
         run_pip([sys.executable, "-c", "raise SystemExit(3)"])
     assert failed.value.code == "E_PIP" and failed.value.exit_code == 4
+
+
+def _status_before_the_dataclasses(prefix: Path) -> dict:
+    """install.status as it was written before PrefixStatus (the dict built inline)."""
+    from oemkit.host.install import SLOTS, TMP_PREFIX, read_slot
+    from oemkit.host.prefix import Journal, scan
+
+    layout = scan(prefix)
+    pending = set(Journal.load(prefix).pending) if layout.exists else set()
+    slots, records = [], {}
+    for name in layout.slots:
+        try:
+            record = read_slot(prefix / SLOTS / name)
+        except InputError as exc:
+            doc = {"name": name, "incomplete": True, "problem": exc.message}
+        else:
+            records[name] = record
+            doc = record.to_dict()
+            if name.startswith(TMP_PREFIX) or f"{SLOTS}/{name}" in pending:
+                doc["incomplete"] = True
+        doc["current"] = name == layout.current
+        doc["previous"] = name == layout.previous
+        slots.append(doc)
+    consistent = layout.current is None or layout.current in records
+    return {"prefix": str(prefix), "current": layout.current, "previous": layout.previous,
+            "consistent": consistent, "slots": slots}
+
+
+def test_status_json_is_byte_identical_to_the_dict_it_was(bundles, trust_file, tmp_path):
+    from oemkit.host.install import PrefixStatus, prefix_status
+
+    v1, v2 = bundles
+    prefix = tmp_path / "opt"
+
+    def same() -> PrefixStatus:
+        found = prefix_status(prefix)
+        old = _status_before_the_dataclasses(prefix)
+        assert status(prefix) == found.to_dict() == old
+        res = cli("status", "--prefix", prefix, "--json")
+        assert res.exit_code == 0, res.output
+        assert res.stdout == json.dumps({"ok": True, **old}, indent=2, sort_keys=True,
+                                        default=str) + "\n"
+        return found
+
+    assert same().slots == ()
+    assert install(v1, prefix, trust_file, skip_smoke=True).ok
+    assert install(v2, prefix, trust_file, upgrade=True, skip_smoke=True).ok
+    found = same()
+    assert [(s.current, s.previous, s.incomplete) for s in found.slots] == [
+        (False, True, False), (True, False, False)]
+    assert found.slots[1].record is not None and found.slots[1].record.version == "0.2.0"
+    # a damaged previous slot: listed with its problem, current still consistent
+    previous = prefix / "previous"
+    (previous.resolve() / "slot.json").write_text("{}")
+    found = same()
+    damaged = next(s for s in found.slots if s.previous)
+    assert damaged.record is None and damaged.incomplete and "damaged" in str(damaged.problem)
+    human = cli("status", "--prefix", prefix)
+    assert human.exit_code == 0 and damaged.name in human.stderr
+    assert "previous" in human.stderr and "is damaged" in human.stderr
+    # the current slot damaged: inconsistent, in JSON and in words
+    (prefix / "current").resolve().joinpath("slot.json").write_text("[]")
+    found = same()
+    assert not found.consistent
+    assert "INCONSISTENT" in cli("status", "--prefix", prefix).stderr

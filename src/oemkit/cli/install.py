@@ -272,30 +272,31 @@ def status(
     Example: oemkit status --prefix /opt/example
     """
     with guard(json_out):
-        from oemkit.host.install import status as run
+        from oemkit.host.install import prefix_status
 
-        doc = run(prefix)
+        found = prefix_status(prefix)
         if json_out:
-            emit_json({"ok": True, **doc})
+            emit_json({"ok": True, **found.to_dict()})
         from rich.table import Table
 
         table = Table(box=None, header_style="bold")
         for col in ("", "slot", "version", "manifest", "installed", "oemkit", "config v"):
             table.add_column(col)
-        for s in doc["slots"]:
-            mark = "current" if s.get("current") else "previous" if s.get("previous") else (
-                "incomplete" if s.get("incomplete") else "")
+        for s in found.slots:
+            mark = "current" if s.current else "previous" if s.previous else (
+                "incomplete" if s.incomplete else "")
+            r = s.record
             table.add_row(*(safe(v) for v in (
-                mark, s.get("name", "?"), s.get("version", "-"),
-                str(s.get("manifest_sha256", "-"))[:12], s.get("installed_at", "-"),
-                s.get("oemkit_version", "-"), s.get("config_version", "-"))))
+                mark, s.name, r.version if r else "-", (r.manifest_sha256 if r else "-")[:12],
+                r.installed_at if r else "-", r.oemkit_version if r else "-",
+                r.config_version if r else "-")))
         err.print(table)
-        for s in doc["slots"]:
-            if s.get("problem"):
-                err.print(f"  {safe(s.get('name', '?'))}: {safe(s['problem'])}")
-        err.print(f"current: {safe(doc['current'] or 'none')}; previous: "
-                  f"{safe(doc['previous'] or 'none')}"
-                  + ("" if doc["consistent"] else "; INCONSISTENT: roll back or reinstall "
+        for s in found.slots:
+            if s.problem:
+                err.print(f"  {safe(s.name)}: {safe(s.problem)}")
+        err.print(f"current: {safe(found.current or 'none')}; previous: "
+                  f"{safe(found.previous or 'none')}"
+                  + ("" if found.consistent else "; INCONSISTENT: roll back or reinstall "
                      "(oemkit rollback, or oemkit install the last good bundle)"))
 
 

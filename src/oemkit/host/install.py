@@ -46,8 +46,9 @@ from oemkit.models.report import Check
 if TYPE_CHECKING:
     from oemkit.verify.bundle import Limits
 
-__all__ = ["SLOTS", "TMP_PREFIX", "InstallOptions", "InstallReport", "SlotRecord", "install",
-           "prefix_lock", "read_slot", "rollback", "status", "version_key"]
+__all__ = ["SLOTS", "TMP_PREFIX", "InstallOptions", "InstallReport", "PrefixStatus",
+           "SlotRecord", "SlotStatus", "install", "prefix_lock", "prefix_status", "read_slot",
+           "rollback", "status", "version_key"]
 
 #: slot.json is a few hundred bytes; a larger one is not oemkit's.
 MAX_SLOT_JSON = 64 << 10
@@ -694,33 +695,89 @@ def rollback(prefix: Path) -> InstallReport:
     return report
 
 
-def status(prefix: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SlotStatus:
+    """One slot as :func:`prefix_status` found it."""
+
+    #: The slot's directory name under ``PREFIX/slots``.
+    name: str
+    #: Its ``slot.json``, or None when that is missing or malformed (see ``problem``).
+    record: SlotRecord | None
+    #: Why ``record`` is None (the ``E_SLOT_DAMAGED`` or read error's message).
+    problem: str | None
+    #: Not finished: no usable ``slot.json``, a ``.tmp-*`` name, or still journaled.
+    incomplete: bool
+    current: bool
+    previous: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``oemkit status --json`` lists for the slot: the record's fields (or the
+        name and the problem), ``incomplete`` only when true, ``current``, ``previous``."""
+        doc: dict[str, Any]
+        if self.record is None:
+            doc = {"name": self.name, "incomplete": True, "problem": self.problem}
+        else:
+            doc = self.record.to_dict()
+            if self.incomplete:
+                doc["incomplete"] = True
+        doc["current"] = self.current
+        doc["previous"] = self.previous
+        return doc
+
+
+@dataclass(frozen=True)
+class PrefixStatus:
+    """An install prefix as :func:`prefix_status` found it."""
+
+    prefix: str
+    #: The slot names ``current`` and ``previous`` point at (None: no such link).
+    current: str | None
+    previous: str | None
+    #: False when ``current`` points at a slot without a usable ``slot.json``.
+    consistent: bool
+    slots: tuple[SlotStatus, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document ``oemkit status --json`` prints (with ``ok``) and :func:`status`
+        returns."""
+        return {"prefix": self.prefix, "current": self.current, "previous": self.previous,
+                "consistent": self.consistent, "slots": [s.to_dict() for s in self.slots]}
+
+
+def prefix_status(prefix: Path) -> PrefixStatus:
     """Slots, versions, digests, when and by which oemkit they were installed.
 
     Reads only (no lock, nothing written, no link followed). A slot whose ``slot.json``
-    is missing or malformed is listed as ``incomplete`` with the ``problem``; a prefix
-    that is not laid out as oemkit's is ``E_PREFIX_LAYOUT``; a journal that is not
-    oemkit's ``E_PREFIX_JOURNAL``.
+    is missing or malformed is ``incomplete`` with the ``problem``; a prefix that is not
+    laid out as oemkit's is ``E_PREFIX_LAYOUT``; a journal that is not oemkit's
+    ``E_PREFIX_JOURNAL``.
     """
     prefix = Path(prefix)
     layout = scan(prefix)
     pending = set(Journal.load(prefix).pending) if layout.exists else set()
     slots = []
-    records: dict[str, SlotRecord] = {}
     for name in layout.slots:
-        doc: dict[str, Any]
+        record: SlotRecord | None = None
+        problem = None
         try:
             record = read_slot(prefix / SLOTS / name)
         except InputError as exc:
-            doc = {"name": name, "incomplete": True, "problem": exc.message}
-        else:
-            records[name] = record
-            doc = record.to_dict()
-            if name.startswith(TMP_PREFIX) or f"{SLOTS}/{name}" in pending:
-                doc["incomplete"] = True
-        doc["current"] = name == layout.current
-        doc["previous"] = name == layout.previous
-        slots.append(doc)
+            problem = exc.message
+        incomplete = record is None or name.startswith(TMP_PREFIX) or (
+            f"{SLOTS}/{name}" in pending)
+        slots.append(SlotStatus(name, record, problem, incomplete,
+                                current=name == layout.current,
+                                previous=name == layout.previous))
+    records = {s.name for s in slots if s.record is not None}
     consistent = layout.current is None or layout.current in records
-    return {"prefix": str(prefix), "current": layout.current, "previous": layout.previous,
-            "consistent": consistent, "slots": slots}
+    return PrefixStatus(str(prefix), layout.current, layout.previous, consistent,
+                        tuple(slots))
+
+
+def status(prefix: Path) -> dict[str, Any]:
+    """:func:`prefix_status` as the JSON document ``oemkit status --json`` prints.
+
+    Raises:
+        InputError: E_PREFIX_LAYOUT, E_PREFIX_JOURNAL.
+    """
+    return prefix_status(prefix).to_dict()
