@@ -275,7 +275,7 @@ def test_any_exception_in_the_payload_reader_ends_in_the_digest_check(
     def boom(data: bytes) -> Any:
         raise exc
 
-    monkeypatch.setattr(vb, "_pax_records", boom)
+    monkeypatch.setattr("oemkit.verify.payload._pax_records", boom)
     inner = rr.huge_pax_size_inner(10)
     genuine = forge.parts(payload=rr.raw_payload(rr._entries(list(mc.FILES)) + rr.EOA, 10240))
     swapped = [(n, rr.raw_payload(inner, 10240) if n == "payload.tar.zst" else d)

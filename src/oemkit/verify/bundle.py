@@ -10,26 +10,20 @@ the network or any path other than through the optional ``sink``.
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from oemkit._canonical import canonical_json, parse_json, sha256_hex
 from oemkit._fs import (
-    BLOCK,
-    CHUNK,
-    InlineReader,
     OuterMember,
-    RangeReader,
     read_member,
-    read_member_behind,
     scan_outer,
 )
 from oemkit._time import parse_time
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.errors import InputError, VerificationError
 from oemkit.models.manifest import (
     LICENSE_DIR,
     MANIFEST,
@@ -39,19 +33,19 @@ from oemkit.models.manifest import (
     SBOM,
     SIGNATURE_DIR,
     TRUST_DIR,
-    FileEntry,
     Manifest,
-    collision_key,
-    path_problem,
 )
 from oemkit.models.report import VerifyReport
 from oemkit.models.trust import MAX_ROOT_BYTES, TrustKey, TrustRoot
+from oemkit.verify.payload import ProgressFn as ProgressFn  # host.unpack's import
+from oemkit.verify.payload import Sink as Sink
+from oemkit.verify.payload import stream_payload
 from oemkit.verify.sbom import check_sbom
 from oemkit.verify.trust import load_pinned, walk_chain
 
-ProgressFn = Callable[[int], None]
-#: Opens a writable file for a payload entry during verification (used by unpack).
-Sink = Callable[[FileEntry], BinaryIO]
+#: The payload stream parser (inner tar in zstd) is verify.payload; host.migrate calls it
+#: by its former name here.
+_stream_payload = stream_payload
 
 
 #: The provenance (and so each signature, which embeds it in base64) grows with the payload's
@@ -435,392 +429,6 @@ def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-#: Decompressed payload bytes are looked at through a window of this size (headers, and
-#: file data in slices of at most this); PAX extended headers larger than MAX_PAX are refused.
-WINDOW = CHUNK
-MAX_PAX = 64 << 10
-#: Decimal numbers in PAX records have at most this many digits (10^20 > 2^64): Python
-#: refuses to parse more than 4300 and nothing larger is a size.
-MAX_DIGITS = 20
-_ZERO_BLOCK = bytes(BLOCK)
-
-
-class _Source:
-    """Compressed payload bytes for the decompressor, taken from a :class:`RangeReader`
-    (which reads and hashes them in a background thread)."""
-
-    def __init__(self, raw: RangeReader | InlineReader, progress: ProgressFn | None) -> None:
-        self._raw = raw
-        self._progress = progress
-        self._rest = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes | memoryview:
-        if not self._rest:
-            chunk = self._raw.next_chunk()
-            if chunk is None:
-                return b""
-            if self._progress:
-                self._progress(len(chunk))
-            self._rest = memoryview(chunk)
-        if size is None or size < 0 or size >= len(self._rest):
-            data, self._rest = self._rest, memoryview(b"")
-        else:
-            data, self._rest = self._rest[:size], self._rest[size:]
-        return data
-
-
-class _Inflater:
-    """The decompressed payload, seen through one reused window buffer.
-
-    Decompression is pulled in bounded steps (never more than the window, and never more
-    than one byte past ``limit``), so a small frame that expands to gigabytes costs no more
-    memory than a well-behaved one. Views handed out are valid until the next call.
-    """
-
-    def __init__(self, source: _Source, limit: int) -> None:
-        import zstandard
-
-        dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
-        self._zst = dctx.stream_reader(
-            source, read_size=CHUNK, read_across_frames=True,  # type: ignore[arg-type]
-            closefd=False)
-        self._error = zstandard.ZstdError
-        self._buf = bytearray(WINDOW)
-        self._view = memoryview(self._buf)
-        self._pos = self._end = 0
-        self._limit = limit
-        self.produced = 0
-        self.eof = False
-
-    def _fill(self) -> int:
-        """Decompress more bytes behind the unread ones; 0 at the end of the stream."""
-        if self._pos == self._end:
-            self._pos = self._end = 0
-        elif self._end == WINDOW:
-            left = self._end - self._pos
-            self._view[:left] = self._view[self._pos:self._end]
-            self._pos, self._end = 0, left
-        want = min(WINDOW - self._end, self._limit + 1 - self.produced)
-        try:
-            got: int = self._zst.readinto(self._view[self._end:self._end + want])
-        except self._error as exc:
-            raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not valid zstd ({exc})",
-                        check="payload", member=PAYLOAD) from exc
-        if not got:
-            self.eof = True
-            return 0
-        self.produced += got
-        if self.produced > self._limit:
-            raise _fail("E_PAYLOAD_BOMB", f"{PAYLOAD} decompresses past its declared size "
-                        f"({self._limit} bytes)", check="payload", member=PAYLOAD,
-                        expected=f"<= {self._limit} bytes", actual=f"> {self._limit} bytes",
-                        hint="a bundle that is legitimate but larger than the payload bound "
-                             "can raise it with --max-payload-bytes; otherwise the bundle is "
-                             "hostile or damaged: obtain a fresh copy from the vendor")
-        self._end += got
-        return got
-
-    def exact(self, n: int) -> bytes | None:
-        """The next ``n`` (<= WINDOW) bytes, or None when the stream ends before them."""
-        while self._end - self._pos < n:
-            if not self._fill():
-                return None
-        data = bytes(self._view[self._pos:self._pos + n])
-        self._pos += n
-        return data
-
-    def chunks(self, n: int) -> Iterator[memoryview]:
-        """The next ``n`` bytes as views into the window (each valid until the next)."""
-        while n:
-            if self._pos == self._end and not self._fill():
-                raise _TarError("ends unexpectedly")
-            take = min(n, self._end - self._pos)
-            view = self._view[self._pos:self._pos + take]
-            self._pos += take
-            n -= take
-            yield view
-
-    def skip(self, n: int) -> None:
-        for _ in self.chunks(n):
-            pass
-
-    def drain(self) -> None:
-        """Decompress to the end (bounded like everything else), discarding the bytes."""
-        while not self.eof:
-            self._pos = self._end
-            self._fill()
-
-    def drain_zeros(self) -> None:
-        """Decompress to the end (bounded), requiring every byte left to be zero."""
-        while True:
-            if self._buf.count(0, self._pos, self._end) != self._end - self._pos:
-                raise _TarError("data after the end-of-archive marker")
-            self._pos = self._end
-            if self.eof or not self._fill():
-                return
-
-
-class _TarError(Exception):
-    """The inner tar stream is malformed (E_PAYLOAD_CORRUPT)."""
-
-
-def _number(field: bytes) -> int:
-    """A tar numeric field: octal digits (NUL/space terminated) or GNU base-256."""
-    if field[:1] in (b"\x80", b"\xff"):
-        if field[0] == 0xFF:
-            raise _TarError("negative number in a header")
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise _TarError("invalid header") from None
-
-
-def _pax_records(data: bytes) -> dict[str, bytes]:
-    """The ``LEN KEY=VALUE\\n`` records of a PAX extended header (strictly framed)."""
-    records: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data) and data[pos] != 0:
-        space = data.find(b" ", pos, pos + 21)
-        if space <= pos or not data[pos:space].isdigit():
-            raise _TarError("invalid PAX header")
-        length = int(data[pos:space])  # at most 20 digits (the find above)
-        end = pos + length
-        if length < 5 or end > len(data) or data[end - 1] != 0x0A:
-            raise _TarError("invalid PAX header")
-        key, eq, value = data[space + 1:end - 1].partition(b"=")
-        if not key or not eq:
-            raise _TarError("invalid PAX header")
-        records[key.decode("utf-8", "surrogateescape")] = value
-        pos = end
-    return records
-
-
-def _kind(typeflag: bytes) -> str:
-    return {b"2": "symlink", b"1": "hardlink", b"3": "device file", b"4": "device file",
-            b"6": "FIFO", b"5": "directory"}.get(typeflag, f"type {typeflag!r}")
-
-
-_REGULAR = (b"0", b"\0", b"7")
-
-
-def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
-    """(name, typeflag, size, mode) of each entry; the caller consumes each regular file's
-    data (``size`` bytes) before asking for the next. The end: a zero block.
-
-    Reads what ``tarfile`` writes in PAX_FORMAT (and plain ustar): a PAX ``x`` header may
-    set the next entry's ``path`` and ``size``; other extension types are reported as
-    entries of that type (not regular files). Each header's checksum (unsigned, or signed
-    as old writers made it) and its mode and size fields are checked; a malformed header is
-    an error (``tarfile`` would take it for the end of the archive). The other fields are
-    not used: the digests fix the content.
-    """
-    pax: dict[str, bytes] | None = None
-    offset = 0
-    while True:
-        block = inflater.exact(BLOCK)
-        if block is None:
-            raise _TarError("empty file" if offset == 0 else "ends unexpectedly")
-        if block == _ZERO_BLOCK:
-            if pax is not None:
-                raise _TarError("missing header after a PAX header")
-            return
-        stored = _number(block[148:156])
-        unsigned = 256 + sum(block[:148]) + sum(block[156:])
-        if stored != unsigned and stored != unsigned - 256 * sum(
-                1 for b in block[:148] + block[156:] if b > 127):  # old writers: signed sum
-            raise _TarError(f"bad header checksum at byte {offset}")
-        typeflag = block[156:157]
-        mode = _number(block[100:108])
-        size = _number(block[124:136])
-        offset += BLOCK
-        if typeflag == b"x":
-            if pax is not None:
-                raise _TarError(f"two PAX headers in a row at byte {offset - BLOCK}")
-            if size > MAX_PAX:
-                inflater.skip(size + (-size % BLOCK))  # past the bound: E_PAYLOAD_BOMB
-                raise _TarError(f"a {size}-byte PAX header")
-            data = inflater.exact(size)
-            if data is None:
-                raise _TarError("ends unexpectedly")
-            inflater.skip(-size % BLOCK)
-            offset += size + (-size % BLOCK)
-            pax = _pax_records(data)
-            continue
-        name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if prefix:
-            name = prefix + "/" + name
-        if pax is not None:
-            if "path" in pax:
-                name = pax["path"].decode("utf-8", "surrogateescape")
-            if "size" in pax:
-                if not pax["size"].isdigit() or len(pax["size"]) > MAX_DIGITS:
-                    raise _TarError("invalid size in a PAX header")
-                size = int(pax["size"])
-            pax = None
-        if typeflag == b"\0" and name.endswith("/"):
-            typeflag = b"5"
-        if typeflag == b"5":
-            name = name.rstrip("/")
-        yield name, typeflag, size, mode
-        if typeflag in _REGULAR:
-            offset += size + (-size % BLOCK)
-            inflater.skip(-size % BLOCK)
-
-
-def _tar_overhead(entry: FileEntry) -> int:
-    """Most tar bytes around one file: header, PAX header and records, data padding."""
-    return 2048 + 2 * len(entry.path.encode("utf-8"))
-
-
-def _stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, limits: Limits,
-                    progress: ProgressFn | None, sink: Sink | None) -> None:
-    expected = manifest.members[PAYLOAD]
-    if member.size != expected.size:
-        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} is {member.size} bytes, the manifest says "
-                    f"{expected.size}", check="payload", member=PAYLOAD,
-                    expected=str(expected.size), actual=str(member.size))
-    if len(manifest.files) > limits.max_files:
-        raise _fail("E_LIMIT_FILES", f"the manifest lists {len(manifest.files)} files (limit "
-                    f"{limits.max_files})", check="payload",
-                    hint="if this bundle is legitimate, raise the limit with --max-files")
-    # Tar overhead: a header (plus a PAX header and its records for long or non-ASCII
-    # paths) and padding per file, then the end blocks padded to a 10 KiB record.
-    limit = manifest.payload_size + sum(_tar_overhead(f) for f in manifest.files) + 20 * 512
-    limit = min(limit, limits.max_payload_bytes)
-
-    # One thread reads and hashes the compressed bytes while this one decompresses, walks
-    # the tar and hashes each file: the two SHA-256 passes run on two cores.
-    with read_member_behind(handle, member) as raw:
-        inflater = _Inflater(_Source(raw, progress), limit)
-        try:
-            _check_tar(inflater, manifest, sink)
-            inflater.drain()
-            raw.drain()
-        except VerificationError as exc:
-            # If these are not the signed bytes, that is the finding, not how they broke.
-            try:
-                raw.drain()
-                actual: str | None = raw.hexdigest()
-            except VerificationError:
-                actual = None
-            if actual is not None and actual != expected.sha256:
-                raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest "
-                            f"digest (reading it failed with {exc.code})", check="payload",
-                            member=PAYLOAD, expected=expected.sha256, actual=actual) from exc
-            raise
-        digest = raw.hexdigest()
-    if digest != expected.sha256:
-        raise _fail("E_PAYLOAD_DIGEST", f"{PAYLOAD} does not match its manifest digest",
-                    check="payload", member=PAYLOAD, expected=expected.sha256, actual=digest)
-
-
-def _check_tar(inflater: _Inflater, manifest: Manifest, sink: Sink | None) -> None:
-    """Walk the inner tar: every entry safe, listed, in order, with its size, mode, digest."""
-    seen: set[str] = set()
-    seen_fold: dict[str, str] = {}
-    dirs_fold: dict[str, str] = {}
-    checked_dirs: set[str] = set()
-    index = 0
-    files = manifest.files
-    try:
-        for name, typeflag, size, mode in _tar_entries(inflater):
-            problem = path_problem(name)
-            if problem:
-                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r}: {problem}",
-                            check="payload", member=name,
-                            hint="the bundle is hostile or damaged; do not use it")
-            if typeflag not in _REGULAR:
-                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name} is a "
-                            f"{_kind(typeflag)}; only "
-                            "regular files are allowed", check="payload", member=name,
-                            hint="the bundle is hostile or damaged; do not use it")
-            if name in seen:
-                raise _fail("E_PAYLOAD_DUPLICATE", f"payload member {name} appears twice",
-                            check="payload", member=name)
-            key = collision_key(name)
-            fold = seen_fold.setdefault(key, name)
-            if fold != name:
-                raise _fail("E_PAYLOAD_UNSAFE", f"payload members {fold!r} and {name!r} collide "
-                            "on case-insensitive file systems", check="payload", member=name)
-            parent, _, _ = name.rpartition("/")
-            # Each directory is checked once: a file that later takes its folded name is
-            # caught below, from the file's side.
-            while parent and parent not in checked_dirs:
-                checked_dirs.add(parent)
-                parent_key = collision_key(parent)
-                clash = seen_fold.get(parent_key)
-                if clash is not None:
-                    raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} lies under "
-                                f"{clash!r}, which is a file", check="payload", member=name,
-                                hint="the bundle is hostile or damaged; do not use it")
-                dirs_fold.setdefault(parent_key, parent)
-                parent, _, _ = parent.rpartition("/")
-            if key in dirs_fold:
-                raise _fail("E_PAYLOAD_UNSAFE", f"payload member {name!r} is a file but "
-                            f"{dirs_fold[key]!r} is a directory",
-                            check="payload", member=name,
-                            hint="the bundle is hostile or damaged; do not use it")
-            seen.add(name)
-            entry = manifest.entry(name)
-            if entry is None:
-                raise _fail("E_PAYLOAD_EXTRA", f"payload member {name} is not in the manifest",
-                            check="payload", member=name)
-            if index < len(files) and files[index].path != name:
-                missing = files[index].path
-                if missing not in seen and name > missing:
-                    raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing",
-                                check="payload", member=missing)
-                raise _fail("E_PAYLOAD_ORDER", f"payload member {name} is out of order",
-                            check="payload", member=name, expected=files[index].path,
-                            actual=name)
-            index += 1
-            if size != entry.size:
-                raise _fail("E_PAYLOAD_SIZE", f"payload file {name} is {size} bytes, the "
-                            f"manifest says {entry.size}", check="payload", member=name,
-                            expected=str(entry.size), actual=str(size))
-            if mode & 0o7777 != entry.mode:
-                raise _fail("E_PAYLOAD_MODE", f"payload file {name} has mode "
-                            f"{mode & 0o7777:o}, the manifest says {entry.mode:o}",
-                            check="payload", member=name, expected=f"{entry.mode:o}",
-                            actual=f"{mode & 0o7777:o}")
-            out = sink(entry) if sink else None
-            digest = hashlib.sha256()
-            try:
-                for view in inflater.chunks(size):
-                    digest.update(view)
-                    if out is not None:
-                        out.write(view)
-            finally:
-                if out is not None:
-                    out.close()
-            if digest.hexdigest() != entry.sha256:
-                raise _fail("E_PAYLOAD_DIGEST", f"payload file {name} does not match its "
-                            "manifest digest", check="payload", member=name,
-                            expected=entry.sha256, actual=digest.hexdigest())
-        inflater.drain_zeros()  # only zero padding may follow the end-of-archive marker
-    except _TarError as exc:
-        if str(exc) == "ends unexpectedly":
-            raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} ends unexpectedly", check="payload",
-                        member=PAYLOAD) from exc
-        raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not a valid tar stream ({exc})",
-                    check="payload", member=PAYLOAD) from exc
-    except (OSError, OemkitError):
-        raise  # writing a file (unpack), or a coded finding
-    except Exception as exc:  # anything else the reader meets is a malformed stream,
-        # never an internal error: the caller then checks the digest of the whole member
-        raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} is not a valid tar stream "
-                    f"({type(exc).__name__})", check="payload", member=PAYLOAD) from exc
-    if index < len(files):
-        missing = files[index].path
-        raise _fail("E_PAYLOAD_MISSING", f"payload file {missing} is missing", check="payload",
-                    member=missing)
-
-
 def verify_open_bundle(
     handle: BinaryIO, pinned: bytes | TrustRoot, *, name: str = "bundle",
     limits: Limits | None = None, progress: ProgressFn | None = None, sink: Sink | None = None,
@@ -942,7 +550,7 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
     report.passed("sbom", f"valid CycloneDX 1.6; lists all {len(manifest.files)} payload "
                   "files with matching SHA-256 and nothing else")
 
-    _stream_payload(handle, by_name[PAYLOAD], manifest, limits, progress, sink)
+    stream_payload(handle, by_name[PAYLOAD], manifest, limits, progress, sink)
     report.files = len(manifest.files)
     report.payload_bytes = manifest.payload_size
     report.passed("payload", f"{len(manifest.files)} files, {manifest.payload_size} bytes, "
