@@ -46,18 +46,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, corpus_files, main, pick
 
+from helpers import EXAMPLE_CONFIG_FILES as CONFIG_FILES
+from helpers import EXAMPLE_CONFIG_SECTION as CONFIG_SECTION
+
 MODES = 12
 _S: dict[str, Any] = {}
 EXAMPLE = REPO / "bundles" / "example"
-#: The example bundle's config section (bundles/example/bundle.yaml), as build writes it.
-CONFIG_SECTION = {
-    "file": "config/config.json", "schema": "config/config.schema.json", "version": 2,
-    "history": [{"version": 1, "schema": "config/v1.schema.json",
-                 "samples": ["config/samples/v1.json"]}],
-    "migrations": "config/migrations.yaml",
-}
-CONFIG_FILES = ("config/config.json", "config/config.schema.json", "config/migrations.yaml",
-                "config/v1.schema.json", "config/samples/v1.json")
 MARK = b'"runtime.config"'
 
 

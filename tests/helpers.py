@@ -26,6 +26,17 @@ from oemkit.release.sbom import make_sbom
 PASSPHRASE = b"oemkit-example-insecure"
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "bundles" / "example"
+#: The example bundle's config section (bundles/example/bundle.yaml), as build writes it,
+#: and the files it names (the unverified-reader property tests and fuzz target use them).
+EXAMPLE_CONFIG_SECTION = {
+    "file": "config/config.json", "schema": "config/config.schema.json", "version": 2,
+    "history": [{"version": 1, "schema": "config/v1.schema.json",
+                 "samples": ["config/samples/v1.json"]}],
+    "migrations": "config/migrations.yaml",
+}
+EXAMPLE_CONFIG_FILES = ("config/config.json", "config/config.schema.json",
+                        "config/migrations.yaml", "config/v1.schema.json",
+                        "config/samples/v1.json")
 KEYS = REPO / "keys-example"
 
 

@@ -36,6 +36,8 @@ IMPORT_NAME = {
 
 
 def _project() -> dict:
+    # tomllib is in the standard library from Python 3.11; oemkit supports 3.10, where no
+    # TOML reader is installed, so there (only) these pyproject checks cannot run.
     tomllib = pytest.importorskip("tomllib")
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 

@@ -30,6 +30,8 @@ EXAMPLES = {"bundles/example/": "oemkit/_examples/bundles/example/",
 
 def _tracked(*paths: str) -> list[str]:
     if shutil.which("git") is None or not (REPO / ".git").exists():
+        # An sdist or a copied tree has no git index to say what the wheel must hold; CI
+        # and every developer run from a clone, where this test always runs.
         pytest.skip("needs the git checkout (git ls-files)")
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
                           "--", *paths], cwd=REPO,

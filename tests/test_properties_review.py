@@ -29,6 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import oemkit.license
+from helpers import EXAMPLE_CONFIG_FILES as CONFIG_FILES
+from helpers import EXAMPLE_CONFIG_SECTION as CONFIG_SECTION
 from hostile import make_corpus
 from oemkit._canonical import b64decode, canonical_json
 from oemkit.errors import OemkitError
@@ -78,14 +80,6 @@ def _answer(fn: Any, *args: Any, **kw: Any) -> Any:
 
 # --------------------------------------------------------------------------- unverified readers
 
-CONFIG_SECTION = {
-    "file": "config/config.json", "schema": "config/config.schema.json", "version": 2,
-    "history": [{"version": 1, "schema": "config/v1.schema.json",
-                 "samples": ["config/samples/v1.json"]}],
-    "migrations": "config/migrations.yaml",
-}
-CONFIG_FILES = ("config/config.json", "config/config.schema.json", "config/migrations.yaml",
-                "config/v1.schema.json", "config/samples/v1.json")
 FORGE = make_corpus.Forge(make_corpus.load_keys())
 FILES = sorted([*make_corpus.FILES, *((p, (EXAMPLE / p).read_bytes(), 0o644)
                                       for p in CONFIG_FILES)], key=lambda f: f[0].encode())

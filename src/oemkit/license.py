@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oemkit._numbers import parse_int, parse_limits
 from oemkit.models.license import LicenseClaims
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.license import BundleFacts, LicenseError, LicenseState, Verdict
@@ -51,34 +52,6 @@ Time = dt.datetime | str
 Passphrase = bytes | str | Callable[[Path], bytes | None] | None
 
 # the largest integer canonical JSON carries exactly, and at most 16 ASCII digits: the
-# bounds oemkit's CLI parses every integer option with (cli/_output.parse_int)
-_MAX_SAFE_INTEGER = (1 << 53) - 1
-_INT = re.compile(r"[+-]?[0-9]{1,16}")
-
-
-def _whole(value: object, what: str, *, minimum: int = 0,
-           maximum: int = _MAX_SAFE_INTEGER) -> int:
-    """A whole number from ``minimum`` to ``maximum`` (E_USAGE otherwise), with the CLI's
-    messages."""
-    from oemkit.errors import UsageError
-
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip()
-        if not _INT.fullmatch(text):
-            shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
-            raise UsageError("E_USAGE", f"{what} {shown!r} is not an integer",
-                             hint=f"{what} takes a whole number from {minimum} to {maximum}")
-        number = int(text)
-    if not minimum <= number <= maximum:
-        bound = (f"greater than or equal to {minimum}" if number < minimum
-                 else f"less than or equal to {maximum}")
-        raise UsageError("E_USAGE", f"{what} {number} is out of range: it must be {bound}",
-                         hint=f"{what} takes a whole number from {minimum} to {maximum}")
-    return number
-
-
 def _time(value: Time, what: str) -> dt.datetime:
     from oemkit._time import parse_time
     from oemkit.errors import UsageError
@@ -100,7 +73,7 @@ def _grace_seconds(value: str | dt.timedelta) -> int:
         if seconds != int(seconds):
             raise UsageError("E_USAGE", f"--grace {value} is not a whole number of seconds",
                              hint="use e.g. timedelta(days=14)")
-        return _whole(int(seconds), "--grace", maximum=10_000 * 366 * 86400)
+        return parse_int(int(seconds), "--grace", maximum=10_000 * 366 * 86400)
     match = re.fullmatch(r"([0-9]+)([dhm]?)", value.strip())
     if not match:
         raise UsageError("E_USAGE", f"--grace {value[:40]!r} is not a duration",
@@ -108,23 +81,7 @@ def _grace_seconds(value: str | dt.timedelta) -> int:
     unit = match.group(2) or "d"
     scale = {"d": 86400, "h": 3600, "m": 60}[unit]
     # at most about 10,000 years: the claims check then judges expires + grace
-    return _whole(match.group(1), "--grace", maximum=(10_000 * 366 * 86400) // scale) * scale
-
-
-def _limits(items: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
-    """``--limit NAME=INTEGER`` items (or a mapping) as whole numbers."""
-    from oemkit.errors import UsageError
-
-    if isinstance(items, Mapping):
-        return {name: _whole(value, f"--limit {name}") for name, value in items.items()}
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise UsageError("E_USAGE", f"--limit {item[:40]!r} is not NAME=INTEGER",
-                             hint="e.g. --limit seats=50")
-        out[name] = _whole(value, f"--limit {name}")
-    return out
+    return parse_int(match.group(1), "--grace", maximum=(10_000 * 366 * 86400) // scale) * scale
 
 
 def _claims(
@@ -140,11 +97,11 @@ def _claims(
     from oemkit.errors import UsageError, VerificationError
     from oemkit.models.license import BundleBinding, HardwareBinding
 
-    seq = _whole(seq, "--seq", minimum=1)
+    seq = parse_int(seq, "--seq", minimum=1)
     if match is not None:
-        match = _whole(match, "--match", minimum=1)
+        match = parse_int(match, "--match", minimum=1)
     if min_crl_seq is not None:
-        min_crl_seq = _whole(min_crl_seq, "--min-crl-seq")
+        min_crl_seq = parse_int(min_crl_seq, "--min-crl-seq")
     digests_in = (bundle_digests,) if isinstance(bundle_digests, str) else tuple(bundle_digests)
     chosen = [bool(digests_in), channel is not None, updates_until is not None]
     if sum(chosen) > 1:
@@ -181,7 +138,7 @@ def _claims(
         license_id=lid, seq=seq, issuer=issuer, customer_id=customer,
         customer_name=customer_name, product=product, issued_at=when,
         not_before=start, expires=end, grace_seconds=_grace_seconds(grace),
-        features=tuple(f for f in wanted if f), limits=_limits(limits),
+        features=tuple(f for f in wanted if f), limits=parse_limits(limits),
         bundle=binding, hardware=hw, environment=environment, min_crl_seq=min_crl_seq)
     try:  # the requested claims, judged before the key (and its passphrase) is needed
         LicenseClaims.from_dict(claims.to_dict())

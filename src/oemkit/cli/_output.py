@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import sys
@@ -33,6 +32,9 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from oemkit._numbers import MAX_SAFE_INTEGER as MAX_SAFE_INTEGER
+from oemkit._numbers import parse_float as parse_float
+from oemkit._numbers import parse_int as parse_int
 from oemkit.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -263,58 +265,6 @@ def passphrase_for(path: Any) -> bytes | None:
 
 
 # --------------------------------------------------------------------------- numbers
-
-#: The largest integer canonical JSON (RFC 8785) carries exactly: every count, sequence
-#: number and size oemkit signs or stores fits in it.
-MAX_SAFE_INTEGER = (1 << 53) - 1
-_INT = re.compile(r"[+-]?[0-9]{1,16}")  # ASCII digits only: str.isdigit() accepts "²"
-_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,16}(?:\.[0-9]{0,16})?|\.[0-9]{1,16})"
-                    r"(?:[eE][+-]?[0-9]{1,3})?")
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:40] + "...")
-
-
-def parse_int(value: object, what: str, *, minimum: int = 0,
-              maximum: int = MAX_SAFE_INTEGER) -> int:
-    """An integer option or option part (``--seq``, ``seats=50``, a size), with at most 16
-    ASCII digits and within ``minimum..maximum``; anything else is ``E_USAGE`` (exit 2)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        text = str(value).strip()
-        if not _INT.fullmatch(text):
-            raise UsageError("E_USAGE", f"{what} {_shown(str(value))} is not an integer",
-                             hint=f"{what} takes a whole number from {minimum} to {maximum}")
-        number = int(text)
-    if not minimum <= number <= maximum:
-        bound = (f"greater than or equal to {minimum}" if number < minimum
-                 else f"less than or equal to {maximum}")
-        raise UsageError("E_USAGE", f"{what} {number} is out of range: it must be {bound}",
-                         hint=f"{what} takes a whole number from {minimum} to {maximum}")
-    return number
-
-
-def parse_float(value: object, what: str, *, minimum: float,
-                maximum: float = float(MAX_SAFE_INTEGER)) -> float:
-    """A decimal option (``--headroom 0.3``, ``--target-qps 200``): finite, bounded
-    digits, within ``minimum..maximum``; anything else is ``E_USAGE`` (exit 2)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        if not _FLOAT.fullmatch(text):
-            raise UsageError("E_USAGE", f"{what} {_shown(str(value))} is not a number",
-                             hint=f"{what} takes a decimal number from {minimum:g} to "
-                                  f"{maximum:g}")
-        number = float(text)
-    if not (math.isfinite(number) and minimum <= number <= maximum):
-        raise UsageError("E_USAGE", f"{what} {number:g} is out of range",
-                         hint=f"{what} takes a decimal number from {minimum:g} to "
-                              f"{maximum:g}")
-    return number
-
 
 def int_option(what: str, minimum: int = 0,
                maximum: int = MAX_SAFE_INTEGER) -> Callable[[object], int]:

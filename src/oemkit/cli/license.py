@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from oemkit._numbers import parse_limits
 from oemkit.cli._options import JsonOut, TrustFirst, TrustPinned
 from oemkit.cli._output import emit_json, err, guard, int_option, parse_int, passphrase_for, safe
 
@@ -27,19 +28,6 @@ def _key(path: Path) -> PrivateKeyInfo:
     from oemkit.crypto.keys import load_private_file
 
     return load_private_file(path, passphrase_for(path))
-
-
-def _limits(items: list[str]) -> dict[str, int]:
-    from oemkit.errors import UsageError
-
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise UsageError("E_USAGE", f"--limit {item[:40]!r} is not NAME=INTEGER",
-                             hint="e.g. --limit seats=50")
-        out[name] = parse_int(value, f"--limit {name}")
-    return out
 
 
 @license_app.command("issue")
@@ -137,7 +125,7 @@ def verify(
         for feature in require_feature:
             verdict.require_feature(feature)
         for item in require_limit:
-            name, value = next(iter(_limits([item]).items()))
+            name, value = next(iter(parse_limits([item]).items()))
             verdict.require_limit(name, value)
         if json_out:
             emit_json({"ok": True, **verdict.to_dict()})

@@ -39,7 +39,7 @@ from oemkit.models.report import VerifyReport
 from oemkit.models.trust import MAX_ROOT_BYTES, TrustKey, TrustRoot
 from oemkit.verify.payload import ProgressFn as ProgressFn  # host.unpack's import
 from oemkit.verify.payload import Sink as Sink
-from oemkit.verify.payload import stream_payload
+from oemkit.verify.payload import _fail, stream_payload
 from oemkit.verify.sbom import check_sbom
 from oemkit.verify.trust import load_pinned, walk_chain
 
@@ -169,14 +169,6 @@ def flags_needed(member_sizes: dict[str, int], files: int,
 def _round_up(n: int) -> int:
     """``n`` rounded up to a whole MiB, so the printed flag is easy to read and reuse."""
     return -(-n // (1 << 20)) << 20
-
-
-def _fail(code: str, message: str, *, check: str, member: str | None = None,
-          expected: str | None = None, actual: str | None = None,
-          hint: str = "the bundle was altered after signing; obtain a fresh copy from the "
-                      "vendor") -> VerificationError:
-    return VerificationError(code, message, check=check, member=member, expected=expected,
-                             actual=actual, hint=hint)
 
 
 def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:

@@ -30,6 +30,7 @@ def _fail(code: str, message: str, *, check: str, member: str | None = None,
           expected: str | None = None, actual: str | None = None,
           hint: str = "the bundle was altered after signing; obtain a fresh copy from the "
                       "vendor") -> VerificationError:
+    """A verification failure pinned to a check (verify.bundle raises through it too)."""
     return VerificationError(code, message, check=check, member=member, expected=expected,
                              actual=actual, hint=hint)
 
