@@ -175,6 +175,22 @@ def test_registry_entries_are_well_formed() -> None:
         assert code.family in FAMILY_EXIT or code.family == X, name
 
 
+def test_every_registered_code_has_a_meaning_and_a_default_hint() -> None:
+    """Every code tells the user what it means and what to do next: the hint is what the
+    CLI shows when a raise site gives none (cli/_output.py)."""
+    bare = sorted(name for name, code in REGISTRY.items()
+                  if not code.hint.strip() or not code.meaning.strip())
+    assert not bare, f"{bare} have no default hint (or meaning) in src/oemkit/codes.py"
+
+
+def test_the_cli_guard_prints_the_registry_hints() -> None:
+    """E_INTERNAL and E_INTERRUPTED have no exception class: the CLI's guard writes their
+    hints itself, and they are the registry's."""
+    guard = (SRC / "cli" / "_output.py").read_text(encoding="utf-8")
+    for name in INTERNAL_EXIT:
+        assert f'"{codes.lookup(name).hint}"' in guard, name
+
+
 def test_exit_codes_are_the_families_exit_codes() -> None:
     for family, exit_code in FAMILY_EXIT.items():
         cls = getattr(errors, family)

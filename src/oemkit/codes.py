@@ -81,7 +81,9 @@ _CODES = (
        reason="a file given to a command is bad input (3); a bundle member that is not base64 "
               "is a \"no\" (1, re-raised by verify)"),
     _c("E_BUDGET", V,
-       "smoke: cold start, first inference, p95 latency or peak RSS over the profile's budget"),
+       "smoke: cold start, first inference, p95 latency or peak RSS over the profile's budget",
+       "this host is slower than the profile promises: run on hardware that meets it, or "
+       "choose another --profile"),
     _c("E_BUNDLE_MISMATCH", V,
        "bundle digest not licensed",
        "use the licensed bundle or ask the vendor to add this one"),
@@ -109,13 +111,19 @@ _CODES = (
        "set the host clock to the correct time (UTC)"),
     _c("E_CONFIG_INVALID", I,
        "a config (or config-side JSON file) that is not strict JSON, or that fails its "
-       "version's schema before or after migrating"),
+       "version's schema before or after migrating",
+       "fix the config so it is strict JSON that matches its schema_version's schema, or "
+       "restore it from a backup"),
     _c("E_CONFIG_SCHEMA", I,
        "a config schema that is not an object or boolean, is nested deeper than 64 levels, "
-       "does not compile, or `$ref`s outside itself (never fetched or read)"),
+       "does not compile, or `$ref`s outside itself (never fetched or read)",
+       "the bundle's config schema is malformed; the vendor must fix it and rebuild the "
+       "bundle"),
     _c("E_CONFIG_VERSION", I,
        "migrate, install/upgrade (row `config`): no integer `schema_version`, a version the "
-       "bundle does not know, or no schema for the target version"),
+       "bundle does not know, or no schema for the target version",
+       "give the config an integer schema_version this bundle knows; migrate a newer config "
+       "with the newer release's bundle"),
     _c("E_CRIT_UNKNOWN", V,
        "`critical` names a claim this oemkit does not implement",
        "upgrade oemkit on this host to a version that supports it"),
@@ -134,9 +142,11 @@ _CODES = (
        "directory (the CLI has no `--force`)",
        "run oemkit init from outside it, or empty it first"),
     _c("E_DEST_NOT_DIR", I,
-       "`init --dir` or `unpack` DEST exists and is not a directory"),
+       "`init --dir` or `unpack` DEST exists and is not a directory",
+       "choose another destination, or move the file that is in the way"),
     _c("E_DEST_NOT_EMPTY", I,
-       "`init --dir` or `unpack` DEST is not empty (`unpack` without `--force`)"),
+       "`init --dir` or `unpack` DEST is not empty (`unpack` without `--force`)",
+       "choose an empty destination or empty it first ('unpack' can replace it with --force)"),
     _c("E_DEST_SYMLINK", I,
        "`unpack`: DEST is a symbolic link, dangling or not; nothing is staged through it",
        "pass the directory the link points at, or remove the link"),
@@ -193,15 +203,18 @@ _CODES = (
        "the index was altered, or signed by a key this host does not trust; copy it again from "
        "the vendor's media"),
     _c("E_INFERENCE", V,
-       "smoke check `run`: inference failed on the golden inputs or at the steady-state batch"),
+       "smoke check `run`: inference failed on the golden inputs or at the steady-state batch",
+       "the model fails on its golden inputs on this host: check the model and the golden "
+       "data on a development host"),
     _c("E_INPUT_CHANGED", I,
        "an input changed size while packed",
        "rebuild when the inputs are stable"),
     _c("E_INTERNAL", X,
        "an unexpected exception (a bug)",
-       "a bug in oemkit: report it with the command and its output"),
+       "rerun with --debug for a traceback and report it"),
     _c("E_INTERRUPTED", X,
-       "any command: interrupted (Ctrl-C, end of input at a prompt)"),
+       "any command: interrupted (Ctrl-C, end of input at a prompt)",
+       "run the command again"),
     _c("E_JSON", I,
        "a JSON document that is not strict JSON where no more specific code applies (a member "
        "read by `sbom`/`provenance` without `--trust`, the claims given to `license "
@@ -211,26 +224,35 @@ _CODES = (
        reason="a file given to a command is bad input (3); a bundle member that is not JSON is "
               "a \"no\" (1, re-raised by verify)"),
     _c("E_KEY_ALGORITHM", I,
-       "key is neither Ed25519 nor ECDSA P-256"),
+       "key is neither Ed25519 nor ECDSA P-256",
+       "oemkit uses Ed25519 or ECDSA P-256 keys; generate one with 'oemkit keys generate'"),
     _c("E_KEY_COMPROMISED", V,
-       "a signature verifies under a key marked compromised"),
+       "a signature verifies under a key marked compromised",
+       "a compromised key invalidates everything it signed; ask the vendor for a copy signed"
+       " with a current key"),
     _c("E_KEY_EXISTS", I,
        "keys generate: a key file exists",
        "choose another NAME or --out-dir; keys are never overwritten"),
     _c("E_KEY_FORMAT", I,
        "a public key in a trust root is not PEM SPKI (or is a private key); a key file is not "
-       "the PEM key expected"),
+       "the PEM key expected",
+       "pass a PEM key written by 'oemkit keys generate': the .pub file where a public key "
+       "is expected, the key file to sign"),
     _c("E_KEY_PASSPHRASE", I,
-       "wrong passphrase, or an empty/mismatched one at the prompt"),
+       "wrong passphrase, or an empty/mismatched one at the prompt",
+       "check the passphrase (or OEMKIT_KEY_PASSPHRASE) and run the command again"),
     _c("E_KEY_PASSPHRASE_REQUIRED", I,
-       "encrypted key (or new key) and no passphrase, no terminal"),
+       "encrypted key (or new key) and no passphrase, no terminal",
+       "set OEMKIT_KEY_PASSPHRASE or run in a terminal to be prompted"),
     _c("E_KEY_REVOKED", V,
        "the license's key is `compromised` or listed in the newest CRL's `revoked_keys`",
        "a revoked key invalidates everything it signed; ask the vendor to re-issue the license "
        "with a current key"),
     _c("E_KEY_USAGE", V,
        "only keys without `bundle` usage signed; a license not signed by a `license` key, or a "
-       "CRL (carried `revocations.crl` included) not signed by a `crl` key"),
+       "CRL (carried `revocations.crl` included) not signed by a `crl` key",
+       "the document must be signed with a trust-root key of its own usage (bundle, license "
+       "or crl); ask the vendor to re-sign it"),
     _c("E_KEY_WINDOW", V,
        "a bundle key signed outside its validity window (expired, retired, not yet valid); a "
        "license's key was outside its window at the license's `issued_at`",
@@ -259,37 +281,49 @@ _CODES = (
        "wait for it to finish, then run this again"),
     _c("E_LOCK_UNSAFE", I,
        "a lock path (`PREFIX/.lock`, migrate apply's `FILE.lock`, the license state's "
-       "`<state>.lock`) is a symbolic link, a directory or a special file; never opened through"),
+       "`<state>.lock`) is a symbolic link, a directory or a special file; never opened through",
+       "oemkit only makes a lock as an empty regular file: find out who put this there, move"
+       " it away, then run this again"),
     _c("E_MANIFEST_DIGEST", V,
        "manifest bytes do not match the signed provenance subject (`sign` refuses such a "
        "bundle too)",
        "rebuild the bundle with 'oemkit build'"),
     _c("E_MANIFEST_INVALID", V,
        "manifest is not valid format-v1 JSON, or its bytes are not the canonical JSON of their "
-       "parse"),
+       "parse",
+       "the bundle was not written by a compatible oemkit or was altered; rebuild it with "
+       "'oemkit build' or obtain a fresh copy"),
     _c("E_MEMBER_DIGEST", V,
        "SBOM, carried trust root or revocation list does not match its manifest digest; "
        "`sbom`/`provenance --trust`: the member changed after it was verified",
        "make sure nothing writes to the bundle, then run the command again"),
     _c("E_MEMBER_DUPLICATE", V,
-       "outer member name appears twice"),
+       "outer member name appears twice",
+       "the bundle is hostile or damaged; obtain a fresh copy"),
     _c("E_MEMBER_MISSING", V,
        "required member absent, or a member the manifest lists is absent",
        "is this an oemkit bundle?"),
     _c("E_MEMBER_NAME", V,
        "disallowed member name (including tar extension headers), `prefix` used, or non-ASCII "
-       "name"),
+       "name",
+       "the bundle was not written by oemkit or is hostile; obtain a fresh copy"),
     _c("E_MEMBER_ORDER", V,
        "outer members out of the fixed order (manifest, sbom, provenance, trust/*, "
-       "revocations.crl, payload, signatures/*, licenses/*)"),
+       "revocations.crl, payload, signatures/*, licenses/*)",
+       "the bundle was not written by oemkit or was altered; obtain a fresh copy"),
     _c("E_MEMBER_SIZE", V,
-       "an outer member over its size limit, or metadata members over 256 MiB together"),
+       "an outer member over its size limit, or metadata members over 256 MiB together",
+       "if this bundle is legitimate, raise the limit with --max-member-size (metadata) or "
+       "--max-payload-bytes"),
     _c("E_MEMBER_TYPE", V,
-       "outer member is not a regular file"),
+       "outer member is not a regular file",
+       "the bundle was not written by oemkit or is hostile; obtain a fresh copy"),
     _c("E_MEMBER_UNKNOWN", V,
-       "outer member with an unknown name"),
+       "outer member with an unknown name",
+       "the bundle was altered or not written by oemkit; obtain a fresh copy"),
     _c("E_MEMBER_UNLISTED", V,
-       "outer member (SBOM, trust root, revocation list, payload) not listed in the manifest"),
+       "outer member (SBOM, trust root, revocation list, payload) not listed in the manifest",
+       "the bundle was altered after it was built; obtain a fresh copy"),
     _c("E_MEMBER_UNVERIFIED", V,
        "`report.sbom.read_member_json(…, trust=…)` asked for a member the bundle signature "
        "does not cover (a signature or license); unreachable from the CLI",
@@ -301,12 +335,15 @@ _CODES = (
        "pip install 'oemkit[onnx]' (in a checkout: pip install -e '.[onnx]')"),
     _c("E_MIGRATION_APPLY", I,
        "a value cannot be converted, scaled, split, or set under a non-object parent; the "
-       "migrated config is nested deeper than 64 levels"),
+       "migrated config is nested deeper than 64 levels",
+       "fix the config value the message names (or the bundle's migrations, if they move "
+       "values too deep)"),
     _c("E_MIGRATION_CHAIN", I,
        "the config's version and the target are more than 1000 hops apart",
        "migrate through an intermediate release"),
     _c("E_MIGRATION_GAP", I,
-       "no migration for a hop of the chain"),
+       "no migration for a hop of the chain",
+       "the bundle cannot migrate this config; the vendor must ship the missing migration"),
     _c("E_MIGRATION_INVALID", I,
        "the bundle's migrations file is malformed (shape, versions, unknown operation, "
        "arguments, `convert` types, paths over 32 levels or 1024 characters, over 1000 "
@@ -317,20 +354,28 @@ _CODES = (
        "give the convert step a from_type to allow downgrades"),
     _c("E_MIGRATION_ROUNDTRIP", V,
        "`migrate test`: a sample migrated up and back down differs from itself",
-       "",
+       "fix the migrations or the sample; 'oemkit migrate test' on a built bundle lists "
+       "every check",
        also=(I,),
        reason="`build` refuses a spec whose samples fail the upgrade-path test (3); `migrate "
               "test` reports a failed row (1)"),
     _c("E_MODEL_INVALID", I,
-       "the spec's `model` cannot be read as an ONNX model (for the SBOM model card)"),
+       "the spec's `model` cannot be read as an ONNX model (for the SBOM model card)",
+       "the spec's 'model' must be a readable ONNX file; re-export it"),
     _c("E_MODEL_LOAD", V,
-       "smoke check `run`: onnxruntime cannot create a session"),
+       "smoke check `run`: onnxruntime cannot create a session",
+       "onnxruntime on this host cannot load the model: check the model's opset against the "
+       "installed onnxruntime"),
     _c("E_NOT_A_BUNDLE", V,
-       "empty file, or the first block is not a ustar header"),
+       "empty file, or the first block is not a ustar header",
+       "pass a .oemb file written by 'oemkit build'; if this is a copy of one, obtain a "
+       "complete copy"),
     _c("E_NOT_A_FILE", I,
-       "that path is a directory"),
+       "that path is a directory",
+       "pass the path of a file, not a directory"),
     _c("E_NOT_FOUND", I,
-       "an input file (bundle, trust root, key, spec) does not exist"),
+       "an input file (bundle, trust root, key, spec) does not exist",
+       "check the path"),
     _c("E_NOT_INSTALLED", I,
        "`upgrade`: no `PREFIX/current`",
        "use 'oemkit install' first"),
@@ -348,30 +393,42 @@ _CODES = (
        "pip install -e . in a checkout)"),
     _c("E_NO_GOLDEN", I,
        "`oemkit smoke`: the bundle has no `golden:` section; `oemkit sizing`: the bundle has "
-       "no golden inputs in JSON (`.npz` inputs cannot be sized)"),
+       "no golden inputs in JSON (`.npz` inputs cannot be sized)",
+       "add a 'golden:' section (with JSON inputs, for sizing) to the bundle spec and "
+       "rebuild"),
     _c("E_NO_HARDWARE_IDS", E,
        "`license fingerprint` found no hardware ids",
        "run on the target host (machine-id, DMI, disks, NICs are read from /etc and /sys)"),
     _c("E_NO_ONNXRUNTIME", E,
-       "smoke check `run`: the model process cannot import onnxruntime or numpy"),
+       "smoke check `run`: the model process cannot import onnxruntime or numpy",
+       "install onnxruntime and numpy for the Python that runs the model (pip install "
+       "'oemkit[onnx]')"),
     _c("E_NO_PREVIOUS", I,
        "`rollback`: no `PREFIX/previous`, or no prefix at all (not created)",
        "'oemkit status --prefix DIR' shows the slots"),
     _c("E_OUTPUT_EXISTS", I,
        "the output name is taken (a file, link or directory join did not create); `--force` "
-       "replaces a file"),
+       "replaces a file",
+       "remove or rename it, choose another --out, or pass --force to replace a file"),
     _c("E_PART_CORRUPT", V,
        "has a damaged header, is not a part at all, is longer than the index says, cannot be "
        "read, or its SHA-256 does not match the index (found while it is copied; the other "
-       "parts are kept)"),
+       "parts are kept)",
+       "copy that part again (or use another copy of the medium); the other parts are kept"),
     _c("E_PART_DUPLICATE", V,
-       "is given twice (the same file, or two copies of one part)"),
+       "is given twice (the same file, or two copies of one part)",
+       "pass each part once"),
     _c("E_PART_FOREIGN", V,
-       "belongs to another bundle, or to another split of this bundle (another `--size`)"),
+       "belongs to another bundle, or to another split of this bundle (another `--size`)",
+       "that file belongs to another bundle or another split: take the part with the right "
+       "name from this bundle's media"),
     _c("E_PART_MISSING", V,
-       "is not among the files given (nor in the work area)"),
+       "is not among the files given (nor in the work area)",
+       "bring the missing part(s) and run join again; the parts already checked are kept"),
     _c("E_PART_ORDER", V,
-       "holds another part than its name says (swapped or mislabelled files)"),
+       "holds another part than its name says (swapped or mislabelled files)",
+       "the file's name says another part number than its contents: a mislabelled or swapped"
+       " part; pass the right files"),
     _c("E_PART_TRUNCATED", V,
        "is shorter than the index says (an interrupted copy)",
        "copy that part again"),
@@ -382,23 +439,36 @@ _CODES = (
        "from the vendor"),
     _c("E_PAYLOAD_CORRUPT", V,
        "payload is not valid zstd or tar (including a PAX number of more than 20 digits, and "
-       "anything but zeros after the end-of-archive marker), or ends early"),
+       "anything but zeros after the end-of-archive marker), or ends early",
+       "the payload is damaged; obtain a fresh copy of the bundle"),
     _c("E_PAYLOAD_DIGEST", V,
        "payload file content, member size or member digest differs from the manifest (`sign` "
        "refuses a payload that differs from the provenance)",
        "rebuild the bundle with 'oemkit build'"),
     _c("E_PAYLOAD_DUPLICATE", V,
-       "a payload path appears twice"),
+       "a payload path appears twice",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_EXTRA", V,
-       "payload entry not in the manifest"),
+       "payload entry not in the manifest",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_MISSING", V,
-       "manifest file absent from the payload"),
+       "manifest file absent from the payload",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_MODE", V,
-       "payload file mode differs from the manifest"),
+       "payload file mode differs from the manifest",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_ORDER", V,
-       "payload entries out of manifest order"),
+       "payload entries out of manifest order",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_SIZE", V,
-       "payload file size differs from the manifest"),
+       "payload file size differs from the manifest",
+       "the payload does not match the manifest: the bundle was altered or damaged; obtain a"
+       " fresh copy"),
     _c("E_PAYLOAD_TYPE", V,
        "license: payload type is not the license type (e.g. a CRL or a bundle signature "
        "re-armored)",
@@ -411,7 +481,9 @@ _CODES = (
        "run as the user that owns it, or fix its permissions"),
     _c("E_PIP", E,
        "install/upgrade (row `dependencies`): the offline `pip install` of the bundle's wheels "
-       "failed; `wheelhouse fetch`: `pip download` failed"),
+       "failed; `wheelhouse fetch`: `pip download` failed",
+       "the wheelhouse must hold every dependency for this platform and Python; 'wheelhouse "
+       "fetch' needs the package index"),
     _c("E_PREFIX_JOURNAL", I,
        "`PREFIX/.journal` is not a journal oemkit wrote (not its format, over 64 KiB or 64 "
        "names, a name oemkit never makes such as `../x` or `db`); nothing is removed",
@@ -429,24 +501,31 @@ _CODES = (
        "install a different product under its own --prefix"),
     _c("E_PROFILE_INVALID", I,
        "a hardware profile fails `profile.schema.json` (YAML-level problems keep the "
-       "`E_SPEC_YAML`/`E_SPEC_DUPLICATE_KEY`/`E_SPEC_DEPTH` codes)"),
+       "`E_SPEC_YAML`/`E_SPEC_DUPLICATE_KEY`/`E_SPEC_DEPTH` codes)",
+       "fix the field the message names so the profile matches profile.schema.json "
+       "(docs/SMOKE.md lists the fields)"),
     _c("E_PROFILE_NOT_FOUND", I,
        "`smoke --profile` / `profile show`: no such profile file, shipped profile or (smoke) "
-       "bundle profile"),
+       "bundle profile",
+       "pass a shipped profile name ('oemkit profile list') or an existing YAML file"),
     _c("E_PROFILE_UNMET", E,
        "`oemkit sizing` (raised, unless `--force`); smoke and the post-install smoke test "
        "(check `host`): the host lacks the profile's architecture, cores, memory, CPU flags or "
-       "a required provider"),
+       "a required provider",
+       "run on a host that matches the profile or choose another --profile ('sizing --force'"
+       " measures anyway)"),
     _c("E_PROVENANCE_INVALID", V,
        "provenance is not an in-toto Statement v1 with predicate type SLSA Provenance v1, a "
        "`subject` list and a string `finishedOn` (`sign` refuses such a bundle too; a "
        "`finishedOn` that is not a valid time is `E_TIME` there)",
        "the bundle is damaged or not an oemkit bundle; obtain a fresh copy"),
     _c("E_PROVENANCE_SUBJECT", V,
-       "provenance and manifest disagree on the payload digest"),
+       "provenance and manifest disagree on the payload digest",
+       "the bundle was altered after it was built; obtain a fresh copy"),
     _c("E_PROVIDER_FALLBACK", V,
        "smoke check `providers`: the session does not use the profile's first provider, which "
-       "is required"),
+       "is required",
+       "install the onnxruntime build for this accelerator, or choose another --profile"),
     _c("E_PROVIDER_MISSING", E,
        "smoke check `providers`: a `require: true` execution provider is not available on this "
        "host",
@@ -457,18 +536,24 @@ _CODES = (
        "contact the vendor for a replacement license"),
     _c("E_RUNTIME_CRASH", V,
        "smoke check `run`/`entrypoint`: the process exited non-zero, or the entrypoint wrote "
-       "no readable output"),
+       "no readable output",
+       "run it with --debug, or check the model and the bundle's entrypoint on a development"
+       " host"),
     _c("E_SBOM_INVALID", V,
        "SBOM is not JSON with `bomFormat` CycloneDX and `specVersion` 1.6",
        "the SBOM is damaged; obtain a fresh copy"),
     _c("E_SBOM_MISMATCH", V,
        "SBOM misses a payload file, lists one twice or with the wrong hash, or claims an extra "
-       "file"),
+       "file",
+       "the SBOM does not describe the payload; rebuild the bundle with 'oemkit build' or "
+       "obtain a fresh copy"),
     _c("E_SBOM_SCHEMA", V,
        "SBOM fails the CycloneDX 1.6 JSON Schema (the message names up to three violations)",
        "the SBOM was altered or written by a non-conforming tool; rebuild the bundle"),
     _c("E_SIGNATURE_PAYLOAD", V,
-       "a signature covers another payload type or other bytes than the provenance"),
+       "a signature covers another payload type or other bytes than the provenance",
+       "the signature belongs to another document or the bundle was altered; obtain a fresh "
+       "copy"),
     _c("E_SIGNATURE_THRESHOLD", V,
        "fewer good bundle signatures than `thresholds.bundle`",
        "sign the bundle with more trusted bundle keys"),
@@ -485,17 +570,21 @@ _CODES = (
        "pass two sizing.json files written by 'oemkit sizing'"),
     _c("E_SLOT_DAMAGED", I,
        "`upgrade` (without `--allow-downgrade`) or `rollback` meets a slot whose `slot.json` "
-       "is missing, unreadable or not what install writes"),
+       "is missing, unreadable or not what install writes",
+       "oemkit wrote this file and it was changed since: roll back or reinstall the release"),
     _c("E_SMOKE_TIMEOUT", V,
        "smoke check `run`/`entrypoint`: killed after the profile's `timeout_s`",
        "the model hangs or is far too slow for this host"),
     _c("E_SOURCE_DATE_EPOCH", I,
-       "`SOURCE_DATE_EPOCH` not an integer, or `--source-date-epoch` negative"),
+       "`SOURCE_DATE_EPOCH` not an integer, or `--source-date-epoch` negative",
+       "set it to seconds since 1970-01-01 UTC, or unset it"),
     _c("E_SPEC_CRL", I,
        "the spec's `crl` is not an armored oemkit revocation list (no `OEMKIT CRL` block, bad "
-       "armor or envelope, another payload type); its signature is not judged at build time"),
+       "armor or envelope, another payload type); its signature is not judged at build time",
+       "point crl: at a file written by 'oemkit crl issue'"),
     _c("E_SPEC_DEPTH", I,
-       "spec nested deeper than 64 levels"),
+       "spec nested deeper than 64 levels",
+       "flatten the document: specs are at most 64 levels deep"),
     _c("E_SPEC_DESCRIPTION", I,
        "`release.scaffold.scaffold_bundle(description=…)`: empty or control characters (the "
        "CLI passes none)",
@@ -507,19 +596,24 @@ _CODES = (
        "a spec path is a FIFO, socket or device",
        "only regular files can be packed"),
     _c("E_SPEC_INVALID", I,
-       "spec fails its JSON Schema (unknown field, wrong type, missing field, bad pattern)"),
+       "spec fails its JSON Schema (unknown field, wrong type, missing field, bad pattern)",
+       "fix the field the message names; docs/SPEC.md lists the spec's fields"),
     _c("E_SPEC_MISSING_FILE", I,
        "a spec path or pattern matches nothing, a `trust_roots` file is missing, or a file "
-       "cannot be opened while packing"),
+       "cannot be opened while packing",
+       "fix the path or pattern, or add the file (readable) next to the spec"),
     _c("E_SPEC_NAME", I,
        "`oemkit init`: invalid bundle name",
        "use 1-64 characters from a-z 0-9 . _ - starting with a letter or digit, e.g. "
        "'acme-classifier'"),
     _c("E_SPEC_PATH", I,
-       "a spec path breaks the path rules or leaves the spec directory"),
+       "a spec path breaks the path rules or leaves the spec directory",
+       "paths in a spec are relative to the spec's directory and stay inside it; fix the "
+       "path"),
     _c("E_SPEC_PATH_COLLISION", I,
        "two packed paths equal after case/Unicode folding, or a file that another path needs "
-       "as a directory"),
+       "as a directory",
+       "rename one of them: they would overwrite each other on Windows and macOS"),
     _c("E_SPEC_REQUIREMENT", I,
        "an entry of `requirements` is not a PEP 508 requirement without a URL (`NAME[EXTRAS] "
        "SPECIFIERS[; MARKER]`, optionally followed by `--hash=sha256:HEX` options); other pip "
@@ -528,14 +622,19 @@ _CODES = (
        "(no URLs or pip options)"),
     _c("E_SPEC_TRUST_ROOTS", I,
        "the carried `trust_roots` do not chain: same version twice, a gap, the oldest not "
-       "self-signed, or a successor check failing (threshold, un-revoked key)"),
+       "self-signed, or a successor check failing (threshold, un-revoked key)",
+       "carry every trust-root version after the one hosts pin, each signed by its "
+       "predecessor"),
     _c("E_SPEC_YAML", I,
        "spec is not UTF-8, empty, a YAML syntax error, a non-string key or an alias "
-       "(`schema.py`)"),
+       "(`schema.py`)",
+       "save the spec as UTF-8 and fix the YAML at the line the message names (see "
+       "docs/SPEC.md)"),
     _c("E_STATE_INVALID", I,
        "internal: the license state file is not strict JSON; `_parse_state` catches it at "
        "once and the file is set aside as `.corrupt` with a warning (never an error, never "
-       "an exit code)"),
+       "an exit code)",
+       "nothing to do: oemkit sets the file aside as .corrupt and starts a new one"),
     _c("E_STATE_UNUSABLE", E,
        "the state path is a directory, a special file (FIFO, device), below something that is "
        "not a folder, or unreadable for another reason (§10)",
@@ -544,54 +643,64 @@ _CODES = (
     _c("E_STOP", O,
        "internal signal: the unverified config read has every wanted payload file; raised by "
        "its sink, passed on by the payload reader and suppressed by `_unverified_configs`; "
-       "never reaches a user"),
+       "never reaches a user",
+       "never shown; if it is, it is a bug in oemkit: rerun with --debug and report it"),
     _c("E_TAR_CHECKSUM", V,
-       "header checksum mismatch (after the first header)"),
+       "header checksum mismatch (after the first header)",
+       "the bundle is damaged; obtain a fresh copy"),
     _c("E_TAR_END", V,
-       "incomplete end-of-archive marker"),
+       "incomplete end-of-archive marker",
+       "the copy is truncated or damaged; obtain a complete copy"),
     _c("E_TAR_HEADER", V,
        "header without `ustar` magic, non-octal size/checksum, or a pax header other than the "
-       "one size record of 1.2"),
+       "one size record of 1.2",
+       "the file is damaged or not a bundle written by oemkit; obtain a fresh copy"),
     _c("E_TAR_PADDING", V,
-       "non-zero bytes in member or pax-header padding"),
+       "non-zero bytes in member or pax-header padding",
+       "the bundle was altered or damaged; obtain a fresh copy"),
     _c("E_TAR_TRAILING", V,
        "data (or > 10240 zero bytes) after the end-of-archive marker",
        "the file carries data outside the archive; obtain a fresh copy"),
     _c("E_TIME", I,
        "a time (provenance `finishedOn`, trust-root time, `--expires`/`--not-before`) is not "
        "ISO 8601",
-       "",
+       "use ISO 8601, e.g. 2027-06-30 or 2027-06-30T12:00:00Z, between years 0001 and 9999",
        also=(V,),
        reason="documented 1 / 3: a time given on the command line is bad input (3); one in a "
               "bundle member (provenance, carried root) is a \"no\" (1, re-raised)"),
     _c("E_TOO_LARGE", I,
-       "an input file over its read limit: trust root 16 MiB, spec 1 MiB, key file 64 KiB"),
+       "an input file over its read limit: trust root 16 MiB, spec 1 MiB, key file 64 KiB",
+       "this does not look like the right file; pass the file the command expects"),
     _c("E_TOO_MANY_LICENSES", V,
        "more than 64 `licenses/*` members in a bundle",
        "the bundle is hostile or damaged; obtain a fresh copy"),
     _c("E_TOO_MANY_MEMBERS", V,
-       "more than 512 outer members"),
+       "more than 512 outer members",
+       "the bundle is hostile or damaged; obtain a fresh copy"),
     _c("E_TOO_MANY_SIGNATURES", V,
        "more than 64 signatures in one envelope, more than 32 signature members in a bundle, "
        "or a bundle's signatures needing more signature checks than its budget (1.4); `sign`: "
        "signing would make more than 32 (nothing written)",
-       "",
+       "the file is hostile or damaged: obtain a fresh copy ('sign': sign with fewer keys)",
        also=(I,),
        reason="the envelope of a pinned root and `sign` (nothing written) are bad input (3); "
               "in a bundle it is a \"no\" (1)"),
     _c("E_TRUNCATED", V,
        "file ends inside a header, pax header, member or padding (also `sign`, if a member "
-       "ends early while copying)"),
+       "ends early while copying)",
+       "the copy is truncated; obtain a complete copy"),
     _c("E_TRUST_BELOW_THRESHOLD", I,
        "`trust retire-key`/`revoke-key`: the change would leave fewer active keys of one of "
-       "the key's usages than that usage's threshold"),
+       "the key's usages than that usage's threshold",
+       "add another key of that usage first ('oemkit trust add-key'), then retire or revoke "
+       "this one"),
     _c("E_TRUST_CHAIN_LENGTH", V,
        "more than 256 newer carried roots",
        "the bundle is hostile or damaged"),
     _c("E_TRUST_INVALID", I,
        "trust root malformed: JSON, fields, key id/public key mismatch, non-canonical payload, "
        "wrong payload type, fewer active root keys than `thresholds.root`",
-       "",
+       "pass a trust root written by 'oemkit trust', or get it again from the vendor",
        also=(V,),
        reason="pinned roots and `trust` commands are bad input (3); a carried root whose name "
               "and version disagree is the bundle's fault (1)"),
@@ -600,7 +709,8 @@ _CODES = (
        "use retire-key or revoke-key to change an existing key"),
     _c("E_TRUST_KEY_STATUS", I,
        "`trust retire-key`/`revoke-key`: the key is compromised (final), or already has that "
-       "status"),
+       "status",
+       "nothing to change, or (a compromised key, which is final) add a new key instead"),
     _c("E_TRUST_KEY_UNKNOWN", I,
        "`trust retire-key`/`revoke-key`: no single key matches the id or prefix",
        "'oemkit trust show ROOT' lists the key ids"),
@@ -612,19 +722,20 @@ _CODES = (
               "check is bad input (3, re-raised by release.trust)"),
     _c("E_TRUST_SKIP", V,
        "carried roots skip a version",
-       "",
+       "supply every trust-root version in between",
        also=(I,),
        reason="a carried root is a \"no\" (1); writing a successor root that fails the successor "
               "check is bad input (3, re-raised by release.trust)"),
     _c("E_TRUST_THRESHOLD", V,
        "trust root lacks enough root signatures (self or from the previous version)",
-       "",
+       "a trust root must be signed by enough root keys of itself and of its previous "
+       "version; get it again from the vendor",
        also=(I,),
        reason="documented 3 / 1: a pinned root not properly self-signed, or a successor root "
               "being written, is bad input (3, re-raised); a carried root is a \"no\" (1)"),
     _c("E_TRUST_TOO_MANY_KEYS", I,
        "trust root lists more than 256 keys (`trust add-key` refuses the 257th)",
-       "",
+       "hosts refuse a trust root of more than 256 keys: plan rotations to reuse fewer keys",
        also=(V,),
        reason="documented 3 / 1: a pinned root or `trust add-key` is bad input (3); a carried "
               "root is a \"no\" (1, re-raised)"),
@@ -659,7 +770,8 @@ _CODES = (
        "the wheel is not the one the release pinned; refill the wheelhouse from a trusted index"),
     _c("E_WHEEL_INVALID", I,
        "a wheelhouse `.whl` is not a valid wheel (no single `.dist-info/METADATA`, no "
-       "Name/Version)"),
+       "Name/Version)",
+       "rebuild the wheelhouse with 'pip download' or 'pip wheel'"),
     _c("E_WHEEL_VERSION", I,
        "a `requirements` entry pins `==V` but the wheelhouse wheel of that project has another "
        "version",
