@@ -191,6 +191,38 @@ def test_the_cli_guard_prints_the_registry_hints() -> None:
         assert f'"{codes.lookup(name).hint}"' in guard, name
 
 
+@pytest.mark.parametrize("json_flag", [False, True])
+def test_an_error_raised_without_a_hint_shows_the_registry_hint(
+        monkeypatch: pytest.MonkeyPatch, json_flag: bool) -> None:
+    """The CLI falls back to the code's default hint when the raise site gives none, in the
+    text on stderr and in the --json error document; a raise site's own hint wins."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from oemkit.cli import app
+    from oemkit.host import profiles
+
+    def raising(hint: str) -> object:
+        def shipped() -> None:
+            raise errors.InputError("E_PROFILE_INVALID", "probe: no such field", hint=hint)
+        return shipped
+
+    default = codes.lookup("E_PROFILE_INVALID").hint
+    args = ["profile", "list"] + (["--json"] if json_flag else [])
+    for given, shown in (("", default), ("the site's own hint", "the site's own hint")):
+        monkeypatch.setattr(profiles, "shipped_profiles", raising(given))
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 3, result.output
+        assert "probe: no such field" in result.stderr
+        assert f"hint: {shown}" in " ".join(result.stderr.split()), result.stderr
+        if json_flag:
+            doc = json.loads(result.stdout)
+            assert doc["error"]["code"] == "E_PROFILE_INVALID"
+            assert doc["error"]["hint"] == shown
+            assert doc["error"]["exit_code"] == 3
+
+
 def test_exit_codes_are_the_families_exit_codes() -> None:
     for family, exit_code in FAMILY_EXIT.items():
         cls = getattr(errors, family)

@@ -94,16 +94,27 @@ def _flush() -> None:
     sys.stdout.flush()
 
 
+def error_hint(exc: OemkitError) -> str:
+    """The hint shown for ``exc``: the raise site's, else the code's default hint from the
+    error registry (docs/ERRORS.md), so no registered code reaches a user without one. The
+    registry is imported only for an error that carries no hint of its own."""
+    if exc.hint:
+        return exc.hint
+    info = exc.code_info()
+    return info.hint if info is not None else ""
+
+
 def print_error(exc: OemkitError, json_out: bool) -> None:
+    hint = error_hint(exc)
     if json_out:
-        emit_json({"ok": False, "error": exc.to_dict()})
+        emit_json({"ok": False, "error": {**exc.to_dict(), "hint": hint}})
     err.print(f"[bold red]error[/] [red]{safe(exc.code)}[/]: {safe(exc.message)}")
     for label in ("member", "check", "field", "expected", "actual"):
         value = getattr(exc, label)
         if value is not None:
             err.print(f"  {label}: {safe(value, markup=False)}", markup=False)
-    if exc.hint:
-        err.print(f"  [bold]hint[/]: {safe(exc.hint)}")
+    if hint:
+        err.print(f"  [bold]hint[/]: {safe(hint)}")
 
 
 def _internal(exc: BaseException, json_out: bool) -> None:
