@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +24,9 @@ from oemkit.codes import (
     Scan,
     X,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "oemkit"
@@ -250,7 +254,133 @@ def test_the_generator_runs_as_a_module() -> None:
     assert out.startswith("# Error codes\n")
     bad = subprocess.run([sys.executable, "-m", "oemkit.codes"], capture_output=True,
                          text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "--markdown" in bad.stderr
+    assert bad.returncode == 2 and "--markdown" in bad.stderr and "--sections" in bad.stderr
+
+
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+SECTIONS = "python -m oemkit.codes --sections docs/ README.md"
+
+
+def test_the_docs_code_sections_are_what_the_generator_writes(scanned: Scan) -> None:
+    """The code tables between ``<!-- codes:begin FILTER -->`` and ``<!-- codes:end -->``
+    in docs/*.md and README.md are the registry's rows, current."""
+    with_sections = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        if "<!-- codes:begin" in text:
+            with_sections.append(path.name)
+            assert codes.render_sections(text, scanned) == text, \
+                f"{path.name}: a codes section differs from the registry; run: {SECTIONS}"
+    assert {"FORMAT.md", "MEDIA.md", "SMOKE.md"} <= set(with_sections), with_sections
+
+
+def test_a_codes_section_is_rewritten_from_its_filter(scanned: Scan) -> None:
+    """Not vacuous: a stale body is replaced, codes keep the marker's order, a module
+    name selects what the scan finds raised there, and a bad marker is an error."""
+    doc = ("intro\n<!-- codes:begin E_USAGE E_BUSY -->\n| stale |\n<!-- codes:end -->\n"
+           "<!-- codes:begin\n    host.profiles -->\n<!-- codes:end -->\nend\n")
+    made = codes.render_sections(doc, scanned)
+    assert "| stale |" not in made and made.startswith("intro\n") and made.endswith("end\n")
+    assert made.index("`E_USAGE`") < made.index("`E_BUSY`")
+    assert f"| `E_BUSY` | 4 | {REGISTRY['E_BUSY'].meaning} | {REGISTRY['E_BUSY'].hint} |" \
+        in made
+    assert "| `E_PROFILE_INVALID` | 3 |" in made and "| `E_PROFILE_NOT_FOUND` | 3 |" in made
+    assert "| `E_BASE64` | 3 / 1 |" in codes.render_sections(
+        "<!-- codes:begin E_BASE64 --><!-- codes:end -->", scanned)
+    assert codes.render_sections(made, scanned) == made
+    for bad in ("<!-- codes:begin E_NOT_A_REAL_CODE --><!-- codes:end -->",
+                "<!-- codes:begin no.such.module --><!-- codes:end -->",
+                "<!-- codes:begin --><!-- codes:end -->",
+                "<!-- codes:begin E_USAGE -->\n| row |\n",
+                "<!-- codes:begin Bad-Token --><!-- codes:end -->"):
+        with pytest.raises(ValueError):
+            codes.render_sections(bad, scanned)
+
+
+def test_the_sections_option_rewrites_the_files_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "A.md").write_text("<!-- codes:begin E_BUSY -->\nold\n<!-- codes:end -->\n",
+                                   encoding="utf-8")
+    (tmp_path / "ERRORS.md").write_text("<!-- codes:begin E_BUSY -->x<!-- codes:end -->",
+                                        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "oemkit.codes", "--sections", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and "A.md" in done.stderr, done.stderr
+    assert "| `E_BUSY` | 4 |" in (tmp_path / "A.md").read_text(encoding="utf-8")
+    assert (tmp_path / "ERRORS.md").read_text(encoding="utf-8").endswith("x<!-- codes:end -->")
+    again = subprocess.run([sys.executable, "-m", "oemkit.codes", "--sections", str(tmp_path)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_every_code_the_docs_mention_is_registered() -> None:
+    """A code named in docs/*.md or README.md exists (``E_PART_*`` names a prefix of some)."""
+    import re
+
+    unknown: dict[str, list[str]] = {}
+    mentioned = set()
+    for path in DOCS:
+        for name, star in re.findall(r"\b(E_[A-Z][A-Z0-9_]*)(\*?)",
+                                     path.read_text(encoding="utf-8")):
+            mentioned.add(name)
+            if star and any(code.startswith(name) for code in REGISTRY):
+                continue
+            if name not in REGISTRY:
+                unknown.setdefault(path.name, []).append(name + star)
+    assert not unknown, unknown
+    assert len(mentioned) > 150
+
+
+def _tables(text: str) -> Iterator[tuple[list[str], list[tuple[int, list[str]]]]]:
+    """Each Markdown table of ``text``: its header cells and its rows (line, cells)."""
+    import re
+
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) - 1:
+        if lines[i].startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+\s*", lines[i + 1]):
+            head = [c.strip() for c in lines[i].strip()[1:-1].split("|")]
+            rows, i = [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append((i + 1, [c.strip() for c in
+                                     re.split(r"(?<!\\)\|", lines[i].strip()[1:-1])]))
+                i += 1
+            yield head, rows
+        else:
+            i += 1
+
+
+def test_the_docs_tables_state_the_registry_exit_codes() -> None:
+    """Where a hand-written table gives a code and an exit code, the exit code is the
+    code's own (or a second family's; an input error read inside a bundle is reported as
+    a rejection, exit 1: REWRAPS)."""
+    import re
+
+    wrong, checked = [], 0
+    for path in DOCS:
+        if path.name == "ERRORS.md":
+            continue
+        for head, rows in _tables(path.read_text(encoding="utf-8")):
+            if "exit" not in head:
+                continue
+            where = head.index("exit")
+            columns = [k for k, h in enumerate(head) if h in ("code", "must get")]
+            for line, cells in rows:
+                if len(cells) != len(head) or not columns:
+                    continue
+                named = set(re.findall(r"`(E_[A-Z0-9_]+)`", cells[columns[0]]))
+                number = re.match(r"\**(\d+)", cells[where])
+                if len(named) != 1 or not number:
+                    continue
+                code = REGISTRY[named.pop()]
+                allowed = {code.exit_code, *(FAMILY_EXIT[a] for a in code.also)}
+                if code.family == "InputError":
+                    allowed.add(FAMILY_EXIT["VerificationError"])
+                checked += 1
+                if int(number[1]) not in allowed:
+                    wrong.append(f"{path.name}:{line}: {code.name} exit {cells[where]!r}, "
+                                 f"registered {sorted(allowed)}")
+    assert not wrong, wrong
+    assert checked > 300, checked
 
 
 def test_code_info_and_lookup() -> None:

@@ -81,7 +81,8 @@ _CODES = (
        reason="a file given to a command is bad input (3); a bundle member that is not base64 "
               "is a \"no\" (1, re-raised by verify)"),
     _c("E_BUDGET", V,
-       "smoke: cold start, first inference, p95 latency or peak RSS over the profile's budget",
+       "smoke checks `cold start`, `first inference`, `p95 latency (batch N)`, `peak RSS`: the "
+       "figure is over the profile's budget",
        "this host is slower than the profile promises: run on hardware that meets it, or "
        "choose another --profile"),
     _c("E_BUNDLE_MISMATCH", V,
@@ -175,8 +176,8 @@ _CODES = (
        "`--hardware` file is not UTF-8 JSON (duplicates, NaN…)",
        "create it on the customer host with 'oemkit license fingerprint --out FILE'"),
     _c("E_GOLDEN_INVALID", V,
-       "smoke: golden inputs or outputs unreadable, or not matching the model's input names or "
-       "shapes",
+       "smoke checks `run`, `golden`, `entrypoint`: golden inputs or outputs unreadable, "
+       "or not matching the model's input names or shapes",
        "rebuild the bundle with valid golden data"),
     _c("E_GOLDEN_MISMATCH", V,
        "smoke check `golden:NAME`/`entrypoint:NAME`: output missing, of another shape, outside "
@@ -535,8 +536,8 @@ _CODES = (
        "the newest CRL revokes this `license_id` (at this `seq`)",
        "contact the vendor for a replacement license"),
     _c("E_RUNTIME_CRASH", V,
-       "smoke check `run`/`entrypoint`: the process exited non-zero, or the entrypoint wrote "
-       "no readable output",
+       "smoke check `run`/`entrypoint`: the process exited non-zero (its last three stderr "
+       "lines are shown), or the entrypoint wrote no readable output",
        "run it with --debug, or check the model and the bundle's entrypoint on a development"
        " host"),
     _c("E_SBOM_INVALID", V,
@@ -691,7 +692,8 @@ _CODES = (
        "the copy is truncated; obtain a complete copy"),
     _c("E_TRUST_BELOW_THRESHOLD", I,
        "`trust retire-key`/`revoke-key`: the change would leave fewer active keys of one of "
-       "the key's usages than that usage's threshold",
+       "the key's usages than that usage's threshold (for `root` always; for the other "
+       "usages unless none is left at all); the hint says which key to add first",
        "add another key of that usage first ('oemkit trust add-key'), then retire or revoke "
        "this one"),
     _c("E_TRUST_CHAIN_LENGTH", V,
@@ -1222,15 +1224,132 @@ def markdown(result: Scan | None = None) -> str:
     return "\n".join(_lines(result or scan())) + "\n"
 
 
+# --------------------------------------------------------------------------- doc sections
+
+#: A generated code table in another document: ``<!-- codes:begin FILTER -->`` … ``<!--
+#: codes:end -->``. FILTER names codes (``E_…``, rows in that order) and modules (a dotted
+#: name such as ``verify.license``: every code raised there or in its submodules, sorted).
+_SECTION = (r"(?P<begin><!-- codes:begin(?P<filter>(?:(?!-->).)*)-->)(?P<body>.*?)"
+            r"(?P<end><!-- codes:end -->)")
+_MARKER = "<!-- codes:"
+
+
+def section_codes(spec: str, result: Scan | None = None) -> list[Code]:
+    """The registry entries a section's FILTER selects: the ``E_…`` tokens in the order
+    given, then every code raised or recorded in the named modules (and their
+    submodules), by name. ``result`` (the source scan) is only needed for module tokens.
+
+    Raises:
+        ValueError: a token that is no registered code and no module name, or a filter
+            that selects nothing.
+    """
+    import re
+
+    named: list[str] = []
+    modules: list[str] = []
+    for token in spec.split():
+        if token.startswith("E_"):
+            if token not in REGISTRY:
+                raise ValueError(f"codes section {spec.strip()!r}: {token} is not registered")
+            named.append(token)
+        elif re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", token):
+            modules.append(token.removeprefix("oemkit."))
+        else:
+            raise ValueError(f"codes section {spec.strip()!r}: {token!r} is neither a code "
+                             "nor a module name")
+    if modules:
+        result = result or scan()
+        found = set()
+        for code in REGISTRY:
+            where = [m.removeprefix("oemkit.") for m in result.modules(code)]
+            if any(w == m or w.startswith(m + ".") for w in where for m in modules):
+                found.add(code)
+        named += sorted(found - set(named))
+    if not named:
+        raise ValueError(f"codes section {spec.strip()!r} selects no code")
+    return [REGISTRY[name] for name in dict.fromkeys(named)]
+
+
+def section_table(codes: list[Code]) -> str:
+    """The Markdown table a section holds: code, exit code(s), meaning, default hint (the
+    second exit code of a code raised with two families follows a ``/``; docs/ERRORS.md
+    says why)."""
+    rows = ["| code | exit | meaning | default hint |", "|---|---|---|---|"]
+    for code in codes:
+        exits = " / ".join(str(n) for n in (code.exit_code, *(FAMILY_EXIT[a] for a in code.also)))
+        rows.append(f"| `{code.name}` | {exits} | {_cell(code.meaning)} | {_cell(code.hint)} |")
+    return "\n".join(rows)
+
+
+def render_sections(text: str, result: Scan | None = None) -> str:
+    """``text`` with every codes section's body rewritten from the registry.
+
+    Raises:
+        ValueError: a bad filter (:func:`section_codes`), or a ``<!-- codes:`` marker that
+            is not part of a well-formed begin/end pair.
+    """
+    import re
+
+    pattern = re.compile(_SECTION, re.S)
+
+    def body(match: re.Match[str]) -> str:
+        table = section_table(section_codes(match["filter"], result))
+        return f"{match['begin']}\n\n{table}\n\n{match['end']}"
+
+    out = pattern.sub(body, text)
+    if pattern.sub("", text).count(_MARKER):
+        raise ValueError("a '<!-- codes:begin FILTER -->' marker without its "
+                         "'<!-- codes:end -->' (or the reverse), or a nested one")
+    return out
+
+
+def section_files(paths: list[Path]) -> list[Path]:
+    """The Markdown files ``paths`` name (a folder: its ``*.md``), docs/ERRORS.md aside."""
+    out: list[Path] = []
+    for path in paths:
+        found = sorted(path.glob("*.md")) if path.is_dir() else [path]
+        out += [p for p in found if p.name != "ERRORS.md"]
+    return out
+
+
+def write_sections(paths: list[Path], result: Scan | None = None) -> list[Path]:
+    """Rewrite the codes sections of the Markdown files under ``paths``; the files that
+    changed."""
+    changed: list[Path] = []
+    for path in section_files(paths):
+        text = path.read_text(encoding="utf-8")
+        if _MARKER not in text:
+            continue
+        made = render_sections(text, result)
+        if made != text:
+            path.write_text(made, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+_USAGE = ("usage: python -m oemkit.codes --markdown > docs/ERRORS.md\n"
+          "       python -m oemkit.codes --sections docs/ README.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
+    from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
-    if args != ["--markdown"]:
-        print("usage: python -m oemkit.codes --markdown > docs/ERRORS.md", file=sys.stderr)
-        return 2
-    sys.stdout.write(markdown())
-    return 0
+    if args == ["--markdown"]:
+        sys.stdout.write(markdown())
+        return 0
+    if len(args) >= 2 and args[0] == "--sections":
+        try:
+            changed = write_sections([Path(a) for a in args[1:]])
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for path in changed:
+            print(f"updated {path}", file=sys.stderr)
+        return 0
+    print(_USAGE, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
