@@ -16,7 +16,7 @@ import pytest
 from oemkit._canonical import canonical_json
 from oemkit.crypto.armor import armor, dearmor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo, algorithm_of, generate, key_id
-from oemkit.errors import InputError, VerificationError
+from oemkit.errors import FormatError, InputError, VerificationError
 from oemkit.host.license_state import fingerprint, load_state, verify_license
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
@@ -767,7 +767,7 @@ def test_manifest_identifiers_are_matched_in_full(mutate, words):
     assert Manifest.from_dict(_manifest_dict()).name == "vision"
     doc = _manifest_dict()
     mutate(doc)
-    with pytest.raises(VerificationError) as err:
+    with pytest.raises(FormatError) as err:
         Manifest.from_dict(doc)
     assert err.value.code == "E_MANIFEST_INVALID" and words in err.value.message
 

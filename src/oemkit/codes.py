@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 V, U, I, E = "VerificationError", "UsageError", "InputError", "EnvironmentProblem"  # noqa: E741
+#: A document that does not parse (every ``oemkit.models`` parser raises it): an InputError,
+#: so the registry counts it in that family (exit 3); a verifier restates it.
+F = "FormatError"
 #: The root class: raised directly only for an internal signal that never surfaces.
 O = "OemkitError"  # noqa: E741
 #: Not an exception class: emitted by the CLI's error guard (a crash, an interrupt).
@@ -103,7 +106,9 @@ _CODES = (
        "the signer wrote malformed claims; ask the vendor to re-issue",
        also=(I,),
        reason="`license attach` reads the license unverified: no valid `license_id` is bad "
-              "input (3); a verified license is a \"no\" (1)"),
+              "input (3), and `oemkit.models.license` raises it as a FormatError (3) to a "
+              "library caller; a verified license is a \"no\" (1), as is issuing or reading "
+              "claims verify would refuse (restated)"),
     _c("E_CLOCK_BEHIND", V,
        "host clock more than 1 h before a signed issue time",
        "set the host clock to the correct time (UTC)"),
@@ -131,7 +136,11 @@ _CODES = (
     _c("E_CRL_INVALID", V,
        "a CRL's payload is not strict canonical integer-only JSON, or violates §8 (message "
        "prefix `revocation list:`)",
-       "the CRL is damaged; get a fresh one from the vendor"),
+       "the CRL is damaged; get a fresh one from the vendor",
+       also=(I,),
+       reason="`oemkit.models.license` raises it as a FormatError (3) to a library caller; "
+              "every command reads or issues a CRL through a verifier or issuer that restates "
+              "it as a \"no\" (1)"),
     _c("E_CRL_ROLLBACK", V,
        "an explicitly given CRL is older than the one this host remembers",
        "use the newest revocation list from the vendor"),
@@ -293,7 +302,11 @@ _CODES = (
        "manifest is not valid format-v1 JSON, or its bytes are not the canonical JSON of their "
        "parse",
        "the bundle was not written by a compatible oemkit or was altered; rebuild it with "
-       "'oemkit build' or obtain a fresh copy"),
+       "'oemkit build' or obtain a fresh copy",
+       also=(I,),
+       reason="`oemkit.models.manifest` raises it as a FormatError (3) to a library caller; "
+              "every command reads a manifest through verify (or an installed slot's, "
+              "install) which restates it as a \"no\" (1)"),
     _c("E_MEMBER_DIGEST", V,
        "SBOM, carried trust root or revocation list does not match its manifest digest; "
        "`sbom`/`provenance --trust`: the member changed after it was verified",
@@ -817,6 +830,23 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a signature member that does not parse is the bundle's fault (1)",
     ("_admit", O, V):
         "a carried trust root that does not parse or load is the bundle's fault (1)",
+    ("_as_format", I, I):
+        "the JSON, YAML and schema readers' InputError, inside a config-side document, is "
+        "the FormatError every models.config parser raises (code and fields kept)",
+    ("parse_manifest", I, V):
+        "a bundle's manifest failing its schema (the models' FormatError) is a \"no\" (1)",
+    ("_slot_configs", I, V):
+        "an installed slot's manifest that no longer parses is a \"no\" (1), as at verify",
+    ("read_crl", I, V):
+        "a signed CRL whose payload fails its schema (the models' FormatError) is a \"no\" (1)",
+    ("read_claims", I, V):
+        "unverified claims that fail their schema are the \"no\" verify would give (1)",
+    ("_sign", I, V):
+        "claims verify would refuse are not signed: the same \"no\" (1)",
+    ("issue_license", I, V):
+        "claims verify would refuse are not signed: the same \"no\" (1)",
+    ("issue_crl", I, V):
+        "a CRL verify would refuse is not signed: the same \"no\" (1)",
 }
 
 #: Codes that never reach a user (no command prints them, no exit code carries them), so
@@ -866,7 +896,8 @@ class Site:
 
 @dataclass(frozen=True)
 class Rewrap:
-    """``Family(exc.code, …)``: a caught error's code raised again with ``raised``."""
+    """``restate(exc, Family, …)`` (or a hand-made ``Family(exc.code, …)``): a caught
+    error's code raised again with ``raised``."""
 
     module: str
     line: int
@@ -935,6 +966,7 @@ class _Index:
         import ast
 
         self.classes: dict[str, str] = {name: name for name in _FAMILY_CLASSES}
+        self.classes[F] = I
         changed = True
         while changed:
             changed = False
@@ -1079,23 +1111,32 @@ def _rewrap(index: _Index, module: str, parents: dict[ast.AST, ast.AST],
             call: ast.Call) -> Rewrap | None:
     import ast
 
-    target = index.resolve(module, call)
-    arg = _code_arg(call, target[1]) if target else None
-    if not (target and isinstance(arg, ast.Attribute) and arg.attr == "code"
-            and isinstance(arg.value, ast.Name)):
-        return None
+    if _callee(call.func) == "restate":
+        # errors.restate(exc, Family, ...): the caught error and the family it takes.
+        raised = (index.classes.get(_callee(call.args[1]) or "")
+                  if len(call.args) >= 2 else None)
+        if not (raised and isinstance(call.args[0], ast.Name)):
+            return None
+        variable = call.args[0].id
+    else:
+        target = index.resolve(module, call)
+        arg = _code_arg(call, target[1]) if target else None
+        if not (target and isinstance(arg, ast.Attribute) and arg.attr == "code"
+                and isinstance(arg.value, ast.Name)):
+            return None
+        raised, variable = target[0], arg.value.id
     caught = "(passed in)"
     node: ast.AST = call
     while node in parents:
         node = parents[node]
-        if isinstance(node, ast.ExceptHandler) and node.name == arg.value.id:
+        if isinstance(node, ast.ExceptHandler) and node.name == variable:
             types = (node.type.elts if isinstance(node.type, ast.Tuple)
                      else [node.type] if node.type is not None else [])
             caught = "|".join(index.classes.get(_callee(t) or "", _callee(t) or "?")
                               for t in types)
             break
     fn = _enclosing(parents, call, (ast.FunctionDef, ast.AsyncFunctionDef))
-    return Rewrap(module, call.lineno, getattr(fn, "name", ""), caught, target[0])
+    return Rewrap(module, call.lineno, getattr(fn, "name", ""), caught, raised)
 
 
 def _classify(index: _Index, module: str, parents: dict[ast.AST, ast.AST],
@@ -1208,8 +1249,11 @@ def _lines(result: Scan) -> Iterator[str]:
     yield ""
     yield "## Where a caught code is raised again"
     yield ""
-    yield ("`Family(exc.code, …)`: the code of a caught error keeps its name but takes the "
-           "family (and exit code) of the place that re-raises it.")
+    yield ("`restate(exc, Family, …)` (`oemkit.errors.restate`: code, message, hint, member, "
+           "check, field, expected and actual copied unless overridden) or "
+           "`Family(exc.code, …)`: the code of a caught error keeps its name but takes the "
+           "family (and exit code) of the place that re-raises it. A `FormatError` (what "
+           "every `oemkit.models` parser raises) counts as an `InputError`.")
     yield ""
     yield "| function | module | caught | raised as | why |"
     yield "|---|---|---|---|---|"

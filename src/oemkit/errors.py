@@ -7,7 +7,7 @@ oemkit, never a verdict: sysexits' EX_SOFTWARE), 130 interrupted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from oemkit.codes import Code
@@ -99,7 +99,41 @@ class InputError(OemkitError):
     exit_code = EXIT_INPUT
 
 
+class FormatError(InputError):
+    """A document (JSON, manifest, claims, CRL, trust root, config, migration) that does not
+    parse or fails its schema: what every parser in :mod:`oemkit.models` raises.
+
+    Exit 3 when it reaches the user as it is; a caller for whom the document is evidence
+    (verify: a bundle member, a license, a carried root) restates it with :func:`restate`
+    as a :class:`VerificationError` (exit 1), keeping its code, message and fields.
+    """
+
+
 class EnvironmentProblem(OemkitError):
     """The host is the problem: permissions, disk space, a missing provider or tool."""
 
     exit_code = EXIT_ENV
+
+
+_E = TypeVar("_E", bound=OemkitError)
+#: The fields :func:`restate` copies besides code, message and hint.
+_FIELDS = ("member", "check", "field", "expected", "actual")
+
+
+def restate(exc: OemkitError, family: type[_E], *, message: str | None = None,
+            hint: str | None = None, **fields: str | None) -> _E:
+    """``exc`` raised again as ``family`` (hence its exit code): the same code, and the
+    message, hint, member, check, field, expected and actual copied unless overridden
+    (``message``, ``hint``, or a field by name; ``member=None`` clears one). The one way
+    a caught code changes family, so no field is dropped by a hand-written copy; the
+    error registry's scanner (:mod:`oemkit.codes`) lists every call.
+
+    Raises:
+        TypeError: ``fields`` names something other than the five fields.
+    """
+    unknown = sorted(set(fields) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"restate() got unexpected field(s) {unknown}")
+    values = {name: fields[name] if name in fields else getattr(exc, name) for name in _FIELDS}
+    return family(exc.code, exc.message if message is None else message,
+                  hint=exc.hint if hint is None else hint, **values)

@@ -94,7 +94,7 @@ def _claims(
 ) -> LicenseClaims:
     """The requested claims, every rule of ``issue`` applied (no key needed)."""
     from oemkit._time import now
-    from oemkit.errors import UsageError, VerificationError
+    from oemkit.errors import FormatError, UsageError
     from oemkit.models.license import BundleBinding, HardwareBinding
 
     seq = parse_int(seq, "--seq", minimum=1)
@@ -142,7 +142,7 @@ def _claims(
         bundle=binding, hardware=hw, environment=environment, min_crl_seq=min_crl_seq)
     try:  # the requested claims, judged before the key (and its passphrase) is needed
         LicenseClaims.from_dict(claims.to_dict())
-    except VerificationError as exc:
+    except FormatError as exc:
         raise UsageError("E_USAGE", f"cannot issue this license: {exc.message}",
                          hint="fix the option behind that field (--license-id, "
                               "--customer, --product, --env, --bundle-digest, --match, "
@@ -213,11 +213,15 @@ def _sign(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
     import: the claims re-validated, canonicalised, signed once)."""
     from oemkit._canonical import canonical_json
     from oemkit.crypto.armor import armor, sign_document
+    from oemkit.errors import FormatError, VerificationError, restate
     from oemkit.models.license import LICENSE_PAYLOAD_TYPE
     from oemkit.verify.license import LICENSE_LABEL
 
     payload = canonical_json(claims.to_dict())
-    LicenseClaims.from_dict(claims.to_dict())
+    try:
+        LicenseClaims.from_dict(claims.to_dict())
+    except FormatError as exc:
+        raise restate(exc, VerificationError) from exc
     return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
 
 
@@ -232,10 +236,15 @@ def read_claims(data: bytes, what: str = "license") -> tuple[LicenseClaims, str]
     """
     from oemkit._canonical import parse_json
     from oemkit.crypto.armor import dearmor, parse_document
+    from oemkit.errors import FormatError, VerificationError, restate
     from oemkit.verify.license import LICENSE_LABEL
 
     doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
-    return LicenseClaims.from_dict(parse_json(doc.payload, what=f"{what} claims")), doc.keyid
+    claims = parse_json(doc.payload, what=f"{what} claims")
+    try:
+        return LicenseClaims.from_dict(claims), doc.keyid
+    except FormatError as exc:  # the same "no" verify gives for these claims
+        raise restate(exc, VerificationError) from exc
 
 
 def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:

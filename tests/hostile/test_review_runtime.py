@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from hostile.make_corpus import CORPUS, FILES, TRUST, Forge, load_keys
-from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.errors import FormatError, InputError, OemkitError, VerificationError
 from oemkit.models.manifest import (
     Manifest,
     check_config_section,
@@ -164,7 +164,7 @@ def test_a_number_that_is_not_an_integer_is_refused(old: bytes, new: bytes,
     from oemkit._canonical import parse_json
 
     manifest = next(d for n, d in _members(data) if n == "oemkit-bundle.json")
-    with pytest.raises(VerificationError) as err:  # what install reads from a slot
+    with pytest.raises(FormatError) as err:  # what install reads from a slot
         Manifest.from_dict(parse_json(manifest, what="manifest"))
     assert err.value.code == "E_MANIFEST_INVALID" and words in err.value.message
 

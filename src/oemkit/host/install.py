@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 from oemkit import __version__
 from oemkit._fs import atomic_write_bytes
 from oemkit._time import format_time, now
-from oemkit.errors import EnvironmentProblem, InputError, OemkitError, VerificationError
+from oemkit.errors import (
+    EnvironmentProblem,
+    FormatError,
+    InputError,
+    OemkitError,
+    VerificationError,
+    restate,
+)
 from oemkit.host.prefix import LOCK, SLOTS, TMP_PREFIX, Journal, Layout, scan
 from oemkit.models.report import Check
 
@@ -463,9 +470,9 @@ def _version_problem(prefix: Path, old: SlotRecord | InputError | None, manifest
     if isinstance(old, InputError):
         if allow_downgrade:
             return None
-        return InputError(old.code, f"{old.message}; the installed version is unknown",
-                          hint="pass --allow-downgrade to replace the current slot anyway, "
-                               "or roll back")
+        return restate(old, InputError, message=f"{old.message}; the installed version is "
+                       "unknown", hint="pass --allow-downgrade to replace the current slot "
+                       "anyway, or roll back")
     if old.bundle_name != manifest.name:
         return VerificationError(
             "E_PRODUCT_MISMATCH", f"{prefix} runs {old.bundle_name}; this bundle is "
@@ -629,8 +636,11 @@ def _slot_configs(slot: Path) -> Any:
     from oemkit.models.config import load_configs
     from oemkit.models.manifest import Manifest
 
-    manifest = Manifest.from_dict(parse_json((slot / "manifest.json").read_bytes(),
-                                             what=f"{slot.name}/manifest.json"))
+    try:
+        manifest = Manifest.from_dict(parse_json((slot / "manifest.json").read_bytes(),
+                                                 what=f"{slot.name}/manifest.json"))
+    except FormatError as exc:  # the verified bundle's manifest, changed since: a "no"
+        raise restate(exc, VerificationError) from exc
     files = {f.path: (slot / "bundle" / f.path).read_bytes() for f in manifest.files
              if f.size <= 4 << 20}
     return load_configs(files, manifest.runtime.config, verified=True)

@@ -40,7 +40,7 @@ from oemkit._fs import atomic_write_bytes, read_input
 from oemkit._lock import exclusive_lock
 from oemkit._time import format_time, parse_time
 from oemkit._time import now as utc_now
-from oemkit.errors import EnvironmentProblem, InputError, OemkitError
+from oemkit.errors import EnvironmentProblem, InputError, OemkitError, restate
 from oemkit.models.license import FINGERPRINT_TYPE
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.license import (
@@ -541,8 +541,7 @@ def judge_attached(report: Any, *, state_path: Path | None, environment: str | N
                                    environment=environment, what=name)
         except (VerificationError, InputError) as exc:  # e.g. E_TOO_LARGE: still a "no"
             if isinstance(exc, InputError):
-                exc = VerificationError(exc.code, exc.message, hint=exc.hint, check=exc.check,
-                                        member=name)
+                exc = restate(exc, VerificationError, member=name)
             report.failed(exc, name="license")
             results.append({"member": name, "verdict": "rejected", "error": exc.to_dict()})
             continue

@@ -12,10 +12,12 @@ schema, older versions' schemas and samples (``history``), and the migrations fi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from oemkit.errors import InputError
+from oemkit.errors import FormatError, InputError, restate
 from oemkit.models.manifest import SectionProblem, check_config_section
 from oemkit.models.migration import (
     MAX_MIGRATIONS,
@@ -52,15 +54,28 @@ class BundleConfigs:
         """The compiled schema of ``version``, compiled once and cached.
 
         Raises:
-            InputError: E_CONFIG_SCHEMA when the schema does not compile.
+            FormatError: E_CONFIG_SCHEMA when the schema does not compile.
         """
         if version not in self.validators:
             from oemkit.schema import compile_schema
 
-            self.validators[version] = compile_schema(
-                self.schemas[version], f"the config schema of version {version}",
-                "E_CONFIG_SCHEMA", _SCHEMA_HINT)
+            with _as_format():
+                self.validators[version] = compile_schema(
+                    self.schemas[version], f"the config schema of version {version}",
+                    "E_CONFIG_SCHEMA", _SCHEMA_HINT)
         return self.validators[version]
+
+
+@contextmanager
+def _as_format() -> Iterator[None]:
+    """The JSON, YAML and schema readers' InputError (code, message and fields kept) as
+    the FormatError every parser here raises."""
+    try:
+        yield
+    except FormatError:
+        raise
+    except InputError as exc:
+        raise restate(exc, FormatError) from exc
 
 
 def parse_config(data: bytes, name: str) -> Any:
@@ -68,19 +83,21 @@ def parse_config(data: bytes, name: str) -> Any:
     ``1e400`` would be written back as ``Infinity``, which is not JSON).
 
     Raises:
-        InputError: E_CONFIG_INVALID (not strict JSON, or a non-finite number);
+        FormatError: E_CONFIG_INVALID (not strict JSON, or a non-finite number);
             for YAML E_SPEC_YAML, E_SPEC_DEPTH, E_SPEC_DUPLICATE_KEY.
     """
     if name.endswith((".yaml", ".yml")):
         from oemkit.schema import load_yaml
 
-        return load_yaml(data, name)[0]
+        with _as_format():
+            return load_yaml(data, name)[0]
     from oemkit._canonical import parse_json
 
-    doc = parse_json(data, what=name, code="E_CONFIG_INVALID")
+    with _as_format():
+        doc = parse_json(data, what=name, code="E_CONFIG_INVALID")
     if not _finite(doc):
-        raise InputError("E_CONFIG_INVALID", f"{name} holds a number too large for a "
-                         "64-bit float (such as 1e400)", hint="write a smaller number")
+        raise FormatError("E_CONFIG_INVALID", f"{name} holds a number too large for a "
+                          "64-bit float (such as 1e400)", hint="write a smaller number")
     return doc
 
 
@@ -107,8 +124,9 @@ def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -
     ``E_CONFIG_INVALID`` naming the file; every schema is compiled (``E_CONFIG_SCHEMA``).
 
     Raises:
-        InputError: E_NO_CONFIG, E_CONFIG_INVALID, E_CONFIG_SCHEMA, E_MIGRATION_INVALID,
-            and :func:`parse_config`'s E_SPEC_YAML, E_SPEC_DEPTH, E_SPEC_DUPLICATE_KEY.
+        FormatError: E_CONFIG_INVALID, E_CONFIG_SCHEMA, E_MIGRATION_INVALID, and
+            :func:`parse_config`'s E_SPEC_YAML, E_SPEC_DEPTH, E_SPEC_DUPLICATE_KEY.
+        InputError: E_NO_CONFIG (no config section: nothing malformed, nothing to load).
     """
     if not config_section:
         raise InputError("E_NO_CONFIG", "the bundle declares no config",
@@ -116,16 +134,16 @@ def load_configs(files: dict[str, bytes], config_section: Any, verified: bool) -
     try:
         section = check_config_section(config_section)
     except SectionProblem as exc:
-        raise InputError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
-                         hint="the bundle's config section is malformed; the vendor must "
-                              "rebuild it") from None
+        raise FormatError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
+                          hint="the bundle's config section is malformed; the vendor must "
+                               "rebuild it") from None
 
     def doc(name: str) -> Any:
         if name not in files:
-            raise InputError("E_CONFIG_INVALID", f"{name}, named by the bundle's config "
-                             f"section, is not in the bundle (or is larger than "
-                             f"{MAX_CONFIG} bytes)", hint="the bundle is incomplete; the "
-                             "vendor must rebuild it")
+            raise FormatError("E_CONFIG_INVALID", f"{name}, named by the bundle's config "
+                              f"section, is not in the bundle (or is larger than "
+                              f"{MAX_CONFIG} bytes)", hint="the bundle is incomplete; the "
+                              "vendor must rebuild it")
         return parse_config(files[name], name)
 
     current = section["version"]
@@ -150,15 +168,15 @@ def wanted_files(section: Any) -> set[str]:
     a malformed section is ``E_CONFIG_INVALID``.
 
     Raises:
-        InputError: E_CONFIG_INVALID.
+        FormatError: E_CONFIG_INVALID.
     """
     if not section:
         return set()
     try:
         section = check_config_section(section)
     except SectionProblem as exc:
-        raise InputError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
-                         hint="the bundle's config section is malformed") from None
+        raise FormatError("E_CONFIG_INVALID", f"the bundle's {exc.where}: {exc.problem}",
+                          hint="the bundle's config section is malformed") from None
     names = {section["file"], section["schema"]}
     if section.get("migrations"):
         names.add(section["migrations"])
@@ -174,12 +192,12 @@ def config_version(config: Any, where: str) -> int:
     """The ``schema_version`` of a config document.
 
     Raises:
-        InputError: E_CONFIG_VERSION unless it is an integer >= 1.
+        FormatError: E_CONFIG_VERSION unless it is an integer >= 1.
     """
     version = config.get("schema_version") if isinstance(config, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError("E_CONFIG_VERSION", f"{where} has no integer schema_version",
-                         hint="every config file states its schema_version")
+        raise FormatError("E_CONFIG_VERSION", f"{where} has no integer schema_version",
+                          hint="every config file states its schema_version")
     return version
 
 
@@ -188,22 +206,23 @@ def validate_config(config: Any, schema: Any, where: str) -> None:
     ``compile_schema``): ``E_CONFIG_INVALID`` naming the first failing field.
 
     Raises:
-        InputError: E_CONFIG_INVALID; E_CONFIG_SCHEMA for a raw schema that does not
+        FormatError: E_CONFIG_INVALID; E_CONFIG_SCHEMA for a raw schema that does not
             compile.
     """
     from oemkit.schema import compile_schema, first_error
 
     hint = "fix the config so that it matches its version's schema"
-    validator = (schema if hasattr(schema, "iter_errors") else
-                 compile_schema(schema, f"the schema for {where}", "E_CONFIG_SCHEMA",
-                                _SCHEMA_HINT))
-    first = first_error(validator, config, where, "E_CONFIG_INVALID", hint)
+    with _as_format():
+        validator = (schema if hasattr(schema, "iter_errors") else
+                     compile_schema(schema, f"the schema for {where}", "E_CONFIG_SCHEMA",
+                                    _SCHEMA_HINT))
+        first = first_error(validator, config, where, "E_CONFIG_INVALID", hint)
     if first is not None:
         at = "/".join(str(p) for p in first.instance_path) or "(top level)"
         message = str(first.message)
         if len(message) > 300:
             message = message[:297] + "..."
-        raise InputError("E_CONFIG_INVALID", f"{where}: {at}: {message}", hint=hint)
+        raise FormatError("E_CONFIG_INVALID", f"{where}: {at}: {message}", hint=hint)
 
 
 @dataclass
@@ -229,8 +248,10 @@ def plan(config: Any, configs: BundleConfigs, where: str, *, target: int | None 
     """Validate ``config`` against its own version, migrate it, validate the result.
 
     Raises:
-        InputError: E_CONFIG_VERSION, E_MIGRATION_CHAIN, E_MIGRATION_GAP,
-            E_MIGRATION_IRREVERSIBLE, E_MIGRATION_APPLY, E_CONFIG_INVALID, E_CONFIG_SCHEMA.
+        FormatError: E_CONFIG_VERSION (no integer schema_version), E_CONFIG_INVALID (the
+            config fails its schema), E_CONFIG_SCHEMA.
+        InputError: E_CONFIG_VERSION (a version the bundle has no schema for),
+            E_MIGRATION_CHAIN, E_MIGRATION_GAP, E_MIGRATION_IRREVERSIBLE, E_MIGRATION_APPLY.
     """
     source = config_version(config, where)
     target = configs.version if target is None else target

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oemkit._time import MAX_TIME, UTC, format_time
-from oemkit.errors import VerificationError
+from oemkit.errors import FormatError
 
 LICENSE_TYPE = "oemkit-license/v1"
 LICENSE_PAYLOAD_TYPE = "application/vnd.oemkit.license+json"
@@ -34,17 +34,18 @@ _SIGNED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2
 _MAX_TIME = MAX_TIME
 
 
-def _bad(message: str) -> VerificationError:
-    return VerificationError("E_CLAIMS_INVALID", f"license claims: {message}",
-                             check="license claims",
-                             hint="the license was not written by a compatible oemkit")
+def _bad(message: str) -> FormatError:
+    return FormatError("E_CLAIMS_INVALID", f"license claims: {message}",
+                       check="license claims",
+                       hint="the license was not written by a compatible oemkit")
 
 
-def crl_error(message: str) -> VerificationError:
-    """E_CRL_INVALID: the signed document of a revocation list is malformed."""
-    return VerificationError("E_CRL_INVALID", f"revocation list: {message}",
-                             check="revocation list",
-                             hint="the CRL is damaged; get a fresh one from the vendor")
+def crl_error(message: str) -> FormatError:
+    """E_CRL_INVALID: the signed document of a revocation list is malformed (a verifier
+    restates it as a VerificationError)."""
+    return FormatError("E_CRL_INVALID", f"revocation list: {message}",
+                       check="revocation list",
+                       hint="the CRL is damaged; get a fresh one from the vendor")
 
 
 claims_error = _bad
@@ -73,6 +74,9 @@ def no_floats(obj: Any, where: str = "", bad: Any = _bad) -> None:
     """Signed oemkit documents hold integers only: floats have no single canonical form.
 
     ``bad`` makes the error (license claims by default, :func:`crl_error` for CRLs).
+
+    Raises:
+        FormatError: E_CLAIMS_INVALID (or ``bad``'s code: E_CRL_INVALID).
     """
     if isinstance(obj, float):
         raise bad(f"{where or 'a value'} is a floating-point number")
@@ -143,7 +147,7 @@ class HardwareBinding:
         """Parse ``bindings.hardware`` strictly.
 
         Raises:
-            VerificationError: E_CLAIMS_INVALID.
+            FormatError: E_CLAIMS_INVALID.
         """
         if not isinstance(data, dict):
             raise _bad("bindings.hardware must be an object")
@@ -193,7 +197,7 @@ class BundleBinding:
         """Parse ``bindings.bundle`` strictly.
 
         Raises:
-            VerificationError: E_CLAIMS_INVALID.
+            FormatError: E_CLAIMS_INVALID.
         """
         if not isinstance(data, dict) or len(data) != 1:
             raise _bad("bindings.bundle must hold exactly one of digests, channel, "
@@ -268,7 +272,7 @@ class LicenseClaims:
         types are rejected.
 
         Raises:
-            VerificationError: E_CLAIMS_INVALID.
+            FormatError: E_CLAIMS_INVALID.
         """
         if not isinstance(data, dict):
             raise _bad("not a JSON object")
@@ -364,7 +368,7 @@ class RevocationList:
         """Parse a CRL payload strictly.
 
         Raises:
-            VerificationError: E_CRL_INVALID.
+            FormatError: E_CRL_INVALID.
         """
         bad = crl_error
         if not isinstance(data, dict) or data.get("type") != CRL_TYPE:

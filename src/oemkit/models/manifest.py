@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from oemkit.errors import VerificationError
+from oemkit.errors import FormatError
 
 FORMAT = "oemkit-bundle/v1"
 MANIFEST = "oemkit-bundle.json"
@@ -101,11 +101,11 @@ def collision_key(path: str) -> str:
     return "/".join(part.rstrip(". ") or part for part in folded.split("/"))
 
 
-def _bad(message: str, where: str | None = None) -> VerificationError:
+def _bad(message: str, where: str | None = None) -> FormatError:
     """E_MANIFEST_INVALID; ``where`` is the JSON path of the offending field."""
-    return VerificationError("E_MANIFEST_INVALID", f"manifest: {message}", member=MANIFEST,
-                             check="manifest schema", field=where,
-                             hint="the bundle was not written by a compatible oemkit")
+    return FormatError("E_MANIFEST_INVALID", f"manifest: {message}", member=MANIFEST,
+                       check="manifest schema", field=where,
+                       hint="the bundle was not written by a compatible oemkit")
 
 
 def _is_int(value: Any) -> bool:
@@ -254,7 +254,7 @@ class FileEntry:
         """Parse one ``files`` entry exactly: safe path, size, SHA-256, mode.
 
         Raises:
-            VerificationError: E_MANIFEST_INVALID.
+            FormatError: E_MANIFEST_INVALID.
         """
         if not isinstance(data, dict) or set(data) != {"path", "size", "sha256", "mode"}:
             raise _bad("a file entry must have exactly path, size, sha256, mode")
@@ -362,7 +362,7 @@ class Manifest:
         """Parse a manifest exactly as format v1 writes it.
 
         Raises:
-            VerificationError: E_MANIFEST_INVALID.
+            FormatError: E_MANIFEST_INVALID.
         """
         if not isinstance(data, dict):
             raise _bad("not a JSON object")

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oemkit.errors import InputError
+from oemkit.errors import FormatError, InputError
 
 OPS = ("set_default", "rename", "move", "delete", "convert", "scale", "split", "merge")
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -45,9 +45,9 @@ MAX_PARTS = 64
 MAX_CONFIG_DEPTH = 64
 
 
-def _bad(message: str, where: str) -> InputError:
-    return InputError("E_MIGRATION_INVALID", f"{where}: {message}",
-                      hint="see the migration operations in docs/INSTALL.md")
+def _bad(message: str, where: str) -> FormatError:
+    return FormatError("E_MIGRATION_INVALID", f"{where}: {message}",
+                       hint="see the migration operations in docs/INSTALL.md")
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def parse_migrations(doc: Any, where: str) -> dict[int, Migration]:
     MAX_STEPS steps: a bundle's migrations cannot crash a host that applies them.
 
     Raises:
-        InputError: E_MIGRATION_INVALID.
+        FormatError: E_MIGRATION_INVALID.
     """
     if not isinstance(doc, dict) or set(doc) != {"migrations"} or not isinstance(
             doc["migrations"], list):

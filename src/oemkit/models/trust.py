@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from oemkit._time import format_time, parse_time
-from oemkit.errors import InputError
+from oemkit.errors import FormatError
 
 TRUST_ROOT_TYPE = "oemkit-trust-root"
 TRUST_ROOT_PAYLOAD_TYPE = "application/vnd.oemkit.trust-root+json"
@@ -40,8 +40,8 @@ MAX_PUBLIC_KEY_CHARS = 1024
 _KEYID = re.compile(r"[0-9a-f]{64}")
 
 
-def _invalid(message: str) -> InputError:
-    return InputError("E_TRUST_INVALID", f"trust root: {message}",
+def _invalid(message: str) -> FormatError:
+    return FormatError("E_TRUST_INVALID", f"trust root: {message}",
                       hint="the trust root is damaged; get it again from the vendor")
 
 
@@ -132,8 +132,9 @@ class TrustKey:
         its key id.
 
         Raises:
-            InputError: E_TRUST_INVALID, E_TRUST_WEAK_KEY (a small-order Ed25519 point),
-                E_KEY_FORMAT, E_KEY_ALGORITHM, E_TIME.
+            FormatError: E_TRUST_INVALID, E_TRUST_WEAK_KEY (a small-order Ed25519 point).
+            InputError: E_KEY_FORMAT, E_KEY_ALGORITHM (the key loader's), E_TIME (a key
+                window time).
         """
         from oemkit.crypto.keys import algorithm_of, key_id, load_public
 
@@ -160,10 +161,10 @@ class TrustKey:
             raise _invalid(f"key {keyid[:16]}… has a non-string name")
         public = load_public(pem, f"trust root key {keyid[:16]}")
         if is_weak_key(public):
-            raise InputError("E_TRUST_WEAK_KEY", f"trust root: key {keyid[:16]}… is a "
-                             "small-order Ed25519 point that would accept forged signatures",
-                             hint="the trust root is hostile or broken; get it again from the "
-                                  "vendor")
+            raise FormatError("E_TRUST_WEAK_KEY", f"trust root: key {keyid[:16]}… is a "
+                              "small-order Ed25519 point that would accept forged signatures",
+                              hint="the trust root is hostile or broken; get it again from the "
+                                   "vendor")
         if key_id(public) != keyid:
             raise _invalid(f"key {keyid[:16]}… does not match its public key")
 
@@ -235,7 +236,7 @@ class TrustRoot:
         a verifier runs them on a carried root before it checks any signature.
 
         Raises:
-            InputError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS.
+            FormatError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS.
         """
         if not isinstance(data, dict):
             raise _invalid("payload is not an object")
@@ -253,9 +254,9 @@ class TrustRoot:
         if not isinstance(keys, list):
             raise _invalid("keys is not a list")
         if len(keys) > MAX_KEYS:
-            raise InputError("E_TRUST_TOO_MANY_KEYS",
-                             f"trust root lists {len(keys)} keys (limit {MAX_KEYS})",
-                             hint="the trust root is hostile or damaged")
+            raise FormatError("E_TRUST_TOO_MANY_KEYS",
+                              f"trust root lists {len(keys)} keys (limit {MAX_KEYS})",
+                              hint="the trust root is hostile or damaged")
         thresholds = data.get("thresholds")
         if not isinstance(thresholds, dict):
             raise _invalid("thresholds is not an object")
@@ -271,8 +272,9 @@ class TrustRoot:
         """Parse a trust-root payload (not its signatures: see ``verify.trust``).
 
         Raises:
-            InputError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS, E_TRUST_WEAK_KEY, E_KEY_FORMAT,
-                E_KEY_ALGORITHM, E_TIME.
+            FormatError: E_TRUST_INVALID, E_TRUST_TOO_MANY_KEYS, E_TRUST_WEAK_KEY.
+            InputError: E_KEY_FORMAT, E_KEY_ALGORITHM (the key loader's), E_TIME (the
+                issued or a key window time).
         """
         cls.check_shape(data)
         return cls(

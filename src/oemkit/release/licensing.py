@@ -9,6 +9,7 @@ from pathlib import Path
 from oemkit._canonical import canonical_json
 from oemkit.crypto.armor import armor, sign_document
 from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.errors import FormatError, VerificationError, restate
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
     LICENSE_PAYLOAD_TYPE,
@@ -22,7 +23,10 @@ from oemkit.verify.license import CRL_LABEL, LICENSE_LABEL
 def issue_license(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
     """The armored license: the claims are re-validated, canonicalised and signed."""
     payload = canonical_json(claims.to_dict())
-    LicenseClaims.from_dict(claims.to_dict())
+    try:
+        LicenseClaims.from_dict(claims.to_dict())
+    except FormatError as exc:  # claims oemkit would refuse to verify: refuse to sign them
+        raise restate(exc, VerificationError) from exc
     return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
 
 
@@ -30,7 +34,10 @@ def issue_crl(key: PrivateKeyInfo, seq: int, *, revoke: Sequence[tuple[str, int 
               revoke_keys: Sequence[str] = (), issued_at: dt.datetime) -> bytes:
     """The armored revocation list with sequence ``seq``."""
     crl = RevocationList(seq, issued_at, dict(revoke), tuple(revoke_keys))
-    RevocationList.from_dict(crl.to_dict())
+    try:
+        RevocationList.from_dict(crl.to_dict())
+    except FormatError as exc:  # a CRL oemkit would refuse to verify: refuse to sign it
+        raise restate(exc, VerificationError) from exc
     return armor(CRL_LABEL, sign_document(key, CRL_PAYLOAD_TYPE, canonical_json(crl.to_dict())))
 
 

@@ -32,7 +32,7 @@ from oemkit.crypto.dsse import (
     verify_signature,
 )
 from oemkit.crypto.keys import PrivateKeyInfo
-from oemkit.errors import InputError, OemkitError, UsageError, VerificationError
+from oemkit.errors import InputError, OemkitError, UsageError, VerificationError, restate
 from oemkit.models.manifest import MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
 
 if TYPE_CHECKING:
@@ -131,9 +131,9 @@ def _provenance_subjects(provenance: bytes) -> dict[str, str]:
         parse_time(statement["predicate"]["runDetails"]["metadata"]["finishedOn"],
                    "provenance finishedOn")
     except OemkitError as exc:
-        raise VerificationError(exc.code, f"{exc.message}; refusing to sign",
-                                member=PROVENANCE, check="provenance",
-                                hint="rebuild the bundle with 'oemkit build'") from exc
+        raise restate(exc, VerificationError, message=f"{exc.message}; refusing to sign",
+                      member=PROVENANCE, check="provenance",
+                      hint="rebuild the bundle with 'oemkit build'") from exc
     return _subject_digests(statement)
 
 

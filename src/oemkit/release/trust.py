@@ -14,7 +14,7 @@ from oemkit._canonical import canonical_json
 from oemkit._time import now as utc_now
 from oemkit.crypto.dsse import make_envelope
 from oemkit.crypto.keys import PrivateKeyInfo, PublicKey, algorithm_of, key_id, public_pem
-from oemkit.errors import InputError, UsageError, VerificationError
+from oemkit.errors import InputError, UsageError, VerificationError, restate
 from oemkit.models.trust import (
     MAX_KEYS,
     TRUST_ROOT_PAYLOAD_TYPE,
@@ -81,11 +81,8 @@ def _successor(current: SignedRoot, new_root: TrustRoot,
     try:
         check_successor(current.root, parse_root(doc), f"trust root v{new_root.version}")
     except VerificationError as exc:
-        raise InputError(
-            exc.code, exc.message,
-            hint="pass --sign-with for enough of the current root keys "
-                 f"(threshold {current.root.thresholds['root']})",
-        ) from exc
+        raise restate(exc, InputError, hint="pass --sign-with for enough of the current "
+                      f"root keys (threshold {current.root.thresholds['root']})") from exc
     return doc
 
 

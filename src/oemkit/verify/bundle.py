@@ -23,7 +23,7 @@ from oemkit._fs import (
 from oemkit._time import parse_time
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, VerificationError
+from oemkit.errors import FormatError, InputError, VerificationError, restate
 from oemkit.models.manifest import (
     LICENSE_DIR,
     MANIFEST,
@@ -46,6 +46,8 @@ from oemkit.verify.trust import load_pinned, walk_chain
 #: The payload stream parser (inner tar in zstd) is verify.payload; host.migrate calls it
 #: by its former name here.
 _stream_payload = stream_payload
+#: The hint of a member that does not parse (verify.payload's ``_fail`` default).
+_ALTERED = "the bundle was altered after signing; obtain a fresh copy from the vendor"
 
 
 #: The provenance (and so each signature, which embeds it in base64) grows with the payload's
@@ -265,7 +267,8 @@ def _judge_signatures(
         try:
             env = parse_sigstore_bundle(data, name)
         except InputError as exc:
-            raise _fail(exc.code, exc.message, check="signatures", member=name) from exc
+            raise restate(exc, VerificationError, check="signatures", member=name,
+                          hint=_ALTERED) from exc
         del data
         if env.payload_type != INTOTO_PAYLOAD_TYPE:
             raise _fail("E_SIGNATURE_PAYLOAD", f"{name} signs payload type {env.payload_type!r}",
@@ -390,9 +393,10 @@ def parse_manifest(data: bytes) -> Manifest:
     ``canonical_json`` of their parse: one document, one encoding), then the schema.
 
     Raises:
-        VerificationError: ``E_MANIFEST_INVALID`` (check ``manifest``, member
-            ``manifest.json``) for each: not strict JSON, no canonical form, bytes not
-            the canonical form, the schema; a parse error is restated, never InputError.
+        VerificationError: ``E_MANIFEST_INVALID`` (member ``manifest.json``; check
+            ``manifest``, or ``manifest schema`` with the field) for each: not strict JSON,
+            no canonical form, bytes not the canonical form, the schema; a parse error or
+            the models' FormatError is restated, never InputError.
     """
     try:
         obj = parse_json(data, what=MANIFEST)
@@ -409,8 +413,8 @@ def parse_manifest(data: bytes) -> Manifest:
                     member=MANIFEST, hint="the bundle was not written by oemkit; rebuild it")
     try:
         return Manifest.from_dict(obj)
-    except InputError as exc:
-        raise _fail("E_MANIFEST_INVALID", exc.message, check="manifest", member=MANIFEST) from exc
+    except FormatError as exc:  # a bundle's manifest is evidence: its schema failing is a "no"
+        raise restate(exc, VerificationError) from exc
 
 
 def _subject_digests(statement: dict[str, Any]) -> dict[str, str]:
@@ -447,8 +451,7 @@ def verify_open_bundle(
     except VerificationError as exc:
         report.failed(exc)
     except InputError as exc:  # a malformed member is the bundle's fault: the answer is "no"
-        report.failed(VerificationError(exc.code, exc.message, hint=exc.hint, member=exc.member,
-                                        check=exc.check))
+        report.failed(restate(exc, VerificationError))
     return report
 
 

@@ -28,7 +28,14 @@ from oemkit._time import MAX_TIME, UTC, format_time
 from oemkit.crypto.armor import SignedDoc, dearmor, parse_document
 from oemkit.crypto.dsse import verify_raw
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, UsageError, VerificationError
+from oemkit.errors import (
+    FormatError,
+    InputError,
+    OemkitError,
+    UsageError,
+    VerificationError,
+    restate,
+)
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
     KNOWN_EXTENSIONS,
@@ -191,9 +198,11 @@ def _canonical_signature(algorithm: str, sig: bytes) -> bool:
 def _payload(payload: bytes, what: str, *, crl: bool) -> Any:
     """A signed payload as JSON: strict parse, integers only, canonical (RFC 8785).
 
-    License payloads fail with E_CLAIMS_INVALID, CRL payloads with E_CRL_INVALID.
+    License payloads fail with E_CLAIMS_INVALID (a VerificationError, or the models'
+    FormatError for a float), CRL payloads with E_CRL_INVALID (the models' FormatError:
+    :func:`read_crl` restates it).
     """
-    def fail(message: str, hint: str) -> VerificationError:
+    def fail(message: str, hint: str) -> OemkitError:
         if crl:
             return crl_error(message)
         return VerificationError("E_CLAIMS_INVALID", message, check="license claims", hint=hint)
@@ -252,7 +261,10 @@ def read_crl(data: bytes, root: TrustRoot, what: str) -> RevocationList:
     if key.status == "compromised":
         raise _reject("E_KEY_REVOKED", f"{what} is signed by compromised key {key.keyid[:16]}…",
                       hint="ask the vendor for a CRL signed with a current key")
-    crl = RevocationList.from_dict(_payload(doc.payload, what, crl=True))
+    try:
+        crl = RevocationList.from_dict(_payload(doc.payload, what, crl=True))
+    except FormatError as exc:  # a malformed signed CRL is a "no"
+        raise restate(exc, VerificationError) from exc
     if not key.valid_at(crl.issued_at):
         # A retired or expired key must not sign new CRLs: one with a higher seq and an
         # empty list would otherwise un-revoke everything.
@@ -341,7 +353,7 @@ def _open_license(data: bytes, root: TrustRoot, what: str
     key = check_signature(doc, root, "license", what)
     try:
         claims = LicenseClaims.from_dict(_payload(doc.payload, f"{what} claims", crl=False))
-    except VerificationError as exc:
+    except (VerificationError, FormatError) as exc:
         raise _reject("E_CLAIMS_INVALID", exc.message, hint=exc.hint) from None
     return key, claims
 

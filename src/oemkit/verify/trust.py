@@ -24,7 +24,7 @@ from typing import Any
 from oemkit._canonical import canonical_json, parse_json
 from oemkit.crypto.dsse import Envelope, parse_envelope, signers_of
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, VerificationError
+from oemkit.errors import InputError, OemkitError, VerificationError, restate
 from oemkit.models.trust import (
     MAX_ROOT_BYTES,
     MAX_ROOT_SIGNATURES,
@@ -228,14 +228,14 @@ def _admit(current: TrustRoot, name: str, version: int, data: bytes) -> SignedRo
                              f"{payload['version']}, not {version}",
                              hint="the bundle was not built by oemkit, or altered")
     except OemkitError as exc:
-        raise VerificationError(exc.code, exc.message, member=name,
-                                check="carried trust root", hint=exc.hint) from exc
+        raise restate(exc, VerificationError, member=name,
+                      check="carried trust root") from exc
     _check_chained(current, env, version, name)
     try:
         signed = _complete(env, payload, name)
     except OemkitError as exc:
-        raise VerificationError(exc.code, exc.message, member=name,
-                                check="carried trust root", hint=exc.hint) from exc
+        raise restate(exc, VerificationError, member=name,
+                      check="carried trust root") from exc
     _check_unrevoked(current, signed.root, name)
     check_self_signed(signed, name)
     return signed
@@ -308,6 +308,6 @@ def load_pinned(trust: Path | str | bytes | TrustRoot) -> TrustRoot:
     try:
         check_self_signed(signed, "--trust")
     except VerificationError as exc:
-        raise InputError(exc.code, exc.message, hint="the pinned trust root is not properly "
-                         "signed; get it again from the vendor") from exc
+        raise restate(exc, InputError, hint="the pinned trust root is not properly signed; "
+                      "get it again from the vendor") from exc
     return signed.root
