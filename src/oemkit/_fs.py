@@ -3,6 +3,8 @@
 The outer bundle archive is a plain POSIX ustar file that oemkit writes itself, so the
 reader can be strict: exact checksums, regular files only, zero padding, nothing after
 the end-of-archive marker. Anything else is a coded failure, never a best-effort parse.
+The tar wire format itself (fields, numbers, checksums, PAX records) is ``_tar``'s; this
+module adds the files, the member rules and the codes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from oemkit._tar import (
+    BLOCK,
+    CHKSUM,
+    MAGIC,
+    MAX_USTAR_SIZE,
+    PAX_HEADER_NAME,
+    PAX_TYPE,
+    PREFIX,
+    SIZE,
+    USTAR_MAGIC,
+    ZERO_BLOCK,
+    Header,
+    TarFormatError,
+    checksum,
+    file_header,
+    iter_pax_records,
+    pad_size,
+    padding,
+    parse_header,
+    pax_decimal,
+)
+from oemkit._tar import END_OF_ARCHIVE as END_OF_ARCHIVE
 from oemkit.errors import EnvironmentProblem, InputError, VerificationError
 
 CHUNK = 1 << 20
@@ -29,9 +53,6 @@ CHUNK = 1 << 20
 COPY_STEP = 16 << 20
 #: Chunks a background reader may hold ahead of its consumer (memory: QUEUE_DEPTH x CHUNK).
 QUEUE_DEPTH = 8
-BLOCK = 512
-MAX_USTAR_SIZE = 0o77777777777
-PAX_HEADER_NAME = "././@PaxHeader"
 #: At most this many zero bytes may follow the end-of-archive marker (one tar record).
 MAX_TRAILING_ZEROS = 20 * BLOCK
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -144,28 +165,11 @@ class HashingWriter:
 
 
 def ustar_header(name: str, size: int, mode: int = 0o644) -> bytes:
-    """A deterministic POSIX ustar header: mtime 0, uid/gid 0, no user names."""
-    import tarfile
-
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.type = tarfile.REGTYPE
-    # ustar's size field ends at 8 GiB - 1; beyond it a POSIX pax 'x' header carries the size.
-    if size <= MAX_USTAR_SIZE:
-        return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="ascii", errors="strict")
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="ascii", errors="strict")
-
-
-def padding(size: int) -> bytes:
-    """Zero bytes that round ``size`` up to a tar block."""
-    return b"\0" * (-size % BLOCK)
-
-
-END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+    """A deterministic POSIX ustar header for an outer member: mtime 0, uid/gid 0, no user
+    names, an ASCII name. ustar's size field ends at 8 GiB - 1; beyond it a POSIX PAX ``x``
+    header carries the size (``_tar.file_header``, ``tarfile``'s bytes)."""
+    return file_header(name, size, mode, pax=size > MAX_USTAR_SIZE, encoding="ascii",
+                       errors="strict")
 
 
 def write_member(out: BinaryIO, name: str, data: bytes) -> None:
@@ -454,11 +458,12 @@ def _fail(code: str, message: str, member: str | None = None, hint: str = "") ->
     )
 
 
-def _octal(field: bytes, what: str, offset: int) -> int:
-    text = field.rstrip(b"\0 ").lstrip(b" ")
-    if not text or not re.fullmatch(rb"[0-7]+", text):
-        raise _fail("E_TAR_HEADER", f"tar header at byte {offset} has a malformed {what} field")
-    return int(text, 8)
+def _octal(header: Header, where: slice, what: str, offset: int) -> int:
+    try:
+        return header.octal(where)
+    except TarFormatError:
+        raise _fail("E_TAR_HEADER", f"tar header at byte {offset} has a malformed {what} "
+                    "field") from None
 
 
 def scan_outer(
@@ -477,22 +482,22 @@ def scan_outer(
     if total == 0:
         raise _fail("E_NOT_A_BUNDLE", "the file is empty", hint="obtain a complete copy")
     while True:
-        header = handle.read(BLOCK)
-        if len(header) < BLOCK:
-            if offset == 0 and header[257:263] != b"ustar\0":
+        block = handle.read(BLOCK)
+        if len(block) < BLOCK:
+            if offset == 0 and block[MAGIC] != USTAR_MAGIC:
                 raise _fail("E_NOT_A_BUNDLE", f"the file is not an oemkit bundle (only "
-                            f"{len(header)} bytes, no tar header)",
+                            f"{len(block)} bytes, no tar header)",
                             hint="pass a .oemb file written by oemkit build; if this is a copy "
                                  "of one, it is truncated")
             raise _fail("E_TRUNCATED", f"the archive ends inside a header at byte {offset}",
                         hint="the copy is truncated; obtain a complete copy")
-        if header == b"\0" * BLOCK:
+        if block == ZERO_BLOCK:
             second = handle.read(BLOCK)
             if len(second) < BLOCK and not any(second):
                 raise _fail("E_TRUNCATED", f"the archive ends inside its end-of-archive marker "
                             f"at byte {offset}", hint="the copy is truncated; obtain a complete "
                             "copy")
-            if second != b"\0" * BLOCK:
+            if second != ZERO_BLOCK:
                 raise _fail("E_TAR_END", f"incomplete end-of-archive marker at byte {offset}")
             rest = total - offset - 2 * BLOCK
             if rest > MAX_TRAILING_ZEROS or any(handle.read(MAX_TRAILING_ZEROS + 1)):
@@ -501,17 +506,17 @@ def scan_outer(
                             f"{offset}", hint="the file carries data outside the archive; "
                             "obtain a fresh copy")
             return members
-        _check_header(header, offset)
+        header = _check_header(block, offset)
         pax_size: int | None = None
-        if header[156:157] == b"x":
+        if header.typeflag == PAX_TYPE:
             pax_size = _pax_size(handle, header, offset, total)
             offset = handle.tell()
-            header = handle.read(BLOCK)
-            if len(header) < BLOCK or header == b"\0" * BLOCK:
+            block = handle.read(BLOCK)
+            if len(block) < BLOCK or block == ZERO_BLOCK:
                 raise _fail("E_TRUNCATED", f"the archive ends after a pax header at byte {offset}")
-            _check_header(header, offset)
-        raw_name = header[0:100].split(b"\0", 1)[0]
-        if header[345:500].strip(b"\0"):
+            header = _check_header(block, offset)
+        raw_name = header.name
+        if block[PREFIX].strip(b"\0"):
             raise _fail("E_MEMBER_NAME", f"member at byte {offset} uses a name prefix")
         try:
             name = raw_name.decode("ascii")
@@ -520,12 +525,12 @@ def scan_outer(
         if not _MEMBER_NAME.fullmatch(name) or ".." in name:  # fullmatch: no "\n" at the end
             raise _fail("E_MEMBER_NAME", f"member name {name!r} at byte {offset} is not allowed",
                         member=name)
-        typeflag = header[156:157]
+        typeflag = header.typeflag
         if typeflag not in (b"0", b"\0"):
             raise _fail("E_MEMBER_TYPE",
                         f"member {name} is not a regular file (tar type {typeflag!r})",
                         member=name)
-        size = _octal(header[124:136], "size", offset)
+        size = _octal(header, SIZE, "size", offset)
         if pax_size is not None:
             if size != 0:
                 raise _fail("E_TAR_HEADER", f"member {name} has both a pax size and a ustar size",
@@ -539,7 +544,7 @@ def scan_outer(
                              "--max-member-size (metadata) or --max-payload-bytes")
         data_offset = offset + BLOCK
         end = data_offset + size
-        pad = -size % BLOCK
+        pad = pad_size(size)
         if end + pad > total:
             raise _fail("E_TRUNCATED", f"member {name} is truncated: it needs {size} bytes "
                         f"but the file ends {total - data_offset} bytes after its header",
@@ -553,38 +558,44 @@ def scan_outer(
         offset = end + pad
 
 
-def _check_header(header: bytes, offset: int) -> None:
-    """POSIX ustar magic and a correct checksum, or a coded failure."""
-    if not header.startswith(b"\0") and header[257:263] not in (b"ustar\0",):
+def _check_header(block: bytes, offset: int) -> Header:
+    """The parsed header: POSIX ustar magic and a correct checksum, or a coded failure."""
+    header = parse_header(block)
+    if not block.startswith(b"\0") and header.magic != USTAR_MAGIC:
         if offset == 0:
             raise _fail("E_NOT_A_BUNDLE", "the file is not an oemkit bundle (no tar header)",
                         hint="pass a .oemb file written by oemkit build")
         raise _fail("E_TAR_HEADER", f"tar header at byte {offset} is not POSIX ustar")
-    stored = _octal(header[148:156], "checksum", offset)
-    computed = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
-    if stored != computed:
+    stored = _octal(header, CHKSUM, "checksum", offset)
+    if stored != checksum(block):
         what = "the file is not an oemkit bundle" if offset == 0 else "a damaged tar header"
         raise _fail("E_TAR_CHECKSUM" if offset else "E_NOT_A_BUNDLE",
                     f"{what}: header checksum mismatch at byte {offset}")
+    return header
 
 
-def _pax_size(handle: BinaryIO, header: bytes, offset: int, total: int) -> int:
+def _pax_size(handle: BinaryIO, header: Header, offset: int, total: int) -> int:
     """The one record oemkit writes in a pax header: the size of a member over 8 GiB."""
-    name = header[0:100].split(b"\0", 1)[0]
-    length = _octal(header[124:136], "size", offset)
-    if name != PAX_HEADER_NAME.encode() or length > BLOCK:
+    length = _octal(header, SIZE, "size", offset)
+    if header.name != PAX_HEADER_NAME.encode() or length > BLOCK:
         raise _fail("E_TAR_HEADER", f"unexpected pax header at byte {offset}")
     data = handle.read(length)
-    pad = handle.read(-length % BLOCK)
+    pad = handle.read(pad_size(length))
     if len(data) != length or offset + BLOCK + length > total:
         raise _fail("E_TRUNCATED", f"the archive ends inside a pax header at byte {offset}")
     if any(pad):
         raise _fail("E_TAR_PADDING", f"non-zero padding after the pax header at byte {offset}")
-    match = re.fullmatch(rb"(\d{1,20}) size=(\d{1,20})\n", data)  # bounded: int() of them
-    if not match or int(match.group(1)) != length or int(match.group(2)) <= MAX_USTAR_SIZE:
+    try:  # exactly one record, spanning the data: "LENGTH size=DIGITS\n"
+        (record,) = iter_pax_records(data)
+        if record.key != b"size" or record.end != length:
+            raise TarFormatError("not one size record")
+        size = pax_decimal(record.value)  # at most 20 digits
+        if size <= MAX_USTAR_SIZE:
+            raise TarFormatError("a size that fits the ustar field")
+    except (TarFormatError, ValueError):  # ValueError: no record, or more than one
         raise _fail("E_TAR_HEADER", f"pax header at byte {offset} must hold exactly one size "
-                    "record for a member over 8 GiB")
-    return int(match.group(2))
+                    "record for a member over 8 GiB") from None
+    return size
 
 
 def read_member(handle: BinaryIO, member: OuterMember) -> bytes:

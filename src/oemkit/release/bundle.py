@@ -22,7 +22,6 @@ import hashlib
 import os
 import queue
 import sys
-import tarfile
 import tempfile
 import threading
 from collections.abc import Callable
@@ -33,18 +32,24 @@ from typing import Any, BinaryIO
 from oemkit import __version__
 from oemkit._canonical import sha256_hex
 from oemkit._fs import (
-    BLOCK,
     CHUNK,
-    END_OF_ARCHIVE,
     QUEUE_DEPTH,
     WRITEBACK_STEP,
     atomic_output,
     copy_into,
     copy_member,
-    padding,
     read_input,
     start_writeback,
     ustar_header,
+)
+from oemkit._tar import (
+    BLOCK,
+    END_OF_ARCHIVE,
+    RECORD,
+    file_header,
+    padded,
+    padding,
+    record_padding,
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
 from oemkit.errors import EnvironmentProblem, InputError, OemkitError
@@ -81,8 +86,6 @@ class BuildResult:
     verify_flags: tuple[str, ...] = ()
 
 
-#: tarfile's record: the end-of-archive marker is padded to a multiple of it.
-RECORD = 20 * BLOCK
 _END = object()
 
 
@@ -215,40 +218,16 @@ class _TarStream:
             self._pending.clear()
 
     def close(self) -> None:
-        self.write(b"\0" * (2 * BLOCK))
-        self.write(b"\0" * (-self.offset % RECORD))
+        self.write(END_OF_ARCHIVE)
+        self.write(record_padding(self.offset))
         self._flush()
 
 
-def _tarinfo_header(path: str, size: int, mode: int) -> bytes:
-    info = tarfile.TarInfo(path)
-    info.size = size
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info.tobuf(tarfile.PAX_FORMAT, sys.getfilesystemencoding(), "surrogateescape")
-
-
-_TEMPLATE = bytearray(_tarinfo_header("x", 0, 0o644))
-
-
 def _header(path: str, size: int, mode: int) -> bytes:
-    """The tar header ``tarfile`` writes for this entry (PAX_FORMAT). The common case (an
-    ASCII path of at most 100 bytes, under 8 GiB) is filled into a template made by
-    ``tarfile`` itself, ten times faster; anything else goes through ``tarfile``.
-    tests/test_large.py checks the two agree."""
-    name = path.encode("ascii", "replace")
-    if (len(name) > 100 or not path.isascii() or size > 0o77777777777 or mode > 0o7777
-            or "\0" in path):
-        return _tarinfo_header(path, size, mode)
-    buf = _TEMPLATE.copy()
-    buf[0:100] = name.ljust(100, b"\0")
-    buf[100:108] = b"%07o\0" % mode
-    buf[124:136] = b"%011o\0" % size
-    buf[148:156] = b" " * 8
-    buf[148:156] = b"%06o\0 " % sum(buf)
-    return bytes(buf)
+    """The tar header ``tarfile`` writes for this entry (PAX_FORMAT, the path in the file
+    system's encoding with undecodable bytes kept): ``_tar.file_header``. tests/test_large.py
+    and tests/test_tar.py check it against ``tarfile``."""
+    return file_header(path, size, mode, encoding=sys.getfilesystemencoding())
 
 
 def _changed(path: str) -> InputError:
@@ -447,8 +426,8 @@ def _tar_size(files: tuple[SourceFile, ...], sizes: list[int]) -> int:
     for item, size in zip(files, sizes, strict=True):
         path = item.path.encode("utf-8", "surrogateescape")
         pax = 0 if len(path) <= 100 and path.isascii() else 1024 + len(path)
-        total += BLOCK + pax + size + (-size % BLOCK)
-    total += 2 * BLOCK
+        total += BLOCK + pax + padded(size)
+    total += len(END_OF_ARCHIVE)
     return total + (-total % RECORD)
 
 

@@ -14,7 +14,19 @@ import hashlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from oemkit._fs import BLOCK, CHUNK, InlineReader, OuterMember, RangeReader, read_member_behind
+from oemkit._fs import CHUNK, InlineReader, OuterMember, RangeReader, read_member_behind
+from oemkit._tar import (
+    BLOCK,
+    PAX_TYPE,
+    RECORD,
+    ZERO_BLOCK,
+    TarFormatError,
+    pad_size,
+    padded,
+    parse_header,
+    pax_decimal,
+)
+from oemkit._tar import pax_records as _pax_records  # a module global: tests patch it
 from oemkit.errors import OemkitError, VerificationError
 from oemkit.models.manifest import PAYLOAD, FileEntry, Manifest, collision_key, path_problem
 
@@ -39,10 +51,6 @@ def _fail(code: str, message: str, *, check: str, member: str | None = None,
 #: file data in slices of at most this); PAX extended headers larger than MAX_PAX are refused.
 WINDOW = CHUNK
 MAX_PAX = 64 << 10
-#: Decimal numbers in PAX records have at most this many digits (10^20 > 2^64): Python
-#: refuses to parse more than 4300 and nothing larger is a size.
-MAX_DIGITS = 20
-_ZERO_BLOCK = bytes(BLOCK)
 
 
 class _Source:
@@ -133,7 +141,7 @@ class _Inflater:
         """The next ``n`` bytes as views into the window (each valid until the next)."""
         while n:
             if self._pos == self._end and not self._fill():
-                raise _TarError("ends unexpectedly")
+                raise TarFormatError("ends unexpectedly")
             take = min(n, self._end - self._pos)
             view = self._view[self._pos:self._pos + take]
             self._pos += take
@@ -154,49 +162,10 @@ class _Inflater:
         """Decompress to the end (bounded), requiring every byte left to be zero."""
         while True:
             if self._buf.count(0, self._pos, self._end) != self._end - self._pos:
-                raise _TarError("data after the end-of-archive marker")
+                raise TarFormatError("data after the end-of-archive marker")
             self._pos = self._end
             if self.eof or not self._fill():
                 return
-
-
-class _TarError(Exception):
-    """The inner tar stream is malformed (E_PAYLOAD_CORRUPT)."""
-
-
-def _number(field: bytes) -> int:
-    """A tar numeric field: octal digits (NUL/space terminated) or GNU base-256."""
-    if field[:1] in (b"\x80", b"\xff"):
-        if field[0] == 0xFF:
-            raise _TarError("negative number in a header")
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise _TarError("invalid header") from None
-
-
-def _pax_records(data: bytes) -> dict[str, bytes]:
-    """The ``LEN KEY=VALUE\\n`` records of a PAX extended header (strictly framed)."""
-    records: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data) and data[pos] != 0:
-        space = data.find(b" ", pos, pos + 21)
-        if space <= pos or not data[pos:space].isdigit():
-            raise _TarError("invalid PAX header")
-        length = int(data[pos:space])  # at most 20 digits (the find above)
-        end = pos + length
-        if length < 5 or end > len(data) or data[end - 1] != 0x0A:
-            raise _TarError("invalid PAX header")
-        key, eq, value = data[space + 1:end - 1].partition(b"=")
-        if not key or not eq:
-            raise _TarError("invalid PAX header")
-        records[key.decode("utf-8", "surrogateescape")] = value
-        pos = end
-    return records
 
 
 def _kind(typeflag: bytes) -> str:
@@ -216,51 +185,51 @@ def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
     entries of that type (not regular files). Each header's checksum (unsigned, or signed
     as old writers made it) and its mode and size fields are checked; a malformed header is
     an error (``tarfile`` would take it for the end of the archive). The other fields are
-    not used: the digests fix the content.
+    not used: the digests fix the content. The wire format is ``_tar``'s; its
+    ``TarFormatError`` is this reader's ``E_PAYLOAD_CORRUPT``.
     """
     pax: dict[str, bytes] | None = None
     offset = 0
     while True:
         block = inflater.exact(BLOCK)
         if block is None:
-            raise _TarError("empty file" if offset == 0 else "ends unexpectedly")
-        if block == _ZERO_BLOCK:
+            raise TarFormatError("empty file" if offset == 0 else "ends unexpectedly")
+        if block == ZERO_BLOCK:
             if pax is not None:
-                raise _TarError("missing header after a PAX header")
+                raise TarFormatError("missing header after a PAX header")
             return
-        stored = _number(block[148:156])
-        unsigned = 256 + sum(block[:148]) + sum(block[156:])
-        if stored != unsigned and stored != unsigned - 256 * sum(
-                1 for b in block[:148] + block[156:] if b > 127):  # old writers: signed sum
-            raise _TarError(f"bad header checksum at byte {offset}")
-        typeflag = block[156:157]
-        mode = _number(block[100:108])
-        size = _number(block[124:136])
+        header = parse_header(block)
+        if not header.checksum_ok:  # the stored checksum first: not a number is an error
+            raise TarFormatError(f"bad header checksum at byte {offset}")
+        typeflag = header.typeflag
+        mode = header.mode
+        size = header.size
         offset += BLOCK
-        if typeflag == b"x":
+        if typeflag == PAX_TYPE:
             if pax is not None:
-                raise _TarError(f"two PAX headers in a row at byte {offset - BLOCK}")
+                raise TarFormatError(f"two PAX headers in a row at byte {offset - BLOCK}")
             if size > MAX_PAX:
-                inflater.skip(size + (-size % BLOCK))  # past the bound: E_PAYLOAD_BOMB
-                raise _TarError(f"a {size}-byte PAX header")
+                inflater.skip(padded(size))  # past the bound: E_PAYLOAD_BOMB
+                raise TarFormatError(f"a {size}-byte PAX header")
             data = inflater.exact(size)
             if data is None:
-                raise _TarError("ends unexpectedly")
-            inflater.skip(-size % BLOCK)
-            offset += size + (-size % BLOCK)
+                raise TarFormatError("ends unexpectedly")
+            inflater.skip(pad_size(size))
+            offset += padded(size)
             pax = _pax_records(data)
             continue
-        name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        name = header.name.decode("utf-8", "surrogateescape")
+        prefix = header.prefix.decode("utf-8", "surrogateescape")
         if prefix:
             name = prefix + "/" + name
         if pax is not None:
             if "path" in pax:
                 name = pax["path"].decode("utf-8", "surrogateescape")
             if "size" in pax:
-                if not pax["size"].isdigit() or len(pax["size"]) > MAX_DIGITS:
-                    raise _TarError("invalid size in a PAX header")
-                size = int(pax["size"])
+                try:
+                    size = pax_decimal(pax["size"])
+                except TarFormatError:
+                    raise TarFormatError("invalid size in a PAX header") from None
             pax = None
         if typeflag == b"\0" and name.endswith("/"):
             typeflag = b"5"
@@ -268,8 +237,8 @@ def _tar_entries(inflater: _Inflater) -> Iterator[tuple[str, bytes, int, int]]:
             name = name.rstrip("/")
         yield name, typeflag, size, mode
         if typeflag in _REGULAR:
-            offset += size + (-size % BLOCK)
-            inflater.skip(-size % BLOCK)
+            offset += padded(size)
+            inflater.skip(pad_size(size))
 
 
 def _tar_overhead(entry: FileEntry) -> int:
@@ -311,7 +280,7 @@ def stream_payload(handle: BinaryIO, member: OuterMember, manifest: Manifest, li
                     hint="if this bundle is legitimate, raise the limit with --max-files")
     # Tar overhead: a header (plus a PAX header and its records for long or non-ASCII
     # paths) and padding per file, then the end blocks padded to a 10 KiB record.
-    limit = manifest.payload_size + sum(_tar_overhead(f) for f in manifest.files) + 20 * 512
+    limit = manifest.payload_size + sum(_tar_overhead(f) for f in manifest.files) + RECORD
     limit = min(limit, limits.max_payload_bytes)
 
     # One thread reads and hashes the compressed bytes while this one decompresses, walks
@@ -424,7 +393,7 @@ def _check_tar(inflater: _Inflater, manifest: Manifest, sink: Sink | None) -> No
                             "manifest digest", check="payload", member=name,
                             expected=entry.sha256, actual=digest.hexdigest())
         inflater.drain_zeros()  # only zero padding may follow the end-of-archive marker
-    except _TarError as exc:
+    except TarFormatError as exc:
         if str(exc) == "ends unexpectedly":
             raise _fail("E_PAYLOAD_CORRUPT", f"{PAYLOAD} ends unexpectedly", check="payload",
                         member=PAYLOAD) from exc
