@@ -116,7 +116,7 @@ def _all_readers(data: bytes) -> dict[str, Any]:
                "provenance": _answer(read_member_json, path, PROVENANCE),
                "configs": _answer(_configs, path)}
     if out["inspect"] is not None:
-        assert out["inspect"]["verified"] is False
+        assert out["inspect"].verified is False
     for key in ("sbom", "provenance"):
         if out[key] is not None:
             assert out[key].verified is False and isinstance(out[key].doc, dict)
@@ -130,7 +130,7 @@ def test_config_bundle_control_is_read_by_every_reader() -> None:
     out = _all_readers(CONFIG_BUNDLE)
     assert all(v is not None for v in out.values()), out
     assert out["configs"].version == 2 and sorted(out["configs"].samples) == [1]
-    assert out["inspect"]["manifest"]["runtime"]["config"] == CONFIG_SECTION
+    assert out["inspect"].to_dict()["manifest"]["runtime"]["config"] == CONFIG_SECTION
 
 
 @settings(max_examples=150, **SLOW)

@@ -841,8 +841,6 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a signed CRL whose payload fails its schema (the models' FormatError) is a \"no\" (1)",
     ("read_claims", I, V):
         "unverified claims that fail their schema are the \"no\" verify would give (1)",
-    ("_sign", I, V):
-        "claims verify would refuse are not signed: the same \"no\" (1)",
     ("issue_license", I, V):
         "claims verify would refuse are not signed: the same \"no\" (1)",
     ("issue_crl", I, V):

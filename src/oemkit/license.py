@@ -28,19 +28,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oemkit._numbers import parse_int, parse_limits
-from oemkit.models.license import LicenseClaims
+from oemkit.models.license import LicenseClaims, seal_license
 from oemkit.models.trust import TrustRoot
 from oemkit.verify.license import BundleFacts, LicenseError, LicenseState, Verdict
 
 if TYPE_CHECKING:
     from oemkit.crypto.keys import PrivateKeyInfo
 
-__all__ = ["BundleFacts", "LicenseClaims", "LicenseError", "LicenseState", "Verdict",
-           "issue", "load_trust", "read_claims", "verify"]
+__all__ = ["BundleFacts", "LicenseClaims", "LicenseError", "LicenseInfo", "LicenseState",
+           "Verdict", "inspect", "issue", "load_trust", "read_claims", "verify"]
 
 _DEFAULT: Any = object()
 
@@ -205,24 +206,9 @@ def issue(
         secret = passphrase(path) if callable(passphrase) else passphrase
         signer = load_private_file(path, secret.encode() if isinstance(secret, str)
                                    else secret)
-    return _sign(signer, claims)
-
-
-def _sign(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
-    """The armored license (``release.licensing.issue_license``, which this layer may not
-    import: the claims re-validated, canonicalised, signed once)."""
-    from oemkit._canonical import canonical_json
-    from oemkit.crypto.armor import armor, sign_document
-    from oemkit.errors import FormatError, VerificationError, restate
-    from oemkit.models.license import LICENSE_PAYLOAD_TYPE
-    from oemkit.verify.license import LICENSE_LABEL
-
-    payload = canonical_json(claims.to_dict())
-    try:
-        LicenseClaims.from_dict(claims.to_dict())
-    except FormatError as exc:
-        raise restate(exc, VerificationError) from exc
-    return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
+    # The claims were judged above (_claims: their FormatError is E_USAGE), so sealing
+    # them validates what already passed.
+    return seal_license(signer, claims)
 
 
 def read_claims(data: bytes, what: str = "license") -> tuple[LicenseClaims, str]:
@@ -237,7 +223,7 @@ def read_claims(data: bytes, what: str = "license") -> tuple[LicenseClaims, str]
     from oemkit._canonical import parse_json
     from oemkit.crypto.armor import dearmor, parse_document
     from oemkit.errors import FormatError, VerificationError, restate
-    from oemkit.verify.license import LICENSE_LABEL
+    from oemkit.models.license import LICENSE_LABEL
 
     doc = parse_document(dearmor(data, LICENSE_LABEL, what), what)
     claims = parse_json(doc.payload, what=f"{what} claims")
@@ -245,6 +231,78 @@ def read_claims(data: bytes, what: str = "license") -> tuple[LicenseClaims, str]
         return LicenseClaims.from_dict(claims), doc.keyid
     except FormatError as exc:  # the same "no" verify gives for these claims
         raise restate(exc, VerificationError) from exc
+
+
+@dataclass(frozen=True)
+class LicenseInfo:
+    """What :func:`inspect` found in a license: the claims as signed and who signed them;
+    with a trust root, the claims as verified and the newest CRL that was checked."""
+
+    #: The claims JSON exactly as the license states it (UNVERIFIED without a trust root:
+    #: not even its schema is checked, so it is shown as it is).
+    claims: Any
+    #: The key id the license's signature names.
+    signer: str
+    #: The validated claims when the signature, the claims, the key's status and window
+    #: and the given CRLs were checked (``trust`` given), else None.
+    verified_claims: LicenseClaims | None = None
+    #: The sequence number of the newest CRL checked, or None (no CRL, or no trust root).
+    crl_seq: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the signature and the signing key were checked against a trust root."""
+        return self.verified_claims is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``oemkit license inspect --json`` prints (after its ``ok``)."""
+        return {"verified": self.verified, "signer": self.signer, "crl_seq": self.crl_seq,
+                "claims": self.claims}
+
+
+def inspect(license: Path | str | bytes, trust: Path | str | bytes | TrustRoot | None = None,
+            *, crl: Sequence[Path | str | bytes] = (), what: str | None = None) -> LicenseInfo:
+    """A license's claims and signer, UNVERIFIED unless ``trust`` is given (what
+    ``oemkit license inspect`` shows).
+
+    With ``trust`` the signature, the claims, the signing key's status and window and
+    each ``crl`` are checked (``oemkit.verify.license.check_signer``), not the dates,
+    bindings or host state (:func:`verify` judges those). ``license`` and each CRL are a
+    file or its bytes; ``what`` names the license in messages (default: its path, or
+    ``license``).
+
+    Raises:
+        UsageError: E_USAGE (``crl`` without ``trust``).
+        InputError: E_NOT_FOUND, E_NOT_A_FILE, E_TOO_LARGE (the license or a CRL file),
+            E_JSON (claims that are not strict JSON), and :func:`load_trust`'s codes.
+        VerificationError: E_ARMOR, E_ENVELOPE; with ``trust`` E_CRL_INVALID.
+        LicenseError: with ``trust`` E_PAYLOAD_TYPE, E_KID_UNKNOWN, E_ALG_MISMATCH,
+            E_KEY_USAGE, E_SIG_INVALID, E_CLAIMS_INVALID, E_KEY_REVOKED, E_KEY_WINDOW,
+            E_REVOKED.
+        EnvironmentProblem: E_PERMISSION.
+    """
+    from oemkit._canonical import parse_json
+    from oemkit.crypto.armor import dearmor, parse_document, read_armored
+    from oemkit.errors import UsageError
+    from oemkit.models.license import LICENSE_LABEL
+    from oemkit.verify.license import check_signer
+
+    if crl and trust is None:
+        raise UsageError("E_USAGE", "--crl needs --trust",
+                         hint="pass the vendor's trust root to check revocation")
+    if isinstance(license, bytes):
+        data, name = license, what or "license"
+    else:
+        data, name = read_armored(Path(license), "license"), what or str(license)
+    doc = parse_document(dearmor(data, LICENSE_LABEL, name), name)
+    claims = parse_json(doc.payload, what=f"{name} claims")
+    if trust is None:
+        return LicenseInfo(claims, doc.keyid)
+    root = load_trust(trust)
+    crls = [(f"crl[{i}]", c) if isinstance(c, bytes) else (str(c), read_armored(Path(c), "CRL"))
+            for i, c in enumerate(crl)]
+    checked, _, newest = check_signer(data, root, what=name, crls=crls)
+    return LicenseInfo(claims, doc.keyid, checked, newest.seq if newest else None)
 
 
 def load_trust(trust: Path | str | bytes | TrustRoot) -> TrustRoot:

@@ -402,7 +402,7 @@ def test_inspect_reads_only_the_manifest(forge, tmp_path, monkeypatch):
     monkeypatch.setattr(vb, "read_member", lambda h, m: read.append(m.name) or real(h, m))
     info = inspect_bundle(write(tmp_path, forge.bundle()))
     assert read == ["oemkit-bundle.json"]
-    assert info["verified"] is False and info["manifest"]["name"] == "hostile"
+    assert info.verified is False and info.manifest.name == "hostile"
 
 
 @pytest.mark.parametrize(("make", "code", "fragment"), [

@@ -171,7 +171,7 @@ def test_non_empty_dest_is_replaced_with_force(site, signed_bundle, trust_file):
     (dest / "stale.txt").write_bytes(b"old")
     result = cli("unpack", signed_bundle, dest, "--trust", trust_file, "--force")
     assert result.exit_code == 0, result.output
-    manifest = inspect_bundle(signed_bundle)["manifest"]
+    manifest = inspect_bundle(signed_bundle).to_dict()["manifest"]
     files = {f["path"] for f in manifest["files"]}
     assert {p for p, v in tree(dest).items() if v[0] == "file"} == files
     assert not (dest / "stale.txt").exists()
@@ -212,7 +212,7 @@ def test_example_bundle_unpacks_via_cli(site, signed_bundle, trust_file):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"] is True
-    manifest = inspect_bundle(signed_bundle)["manifest"]
+    manifest = inspect_bundle(signed_bundle).to_dict()["manifest"]
     assert {p: (v[1], v[2]) for p, v in tree(dest).items() if v[0] == "file"} == {
         f["path"]: (f["mode"], f["sha256"]) for f in manifest["files"]}
     assert listing(site) == ["example", "outside"]

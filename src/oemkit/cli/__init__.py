@@ -526,7 +526,7 @@ def inspect(
     with guard(json_out):
         from oemkit.verify.bundle import inspect_bundle, verify_bundle
 
-        info = {"ok": True, **inspect_bundle(bundle)}
+        info = {"ok": True, **inspect_bundle(bundle).to_dict()}
         if trust is not None:
             report = verify_bundle(bundle, trust)
             info["verified"] = info["ok"] = report.ok

@@ -159,39 +159,24 @@ def inspect(
     Example: oemkit license inspect acme.lic
     """
     with guard(json_out):
-        from oemkit._canonical import parse_json
-        from oemkit.crypto.armor import dearmor, parse_document, read_armored
-        from oemkit.errors import UsageError
-        from oemkit.license import load_trust
-        from oemkit.verify.license import LICENSE_LABEL, check_signer
+        from oemkit.license import inspect as inspect_license
 
-        if crl and trust is None:
-            raise UsageError("E_USAGE", "--crl needs --trust",
-                             hint="pass the vendor's trust root to check revocation")
-        data = read_armored(file, "license")
-        doc = parse_document(dearmor(data, LICENSE_LABEL, str(file)), str(file))
-        claims = parse_json(doc.payload, what=f"{file} claims")
-        verified, newest = False, None
-        if trust is not None:
-            _, _, newest = check_signer(data, load_trust(trust), what=str(file),
-                                        crls=[(str(p), read_armored(p, "CRL")) for p in crl])
-            verified = True
+        info = inspect_license(file, trust, crl=crl)
         if json_out:
-            emit_json({"ok": True, "verified": verified, "signer": doc.keyid,
-                       "crl_seq": newest.seq if newest else None, "claims": claims})
-        if not verified:
+            emit_json({"ok": True, **info.to_dict()})
+        if not info.verified:
             err.print("[bold yellow]UNVERIFIED[/]: signature not checked; pass --trust ROOT")
         else:
-            revocation = (f"not revoked by CRL sequence {newest.seq}" if newest
-                          else "no CRL given")
-            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {safe(doc.keyid[:16])}…, not "
+            revocation = (f"not revoked by CRL sequence {info.crl_seq}"
+                          if info.crl_seq is not None else "no CRL given")
+            err.print(f"[bold green]SIGNATURE VERIFIED[/] (key {safe(info.signer[:16])}…, not "
                       f"compromised, valid when it signed; {revocation}); dates, bindings and "
                       "this host's state are judged by 'oemkit license verify'")
         if not json_out:
             import json
 
             # ensure_ascii: every control and bidi character is a visible \\uXXXX escape
-            err.print(json.dumps(claims, indent=2, sort_keys=True, ensure_ascii=True),
+            err.print(json.dumps(info.claims, indent=2, sort_keys=True, ensure_ascii=True),
                       markup=False)
 
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oemkit._time import MAX_TIME, UTC, format_time
 from oemkit.errors import FormatError
 
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
+
+#: The armor label of a license document (``-----BEGIN OEMKIT LICENSE-----``).
+LICENSE_LABEL = "OEMKIT LICENSE"
 LICENSE_TYPE = "oemkit-license/v1"
 LICENSE_PAYLOAD_TYPE = "application/vnd.oemkit.license+json"
 CRL_TYPE = "oemkit-crl/v1"
@@ -402,3 +407,22 @@ class RevocationList:
         if not isinstance(keys, list) or any(not isinstance(k, str) for k in keys):
             raise bad("revoked_keys must be a list of key ids")
         return cls(seq, issued, licenses, tuple(keys))
+
+
+def seal_license(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
+    """The armored license for ``claims``: canonicalised (RFC 8785), re-validated (what
+    :meth:`LicenseClaims.from_dict` would refuse is never signed), signed once by ``key``
+    (a DSSE envelope of payload type :data:`LICENSE_PAYLOAD_TYPE`) and armored with
+    :data:`LICENSE_LABEL`. The one way oemkit writes a license: ``oemkit license issue``,
+    ``oemkit.license.issue`` and ``release.licensing.issue_license`` all call it.
+
+    Raises:
+        FormatError: E_CLAIMS_INVALID (claims a verifier would refuse).
+        InputError: E_CANONICAL (a value RFC 8785 cannot represent).
+    """
+    from oemkit._canonical import canonical_json
+    from oemkit.crypto.armor import armor, sign_document
+
+    payload = canonical_json(claims.to_dict())
+    LicenseClaims.from_dict(claims.to_dict())
+    return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))

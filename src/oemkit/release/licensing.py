@@ -12,22 +12,27 @@ from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import FormatError, VerificationError, restate
 from oemkit.models.license import (
     CRL_PAYLOAD_TYPE,
-    LICENSE_PAYLOAD_TYPE,
+    LICENSE_LABEL,
     LicenseClaims,
     RevocationList,
     is_license_id,
+    seal_license,
 )
-from oemkit.verify.license import CRL_LABEL, LICENSE_LABEL
+from oemkit.verify.license import CRL_LABEL
 
 
 def issue_license(key: PrivateKeyInfo, claims: LicenseClaims) -> bytes:
-    """The armored license: the claims are re-validated, canonicalised and signed."""
-    payload = canonical_json(claims.to_dict())
+    """The armored license (``models.license.seal_license``: the claims canonicalised,
+    re-validated, signed once).
+
+    Raises:
+        VerificationError: E_CLAIMS_INVALID (claims verify would refuse: not signed).
+        InputError: E_CANONICAL.
+    """
     try:
-        LicenseClaims.from_dict(claims.to_dict())
+        return seal_license(key, claims)
     except FormatError as exc:  # claims oemkit would refuse to verify: refuse to sign them
         raise restate(exc, VerificationError) from exc
-    return armor(LICENSE_LABEL, sign_document(key, LICENSE_PAYLOAD_TYPE, payload))
 
 
 def issue_crl(key: PrivateKeyInfo, seq: int, *, revoke: Sequence[tuple[str, int | None]] = (),

@@ -595,14 +595,60 @@ def verify_bundle(
                                   progress=progress)
 
 
-def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MemberInfo:
+    """One outer member as ``inspect`` lists it: its name and size in bytes."""
+
+    name: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "size"}``."""
+        return {"name": self.name, "size": self.size}
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What :func:`inspect_bundle` found: the bundle's structure and manifest, UNVERIFIED
+    (``verified`` is always False: nothing here is believed)."""
+
+    #: The bundle as it was named.
+    bundle: str
+    #: SHA-256 (hex) of the manifest member's exact bytes.
+    manifest_sha256: str
+    #: The outer members in archive order.
+    members: tuple[MemberInfo, ...]
+    #: The key ids the signature members are named after (``signatures/<keyid>...``).
+    signatures: tuple[str, ...]
+    #: The parsed manifest (its schema checked, not its signatures).
+    manifest: Manifest
+
+    @property
+    def verified(self) -> bool:
+        """Always False: inspecting decides nothing about trust."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``oemkit inspect --json`` prints (after its ``ok``)."""
+        return {
+            "bundle": self.bundle,
+            "verified": self.verified,
+            "manifest_sha256": self.manifest_sha256,
+            "members": [m.to_dict() for m in self.members],
+            "signatures": list(self.signatures),
+            "manifest": self.manifest.to_dict(),
+        }
+
+
+def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> BundleInfo:
     """What the bundle says about itself, without any trust decision (UNVERIFIED).
 
     Structure is still checked as verify checks it, with the same bounded reader: the
     outer archive (``scan_bundle``: names, sizes, order, counts), the manifest (strict,
     canonical JSON and its schema, ``parse_manifest``) and the member set it lists.
     Only the manifest's bytes are read; nothing is believed. Bad input raises a coded
-    :class:`VerificationError`.
+    :class:`VerificationError`. The result's ``to_dict()`` is what ``oemkit inspect
+    --json`` prints.
 
     Raises:
         InputError: ``E_NOT_FOUND``, ``E_NOT_A_FILE`` (the bundle path).
@@ -628,12 +674,11 @@ def inspect_bundle(bundle: Any, *, limits: Limits | None = None) -> dict[str, An
                     f"manifest says {manifest.members[PAYLOAD].size}", check="payload",
                     member=PAYLOAD, expected=str(manifest.members[PAYLOAD].size),
                     actual=str(by_name[PAYLOAD].size))
-    return {
-        "bundle": str(bundle),
-        "verified": False,
-        "manifest_sha256": sha256_hex(manifest_bytes),
-        "members": [{"name": m.name, "size": m.size} for m in members],
-        "signatures": [m.name[len(SIGNATURE_DIR):-len(".sigstore.json")] for m in members
-                       if m.name.startswith(SIGNATURE_DIR)],
-        "manifest": manifest.to_dict(),
-    }
+    return BundleInfo(
+        bundle=str(bundle),
+        manifest_sha256=sha256_hex(manifest_bytes),
+        members=tuple(MemberInfo(m.name, m.size) for m in members),
+        signatures=tuple(m.name[len(SIGNATURE_DIR):-len(".sigstore.json")] for m in members
+                         if m.name.startswith(SIGNATURE_DIR)),
+        manifest=manifest,
+    )

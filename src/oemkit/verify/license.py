@@ -46,9 +46,9 @@ from oemkit.models.license import (
     crl_error,
     no_floats,
 )
+from oemkit.models.license import LICENSE_LABEL as LICENSE_LABEL  # the label, re-exported
 from oemkit.models.trust import TrustKey, TrustRoot
 
-LICENSE_LABEL = "OEMKIT LICENSE"
 CRL_LABEL = "OEMKIT CRL"
 #: How far the clock may step back (or lag a signed time) before it counts as tampering.
 CLOCK_TOLERANCE = dt.timedelta(hours=1)
