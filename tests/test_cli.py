@@ -571,9 +571,10 @@ def test_shared_options_have_one_help_text_per_meaning():
     root = typer.main.get_command(app)
     trust = {p: o for p, o in _options_named(root, "--trust")}
     variants = {_options.TrustPinned: True, _options.TrustPinnedChecked: False,
-                _options.TrustFirst: False, _options.TrustCarried: False}
+                _options.TrustFirst: False, _options.TrustCarried: False,
+                _options.TrustServe: False}
     helps = {t.__metadata__[0].help for t in variants}
-    assert len(trust) == 16 and {o.help for o in trust.values()} == helps
+    assert len(trust) == 17 and {o.help for o in trust.values()} == helps
     pinned = {p for p, o in trust.items() if o.required}
     assert pinned == {"verify", "unpack", "license verify", "smoke", "install", "upgrade",
                       "join"}

@@ -22,7 +22,7 @@ from oemkit import errors
 from oemkit.codes import REGISTRY
 
 ROOT = Path(oemkit.__file__).resolve().parent
-PACKAGES = ("verify", "crypto", "models")
+PACKAGES = ("verify", "crypto", "models", "serve")
 #: Names whose public definitions must say what they raise.
 RAISING = re.compile(r"(verify|load|parse)|from_dict\Z")
 #: ``Raises:`` entries that are not exception classes.

@@ -41,3 +41,30 @@ def require_onnx(what: str, modules: Sequence[str] = ONNX_STACK) -> None:
             missing.append(name)
     if missing:
         raise missing_onnx(what, missing)
+
+
+#: The serving runtime (``oemkit serve``, and smoke and sizing against it): the ONNX
+#: runtime plus an ASGI server stack and the metrics client. The ``serve`` extra.
+SERVE_EXTRA = "serve"
+SERVE_STACK = ("onnxruntime", "numpy", "starlette", "uvicorn", "prometheus_client")
+SERVE_HINT = "pip install 'oemkit[serve]' (in a checkout: pip install -e '.[serve]')"
+
+
+def require_serve(what: str) -> None:
+    """Find the serving stack or raise ``E_MISSING_EXTRA`` naming what is missing.
+
+    Looked up, not imported: the supervisor of several workers must fork before
+    onnxruntime (threads) or prometheus_client (its value class is chosen at import, by
+    ``PROMETHEUS_MULTIPROC_DIR``) are loaded.
+
+    Raises:
+        EnvironmentProblem: E_MISSING_EXTRA, with the install line as the hint.
+    """
+    import importlib.util
+
+    missing = [name for name in SERVE_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EnvironmentProblem(
+            "E_MISSING_EXTRA", f"{what} needs the serving stack (the '{SERVE_EXTRA}' extra: "
+            f"{', '.join(SERVE_STACK)}); not installed: {', '.join(missing)}",
+            hint=SERVE_HINT)

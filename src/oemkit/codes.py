@@ -83,6 +83,9 @@ _CODES = (
        also=(V,),
        reason="a file given to a command is bad input (3); a bundle member that is not base64 "
               "is a \"no\" (1, re-raised by verify)"),
+    _c("E_BIND", E,
+       "serve: the address cannot be bound (port in use, no permission, unknown host)",
+       "choose another --port, or stop what holds it"),
     _c("E_BUDGET", V,
        "smoke checks `cold start`, `first inference`, `p95 latency (batch N)`, `peak RSS`: the "
        "figure is over the profile's budget",
@@ -270,12 +273,19 @@ _CODES = (
     _c("E_KID_UNKNOWN", V,
        "the trust root lists no key with that key id",
        "verify with the vendor's current trust root (--trust)"),
+    _c("E_LICENSE_REQUIRED", V,
+       "serve: the bundle's license policy requires a license and none was found (the runtime is "
+       "not ready, or degraded)",
+       "attach one (oemkit license attach) or pass --license"),
     _c("E_LICENSE_SUPERSEDED", V,
        "a newer re-issue of this `license_id` was already accepted here",
        "use the newest license file the vendor sent",
        also=(I,),
        reason="`license attach` refuses a re-issue older than the one the bundle carries (3, "
               "not in the docs' tables); verifying it is a \"no\" (1)"),
+    _c("E_LICENSE_UNREADABLE", E,
+       "serve: a license file given or found in the licenses folder cannot be read",
+       "check the license file's path and permissions"),
     _c("E_LIMIT", V,
        "`require_limit` / `--require-limit`: value over the limit, or no such limit",
        "reduce usage or ask the vendor for a higher limit"),
@@ -380,6 +390,9 @@ _CODES = (
        "smoke check `run`: onnxruntime cannot create a session",
        "onnxruntime on this host cannot load the model: check the model's opset against the "
        "installed onnxruntime"),
+    _c("E_MODEL_NOT_FOUND", I,
+       "serve (HTTP 404): the request names a model or version this server does not serve",
+       "ask GET /v2/models/NAME with the name and version the server logs at start"),
     _c("E_NOT_A_BUNDLE", V,
        "empty file, or the first block is not a ustar header",
        "pass a .oemb file written by 'oemkit build'; if this is a copy of one, obtain a "
@@ -393,6 +406,10 @@ _CODES = (
     _c("E_NOT_INSTALLED", I,
        "`upgrade`: no `PREFIX/current`",
        "use 'oemkit install' first"),
+    _c("E_NOT_READY", E,
+       "serve (HTTP 503): the runtime is shutting down, or its license standing keeps it from "
+       "being ready",
+       "retry after the Retry-After seconds; GET /v2/health/ready says why"),
     _c("E_NOT_YET_VALID", V,
        "effective time before `not_before`",
        "wait until then, or check the host clock"),
@@ -420,10 +437,16 @@ _CODES = (
     _c("E_NO_PREVIOUS", I,
        "`rollback`: no `PREFIX/previous`, or no prefix at all (not created)",
        "'oemkit status --prefix DIR' shows the slots"),
+    _c("E_NO_TRUST", I,
+       "serve: licenses were found but no trust root to verify them against",
+       "pass --trust ROOT"),
     _c("E_OUTPUT_EXISTS", I,
        "the output name is taken (a file, link or directory join did not create); `--force` "
        "replaces a file",
        "remove or rename it, choose another --out, or pass --force to replace a file"),
+    _c("E_OVERLOADED", E,
+       "serve (HTTP 503): more requests are queued than --max-queue allows",
+       "retry after the Retry-After seconds, or add workers or raise --max-queue"),
     _c("E_PART_CORRUPT", V,
        "has a damaged header, is not a part at all, is longer than the index says, cannot be "
        "read, or its SHA-256 does not match the index (found while it is copied; the other "
@@ -545,6 +568,18 @@ _CODES = (
        "host",
        "install the onnxruntime build for this accelerator (e.g. onnxruntime-gpu) or choose "
        "another --profile"),
+    _c("E_REQUEST_INVALID", I,
+       "serve (HTTP 400/405): a request the protocol refuses: malformed JSON or fields, an unknown"
+       " datatype, a shape or datatype the model does not take, unknown inputs or outputs, more "
+       "rows than max_batch",
+       "fix the request; GET /v2/models/NAME lists the model's inputs and outputs"),
+    _c("E_REQUEST_TIMEOUT", I,
+       "serve (HTTP 408): the client did not send its whole body within --request-timeout",
+       "send the body promptly, or raise --request-timeout"),
+    _c("E_REQUEST_TOO_LARGE", I,
+       "serve (HTTP 413): the body is over --max-body, or a shape declares more elements than a "
+       "tensor may hold",
+       "send smaller requests, or raise --max-body"),
     _c("E_REVOKED", V,
        "the newest CRL revokes this `license_id` (at this `seq`)",
        "contact the vendor for a replacement license"),
@@ -682,6 +717,9 @@ _CODES = (
        also=(V,),
        reason="documented 1 / 3: a time given on the command line is bad input (3); one in a "
               "bundle member (provenance, carried root) is a \"no\" (1, re-raised)"),
+    _c("E_TOKEN_INVALID", I,
+       "serve: the --token-file holds fewer than 16 bytes",
+       "write a long random token, e.g. python -c \"import secrets;print(secrets.token_hex())\""),
     _c("E_TOO_LARGE", I,
        "an input file over its read limit: trust root 16 MiB, spec 1 MiB, key file 64 KiB",
        "this does not look like the right file; pass the file the command expects"),
@@ -729,6 +767,9 @@ _CODES = (
     _c("E_TRUST_KEY_UNKNOWN", I,
        "`trust retire-key`/`revoke-key`: no single key matches the id or prefix",
        "'oemkit trust show ROOT' lists the key ids"),
+    _c("E_TRUST_REQUIRED", I,
+       "serve: a bundle file is served only after it verifies, which needs --trust",
+       "pass --trust with the vendor's trust root"),
     _c("E_TRUST_ROLLBACK", V,
        "carried root not newer than the trusted one",
        "a trust root may only move forward; this looks like a rollback",
@@ -769,6 +810,10 @@ _CODES = (
        also=(V,),
        reason="documented 3 / 1: a pinned root is bad input (3); a carried root is a \"no\" (1, "
               "re-raised by the carried-root walk)"),
+    _c("E_UNAUTHORIZED", I,
+       "serve (HTTP 401): the server has a --token-file and the request has no matching "
+       "Authorization: Bearer header",
+       "send Authorization: Bearer TOKEN with the token the site configured"),
     _c("E_UNSIGNED", V,
        "no signature member",
        "sign it with 'oemkit sign BUNDLE --key KEY'"),

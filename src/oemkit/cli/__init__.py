@@ -105,6 +105,12 @@ def _register_sizing_commands() -> None:
     app.add_typer(sizing_app, name="sizing")
 
 
+def _register_serve_commands() -> None:
+    from oemkit.cli.serve import serve
+
+    app.command()(serve)
+
+
 def _register_media_commands() -> None:
     from oemkit.cli.media import join, split
 
@@ -114,7 +120,8 @@ def _register_media_commands() -> None:
 
 for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands,
-                  _register_sizing_commands, _register_media_commands):
+                  _register_sizing_commands, _register_media_commands,
+                  _register_serve_commands):
     _register()
 
 

@@ -27,7 +27,7 @@ from oemkit.cli._output import (
 
 __all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_MEMBER", "DEFAULT_MAX_PAYLOAD", "JsonOut",
            "MaxFiles", "MaxMember", "MaxPayload", "OutDir", "OutInstead", "TrustCarried",
-           "TrustFirst", "TrustPinned", "TrustPinnedChecked"]
+           "TrustFirst", "TrustPinned", "TrustPinnedChecked", "TrustServe"]
 
 # --------------------------------------------------------------------------- --json
 
@@ -46,6 +46,11 @@ TrustFirst = Annotated[Path | None, typer.Option(
 TrustCarried = Annotated[Path | None, typer.Option(
     "--trust", help="The trust root hosts pin: check the carried trust roots and CRL "
     "against it now.")]
+
+#: ``oemkit serve``: verifies a bundle file before serving it, and the licenses of either
+#: a bundle file or a prefix (a prefix's release was verified when it was installed).
+TrustServe = Annotated[Path | None, typer.Option(
+    "--trust", help="Pinned trust root: verifies a bundle file, and the licenses of either.")]
 
 # --------------------------------------------------------------------------- --out
 

@@ -1,0 +1,263 @@
+"""One worker's runtime state: the model, its live config, its license standing, its
+batcher and metrics; the license checks and the SIGHUP reload are its I/O.
+
+A :class:`Source` says where everything comes from (the unpacked bundle, the slot's live
+config, the licenses and CRLs to check, the trust root and state file to check them with);
+:class:`Settings` how to serve. :meth:`Runtime.check_license` verifies every license it
+can find with the host's state file (rollback protection) and the carried CRL, and
+:func:`oemkit.models.serving.decide` turns the first accepted one (or the last refusal)
+into the runtime's standing under the bundle's policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oemkit.models.serving import LicensePolicy, Standing, decide
+
+if TYPE_CHECKING:
+    from oemkit.models.trust import TrustRoot
+    from oemkit.serve.batcher import Batcher
+    from oemkit.serve.metrics import Metrics
+    from oemkit.serve.model import Model, SessionSettings
+    from oemkit.verify.license import BundleFacts
+
+log = logging.getLogger("oemkit.serve")
+
+#: Config keys the runtime itself honours (docs/SERVE.md "Config keys").
+CONFIG_KEYS = ("max_batch", "threads", "labels", "score_threshold")
+MAX_LICENSE_FILE = 1 << 20
+
+
+@dataclass
+class Source:
+    """What a runtime serves and checks: all paths on the host, read at start and on
+    SIGHUP (config and licenses), never written except the license state file."""
+
+    root_dir: Path
+    model: Path
+    name: str
+    version: str
+    config: Path | None = None
+    policy: LicensePolicy = field(default_factory=LicensePolicy)
+    trust: TrustRoot | None = None
+    license_files: list[Path] = field(default_factory=list)
+    license_dirs: list[Path] = field(default_factory=list)
+    attached: list[tuple[str, bytes]] = field(default_factory=list)
+    crls: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    state_path: Path | None = None
+    bundle: BundleFacts | None = None
+
+
+@dataclass
+class Settings:
+    """How to serve (CLI options; None: from the config, the profile, the license)."""
+
+    session: SessionSettings
+    workers: int = 1
+    max_batch: int | None = None
+    max_delay_s: float = 0.0
+    max_queue: int = 256
+    max_body: int = 64 << 20
+    request_timeout_s: float = 30.0
+    token: bytes | None = None
+
+
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The live config (a JSON object), or {} when the bundle has none.
+
+    Raises:
+        InputError: E_CONFIG_INVALID (unreadable, not JSON, not an object).
+    """
+    from oemkit.errors import InputError
+
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError("E_CONFIG_INVALID", f"the live config {path} cannot be read: {exc}",
+                         hint="fix the config (oemkit migrate, or restore the slot's "
+                              "config.json)") from None
+    if not isinstance(data, dict):
+        raise InputError("E_CONFIG_INVALID", f"the live config {path} is not a JSON object",
+                         hint="fix the config (oemkit migrate, or restore the slot's "
+                              "config.json)")
+    return data
+
+
+class Runtime:
+    """Everything one worker needs to answer a request."""
+
+    def __init__(self, source: Source, settings: Settings, model: Model,
+                 metrics: Metrics) -> None:
+        self.source = source
+        self.settings = settings
+        self.model = model
+        self.metrics = metrics
+        self.config: dict[str, Any] = {}
+        self.standing = Standing("none", not source.policy.required)
+        self.batcher: Batcher | None = None
+        self.draining = False
+        metrics.load.labels(model.name).set(model.load_seconds)
+
+    # ------------------------------------------------------------------ derived settings
+
+    @property
+    def max_batch(self) -> int:
+        """Rows per batch: --max-batch, else the config's max_batch, else 1; capped by
+        the license's limit and 1 when batching is not among a degraded runtime's features."""
+        value = self.settings.max_batch
+        if value is None:
+            configured = self.config.get("max_batch")
+            value = configured if type(configured) is int and configured > 0 else 1
+        cap = self.standing.caps.get("max_batch")
+        if cap is not None:
+            value = min(value, max(cap, 1))
+        if not self.standing.allows("batching"):
+            value = 1
+        return value
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The config's class labels (the classification extension names classes by them)."""
+        labels = self.config.get("labels")
+        return labels if isinstance(labels, list) and all(
+            isinstance(x, str) for x in labels) else None
+
+    @property
+    def score_threshold(self) -> float | None:
+        """The config's score_threshold: classes scoring below it are not reported."""
+        value = self.config.get("score_threshold")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def ready(self) -> bool:
+        """Whether to answer inference: the license standing allows it and no drain began."""
+        return self.standing.ready and not self.draining
+
+    # ------------------------------------------------------------------ I/O
+
+    def load_config(self) -> None:
+        """(Re-)read the live config; a running batcher takes the new max_batch.
+
+        Raises:
+            InputError: E_CONFIG_INVALID (the config in force stays as it was).
+        """
+        self.config = read_config(self.source.config)
+        if self.batcher is not None:
+            self.batcher.max_batch = self.max_batch if self.model.batchable else 1
+
+    def _licenses(self) -> list[tuple[str, bytes]]:
+        found = list(self.source.attached)
+        for path in self.source.license_files:
+            found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
+        for folder in self.source.license_dirs:
+            if folder.is_dir():
+                for path in sorted(folder.glob("*.lic")):
+                    found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
+        return found
+
+    def check_license(self) -> Standing:
+        """Verify the licenses now; set and return the new standing (logged on change)."""
+        from oemkit._time import now as utc_now
+        from oemkit.errors import OemkitError
+
+        policy = self.source.policy
+        try:
+            licenses = self._licenses()
+        except OSError as exc:
+            licenses = []
+            error: dict[str, str] | None = {
+                "code": "E_LICENSE_UNREADABLE", "message": f"cannot read a license: {exc}",
+                "hint": "check the license file's path and permissions"}
+        else:
+            error = None
+        standing: Standing | None = None
+        if licenses and self.source.trust is None:
+            error = {"code": "E_NO_TRUST", "message": "licenses were found but no trust root "
+                     "to verify them against", "hint": "pass --trust ROOT"}
+            licenses = []
+        for name, data in licenses:
+            from oemkit.host.license_state import verify_license
+
+            try:
+                assert self.source.trust is not None
+                check = verify_license(data, self.source.trust,
+                                       state_path=self.source.state_path,
+                                       crls=self.source.crls, bundle=self.source.bundle,
+                                       what=name)
+            except OemkitError as exc:
+                error = {"code": exc.code, "message": f"{name}: {exc.message}",
+                         "hint": exc.hint}
+                continue
+            verdict = check.verdict
+            claims = verdict.claims
+            end = claims.expires.timestamp() + (claims.grace_seconds
+                                                if verdict.status == "grace" else 0)
+            standing = decide(policy, status=verdict.status, features=claims.features,
+                              limits=claims.limits, license_id=claims.license_id,
+                              seconds_left=end - utc_now().timestamp())
+            if standing.ready:
+                break
+        if standing is None:
+            standing = decide(policy, status=None, error=error)
+        self._set(standing)
+        return standing
+
+    def _set(self, standing: Standing) -> None:
+        before = self.standing
+        self.standing = standing
+        self.metrics.set_license(standing.state, standing.seconds_left)
+        if self.batcher is not None:
+            self.batcher.max_batch = self.max_batch if self.model.batchable else 1
+        if (before.state, before.ready) != (standing.state, standing.ready) or \
+                standing.warning:
+            fields: dict[str, Any] = {"license_state": standing.state,
+                                      "ready": standing.ready,
+                                      "license_id": standing.license_id}
+            if standing.error:
+                fields["error"] = standing.error
+            level = logging.INFO if standing.state in ("valid", "none") else logging.WARNING
+            log.log(level, standing.warning or f"license state {standing.state}",
+                    extra={"fields": fields})
+
+    def describe(self) -> dict[str, Any]:
+        """What the runtime serves with, for the start-up log line and ``/v2``."""
+        return {"model": self.model.name, "version": self.model.version,
+                "providers": self.model.providers, "max_batch": self.max_batch,
+                "license_state": self.standing.state, "pid": os.getpid(),
+                "settings": {k: v for k, v in dataclasses.asdict(self.settings).items()
+                             if k not in ("token", "session")}}
+
+
+def session_settings(profile: str, bundle_dir: Path | None = None) -> SessionSettings:
+    """A worker's session settings from a hardware profile (its providers, in order, with
+    their options, and its thread counts).
+
+    Raises:
+        InputError: E_PROFILE_NOT_FOUND and the profile's own format codes.
+    """
+    from oemkit.host.profiles import load_profile
+    from oemkit.serve.model import SessionSettings
+
+    prof = load_profile(profile, bundle_dir)
+    return SessionSettings(
+        providers=[(p.name, {k: str(v) for k, v in p.options.items()})
+                   for p in prof.providers],
+        intra_op=prof.intra_op, inter_op=prof.inter_op)
+
+
+def default_workers(session: SessionSettings) -> int:
+    """One worker per ``intra_op`` threads' worth of this host's usable cores (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, session.intra_op))

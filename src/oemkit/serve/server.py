@@ -1,0 +1,261 @@
+"""Run the runtime: bind the socket, start the workers, handle the signals.
+
+One worker runs in the ``oemkit serve`` process itself (the fastest cold start). With
+``--workers N`` (N > 1) this process becomes a supervisor: it binds the socket, forks N
+workers before it has imported onnxruntime (each then makes its own session and serves
+on the shared socket: the kernel spreads the connections), forwards SIGTERM and SIGHUP to
+them, restarts a worker that dies, and removes the shared metrics folder at exit.
+
+Signals: SIGTERM (or SIGINT) stops accepting, lets in-flight requests finish (at most
+``drain_s``) and exits 0; SIGHUP re-reads the license and the live config without
+dropping a request. Logs are one JSON object per line on stderr (:mod:`.logs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oemkit.serve.logs import setup_logging
+
+if TYPE_CHECKING:
+    from oemkit.serve.runtime import Runtime, Settings, Source
+
+log = logging.getLogger("oemkit.serve")
+
+
+@dataclass
+class Listen:
+    """Where to listen: host, port (0: any free one, written to ``port_file``), TLS."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    port_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    drain_s: float = 30.0
+
+
+def bind(listen: Listen) -> socket.socket:
+    """The listening socket (IPv6 when the host is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((listen.host, listen.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _announce(sock: socket.socket, listen: Listen, workers: int) -> None:
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if listen.tls_cert else "http"
+    log.info("listening", extra={"fields": {"url": f"{scheme}://{host}:{port}",
+                                            "port": port, "workers": workers}})
+    if listen.port_file is not None:
+        tmp = listen.port_file.with_name(listen.port_file.name + ".tmp")
+        tmp.write_text(f"{port}\n", encoding="utf-8")
+        os.replace(tmp, listen.port_file)
+
+
+def build_runtime(source: Source, settings: Settings) -> Runtime:
+    """Load the model, the live config and the license standing (one worker)."""
+    from oemkit.serve.metrics import Metrics
+    from oemkit.serve.model import Model
+    from oemkit.serve.runtime import Runtime
+
+    model = Model(source.model, source.name, source.version, settings.session)
+    runtime = Runtime(source, settings, model, Metrics(source.name))
+    runtime.load_config()
+    runtime.check_license()
+    return runtime
+
+
+def worker_app(runtime: Runtime, started: float | None = None) -> Any:
+    """The ASGI app of one worker, with its lifecycle: at start-up the batcher, the
+    periodic license check and (in the main thread) the SIGHUP handler; at shutdown the
+    drain of the batcher."""
+    from oemkit.serve.app import create_app
+    from oemkit.serve.batcher import Batcher
+
+    settings, source = runtime.settings, runtime.source
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def recheck() -> None:
+        await asyncio.to_thread(runtime.check_license)
+
+    async def reload() -> None:
+        from oemkit.errors import OemkitError
+
+        log.info("SIGHUP: re-reading the license and the config")
+        try:
+            await asyncio.to_thread(runtime.load_config)
+        except OemkitError as exc:  # keep serving with the config in force
+            log.error(f"SIGHUP: the config was not changed: {exc.message}",
+                      extra={"fields": {"code": exc.code, "hint": exc.hint}})
+        await recheck()
+
+    async def every() -> None:
+        while True:
+            await asyncio.sleep(source.policy.check_interval_s)
+            try:
+                await recheck()
+            except Exception as exc:  # a check must never stop the server
+                log.error(f"license check failed: {exc}")
+
+    async def startup() -> None:
+        loop = asyncio.get_running_loop()
+        batcher = Batcher(runtime.model, max_batch=runtime.max_batch,
+                          max_delay_s=settings.max_delay_s, max_queue=settings.max_queue)
+        runtime.batcher = batcher
+        batcher.start()
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (tests)
+            loop.add_signal_handler(signal.SIGHUP, lambda: tasks.append(
+                loop.create_task(reload())))
+        tasks.append(loop.create_task(every()))
+        fields = runtime.describe()
+        if started is not None:
+            fields["ready_s"] = round(time.monotonic() - started, 4)
+        fields["model_load_s"] = round(runtime.model.load_seconds, 4)
+        log.info("ready" if runtime.ready else "started, not ready", extra={"fields": fields})
+
+    async def shutdown() -> None:
+        runtime.draining = True
+        for task in tasks:
+            task.cancel()
+        if runtime.batcher is not None:
+            await runtime.batcher.stop()
+
+    return create_app(runtime, on_startup=startup, on_shutdown=shutdown)
+
+
+def run_worker(sock: socket.socket, source: Source, settings: Settings, listen: Listen,
+               started: float) -> int:
+    """Serve on ``sock`` until SIGTERM; 0 after a clean drain."""
+    import uvicorn
+
+    runtime = build_runtime(source, settings)
+    app = worker_app(runtime, started)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", server_header=False,
+        timeout_graceful_shutdown=int(max(1, listen.drain_s)), timeout_keep_alive=5,
+        ssl_certfile=str(listen.tls_cert) if listen.tls_cert else None,
+        ssl_keyfile=str(listen.tls_key) if listen.tls_key else None)
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            runtime.draining = True
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises a captured signal once it has shut down, so the process
+            # would die of SIGTERM; a drained runtime exits 0 instead.
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    server = _Server(config)
+    server.run(sockets=[sock])
+    log.info("stopped", extra={"fields": {"pid": os.getpid()}})
+    return 0 if server.started else 4
+
+
+def serve(source: Source, settings: Settings, listen: Listen) -> int:
+    """Serve until SIGTERM; the exit status (0 after a clean drain)."""
+    started = time.monotonic()
+    setup_logging()
+    sock = bind(listen)
+    if settings.workers <= 1:
+        _announce(sock, listen, 1)
+        return run_worker(sock, source, settings, listen, started)
+    return _supervise(sock, source, settings, listen, started)
+
+
+def _supervise(sock: socket.socket, source: Source, settings: Settings, listen: Listen,
+               started: float) -> int:
+    metrics_dir = tempfile.mkdtemp(prefix="oemkit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    children: dict[int, int] = {}
+    events: list[signal.Signals] = []
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 70
+            try:
+                code = run_worker(sock, source, settings, listen, started)
+            except BaseException as exc:  # a worker reports and exits, never returns
+                log.error(f"worker failed to start: {exc}")
+                code = getattr(exc, "exit_code", 70)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = index
+
+    def on_signal(sig: int, frame: Any) -> None:
+        events.append(signal.Signals(sig))
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        for index in range(settings.workers):
+            spawn(index)
+        _announce(sock, listen, settings.workers)
+        stopping = False
+        failures: list[float] = []
+        status = 0
+        while children:
+            while events:
+                sig = events.pop(0)
+                if sig in (signal.SIGTERM, signal.SIGINT):
+                    stopping = True
+                    for pid in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGTERM)
+                else:
+                    for pid in children:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGHUP)
+            try:
+                pid, raw = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            index = children.pop(pid)
+            from oemkit.serve.metrics import mark_dead
+
+            mark_dead(pid)
+            code = os.waitstatus_to_exitcode(raw)
+            if stopping:
+                status = max(status, code if code > 0 else 0)
+                continue
+            log.error("worker exited", extra={"fields": {"pid": pid, "exit": code}})
+            now = time.monotonic()
+            failures = [t for t in failures if now - t < 60] + [now]
+            if len(failures) > 3 * settings.workers:
+                log.error("workers keep failing; stopping")
+                for other in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(other, signal.SIGTERM)
+                stopping = True
+                status = code if code > 0 else 1
+                continue
+            spawn(index)
+        return status
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        sock.close()
+        sys.stderr.flush()

@@ -1,0 +1,424 @@
+"""The serving runtime in one process: the wire format, the license policy, and every
+route through Starlette's TestClient (no socket) on the real example model.
+
+tests/test_serve_process.py starts the real server and talks to it with outside clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import oemkit.license
+from helpers import EXAMPLE
+from oemkit.models.serving import LicensePolicy, decide
+from oemkit.release.trust import add_key
+from oemkit.serve.model import SessionSettings, classify
+from oemkit.serve.runtime import Settings
+from oemkit.serve.server import build_runtime, worker_app
+from oemkit.serve.target import open_bundle
+from oemkit.serve.tensors import HEADER, ProtocolError, decode_request, encode_response
+from oemkit.verify.trust import parse_root
+
+UTC = dt.timezone.utc
+GOLDEN_IN = json.loads((EXAMPLE / "golden" / "inputs.json").read_text())["x"]
+GOLDEN_OUT = json.loads((EXAMPLE / "golden" / "expected.json").read_text())["y"]
+X = np.asarray(GOLDEN_IN["data"], dtype=np.float32).reshape(GOLDEN_IN["shape"])
+Y = np.asarray(GOLDEN_OUT["data"], dtype=np.float32).reshape(GOLDEN_OUT["shape"])
+
+
+def _infer_body(x: np.ndarray = X, **extra) -> dict:
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                        "data": x.ravel().tolist()}], **extra}
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+def test_json_request_nested_or_flat_data_decode_to_the_same_array():
+    flat = decode_request(json.dumps(_infer_body()).encode(), {})
+    nested = decode_request(json.dumps({"inputs": [{"name": "x", "datatype": "FP32",
+                                                    "shape": [4, 4],
+                                                    "data": X.tolist()}]}).encode(), {})
+    assert np.array_equal(flat.inputs["x"], X) and np.array_equal(nested.inputs["x"], X)
+    assert flat.outputs is None and flat.binary_output_default is False
+
+
+def test_binary_request_with_bytes_and_fp32_tensors():
+    head = json.dumps({"inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [4, 4],
+         "parameters": {"binary_data_size": 64}},
+        {"name": "s", "datatype": "BYTES", "shape": [2],
+         "parameters": {"binary_data_size": 4 + 2 + 4 + 3}}],
+        "parameters": {"binary_data_output": True}}).encode()
+    strings = struct.pack("<I", 2) + b"ab" + struct.pack("<I", 3) + b"cde"
+    body = head + X.astype("<f4").tobytes() + strings
+    req = decode_request(body, {HEADER: str(len(head))})
+    assert np.array_equal(req.inputs["x"], X)
+    assert req.inputs["s"].tolist() == [b"ab", b"cde"]
+    assert req.binary_output_default is True
+
+
+_SHORT = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], ' \
+    b'"parameters": {"binary_data_size": 8}}]}'
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "message"), [
+    (b"{not json", {}, 400, "the request body is not valid JSON"),
+    (b"[]", {}, 400, "the request must be a JSON object"),
+    (b'{"inputs": []}', {}, 400, "the request needs 'inputs': a non-empty list of tensors"),
+    (b'{"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]}', {}, 400,
+     "input 'x': unknown datatype 'FP33'"),
+    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1]}]}', {}, 400,
+     "input 'x': 'data' has 1 elements, shape [2] needs 2"),
+    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]}', {}, 400,
+     "input 'x': 'shape' must hold integers >= 0, not -1"),
+    (b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1.5]}]}', {},
+     400, "input 'x': INT32 data must be integers"),
+    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [65536, 65536], "data": []}]}',
+     {}, 413, "input 'x': shape [65536, 65536] holds more than"),
+    (_SHORT + b"xxxx", {HEADER: str(len(_SHORT))}, 400,
+     "input 'x': binary_data_size 8 runs past the 4 bytes of binary data"),
+    (b'{}', {HEADER: "99"}, 400, "the inference-header-content-length header must be"),
+    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
+     b'{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}', {}, 400,
+     "input 'x' is given twice"),
+])
+def test_malformed_requests_are_refused_with_status_and_tensor(body, headers, status, message):
+    with pytest.raises(ProtocolError) as err:
+        decode_request(body, headers)
+    assert err.value.status == status
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_response_binary_outputs_follow_the_json_header():
+    body, json_len = encode_response("m", "1", [("y", Y, True), ("z", Y, False)])
+    assert json_len is not None
+    head = json.loads(body[:json_len])
+    assert head["outputs"][0]["parameters"]["binary_data_size"] == Y.nbytes
+    assert np.array_equal(np.frombuffer(body[json_len:], "<f4").reshape(Y.shape), Y)
+    assert head["outputs"][1]["data"] == Y.ravel().tolist()
+
+
+def test_classification_extension_ranks_and_applies_the_threshold():
+    scores = np.asarray([[0.1, 0.7, 0.2], [0.3, 0.3, 0.4]], dtype=np.float32)
+    out = classify(scores, 2, ["a", "b", "c"], None)
+    assert out.tolist() == [[b"0.700000:1:b", b"0.200000:2:c"],
+                            [b"0.400000:2:c", b"0.300000:0:a"]]
+    assert classify(scores, 2, ["a", "b", "c"], 0.5).tolist() == [[b"0.700000:1:b", b""],
+                                                                  [b"", b""]]
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def test_policy_defaults_serve_without_a_license():
+    standing = decide(LicensePolicy(), status=None)
+    assert standing.state == "none" and standing.ready
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"grace": "maybe"}, "license policy: 'grace' must be serve or refuse, not 'maybe'"),
+    ({"invalid": "degrade", "degrade_features": "x"},
+     "license policy: 'degrade_features' must be a list of non-empty strings"),
+    ({"limits": {"threads": "t"}}, "license policy: 'limits' may cap max_batch, workers, "
+                                   "not 'threads'"),
+    ({"check_interval_s": 0}, "license policy: 'check_interval_s' must be an integer from 1"),
+    ({"requires": True}, "license policy: unknown field(s) requires"),
+])
+def test_policy_errors_name_the_field(section, message):
+    with pytest.raises(Exception) as err:
+        LicensePolicy.from_dict(section)
+    assert err.value.code == "E_SPEC_INVALID"
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_policy_states():
+    strict = LicensePolicy(required=True, features=["serve"], grace="refuse",
+                           limits={"max_batch": "batch"})
+    none = decide(strict, status=None)
+    assert (none.state, none.ready, none.error["code"]) == ("invalid", False,
+                                                            "E_LICENSE_REQUIRED")
+    missing = decide(strict, status="valid", features=("other",))
+    assert missing.error["code"] == "E_ENTITLEMENT" and not missing.ready
+    grace = decide(strict, status="grace", features=("serve",))
+    assert grace.error["code"] == "E_EXPIRED" and not grace.ready
+    valid = decide(strict, status="valid", features=("serve",), limits={"batch": 2})
+    assert valid.ready and valid.caps == {"max_batch": 2}
+    degrade = LicensePolicy(required=True, invalid="degrade", degrade_features=("x",))
+    low = decide(degrade, status=None)
+    assert low.ready and low.state == "invalid" and low.features == frozenset({"x"})
+    assert not low.allows("batching") and valid.allows("batching")
+    soft = decide(LicensePolicy(), status="grace", license_id="L")
+    assert soft.ready and soft.state == "grace" and "in grace" in soft.warning
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def target(signed_bundle, trust_file):
+    opened = open_bundle(signed_bundle, trust_file, state_path=None)
+    yield opened
+    opened.close()
+
+
+def _client(target, **settings):
+    from starlette.testclient import TestClient
+
+    runtime = build_runtime(target.source, Settings(session=SessionSettings(), **settings))
+    return runtime, TestClient(worker_app(runtime))
+
+
+def test_routes_speak_the_protocol(target):
+    _, client = _client(target)
+    with client:
+        assert client.get("/v2/health/live").json() == {"live": True}
+        assert client.get("/v2/health/ready").json() == {"ready": True, "license_state": "none"}
+        meta = client.get("/v2/models/example").json()
+        assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+        assert client.get("/v2/models/example/versions/0.2.0").json() == meta
+        assert client.get("/v2/models/example/ready").json() == {"name": "example",
+                                                                  "ready": True}
+        assert client.get("/v2").json()["extensions"] == ["binary_tensor_data",
+                                                          "classification"]
+        res = client.post("/v2/models/example/infer", json=_infer_body(id="r1"))
+        doc = res.json()
+        assert res.status_code == 200 and doc["id"] == "r1" and doc["model_version"] == "0.2.0"
+        got = np.asarray(doc["outputs"][0]["data"], dtype=np.float32).reshape(Y.shape)
+        assert np.allclose(got, Y, atol=1e-5)
+        text = client.get("/metrics").text
+        assert 'oemkit_requests_total{model="example",outcome="success"} 1.0' in text
+        assert 'oemkit_license_state{state="none"} 1.0' in text
+
+
+def test_the_example_config_takes_effect(target):
+    runtime, client = _client(target)
+    with client:
+        assert runtime.max_batch == 8  # config/config.json's max_batch
+        body = _infer_body(outputs=[{"name": "y", "parameters": {"classification": 1}}])
+        top = client.post("/v2/models/example/infer", json=body).json()["outputs"][0]
+        # score_threshold 0.5 of the config: only rows whose best class reaches it
+        assert top["data"] == ["", "0.523621:1:b", "", "0.506945:0:a"]
+        big = np.zeros((9, 4), dtype=np.float32)
+        res = client.post("/v2/models/example/infer", json=_infer_body(big))
+        assert res.status_code == 400
+        assert res.json() == {"error": "batch size 9 exceeds max_batch 8",
+                              "code": "E_REQUEST_INVALID"}
+    runtime, client = _client(target, max_batch=16)
+    assert runtime.max_batch == 16
+
+
+@pytest.mark.parametrize(("path", "body", "status", "error"), [
+    ("/v2/models/nope/infer", _infer_body(), 404,
+     "unknown model 'nope' (this server serves 'example')"),
+    ("/v2/models/example/versions/9/infer", _infer_body(), 404,
+     "unknown version '9' of model 'example' (serving 0.2.0)"),
+    ("/v2/models/example/infer", {"inputs": [{"name": "z", "datatype": "FP32", "shape": [1, 4],
+                                              "data": [1, 2, 3, 4]}]}, 400,
+     "missing input(s) x for model 'example'"),
+    ("/v2/models/example/infer", {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4],
+                                              "data": [1, 2, 3, 4]}]}, 400,
+     "input 'x': datatype FP64, the model expects FP32"),
+    ("/v2/models/example/infer", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
+                                              "data": [1, 2, 3, 4]}]}, 400,
+     "input 'x': shape [2, 2], the model expects [-1, 4] (-1: any)"),
+    ("/v2/models/example/infer", _infer_body(outputs=[{"name": "q"}]), 400,
+     "unknown output 'q' for model 'example' (outputs: y)"),
+])
+def test_bad_requests_get_the_protocol_error(target, path, body, status, error):
+    _, client = _client(target)
+    with client:
+        res = client.post(path, json=body)
+        assert res.status_code == status
+        assert res.json()["error"] == error
+        assert client.get("/v2/health/live").status_code == 200  # still up
+
+
+def test_body_limit_and_unknown_routes(target):
+    _, client = _client(target, max_body=1024)
+    with client:
+        res = client.post("/v2/models/example/infer", content=b"x" * 2048)
+        assert res.status_code == 413 and res.json()["code"] == "E_REQUEST_TOO_LARGE"
+        res = client.get("/v3/nothing")
+        assert res.status_code == 404 and res.json() == {
+            "error": "no such endpoint: GET /v3/nothing", "code": "E_NOT_FOUND"}
+        assert client.get("/v2/models/example/infer").status_code == 405
+        text = client.get("/metrics").text
+        assert 'oemkit_requests_total{model="example",outcome="too_large"} 1.0' in text
+
+
+def test_bearer_token_guards_all_but_health(target):
+    _, client = _client(target, token=b"s3cret-token-0123456789")
+    with client:
+        assert client.get("/v2/health/ready").status_code == 200
+        res = client.post("/v2/models/example/infer", json=_infer_body())
+        assert res.status_code == 401 and res.headers["www-authenticate"] == "Bearer"
+        assert res.json()["code"] == "E_UNAUTHORIZED"
+        assert client.get("/metrics").status_code == 401
+        ok = client.post("/v2/models/example/infer", json=_infer_body(),
+                         headers={"Authorization": "Bearer s3cret-token-0123456789"})
+        assert ok.status_code == 200
+
+
+def test_full_queue_answers_503_with_retry_after(target):
+    import asyncio
+
+    runtime, client = _client(target, max_queue=1)
+    with client:
+        # hold the model thread so that queued requests wait
+        assert runtime.batcher is not None
+        gate = __import__("threading").Event()
+        real = runtime.model.run
+        runtime.model.run = lambda feeds: (gate.wait(5), real(feeds))[1]  # type: ignore
+
+        async def burst():
+            import httpx
+
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                first = asyncio.ensure_future(c.post("/v2/models/example/infer",
+                                                     json=_infer_body()))
+                await asyncio.sleep(0.2)
+                second = asyncio.ensure_future(c.post("/v2/models/example/infer",
+                                                      json=_infer_body()))
+                await asyncio.sleep(0.2)
+                third = await c.post("/v2/models/example/infer", json=_infer_body())
+                gate.set()
+                return await first, await second, third
+
+        first, second, third = client.portal.call(burst)
+        assert first.status_code == 200 and second.status_code == 200
+        assert third.status_code == 503 and third.headers["retry-after"] == "1"
+        assert third.json() == {"error": "the queue is full (1 requests waiting)",
+                                "code": "E_OVERLOADED"}
+
+
+def test_dynamic_batching_stacks_waiting_requests(target):
+    runtime, client = _client(target, max_delay_s=0.2)
+    with client:
+        import asyncio
+
+        import httpx
+
+        async def burst():
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                rows = [X[i:i + 1] for i in range(4)]
+                return await asyncio.gather(*[
+                    c.post("/v2/models/example/infer", json=_infer_body(r)) for r in rows])
+
+        results = client.portal.call(burst)
+        got = np.concatenate([np.asarray(r.json()["outputs"][0]["data"],
+                                         dtype=np.float32).reshape(1, 3) for r in results])
+        assert np.allclose(got, Y, atol=1e-5)
+        assert runtime.batcher.batches < 4  # at least two requests shared a batch
+        text = client.get("/metrics").text
+        assert 'oemkit_batch_size_count{model="example"} 4.0' in text
+
+
+# --------------------------------------------------------------------------- licenses
+
+
+@pytest.fixture
+def license_root(keys, trust_v2, tmp_path):
+    v3 = add_key(parse_root(trust_v2), keys["license"].public, ["license"], [keys["root"]],
+                 name="license")
+    path = tmp_path / "trust-v3.json"
+    path.write_bytes(v3)
+    return path
+
+
+def _license(keys, tmp_path, *, expires, grace="0", features=("serve",), name="a.lic"):
+    data = oemkit.license.issue(key=keys["license"], issuer="license", customer="acme",
+                                customer_name="ACME", product="example", expires=expires,
+                                issued_at=dt.datetime(2026, 1, 1, tzinfo=UTC), grace=grace,
+                                features=list(features))
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_required_license_missing_means_never_ready(signed_bundle, license_root):
+    opened = open_bundle(signed_bundle, license_root)
+    try:
+        opened.source.policy = LicensePolicy(required=True)
+        _, client = _client(opened)
+        with client:
+            res = client.get("/v2/health/ready")
+            assert res.status_code == 503 and res.headers["retry-after"] == "1"
+            assert res.json() == {
+                "error": "this runtime needs a license and none was found",
+                "code": "E_LICENSE_REQUIRED", "ready": False, "license_state": "invalid",
+                "hint": "attach one (oemkit license attach) or pass --license"}
+            res = client.post("/v2/models/example/infer", json=_infer_body())
+            assert res.status_code == 503 and res.json()["code"] == "E_LICENSE_REQUIRED"
+            assert 'oemkit_license_state{state="invalid"} 1.0' in client.get("/metrics").text
+    finally:
+        opened.close()
+
+
+def test_license_valid_then_grace_then_invalid_without_restart(signed_bundle, license_root,
+                                                               keys, tmp_path, monkeypatch):
+    lic = _license(keys, tmp_path, expires="2099-01-01T00:00:00Z", grace="30d")
+    opened = open_bundle(signed_bundle, license_root, licenses=[lic],
+                         state_path=tmp_path / "state.json")
+    try:
+        opened.source.policy = LicensePolicy(required=True, features=("serve",))
+        runtime, client = _client(opened)
+        with client:
+            assert client.get("/v2/health/ready").json()["license_state"] == "valid"
+            assert runtime.standing.license_id == "acme-example"
+            # the clock moves past expiry: grace (serve, header, metric) at the next check
+            import oemkit._time
+
+            later = dt.datetime(2099, 1, 10, tzinfo=UTC)
+            monkeypatch.setattr(oemkit._time, "now", lambda: later)
+            monkeypatch.setattr("oemkit.host.license_state.utc_now", lambda: later)
+            runtime.check_license()
+            res = client.post("/v2/models/example/infer", json=_infer_body())
+            assert res.status_code == 200 and res.headers["oemkit-license"] == "grace"
+            assert 'oemkit_license_state{state="grace"} 1.0' in client.get("/metrics").text
+            past = dt.datetime(2099, 3, 1, tzinfo=UTC)
+            monkeypatch.setattr(oemkit._time, "now", lambda: past)
+            monkeypatch.setattr("oemkit.host.license_state.utc_now", lambda: past)
+            runtime.check_license()
+            res = client.get("/v2/health/ready")
+            assert res.status_code == 503 and res.json()["code"] == "E_EXPIRED"
+    finally:
+        opened.close()
+
+
+def test_license_without_needed_feature_is_refused(signed_bundle, license_root, keys,
+                                                   tmp_path):
+    lic = _license(keys, tmp_path, expires="2099-01-01T00:00:00Z", features=("other",))
+    opened = open_bundle(signed_bundle, license_root, licenses=[lic])
+    try:
+        opened.source.policy = LicensePolicy(required=True, features=("serve",))
+        _, client = _client(opened)
+        with client:
+            res = client.get("/v2/health/ready")
+            assert res.status_code == 503 and res.json()["code"] == "E_ENTITLEMENT"
+    finally:
+        opened.close()
+
+
+def test_degraded_runtime_serves_without_the_extensions(signed_bundle, license_root):
+    opened = open_bundle(signed_bundle, license_root)
+    try:
+        opened.source.policy = LicensePolicy(required=True, invalid="degrade")
+        runtime, client = _client(opened)
+        with client:
+            assert client.get("/v2/health/ready").status_code == 200
+            assert runtime.max_batch == 1  # batching is not among the degraded features
+            res = client.post("/v2/models/example/infer", json=_infer_body())
+            assert res.status_code == 200 and res.headers["oemkit-license"] == "degraded"
+            body = _infer_body(outputs=[{"name": "y", "parameters": {"classification": 1}}])
+            res = client.post("/v2/models/example/infer", json=body)
+            assert res.status_code == 403 and res.json()["code"] == "E_ENTITLEMENT"
+    finally:
+        opened.close()
