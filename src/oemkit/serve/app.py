@@ -148,20 +148,22 @@ def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | 
             return _error(exc)
         return _json({"name": "oemkit", "version": __version__, "extensions": EXTENSIONS})
 
-    async def metadata(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """The error answer for a request without the token or for another model."""
         try:
             authorize(request)
             find_model(request)
         except ProtocolError as exc:
             return _error(exc)
-        return _json(model.metadata())
+        return None
+
+    async def metadata(request: Request) -> Response:
+        return refused(request) or _json(model.metadata())
 
     async def model_ready(request: Request) -> Response:
-        try:
-            authorize(request)
-            find_model(request)
-        except ProtocolError as exc:
-            return _error(exc)
+        answer = refused(request)
+        if answer is not None:
+            return answer
         if runtime.ready:
             return _json({"name": model.name, "ready": True})
         return _error(not_ready(), {"name": model.name, "ready": False})
