@@ -31,8 +31,8 @@ X = np.asarray(GOLDEN_IN["data"], dtype=np.float32).reshape(GOLDEN_IN["shape"])
 Y = np.asarray(GOLDEN_OUT["data"], dtype=np.float32).reshape(GOLDEN_OUT["shape"])
 
 
-def _infer_body(x: np.ndarray = X, **extra) -> dict:
-    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+def _infer_body(x: np.ndarray = X, name: str = "x", **extra) -> dict:
+    return {"inputs": [{"name": name, "datatype": "FP32", "shape": list(x.shape),
                         "data": x.ravel().tolist()}], **extra}
 
 
@@ -422,3 +422,58 @@ def test_degraded_runtime_serves_without_the_extensions(signed_bundle, license_r
             assert res.status_code == 403 and res.json()["code"] == "E_ENTITLEMENT"
     finally:
         opened.close()
+
+
+# --------------------------------------------------------------------------- non-tensor outputs
+
+
+def _zipmap_model(path):
+    """A scikit-learn-style classifier (onnxruntime's ai.onnx.ml LinearClassifier + ZipMap,
+    as skl2onnx writes it): a label tensor and a seq(map(int64, float)) output."""
+    from onnx import TensorProto, checker, helper
+
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
+    zipped = helper.make_value_info("output_probability", helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64,
+                                   helper.make_tensor_type_proto(TensorProto.FLOAT, []))))
+    nodes = [
+        helper.make_node("LinearClassifier", ["X"], ["label", "probabilities"],
+                         domain="ai.onnx.ml", coefficients=[0.1 * i - 0.5 for i in range(12)],
+                         intercepts=[0.1, 0.2, 0.3], classlabels_ints=[0, 1, 2],
+                         post_transform="SOFTMAX"),
+        helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
+                         domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2])]
+    model = helper.make_model(helper.make_graph(nodes, "zipmap", [x], [label, zipped]),
+                              opset_imports=[helper.make_opsetid("", 17),
+                                             helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 9
+    checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_zipmap_output_is_served_as_json_text_per_row(tmp_path):
+    from starlette.testclient import TestClient
+
+    from oemkit.serve.runtime import Source
+
+    model = _zipmap_model(tmp_path / "model.onnx")
+    source = Source(root_dir=tmp_path, model=model, name="iris", version="1")
+    runtime = build_runtime(source, Settings(session=SessionSettings(), max_batch=4,
+                                             max_delay_s=0.05))
+    with TestClient(worker_app(runtime)) as client:
+        meta = client.get("/v2/models/iris").json()
+        assert meta["outputs"][1] == {
+            "name": "output_probability", "datatype": "BYTES", "shape": [-1],
+            "parameters": {"onnx_type": "seq(map(int64,tensor(float)))", "encoding": "json"}}
+        assert runtime.max_batch == 4  # the tensor inputs and outputs are batchable
+        x = np.asarray([[1, 2, 3, 4], [0, 0, 0, 0]], dtype=np.float32)
+        doc = client.post("/v2/models/iris/infer", json=_infer_body(x, "X")).json()
+        outputs = {o["name"]: o for o in doc["outputs"]}
+        rows = [json.loads(text) for text in outputs["output_probability"]["data"]]
+        assert outputs["output_probability"]["shape"] == [2]
+        assert [sorted(r) for r in rows] == [["0", "1", "2"], ["0", "1", "2"]]
+        assert all(abs(sum(r.values()) - 1) < 1e-5 for r in rows)
+        best = [max(r, key=r.get) for r in rows]
+        assert [str(v) for v in outputs["label"]["data"]] == best
