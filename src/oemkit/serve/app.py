@@ -18,7 +18,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from oemkit.serve.tensors import ProtocolError, decode_request, encode_response
+from oemkit.serve.tensors import InferRequest, ProtocolError, decode_request, encode_response
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from oemkit.serve.batcher import Done
     from oemkit.serve.runtime import Runtime
 
 log = logging.getLogger("oemkit.serve")
@@ -92,167 +93,203 @@ async def _body(request: Request, limit: int, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | None = None,
-               on_shutdown: Callable[[], Awaitable[None]] | None = None) -> Starlette:
-    """The ASGI application for ``runtime`` (its batcher is started by ``on_startup``)."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
+class _Routes:
+    """The route handlers of one worker, over its runtime."""
 
-    from oemkit import __version__
+    def __init__(self, runtime: Runtime) -> None:
+        from oemkit import __version__
 
-    model = runtime.model
-    metrics = runtime.metrics
-    token = runtime.settings.token
+        self.runtime = runtime
+        self.model = runtime.model
+        self.metrics = runtime.metrics
+        self.token = runtime.settings.token
+        self.version = __version__
 
-    def authorize(request: Request) -> None:
-        if token is None:
+    # ------------------------------------------------------------------ checks
+
+    def authorize(self, request: Request) -> None:
+        """Raise 401 unless the request carries the configured bearer token."""
+        if self.token is None:
             return
         given = request.headers.get("authorization", "")
         if not (given.startswith("Bearer ") and hmac.compare_digest(
-                given[7:].strip().encode(), token)):
+                given[7:].strip().encode(), self.token)):
             raise ProtocolError("a valid bearer token is needed (Authorization: Bearer ...)",
                                 401, "E_UNAUTHORIZED")
 
-    def find_model(request: Request) -> None:
+    def find_model(self, request: Request) -> None:
+        """Raise 404 unless the path names the served model (and version)."""
         name = request.path_params["name"]
         version = request.path_params.get("version")
-        if name != model.name:
+        if name != self.model.name:
             raise ProtocolError(f"unknown model '{name}' (this server serves "
-                                f"'{model.name}')", 404, "E_MODEL_NOT_FOUND")
-        if version is not None and version != model.version:
+                                f"'{self.model.name}')", 404, "E_MODEL_NOT_FOUND")
+        if version is not None and version != self.model.version:
             raise ProtocolError(f"unknown version '{version}' of model '{name}' (serving "
-                                f"{model.version})", 404, "E_MODEL_NOT_FOUND")
+                                f"{self.model.version})", 404, "E_MODEL_NOT_FOUND")
 
-    def not_ready() -> ProtocolError:
-        error = runtime.standing.error or {}
-        if runtime.draining:
-            return ProtocolError("the server is shutting down", 503, "E_NOT_READY")
-        return ProtocolError(error.get("message", "the model is not ready"), 503,
-                             error.get("code", "E_NOT_READY"))
-
-    async def live(request: Request) -> Response:
-        return _json({"live": True})
-
-    async def ready(request: Request) -> Response:
-        if runtime.ready:
-            return _json({"ready": True, "license_state": runtime.standing.state})
-        exc = not_ready()
-        return _error(exc, {"ready": False, "license_state": runtime.standing.state,
-                            "hint": (runtime.standing.error or {}).get("hint", "")})
-
-    async def server(request: Request) -> Response:
-        try:
-            authorize(request)
-        except ProtocolError as exc:
-            return _error(exc)
-        return _json({"name": "oemkit", "version": __version__, "extensions": EXTENSIONS})
-
-    def refused(request: Request) -> Response | None:
+    def refused(self, request: Request) -> Response | None:
         """The error answer for a request without the token or for another model."""
         try:
-            authorize(request)
-            find_model(request)
+            self.authorize(request)
+            self.find_model(request)
         except ProtocolError as exc:
             return _error(exc)
         return None
 
-    async def metadata(request: Request) -> Response:
-        return refused(request) or _json(model.metadata())
+    def not_ready(self) -> ProtocolError:
+        """Why the runtime does not serve: draining, or its license standing."""
+        if self.runtime.draining:
+            return ProtocolError("the server is shutting down", 503, "E_NOT_READY")
+        error = self.runtime.standing.error or {}
+        return ProtocolError(error.get("message", "the model is not ready"), 503,
+                             error.get("code", "E_NOT_READY"))
 
-    async def model_ready(request: Request) -> Response:
-        answer = refused(request)
+    # ------------------------------------------------------------------ routes
+
+    async def live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        standing = self.runtime.standing
+        if self.runtime.ready:
+            return _json({"ready": True, "license_state": standing.state})
+        return _error(self.not_ready(), {"ready": False, "license_state": standing.state,
+                                         "hint": (standing.error or {}).get("hint", "")})
+
+    async def server(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+        except ProtocolError as exc:
+            return _error(exc)
+        return _json({"name": "oemkit", "version": self.version, "extensions": EXTENSIONS})
+
+    async def metadata(self, request: Request) -> Response:
+        return self.refused(request) or _json(self.model.metadata())
+
+    async def model_ready(self, request: Request) -> Response:
+        answer = self.refused(request)
         if answer is not None:
             return answer
-        if runtime.ready:
-            return _json({"name": model.name, "ready": True})
-        return _error(not_ready(), {"name": model.name, "ready": False})
+        if self.runtime.ready:
+            return _json({"name": self.model.name, "ready": True})
+        return _error(self.not_ready(), {"name": self.model.name, "ready": False})
 
-    async def infer(request: Request) -> Response:
+    async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
-        metrics.inflight.labels(model.name).inc()
+        name = self.model.name
+        self.metrics.inflight.labels(name).inc()
         try:
-            authorize(request)
-            find_model(request)
-            if not runtime.ready:
-                raise not_ready()
-            body = await _body(request, runtime.settings.max_body,
-                               runtime.settings.request_timeout_s)
-            req = decode_request(body, request.headers)
-            rows = model.check_inputs(req.inputs)
-            wanted = req.outputs
-            if wanted is not None:
-                for item in wanted:
-                    model.output_spec(item.name)
-                    if item.classification and not runtime.standing.allows("classification"):
-                        raise ProtocolError("the classification extension is not licensed "
-                                            "on this runtime", 403, "E_ENTITLEMENT")
-            assert runtime.batcher is not None
-            done = await runtime.batcher.submit(req.inputs, rows)
-            result = []
-            if wanted is None:
-                for name, array in done.outputs.items():
-                    result.append((name, array, req.binary_output_default))
-            else:
-                from oemkit.serve.model import classify
-
-                for item in wanted:
-                    array = done.outputs[item.name]
-                    if item.classification:
-                        array = classify(array, item.classification, runtime.labels,
-                                         runtime.score_threshold)
-                    binary = req.binary_output_default if item.binary is None else item.binary
-                    result.append((item.name, array, binary))
-            payload, json_len = encode_response(model.name, model.version, result, req.id)
+            response, done = await self._infer(request)
         except ProtocolError as exc:
-            metrics.requests.labels(model.name, _OUTCOME.get(exc.status, "error")
-                                    if exc.code != "E_NOT_READY" else "not_ready").inc()
-            if exc.status >= 500 and exc.code == "E_RUNTIME_CRASH":
+            outcome = "not_ready" if exc.code == "E_NOT_READY" else _OUTCOME.get(exc.status,
+                                                                                   "error")
+            self.metrics.requests.labels(name, outcome).inc()
+            if exc.code == "E_RUNTIME_CRASH":
                 log.error(exc.message, extra={"fields": {"code": exc.code}})
             return _error(exc)
         finally:
-            metrics.inflight.labels(model.name).dec()
-        metrics.requests.labels(model.name, "success").inc()
-        metrics.latency.labels(model.name).observe(time.perf_counter() - started)
-        metrics.queue.labels(model.name).observe(done.queue_s)
-        metrics.compute.labels(model.name).observe(done.compute_s)
-        metrics.batch.labels(model.name).observe(done.batch_rows)
+            self.metrics.inflight.labels(name).dec()
+        metrics = self.metrics
+        metrics.requests.labels(name, "success").inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        metrics.queue.labels(name).observe(done.queue_s)
+        metrics.compute.labels(name).observe(done.compute_s)
+        metrics.batch.labels(name).observe(done.batch_rows)
+        return response
+
+    async def _infer(self, request: Request) -> tuple[Response, Done]:
+        from starlette.responses import Response
+
+        self.authorize(request)
+        self.find_model(request)
+        runtime = self.runtime
+        if not runtime.ready:
+            raise self.not_ready()
+        body = await _body(request, runtime.settings.max_body,
+                           runtime.settings.request_timeout_s)
+        req = decode_request(body, request.headers)
+        rows = self.model.check_inputs(req.inputs)
+        self._check_outputs(req)
+        assert runtime.batcher is not None
+        done = await runtime.batcher.submit(req.inputs, rows)
+        payload, json_len = encode_response(self.model.name, self.model.version,
+                                            self._outputs(req, done), req.id)
         headers = {}
         if runtime.standing.state == "grace":
             headers["OEMKit-License"] = "grace"
         elif runtime.standing.state == "invalid":
             headers["OEMKit-License"] = "degraded"
         if json_len is None:
-            return Response(payload, media_type="application/json", headers=headers)
+            return Response(payload, media_type="application/json", headers=headers), done
         headers["Inference-Header-Content-Length"] = str(json_len)
-        return Response(payload, media_type="application/octet-stream", headers=headers)
+        return Response(payload, media_type="application/octet-stream", headers=headers), done
 
-    async def prometheus(request: Request) -> Response:
+    def _check_outputs(self, req: InferRequest) -> None:
+        for item in req.outputs or ():
+            self.model.output_spec(item.name)
+            if item.classification and not self.runtime.standing.allows("classification"):
+                raise ProtocolError("the classification extension is not licensed on this "
+                                    "runtime", 403, "E_ENTITLEMENT")
+
+    def _outputs(self, req: InferRequest, done: Done) -> list[tuple[str, Any, bool]]:
+        """(name, array, binary) of each output the request asked for (all by default)."""
+        if req.outputs is None:
+            return [(n, a, req.binary_output_default) for n, a in done.outputs.items()]
+        from oemkit.serve.model import classify
+
+        result = []
+        for item in req.outputs:
+            array = done.outputs[item.name]
+            if item.classification:
+                array = classify(array, item.classification, self.runtime.labels,
+                                 self.runtime.score_threshold)
+            binary = req.binary_output_default if item.binary is None else item.binary
+            result.append((item.name, array, binary))
+        return result
+
+    async def prometheus(self, request: Request) -> Response:
+        from starlette.responses import Response
+
         try:
-            authorize(request)
+            self.authorize(request)
         except ProtocolError as exc:
             return _error(exc)
-        body, content_type = metrics.render()
+        body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
 
-    async def unknown(request: Request) -> Response:
+    async def not_found(self, request: Request, exc: Exception) -> Response:
         return _error(ProtocolError(f"no such endpoint: {request.method} {request.url.path}",
                                     404, "E_NOT_FOUND"))
 
-    routes = [
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2", server, methods=["GET"]),
-        Route("/v2/models/{name}", metadata, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version}", metadata, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-    ]
+    async def bad_method(self, request: Request, exc: Exception) -> Response:
+        return _error(ProtocolError(f"{request.method} is not allowed on {request.url.path}",
+                                    405, "E_REQUEST_INVALID"))
 
+
+def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | None = None,
+               on_shutdown: Callable[[], Awaitable[None]] | None = None) -> Starlette:
+    """The ASGI application for ``runtime`` (its batcher is started by ``on_startup``)."""
     from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    r = _Routes(runtime)
+    model = "/v2/models/{name}"
+    version = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", r.live, methods=["GET"]),
+        Route("/v2/health/ready", r.ready, methods=["GET"]),
+        Route("/v2", r.server, methods=["GET"]),
+        Route(model, r.metadata, methods=["GET"]),
+        Route(version, r.metadata, methods=["GET"]),
+        Route(f"{model}/ready", r.model_ready, methods=["GET"]),
+        Route(f"{version}/ready", r.model_ready, methods=["GET"]),
+        Route(f"{model}/infer", r.infer, methods=["POST"]),
+        Route(f"{version}/infer", r.infer, methods=["POST"]),
+        Route("/metrics", r.prometheus, methods=["GET"]),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -262,12 +299,5 @@ def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | 
         if on_shutdown is not None:
             await on_shutdown()
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return await unknown(request)
-
-    async def bad_method(request: Request, exc: Exception) -> Response:
-        return _error(ProtocolError(f"{request.method} is not allowed on {request.url.path}",
-                                    405, "E_REQUEST_INVALID"))
-
     return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={404: not_found, 405: bad_method})
+                     exception_handlers={404: r.not_found, 405: r.bad_method})

@@ -180,81 +180,97 @@ def serve(source: Source, settings: Settings, listen: Listen) -> int:
     return _supervise(sock, source, settings, listen, started)
 
 
-def _supervise(sock: socket.socket, source: Source, settings: Settings, listen: Listen,
-               started: float) -> int:
-    metrics_dir = tempfile.mkdtemp(prefix="oemkit-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    children: dict[int, int] = {}
-    events: list[signal.Signals] = []
+class _Supervisor:
+    """N forked workers on one socket: started, signalled, reaped and restarted."""
 
-    def spawn(index: int) -> None:
+    def __init__(self, sock: socket.socket, source: Source, settings: Settings,
+                 listen: Listen, started: float) -> None:
+        self.sock, self.source, self.settings = sock, source, settings
+        self.listen, self.started = listen, started
+        self.children: dict[int, int] = {}
+        self.events: list[signal.Signals] = []
+        self.failures: list[float] = []
+        self.stopping = False
+        self.status = 0
+
+    def spawn(self, index: int) -> None:
+        """Fork worker ``index``; the child serves and exits, never returns."""
         pid = os.fork()
-        if pid == 0:  # the worker
+        if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             code = 70
             try:
-                code = run_worker(sock, source, settings, listen, started)
-            except BaseException as exc:  # a worker reports and exits, never returns
+                code = run_worker(self.sock, self.source, self.settings, self.listen,
+                                  self.started)
+            except BaseException as exc:  # a worker reports and exits
                 log.error(f"worker failed to start: {exc}")
                 code = getattr(exc, "exit_code", 70)
             finally:
                 logging.shutdown()
                 os._exit(code)
-        children[pid] = index
+        self.children[pid] = index
 
-    def on_signal(sig: int, frame: Any) -> None:
-        events.append(signal.Signals(sig))
+    def signal_all(self, sig: signal.Signals) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    try:
-        for index in range(settings.workers):
-            spawn(index)
-        _announce(sock, listen, settings.workers)
-        stopping = False
-        failures: list[float] = []
-        status = 0
-        while children:
-            while events:
-                sig = events.pop(0)
-                if sig in (signal.SIGTERM, signal.SIGINT):
-                    stopping = True
-                    for pid in children:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGTERM)
-                else:
-                    for pid in children:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGHUP)
+    def handle_events(self) -> None:
+        while self.events:
+            sig = self.events.pop(0)
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                self.stopping = True
+                self.signal_all(signal.SIGTERM)
+            else:
+                self.signal_all(signal.SIGHUP)
+
+    def reaped(self, pid: int, code: int) -> None:
+        """A worker exited: count it at shutdown, else restart it (give up after 3 x N
+        failures within a minute)."""
+        from oemkit.serve.metrics import mark_dead
+
+        index = self.children.pop(pid)
+        mark_dead(pid)
+        if self.stopping:
+            self.status = max(self.status, code if code > 0 else 0)
+            return
+        log.error("worker exited", extra={"fields": {"pid": pid, "exit": code}})
+        now = time.monotonic()
+        self.failures = [t for t in self.failures if now - t < 60] + [now]
+        if len(self.failures) > 3 * self.settings.workers:
+            log.error("workers keep failing; stopping")
+            self.signal_all(signal.SIGTERM)
+            self.stopping = True
+            self.status = code if code > 0 else 1
+            return
+        self.spawn(index)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda sig, frame: self.events.append(signal.Signals(sig)))
+        for index in range(self.settings.workers):
+            self.spawn(index)
+        _announce(self.sock, self.listen, self.settings.workers)
+        while self.children:
+            self.handle_events()
             try:
                 pid, raw = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 time.sleep(0.05)
-                continue
-            index = children.pop(pid)
-            from oemkit.serve.metrics import mark_dead
+            else:
+                self.reaped(pid, os.waitstatus_to_exitcode(raw))
+        return self.status
 
-            mark_dead(pid)
-            code = os.waitstatus_to_exitcode(raw)
-            if stopping:
-                status = max(status, code if code > 0 else 0)
-                continue
-            log.error("worker exited", extra={"fields": {"pid": pid, "exit": code}})
-            now = time.monotonic()
-            failures = [t for t in failures if now - t < 60] + [now]
-            if len(failures) > 3 * settings.workers:
-                log.error("workers keep failing; stopping")
-                for other in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(other, signal.SIGTERM)
-                stopping = True
-                status = code if code > 0 else 1
-                continue
-            spawn(index)
-        return status
+
+def _supervise(sock: socket.socket, source: Source, settings: Settings, listen: Listen,
+               started: float) -> int:
+    metrics_dir = tempfile.mkdtemp(prefix="oemkit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _Supervisor(sock, source, settings, listen, started).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         sock.close()

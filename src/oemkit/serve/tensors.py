@@ -192,6 +192,33 @@ def _loads(data: bytes | memoryview) -> Any:
         raise ProtocolError(f"the request body is not valid JSON: {exc}") from None
 
 
+def _input(index: int, raw_item: Any, binary: memoryview, offset: int,
+           seen: Mapping[str, Any]) -> tuple[str, np.ndarray, int]:
+    """One entry of ``inputs``: its name, array, and the binary offset after it."""
+    item = _object(raw_item, f"inputs[{index}]")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"inputs[{index}] needs a 'name'")
+    where = f"input '{name}'"
+    if name in seen:
+        raise ProtocolError(f"{where} is given twice")
+    datatype = item.get("datatype")
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"{where}: unknown datatype {datatype!r} (one of "
+                            f"{', '.join(DATATYPES)})")
+    shape = _shape(item.get("shape"), where)
+    size = _parameters(item, where).get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise ProtocolError(f"{where}: binary_data_size {size!r} runs past the "
+                                f"{len(binary)} bytes of binary data")
+        return name, _from_binary(datatype, shape, binary[offset:offset + size], where), \
+            offset + size
+    if "data" in item:
+        return name, _from_json(datatype, shape, item["data"], where), offset
+    raise ProtocolError(f"{where} has neither 'data' nor binary_data_size")
+
+
 def decode_request(body: bytes, headers: Mapping[str, str]) -> InferRequest:
     """Parse an infer request body (JSON, or JSON then binary tensors).
 
@@ -209,29 +236,8 @@ def decode_request(body: bytes, headers: Mapping[str, str]) -> InferRequest:
     offset = 0
     arrays: dict[str, np.ndarray] = {}
     for index, raw_item in enumerate(inputs):
-        item = _object(raw_item, f"inputs[{index}]")
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise ProtocolError(f"inputs[{index}] needs a 'name'")
-        where = f"input '{name}'"
-        if name in arrays:
-            raise ProtocolError(f"{where} is given twice")
-        datatype = item.get("datatype")
-        if datatype not in DATATYPES:
-            raise ProtocolError(f"{where}: unknown datatype {datatype!r} (one of "
-                                f"{', '.join(DATATYPES)})")
-        shape = _shape(item.get("shape"), where)
-        size = _parameters(item, where).get("binary_data_size")
-        if size is not None:
-            if type(size) is not int or size < 0 or offset + size > len(binary):
-                raise ProtocolError(f"{where}: binary_data_size {size!r} runs past the "
-                                    f"{len(binary)} bytes of binary data")
-            arrays[name] = _from_binary(datatype, shape, binary[offset:offset + size], where)
-            offset += size
-        elif "data" in item:
-            arrays[name] = _from_json(datatype, shape, item["data"], where)
-        else:
-            raise ProtocolError(f"{where} has neither 'data' nor binary_data_size")
+        name, array, offset = _input(index, raw_item, binary, offset, arrays)
+        arrays[name] = array
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} bytes of binary data follow the last "
                             f"tensor")
