@@ -245,3 +245,119 @@ def test_two_workers_share_the_socket_and_the_metrics(signed_bundle, trust_file,
         assert len(pids) == 2 and server.proc.pid not in pids
     finally:
         assert server.stop() == 0
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_and_a_bearer_token(signed_bundle, trust_file, tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123\n")
+    port_file = tmp_path / "tls-port"
+    log = (tmp_path / "tls.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oemkit", "serve", str(signed_bundle), "--trust",
+         str(trust_file), "--workers", "1", "--port", "0", "--port-file", str(port_file),
+         "--tls-cert", str(cert), "--tls-key", str(key), "--token-file", str(token),
+         "--state", str(tmp_path / "state.json")], stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def request(method: str, path: str, headers: dict | None = None,
+                    body: bytes | None = None) -> tuple[int, bytes]:
+            for _ in range(100):
+                try:
+                    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                                       context=context)
+                    conn.request(method, path, body, headers or {})
+                    res = conn.getresponse()
+                    return res.status, res.read()
+                except ConnectionError:
+                    time.sleep(0.05)
+            raise AssertionError("no TLS answer")
+
+        assert request("GET", "/v2/health/live")[0] == 200  # probes need no token
+        body = json.dumps(_body(X)).encode()
+        assert request("POST", "/v2/models/example/infer", body=body)[0] == 401
+        status, answer = request("POST", "/v2/models/example/infer",
+                                 {"Authorization": "Bearer 0123456789abcdef0123"}, body)
+        assert status == 200 and json.loads(answer)["outputs"][0]["shape"] == [4, 3]
+        with pytest.raises(ssl.SSLError):  # a client not trusting the certificate: real TLS
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                               context=ssl.create_default_context())
+            conn.request("GET", "/v2/health/live")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        log.close()
+
+
+def _serve_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "oemkit", "serve", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_serve_refuses_bad_targets_and_options(signed_bundle, trust_file, tmp_path):
+    missing = _serve_cli(str(tmp_path / "nope.oemb"))
+    assert missing.returncode == 3 and "E_NOT_FOUND" in missing.stderr
+    no_trust = _serve_cli(str(signed_bundle))
+    assert no_trust.returncode == 3 and "E_TRUST_REQUIRED" in no_trust.stderr
+    assert "needs --trust ROOT to verify it first" in no_trust.stderr
+    empty = tmp_path / "prefix"
+    empty.mkdir()
+    not_installed = _serve_cli(str(empty))
+    assert not_installed.returncode == 3 and "E_NOT_INSTALLED" in not_installed.stderr
+    short = tmp_path / "short-token"
+    short.write_text("abc")
+    token = _serve_cli(str(signed_bundle), "--trust", str(trust_file), "--token-file",
+                       str(short))
+    assert token.returncode == 3 and "E_TOKEN_INVALID" in token.stderr
+    half_tls = _serve_cli(str(signed_bundle), "--trust", str(trust_file), "--tls-cert",
+                          str(short))
+    assert half_tls.returncode == 2 and "--tls-cert and --tls-key go together" in \
+        half_tls.stderr
+
+
+def test_a_port_in_use_is_an_environment_problem(signed_bundle, trust_file, tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        res = _serve_cli(str(signed_bundle), "--trust", str(trust_file), "--port",
+                         str(holder.getsockname()[1]), "--state", str(tmp_path / "s.json"))
+    finally:
+        holder.close()
+    assert res.returncode == 4 and "E_BIND" in res.stderr
+    assert "choose another --port" in res.stderr
