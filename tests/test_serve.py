@@ -477,3 +477,44 @@ def test_a_zipmap_output_is_served_as_json_text_per_row(tmp_path):
         assert all(abs(sum(r.values()) - 1) < 1e-5 for r in rows)
         best = [max(r, key=r.get) for r in rows]
         assert [str(v) for v in outputs["label"]["data"]] == best
+
+
+# --------------------------------------------------------------------------- hostile input
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=5), max_leaves=30)
+_tensors = st.fixed_dictionaries({
+    "name": st.sampled_from(["x", "", 3]), "datatype": st.sampled_from(
+        ["FP32", "INT64", "BOOL", "BYTES", "FP16", "X"]),
+    "shape": st.lists(st.integers(-2, 5), max_size=4),
+    "data": _json_values}, optional={"parameters": st.fixed_dictionaries(
+        {"binary_data_size": st.integers(-1, 64)})})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.none() | st.text(max_size=4))
+def test_any_bytes_are_a_protocol_error_or_a_request(body, header):
+    headers = {} if header is None else {HEADER: header}
+    try:
+        decode_request(body, headers)
+    except ProtocolError as exc:
+        assert exc.status in (400, 413) and exc.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_tensors, min_size=1, max_size=3), st.binary(max_size=64),
+       _json_values)
+def test_any_tensor_list_is_a_protocol_error_or_arrays(tensors, blob, outputs):
+    head = json.dumps({"inputs": tensors, "outputs": outputs}).encode()
+    for body, headers in ((head, {}), (head + blob, {HEADER: str(len(head))})):
+        try:
+            req = decode_request(body, headers)
+        except ProtocolError as exc:
+            assert exc.status in (400, 413) and exc.message
+        else:
+            assert all(isinstance(a, np.ndarray) for a in req.inputs.values())
