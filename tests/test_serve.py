@@ -518,3 +518,33 @@ def test_any_tensor_list_is_a_protocol_error_or_arrays(tensors, blob, outputs):
             assert exc.status in (400, 413) and exc.message
         else:
             assert all(isinstance(a, np.ndarray) for a in req.inputs.values())
+
+
+def test_licensed_limits_cap_max_batch_and_workers(signed_bundle, license_root, keys,
+                                                   tmp_path):
+    from oemkit.serve.server import _licensed_workers
+
+    data = oemkit.license.issue(key=keys["license"], issuer="license", customer="acme",
+                                customer_name="ACME", product="example",
+                                expires="2099-01-01T00:00:00Z",
+                                issued_at=dt.datetime(2026, 1, 1, tzinfo=UTC),
+                                limits={"batch": 2, "instances": 1})
+    lic = tmp_path / "limits.lic"
+    lic.write_bytes(data)
+    opened = open_bundle(signed_bundle, license_root, licenses=[lic])
+    try:
+        opened.source.policy = LicensePolicy(limits={"max_batch": "batch",
+                                                     "workers": "instances"})
+        capped = _licensed_workers(opened.source, Settings(session=SessionSettings(),
+                                                           workers=4))
+        assert capped.workers == 1
+        runtime, client = _client(opened, max_batch=16)
+        with client:
+            assert runtime.standing.caps == {"max_batch": 2, "workers": 1}
+            assert runtime.max_batch == 2  # --max-batch 16, the license caps it
+            three = _infer_body(np.zeros((3, 4), dtype=np.float32))
+            res = client.post("/v2/models/example/infer", json=three)
+            assert res.json() == {"error": "batch size 3 exceeds max_batch 2",
+                                  "code": "E_REQUEST_INVALID"}
+    finally:
+        opened.close()

@@ -154,60 +154,9 @@ class Runtime:
         if self.batcher is not None:
             self.batcher.max_batch = self.max_batch if self.model.batchable else 1
 
-    def _licenses(self) -> list[tuple[str, bytes]]:
-        found = list(self.source.attached)
-        for path in self.source.license_files:
-            found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
-        for folder in self.source.license_dirs:
-            if folder.is_dir():
-                for path in sorted(folder.glob("*.lic")):
-                    found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
-        return found
-
     def check_license(self) -> Standing:
         """Verify the licenses now; set and return the new standing (logged on change)."""
-        from oemkit._time import now as utc_now
-        from oemkit.errors import OemkitError
-
-        policy = self.source.policy
-        try:
-            licenses = self._licenses()
-        except OSError as exc:
-            licenses = []
-            error: dict[str, str] | None = {
-                "code": "E_LICENSE_UNREADABLE", "message": f"cannot read a license: {exc}",
-                "hint": "check the license file's path and permissions"}
-        else:
-            error = None
-        standing: Standing | None = None
-        if licenses and self.source.trust is None:
-            error = {"code": "E_NO_TRUST", "message": "licenses were found but no trust root "
-                     "to verify them against", "hint": "pass --trust ROOT"}
-            licenses = []
-        for name, data in licenses:
-            from oemkit.host.license_state import verify_license
-
-            try:
-                assert self.source.trust is not None
-                check = verify_license(data, self.source.trust,
-                                       state_path=self.source.state_path,
-                                       crls=self.source.crls, bundle=self.source.bundle,
-                                       what=name)
-            except OemkitError as exc:
-                error = {"code": exc.code, "message": f"{name}: {exc.message}",
-                         "hint": exc.hint}
-                continue
-            verdict = check.verdict
-            claims = verdict.claims
-            end = claims.expires.timestamp() + (claims.grace_seconds
-                                                if verdict.status == "grace" else 0)
-            standing = decide(policy, status=verdict.status, features=claims.features,
-                              limits=claims.limits, license_id=claims.license_id,
-                              seconds_left=end - utc_now().timestamp())
-            if standing.ready:
-                break
-        if standing is None:
-            standing = decide(policy, status=None, error=error)
+        standing = check_licenses(self.source)
         self._set(standing)
         return standing
 
@@ -261,3 +210,65 @@ def default_workers(session: SessionSettings) -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, session.intra_op))
+
+
+def _licenses(source: Source) -> list[tuple[str, bytes]]:
+    """Every license the source names: attached, ``--license`` files, licenses folders."""
+    found = list(source.attached)
+    for path in source.license_files:
+        found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
+    for folder in source.license_dirs:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.lic")):
+                found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
+    return found
+
+
+def check_licenses(source: Source) -> Standing:
+    """Verify every license ``source`` finds now, with the host's state file and the
+    carried CRL, and decide the standing under its policy (the first accepted license
+    that satisfies the policy wins; otherwise the last refusal). Never raises for a
+    license: a refusal is the standing's error."""
+    from oemkit._time import now as utc_now
+    from oemkit.errors import OemkitError
+
+    policy = source.policy
+    try:
+        licenses = _licenses(source)
+    except OSError as exc:
+        licenses = []
+        error: dict[str, str] | None = {
+            "code": "E_LICENSE_UNREADABLE", "message": f"cannot read a license: {exc}",
+            "hint": "check the license file's path and permissions"}
+    else:
+        error = None
+    standing: Standing | None = None
+    if licenses and source.trust is None:
+        error = {"code": "E_NO_TRUST", "message": "licenses were found but no trust root "
+                 "to verify them against", "hint": "pass --trust ROOT"}
+        licenses = []
+    for name, data in licenses:
+        from oemkit.host.license_state import verify_license
+
+        try:
+            assert source.trust is not None
+            check = verify_license(data, source.trust,
+                                   state_path=source.state_path,
+                                   crls=source.crls, bundle=source.bundle,
+                                   what=name)
+        except OemkitError as exc:
+            error = {"code": exc.code, "message": f"{name}: {exc.message}",
+                     "hint": exc.hint}
+            continue
+        verdict = check.verdict
+        claims = verdict.claims
+        end = claims.expires.timestamp() + (claims.grace_seconds
+                                            if verdict.status == "grace" else 0)
+        standing = decide(policy, status=verdict.status, features=claims.features,
+                          limits=claims.limits, license_id=claims.license_id,
+                          seconds_left=end - utc_now().timestamp())
+        if standing.ready:
+            break
+    if standing is None:
+        standing = decide(policy, status=None, error=error)
+    return standing

@@ -173,6 +173,7 @@ def serve(source: Source, settings: Settings, listen: Listen) -> int:
     """Serve until SIGTERM; the exit status (0 after a clean drain)."""
     started = time.monotonic()
     setup_logging()
+    settings = _licensed_workers(source, settings)
     sock = bind(listen)
     if settings.workers <= 1:
         _announce(sock, listen, 1)
@@ -263,6 +264,23 @@ class _Supervisor:
             else:
                 self.reaped(pid, os.waitstatus_to_exitcode(raw))
         return self.status
+
+
+def _licensed_workers(source: Source, settings: Settings) -> Settings:
+    """Settings with ``workers`` capped by the license when the policy maps a licensed
+    limit to it (checked here, before any worker starts: each worker checks again)."""
+    if "workers" not in source.policy.limits:
+        return settings
+    import dataclasses
+
+    from oemkit.serve.runtime import check_licenses
+
+    cap = check_licenses(source).caps.get("workers")
+    if cap is None or cap >= settings.workers:
+        return settings
+    log.warning(f"the license allows {max(cap, 1)} worker(s); starting that many, not "
+                f"{settings.workers}", extra={"fields": {"licensed_workers": cap}})
+    return dataclasses.replace(settings, workers=max(cap, 1))
 
 
 def _supervise(sock: socket.socket, source: Source, settings: Settings, listen: Listen,
