@@ -22,6 +22,8 @@ from oemkit.release.bundle import build_bundle
 from oemkit.release.sign import sign_bundle
 
 runner = CliRunner()
+#: The served phase talks HTTP to the server it starts on 127.0.0.1.
+pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 
 
 def cli(*args, env=None):

@@ -87,8 +87,9 @@ _CODES = (
        "serve: the address cannot be bound (port in use, no permission, unknown host)",
        "choose another --port, or stop what holds it"),
     _c("E_BUDGET", V,
-       "smoke checks `cold start`, `first inference`, `p95 latency (batch N)`, `peak RSS`: the "
-       "figure is over the profile's budget",
+       "smoke checks `cold start`, `first inference`, `p95 latency (batch N)`, `peak RSS`, "
+       "`served:ready`, `served:first inference`, `served:shutdown`: the figure is over the "
+       "profile's budget",
        "this host is slower than the profile promises: run on hardware that meets it, or "
        "choose another --profile"),
     _c("E_BUNDLE_MISMATCH", V,
@@ -189,13 +190,8 @@ _CODES = (
        "create it on the customer host with 'oemkit license fingerprint --out FILE'"),
     _c("E_GOLDEN_INVALID", V,
        "smoke checks `run`, `golden`, `entrypoint`: golden inputs or outputs unreadable, "
-       "or not matching the model's input names or shapes; build: a golden tensor whose "
-       "name, dtype or shape the model's graph does not have (`field` golden.inputs or "
-       "golden.outputs, `expected`/`actual` set)",
-       "rebuild the bundle with valid golden data",
-       also=(I,),
-       reason="build refuses the spec's golden files (bad input, 3); in a built bundle smoke "
-              "reports it as a failed check (1)"),
+       "or not matching the model's input names or shapes",
+       "rebuild the bundle with valid golden data"),
     _c("E_GOLDEN_MISMATCH", V,
        "smoke check `golden:NAME`/`entrypoint:NAME`/`served:golden:NAME`: output missing, of "
        "another shape or structure (a sequence's items, a map's keys), outside "
@@ -222,7 +218,8 @@ _CODES = (
        "the index was altered, or signed by a key this host does not trust; copy it again from "
        "the vendor's media"),
     _c("E_INFERENCE", V,
-       "smoke check `run`: inference failed on the golden inputs or at the steady-state batch",
+       "smoke check `run`: inference failed on the golden inputs or at the steady-state batch; "
+       "`served:golden`: the server's answer to them is no inference response",
        "the model fails on its golden inputs on this host: check the model and the golden "
        "data on a development host"),
     _c("E_INPUT_CHANGED", I,
@@ -590,8 +587,9 @@ _CODES = (
        "the newest CRL revokes this `license_id` (at this `seq`)",
        "contact the vendor for a replacement license"),
     _c("E_RUNTIME_CRASH", V,
-       "smoke check `run`/`entrypoint`: the process exited non-zero (its last three stderr "
-       "lines are shown), or the entrypoint wrote no readable output",
+       "smoke check `run`/`entrypoint`/`served:start`/`served:ready`/`served:shutdown`: the "
+       "process exited non-zero (its last three stderr lines are shown; --debug prints all "
+       "of it), or the entrypoint wrote no readable output",
        "run it with --debug, or check the model and the bundle's entrypoint on a development"
        " host"),
     _c("E_SBOM_INVALID", V,
@@ -605,6 +603,10 @@ _CODES = (
     _c("E_SBOM_SCHEMA", V,
        "SBOM fails the CycloneDX 1.6 JSON Schema (the message names up to three violations)",
        "the SBOM was altered or written by a non-conforming tool; rebuild the bundle"),
+    _c("E_SERVE_METRICS", V,
+       "smoke check `served:metrics`: the server's /metrics does not parse as Prometheus "
+       "text, or does not count the requests just made or show one license state",
+       "read the server's /metrics by hand (oemkit serve, then curl /metrics)"),
     _c("E_SIGNATURE_PAYLOAD", V,
        "a signature covers another payload type or other bytes than the provenance",
        "the signature belongs to another document or the bundle was altered; obtain a fresh "
@@ -628,7 +630,9 @@ _CODES = (
        "is missing, unreadable or not what install writes",
        "oemkit wrote this file and it was changed since: roll back or reinstall the release"),
     _c("E_SMOKE_TIMEOUT", V,
-       "smoke check `run`/`entrypoint`: killed after the profile's `timeout_s`",
+       "smoke check `run`/`entrypoint`: killed after the profile's `timeout_s`; "
+       "`served:start`/`served:ready`: not listening or ready within it; `served:shutdown`: "
+       "not exited within it after SIGTERM",
        "the model hangs or is far too slow for this host"),
     _c("E_SOURCE_DATE_EPOCH", I,
        "`SOURCE_DATE_EPOCH` not an integer, or `--source-date-epoch` negative",

@@ -24,9 +24,15 @@ def smoke(
     attest_key: Path | None = typer.Option(None, "--attest-key",
                                            help="Sign a test-result attestation."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the attestation."),
+    model_only: bool = typer.Option(False, "--model-only",
+                                    help="Skip the served phase (oemkit serve over HTTP)."),
     json_out: JsonOut = False,
 ) -> None:
     """Cold-start smoke test of a verified bundle on this host against a profile.
+
+    Two phases: the model alone in a fresh process, then the served runtime (oemkit serve
+    in a fresh process: ready, golden outputs over HTTP, /metrics, SIGTERM); its checks
+    are named served:...
 
     Exit 0: everything passed; 1: a check or budget failed (or verification); 4: this host
     cannot run it (required provider or onnxruntime missing).
@@ -36,6 +42,7 @@ def smoke(
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import format_time, now
+        from oemkit.cli._output import STATE
         from oemkit.errors import UsageError
         from oemkit.host.license_state import default_state_path
         from oemkit.measure.smoke import run_smoke
@@ -51,7 +58,8 @@ def smoke(
 
             signing_key = load_private_file(attest_key, passphrase_for(attest_key))
         result = run_smoke(bundle, profile, trust, license_file=license,
-                           state_path=state or default_state_path(), environment=env)
+                           state_path=state or default_state_path(), environment=env,
+                           served=not model_only)
         doc = result.to_dict()
         if junit is not None:
             name = f"oemkit smoke {result.bundle_name or bundle.name}"
@@ -69,12 +77,24 @@ def smoke(
         if json_out:
             emit_json(doc)
         check_table(result.checks)
+        if STATE["debug"]:
+            for name, text in result.logs.items():
+                err.print(f"--- stderr of the process behind check {safe(name)} ---",
+                          highlight=False)
+                for line in text.rstrip().splitlines():
+                    err.print(safe(line, markup=False), markup=False, highlight=False)
         t = result.timings_ms
         if "cold_start" in t:
             err.print(f"cold start {t.get('cold_start', 0):.0f} ms (process "
                       f"{t.get('process_start', 0):.0f} + imports {t.get('imports', 0):.0f} + "
                       f"session {t.get('session', 0):.0f}); first inference "
                       f"{t.get('first_inference', 0):.1f} ms")
+        if "serve_ready" in t:
+            err.print(f"served: listening {t.get('serve_start', 0):.0f} ms, ready "
+                      f"{t['serve_ready']:.0f} ms (model load "
+                      f"{t.get('serve_model_load', 0):.0f} ms), first inference over HTTP "
+                      f"{t.get('serve_first_inference', 0):.1f} ms, SIGTERM to exit "
+                      f"{t.get('serve_shutdown', 0):.0f} ms")
         verdict = {"PASSED": "[bold green]PASSED[/]", "WARNED": "[bold yellow]PASSED with "
                    "warnings[/]", "FAILED": "[bold red]FAILED[/]"}[result.result]
         err.print(f"{verdict} smoke test of {safe(bundle)} on profile {safe(profile)}")

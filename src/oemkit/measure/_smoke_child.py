@@ -27,6 +27,28 @@ def _tensor(spec: dict[str, Any], np: Any) -> Any:
     return data.reshape(spec["shape"])
 
 
+def _plain(value: Any) -> Any:
+    """A sequence item as JSON: maps with string keys, tensors as nested lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _output(value: Any, np: Any) -> dict[str, Any]:
+    """A tensor output as a golden tensor; a non-tensor one (a ``seq(map(...))`` from
+    skl2onnx's ZipMap, a sequence of tensors, a map) as ``{"seq": [item, ...]}``, a map
+    being a sequence of one item, as the server serves it (docs/SMOKE.md)."""
+    if isinstance(value, np.ndarray):
+        return {"dtype": str(value.dtype), "shape": list(value.shape),
+                "data": value.ravel().tolist()}
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return {"seq": [_plain(v) for v in items]}
+
+
 def _fail(result: dict[str, Any], out: str, code: str, message: str) -> NoReturn:
     result["ok"] = False
     result["error"] = {"code": code, "message": message}
@@ -104,9 +126,7 @@ def main() -> None:
         _fail(result, out, "E_INFERENCE", f"inference on the golden inputs failed: {exc}")
     result["timings_ms"]["first_inference"] = (time.monotonic() - t) * 1000.0
     names = [o.name for o in session.get_outputs()]
-    result["outputs"] = {n: {"dtype": str(v.dtype), "shape": list(v.shape),
-                             "data": v.ravel().tolist()}
-                         for n, v in zip(names, outputs, strict=True)}
+    result["outputs"] = {n: _output(v, np) for n, v in zip(names, outputs, strict=True)}
 
     batch = max(1, int(req.get("batch", 1)))
     feed = {}
