@@ -32,6 +32,28 @@ migrations:
       - set_default: {path: max_batch, value: 8}
 """
 
+LICENSE = """\
+# What the server does with its license (docs/SPEC.md#license). No license needed, so
+# `oemkit demo` serves on a fresh machine; one that is attached but refused (revoked,
+# other hardware, expired past grace) keeps the server from becoming ready.
+license:
+  required: false
+  grace: serve
+  invalid: refuse
+  check_interval_s: 600
+"""
+
+README_LICENSE = """
+## License policy
+
+`bundle.yaml`'s `license:` section (docs/SPEC.md#license) says `required: false, grace:
+serve, invalid: refuse`: the server needs no license, so `oemkit demo` serves on a fresh
+machine; a license that is attached (or passed with `--license`) is checked at start, every
+600 s and on SIGHUP: valid or in grace (with a warning) it serves, refused (revoked, bound
+to other hardware, expired past grace) the server is never ready and `/v2/health/ready`
+answers 503 with the code.
+"""
+
 SAMPLE_V1 = {"labels": ["cat", "dog", "bird"], "schema_version": 1, "threads": 2,
              "threshold": 0.8}
 
@@ -68,7 +90,13 @@ def make_v2(dest: Path) -> None:
                         "      schema: config/v1.schema.json\n"
                         "      samples: [config/samples/v1.json]\n"
                         "  migrations: config/migrations.yaml\n")
+    start = spec.index("# What the server does with its license")
+    spec = spec[:start] + LICENSE
     (dest / "bundle.yaml").write_text(spec, encoding="utf-8")
+    readme = (dest / "README.md").read_text(encoding="utf-8").replace(
+        " The commented `license:` section shows the default license policy:\nno license "
+        "needed.\n", "\n")
+    (dest / "README.md").write_text(readme + README_LICENSE, encoding="utf-8")
 
 
 def write_examples(root: Path) -> None:

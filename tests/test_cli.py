@@ -374,7 +374,9 @@ def test_sbom_diff_names_added_removed_and_changed(tmp_path, trust_file):
         shutil.copytree(EXAMPLE, tmp_path / name)
     new = tmp_path / "new"
     (new / "extra.txt").write_text("new file")
-    (new / "golden" / "inputs.json").write_text("{}")
+    inputs = json.loads((new / "golden" / "inputs.json").read_text())
+    inputs["x"]["data"][0] += 1.0  # another valid golden input (build checks them)
+    (new / "golden" / "inputs.json").write_text(json.dumps(inputs))
     spec = (new / "bundle.yaml").read_text()
     spec = spec.replace("files: []", "files: [extra.txt]").replace('"numpy>=1.24"',
                                                                    '"numpy==2.0.0"')

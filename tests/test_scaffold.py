@@ -119,9 +119,10 @@ def test_bundle_yaml(bundle: Path) -> None:
             "rtol": 1e-4,
         },
         "profiles": ["cpu-small"],
-        "requirements": ["onnxruntime>=1.17", "numpy>=1.24"],
+        "requirements": list(scaffold.REQUIREMENTS),  # the runner's and the server's
         "files": [],
     }
+    assert "\n# license:\n#   required: false " in text  # the defaults, commented
 
 
 @pytest.mark.parametrize("name", ["1.0", "on", "null", "1_000", "0x1f"])

@@ -190,8 +190,13 @@ _CODES = (
        "create it on the customer host with 'oemkit license fingerprint --out FILE'"),
     _c("E_GOLDEN_INVALID", V,
        "smoke checks `run`, `golden`, `entrypoint`: golden inputs or outputs unreadable, "
-       "or not matching the model's input names or shapes",
-       "rebuild the bundle with valid golden data"),
+       "or not matching the model's input names or shapes; build: a golden tensor whose "
+       "name, dtype or shape the model's graph does not have (`field` golden.inputs or "
+       "golden.outputs, `expected`/`actual` set)",
+       "rebuild the bundle with valid golden data",
+       also=(I,),
+       reason="build refuses the spec's golden files (bad input, 3); in a built bundle smoke "
+              "reports it as a failed check (1)"),
     _c("E_GOLDEN_MISMATCH", V,
        "smoke check `golden:NAME`/`entrypoint:NAME`/`served:golden:NAME`: output missing, of "
        "another shape or structure (a sequence's items, a map's keys), outside "

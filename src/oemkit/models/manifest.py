@@ -44,6 +44,9 @@ MAX_SAMPLES = 1000
 #: Hardware profile names a manifest may list.
 MAX_PROFILES = 64
 RUNTIME_FIELDS = ("model", "entrypoint", "profiles", "config", "golden", "migrations")
+#: Optional runtime fields: written only when the spec has the section, so a bundle built
+#: from a spec without it has the manifest bytes it always had.
+RUNTIME_OPTIONAL = ("license",)
 
 
 def path_problem(path: str) -> str | None:
@@ -284,7 +287,9 @@ class MemberDigest:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What the runtime needs to know: model, entrypoint, profiles, config, golden data."""
+    """What the runtime needs to know: model, entrypoint, profiles, config, golden data, and
+    the serving runtime's license policy (the spec's ``license:`` section, as
+    ``LicensePolicy.to_dict`` writes it; None when the spec has none)."""
 
     model: str
     entrypoint: str | None = None
@@ -292,10 +297,11 @@ class Runtime:
     config: dict[str, Any] | None = None
     golden: dict[str, Any] | None = None
     migrations: tuple[dict[str, Any], ...] = ()
+    license: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The runtime section as manifest JSON."""
-        return {
+        """The runtime section as manifest JSON (``license`` only when there is one)."""
+        out: dict[str, Any] = {
             "model": self.model,
             "entrypoint": self.entrypoint,
             "profiles": list(self.profiles),
@@ -303,6 +309,9 @@ class Runtime:
             "golden": self.golden,
             "migrations": list(self.migrations),
         }
+        if self.license is not None:
+            out["license"] = self.license
+        return out
 
 
 @dataclass(frozen=True)
@@ -417,9 +426,10 @@ class Manifest:
 def _runtime(rt: Any, files: frozenset[str]) -> Runtime:
     """The runtime section, checked as exactly as build writes it: every field present and
     of its type, every path it names a safe payload path listed in ``files``, profiles
-    named (never a host path). Install and smoke run what this section names."""
+    named (never a host path), the optional license policy as ``LicensePolicy.from_dict``
+    reads it. Install, smoke and serve run what this section names."""
     try:
-        _keys(rt, "runtime", set(RUNTIME_FIELDS), set())
+        _keys(rt, "runtime", set(RUNTIME_FIELDS), set(RUNTIME_OPTIONAL))
         model = _path_field(rt["model"], "runtime.model", files)
         entrypoint = rt["entrypoint"]
         if entrypoint is not None:
@@ -443,7 +453,29 @@ def _runtime(rt: Any, files: frozenset[str]) -> Runtime:
         if not isinstance(rt["migrations"], list) or rt["migrations"]:
             raise SectionProblem("runtime.migrations", "is reserved and must be [] in format "
                                  "v1 (config migrations live in runtime.config)")
+        policy = rt.get("license")
+        if "license" in rt:  # absent without the spec's section, never null
+            check_license_section(policy, "runtime.license")
     except SectionProblem as exc:
         raise _bad(f"{exc.where}: {exc.problem}", exc.where) from None
     return Runtime(model=model, entrypoint=entrypoint, profiles=tuple(profiles),
-                   config=config, golden=golden, migrations=())
+                   config=config, golden=golden, migrations=(), license=policy)
+
+
+def check_license_section(section: Any, where: str = "license") -> dict[str, Any]:
+    """Check a license policy (the spec's ``license:``, the manifest's ``runtime.license``)
+    with ``LicensePolicy.from_dict``; return it as the manifest records it.
+
+    Raises:
+        SectionProblem: the field and why (callers raise their own code).
+    """
+    from oemkit.errors import InputError
+    from oemkit.models.serving import LicensePolicy
+
+    if not isinstance(section, dict):
+        raise SectionProblem(where, f"must be an object, not {_kind(section)}")
+    try:
+        policy = LicensePolicy.from_dict(section)
+    except InputError as exc:
+        raise SectionProblem(where, exc.message.removeprefix("license policy: ")) from None
+    return policy.to_dict()

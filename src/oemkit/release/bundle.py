@@ -533,7 +533,13 @@ def _static_metadata(spec: BundleSpec) -> _Static:
     sources = {f.path: f for f in spec.files}
     model_source = sources.get(spec.model)
     assert model_source is not None
-    return _Static(trust_docs, read_model_card(model_source.source), sources)
+    card = read_model_card(model_source.source)
+    if "golden" in spec.raw:
+        from oemkit.release.golden import check_golden
+
+        check_golden(spec.spec_path.name, spec.raw["golden"],
+                     {path: f.source for path, f in sources.items()}, card)
+    return _Static(trust_docs, card, sources)
 
 
 class _Metadata:
@@ -586,7 +592,8 @@ def _metadata(
     golden = dict(raw["golden"]) if "golden" in raw else None
     runtime = Runtime(model=spec.model, entrypoint=raw.get("entrypoint"),
                       profiles=tuple(raw.get("profiles", ())),
-                      config=dict(raw["config"]) if "config" in raw else None, golden=golden)
+                      config=dict(raw["config"]) if "config" in raw else None, golden=golden,
+                      license=_license_policy(raw))
     members = {SBOM: MemberDigest(sha256_hex(sbom), len(sbom)),
                PAYLOAD: MemberDigest(payload_digest, payload_size)}
     for name, data in trust_docs:
@@ -604,6 +611,16 @@ def _metadata(
                       for e in entries],
         build_time=build_time)
     return manifest_bytes, sbom, provenance, trust_docs
+
+
+def _license_policy(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec's ``license:`` section with every default written out, as the manifest
+    records it (load_spec checked it); None without one, so the manifest has no key."""
+    if "license" not in raw:
+        return None
+    from oemkit.models.serving import LicensePolicy
+
+    return LicensePolicy.from_dict(raw["license"]).to_dict()
 
 
 def _carried_roots(spec: BundleSpec) -> list[tuple[str, bytes]]:

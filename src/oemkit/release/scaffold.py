@@ -343,12 +343,34 @@ golden:
   rtol: 1.0e-4
 # Target profiles to smoke-test and size against.
 profiles: [cpu-small]
-# Python packages the runner needs (listed in the SBOM; add `wheelhouse: wheels/`
-# with the matching wheels to install them offline on the target).
-requirements: ["onnxruntime>=1.17", "numpy>=1.24"]
+# Python packages the runtime needs: the runner's (onnxruntime, numpy) and the
+# server's (`oemkit serve`: starlette on uvicorn, prometheus-client). Listed in the SBOM;
+# `oemkit wheelhouse fetch bundle.yaml --dest wheels` downloads them, and
+# `wheelhouse: wheels` packs them to install offline on the target.
+requirements: {_requirements()}
 # Extra files to ship, relative to this file (label maps, licenses, ...).
 files: []
+# What the server does with its license (docs/SPEC.md#license); these are the defaults.
+# license:
+#   required: false         # true: serving needs a license that verifies
+#   features: []            # features the license must grant
+#   grace: serve            # an expired license in grace: serve (with a warning) or refuse
+#   invalid: refuse         # an invalid license: refuse (never ready) or degrade
+#   check_interval_s: 600   # seconds between checks (also at start and on SIGHUP)
 """
+
+
+#: The runner's packages, then the serving runtime's (pyproject.toml's core dependencies).
+REQUIREMENTS = ("onnxruntime>=1.17", "numpy>=1.24", "starlette>=0.40", "uvicorn>=0.30",
+                "httptools>=0.6", "uvloop>=0.19; sys_platform != 'win32'",
+                "prometheus-client>=0.20")
+
+
+def _requirements() -> str:
+    """The ``requirements:`` flow list, JSON-quoted (valid YAML), two packages a line."""
+    items = [json.dumps(r) for r in REQUIREMENTS]
+    rows = [", ".join(items[i:i + 2]) for i in range(0, len(items), 2)]
+    return "[" + ",\n               ".join(rows) + "]"
 
 
 def _config_schema(name: str) -> dict[str, Any]:
@@ -385,7 +407,12 @@ def _readme(name: str, description: str) -> str:
 - `golden/inputs.json`, `golden/expected.json`: golden tensors the model must reproduce.
 - `runtime/main.py`: standalone runner (numpy + onnxruntime), e.g. `--out out.json`.
 
-Build the bundle with: `oemkit build bundle.yaml`
+Build the bundle with: `oemkit build bundle.yaml`. Serve its model over HTTP (the Open
+Inference Protocol v2, docs/SERVE.md) with `oemkit serve NAME-VERSION.oemb --trust ROOT`,
+or `oemkit serve PREFIX` once installed. `requirements:` lists the runner's and the
+server's packages; `oemkit wheelhouse fetch bundle.yaml --dest wheels` downloads them for
+an offline install. The commented `license:` section shows the default license policy:
+no license needed.
 """
 
 

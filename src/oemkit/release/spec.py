@@ -303,6 +303,24 @@ def _check_profiles(raw: dict[str, Any], spec_name: str, lines: dict[Any, int]) 
                                   "profiles/NAME.yaml in the payload and name NAME")
 
 
+def _check_license(raw: dict[str, Any], spec_name: str, lines: dict[Any, int]) -> None:
+    """The ``license:`` section as the runtime will read it (``LicensePolicy.from_dict``):
+    the schema checks each field's type, this the rules between fields (``degrade_features``
+    needs ``invalid: degrade``)."""
+    from oemkit.models.manifest import SectionProblem, check_license_section
+
+    if "license" not in raw:
+        return
+    try:
+        check_license_section(raw["license"])
+    except SectionProblem as exc:
+        line = lines.get(("license",))
+        where = f"{spec_name} line {line}" if line else spec_name
+        raise InputError("E_SPEC_INVALID", f"{where}: license: {exc.problem}",
+                         hint="fix the license: section (docs/SPEC.md#license, "
+                              "docs/SERVE.md#license-policy)") from None
+
+
 def load_spec(spec_path: Path) -> BundleSpec:
     """Read, validate and resolve a spec. Raises InputError naming the field and line."""
     spec_path = Path(spec_path)
@@ -312,6 +330,7 @@ def load_spec(spec_path: Path) -> BundleSpec:
     raw, lines = load_yaml(data, spec_path.name)
     validate(raw, "bundle.schema.json", spec_path.name, lines)
     _check_profiles(raw, spec_path.name, lines)
+    _check_license(raw, spec_path.name, lines)
     epoch = raw.get("source_date_epoch")
     if isinstance(epoch, int) and epoch > MAX_SOURCE_DATE_EPOCH:
         line = lines.get(("source_date_epoch",))
