@@ -18,6 +18,9 @@ from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, InputError
 from oemkit.host.install import install, prefix_lock, rollback, status
 
+# 'oemkit install/upgrade' check that the new release becomes ready (oemkit serve on a
+# loopback port) by default where the serve extra is installed.
+pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 runner = CliRunner()
 PROFILE = """\
 name: test

@@ -438,6 +438,9 @@ def test_flags_needed_names_each_limit_a_bundle_passes():
         f"--max-member-size {1 << 20}"]
 
 
+# install checks that the release becomes ready (oemkit serve on a loopback port).
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_a_bundle_over_the_default_limits_is_named_at_build_and_flags_carry_it_through(
         tmp_path, monkeypatch, trust_file):
     """Build says which flags a giant bundle needs; sign, verify, install, upgrade, split

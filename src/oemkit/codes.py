@@ -612,6 +612,16 @@ _CODES = (
        "smoke check `served:metrics`: the server's /metrics does not parse as Prometheus "
        "text, or does not count the requests just made or show one license state",
        "read the server's /metrics by hand (oemkit serve, then curl /metrics)"),
+    _c("E_SERVICE_FAILED", E,
+       "install/upgrade/rollback --service systemd: the unit could not be written, "
+       "`systemd-analyze verify` rejects it, or systemctl failed (the switch is undone)",
+       "check 'systemctl status' and 'journalctl -u' for the unit; run as root, or pass "
+       "--service none"),
+    _c("E_SERVICE_NOT_READY", V,
+       "install/upgrade/rollback: the release never answered /v2/health/ready with 200 "
+       "within --ready-timeout (the message says what it answered); it is not switched to",
+       "fix what the readiness endpoint names (a license: oemkit license verify; a model "
+       "or config: the release), or raise --ready-timeout"),
     _c("E_SIGNATURE_PAYLOAD", V,
        "a signature covers another payload type or other bytes than the provenance",
        "the signature belongs to another document or the bundle was altered; obtain a fresh "

@@ -31,6 +31,7 @@ from oemkit.cli._output import (
 
 if TYPE_CHECKING:
     from oemkit.host.install import InstallOptions, InstallReport
+    from oemkit.host.service import ServiceOptions
     from oemkit.models.config import BundleConfigs
 
 migrate_app = typer.Typer(
@@ -48,7 +49,29 @@ SKIP_SMOKE_OPT = typer.Option(False, "--skip-smoke", help="Do not smoke-test (un
 SYSTEM_SITE_OPT = typer.Option(False, "--system-site-packages",
                                help="Let the slot's venv import the packages of the Python "
                                     "running oemkit.")
-STATE_OPT = typer.Option(None, "--state", help="License state file.")
+STATE_OPT = typer.Option(None, "--state", help="License state file (default: the host's; "
+                         "with --service systemd /var/lib/oemkit/license-state.json).")
+# The service and the readiness gate (install, upgrade, rollback).
+SERVICE_OPT = typer.Option(None, "--service", help="systemd: write a hardened unit for the "
+                           "prefix, restart it, keep the switch only once ready; none: no "
+                           "service (default: systemd where systemd runs, else none).")
+READY_CHECK_OPT = typer.Option(None, "--ready-check/--no-ready-check",
+                               help="With --service none: serve the new release on a free "
+                               "port first and switch only once it is ready (default for "
+                               "install/upgrade: on when the serve extra is installed, off "
+                               "with --skip-smoke; rollback: off).")
+READY_TIMEOUT_OPT = typer.Option(60.0, "--ready-timeout", min=0.1, max=3600.0,
+                                 help="Seconds the release has to answer /v2/health/ready.")
+SERVICE_NAME_OPT = typer.Option(None, "--service-name",
+                                help="The systemd unit (default: oemkit-BUNDLE).")
+SERVICE_USER_OPT = typer.Option(None, "--service-user", help="Run the unit as this user "
+                                "(default: DynamicUser=yes).")
+UNIT_DIR_OPT = typer.Option(None, "--unit-dir", help="Where the unit file goes (default: "
+                            "$OEMKIT_SYSTEMD_DIR, else /etc/systemd/system).")
+HOST_OPT = typer.Option(None, "--host", help="Address the service binds (default: the "
+                        "installed unit's, else 127.0.0.1).")
+PORT_OPT = typer.Option(None, "--port", min=1, max=65535, help="Port the service listens on "
+                        "(default: the installed unit's, else 8000).")
 
 
 def _configs(bundle: Path, trust: Path | None,
@@ -168,6 +191,48 @@ def _print_install(report: InstallReport, json_out: bool) -> None:
         raise typer.Exit(report.exit_code)
 
 
+def _service(mode: str | None, ready_check: bool | None, skip_smoke: bool,
+             ready_timeout: float, name: str | None, user: str | None, unit_dir: Path | None,
+             host: str | None, port: int | None, profile: str | None) -> ServiceOptions:
+    """The --service options: systemd where systemd runs, else none; the readiness check
+    on when the serve extra is installed (explicitly asked for: required)."""
+    from oemkit._extras import require_serve
+    from oemkit.errors import EnvironmentProblem, UsageError
+    from oemkit.host.service import ServiceOptions, default_mode
+
+    chosen = mode or default_mode()
+    if chosen not in ("systemd", "none"):
+        raise UsageError("E_USAGE", f"--service must be systemd or none, not {chosen!r}",
+                         hint="pass --service systemd or --service none")
+    if ready_check:
+        require_serve("--ready-check")
+    elif ready_check is None:
+        try:
+            require_serve("--ready-check")
+            ready_check = not skip_smoke
+        except EnvironmentProblem:
+            ready_check = False
+    if profile is not None and Path(profile).is_file():
+        profile = str(Path(profile).resolve())
+    return ServiceOptions(mode=chosen, ready_check=ready_check,  # type: ignore[arg-type]
+                          ready_timeout_s=ready_timeout, name=name, user=user,
+                          unit_dir=unit_dir, host=host, port=port, profile=profile)
+
+
+def _state(state: Path | None, service: ServiceOptions) -> Path:
+    """--state, else $OEMKIT_STATE, else the host default (a system path for a service)."""
+    import os
+
+    from oemkit.host.license_state import default_state_path
+    from oemkit.host.service import SERVICE_STATE
+
+    if state is not None:
+        return state
+    if service.mode == "systemd" and not os.environ.get("OEMKIT_STATE"):
+        return SERVICE_STATE
+    return default_state_path()
+
+
 def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
                  reader_limits: tuple[int, int, int], state: Path | None,
                  options: InstallOptions) -> None:
@@ -175,11 +240,12 @@ def _run_install(bundle: Path, prefix: Path, trust: Path, json_out: bool,
     from dataclasses import replace
 
     from oemkit.host.install import install as run
-    from oemkit.host.license_state import default_state_path
+    from oemkit.host.service import ServiceOptions
 
+    service = options.service or ServiceOptions()
     with progress("verifying and unpacking", file_size(bundle)) as cb:
         report = run(bundle, prefix, trust, replace(
-            options, state_path=state or default_state_path(), progress=cb,
+            options, state_path=_state(state, service), progress=cb,
             limits=limits(*reader_limits)))
     _print_install(report, json_out)
 
@@ -196,13 +262,22 @@ def install(
     skip_smoke: bool = SKIP_SMOKE_OPT,
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
+    service: str | None = SERVICE_OPT,
+    ready_check: bool | None = READY_CHECK_OPT,
+    ready_timeout: float = READY_TIMEOUT_OPT,
+    service_name: str | None = SERVICE_NAME_OPT,
+    service_user: str | None = SERVICE_USER_OPT,
+    unit_dir: Path | None = UNIT_DIR_OPT,
+    host: str | None = HOST_OPT,
+    port: int | None = PORT_OPT,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
     max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Verify, unpack into a new slot, install wheels offline, write the config, smoke-test,
-    then point PREFIX/current at the slot.
+    check that the release becomes ready, then point PREFIX/current at the slot (with
+    --service systemd: start the unit and keep the switch only once it is ready).
 
     Example: oemkit install example-0.1.0.oemb --prefix /opt/example --trust
     trust-root.json
@@ -210,10 +285,13 @@ def install(
     with guard(json_out):
         from oemkit.host.install import InstallOptions
 
+        svc = _service(service, ready_check, skip_smoke, ready_timeout, service_name,
+                       service_user, unit_dir, host, port, profile)
         _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
                      state, InstallOptions(
                          config=config, license_file=license, profile=profile,
-                         skip_smoke=skip_smoke, system_site_packages=system_site_packages))
+                         skip_smoke=skip_smoke, system_site_packages=system_site_packages,
+                         service=svc))
 
 
 def upgrade(
@@ -228,13 +306,23 @@ def upgrade(
     skip_smoke: bool = SKIP_SMOKE_OPT,
     system_site_packages: bool = SYSTEM_SITE_OPT,
     state: Path | None = STATE_OPT,
+    service: str | None = SERVICE_OPT,
+    ready_check: bool | None = READY_CHECK_OPT,
+    ready_timeout: float = READY_TIMEOUT_OPT,
+    service_name: str | None = SERVICE_NAME_OPT,
+    service_user: str | None = SERVICE_USER_OPT,
+    unit_dir: Path | None = UNIT_DIR_OPT,
+    host: str | None = HOST_OPT,
+    port: int | None = PORT_OPT,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
     max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
 ) -> None:
     """Install a new release beside the current one, migrating its config; switch only when
-    verification, migration and the smoke test all pass.
+    verification, migration, the smoke test and the readiness check all pass (with
+    --service systemd: switch back and restart the previous release when the new one
+    never becomes ready).
 
     Example: oemkit upgrade example-0.2.0.oemb --prefix /opt/example --trust
     trust-root.json
@@ -242,25 +330,44 @@ def upgrade(
     with guard(json_out):
         from oemkit.host.install import InstallOptions
 
+        svc = _service(service, ready_check, skip_smoke, ready_timeout, service_name,
+                       service_user, unit_dir, host, port, profile)
         _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
                      state, InstallOptions(
                          upgrade=True, license_file=license, profile=profile,
                          skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
-                         system_site_packages=system_site_packages))
+                         system_site_packages=system_site_packages, service=svc))
 
 
 def rollback(
     prefix: Path = PREFIX_OPT,
+    state: Path | None = STATE_OPT,
+    service: str | None = SERVICE_OPT,
+    ready_check: bool | None = READY_CHECK_OPT,
+    ready_timeout: float = READY_TIMEOUT_OPT,
+    service_name: str | None = SERVICE_NAME_OPT,
+    service_user: str | None = SERVICE_USER_OPT,
+    unit_dir: Path | None = UNIT_DIR_OPT,
+    host: str | None = HOST_OPT,
+    port: int | None = PORT_OPT,
+    profile: str | None = typer.Option(None, "--profile", help="The service's profile "
+                                       "(default: the bundle's first)."),
     json_out: JsonOut = False,
 ) -> None:
-    """Point current back at the previous slot (its config as it was before the upgrade).
+    """Point current back at the previous slot (its config as it was before the upgrade);
+    with --service systemd restart the unit and switch back again if it never becomes ready.
 
     Example: oemkit rollback --prefix /opt/example
     """
     with guard(json_out):
         from oemkit.host.install import rollback as run
 
-        _print_install(run(prefix), json_out)
+        # The release rolled back to ran before: checked only when asked (--ready-check).
+        svc = _service(service, bool(ready_check), True, ready_timeout, service_name,
+                       service_user, unit_dir, host, port, profile)
+        # A unit keeps the state file it was written with unless --state says otherwise.
+        keep = svc.mode == "systemd" and state is None
+        _print_install(run(prefix, svc, None if keep else _state(state, svc)), json_out)
 
 
 def status(

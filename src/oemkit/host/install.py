@@ -5,7 +5,13 @@ oemkit does not make, and never follows a symbolic link)::
 
     PREFIX/slots/NAME-VERSION-DIGEST12/   one verified bundle: bundle/ (payload),
                                           config.json (the live config), venv/ (when the
-                                          bundle has wheels), slot.json (what and when)
+                                          bundle has wheels), slot.json (what and when),
+                                          manifest.json (the authenticated manifest), and
+                                          what ``oemkit serve PREFIX`` checks licenses
+                                          with: trust-root.json (the root install
+                                          verified against), revocations.crl (the
+                                          carried CRL, if any), licenses/ (attached ones
+                                          and --license)
     PREFIX/slots/.tmp-*/                  a slot being prepared
     PREFIX/current  -> slots/...          symlinks, each replaced with one rename
     PREFIX/previous -> slots/...
@@ -20,6 +26,11 @@ at any point leaves ``current`` on the old or the new slot, never on a half-writ
 and the next run removes exactly what the journal records. Any failure (a coded error, a
 full disk, a bug) removes the new slot before the error is reported: the host is left as
 it was.
+
+With a service (:mod:`oemkit.host.service`) the switch is also gated on readiness:
+``--service none --ready-check`` serves the new slot in a child process before switching;
+``--service systemd`` restarts the unit after switching and switches back (restarting the
+previous release) when the new one never answers ``/v2/health/ready`` with 200.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from oemkit.host.prefix import LOCK, SLOTS, TMP_PREFIX, Journal, Layout, scan
 from oemkit.models.report import Check
 
 if TYPE_CHECKING:
+    from oemkit.host.service import ServiceOptions
     from oemkit.verify.bundle import Limits
 
 __all__ = ["SLOTS", "TMP_PREFIX", "InstallOptions", "InstallReport", "PrefixStatus",
@@ -314,6 +326,9 @@ class InstallOptions:
     progress: Callable[[int], None] | None = None
     #: The reader limits (``verify``'s defaults unless given).
     limits: Limits | None = None
+    #: The service and the readiness gate (None: no service, no readiness check; the CLI
+    #: passes ``--service`` and ``--ready-check``, see :mod:`oemkit.host.service`).
+    service: ServiceOptions | None = None
 
 
 def install(bundle: Path, prefix: Path, trust: Path | bytes,
@@ -323,7 +338,8 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
             allow_downgrade: bool = False, system_site_packages: bool = False,
             state_path: Path | None = None,
             progress: Callable[[int], None] | None = None,
-            limits: Limits | None = None) -> InstallReport:
+            limits: Limits | None = None,
+            service: ServiceOptions | None = None) -> InstallReport:
     """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it.
 
     Pass the options as an :class:`InstallOptions` or as keywords of the same names (a
@@ -333,7 +349,7 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
         upgrade=upgrade, config=config, license_file=license_file, profile=profile,
         skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
         system_site_packages=system_site_packages, state_path=state_path,
-        progress=progress, limits=limits)
+        progress=progress, limits=limits, service=service)
     if options is None:
         options = given
     elif given != InstallOptions():
@@ -426,6 +442,7 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         if python is None:
             journal.remove(entry)
             return report
+        _serving_files(report, final, bundle, trust, verified, opts)
         slot_doc = SlotRecord(
             name=slot_name, bundle_name=manifest.name, version=manifest.version,
             manifest_sha256=verified.manifest_sha256, bundle_file=str(Path(bundle).resolve()),
@@ -434,6 +451,13 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         atomic_write_bytes(final / "manifest.json", verified.manifest.to_bytes())
         atomic_write_bytes(final / "slot.json",
                            (json.dumps(slot_doc.to_dict(), indent=2) + "\n").encode())
+        svc = opts.service
+        if svc is not None and svc.mode == "none" and svc.ready_check and not _ready_before(
+                report, final, svc, opts.state_path):
+            journal.remove(entry)
+            return report
+        if svc is not None and svc.mode == "none" and not svc.ready_check:
+            report.add("ready", "info", "not checked (--service none without --ready-check)")
         if current is not None:
             _point(journal, "previous", current.name)
         _point(journal, "current", slot_name)
@@ -449,16 +473,215 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
     except BaseException:
         journal.discard(entry)  # a bug or an interrupt: the host stays as it was
         raise
+    report.switched = True
+    report.previous = current.name if current else None
+    report.add("switch", "pass", f"current -> slots/{slot_name}"
+               + (f" (previous: {current.name})" if current else ""))
+    if svc is not None and svc.mode == "systemd" and not _systemd_gate(
+            report, prefix, journal, manifest.name, svc, opts.state_path,
+            before=(layout.current, layout.previous), discard=entry):
+        return report
     live = Layout(slots=scan(prefix).slots, current=slot_name,
                   previous=current.name if current else None, exists=True, has_slots=True)
     pruned = prune(prefix, live, journal)
     if pruned:
         report.add("prune", "info", f"removed old slots: {', '.join(pruned)}")
-    report.switched = True
-    report.previous = current.name if current else None
-    report.add("switch", "pass", f"current -> slots/{slot_name}"
-               + (f" (previous: {current.name})" if current else ""))
     return report
+
+
+# --------------------------------------------------------------------------- serving
+
+
+#: A license file name kept in SLOT/licenses/ (the serving runtime reads ``*.lic`` there).
+_LICENSE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
+
+
+def _serving_files(report: InstallReport, slot: Path, bundle: Path, trust: Path | bytes,
+                   verified: Any, opts: InstallOptions) -> None:
+    """What ``oemkit serve PREFIX`` checks licenses with, without the bundle file:
+    ``trust-root.json`` (the root this install verified the bundle against: the pinned
+    root, or the newest carried root the chain reached), ``revocations.crl`` (the carried
+    CRL) and ``licenses/`` (the attached licenses and ``--license``)."""
+    from oemkit._fs import read_input
+
+    root = _verified_root_bytes(bundle, trust, verified, opts)
+    atomic_write_bytes(slot / "trust-root.json", root)
+    made = [f"trust-root.json (v{verified.root.version})"]
+    if verified.crl:
+        atomic_write_bytes(slot / "revocations.crl", verified.crl)
+        made.append("revocations.crl")
+    folder = slot / "licenses"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    licenses = [(name.rsplit("/", 1)[-1], data) for name, data in verified.licenses]
+    if opts.license_file is not None:
+        licenses.append((f"given-{Path(opts.license_file).name}",
+                         read_input(opts.license_file, "license", 1 << 20)))
+    for i, (name, data) in enumerate(licenses):
+        if not _LICENSE_NAME.fullmatch(name):
+            name = f"license-{i}"
+        atomic_write_bytes(folder / (name if name.endswith(".lic") else f"{name}.lic"), data)
+    made.append(f"{len(licenses)} license(s) in licenses/")
+    report.add("serving files", "pass", ", ".join(made))
+
+
+def _verified_root_bytes(bundle: Path, trust: Path | bytes, verified: Any,
+                         opts: InstallOptions) -> bytes:
+    """The document of the trust root the bundle verified against: the pinned bytes, or
+    the carried ``trust/root-N.json`` the chain advanced to (read again from the bundle
+    and kept only when it parses to exactly that root: ``E_TRUST_INVALID`` otherwise)."""
+    from oemkit._fs import read_input
+    from oemkit.verify.trust import load_pinned, parse_root
+
+    pinned = trust if isinstance(trust, bytes) else read_input(Path(trust), "trust root")
+    if load_pinned(pinned).version == verified.root.version:
+        data = pinned
+    else:
+        from oemkit._fs import read_member
+        from oemkit.models.manifest import TRUST_DIR
+        from oemkit.verify.bundle import DEFAULT_LIMITS, scan_bundle
+
+        want = f"{TRUST_DIR}root-{verified.root.version}.json"
+        with Path(bundle).open("rb") as handle:
+            members = [m for m in scan_bundle(handle, opts.limits or DEFAULT_LIMITS)
+                       if m.name == want]
+            data = read_member(handle, members[0]) if members else b""
+    if not data or parse_root(data, "the verified trust root").root != verified.root:
+        raise VerificationError("E_TRUST_INVALID", f"{bundle} changed while it was "
+                                "installed: its trust root is not the one verified",
+                                hint="install again from a bundle file nothing writes to")
+    return data
+
+
+def _ready_before(report: InstallReport, slot: Path, svc: ServiceOptions,
+                  state_path: Path | None) -> bool:
+    """The foreground readiness gate: ``oemkit serve`` on the new slot, before the switch."""
+    from oemkit.host.service import foreground_check
+
+    seen = foreground_check(slot, options=svc, state_path=state_path)
+    if not seen.ready:
+        report.fail("ready", seen.error(f"oemkit serve on slots/{slot.name}"))
+        return False
+    report.add("ready", "pass", f"oemkit serve on slots/{slot.name} was ready in "
+               f"{seen.seconds:.1f} s ({seen.detail}) and stopped")
+    return True
+
+
+def _set_links(prefix: Path, journal: Journal, current: str | None,
+               previous: str | None) -> None:
+    """Point ``current`` and ``previous`` as given (None: no such link)."""
+    for link, slot in (("current", current), ("previous", previous)):
+        if slot is not None:
+            _point(journal, link, slot)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prefix / link)
+
+
+def _systemd_gate(report: InstallReport, prefix: Path, journal: Journal, bundle_name: str,
+                  svc: ServiceOptions, state_path: Path | None, *,
+                  before: tuple[str | None, str | None], discard: str | None) -> bool:
+    """After the switch: write and check the unit, reload systemd, (re)start the unit and
+    wait until ``/v2/health/ready`` answers 200. Otherwise put the links back as they were
+    (``before``: current, previous), remove ``discard`` (the new slot), restore the unit
+    file, restart the release that was current, and return False with the reason."""
+    from oemkit.host import service as sv
+
+    name = sv.unit_name(svc, bundle_name)
+    path = sv.unit_path(svc, name)
+    old_text = path.read_bytes() if path.is_file() else None
+    recorded = sv.read_unit_header(path)
+    host = svc.host or str(recorded.get("host") or "127.0.0.1")
+    port = svc.port or _int(recorded.get("port")) or sv.DEFAULT_PORT
+    state = state_path or Path(str(recorded.get("state") or sv.SERVICE_STATE))
+    try:
+        for hidden in sv.hidden_paths(prefix, svc, state):
+            report.add("service", "warn", f"ProtectHome=yes hides {hidden} from the "
+                       "service", hint="install under /opt or /srv, with a system Python")
+        text = sv.unit_text(prefix, bundle_name=bundle_name, options=svc, host=host,
+                            port=port, state_path=state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, text.encode())
+        checked = sv.verify_unit(path)
+        if checked is not None and not checked[0]:
+            raise EnvironmentProblem("E_SERVICE_FAILED", f"systemd-analyze verify rejects "
+                                     f"{path}: {checked[1]}",
+                                     hint="check the --service-user, the prefix and the "
+                                          "interpreter paths the unit names")
+        report.add("service", "pass", f"{path} written" + (
+            "; systemd-analyze verify passed" if checked else
+            "; systemd-analyze not installed, not verified"))
+        sv.systemctl("daemon-reload")
+        sv.systemctl("enable", name)
+        sv.systemctl("restart", name)
+        seen = sv.wait_ready(host, port, svc.ready_timeout_s)
+        if seen.ready:
+            report.add("ready", "pass", f"{name} on {host}:{port} was ready in "
+                       f"{seen.seconds:.1f} s")
+            return True
+        failure: OemkitError = seen.error(f"{name} on {host}:{port}")
+    except OemkitError as exc:
+        failure = exc
+    except OSError as exc:
+        failure = EnvironmentProblem("E_SERVICE_FAILED", f"cannot write {path}: "
+                                     f"{exc.strerror or exc}",
+                                     hint="run as root to install a system unit, or pass "
+                                          "--unit-dir")
+    report.fail("ready" if failure.code == "E_SERVICE_NOT_READY" else "service", failure)
+    _revert(report, prefix, journal, svc, name, path, old_text, before, discard,
+            (host, port))
+    return False
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int and 0 < value < 65536 else None
+
+
+def _revert(report: InstallReport, prefix: Path, journal: Journal, svc: ServiceOptions,
+            name: str, path: Path, old_text: bytes | None,
+            before: tuple[str | None, str | None], discard: str | None,
+            listen: tuple[str, int]) -> None:
+    """Undo a switch whose service never became ready (best effort, each step reported)."""
+    from oemkit.host import service as sv
+
+    report.switched = False
+    try:
+        _set_links(prefix, journal, *before)
+        if discard is not None:
+            journal.add(discard)
+            journal.remove(discard, [n for n in before if n])
+        report.add("switch back", "pass", f"current -> slots/{before[0]}" if before[0]
+                   else "current removed (nothing was installed before)")
+    except (OemkitError, OSError) as exc:
+        report.add("switch back", "fail", f"cannot restore the links: {exc}",
+                   code="E_WRITE", hint="run 'oemkit rollback' or fix the prefix by hand")
+        return
+    try:
+        if old_text is not None:
+            atomic_write_bytes(path, old_text)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        sv.systemctl("daemon-reload")
+        if before[0] is None:
+            if old_text is not None:
+                sv.systemctl("stop", name)
+            else:
+                sv.systemctl("disable", "--now", name)
+            return
+        sv.systemctl("restart", name)
+        seen = sv.wait_ready(*listen, svc.ready_timeout_s)
+    except OemkitError as exc:
+        report.add("restore", "fail", f"the previous release was not restarted: "
+                   f"{exc.message}", code=exc.code, hint=exc.hint)
+        return
+    if seen.ready:
+        report.add("restore", "pass", f"{name} serves slots/{before[0]} again (ready in "
+                   f"{seen.seconds:.1f} s)")
+    else:
+        report.add("restore", "fail", f"slots/{before[0]} is current again but "
+                   f"{name} is not ready: {seen.detail}", code="E_SERVICE_NOT_READY",
+                   hint="check 'systemctl status' and 'journalctl -u' for the unit")
 
 
 def _version_problem(prefix: Path, old: SlotRecord | InputError | None, manifest: Any,
@@ -680,8 +903,18 @@ def _smoke(report: InstallReport, slot: Path, manifest: Any, profile_name: str |
 # --------------------------------------------------------------------------- rollback/status
 
 
-def rollback(prefix: Path) -> InstallReport:
-    """Point ``current`` back at ``previous`` (with its config as it was)."""
+def rollback(prefix: Path, service: ServiceOptions | None = None,
+             state_path: Path | None = None) -> InstallReport:
+    """Point ``current`` back at ``previous`` (with its config as it was).
+
+    With ``service``: ``none`` with the readiness check serves the previous slot on a free
+    port first and does not switch when it never becomes ready; ``systemd`` restarts the
+    unit after the switch and switches back when the release never becomes ready.
+
+    Raises:
+        InputError: E_NO_PREVIOUS, E_SLOT_DAMAGED, E_PREFIX_LAYOUT, E_PREFIX_JOURNAL.
+        EnvironmentProblem: E_WRITE (the links cannot be switched).
+    """
     prefix = Path(prefix).resolve()
     report = InstallReport("rollback", str(prefix))
     if not scan(prefix).exists:  # answered without creating the prefix
@@ -691,7 +924,11 @@ def rollback(prefix: Path) -> InstallReport:
         current, previous = layout.current, layout.previous
         if previous is None:
             raise _no_previous(prefix)
-        read_slot(prefix / SLOTS / previous)  # E_SLOT_DAMAGED: never switch to a wreck
+        record = read_slot(prefix / SLOTS / previous)  # E_SLOT_DAMAGED: never switch to a
+        report.slot, report.previous = previous, current  # wreck
+        if service is not None and service.mode == "none" and service.ready_check and (
+                not _ready_before(report, prefix / SLOTS / previous, service, state_path)):
+            return report
         try:
             _point(journal, "current", previous)
             if current is not None:
@@ -700,8 +937,11 @@ def rollback(prefix: Path) -> InstallReport:
             raise EnvironmentProblem("E_WRITE", f"cannot switch the links in {prefix}: "
                                      f"{exc.strerror or exc}", hint="check the prefix's "
                                      "permissions; each link is either old or new") from exc
-        report.slot, report.previous, report.switched = previous, current, True
+        report.switched = True
         report.add("switch", "pass", f"current -> slots/{previous}")
+        if service is not None and service.mode == "systemd":
+            _systemd_gate(report, prefix, journal, record.bundle_name, service, state_path,
+                          before=(current, previous), discard=None)
     return report
 
 

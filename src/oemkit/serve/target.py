@@ -2,8 +2,9 @@
 verified and unpacked to a temporary folder first.
 
 A prefix's slot holds what install verified (``bundle/`` the payload, ``manifest.json``
-the authenticated manifest, ``config.json`` the live, migrated config); licenses are
-looked for in ``SLOT/licenses/`` and ``PREFIX/licenses/`` and given with ``--license``.
+the authenticated manifest, ``config.json`` the live, migrated config, ``trust-root.json``
+the root it verified against, ``revocations.crl`` the carried CRL); licenses are looked
+for in ``SLOT/licenses/`` and ``PREFIX/licenses/`` and given with ``--license``.
 A bundle file is verified against ``--trust`` exactly as ``oemkit verify`` does; its
 attached licenses and carried CRL come with it.
 """
@@ -53,10 +54,13 @@ def _source(root_dir: Path, manifest: Manifest, **kw: Any) -> Source:
 
 def open_prefix(prefix: Path, *, trust: Path | None = None,
                 licenses: list[Path] | None = None, state_path: Path | None = None) -> Target:
-    """The current slot of ``prefix``.
+    """The current slot of ``prefix``. Licenses are verified against ``trust`` or, without
+    it, the slot's ``trust-root.json`` (the root install verified the bundle against),
+    with the slot's ``revocations.crl``.
 
     Raises:
-        InputError: E_NOT_INSTALLED (no current slot), E_SLOT_DAMAGED (no manifest).
+        InputError: E_NOT_INSTALLED (no current slot), E_SLOT_DAMAGED (no manifest), and
+            the trust root's codes (:func:`oemkit.verify.trust.load_pinned`).
     """
     from oemkit._time import parse_time
     from oemkit.host.install import read_slot
@@ -80,11 +84,12 @@ def open_prefix(prefix: Path, *, trust: Path | None = None,
     if digest != record.manifest_sha256:
         raise InputError("E_SLOT_DAMAGED", f"{slot.name}/manifest.json does not match "
                          "slot.json's manifest digest", hint="reinstall the release")
-    root = None
-    if trust is not None:
-        from oemkit.verify.trust import load_pinned
+    from oemkit.verify.trust import load_pinned
 
-        root = load_pinned(trust)
+    # --trust, else the root install verified the bundle against (SLOT/trust-root.json).
+    slot_root = slot / "trust-root.json"
+    root = (load_pinned(trust) if trust is not None else
+            load_pinned(slot_root) if slot_root.is_file() else None)
     crls: list[tuple[str, bytes, bool]] = []
     crl = slot / "revocations.crl"
     if crl.is_file():
