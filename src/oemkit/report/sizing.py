@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+import re
 from typing import Any
 
 from oemkit.errors import InputError
@@ -77,86 +77,140 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _svg_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-               xlabel: str, ylabel: str, hline: float | None = None,
-               logx: bool = False) -> str:
-    """A small line/point chart as inline SVG."""
-    width, height, pad = 560, 300, 50
-    points = [pt for _, pts in series for pt in pts]
-    if not points:
-        return f"<p>{html.escape(title)}: no data</p>"
+def _inline(text: str) -> str:
+    """One line of the Markdown report as HTML: `code` as <code>, **bold** as <strong>,
+    everything else escaped (a backtick or an asterisk never leaks into the page)."""
+    out = []
+    for i, part in enumerate(re.split(r"`([^`]*)`", text)):
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+            continue
+        for j, piece in enumerate(re.split(r"\*\*(.+?)\*\*", part)):
+            out.append(f"<strong>{html.escape(piece)}</strong>" if j % 2
+                       else html.escape(piece))
+    return "".join(out)
 
-    def fx(x: float) -> float:
-        return math.log10(max(x, 1e-9)) if logx else x
 
-    xs = [fx(x) for x, _ in points]
-    ys = [y for _, y in points] + ([hline] if hline is not None else [])
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y1 = max(ys) * 1.1 if max(ys) > 0 else 1.0
+def _rank(percentile: str) -> float:
+    return float(percentile.lstrip("p"))
 
-    def px(x: float) -> float:
-        return pad + (fx(x) - x0) / (x1 - x0) * (width - 2 * pad)
 
-    def py(y: float) -> float:
-        return height - pad - y / y1 * (height - 2 * pad)
+def _slo(doc: dict[str, Any]) -> tuple[str, float]:
+    """The SLO's percentile and milliseconds: ``request.slo`` ({percentile, ms}) where the
+    report has it, else the older ``request.slo_p99_ms``."""
+    request = doc["request"]
+    slo = request.get("slo")
+    if isinstance(slo, dict) and isinstance(slo.get("ms"), (int, float)):
+        return str(slo.get("percentile") or "p99"), float(slo["ms"])
+    return "p99", float(request["slo_p99_ms"])
 
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">'
-             f'{html.escape(title)}</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-             'stroke="#333"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#333"/>',
-             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle" font-size="12">'
-             f'{html.escape(xlabel)}</text>',
-             f'<text x="14" y="{height / 2}" font-size="12" transform="rotate(-90 14 '
-             f'{height / 2})" text-anchor="middle">{html.escape(ylabel)}</text>',
-             f'<text x="{pad - 4}" y="{py(y1 / 1.1) + 4}" text-anchor="end" '
-             f'font-size="10">{y1 / 1.1:.3g}</text>',
-             f'<text x="{pad - 4}" y="{height - pad + 4}" text-anchor="end" '
-             'font-size="10">0</text>']
-    if hline is not None:
-        parts.append(f'<line x1="{pad}" y1="{py(hline)}" x2="{width - pad}" y2="{py(hline)}" '
-                     'stroke="#d62728" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="{width - pad}" y="{py(hline) - 4}" text-anchor="end" '
-                     f'font-size="11" fill="#d62728">SLO {hline:g}</text>')
-    for i, (label, pts) in enumerate(series):
-        colour = colours[i % len(colours)]
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                     f'points="{coords}"/>')
-        for x, y in pts:
-            parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{colour}">'
-                         f'<title>{html.escape(label)}: {x:.4g}, {y:.4g}</title></circle>')
-        parts.append(f'<text x="{width - pad + 4}" y="{pad + 14 * i}" font-size="11" '
-                     f'fill="{colour}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+
+def _load_charts(charts: Any, name: str, what: str, drivers: dict[str, list[dict[str, Any]]],
+                 slo: tuple[str, float], chosen: float | None, legend: str) -> list[str]:
+    """Latency vs load and throughput vs load for one set of load levels: ``drivers`` is a
+    driver's name -> its levels ({rate, latency {pNN: ms}, achieved}); the first driver
+    is drawn in full (p50, p95, p99 and the SLO's percentile), the others at the SLO's
+    percentile; ``chosen`` (a rate) is marked on the first."""
+    percentile, ms = slo
+    first, rows = next(iter(drivers.items()))
+    load = [r["rate"] for r in rows]
+    keys = sorted({"p50", "p95", "p99", percentile}, key=_rank)
+    latency = {(f"{first} {q}" if len(drivers) > 1 else q): [r["latency"].get(q) for r in rows]
+               for q in keys}
+    achieved = {first: [r["achieved"] for r in rows]}
+    for other, levels in list(drivers.items())[1:]:
+        by_rate = {r["rate"]: r for r in levels}
+        latency[f"{other} {percentile}"] = [by_rate.get(x, {}).get("latency", {}).get(percentile)
+                                            for x in load]
+        achieved[other] = [by_rate.get(x, {}).get("achieved") for x in load]
+    at = next((r for r in rows if chosen is not None and r["rate"] == chosen), None)
+    lat_point = thr_point = None
+    if at is not None and at["latency"].get(percentile) is not None:
+        lat_point = charts.Point(at["rate"], at["latency"][percentile],
+                                 f"{legend}: {at['rate']:,.1f} queries/s, {percentile} "
+                                 f"{at['latency'][percentile]:.3g} ms", legend)
+    if at is not None and at["achieved"] is not None:
+        thr_point = charts.Point(at["rate"], at["achieved"],
+                                 f"{legend}: {at['rate']:,.1f} queries/s offered, "
+                                 f"{at['achieved']:,.1f} answered", legend)
+    return [charts.latency_vs_load(load, latency, slo_ms=ms, chosen=lat_point, name=name,
+                                   slo_label=f"SLO {ms:g} ms ({percentile})",
+                                   title=f"{what}: latency vs load"),
+            charts.throughput_vs_load(load, achieved, chosen=thr_point,
+                                      name=name.replace("latency", "throughput"),
+                                      title=f"{what}: throughput vs load")]
+
+
+def _charts(doc: dict[str, Any]) -> list[str]:
+    """The report's figures as inline SVG (report/charts.py, the charts extra), or one
+    paragraph with the install line where matplotlib is missing."""
+    from oemkit.report import charts
+
+    if not charts.available():
+        return [f"<p class=\"note\">The charts need matplotlib: <code>"
+                f"{html.escape(charts.CHARTS_HINT)}</code> (the tables above hold every "
+                "figure).</p>"]
+    slo = _slo(doc)
+    rec = doc.get("recommendation") or {}
+    out = []
+    served = doc.get("served")
+    if isinstance(served, dict) and served.get("levels"):
+        drivers: dict[str, list[dict[str, Any]]] = {"oemkit": [], "MLPerf LoadGen": []}
+        for lv in served["levels"]:
+            for key, driver in (("oemkit", "oemkit"), ("mlperf_loadgen", "MLPerf LoadGen")):
+                figures = lv.get(key)
+                if isinstance(figures, dict):
+                    drivers[driver].append({"rate": lv["rate"],
+                                            "latency": figures.get("latency_ms") or {},
+                                            "achieved": figures.get("achieved_qps")})
+        chosen = (rec.get("sustainable_qps_per_instance")
+                  if rec.get("achievable") and rec.get("basis") == "served" else None)
+        out += _load_charts(charts, "served-latency",
+                            "Served (oemkit serve over HTTP, one instance)",
+                            {k: v for k, v in drivers.items() if v}, slo, chosen,
+                            "operating point")
+    server = [p for p in doc["server"] if p.get("rate")]
+    if server:
+        passing = [p["rate"] for p in server if p.get("meets_slo")]
+        legend = "model-only ceiling" if out else "operating point"
+        out += _load_charts(charts, "latency", "Model only (in process, Poisson arrivals)",
+                            {"in process": [{"rate": p["rate"], "achieved": p.get("achieved_qps"),
+                                             "latency": p} for p in server]},
+                            slo, max(passing) if passing else None, legend)
+    dist = {f"batch {c['batch']}, {c['threads']} thr": [(charts.nines(pct), ms) for pct, ms
+                                                         in c["stream"]["distribution"]]
+            for c in doc["configurations"]}
+    shown = sorted({pct for c in doc["configurations"] for pct, _ in c["stream"]["distribution"]
+                    if pct >= 50})  # the lower ones crowd together near 0 nines
+    lat_thr: dict[str, list[tuple[float, float | None]]] = {}
+    for c in doc["configurations"]:
+        lat_thr.setdefault(f"{c['threads']} thread(s)", []).append(
+            (c["stream"]["throughput_samples_s"] or 0.0, c["stream"]["p99"]))
+    out.append(charts.xy_chart(
+        dist, name="distribution", logy=True,
+        xticks=[(charts.nines(pct), f"p{pct:g}") for pct in shown],
+        title="Latency distribution (single stream, in process)",
+        xlabel="percentile (spaced by nines: p90, p99, p99.9 equally apart)",
+        ylabel="latency (ms, log scale)"))
+    out.append(charts.xy_chart(
+        lat_thr, name="batches", logx=True, logy=True,
+        notes=[(c["stream"]["throughput_samples_s"] or 0.0, c["stream"]["p99"],
+                f"batch {c['batch']}") for c in doc["configurations"]
+               if c["stream"]["p99"] is not None],
+        title="p99 latency vs throughput, per batch size (in process)",
+        xlabel="samples/s (log scale)", ylabel="p99 (ms, log scale)"))
+    return out
 
 
 def to_html(doc: dict[str, Any]) -> str:
-    """One HTML file with everything inline: tables, three SVG charts, the YAML snippet."""
-    dist = [(f"batch {c['batch']}, {c['threads']} thr",
-             [(p, v) for p, v in c["stream"]["distribution"]]) for c in doc["configurations"]]
-    lat_thr: dict[str, list[tuple[float, float]]] = {}
-    for c in doc["configurations"]:
-        lat_thr.setdefault(f"{c['threads']} thread(s)", []).append(
-            (c["stream"]["throughput_samples_s"], c["stream"]["p99"]))
-    server = [("p99 under Poisson load", [(p["rate"], p["p99"]) for p in doc["server"]])]
-    charts = [
-        _svg_chart("Latency distribution (single stream)", dist, "percentile", "ms"),
-        _svg_chart("p99 latency vs throughput, per batch size", list(lat_thr.items()),
-                   "samples/s", "p99 ms", logx=True),
-        _svg_chart("Server scenario: one instance", server, "offered queries/s", "p99 ms",
-                   hline=doc["request"]["slo_p99_ms"]),
-    ]
+    """One HTML file with everything inline: tables, the SVG charts, the YAML snippet."""
+    charts = _charts(doc)
     md = to_markdown(doc).split("\n## Kubernetes")[0]  # rendered below as <pre>
     body = []
     in_table = False
     for line in md.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            cells = [_inline(c.strip()) for c in line.strip("|").split("|")]
             if set(line) <= {"|", "-"}:
                 continue
             if not in_table:
@@ -170,17 +224,18 @@ def to_html(doc: dict[str, Any]) -> str:
             body.append("</table>")
             in_table = False
         if line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+            body.append(f"<h2>{_inline(line[3:])}</h2>")
         elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+            body.append(f"<h1>{_inline(line[2:])}</h1>")
         elif line.startswith("- "):
-            body.append(f"<p>{html.escape(line[2:]).replace('**', '')}</p>")
+            body.append(f"<p>{_inline(line[2:])}</p>")
     if in_table:
         body.append("</table>")
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>oemkit sizing</title>"
             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;"
-            "font-size:13px}svg{margin:1em 0;display:block}</style></head><body>"
+            "font-size:13px}svg{margin:1em 0;display:block;max-width:100%;height:auto}"
+            "code{background:#f3f3f3;padding:0 3px}.note{color:#8a5a00}</style></head><body>"
             + "\n".join(body) + "<h2>Charts</h2>" + "\n".join(charts)
             + "<h2>Kubernetes</h2><pre>" + html.escape(k8s_snippet(doc)) + "</pre>"
             "</body></html>\n")
