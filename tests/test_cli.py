@@ -68,6 +68,8 @@ def test_every_command_help_shows_an_example(command):
     assert "Example" in result.output
 
 
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])  # the demo serves the bundle on loopback
 def test_demo_builds_signs_verifies_and_leaves_bundle_and_root(tmp_path):
     result = run("demo", "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output

@@ -1,6 +1,9 @@
-"""The declared dependencies (issue 14 step 6): every runtime dependency is imported by the
-package, the ONNX stack is the ``onnx`` extra, and without it the commands that need it
-fail with E_MISSING_EXTRA (exit 4, the install line as hint) while the rest still work.
+"""The declared dependencies (issue 14 step 6, issue 15 item 6): every runtime dependency is
+imported by the package; the serving stack (onnxruntime, numpy, starlette, uvicorn,
+prometheus-client) is in the core dependencies, so ``pip install -e . && oemkit demo``
+serves; ``onnx``, the model-building package, is the ``onnx`` extra; where a module is
+missing the commands that need it fail with E_MISSING_EXTRA (exit 4, the install line as
+hint) while the rest still work.
 
 The absence of the stack is simulated in-process: ``sys.modules[NAME] = None`` makes every
 later ``import NAME`` raise ImportError, as on a host where it was never installed.
@@ -32,7 +35,14 @@ IMPORT_NAME = {
     "packageurl-python": "packageurl", "pyyaml": "yaml", "jsonschema-rs": "jsonschema_rs",
     "zstandard": "zstandard", "rfc8785": "rfc8785", "psutil": "psutil",
     "packaging": "packaging",
+    "onnxruntime": "onnxruntime", "numpy": "numpy", "starlette": "starlette",
+    "uvicorn": "uvicorn", "prometheus-client": "prometheus_client",
+    "httptools": "httptools", "uvloop": "uvloop",
 }
+#: Declared, never imported by name: uvicorn's "auto" HTTP protocol and event loop pick them.
+UVICORN_PICKS = {"httptools", "uvloop"}
+SERVE_STACK = {"onnxruntime", "numpy", "starlette", "uvicorn", "prometheus-client",
+               "httptools", "uvloop"}
 
 
 def _project() -> dict:
@@ -57,7 +67,8 @@ def _imported_tops(where: Path) -> set[str]:
 
 @pytest.fixture
 def no_onnx(monkeypatch):
-    """This interpreter as it would be without the onnx extra."""
+    """This interpreter without the ONNX stack (the onnx extra, and onnxruntime and numpy as
+    on a broken install or a --no-deps one)."""
     for name in list(sys.modules):
         if name.partition(".")[0] in ONNX_STACK:
             monkeypatch.setitem(sys.modules, name, None)
@@ -81,18 +92,39 @@ def test_every_runtime_dependency_is_imported_by_the_package():
     unknown = [d for d in declared if d not in IMPORT_NAME]
     assert not unknown, f"add the import name of {unknown} to IMPORT_NAME"
     imported = _imported_tops(ROOT / "src" / "oemkit")
-    unused = [d for d in declared if IMPORT_NAME[d] not in imported]
+    unused = [d for d in declared if IMPORT_NAME[d] not in imported and d not in UVICORN_PICKS]
     assert unused == [], f"declared but imported nowhere in src/oemkit: {unused}"
     assert "in-toto" not in declared  # imported nowhere (issue 17 is where it gets a use)
 
 
-def test_the_onnx_stack_is_the_onnx_extra_and_the_suite_pulls_it_in():
+def test_the_serving_stack_is_core_and_onnx_the_onnx_extra():
     project = _project()
     extras = project["optional-dependencies"]
-    assert sorted(_name(d) for d in extras["onnx"]) == sorted(ONNX_STACK)
-    assert not {_name(d) for d in project["dependencies"]} & set(ONNX_STACK)
+    core = {_name(d) for d in project["dependencies"]}
+    assert core >= SERVE_STACK  # pip install -e . && oemkit demo serves
+    assert [_name(d) for d in extras["onnx"]] == ["onnx"] and "onnx" not in core
+    assert extras["serve"] == []  # kept so that pip install 'oemkit[serve]' still works
     assert "oemkit[onnx]" in extras["test"]
-    assert "oemkit[onnx]" in extras["lint"]  # mypy reads numpy's types
+    assert "oemkit[onnx]" in extras["lint"]  # mypy reads onnx's types
+    uvloop = next(d for d in project["dependencies"] if _name(d) == "uvloop")
+    assert "sys_platform != 'win32'" in uvloop  # uvloop has no Windows wheels
+
+
+def test_the_example_requires_what_the_core_dependencies_declare():
+    from oemkit.release.scaffold import REQUIREMENTS
+
+    core = {_name(d) for d in _project()["dependencies"]}
+    assert {_name(r) for r in REQUIREMENTS} == SERVE_STACK and core >= SERVE_STACK
+
+
+def test_cli_start_imports_no_serving_stack():
+    import subprocess
+
+    code = ("import sys, oemkit.cli; heavy = {'onnxruntime', 'numpy', 'starlette', 'uvicorn', "
+            "'prometheus_client', 'onnx'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_jsonschema_is_declared_where_the_tests_import_it():
@@ -187,8 +219,12 @@ def test_profile_detect_reports_onnxruntime_absent(no_onnx):
 # --------------------------------------------------------------------------- what needs none
 
 
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
 def test_release_verify_host_and_license_commands_need_no_onnx_stack(no_onnx, tmp_path,
                                                                        monkeypatch):
+    """None of them imports the ONNX stack in oemkit's process (build hosts, verifiers and
+    license-only runtimes load none of it); the demo's server is a child process."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "dist"
 
@@ -197,7 +233,7 @@ def test_release_verify_host_and_license_commands_need_no_onnx_stack(no_onnx, tm
         assert result.exit_code == 0, (args, result.output)
         assert "Traceback" not in result.output
 
-    ok("demo", "--out", out)  # build, sign, trust root, verify (the README's first command)
+    ok("demo", "--out", out)  # build, sign, verify, serve (the README's first command)
     bundle, trust = out / "example-0.2.0.oemb", out / "trust-root.json"
     ok("verify", bundle, "--trust", trust)
     ok("inspect", bundle)

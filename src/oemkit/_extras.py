@@ -1,11 +1,14 @@
 """Optional dependency groups (pyproject.toml's extras) and the error for a missing one.
 
-The ONNX stack (``onnx``, ``onnxruntime``, ``numpy``) is the ``onnx`` extra: build hosts,
-verifiers and license-only runtimes skip it (``pip install oemkit``); the commands that run
-or make models need it (``pip install 'oemkit[onnx]'``): ``oemkit init`` (the scaffold's
-tiny model and golden data), ``oemkit sizing`` and ``oemkit smoke`` when they measure in
-oemkit's own interpreter. Where it is missing they raise ``E_MISSING_EXTRA`` (exit 4) with
-the install line as the hint, never an ``ImportError``.
+The serving stack (``onnxruntime``, ``numpy``, Starlette on uvicorn, ``prometheus_client``)
+is in oemkit's core dependencies (issue 15: ``pip install -e . && oemkit demo`` serves),
+imported lazily so that build hosts, verifiers and license-only runtimes never load it;
+``onnx``, the model-building package, is the ``onnx`` extra (``pip install
+'oemkit[onnx]'``): ``oemkit init`` makes the scaffold's tiny model with it. The commands
+that run or make models (``oemkit init``, ``oemkit sizing`` and ``oemkit smoke`` in
+oemkit's own interpreter, ``oemkit serve``) check for what they need and raise
+``E_MISSING_EXTRA`` (exit 4) with the install line as the hint, never an ``ImportError``
+(a ``--no-deps`` install, or a broken one, lacks them).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ ONNX_HINT = "pip install 'oemkit[onnx]' (in a checkout: pip install -e '.[onnx]'
 def missing_onnx(what: str, missing: Sequence[str]) -> EnvironmentProblem:
     """The ``E_MISSING_EXTRA`` error for ``what`` (a command) lacking ``missing`` modules."""
     return EnvironmentProblem(
-        "E_MISSING_EXTRA", f"{what} needs the ONNX stack (the '{ONNX_EXTRA}' extra: "
-        f"{', '.join(ONNX_STACK)}); not installed: {', '.join(missing)}", hint=ONNX_HINT)
+        "E_MISSING_EXTRA", f"{what} needs the ONNX stack ({', '.join(ONNX_STACK)}: onnx is "
+        f"the '{ONNX_EXTRA}' extra, the others oemkit's own dependencies); not installed: "
+        f"{', '.join(missing)}", hint=ONNX_HINT)
 
 
 def require_onnx(what: str, modules: Sequence[str] = ONNX_STACK) -> None:
@@ -44,10 +48,12 @@ def require_onnx(what: str, modules: Sequence[str] = ONNX_STACK) -> None:
 
 
 #: The serving runtime (``oemkit serve``, and smoke and sizing against it): the ONNX
-#: runtime plus an ASGI server stack and the metrics client. The ``serve`` extra.
+#: runtime plus an ASGI server stack and the metrics client, oemkit's core dependencies
+#: (the ``serve`` extra is kept, empty, for older install lines).
 SERVE_EXTRA = "serve"
 SERVE_STACK = ("onnxruntime", "numpy", "starlette", "uvicorn", "prometheus_client")
-SERVE_HINT = "pip install 'oemkit[serve]' (in a checkout: pip install -e '.[serve]')"
+SERVE_HINT = ("reinstall oemkit with its dependencies: pip install oemkit (in a checkout: "
+              "pip install -e .)")
 
 
 def require_serve(what: str) -> None:
@@ -65,6 +71,6 @@ def require_serve(what: str) -> None:
     missing = [name for name in SERVE_STACK if importlib.util.find_spec(name) is None]
     if missing:
         raise EnvironmentProblem(
-            "E_MISSING_EXTRA", f"{what} needs the serving stack (the '{SERVE_EXTRA}' extra: "
+            "E_MISSING_EXTRA", f"{what} needs the serving stack (oemkit's dependencies "
             f"{', '.join(SERVE_STACK)}); not installed: {', '.join(missing)}",
             hint=SERVE_HINT)

@@ -151,6 +151,14 @@ _CODES = (
     _c("E_CRL_STALE", V,
        "`min_crl_seq` is set and no CRL, or only an older one, is known",
        "bring the newest revocation list (--crl, or a newer bundle)"),
+    _c("E_DEMO_SERVE", E,
+       "demo: the example's server did not start, become ready, answer the golden inference "
+       "or exit 0 on SIGTERM (the message names its log); or it answered other than the "
+       "golden output",
+       "run the server yourself to see why: oemkit serve BUNDLE --trust ROOT",
+       also=(V,),
+       reason="a host that cannot run the server is an environment problem (4); a wrong "
+              "answer is a failed check (1)"),
     _c("E_DEST_IS_CWD", I,
        "`scaffold_bundle(force=True)`: the directory to replace is or contains the current "
        "directory (the CLI has no `--force`)",
@@ -361,9 +369,10 @@ _CODES = (
        "does not cover (a signature or license); unreachable from the CLI",
        "read it without --trust (unverified)"),
     _c("E_MISSING_EXTRA", E,
-       "`oemkit init`, `oemkit sizing` in oemkit's own interpreter, a smoke test's `.npz` "
-       "golden outputs: the ONNX stack (onnx, onnxruntime, numpy: the `onnx` extra) is not "
-       "installed",
+       "`oemkit init`: `onnx` (the `onnx` extra) is not installed; `oemkit sizing` in "
+       "oemkit's own interpreter, a smoke test's `.npz` golden outputs, `oemkit serve`: "
+       "onnxruntime, numpy or the server stack (core dependencies) is missing, as after a "
+       "`--no-deps` install",
        "pip install 'oemkit[onnx]' (in a checkout: pip install -e '.[onnx]')"),
     _c("E_MIGRATION_APPLY", I,
        "a value cannot be converted, scaled, split, or set under a non-object parent; the "

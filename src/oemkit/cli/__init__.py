@@ -725,20 +725,27 @@ def provenance(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("dist"), "--out", help="Where to leave the bundle and root."),
+    serve: bool = typer.Option(True, "--serve/--no-serve",
+                               help="Serve the bundle and make one inference over HTTP "
+                                    "(127.0.0.1, a free port)."),
     json_out: JsonOut = False,
 ) -> None:
-    """Build the example bundle, sign it with the INSECURE example keys, and verify it.
+    """Build the example bundle, sign it with the INSECURE example keys, verify it, serve
+    it (oemkit serve in a child process), make one inference over HTTP with the golden
+    input, print the answer and stop the server.
 
     Example: oemkit demo --out /tmp/demo
     """
     with guard(json_out):
         from oemkit.host.demo import run_demo
 
-        result = run_demo(out)
+        result = run_demo(out, serve=serve)
         report = result["report"]
+        served = result["served"]
         if json_out:
             emit_json({"ok": report.ok, "bundle": str(result["bundle"]),
-                       "trust_root": str(result["trust_root"]), "report": report.to_dict()})
+                       "trust_root": str(result["trust_root"]), "report": report.to_dict(),
+                       "served": served.to_dict() if served else None})
         err.print(f"Built   {safe(result['bundle'])}")
         err.print(f"Signed  with keys-example/bundle.key (key {safe(report.signers[0][:16])}…)"
                   if report.signers else "Signed  (no trusted signer)")
@@ -748,8 +755,34 @@ def demo(
         if not report.ok:
             err.print("[bold red]demo failed[/]")
             raise typer.Exit(1)
+        if served is not None:
+            _print_served(served, result)
         err.print(f"[bold green]OK[/] every check passed. Try: oemkit verify "
                   f"{safe(result['bundle'])} --trust {safe(result['trust_root'])}")
+
+
+def _print_served(served: Any, result: dict[str, Any]) -> None:
+    t = served.timings_ms
+    err.print(f"Served  oemkit serve {safe(result['bundle'])} --trust "
+              f"{safe(result['trust_root'])} --port 0: ready on 127.0.0.1:{served.port} in "
+              f"{t.get('start_to_ready', 0):.0f} ms")
+    err.print(f"Infer   POST /v2/models/{safe(served.model)}/infer with the golden input: "
+              f"answered in {t.get('inference', 0):.1f} ms")
+    for name, tensor in served.outputs.items():
+        shape = tensor.get("shape") or []
+        data = [round(float(v), 4) for v in tensor.get("data") or []]
+        width = shape[-1] if len(shape) == 2 and shape[-1] else len(data) or 1
+        rows = [data[i:i + width] for i in range(0, len(data), width)]
+        err.print(f"  {safe(name, markup=False)} {safe(tensor.get('datatype'), markup=False)} "
+                  f"{safe(shape, markup=False)}:", markup=False)
+        for row in rows:
+            err.print(f"    {row}", markup=False)
+    if served.top:
+        err.print("  top class: " + ", ".join(
+            f"row {i}: {safe(label, markup=False)} ({score:.3f})"
+            for i, (_, label, score) in enumerate(served.top)), markup=False)
+    err.print(f"Stopped SIGTERM: drained and exited {served.exit_code} in "
+              f"{t.get('stop', 0):.0f} ms (log: {safe(served.log)})")
 
 
 def main() -> None:
