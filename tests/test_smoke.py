@@ -197,7 +197,13 @@ def test_nan_in_outputs_fails(tmp_path, keys, trust_file):
     assert check.status == "fail" and "got NaN" in check.detail
 
 
-def test_golden_input_with_the_wrong_shape(tmp_path, keys, trust_file):
+def test_golden_input_with_the_wrong_shape(tmp_path, keys, trust_file, monkeypatch):
+    # build refuses such golden data now (release/golden.py); a bundle built before that
+    # check, or by another tool, still reaches the smoke child's own check
+    import oemkit.release.golden
+
+    monkeypatch.setattr(oemkit.release.golden, "check_golden", lambda *a, **k: None)
+
     def edit(spec):
         path = spec / "golden" / "inputs.json"
         doc = json.loads(path.read_text())
