@@ -343,6 +343,38 @@ def test_foreground_gate_refuses_a_release_that_never_becomes_ready(
     assert status(prefix)["current"] == old
 
 
+def test_a_release_whose_license_policy_refuses_is_not_switched_to(bundles, keys,
+                                                                   trust_file, tmp_path):
+    """A release that requires a license, installed without one: the server answers 503
+    E_LICENSE_REQUIRED and the gate says so at once (the standing would not change)."""
+    from oemkit.release.bundle import build_bundle
+    from oemkit.release.sign import sign_bundle
+
+    spec_dir = tmp_path / "spec"
+    shutil.copytree(EXAMPLE, spec_dir)
+    spec = spec_dir / "bundle.yaml"
+    text = spec.read_text()
+    assert "version: 0.2.0" in text and "  required: false" in text
+    spec.write_text(text.replace("version: 0.2.0", "version: 0.3.0").replace(
+        "  required: false", "  required: true"))
+    strict = build_bundle(spec, tmp_path / "dist").path
+    sign_bundle(strict, [keys["bundle"]])
+    prefix = tmp_path / "opt"
+    assert install(bundles[1], prefix, trust_file, skip_smoke=True).ok
+    old = status(prefix)["current"]
+    report = install(strict, prefix, trust_file, upgrade=True, skip_smoke=True,
+                     service=ServiceOptions(ready_check=True, ready_timeout_s=300))
+    doc = report.to_dict()
+    assert doc["error"]["code"] == "E_SERVICE_NOT_READY" and report.exit_code == 1
+    failed = _failed(doc)
+    assert failed["actual"] == "E_LICENSE_REQUIRED"
+    assert failed["detail"].endswith(
+        " s: HTTP 503 E_LICENSE_REQUIRED: this runtime needs a license and none was found "
+        "(the license policy refuses)"), failed["detail"]
+    assert float(failed["detail"].split(" ready in ")[1].split(" s")[0]) < 300
+    assert status(prefix)["current"] == old and len(status(prefix)["slots"]) == 1
+
+
 def test_without_the_ready_check_the_report_says_so(bundles, trust_file, tmp_path):
     done = cli("install", bundles[0], "--prefix", tmp_path / "opt", "--trust", trust_file,
                "--service", "none", "--skip-smoke", "--json")

@@ -153,9 +153,9 @@ def _probe_host(host: str) -> str:
 
 def wait_ready(host: str, port: int, timeout_s: float,
                alive: object = None) -> Readiness:
-    """Poll the readiness endpoint until it answers 200 or ``timeout_s`` passes.
-    ``alive``: a callable returning a reason string once the server is known to be dead
-    (stops the wait early)."""
+    """Poll the readiness endpoint until it answers 200 or ``timeout_s`` passes. A 503
+    from a license policy that refuses (``license_state`` invalid) ends the wait at once;
+    so does ``alive``, a callable returning a reason once the server is known to be dead."""
     start = time.monotonic()
     detail, code = "no answer", None
     while True:
@@ -164,6 +164,11 @@ def wait_ready(host: str, port: int, timeout_s: float,
             return Readiness(True, detail, time.monotonic() - start)
         if doc is not None and isinstance(doc.get("code"), str):
             code = str(doc["code"])
+        if status == 503 and doc is not None and doc.get("license_state") == "invalid":
+            # The license standing is decided at start-up and checked again only on
+            # SIGHUP or every check_interval_s: waiting longer would not change it.
+            return Readiness(False, f"{detail} (the license policy refuses)",
+                             time.monotonic() - start, code)
         if callable(alive):
             dead = alive()
             if dead:
