@@ -53,7 +53,8 @@ name: test
 accelerator: none
 providers:
   - name: CPUExecutionProvider
-budgets: {cold_start_ms: 60000, first_inference_ms: 60000, p95_ms: 1000, peak_rss_mb: 4096}
+budgets: {cold_start_ms: 60000, first_inference_ms: 60000, p95_ms: 1000, peak_rss_mb: 4096,
+          serve_ready_ms: 60000, serve_first_inference_ms: 60000, serve_shutdown_ms: 60000}
 steady_state: {iterations: 20, warmup: 2}
 timeout_s: 120
 """

@@ -23,13 +23,16 @@ from oemkit.release.sign import sign_bundle
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 runner = CliRunner()
 
-PROFILE = """\
+#: Budgets far above any real figure: a test judges outcomes, not this machine's speed.
+MODEL_BUDGETS = "cold_start_ms: 60000, first_inference_ms: 60000, p95_ms: 1000, peak_rss_mb: 4096"
+SERVED_BUDGETS = "serve_ready_ms: 60000, serve_first_inference_ms: 60000, serve_shutdown_ms: 60000"
+PROFILE = f"""\
 name: test
 accelerator: none
 providers:
   - name: CPUExecutionProvider
-budgets: {cold_start_ms: 60000, first_inference_ms: 60000, p95_ms: 1000, peak_rss_mb: 4096}
-steady_state: {iterations: 20, warmup: 2}
+budgets: {{{MODEL_BUDGETS}, {SERVED_BUDGETS}}}
+steady_state: {{iterations: 20, warmup: 2}}
 timeout_s: 120
 """
 SERVED = ["served:start", "served:ready", "served:first inference", "served:golden:y",
@@ -63,8 +66,9 @@ def _checks(doc: dict) -> dict[str, dict]:
 def test_served_phases_pass_on_the_example_with_junit_and_attestation(signed_bundle,
                                                                       trust_file, tmp_path):
     junit, att = tmp_path / "smoke.xml", tmp_path / "smoke.intoto.json"
-    result = _smoke("smoke", signed_bundle, "--profile", "cpu-small", "--trust", trust_file,
-                    "--state", tmp_path / "state.json", "--junit", junit, "--attest-key",
+    result = _smoke("smoke", signed_bundle, "--profile", _profile(tmp_path), "--trust",
+                    trust_file, "--state", tmp_path / "state.json", "--junit", junit,
+                    "--attest-key",
                     KEYS / "bundle.key", "--out", att, "--json",
                     env={"OEMKIT_KEY_PASSPHRASE": PASSPHRASE.decode()})
     assert result.exit_code == 0, result.output
@@ -101,13 +105,21 @@ def test_model_only_skips_the_served_phase(signed_bundle, trust_file, tmp_path):
 
 def test_profile_without_served_budgets_uses_the_model_budgets_plus_the_allowance(
         signed_bundle, trust_file, tmp_path):
-    result = run_smoke(signed_bundle, str(_profile(tmp_path)), trust_file,
+    profile = _profile(tmp_path, PROFILE.replace(f", {SERVED_BUDGETS}", ""))
+    result = run_smoke(signed_bundle, str(profile), trust_file,
                        state_path=tmp_path / "state.json")
-    assert result.exit_code == 0, [c.to_dict() for c in result.checks]
     details = {c.name: c.detail for c in result.checks}
-    assert "<= 63000 ms (cold_start_ms + 3000 ms)" in details["served:ready"]
+    assert "<= 63000 ms (cold_start_ms + 3000 ms)" in details["served:ready"], details
     assert "<= 60100 ms (first_inference_ms + 100 ms)" in details["served:first inference"]
-    assert "<= 5000 ms (default)" in details["served:shutdown"]
+    # the 5 s default is a real limit: judged here, whichever way this machine answers
+    assert "5000 ms (default)" in details["served:shutdown"]
+    # a profile with no budgets at all: INFO rows, never a failure
+    bare = _profile(tmp_path, PROFILE.replace(f"{{{MODEL_BUDGETS}, {SERVED_BUDGETS}}}",
+                                              "{serve_shutdown_ms: 60000}"))
+    result = run_smoke(signed_bundle, str(bare), trust_file, state_path=tmp_path / "s.json")
+    statuses = {c.name: (c.status, c.detail) for c in result.checks}
+    assert statuses["served:ready"][0] == statuses["served:first inference"][0] == "info"
+    assert statuses["served:ready"][1].endswith("(no budget)")
 
 
 def test_golden_mismatch_through_the_endpoint_is_reported(tmp_path, keys, trust_file):
@@ -131,8 +143,7 @@ def test_golden_mismatch_through_the_endpoint_is_reported(tmp_path, keys, trust_
 
 def test_server_not_ready_within_the_budget_fails_naming_the_check(signed_bundle, trust_file,
                                                                    tmp_path):
-    profile = _profile(tmp_path, PROFILE.replace("peak_rss_mb: 4096",
-                                                 "peak_rss_mb: 4096, serve_ready_ms: 1"))
+    profile = _profile(tmp_path, PROFILE.replace("serve_ready_ms: 60000", "serve_ready_ms: 1"))
     result = _smoke("smoke", signed_bundle, "--profile", profile, "--trust", trust_file,
                     "--state", tmp_path / "state.json", "--json")
     assert result.exit_code == 1, result.output
