@@ -11,12 +11,25 @@ from typer.testing import CliRunner
 
 from oemkit.cli import app
 from oemkit.errors import EnvironmentProblem, UsageError
-from oemkit.measure.sizing import SizingRequest, parse_duration, parse_slo, recommend, run_sizing
+from oemkit.measure.sizing import (
+    SizingRequest,
+    Slo,
+    ceiling,
+    parse_duration,
+    parse_slo,
+    run_sizing,
+)
 from oemkit.report.sizing import compare, k8s_snippet, to_html, to_markdown
 
+# The parent reads the served runtime's /metrics over loopback (its children need nothing).
+pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
+
 runner = CliRunner()
-QUICK = SizingRequest(target_qps=500, slo_p99_ms=50, headroom=0.3, redundancy=1,
-                      batches=(1, 4), threads=(1,), duration_s=0.3, server_duration_s=0.2)
+# A generous SLO: the served levels must pass on a busy 2-core test machine.
+QUICK = SizingRequest(target_qps=500, slo=Slo("p99", 2000), headroom=0.3, redundancy=1,
+                      batches=(1, 4), threads=(1,), duration_s=0.3, server_duration_s=0.2,
+                      workers=1, levels=(0.2, 0.4), level_duration_s=0.4, mlperf="off")
+SERVED = ["--workers", "1", "--levels", "0.3", "--level-duration", "0.3s", "--mlperf", "off"]
 
 
 def cli(*args):
@@ -54,20 +67,23 @@ def test_measures_every_configuration_and_the_server_scenario(sized):
 
 
 def test_recommendation_arithmetic_is_shown_and_right(sized):
+    """The served figures size the instances; the in-process ones are only the ceiling."""
     doc, _ = sized
     rec = doc["recommendation"]
-    assert rec["achievable"]
+    assert rec["achievable"] and rec["basis"] == "served"
     qps = rec["sustainable_qps_per_instance"]
     assert rec["instances"] == math.ceil(500 / (qps * 0.7)) + 1
     assert rec["arithmetic"].startswith(f"ceil(500 / ({qps:.1f} x (1 - 0.3))) + 1")
-    assert max(p["rate"] for p in doc["server"] if p["meets_slo"]) == qps
+    assert max(lv["rate"] for lv in doc["served"]["levels"] if lv["meets_slo"]) == qps
+    top = doc["ceiling"]["sustainable_qps_per_instance"]
+    assert max(p["rate"] for p in doc["server"] if p["meets_slo"]) == top
 
 
 def test_unreachable_slo_is_a_clear_answer():
     doc = {"server": [{"rate": 10.0, "p99": 80.0, "meets_slo": False}],
            "configurations": [{"batch": 1, "threads": 1, "peak_rss_mb": 90,
                                "stream": {"p99": 75.0}}]}
-    rec = recommend(doc, SizingRequest(target_qps=100, slo_p99_ms=50), 50)
+    rec = ceiling(doc, Slo("p99", 50))
     assert rec["achievable"] is False
     assert rec["reason"].startswith("not achievable on this host with any number of "
                                     "instances: even unloaded, one instance's best p99 is "
@@ -77,10 +93,13 @@ def test_unreachable_slo_is_a_clear_answer():
 def test_reports_are_self_contained_and_include_the_k8s_snippet(sized):
     doc, _ = sized
     md = to_markdown(doc)
-    assert "## Server scenario" in md and "| batch | threads |" in md
-    assert "instances: **" in md
+    assert "## Served: oemkit serve, 1 worker(s)" in md and "| batch | threads |" in md
+    assert "## Model-only ceiling: Poisson arrivals in process" in md
+    assert "instances: **" in md and "- SLO: p99 <= 2000 ms" in md
     page = to_html(doc)
-    assert page.count("<svg") >= 4 and "SLO 50 ms" in page  # tests/test_charts.py: the rest
+    assert "<h2>Recommendation (from the served figures)</h2>" in page
+    assert "<th>queue ms</th>" in page and "<th>compute ms</th>" in page
+    assert page.count("<svg") >= 4 and "SLO 2000 ms" in page  # tests/test_charts.py: the rest
     assert not re.search(r"(src|href)=\"https?://", page)  # nothing fetched from a network
     assert "<script" not in page
     snippet = k8s_snippet(doc)
@@ -112,11 +131,15 @@ def test_cli_writes_the_three_reports(sized, trust_file, tmp_path):
     _, bundle = sized
     out = tmp_path / "out"
     result = cli("sizing", bundle, "--profile", "cpu-small", "--trust", trust_file,
-                 "--target-qps", "100", "--slo", "p99=50ms", "--batch", "1",
-                 "--duration", "0.2s", "--out", out)
+                 "--target-qps", "100", "--slo", "p99=2s", "--batch", "1",
+                 "--duration", "0.2s", *SERVED, "--out", out)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["sizing.html", "sizing.json", "sizing.md"]
-    assert json.loads((out / "sizing.json").read_text())["request"]["slo_p99_ms"] == 50
+    written = json.loads((out / "sizing.json").read_text())
+    assert written["request"]["slo"] == {"percentile": "p99", "ms": 2000}
+    said = " ".join(result.stderr.split())  # the console wraps long lines
+    assert "one instance (oemkit serve, 1 worker(s)) sustains" in said, said
+    assert "queries/s served at p99 <= 2000 ms" in said
 
 
 def test_a_profile_the_host_does_not_satisfy_is_reported(sized, trust_v2):
@@ -129,8 +152,14 @@ def test_a_profile_the_host_does_not_satisfy_is_reported(sized, trust_v2):
 
 @pytest.mark.parametrize("args, words", [
     (["--batch", "0"], "--batch '0' is not a list of positive integers"),
-    (["--slo", "fast"], "--slo 'fast' is not a p99 latency"),
+    (["--slo", "fast"], "--slo 'fast' is not a latency percentile"),
+    (["--slo", "p97=5ms"], "--slo 'p97=5ms': p97 is not one of p50, p90, p95, p99, p99.9"),
     (["--duration", "soon"], "--duration 'soon' is not a duration"),
+    (["--level-duration", "soon"], "--level-duration 'soon' is not a duration"),
+    (["--levels", "0.5,0"], "--levels '0.5,0' is not a list of fractions"),
+    (["--levels", "nan"], "--levels 'nan' is not a list of fractions"),
+    (["--mlperf", "maybe"], "--mlperf 'maybe' is not auto, on or off"),
+    (["--workers", "0"], "--workers"),
     (["--format", "pdf"], "--format 'pdf'"),
 ])
 def test_bad_options_are_usage_errors(sized, trust_file, args, words):
@@ -140,10 +169,11 @@ def test_bad_options_are_usage_errors(sized, trust_file, args, words):
 
 
 def test_parsers():
-    assert parse_slo("p99=50ms") == 50 and parse_slo("0.2s") == 200
+    assert parse_slo("p99=50ms") == Slo("p99", 50) and parse_slo("0.2s") == Slo("p99", 200)
+    assert parse_slo("p50=1ms") == Slo("p50", 1) and parse_slo("P99.9 = 2s") == Slo("p99.9", 2000)
     assert parse_duration("20s") == 20 and parse_duration("500ms") == 0.5
     with pytest.raises(UsageError):
-        parse_slo("p50=1ms")
+        parse_slo("p97=1ms")
 
 
 @pytest.mark.parametrize("text", ["9" * 400, "0", "0.0ms", "1" * 13 + "ms"])
@@ -151,7 +181,7 @@ def test_slo_parser_refuses_huge_and_zero(text):
     """400 digits used to become inf (a sizing against an infinite SLO); zero is no SLO."""
     with pytest.raises(UsageError) as info:
         parse_slo(text)
-    assert info.value.code == "E_USAGE" and "is not a p99 latency" in info.value.message
+    assert info.value.code == "E_USAGE" and "is not a latency percentile" in info.value.message
     assert "at most 12 characters" in info.value.hint
 
 
@@ -184,7 +214,7 @@ def test_slo_missed_under_load_but_not_unloaded_is_explained():
     doc = {"server": [{"rate": 100.0, "p99": 90.0, "meets_slo": False}],
            "configurations": [{"batch": 8, "threads": 1, "peak_rss_mb": 90,
                                "stream": {"p99": 0.02}}]}
-    rec = recommend(doc, SizingRequest(target_qps=100, slo_p99_ms=50), 50)
+    rec = ceiling(doc, Slo("p99", 50))
     assert rec["reason"].startswith("not achievable on this host at any tested load: "
                                     "unloaded, p99 is 0.02 ms, but already at 100.0 queries/s")
 

@@ -51,7 +51,9 @@ def measure(
         "--target-qps", parser=float_option("--target-qps", 0.001, 1e9),
         help="Load to size for.")] = None,
     slo: Annotated[str | None, typer.Option(
-        "--slo", help="e.g. p99=50ms (default: the profile's p95 budget).")] = None,
+        "--slo", help="Latency objective PERCENTILE=TIME, PERCENTILE one of p50, p90, p95, "
+        "p99, p99.9 (a bare TIME is p99), TIME in ms or s, e.g. p95=20ms (default: "
+        "p95=the profile's p95 budget).")] = None,
     headroom: Annotated[float, typer.Option(
         "--headroom", parser=float_option("--headroom", 0.0, 0.95))] = 0.3,
     redundancy: Annotated[int, typer.Option(
@@ -60,7 +62,18 @@ def measure(
         "--batch", help="Comma-separated batch sizes.")] = "1,8,32",
     threads: Annotated[str, typer.Option("--threads", help="auto or e.g. 1,2,4.")] = "auto",
     duration: Annotated[str, typer.Option(
-        "--duration", help="Time budget per configuration.")] = "5s",
+        "--duration", help="Time budget per in-process configuration.")] = "5s",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", parser=int_option("--workers", 1, 256),
+        help="Workers of the served instance (default: as oemkit serve chooses).")] = None,
+    levels: Annotated[str, typer.Option(
+        "--levels", help="Served offered rates, as fractions of the measured capacity "
+        "(comma-separated, each above 0 and at most 4).")] = "0.25,0.5,0.7,0.85,1",
+    level_duration: Annotated[str, typer.Option(
+        "--level-duration", help="Time per served load level.")] = "3s",
+    mlperf: Annotated[str, typer.Option(
+        "--mlperf", help="MLPerf LoadGen as a second served driver: auto (when "
+        "installed), on (required) or off.")] = "auto",
     out: OutDir = Path("sizing"),
     format: Annotated[str, typer.Option(
         "--format", help="Any of json, md, html.")] = "json,md,html",
@@ -68,11 +81,13 @@ def measure(
         "--force", help="Measure even if the host does not satisfy the profile.")] = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Measure latency, throughput and memory on this host, find the QPS one instance
-    sustains inside the SLO, and recommend an instance count for a target load.
+    """Measure the served runtime on this host (oemkit serve driven over loopback with
+    open-loop Poisson load, by oemkit's load generator and MLPerf LoadGen), find the QPS
+    one instance sustains inside the SLO, and recommend an instance count for a target
+    load; the in-process model-only figures are reported as the ceiling.
 
     Example: oemkit sizing dist/example-0.2.0.oemb --profile cpu-small --trust
-    trust-root.json --target-qps 200 --slo p99=50ms --out sizing/
+    trust-root.json --target-qps 200 --slo p95=20ms --out sizing/
     Example: oemkit sizing compare old/sizing.json new/sizing.json
     --max-regression 0.1
     """
@@ -83,7 +98,8 @@ def measure(
             raise UsageError("E_USAGE", "sizing takes one bundle, --profile and --trust",
                              hint="oemkit sizing BUNDLE --profile cpu-small --trust ROOT")
         _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch,
-                 threads, duration, out, format, force, json_out)
+                 threads, duration, out, format, force, json_out,
+                 served=(workers, levels, level_duration, mlperf))
 
 
 sizing_app = typer.Typer(cls=SizingGroup, rich_markup_mode=None, help=measure.__doc__,
@@ -146,23 +162,58 @@ def _bounded(value: float, what: str, low: float, high: float) -> float:
     return parse_float(value, what, minimum=low, maximum=high)
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    from oemkit.errors import UsageError
+
+    values = []
+    for item in text.split(","):
+        try:
+            value = float(item) if len(item.strip()) <= 12 else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= 4:  # NaN fails too
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise UsageError("E_USAGE", f"--levels {shown!r} is not a list of fractions",
+                             hint="fractions of the measured capacity, each above 0 and at "
+                                  "most 4, e.g. --levels 0.25,0.5,1")
+        values.append(value)
+    return tuple(values)
+
+
 def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
              slo: str | None, headroom: float, redundancy: int, batch: str, threads: str,
-             duration: str, out: Path, format: str, force: bool, json_out: bool) -> None:
+             duration: str, out: Path, format: str, force: bool, json_out: bool,
+             served: tuple[int | None, str, str, str] = (None, "0.25,0.5,0.7,0.85,1", "3s",
+                                                         "auto")) -> None:
     import json
 
     from oemkit._fs import atomic_write_bytes
     from oemkit.errors import UsageError
-    from oemkit.measure.sizing import SizingRequest, parse_duration, parse_slo, run_sizing
+    from oemkit.measure.sizing import (
+        SizingRequest,
+        Slo,
+        parse_duration,
+        parse_slo,
+        run_sizing,
+    )
     from oemkit.report.sizing import to_html, to_markdown
 
     formats = {f.strip() for f in format.split(",") if f.strip()}
     if not formats or formats - {"json", "md", "html"}:
         raise UsageError("E_USAGE", f"--format {format!r}", hint="any of json, md, html")
+    workers, levels, level_duration, mlperf = served
+    if mlperf not in ("auto", "on", "off"):
+        raise UsageError("E_USAGE", f"--mlperf {mlperf[:40]!r} is not auto, on or off",
+                         hint="e.g. --mlperf off")
+    parsed = parse_slo(_short(slo, "--slo")) if slo else None
+    if parsed is not None:
+        parsed = Slo(parsed.percentile, _bounded(parsed.ms, "--slo", 1e-3, 1e7))
     request = SizingRequest(
-        target_qps=target_qps,
-        slo_p99_ms=_bounded(parse_slo(_short(slo, "--slo")), "--slo", 1e-3, 1e7)
-        if slo else None,
+        target_qps=target_qps, slo=parsed, workers=workers, levels=_fractions(levels),
+        level_duration_s=_bounded(parse_duration(_short(level_duration, "--level-duration"),
+                                                 "--level-duration"),
+                                  "--level-duration", 0.1, 3600.0),
+        mlperf=mlperf,
         headroom=headroom, redundancy=redundancy, batches=_ints(batch, "--batch"),
         threads=() if threads == "auto" else _ints(threads, "--threads"),
         duration_s=_bounded(parse_duration(_short(duration, "--duration")), "--duration",
@@ -190,8 +241,9 @@ def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
     for note in doc["notes"]:
         err.print(f"[yellow]note[/]: {safe(note)}")
     if rec.get("achievable"):
-        err.print(f"one instance sustains {rec['sustainable_qps_per_instance']:.1f} queries/s "
-                  f"at p99 <= {rec['slo_p99_ms']:g} ms")
+        err.print(f"one instance (oemkit serve, {rec['workers_per_instance']} worker(s)) "
+                  f"sustains {rec['sustainable_qps_per_instance']:.1f} queries/s served at "
+                  f"{rec['slo_percentile']} <= {rec['slo_ms']:g} ms")
         if "instances" in rec:
             err.print(f"[bold]instances: {safe(rec['instances'])}[/] = "
                       f"{safe(rec['arithmetic'])}")

@@ -12,7 +12,8 @@ from oemkit.errors import InputError
 
 
 def k8s_snippet(doc: dict[str, Any]) -> str:
-    """Requests/limits and replicas for one Deployment of the bundle."""
+    """Requests/limits and replicas for one Deployment of the bundle (the served figures:
+    one replica is one ``oemkit serve`` with its workers)."""
     rec = doc.get("recommendation", {})
     memory = max(64, math.ceil((rec.get("memory_mb_per_instance") or 256) * 1.5))
     cores = rec.get("cores_per_instance") or 1
@@ -23,6 +24,10 @@ def k8s_snippet(doc: dict[str, Any]) -> str:
             "resources:\n"
             f"  requests: {{cpu: \"{cores}\", memory: \"{memory}Mi\"}}\n"
             f"  limits: {{cpu: \"{cores}\", memory: \"{memory * 2}Mi\"}}\n")
+
+
+def _ms(value: Any, digits: int = 3) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
 def _rows(doc: dict[str, Any]) -> list[list[str]]:
@@ -40,9 +45,113 @@ def _rows(doc: dict[str, Any]) -> list[list[str]]:
 
 HEADERS = ["batch", "threads", "session ms", "first ms", "p50 ms", "p95 ms", "p99 ms",
            "p99 95% CI", "samples/s", "CPU cores", "peak RSS MB", "samples"]
+#: The latency columns of the served tables.
+PCTS = ("p50", "p90", "p95", "p99", "p99.9")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _slo_text(doc: dict[str, Any]) -> str:
+    percentile, ms = _slo(doc)
+    return f"{percentile} <= {ms:g} ms"
+
+
+def _yes(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _served_lines(doc: dict[str, Any]) -> list[str]:
+    served = doc.get("served")
+    if not served:
+        return ["## Served (oemkit serve over loopback)", "",
+                "- not measured (see the notes): no served figures, so no recommendation", ""]
+    lines = [f"## Served: oemkit serve, {served.get('workers')} worker(s), over loopback "
+             f"(SLO {_slo_text(doc)})", "",
+             f"- ready in {served.get('ready_s') or 0:.2f} s; "
+             f"{served.get('rows_per_request') or 'all golden'} row(s) per request; peak "
+             f"RSS of the server processes {served.get('memory_mb') or 0:.0f} MB; closed-loop "
+             f"capacity {served.get('capacity_qps') or 0:.1f} queries/s",
+             "- oemkit's driver: open-loop Poisson arrivals, latency from each request's "
+             "scheduled send to its parsed response (coordinated omission counted); queue, "
+             "compute and server time are the server's own means between two /metrics "
+             "scrapes; outside = the driver's mean minus the server's (HTTP, loopback, the "
+             "driver)", ""]
+    rows = []
+    for c in served.get("closed_loop") or []:
+        lat = c["latency_ms"]
+        rows.append([str(c["concurrency"]), f"{c.get('achieved_qps') or 0:.1f}"]
+                    + [_ms(lat.get(p)) for p in PCTS] + [str(c.get("errors", 0))])
+    if rows:
+        lines += [*_table(["closed loop: connections", "achieved QPS",
+                           *(f"{p} ms" for p in PCTS), "errors"], rows), ""]
+    rows = []
+    for lv in served.get("levels") or []:
+        f, split = lv["oemkit"], lv.get("split") or {}
+        rows.append([f"{lv['rate']:.1f}", f"{f.get('achieved_qps') or 0:.1f}"]
+                    + [_ms(f["latency_ms"].get(p)) for p in PCTS]
+                    + [str(f.get("errors", 0)), _ms(split.get("queue_ms_mean")),
+                       _ms(split.get("compute_ms_mean")), _ms(split.get("server_ms_mean")),
+                       _ms(split.get("outside_server_ms_mean")),
+                       _ms(split.get("batch_rows_mean"), 2),
+                       _ms(f.get("driver_cpu_cores"), 2), _ms(f.get("server_cpu_cores"), 2),
+                       _yes(lv.get("meets_slo"))])
+    lines += [*_table(["offered QPS", "achieved QPS", *(f"{p} ms" for p in PCTS), "errors",
+                       "queue ms", "compute ms", "server ms", "outside ms", "batch rows",
+                       "driver CPU", "server CPU", "meets SLO"], rows), ""]
+    mlperf = [lv for lv in served.get("levels") or [] if lv.get("mlperf_loadgen")]
+    if mlperf:
+        rows = []
+        for lv in mlperf:
+            m, f = lv["mlperf_loadgen"], lv["oemkit"]
+            key = _slo(doc)[0]
+            rows.append([f"{lv['rate']:.1f}", f"{m.get('scheduled_qps') or 0:.1f}",
+                         f"{m.get('achieved_qps') or 0:.1f}"]
+                        + [_ms(m["latency_ms"].get(p)) for p in PCTS]
+                        + [str(m.get("errors", 0)), str(m.get("validity") or "-"),
+                           _yes(m.get("meets_slo")),
+                           f"{_ms(f['latency_ms'].get(key))} / "
+                           f"{_ms(m['latency_ms'].get(key))}"])
+        lines += ["## Served, side by side: MLPerf LoadGen (Server scenario)", "",
+                  "- the same offered rates through MLPerf LoadGen, its system under test "
+                  "sending the same HTTP request from a thread pool; LoadGen's own VALID / "
+                  "INVALID verdict includes its early-stopping rule (it wants more queries "
+                  "than a short level holds); meets SLO applies oemkit's rule to its figures",
+                  ""]
+        lines += [*_table(["offered QPS", "scheduled QPS", "completed QPS",
+                           *(f"{p} ms" for p in PCTS), "errors", "LoadGen result",
+                           "meets SLO", f"{_slo(doc)[0]} oemkit / LoadGen"], rows), ""]
+    drivers = served.get("drivers") or {}
+    rows = []
+    own = drivers.get("oemkit", {}).get("trivial_endpoint")
+    if own:
+        rows.append(["oemkit", "GET /v2/health/live, open loop at "
+                     f"{own.get('offered_qps') or 0:.1f}/s", _ms(own["latency_ms"].get("p50")),
+                     _ms(own["latency_ms"].get("p99")), _ms(own.get("driver_cpu_cores"), 2)])
+        lag = own.get("lag_ms") or {}
+        rows.append(["oemkit", "scheduling lag (actual - scheduled send)",
+                     _ms(lag.get("p50")), _ms(lag.get("p99")), "-"])
+    lg = drivers.get("mlperf_loadgen", {})
+    for key, what in (("null_sut", "a SUT that completes at once (no HTTP)"),
+                      ("trivial_endpoint", "GET /v2/health/live through its SUT")):
+        item = lg.get(key)
+        if item and item.get("latency_ms"):
+            rows.append([f"MLPerf LoadGen {lg.get('version') or ''}".strip(),
+                         f"{what}, at {item.get('offered_qps') or 0:.1f}/s",
+                         _ms(item["latency_ms"].get("p50")), _ms(item["latency_ms"].get("p99")),
+                         _ms(item.get("driver_cpu_cores"), 2)])
+    if rows:
+        lines += ["## Driver overheads (each driver in its own process)", ""]
+        lines += [*_table(["driver", "measured", "p50 ms", "p99 ms", "driver CPU"], rows), ""]
+    return lines
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
+    """The sizing report as Markdown: the recommendation (from the served figures), the
+    served tables (both drivers, the queue/compute split, the overheads), then the
+    model-only ceiling (in process), the notes and the Kubernetes snippet."""
     rec = doc.get("recommendation", {})
     host = doc["host"]
     lines = [f"# Sizing: {doc.get('name')} {doc.get('version')}", "",
@@ -51,26 +160,44 @@ def to_markdown(doc: dict[str, Any]) -> str:
              f"{host['memory_mb']} MB, onnxruntime {host['onnxruntime']}, providers "
              f"{', '.join(host['providers'])}",
              f"- profile: {doc['profile']['name']}; oemkit {doc['oemkit_version']}",
-             f"- complete: {'yes' if doc['complete'] else 'NO (interrupted)'}", "",
-             "## Single stream, per batch size and thread count", "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(r) + " |" for r in _rows(doc)]
-    lines += ["", f"## Server scenario (Poisson arrivals, one instance, SLO p99 <= "
-              f"{doc['request']['slo_p99_ms']:g} ms)", "",
-              "| offered QPS | achieved QPS | p50 ms | p99 ms | meets SLO |",
-              "|---|---|---|---|---|"]
-    for p in doc["server"]:
-        lines.append(f"| {p['rate']:.1f} | {p['achieved_qps']:.1f} | {p['p50']:.3f} | "
-                     f"{p['p99']:.3f} | {'yes' if p.get('meets_slo') else 'no'} |")
-    lines += ["", "## Recommendation", ""]
+             f"- SLO: {_slo_text(doc)}",
+             f"- complete: {'yes' if doc['complete'] else 'NO (interrupted)'}"]
+    if doc.get("unmet"):
+        lines.append("- --force: this host does not satisfy the profile: "
+                     + "; ".join(doc["unmet"]))
+    lines += ["", "## Recommendation (from the served figures)", ""]
     if rec.get("achievable"):
-        lines.append(f"- sustainable QPS per instance: {rec['sustainable_qps_per_instance']:.1f}")
+        lines.append(f"- sustainable QPS per instance (served, {_slo_text(doc)}): "
+                     f"{rec['sustainable_qps_per_instance']:.1f}")
         if "instances" in rec:
             lines.append(f"- instances: **{rec['instances']}** = {rec['arithmetic']}")
-        lines.append(f"- per instance: {rec['cores_per_instance']} core(s), "
-                     f"{rec['memory_mb_per_instance']} MB peak RSS")
+        lines.append(f"- per instance: one oemkit serve with {rec.get('workers_per_instance')} "
+                     f"worker(s), {rec['cores_per_instance']} core(s), "
+                     f"{rec.get('memory_mb_per_instance')} MB peak RSS")
+        if rec.get("mlperf_loadgen_agrees") is False:
+            lines.append("- MLPerf LoadGen missed the SLO at that rate: size with headroom")
     else:
         lines.append(f"- {rec.get('reason')}")
+    lines.append("")
+    lines += _served_lines(doc)
+    ceiling = doc.get("ceiling") or {}
+    lines += ["## Model-only ceiling: single stream in process (no HTTP, no server), per "
+              "batch size and thread count", "",
+              "- session.run in a loop in a fresh process: an upper bound no served instance "
+              "reaches; not used for the recommendation", ""]
+    lines += _table(HEADERS, _rows(doc))
+    lines += ["", f"## Model-only ceiling: Poisson arrivals in process (one session, SLO "
+              f"{_slo_text(doc)})", ""]
+    if ceiling.get("achievable"):
+        lines += [f"- model-only ceiling: {ceiling['sustainable_qps_per_instance']:.1f} "
+                  "queries/s per session", ""]
+    elif ceiling.get("reason"):
+        lines += [f"- model-only: {ceiling['reason']}", ""]
+    rows = [[f"{p['rate']:.1f}", f"{p['achieved_qps']:.1f}"]
+            + [_ms(p.get(q)) for q in PCTS] + [_yes(p.get("meets_slo"))]
+            for p in doc["server"]]
+    lines += _table(["offered QPS", "achieved QPS"] + [f"{q} ms" for q in PCTS]
+                    + ["meets SLO"], rows)
     if doc["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in doc["notes"]]
     lines += ["", "## Kubernetes", "", "```yaml", k8s_snippet(doc).rstrip(), "```", ""]
@@ -296,6 +423,14 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{tag} peak RSS MB", c.get("peak_rss_mb"), other.get("peak_rss_mb"), False)
     ra, rb = a.get("recommendation"), b.get("recommendation")
     ra, rb = (ra if isinstance(ra, dict) else {}), (rb if isinstance(rb, dict) else {})
-    add("sustainable QPS per instance", ra.get("sustainable_qps_per_instance"),
+    served = ra.get("basis") == rb.get("basis") == "served"
+    add("sustainable QPS per instance" + (" (served)" if served else ""),
+        ra.get("sustainable_qps_per_instance") if ra.get("basis") == rb.get("basis") else None,
         rb.get("sustainable_qps_per_instance"), True)
+    add("served peak RSS MB per instance", ra.get("memory_mb_per_instance") if served else None,
+        rb.get("memory_mb_per_instance"), False)
+    ca, cb = a.get("ceiling"), b.get("ceiling")
+    ca, cb = (ca if isinstance(ca, dict) else {}), (cb if isinstance(cb, dict) else {})
+    add("model-only ceiling QPS", ca.get("sustainable_qps_per_instance"),
+        cb.get("sustainable_qps_per_instance"), True)
     return rows
