@@ -401,7 +401,8 @@ _CODES = (
        reason="`build` refuses a spec whose samples fail the upgrade-path test (3); `migrate "
               "test` reports a failed row (1)"),
     _c("E_MODEL_INVALID", I,
-       "the spec's `model` cannot be read as an ONNX model (for the SBOM model card)",
+       "the spec's `model` cannot be read as an ONNX model (for the SBOM model card); "
+       "`init --model`: onnxruntime cannot load the model or run it on its golden inputs",
        "the spec's 'model' must be a readable ONNX file; re-export it"),
     _c("E_MODEL_LOAD", V,
        "smoke check `run`: onnxruntime cannot create a session",

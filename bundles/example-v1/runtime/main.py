@@ -3,7 +3,8 @@
 Needs only numpy and onnxruntime (never oemkit), so it can run in a fresh process on the
 target. Relative paths resolve against the bundle root (the parent of runtime/), not the
 current directory. Tensor JSON: {"<name>": {"dtype": ..., "shape": [...], "data": [...]}}
-with data flattened row-major.
+with data flattened row-major; a non-tensor output as {"<name>": {"seq": [...]}}. Its
+output file (with "_timings_ms" and "_providers") is also a golden outputs file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,26 @@ def _path(value: str) -> Path:
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _output(value: Any, np: Any) -> dict[str, Any]:
+    """A tensor as {dtype, shape, data}; a sequence or a map (e.g. skl2onnx's ZipMap
+    seq(map)) as {"seq": [item, ...]}, maps with string keys."""
+    if isinstance(value, np.ndarray):
+        dtype = "str" if value.dtype.kind in "USO" else str(value.dtype)
+        return {"dtype": dtype, "shape": list(value.shape), "data": value.ravel().tolist()}
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return {"seq": [_plain(v) for v in items]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     finished = time.perf_counter()
 
     names = [o.name for o in session.get_outputs()]
-    out: dict[str, Any] = {
-        names[i]: {"dtype": str(r.dtype), "shape": list(r.shape), "data": r.ravel().tolist()}
-        for i, r in enumerate(results)
-    }
+    out: dict[str, Any] = {names[i]: _output(r, np) for i, r in enumerate(results)}
     out["_timings_ms"] = {"import": _ms(start, imported), "session": _ms(imported, created),
                           "first_inference": _ms(created, finished)}
     out["_providers"] = session.get_providers()

@@ -153,17 +153,25 @@ def _load_keys(paths: list[Path]) -> list[PrivateKeyInfo]:
 def init(
     name: str = typer.Argument(..., help="Bundle name (lowercase, digits, . _ -)."),
     dir: Path | None = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
+    model: Path | None = typer.Option(None, "--model", help="Scaffold around this ONNX model: "
+                                      "golden inputs from its input metadata, expected "
+                                      "outputs by running it."),
+    inputs: Path | None = typer.Option(None, "--inputs", help="With --model: golden inputs "
+                                       "(JSON {NAME: {dtype, shape, data}} or .npz) instead "
+                                       "of seeded random ones."),
     json_out: JsonOut = False,
 ) -> None:
-    """Scaffold a bundle spec with a tiny ONNX model, config, schema and golden data.
+    """Scaffold a bundle spec with a tiny ONNX model (or yours, --model), config, schema,
+    golden data, runner, server requirements and a commented license policy.
 
     Example: oemkit init my-model && oemkit build my-model/bundle.yaml
+    Example: oemkit init my-model --model model.onnx --inputs sample.json
     """
     with guard(json_out):
         from oemkit.release.scaffold import scaffold_bundle
 
         dest = dir or Path(name)
-        files = scaffold_bundle(name, dest)
+        files = scaffold_bundle(name, dest, model=model, inputs=inputs)
         if json_out:
             emit_json({"ok": True, "dir": str(dest), "files": [str(f) for f in files]})
         err.print(f"Created {safe(dest)} with {len(files)} files. Next: oemkit build "

@@ -63,19 +63,38 @@ def scaffold_bundle(
     *,
     force: bool = False,
     description: str | None = None,
+    model: Path | None = None,
+    inputs: Path | None = None,
 ) -> list[Path]:
     """Write a ready-to-build bundle for ``name`` at ``dest``; return its files, sorted.
 
     ``dest`` may be missing or an empty directory; a non-empty one is replaced only with
-    ``force``. Returned paths are relative to ``dest``.
+    ``force``. Returned paths are relative to ``dest``. ``model``: scaffold around this
+    ONNX model instead of the tiny example one, with golden inputs made from its input
+    metadata (or read from ``inputs``) and expected outputs computed by running it
+    (:mod:`oemkit.release.from_model`).
+
+    Raises:
+        InputError: E_SPEC_NAME, E_SPEC_DESCRIPTION, E_DEST_*; with ``model``:
+            E_MODEL_INVALID, E_GOLDEN_INVALID, E_NOT_FOUND.
+        EnvironmentProblem: E_MISSING_EXTRA (the stack that makes or runs the model),
+            E_WRITE.
     """
     _check_name(name)
-    description = default_description(name) if description is None else description
+    if description is None:
+        description = (default_description(name) if model is None
+                       else f"{name}: {Path(model).name} scaffolded by oemkit init --model")
     _check_description(description)
     dest = Path(os.path.realpath(dest))
     _check_dest(dest, force=force)
+    if inputs is not None and model is None:
+        from oemkit.errors import UsageError
 
-    files = render_files(name, description)
+        raise UsageError("E_USAGE", "--inputs needs --model",
+                         hint="oemkit init NAME --model MODEL.onnx --inputs FILE")
+
+    files = (render_files(name, description) if model is None
+             else render_model_files(name, description, Path(model), inputs))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
@@ -119,6 +138,51 @@ def render_files(name: str, description: str) -> dict[str, bytes]:
         GOLDEN_OUTPUTS: _json_bytes({"y": _tensor_json(y, "float32")}),
         ENTRYPOINT: RUNTIME_MAIN.encode("utf-8"),
         README: _readme(name, description).encode("utf-8"),
+    }
+
+
+def render_model_files(name: str, description: str, model: Path,
+                       inputs: Path | None = None) -> dict[str, bytes]:
+    """The scaffold around a given ONNX model: the model, golden inputs and outputs made
+    with it, a minimal config (``schema_version``, ``threads``) and its schema, the runner,
+    the spec and the README.
+
+    Raises:
+        EnvironmentProblem: E_MISSING_EXTRA without onnxruntime and numpy.
+        InputError: E_NOT_FOUND, E_MODEL_INVALID, E_GOLDEN_INVALID.
+    """
+    from oemkit._extras import require_onnx
+    from oemkit._fs import read_input
+    from oemkit.release.from_model import MAX_MODEL, golden_for_model
+
+    require_onnx("oemkit init --model", ("onnxruntime", "numpy"))
+    data = read_input(model, "model", MAX_MODEL)
+    golden_in, expected = golden_for_model(data, inputs)
+    config = {"schema_version": 1, "threads": 1}
+    schema = _config_schema(name)
+    schema["required"] = ["schema_version", "threads"]
+    schema["properties"] = {k: v for k, v in schema["properties"].items()
+                            if k in ("schema_version", "threads", "labels")}
+    schema["properties"]["labels"].pop("minItems")
+    schema["properties"]["labels"].pop("maxItems")
+    made = (f"read from {inputs.name}" if inputs is not None else
+            "made from the model's input metadata\n(seeded random values, every dynamic "
+            "dimension 1)")
+    readme = _readme(name, description).replace(
+        "- `model/model.onnx`: a tiny deterministic MLP, `x` float32 [batch, 4] to `y` [batch, 3].",
+        f"- `model/model.onnx`: {model.name}, as given to `oemkit init --model`.").replace(
+        "\nBuild the bundle with:", f"\nThe golden inputs were {made}; the expected outputs "
+        "were computed by running the\nmodel with onnxruntime on the CPU.\n\nBuild the bundle "
+        "with:")
+    return {
+        BUNDLE_YAML: _bundle_yaml(name, description).encode("utf-8"),
+        MODEL: data,
+        CONFIG: _json_bytes(config),
+        CONFIG_SCHEMA: _json_bytes(schema),
+        GOLDEN_INPUTS: _json_bytes(golden_in),
+        GOLDEN_OUTPUTS: _json_bytes(expected),
+        ENTRYPOINT: RUNTIME_MAIN.encode("utf-8"),
+        README: readme.encode("utf-8"),
     }
 
 
@@ -422,7 +486,8 @@ RUNTIME_MAIN = '''\
 Needs only numpy and onnxruntime (never oemkit), so it can run in a fresh process on the
 target. Relative paths resolve against the bundle root (the parent of runtime/), not the
 current directory. Tensor JSON: {"<name>": {"dtype": ..., "shape": [...], "data": [...]}}
-with data flattened row-major.
+with data flattened row-major; a non-tensor output as {"<name>": {"seq": [...]}}. Its
+output file (with "_timings_ms" and "_providers") is also a golden outputs file.
 """
 
 from __future__ import annotations
@@ -444,6 +509,26 @@ def _path(value: str) -> Path:
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _output(value: Any, np: Any) -> dict[str, Any]:
+    """A tensor as {dtype, shape, data}; a sequence or a map (e.g. skl2onnx's ZipMap
+    seq(map)) as {"seq": [item, ...]}, maps with string keys."""
+    if isinstance(value, np.ndarray):
+        dtype = "str" if value.dtype.kind in "USO" else str(value.dtype)
+        return {"dtype": dtype, "shape": list(value.shape), "data": value.ravel().tolist()}
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return {"seq": [_plain(v) for v in items]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,10 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     finished = time.perf_counter()
 
     names = [o.name for o in session.get_outputs()]
-    out: dict[str, Any] = {
-        names[i]: {"dtype": str(r.dtype), "shape": list(r.shape), "data": r.ravel().tolist()}
-        for i, r in enumerate(results)
-    }
+    out: dict[str, Any] = {names[i]: _output(r, np) for i, r in enumerate(results)}
     out["_timings_ms"] = {"import": _ms(start, imported), "session": _ms(imported, created),
                           "first_inference": _ms(created, finished)}
     out["_providers"] = session.get_providers()
