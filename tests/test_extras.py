@@ -173,6 +173,28 @@ def test_init_without_the_extra_is_exit_4_with_the_hint_and_writes_nothing(no_on
     assert "pip install 'oemkit[onnx]'" in result.stderr
 
 
+def test_init_model_needs_onnxruntime_and_numpy_but_not_onnx(no_onnx, tmp_path):
+    model = ROOT / "bundles" / "example" / "model" / "model.onnx"
+    result = runner.invoke(app, ["init", "m", "--model", str(model), "--dir",
+                                 str(tmp_path / "m"), "--json"])
+    assert result.exit_code == 4, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "E_MISSING_EXTRA" and "oemkit init --model" in error["message"]
+    assert "not installed: onnxruntime, numpy" in error["message"]
+    assert not (tmp_path / "m").exists()
+
+
+def test_init_model_and_build_without_the_onnx_package(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # the onnx extra not installed
+    model = ROOT / "bundles" / "example" / "model" / "model.onnx"
+    result = runner.invoke(app, ["init", "m", "--model", str(model), "--dir",
+                                 str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["build", str(tmp_path / "m"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output  # the golden check reads the graph itself
+    assert sys.modules["onnx"] is None
+
+
 def test_sizing_in_oemkits_interpreter_without_the_extra(no_onnx, signed_bundle, trust_file):
     from oemkit.measure.sizing import SizingRequest, run_sizing
 
