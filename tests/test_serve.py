@@ -84,6 +84,8 @@ _SHORT = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], ' \
     (_SHORT + b"xxxx", {HEADER: str(len(_SHORT))}, 400,
      "input 'x': binary_data_size 8 runs past the 4 bytes of binary data"),
     (b'{}', {HEADER: "99"}, 400, "the inference-header-content-length header must be"),
+    # str.isdigit() is true for a superscript one; int() is not (found by hypothesis)
+    (b'{}', {HEADER: "\u00b9"}, 400, "the inference-header-content-length header must be"),
     (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
      b'{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}', {}, 400,
      "input 'x' is given twice"),
@@ -548,3 +550,28 @@ def test_licensed_limits_cap_max_batch_and_workers(signed_bundle, license_root, 
                                   "code": "E_REQUEST_INVALID"}
     finally:
         opened.close()
+
+
+def test_a_fast_model_runs_on_the_event_loop_when_nothing_waits(target):
+    import asyncio
+
+    from oemkit.serve.batcher import Batcher
+
+    runtime = build_runtime(target.source, Settings(session=SessionSettings()))
+
+    async def twice(inline_s):
+        batcher = Batcher(runtime.model, inline_s=inline_s)
+        batcher.start()
+        try:
+            first = await batcher.submit({"x": X}, 4)
+            second = await batcher.submit({"x": X}, 4)
+        finally:
+            await batcher.stop()
+        return first, second
+
+    first, second = asyncio.run(twice(1.0))
+    assert first.queue_s > 0  # the first goes through the model thread: no estimate yet
+    assert second.queue_s == 0.0  # inline: never queued
+    assert np.allclose(second.outputs["y"], Y, atol=1e-5)
+    first, second = asyncio.run(twice(0.0))
+    assert second.queue_s > 0  # --inline-below 0: always the model thread

@@ -27,6 +27,10 @@ def serve(
                                          "config's max_batch, else 1)."),
     max_queue_delay: float = typer.Option(0.0, "--max-queue-delay", min=0.0, max=10_000.0,
                                           help="Milliseconds a batch waits for more rows."),
+    inline_below: float = typer.Option(0.5, "--inline-below", min=0.0, max=1000.0,
+                                       help="Milliseconds: a model computing faster runs on "
+                                       "the event loop when nothing waits (0: always on the "
+                                       "model thread)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, max=1_000_000,
                                   help="Requests a worker queues before answering 503."),
     max_body: int = typer.Option(64 << 20, "--max-body", min=1024, max=1 << 34,
@@ -90,7 +94,8 @@ def serve(
             settings = Settings(session=session, workers=workers or default_workers(session),
                                 max_batch=max_batch, max_delay_s=max_queue_delay / 1000.0,
                                 max_queue=max_queue, max_body=max_body,
-                                request_timeout_s=request_timeout, token=token)
+                                request_timeout_s=request_timeout, token=token,
+                                inline_s=inline_below / 1000.0)
             code = run(target_obj.source, settings,
                        Listen(host=host, port=port, port_file=port_file, tls_cert=tls_cert,
                               tls_key=tls_key, drain_s=drain))

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from oemkit.serve.metrics import OUTCOMES
 from oemkit.serve.tensors import InferRequest, ProtocolError, decode_request, encode_response
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def _error(exc: ProtocolError, extra: dict[str, Any] | None = None) -> Response:
 
 async def _body(request: Request, limit: int, timeout_s: float) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
         raise ProtocolError(f"the request body is {length} bytes, over the {limit}-byte limit",
                             413, "E_REQUEST_TOO_LARGE")
     chunks: list[bytes] = []
@@ -104,6 +105,15 @@ class _Routes:
         self.metrics = runtime.metrics
         self.token = runtime.settings.token
         self.version = __version__
+        # the labelled children, looked up once (a labels() call takes a lock each time)
+        name = runtime.model.name
+        m = runtime.metrics
+        self._outcomes = {o: m.requests.labels(name, o) for o in OUTCOMES}
+        self._inflight = m.inflight.labels(name)
+        self._latency = m.latency.labels(name)
+        self._queue = m.queue.labels(name)
+        self._compute = m.compute.labels(name)
+        self._batch = m.batch.labels(name)
 
     # ------------------------------------------------------------------ checks
 
@@ -177,25 +187,23 @@ class _Routes:
 
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
-        name = self.model.name
-        self.metrics.inflight.labels(name).inc()
+        self._inflight.inc()
         try:
             response, done = await self._infer(request)
         except ProtocolError as exc:
             outcome = "not_ready" if exc.code == "E_NOT_READY" else _OUTCOME.get(exc.status,
                                                                                    "error")
-            self.metrics.requests.labels(name, outcome).inc()
+            self._outcomes[outcome].inc()
             if exc.code == "E_RUNTIME_CRASH":
                 log.error(exc.message, extra={"fields": {"code": exc.code}})
             return _error(exc)
         finally:
-            self.metrics.inflight.labels(name).dec()
-        metrics = self.metrics
-        metrics.requests.labels(name, "success").inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
-        metrics.queue.labels(name).observe(done.queue_s)
-        metrics.compute.labels(name).observe(done.compute_s)
-        metrics.batch.labels(name).observe(done.batch_rows)
+            self._inflight.dec()
+        self._outcomes["success"].inc()
+        self._latency.observe(time.perf_counter() - started)
+        self._queue.observe(done.queue_s)
+        self._compute.observe(done.compute_s)
+        self._batch.observe(done.batch_rows)
         return response
 
     async def _infer(self, request: Request) -> tuple[Response, Done]:

@@ -55,8 +55,14 @@ class Batcher:
     """Queue, batch and run requests on the worker's model."""
 
     def __init__(self, model: Model, *, max_batch: int = 1, max_delay_s: float = 0.0,
-                 max_queue: int = 256) -> None:
+                 max_queue: int = 256, inline_s: float = 0.0) -> None:
         self.model = model
+        #: A model whose recent batches computed faster than this runs on the event loop
+        #: when nothing waits (0: never): handing it to the model thread would cost more
+        #: than it computes (docs/SERVE.md "Workers and batching").
+        self.inline_s = inline_s
+        self._ewma: float | None = None
+        self._busy = False
         self.max_batch = max_batch if model.batchable else 1
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -100,10 +106,24 @@ class Batcher:
         if len(self._pending) >= self.max_queue:
             raise ProtocolError(f"the queue is full ({self.max_queue} requests waiting)", 503,
                                 "E_OVERLOADED")
+        if (self.inline_s > 0 and self.max_delay_s == 0 and not self._pending
+                and not self._busy and self._ewma is not None and self._ewma < self.inline_s):
+            started = time.perf_counter()
+            try:
+                outputs = self.model.run(inputs)
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                raise ProtocolError(f"the model failed: {exc}", 500, "E_RUNTIME_CRASH") from None
+            compute = time.perf_counter() - started
+            self._observe(compute)
+            return Done(outputs, 0.0, compute, rows)
         job = _Job(inputs, rows, _key(inputs), asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._wake.set()
         return await job.future
+
+    def _observe(self, compute: float) -> None:
+        self.batches += 1
+        self._ewma = compute if self._ewma is None else 0.8 * self._ewma + 0.2 * compute
 
     def _take(self) -> list[_Job]:
         first = self._pending.popleft()
@@ -159,6 +179,7 @@ class Batcher:
             if not jobs:
                 continue
             started = time.perf_counter()
+            self._busy = True
             try:
                 feeds = jobs[0].inputs if len(jobs) == 1 else _stack(jobs)
                 outputs = await loop.run_in_executor(self._pool, self.model.run, feeds)
@@ -168,8 +189,10 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(error)
                 continue
+            finally:
+                self._busy = False
             compute = time.perf_counter() - started
-            self.batches += 1
+            self._observe(compute)
             rows = sum(j.rows for j in jobs)
             parts = [outputs] if len(jobs) == 1 else _split(outputs, jobs)
             for job, part in zip(jobs, parts, strict=True):

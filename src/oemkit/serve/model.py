@@ -93,7 +93,10 @@ class Model:
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         self._inputs = {s.name: s for s in self.inputs}
         self._outputs = {s.name: s for s in self.outputs}
-        self._np_types = {s.name: DATATYPES[s.datatype] for s in self.inputs}
+        import numpy
+
+        # dtype objects, compared directly (dtype.name is slow: see tensors.datatype_of)
+        self._np_types = {s.name: numpy.dtype(DATATYPES[s.datatype]) for s in self.inputs}
 
     @property
     def batchable(self) -> bool:
@@ -139,7 +142,7 @@ class Model:
         for name, array in inputs.items():
             spec = self._inputs[name]
             want = self._np_types[name]
-            if array.dtype.name != want and not (want == "object" and array.dtype == object):
+            if array.dtype != want:
                 from oemkit.serve.tensors import datatype_of
 
                 raise ProtocolError(f"input '{name}': datatype {datatype_of(array)}, the model "

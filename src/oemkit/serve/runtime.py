@@ -67,6 +67,8 @@ class Settings:
     max_body: int = 64 << 20
     request_timeout_s: float = 30.0
     token: bytes | None = None
+    #: Run a model faster than this on the event loop when nothing waits (0: never).
+    inline_s: float = 0.0005
 
 
 def read_config(path: Path | None) -> dict[str, Any]:

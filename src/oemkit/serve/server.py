@@ -117,7 +117,8 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
     async def startup() -> None:
         loop = asyncio.get_running_loop()
         batcher = Batcher(runtime.model, max_batch=runtime.max_batch,
-                          max_delay_s=settings.max_delay_s, max_queue=settings.max_queue)
+                          max_delay_s=settings.max_delay_s, max_queue=settings.max_queue,
+                          inline_s=settings.inline_s)
         runtime.batcher = batcher
         batcher.start()
         with contextlib.suppress(RuntimeError, ValueError):  # not the main thread (tests)
