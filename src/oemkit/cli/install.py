@@ -58,7 +58,7 @@ SERVICE_OPT = typer.Option(None, "--service", help="systemd: write a hardened un
 READY_CHECK_OPT = typer.Option(None, "--ready-check/--no-ready-check",
                                help="With --service none: serve the new release on a free "
                                "port first and switch only once it is ready (default for "
-                               "install/upgrade: on when the serve extra is installed, off "
+                               "install/upgrade: on where the serving stack is installed, off "
                                "with --skip-smoke; rollback: off).")
 READY_TIMEOUT_OPT = typer.Option(60.0, "--ready-timeout", min=0.1, max=3600.0,
                                  help="Seconds the release has to answer /v2/health/ready.")
@@ -195,7 +195,7 @@ def _service(mode: str | None, ready_check: bool | None, skip_smoke: bool,
              ready_timeout: float, name: str | None, user: str | None, unit_dir: Path | None,
              host: str | None, port: int | None, profile: str | None) -> ServiceOptions:
     """The --service options: systemd where systemd runs, else none; the readiness check
-    on when the serve extra is installed (explicitly asked for: required)."""
+    on where the serving stack is installed (explicitly asked for: required)."""
     from oemkit._extras import require_serve
     from oemkit.errors import EnvironmentProblem, UsageError
     from oemkit.host.service import ServiceOptions, default_mode

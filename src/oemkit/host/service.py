@@ -63,7 +63,7 @@ class ServiceOptions:
     """How install/upgrade/rollback run the release they switch to (``--service``...).
 
     The defaults are the library's: no service and no readiness check (the CLI chooses
-    ``systemd`` where systemd runs, and the check where the serve extra is installed).
+    ``systemd`` where systemd runs, and the check where the serving stack is installed).
     """
 
     #: ``systemd``: write, (re)start and gate on the unit; ``none``: no service.
