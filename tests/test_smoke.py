@@ -89,7 +89,7 @@ def test_unmet_names_every_reason():
 
 
 @pytest.mark.parametrize("text, words", [
-    (PROFILE + "budget: {}\n", ["line 8", "unknown field 'budget'", "did you mean 'budgets'"]),
+    (PROFILE + "budget: {}\n", ["line 9", "unknown field 'budget'", "did you mean 'budgets'"]),
     (PROFILE.replace("CPUExecutionProvider", "CPU"), ["line 4", "providers.0.name"]),
     (PROFILE.replace("accelerator: none", "accelerator: quantum"), ["line 2", "accelerator"]),
 ])
