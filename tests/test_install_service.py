@@ -230,6 +230,10 @@ def test_systemd_install_starts_the_unit_and_a_release_that_is_never_ready_is_ro
     doc = json.loads(done.stdout)
     assert [c["name"] for c in doc["checks"]][-3:] == ["switch", "service", "ready"]
     unit = units / "oemkit-example.service"
+    service_row = next(c for c in doc["checks"] if c["name"] == "service")
+    assert service_row["detail"] == f"{unit} written; " + (
+        "systemd-analyze verify passed" if shutil.which("systemd-analyze") else
+        "systemd-analyze not installed, not verified")
     lines = unit.read_text().splitlines()
     for line in (*HARDENING, "DynamicUser=yes", f"ReadWritePaths={state.parent}"):
         assert line in lines, line
