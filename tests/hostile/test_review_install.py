@@ -249,6 +249,7 @@ def test_parse_journal_accepts_its_own_names():
     ([Entry("slots", "dir"), Entry("previous", "file")], [], "previous is a file, not a sym"),
     ([Entry(".current.1.tmp", "dir")], None, ".current.1.tmp is a directory"),
     ([Entry("x.tmp", "file")], None, "x.tmp (a file) is not something oemkit makes"),
+    ([Entry("licenses", "link", "/etc")], None, "licenses is a symbolic link, not a dir"),
 ])
 def test_check_layout_refuses(top, slots, fragment):
     with pytest.raises(InputError) as err:
@@ -262,7 +263,8 @@ def test_check_layout_accepts_oemkit_layouts():
     layout = check_layout(Path("/p"), [
         Entry("slots", "dir"), Entry(".lock", "file"), Entry(".journal", "file"),
         Entry("current", "link", "slots/a-1-0123456789ab"),
-        Entry("previous", "link", "slots/gone"), Entry(".current.77.tmp", "link", "slots/x")],
+        Entry("previous", "link", "slots/gone"), Entry(".current.77.tmp", "link", "slots/x"),
+        Entry("licenses", "dir")],
         [Entry("a-1-0123456789ab", "dir"), Entry(".tmp-abc", "dir")])
     assert layout.current == "a-1-0123456789ab" and layout.previous is None  # dangling
     assert layout.slots == (".tmp-abc", "a-1-0123456789ab")

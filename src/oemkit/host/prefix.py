@@ -37,6 +37,9 @@ JOURNAL = ".journal"
 JOURNAL_TMP = ".journal.tmp"
 TMP_PREFIX = ".tmp-"
 LINKS = ("current", "previous")
+#: The site's own licenses for every release (``oemkit serve PREFIX`` reads ``*.lic`` there
+#: besides the slot's); oemkit never writes or removes it.
+LICENSES = "licenses"
 #: The journal is a few names; anything larger is not oemkit's.
 MAX_JOURNAL = 64 << 10
 MAX_JOURNAL_ENTRIES = 64
@@ -119,7 +122,8 @@ def check_layout(prefix: Path, top: Sequence[Entry] | None,
         elif not (_SLOT_NAME.fullmatch(e.name) or _STAGING.fullmatch(e.name)):
             problems.append(f"{SLOTS}/{e.name} is not a slot name oemkit makes")
     wanted: dict[str, Kind] = {SLOTS: "dir", LOCK: "file", JOURNAL: "file",
-                               JOURNAL_TMP: "file", "current": "link", "previous": "link"}
+                               JOURNAL_TMP: "file", "current": "link", "previous": "link",
+                               LICENSES: "dir"}
     for e in sorted(top, key=lambda x: x.name):
         kind = "link" if _SWITCHING.fullmatch(e.name) else wanted.get(e.name)
         if kind is None:
