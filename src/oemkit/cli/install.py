@@ -409,7 +409,8 @@ def status(
 
 @wheelhouse_app.command("fetch")
 def wheelhouse_fetch(
-    requirements: Path = typer.Argument(..., help="requirements.txt (pinned, with hashes)."),
+    requirements: Path = typer.Argument(..., help="requirements.txt (pinned, with hashes), "
+                                        "or a bundle spec: its requirements: list."),
     dest: Path = typer.Option(..., "--dest", help="The wheelhouse directory."),
     platform: list[str] = typer.Option([], "--platform", help="e.g. manylinux2014_x86_64."),
     python_version: str | None = typer.Option(None, "--python-version", help="e.g. 3.11."),
