@@ -156,9 +156,12 @@ def sized_doc(tmp_path_factory, keys, trust_v2):
 
     bundle = build_bundle(EXAMPLE, tmp_path_factory.mktemp("charts")).path
     sign_bundle(bundle, [keys["bundle"]])
-    # The SLO is the profile's (cpu-small: p95 50 ms); short runs. Only the fields this
-    # SizingRequest has (the served-measurement fields arrive with issue 15's step 5).
-    wanted = {"target_qps": 500, "batches": (1, 4), "threads": (1,), "duration_s": 0.3,
+    # A generous SLO (p95 2 s: a busy shared host must still find an operating point, the
+    # charts are what is tested here, not the host); short runs.
+    from oemkit.measure.sizing import Slo
+
+    wanted = {"target_qps": 500, "slo": Slo("p95", 2000.0), "batches": (1, 4),
+              "threads": (1,), "duration_s": 0.3,
               "server_duration_s": 0.2, "levels": (0.5, 1.0), "level_duration_s": 0.3,
               "mlperf": "off"}
     have = {f.name for f in dataclasses.fields(SizingRequest)}

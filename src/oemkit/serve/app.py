@@ -286,7 +286,9 @@ def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | 
     r = _Routes(runtime)
     model = "/v2/models/{name}"
     version = "/v2/models/{name}/versions/{version}"
-    routes = [
+    routes = [  # the hot route first: Starlette tries the patterns in order
+        Route(f"{model}/infer", r.infer, methods=["POST"]),
+        Route(f"{version}/infer", r.infer, methods=["POST"]),
         Route("/v2/health/live", r.live, methods=["GET"]),
         Route("/v2/health/ready", r.ready, methods=["GET"]),
         Route("/v2", r.server, methods=["GET"]),
@@ -294,8 +296,6 @@ def create_app(runtime: Runtime, *, on_startup: Callable[[], Awaitable[None]] | 
         Route(version, r.metadata, methods=["GET"]),
         Route(f"{model}/ready", r.model_ready, methods=["GET"]),
         Route(f"{version}/ready", r.model_ready, methods=["GET"]),
-        Route(f"{model}/infer", r.infer, methods=["POST"]),
-        Route(f"{version}/infer", r.infer, methods=["POST"]),
         Route("/metrics", r.prometheus, methods=["GET"]),
     ]
 
