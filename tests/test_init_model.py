@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import EXAMPLE
+from helpers import EXAMPLE, zipmap_model
 from oemkit.cli import app
 from oemkit.errors import InputError, UsageError
 from oemkit.release.bundle import build_bundle
@@ -27,32 +27,6 @@ runner = CliRunner()
 
 def _json(path: Path):
     return json.loads(path.read_text())
-
-
-def _zipmap_model(path: Path) -> Path:
-    """A scikit-learn-style classifier (LinearClassifier + ZipMap, as skl2onnx writes it):
-    a label tensor and a seq(map(int64, float)) output; the batch dimension unnamed."""
-    from onnx import TensorProto, checker, helper
-
-    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])
-    label = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
-    zipped = helper.make_value_info("output_probability", helper.make_sequence_type_proto(
-        helper.make_map_type_proto(TensorProto.INT64,
-                                   helper.make_tensor_type_proto(TensorProto.FLOAT, []))))
-    nodes = [
-        helper.make_node("LinearClassifier", ["X"], ["label", "probabilities"],
-                         domain="ai.onnx.ml", coefficients=[0.1 * i - 0.5 for i in range(12)],
-                         intercepts=[0.1, 0.2, 0.3], classlabels_ints=[0, 1, 2],
-                         post_transform="SOFTMAX"),
-        helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
-                         domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2])]
-    model = helper.make_model(helper.make_graph(nodes, "zipmap", [x], [label, zipped]),
-                              opset_imports=[helper.make_opsetid("", 17),
-                                             helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 9
-    checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
 
 
 def test_init_model_writes_golden_data_from_the_models_metadata(tmp_path):
@@ -135,7 +109,7 @@ def test_a_zipmap_model_gets_sequence_golden_outputs_that_build_and_the_runner_a
     import subprocess
     import sys
 
-    model = _zipmap_model(tmp_path / "logreg.onnx")
+    model = zipmap_model(tmp_path / "logreg.onnx")
     dest = tmp_path / "clf"
     scaffold_bundle("clf", dest, model=model)
     expected = _json(dest / "golden" / "expected.json")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import oemkit.license
-from helpers import EXAMPLE
+from helpers import EXAMPLE, zipmap_model
 from oemkit.models.serving import LicensePolicy, decide
 from oemkit.release.trust import add_key
 from oemkit.serve.model import SessionSettings, classify
@@ -429,38 +429,12 @@ def test_degraded_runtime_serves_without_the_extensions(signed_bundle, license_r
 # --------------------------------------------------------------------------- non-tensor outputs
 
 
-def _zipmap_model(path):
-    """A scikit-learn-style classifier (onnxruntime's ai.onnx.ml LinearClassifier + ZipMap,
-    as skl2onnx writes it): a label tensor and a seq(map(int64, float)) output."""
-    from onnx import TensorProto, checker, helper
-
-    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])
-    label = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
-    zipped = helper.make_value_info("output_probability", helper.make_sequence_type_proto(
-        helper.make_map_type_proto(TensorProto.INT64,
-                                   helper.make_tensor_type_proto(TensorProto.FLOAT, []))))
-    nodes = [
-        helper.make_node("LinearClassifier", ["X"], ["label", "probabilities"],
-                         domain="ai.onnx.ml", coefficients=[0.1 * i - 0.5 for i in range(12)],
-                         intercepts=[0.1, 0.2, 0.3], classlabels_ints=[0, 1, 2],
-                         post_transform="SOFTMAX"),
-        helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
-                         domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2])]
-    model = helper.make_model(helper.make_graph(nodes, "zipmap", [x], [label, zipped]),
-                              opset_imports=[helper.make_opsetid("", 17),
-                                             helper.make_opsetid("ai.onnx.ml", 3)])
-    model.ir_version = 9
-    checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
 def test_a_zipmap_output_is_served_as_json_text_per_row(tmp_path):
     from starlette.testclient import TestClient
 
     from oemkit.serve.runtime import Source
 
-    model = _zipmap_model(tmp_path / "model.onnx")
+    model = zipmap_model(tmp_path / "model.onnx")
     source = Source(root_dir=tmp_path, model=model, name="iris", version="1")
     runtime = build_runtime(source, Settings(session=SessionSettings(), max_batch=4,
                                              max_delay_s=0.05))

@@ -121,28 +121,18 @@ def read_inputs(path: Path, session: Any) -> dict[str, Any]:
     return feeds
 
 
-def _plain(value: Any) -> Any:
-    """A sequence item as JSON: maps with string keys, arrays and NumPy scalars as lists
-    and numbers."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def tensor_json(value: Any) -> dict[str, Any]:
     """A golden tensor (``{dtype, shape, data}``), or ``{"seq": [...]}`` for a sequence or
     a map (a map being a sequence of one item)."""
     import numpy as np
 
+    from oemkit.serve.model import json_value
+
     if isinstance(value, np.ndarray):
         dtype = "str" if value.dtype.kind in "USO" else str(value.dtype)
         return {"dtype": dtype, "shape": list(value.shape), "data": value.ravel().tolist()}
     items = value if isinstance(value, (list, tuple)) else [value]
-    return {"seq": [_plain(v) for v in items]}
+    return {"seq": [json_value(v) for v in items]}
 
 
 def golden_for_model(model: bytes, inputs: Path | None = None) -> tuple[dict[str, Any],

@@ -167,13 +167,16 @@ class Model:
                 zip(self.outputs, results, strict=True)}
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A sequence item as JSON data: maps with string keys, arrays and NumPy scalars as
+    lists and numbers, non-finite floats as text (JSON has none). Shared with
+    ``release.from_model``'s golden outputs, so that both write an item the same way."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -188,7 +191,7 @@ def _tensor(value: Any) -> Any:
         return value
     items = value if isinstance(value, (list, tuple)) else [value]
     array = numpy.empty(len(items), dtype=object)
-    array[:] = [json.dumps(_plain(v), sort_keys=True).encode() for v in items]
+    array[:] = [json.dumps(json_value(v), sort_keys=True).encode() for v in items]
     return array
 
 
