@@ -279,7 +279,7 @@ def test_full_queue_answers_503_with_retry_after(target):
         runtime.model.run = lambda feeds: (gate.wait(5), real(feeds))[1]  # type: ignore
 
         async def burst():
-            import httpx
+            import httpx2 as httpx
 
             transport = httpx.ASGITransport(app=client.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -305,7 +305,7 @@ def test_dynamic_batching_stacks_waiting_requests(target):
     with client:
         import asyncio
 
-        import httpx
+        import httpx2 as httpx
 
         async def burst():
             transport = httpx.ASGITransport(app=client.app)
