@@ -52,7 +52,7 @@ from oemkit._tar import (
     record_padding,
 )
 from oemkit._time import format_time, from_epoch, source_date_epoch
-from oemkit.errors import EnvironmentProblem, InputError, OemkitError
+from oemkit.errors import EnvironmentProblem, InputError, OemkitError, restate
 from oemkit.models.manifest import (
     MANIFEST,
     PAYLOAD,
@@ -515,7 +515,7 @@ def _check_config(spec: BundleSpec) -> None:
         plan(configs.default, configs, section["file"])
         failed = [c for c in upgrade_path_test(configs) if c.status == "fail"]
     except InputError as exc:
-        raise InputError(exc.code, f"{where}: {exc.message}", hint=exc.hint) from exc
+        raise restate(exc, InputError, message=f"{where}: {exc.message}") from exc
     if failed:
         first = failed[0]
         raise InputError(first.code or "E_MIGRATION_ROUNDTRIP", f"{where}: {first.name}: "
