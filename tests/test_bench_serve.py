@@ -12,8 +12,6 @@ import pytest
 from helpers import REPO
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
-pytest.importorskip("uvicorn", reason="the serve extra is not installed")
-pytest.importorskip("psutil", reason="psutil is not installed")
 
 FIGURES = ("overhead p50 (infer RTT - bare run)", "overhead p99 (infer RTT - bare run)",
            "throughput 1 worker / minimal server", "throughput 2 workers / 1 worker",

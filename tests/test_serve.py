@@ -549,3 +549,20 @@ def test_a_fast_model_runs_on_the_event_loop_when_nothing_waits(target):
     assert np.allclose(second.outputs["y"], Y, atol=1e-5)
     first, second = asyncio.run(twice(0.0))
     assert second.queue_s > 0  # --inline-below 0: always the model thread
+
+
+def test_an_unreadable_license_does_not_hide_a_good_one(signed_bundle, license_root, keys,
+                                                        tmp_path):
+    from oemkit.serve.runtime import check_licenses
+
+    good = _license(keys, tmp_path, expires="2099-01-01T00:00:00Z")
+    opened = open_bundle(signed_bundle, license_root,
+                         licenses=[tmp_path / "gone.lic", good])
+    try:
+        opened.source.policy = LicensePolicy(required=True)
+        assert check_licenses(opened.source).state == "valid"
+        opened.source.license_files = [tmp_path / "gone.lic"]
+        refused = check_licenses(opened.source)
+        assert not refused.ready and refused.error["code"] == "E_NOT_FOUND"
+    finally:
+        opened.close()

@@ -361,3 +361,12 @@ def test_a_port_in_use_is_an_environment_problem(signed_bundle, trust_file, tmp_
         holder.close()
     assert res.returncode == 4 and "E_BIND" in res.stderr
     assert "choose another --port" in res.stderr
+
+
+def test_a_bad_tls_pair_is_a_coded_input_error(signed_bundle, trust_file, tmp_path):
+    cert, _ = _self_signed(tmp_path)
+    res = _serve_cli(str(signed_bundle), "--trust", str(trust_file), "--tls-cert", str(cert),
+                     "--tls-key", str(tmp_path / "missing.pem"), "--state",
+                     str(tmp_path / "s.json"))
+    assert res.returncode == 3 and "E_TLS_INVALID" in res.stderr
+    assert "pass a PEM certificate and the unencrypted PEM private key" in res.stderr

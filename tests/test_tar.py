@@ -334,6 +334,8 @@ def test_a_malformed_field_is_an_error_only_when_it_is_read():
 
 # --------------------------------------------------------------------------- GNU tar
 
+# An outside implementation to cross-check against where the host has one (Debian's base
+# image does); the same round trips are checked against Python's tarfile unconditionally.
 GNU_TAR = shutil.which("tar")
 needs_tar = pytest.mark.skipif(GNU_TAR is None, reason="no tar program on PATH to cross-check")
 

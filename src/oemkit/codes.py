@@ -752,6 +752,10 @@ _CODES = (
        also=(V,),
        reason="documented 1 / 3: a time given on the command line is bad input (3); one in a "
               "bundle member (provenance, carried root) is a \"no\" (1, re-raised)"),
+    _c("E_TLS_INVALID", I,
+       "serve: the --tls-cert / --tls-key pair cannot be loaded (missing, not PEM, or a key that "
+       "does not match the certificate)",
+       "pass a PEM certificate and the unencrypted PEM private key that belongs to it"),
     _c("E_TOKEN_INVALID", I,
        "serve: the --token-file holds fewer than 16 bytes",
        "write a long random token, e.g. python -c \"import secrets;print(secrets.token_hex())\""),

@@ -99,13 +99,6 @@ def serve(
             code = run(target_obj.source, settings,
                        Listen(host=host, port=port, port_file=port_file, tls_cert=tls_cert,
                               tls_key=tls_key, drain_s=drain))
-        except OSError as exc:
-            from oemkit.errors import EnvironmentProblem
-
-            raise EnvironmentProblem("E_BIND", f"cannot listen on {host}:{port}: "
-                                     f"{exc.strerror or exc}",
-                                     hint="choose another --port, or stop what holds it"
-                                     ) from None
         finally:
             target_obj.close()
         raise typer.Exit(code)

@@ -132,14 +132,14 @@ def _request(port: int, method: str, path: str, body: bytes | None = None,
 def _wait_ready(proc: subprocess.Popen[bytes], port_file: Path, log: Path,
                 deadline: float) -> int:
     """The port once the server listens and /v2/health/ready answers 200."""
-    while not port_file.is_file() or not port_file.read_text().strip():
+    from oemkit.host.service import wait_for_port
+
+    port = wait_for_port(proc, port_file, deadline)
+    if port is None:
         if proc.poll() is not None:
             raise _fail(f"the server exited with status {proc.returncode} before listening",
                         log)
-        if time.monotonic() > deadline:
-            raise _fail(f"the server did not listen within {START_TIMEOUT_S:g} s", log)
-        time.sleep(0.02)
-    port = int(port_file.read_text())
+        raise _fail(f"the server did not listen within {START_TIMEOUT_S:g} s", log)
     status, body = 0, b""
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -228,6 +228,22 @@ def foreground_check(slot: Path, *, options: ServiceOptions, state_path: Path | 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def wait_for_port(proc: subprocess.Popen[bytes], port_file: Path, deadline: float,
+                  poll_s: float = 0.02) -> int | None:
+    """The port ``oemkit serve --port-file`` wrote once it listens (written atomically), or
+    None when the process exited first or ``deadline`` (``time.monotonic()``) passed: the
+    caller tells which by ``proc.poll()``. One loop for install's gate, smoke, sizing and
+    the demo."""
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return None
+        time.sleep(poll_s)
+    try:
+        return int(port_file.read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError):  # not oemkit's: no port to use
+        return None
+
+
 def _watch(proc: subprocess.Popen[bytes], port_file: Path, log: Path, budget: float,
            start: float) -> Readiness:
     def dead() -> str | None:
@@ -237,15 +253,12 @@ def _watch(proc: subprocess.Popen[bytes], port_file: Path, log: Path, budget: fl
         reason, _ = _log_reason(log)
         return f"the server exited with status {rc}: {reason}"
 
-    while not port_file.exists():
+    port = wait_for_port(proc, port_file, start + budget)
+    if port is None:
         gone = dead()
         if gone:
             return Readiness(False, gone, time.monotonic() - start, _log_reason(log)[1])
-        if time.monotonic() - start >= budget:
-            return Readiness(False, "the server was not listening yet",
-                             time.monotonic() - start)
-        time.sleep(0.05)
-    port = int(port_file.read_text().strip() or 0)
+        return Readiness(False, "the server was not listening yet", time.monotonic() - start)
     left = max(0.0, budget - (time.monotonic() - start))
     seen = wait_ready("127.0.0.1", port, left, alive=dead)
     code = seen.code or (None if seen.ready else _log_reason(log)[1])

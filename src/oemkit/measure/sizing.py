@@ -612,11 +612,12 @@ class _Served:
                                          stdin=subprocess.DEVNULL, cwd=self.work,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = started + READY_BUDGET_S
-        while not port_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"oemkit serve did not start: {self._tail()}")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
+        from oemkit.host.service import wait_for_port
+
+        port = wait_for_port(self.proc, port_file, deadline, poll_s=0.05)
+        if port is None:
+            raise RuntimeError(f"oemkit serve did not start: {self._tail()}")
+        self.port = port
         status, body = 0, b""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -698,25 +698,23 @@ def run_served(result: SmokeResult, manifest: Any, root_dir: Path, profile: Prof
 
 def _served_start(result: SmokeResult, server: _Server, port_file: Path,
                   profile: Profile) -> bool:
-    deadline = server.t0 + profile.timeout_s
-    while not port_file.exists():
+    from oemkit.host.service import wait_for_port
+
+    port = wait_for_port(server.proc, port_file, server.t0 + profile.timeout_s, poll_s=0.005)
+    if port is None:
         if server.proc.poll() is not None:
             _served_crash(result, server, "served:start")
-            return False
-        if time.monotonic() > deadline:
+        elif port_file.exists():  # written atomically: only a foreign file gets here
+            result.add("served:start", "fail", f"{port_file} holds no port",
+                       code="E_RUNTIME_CRASH", hint="check the server's log")
+        else:
             result.add("served:start", "fail", f"the server was not listening within the "
                        f"profile's {profile.timeout_s:g} s", code="E_SMOKE_TIMEOUT",
                        hint="the server hangs or is far too slow for this host")
-            return False
-        time.sleep(0.005)
+        return False
     listening = (time.monotonic() - server.t0) * 1000.0
     result.timings_ms["serve_start"] = listening
-    try:
-        server.port = int(port_file.read_text().strip())
-    except (OSError, ValueError):  # written atomically: only a foreign file gets here
-        result.add("served:start", "fail", f"{port_file} holds no port",
-                   code="E_RUNTIME_CRASH", hint="check the server's log")
-        return False
+    server.port = port
     result.add("served:start", "pass", f"oemkit serve listening on 127.0.0.1:{server.port} "
                f"after {listening:.0f} ms")
     return True

@@ -214,45 +214,44 @@ def default_workers(session: SessionSettings) -> int:
     return max(1, cores // max(1, session.intra_op))
 
 
-def _licenses(source: Source) -> list[tuple[str, bytes]]:
-    """Every license the source names: attached, ``--license`` files, licenses folders."""
-    found = list(source.attached)
-    for path in source.license_files:
-        found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
+def _licenses(source: Source) -> tuple[list[tuple[str, bytes | Path]], dict[str, str] | None]:
+    """Every license the source names (attached ones as bytes, files as paths, read later
+    one by one and bounded), and the error of a licenses folder that cannot be listed."""
+    found: list[tuple[str, bytes | Path]] = list(source.attached)
+    found += [(str(path), path) for path in source.license_files]
+    error = None
     for folder in source.license_dirs:
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.lic")):
-                found.append((str(path), path.read_bytes()[:MAX_LICENSE_FILE + 1]))
-    return found
+        try:
+            if folder.is_dir():
+                found += [(str(path), path) for path in sorted(folder.glob("*.lic"))]
+        except OSError as exc:
+            error = {"code": "E_LICENSE_UNREADABLE",
+                     "message": f"cannot list the licenses in {folder}: {exc.strerror or exc}",
+                     "hint": "check the folder's permissions"}
+    return found, error
 
 
 def check_licenses(source: Source) -> Standing:
     """Verify every license ``source`` finds now, with the host's state file and the
     carried CRL, and decide the standing under its policy (the first accepted license
     that satisfies the policy wins; otherwise the last refusal). Never raises for a
-    license: a refusal is the standing's error."""
+    license: a refusal (one that cannot even be read included) is the standing's error."""
+    from oemkit._fs import read_input
     from oemkit._time import now as utc_now
     from oemkit.errors import OemkitError
+    from oemkit.host.license_state import verify_license
 
     policy = source.policy
-    try:
-        licenses = _licenses(source)
-    except OSError as exc:
-        licenses = []
-        error: dict[str, str] | None = {
-            "code": "E_LICENSE_UNREADABLE", "message": f"cannot read a license: {exc}",
-            "hint": "check the license file's path and permissions"}
-    else:
-        error = None
+    licenses, error = _licenses(source)
     standing: Standing | None = None
     if licenses and source.trust is None:
         error = {"code": "E_NO_TRUST", "message": "licenses were found but no trust root "
                  "to verify them against", "hint": "pass --trust ROOT"}
         licenses = []
-    for name, data in licenses:
-        from oemkit.host.license_state import verify_license
-
+    for name, given in licenses:
         try:
+            data = given if isinstance(given, bytes) else read_input(given, "license",
+                                                                     MAX_LICENSE_FILE)
             assert source.trust is not None
             check = verify_license(data, source.trust,
                                    state_path=source.state_path,

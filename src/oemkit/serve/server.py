@@ -48,14 +48,50 @@ class Listen:
 
 
 def bind(listen: Listen) -> socket.socket:
-    """The listening socket (IPv6 when the host is an IPv6 address)."""
+    """The listening socket (IPv6 when the host is an IPv6 address).
+
+    Raises:
+        EnvironmentProblem: E_BIND (the port is in use, not ours to take, or the host is
+            not an address of this machine).
+    """
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((listen.host, listen.port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        from oemkit.errors import EnvironmentProblem
+
+        raise EnvironmentProblem("E_BIND", f"cannot listen on {listen.host}:{listen.port}: "
+                                 f"{exc.strerror or exc}",
+                                 hint="choose another --port, or stop what holds it") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _check_tls(listen: Listen) -> None:
+    """Load the certificate and key once before serving, so that a missing or bad pair is
+    a coded error now rather than a failure inside uvicorn (or in every worker).
+
+    Raises:
+        InputError: E_TLS_INVALID naming the files and what the TLS library said.
+    """
+    if listen.tls_cert is None or listen.tls_key is None:
+        return
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            str(listen.tls_cert), str(listen.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        from oemkit.errors import InputError
+
+        raise InputError("E_TLS_INVALID", f"cannot use --tls-cert {listen.tls_cert} with "
+                         f"--tls-key {listen.tls_key}: {getattr(exc, 'strerror', None) or exc}",
+                         hint="pass a PEM certificate and the unencrypted PEM private key "
+                              "that belongs to it") from None
 
 
 def _announce(sock: socket.socket, listen: Listen, workers: int) -> None:
@@ -176,6 +212,7 @@ def serve(source: Source, settings: Settings, listen: Listen) -> int:
     started = time.monotonic()
     setup_logging()
     settings = _licensed_workers(source, settings)
+    _check_tls(listen)
     sock = bind(listen)
     if settings.workers <= 1:
         _announce(sock, listen, 1)
