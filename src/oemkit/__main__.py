@@ -1,5 +1,5 @@
-"""``python -m oemkit`` runs the CLI."""
+"""``python -m oemkit`` runs the console script (:mod:`oemkit._entry`)."""
 
-from oemkit.cli import main
+from oemkit._entry import main
 
 main()

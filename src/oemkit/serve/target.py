@@ -63,7 +63,7 @@ def open_prefix(prefix: Path, *, trust: Path | None = None,
             the trust root's codes (:func:`oemkit.verify.trust.load_pinned`).
     """
     from oemkit._time import parse_time
-    from oemkit.host.install import read_slot
+    from oemkit.host.slot import read_slot
     from oemkit.models.manifest import Manifest
     from oemkit.verify.license import BundleFacts
 
