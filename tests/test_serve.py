@@ -566,3 +566,165 @@ def test_an_unreadable_license_does_not_hide_a_good_one(signed_bundle, license_r
         assert not refused.ready and refused.error["code"] == "E_NOT_FOUND"
     finally:
         opened.close()
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+def _both_ways(app):
+    """One ASGI app over a worker's: a request with ``X-Via: starlette`` goes straight to
+    the Starlette app behind the fast path, every other one through the fast path; what
+    the fast path hands on to Starlette is counted (the hot routes must hand on nothing)."""
+    calls = []
+    real = app.starlette
+
+    async def counted(scope, receive, send):
+        calls.append(scope.get("path", scope["type"]))
+        await real(scope, receive, send)
+
+    app.starlette = counted
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http" and (b"x-via", b"starlette") in scope["headers"]:
+            await real(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return asgi, calls
+
+
+def _binary_request():
+    head = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [4, 4],
+                                   "parameters": {"binary_data_size": 64}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    return head + X.astype("<f4").tobytes(), {HEADER: str(len(head)),
+                                               "Content-Type": "application/octet-stream"}
+
+
+def _compare(client, method, path, **kw):
+    """The answer through the fast path and through Starlette, which must be the same:
+    (status, headers, body)."""
+    headers = kw.pop("headers", {})
+    content = kw.get("content")
+    answers = []
+    for via in ({}, {"X-Via": "starlette"}):
+        if callable(content):  # an iterator: a chunked body without Content-Length
+            kw["content"] = content()
+        res = client.request(method, path, headers={**headers, **via}, **kw)
+        answers.append((res.status_code, list(res.headers.multi_items()), res.content))
+    assert answers[0] == answers[1]
+    return answers[0]
+
+
+@pytest.mark.parametrize("settings", [{}, {"max_batch": 1}])
+def test_the_fast_path_answers_as_starlette_does(target, settings):
+    from starlette.testclient import TestClient
+
+    runtime = build_runtime(target.source, Settings(session=SessionSettings(), max_body=1024,
+                                                    **settings))
+    app = worker_app(runtime)
+    asgi, calls = _both_ways(app)
+    infer = "/v2/models/example/infer"
+    with TestClient(asgi) as client:
+        for _ in range(3):  # the first runs on the model thread, the next inline
+            status, headers, body = _compare(client, "POST", infer, json=_infer_body(id="a"))
+            assert status == 200 and dict(headers)["content-type"] == "application/json"
+            doc = json.loads(body)
+            assert doc["id"] == "a" and np.allclose(
+                np.asarray(doc["outputs"][0]["data"]).reshape(Y.shape), Y, atol=1e-5)
+        raw, extra = _binary_request()
+        status, headers, body = _compare(client, "POST", infer, content=raw, headers=extra)
+        fields = dict(headers)
+        assert status == 200 and fields["content-type"] == "application/octet-stream"
+        size = int(fields[HEADER])
+        assert np.allclose(np.frombuffer(body[size:], "<f4").reshape(Y.shape), Y, atol=1e-5)
+        for path, code in (("/v2/models/nope/infer", "E_MODEL_NOT_FOUND"),
+                           ("/v2/models/example/versions/9/infer", "E_MODEL_NOT_FOUND")):
+            status, _, body = _compare(client, "POST", path, json=_infer_body())
+            assert status == 404 and json.loads(body)["code"] == code
+        status, _, body = _compare(client, "POST", "/v2/models/example/versions/0.2.0/infer",
+                                   json=_infer_body())
+        assert status == 200
+        status, _, body = _compare(client, "POST", infer, content=b"{not json")
+        assert status == 400 and json.loads(body)["error"].startswith(
+            "the request body is not valid JSON")
+        status, _, body = _compare(client, "POST", infer, content=b"x" * 2048)
+        assert (status, json.loads(body)) == (413, {
+            "error": "the request body is 2048 bytes, over the 1024-byte limit",
+            "code": "E_REQUEST_TOO_LARGE"})
+        status, headers, body = _compare(client, "POST", infer,
+                                         content=lambda: iter([b"x" * 600, b"x" * 600]))
+        assert (status, json.loads(body)) == (413, {
+            "error": "the request body is over the 1024-byte limit",
+            "code": "E_REQUEST_TOO_LARGE"})
+        status, headers, body = _compare(client, "GET", "/v2/health/live")
+        assert (status, body) == (200, b'{"live":true}')
+        status, headers, body = _compare(client, "GET", "/v2/health/ready")
+        assert (status, json.loads(body)) == (200, {"ready": True, "license_state": "none"})
+        assert calls == ["lifespan"]  # all on the fast path
+        status, headers, body = _compare(client, "GET", infer)
+        assert status == 405 and json.loads(body)["code"] == "E_REQUEST_INVALID"
+        assert calls == ["lifespan", infer]  # what the fast path does not take falls through
+        runtime.draining = True
+        for method, path in (("POST", infer), ("GET", "/v2/health/ready")):
+            status, headers, body = _compare(client, method, path, json=_infer_body())
+            assert status == 503 and dict(headers)["retry-after"] == "1"
+            assert json.loads(body)["code"] == "E_NOT_READY"
+        runtime.draining = False
+        text = client.get("/metrics").text
+        assert 'oemkit_requests_total{model="example",outcome="too_large"} 4.0' in text
+
+
+def test_the_fast_path_refuses_as_starlette_does(target):
+    from starlette.testclient import TestClient
+
+    target.source.policy = LicensePolicy(required=True)
+    runtime = build_runtime(target.source, Settings(session=SessionSettings(),
+                                                    token=b"s3cret-token-0123456789"))
+    asgi, _ = _both_ways(worker_app(runtime))
+    with TestClient(asgi) as client:
+        infer = "/v2/models/example/infer"
+        status, headers, body = _compare(client, "POST", infer, json=_infer_body())
+        assert status == 401 and dict(headers)["www-authenticate"] == "Bearer"
+        assert json.loads(body)["code"] == "E_UNAUTHORIZED"
+        token = {"Authorization": "Bearer s3cret-token-0123456789"}
+        status, headers, body = _compare(client, "POST", infer, json=_infer_body(),
+                                         headers=token)
+        assert status == 503 and json.loads(body)["code"] == "E_LICENSE_REQUIRED"
+        status, headers, body = _compare(client, "GET", "/v2/health/ready")
+        assert status == 503 and json.loads(body)["hint"].startswith("attach one")
+
+
+def test_requests_queued_behind_the_model_thread_drain_on_the_loop(target):
+    import asyncio
+    import threading
+
+    from oemkit.serve.batcher import Batcher
+
+    runtime = build_runtime(target.source, Settings(session=SessionSettings()))
+    where = []
+    real = runtime.model.run
+
+    def run(feeds):
+        where.append(threading.current_thread().name)
+        return real(feeds)
+
+    runtime.model.run = run  # type: ignore[method-assign]
+
+    async def burst():
+        batcher = Batcher(runtime.model, inline_s=1.0)
+        batcher.start()
+        try:
+            first = batcher.submit_nowait({"x": X}, 4)  # no estimate yet: the thread
+            queued = [batcher.submit_nowait({"x": X}, 4) for _ in range(3)]  # behind it
+            assert batcher.depth == 3
+            results = await asyncio.gather(first, *queued)
+            again = batcher.submit_nowait({"x": X}, 4)  # nothing waits: inline
+        finally:
+            await batcher.stop()
+        return results, again, batcher.batches
+
+    results, again, batches = asyncio.run(burst())
+    assert where == ["oemkit-model"] + [threading.current_thread().name] * 4
+    assert batches == 5 and all(r.queue_s > 0 for r in results) and again.queue_s == 0.0
+    assert all(np.allclose(r.outputs["y"], Y, atol=1e-5) for r in [*results, again])

@@ -370,3 +370,32 @@ def test_a_bad_tls_pair_is_a_coded_input_error(signed_bundle, trust_file, tmp_pa
                      str(tmp_path / "s.json"))
     assert res.returncode == 3 and "E_TLS_INVALID" in res.stderr
     assert "pass a PEM certificate and the unencrypted PEM private key" in res.stderr
+
+
+def test_body_limits_on_the_real_server(signed_bundle, trust_file, tmp_path):
+    server = Server([str(signed_bundle), "--trust", str(trust_file), "--workers", "1",
+                     "--max-body", "1024"], tmp_path)
+    try:
+        def ask(raw: bytes) -> bytes:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(raw)
+            reply = _reply(sock)
+            sock.close()
+            return reply
+
+        head = b"POST /v2/models/example/infer HTTP/1.1\r\nHost: t\r\n"
+        # announced too large: refused before a byte of the body is read
+        reply = ask(head + b"Content-Length: 2048\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        assert reply.endswith(b'{"error":"the request body is 2048 bytes, over the 1024-byte '
+                              b'limit","code":"E_REQUEST_TOO_LARGE"}')
+        chunk = b"258\r\n" + b"x" * 600 + b"\r\n"  # 0x258 = 600 bytes
+        reply = ask(head + b"Transfer-Encoding: chunked\r\n\r\n" + chunk + chunk + b"0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        assert reply.endswith(b'{"error":"the request body is over the 1024-byte limit",'
+                              b'"code":"E_REQUEST_TOO_LARGE"}')
+        reply = ask(b"GET /v2/models/example/infer HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 405"), reply[:200]
+        assert server.post("/v2/models/example/infer", _body(X))[0] == 200
+    finally:
+        assert server.stop() == 0
