@@ -728,3 +728,44 @@ def test_requests_queued_behind_the_model_thread_drain_on_the_loop(target):
     assert where == ["oemkit-model"] + [threading.current_thread().name] * 4
     assert batches == 5 and all(r.queue_s > 0 for r in results) and again.queue_s == 0.0
     assert all(np.allclose(r.outputs["y"], Y, atol=1e-5) for r in [*results, again])
+
+
+def test_the_body_reader_waits_counts_and_times_out():
+    import asyncio
+    import sys
+
+    from oemkit.serve.app import _body, _Disconnected
+
+    async def run():
+        parts = [{"type": "http.request", "body": b"ab", "more_body": True},
+                 {"type": "http.request", "body": b"cd", "more_body": False}]
+
+        async def slow():  # suspends before each message: the timed path
+            await asyncio.sleep(0.01)
+            return parts.pop(0)
+
+        assert await _body(slow, None, 10, 5.0) == b"abcd"
+        parts[:] = [{"type": "http.request", "body": b"x" * 8, "more_body": True},
+                    {"type": "http.request", "body": b"x" * 8, "more_body": True}]
+        with pytest.raises(ProtocolError) as err:
+            await _body(slow, None, 10, 5.0)
+        assert (err.value.status, err.value.message) == (
+            413, "the request body is over the 10-byte limit")
+
+        async def stall():
+            await asyncio.sleep(60)
+
+        with pytest.raises(ProtocolError) as err:
+            await _body(stall, "4", 10, 0.05)
+        assert (err.value.status, err.value.code) == (408, "E_REQUEST_TIMEOUT")
+        if sys.version_info >= (3, 11):
+            assert asyncio.current_task().cancelling() == 0  # the timer's cancel undone
+        await asyncio.sleep(0)  # and the task goes on
+
+        async def gone():
+            return {"type": "http.disconnect"}
+
+        with pytest.raises(_Disconnected):
+            await _body(gone, None, 10, 5.0)
+
+    asyncio.run(run())

@@ -274,6 +274,8 @@ def _requested(value: Any) -> list[RequestedOutput] | None:
 
 
 _BY_DTYPE: dict[Any, str] = {}
+#: json.dumps(doc, separators=...) without building a new encoder per response
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -343,7 +345,7 @@ def encode_response(model: str, version: str, outputs: Sequence[tuple[str, np.nd
         doc["id"] = request_id
     if parameters:
         doc["parameters"] = dict(parameters)
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = _ENCODE(doc).encode()
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
