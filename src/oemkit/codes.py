@@ -458,9 +458,54 @@ _CODES = (
     _c("E_NO_TRUST", I,
        "serve: licenses were found but no trust root to verify them against",
        "pass --trust ROOT"),
+    _c("E_OCI_ARTIFACT", I,
+       "`oci pull`/`import`: the manifest is not an oemkit bundle artifact (artifact type, "
+       "one layer of oemkit's media type, its digest and size), or is not JSON or too large",
+       "the reference names something else; push the bundle with 'oemkit oci push'"),
+    _c("E_OCI_AUTH", I,
+       "`oci`: the registry refused the request (401/403) with the credentials found, or "
+       "none were found",
+       "log in ('podman login HOST'), set $REGISTRY_AUTH_FILE, or give --username with "
+       "--password-stdin"),
+    _c("E_OCI_AUTH_FILE", I,
+       "`oci`: a registry auth file (Docker/Podman config) cannot be read or is not JSON, "
+       "or an entry is not base64 of user:password",
+       "fix or remove the file ('podman login' / 'docker login' write it)"),
+    _c("E_OCI_DIGEST", V,
+       "`oci`: a manifest or the bundle layer is not the digest (or size) it was asked for; "
+       "nothing is written (`expected`/`actual` set)",
+       "the registry's or layout's copy is damaged or altered; push or export it again "
+       "from a verified bundle"),
+    _c("E_OCI_LAYOUT", I,
+       "`oci export`/`import`: not an OCI image layout (or a non-empty directory that is "
+       "not one), a broken index.json, a tag or blob it lacks",
+       "export into a new directory, or copy the whole layout again"),
+    _c("E_OCI_NOT_FOUND", I,
+       "`oci`: the registry has no such repository, tag, digest or blob (404)",
+       "check the reference (host, repository, tag or digest)"),
+    _c("E_OCI_PLAIN_HTTP", U,
+       "`oci`: --plain-http to a registry host that is not loopback",
+       "use TLS (--ca-file for the site's CA); plain HTTP only to 127.0.0.1, ::1 or "
+       "localhost"),
+    _c("E_OCI_REF", U,
+       "`oci`: not HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST] (the host named; a tag or "
+       "a digest), or a tag outside the OCI grammar",
+       "e.g. registry.site:5000/oemkit/example:0.3.0"),
+    _c("E_OCI_REGISTRY", E,
+       "`oci`: the registry answered 5xx or broke the distribution protocol (a Range "
+       "answer for other bytes, an upload without a Location)",
+       "check the registry's logs and run the command again (a pull or push resumes)"),
+    _c("E_OCI_TLS", E,
+       "`oci`: the TLS handshake with the registry failed (an unknown CA, a wrong name)",
+       "give the site's CA bundle with --ca-file"),
+    _c("E_OCI_UNREACHABLE", E,
+       "`oci`: the connection to the registry failed or dropped (refused, reset, timed "
+       "out); a pull keeps its partial file",
+       "check the registry, then run the same command again: a pull continues its partial "
+       "file, a push skips the blobs the registry has and resumes its upload"),
     _c("E_OUTPUT_EXISTS", I,
-       "the output name is taken (a file, link or directory join did not create); `--force` "
-       "replaces a file",
+       "the output name is taken (a file, link or directory join did not create; `oci "
+       "pull`/`import`: --out exists); `--force` replaces a file",
        "remove or rename it, choose another --out, or pass --force to replace a file"),
     _c("E_OVERLOADED", E,
        "serve (HTTP 503): more requests are queued than --max-queue allows",

@@ -118,10 +118,15 @@ def _register_media_commands() -> None:
     app.command()(join)
 
 
+def _register_oci_commands() -> None:
+    from oemkit.cli.oci import oci_app
+
+    app.add_typer(oci_app, name="oci")
+
+
 for _register in (_register_license_commands, _register_profile_commands,
-                  _register_smoke_commands, _register_install_commands,
-                  _register_sizing_commands, _register_media_commands,
-                  _register_serve_commands):
+                  _register_smoke_commands, _register_install_commands, _register_sizing_commands,
+                  _register_media_commands, _register_serve_commands, _register_oci_commands):
     _register()
 
 
