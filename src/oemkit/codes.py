@@ -164,13 +164,16 @@ _CODES = (
        "directory (the CLI has no `--force`)",
        "run oemkit init from outside it, or empty it first"),
     _c("E_DEST_NOT_DIR", I,
-       "`init --dir` or `unpack` DEST exists and is not a directory",
+       "`init --dir`, `unpack`, `deploy kubernetes --out` or `image --out` DEST exists and "
+       "is not a directory",
        "choose another destination, or move the file that is in the way"),
     _c("E_DEST_NOT_EMPTY", I,
-       "`init --dir` or `unpack` DEST is not empty (`unpack` without `--force`)",
+       "`init --dir`, `unpack`, `deploy kubernetes --out` or `image --out` DEST is not empty "
+       "(without `--force`)",
        "choose an empty destination or empty it first ('unpack' can replace it with --force)"),
     _c("E_DEST_SYMLINK", I,
-       "`unpack`: DEST is a symbolic link, dangling or not; nothing is staged through it",
+       "`unpack`, `deploy kubernetes`, `image`: DEST is a symbolic link, dangling or not; "
+       "nothing is staged through it",
        "pass the directory the link points at, or remove the link"),
     _c("E_DOWNGRADE", V,
        "`upgrade` (row `version`): the bundle's version is older than the current slot's, "
@@ -214,6 +217,11 @@ _CODES = (
        "fewer than `match` hardware components found (`expected: >= K`, `actual: M`)",
        "run the license on the licensed host, or send 'oemkit license fingerprint' output to "
        "the vendor for a re-issue"),
+    _c("E_IMAGE_BASE_INVALID", I,
+       "`image --base`: not an OCI image layout (oci-layout, index.json, one image or this "
+       "host's platform), a blob missing or not its digest, no python3.N in the layers",
+       "pass the site's Python base image as an OCI layout (skopeo copy docker://... "
+       "oci:DIR:TAG), as DIR:TAG when it holds several; --python PATH names its interpreter"),
     _c("E_INDEX_INVALID", V,
        "the index is not a well-formed media index (JSON, envelope, fields, types, parts that "
        "do not tile the bundle, not canonical)",
@@ -581,7 +589,8 @@ _CODES = (
        "run as the user that owns it, or fix its permissions"),
     _c("E_PIP", E,
        "install/upgrade (row `dependencies`): the offline `pip install` of the bundle's wheels "
-       "failed; `wheelhouse fetch`: `pip download` failed",
+       "failed; `wheelhouse fetch`: `pip download` failed; `image`: building oemkit's wheel or "
+       "installing the wheels for the base's Python failed",
        "the wheelhouse must hold every dependency for this platform and Python; 'wheelhouse "
        "fetch' needs the package index"),
     _c("E_PREFIX_JOURNAL", I,
@@ -693,7 +702,8 @@ _CODES = (
        "the file was altered after signing; ask the vendor for a fresh copy"),
     _c("E_SIZING_INVALID", I,
        "`sizing compare`: a file that is not an oemkit `sizing.json`, or a report of another "
-       "shape",
+       "shape; `deploy kubernetes --sizing`: also another bundle's, or a recommendation that "
+       "is not achievable or lacks its figures",
        "pass two sizing.json files written by 'oemkit sizing'"),
     _c("E_SLOT_DAMAGED", I,
        "`upgrade` (without `--allow-downgrade`) or `rollback` meets a slot whose `slot.json` "

@@ -124,9 +124,17 @@ def _register_oci_commands() -> None:
     app.add_typer(oci_app, name="oci")
 
 
+def _register_deploy_commands() -> None:
+    from oemkit.cli.deploy import deploy_app, image
+
+    app.add_typer(deploy_app, name="deploy")
+    app.command()(image)
+
+
 for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands, _register_sizing_commands,
-                  _register_media_commands, _register_serve_commands, _register_oci_commands):
+                  _register_media_commands, _register_serve_commands, _register_oci_commands,
+                  _register_deploy_commands):
     _register()
 
 
