@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from helpers import read_members, replace_member, write_members
 from oemkit.cli import app
 from oemkit.measure.sizing import Slo, recommend_served
+from oemkit.site.oci import describe
 
 runner = CliRunner()
 IMAGE = "registry.site:5000/oemkit/example:0.2.0"
@@ -129,7 +130,10 @@ def test_base_with_sizing_registry_and_license(signed_bundle, trust_file, sizing
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["automountServiceAccountToken"] is False
     (init,) = pod["initContainers"]
-    assert init["args"] == ["oci", "pull", REF, "--trust", "/etc/oemkit/trust/trust-root.json",
+    pinned = f"{REF}@{describe(signed_bundle).digest}"  # what oemkit oci push makes of it
+    assert doc["registry_ref"] == pinned
+    assert init["args"] == ["oci", "pull", pinned, "--trust",
+                            "/etc/oemkit/trust/trust-root.json",
                             "--out", "/bundle/example-0.2.0.oemb"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["bundle"] and "emptyDir" in volumes["tmp"]
@@ -326,3 +330,78 @@ def test_the_pods_command_line_serves_and_drains(signed_bundle, trust_file, sizi
     listening = next(line for line in lines if line.get("msg") == "listening")
     assert listening["workers"] == 2  # the sizing's workers per instance
     assert any(line.get("msg") == "stopped" for line in lines)
+
+
+def test_the_registry_reference_is_pinned_and_its_ca_mounted(signed_bundle, trust_file,
+                                                             tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    digest = describe(signed_bundle).digest
+    out = tmp_path / "k8s"
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--registry-ref", f"{REF}@{digest}", "--registry-ca", ca, "--out", out)
+    assert r.exit_code == 0, r.output
+    _validate(_render(out))
+    objects = _objects(out)
+    assert objects["configmap-registry-ca.yaml"]["data"]["ca.pem"] == ca.read_text()
+    (init,) = objects["deployment.yaml"]["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"][2] == f"{REF}@{digest}"
+    assert init["args"][-2:] == ["--ca-file", "/etc/oemkit/registry-ca/ca.pem"]
+    assert {"name": "registry-ca", "mountPath": "/etc/oemkit/registry-ca",
+            "readOnly": True} in init["volumeMounts"]
+
+    other = tmp_path / "other"
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--registry-ref", f"{REF}@sha256:{'0' * 64}", "--out", other, "--json")
+    assert r.exit_code == 1 and _error(r)["code"] == "E_OCI_DIGEST"
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--registry-ref", "example:0.2.0", "--out", other, "--json")
+    assert r.exit_code == 2 and _error(r)["code"] == "E_OCI_REF"
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--registry-ref", REF, "--registry-ca", trust_file, "--out", other, "--json")
+    assert r.exit_code == 3 and _error(r)["code"] == "E_TLS_INVALID"
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--registry-ca", ca, "--out", other, "--json")
+    assert r.exit_code == 2 and _error(r)["code"] == "E_USAGE"
+    assert not other.exists()
+
+
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_the_init_containers_pull_gets_the_pushed_bundle(signed_bundle, trust_file, tmp_path):
+    """`oemkit oci push` to a real registry (Debian's docker-registry on loopback), then the
+    init container's command line, its pod paths mapped to this host's: the pinned
+    reference pulls exactly this bundle."""
+    import os
+    import sys
+
+    from test_oci import REGISTRY_BIN, RegistryProcess
+
+    if REGISTRY_BIN is None:
+        pytest.skip("Debian's docker-registry is not installed (.ci/run installs it)")
+    registry = RegistryProcess(tmp_path / "registry")
+    try:
+        ref = f"{registry.host}/oemkit/example:0.2.0"
+        assert cli("oci", "push", signed_bundle, ref, "--plain-http").exit_code == 0
+        out = tmp_path / "k8s"
+        assert cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image",
+                   IMAGE, "--registry-ref", ref, "--out", out).exit_code == 0
+        pod = _objects(out)["deployment.yaml"]["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        pulled = tmp_path / "bundle" / "example-0.2.0.oemb"
+        pulled.parent.mkdir()
+        where = {"/bundle/example-0.2.0.oemb": str(pulled),
+                 "/etc/oemkit/trust/trust-root.json": str(trust_file)}
+        args = [where.get(a, a) for a in init["args"]]
+        env = {**os.environ, **{e["name"]: e["value"] for e in init["env"]},
+               "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+               "DOCKER_CONFIG": str(tmp_path / "auth"),
+               "REGISTRY_AUTH_FILE": str(tmp_path / "auth" / "config.json")}
+        done = subprocess.run([sys.executable, "-m", "oemkit", *args, "--plain-http"],
+                              capture_output=True, text=True, env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        assert pulled.read_bytes() == signed_bundle.read_bytes()
+        # the serving container serves what the init container left in the shared volume
+        assert pod["containers"][0]["args"][1] == init["args"][-1]
+    finally:
+        registry.stop()

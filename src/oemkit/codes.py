@@ -481,7 +481,8 @@ _CODES = (
        "fix or remove the file ('podman login' / 'docker login' write it)"),
     _c("E_OCI_DIGEST", V,
        "`oci`: a manifest or the bundle layer is not the digest (or size) it was asked for; "
-       "nothing is written (`expected`/`actual` set)",
+       "nothing is written (`expected`/`actual` set); `deploy kubernetes`: --registry-ref "
+       "names another digest than the bundle's artifact",
        "the registry's or layout's copy is damaged or altered; push or export it again "
        "from a verified bundle"),
     _c("E_OCI_LAYOUT", I,
@@ -809,7 +810,7 @@ _CODES = (
               "bundle member (provenance, carried root) is a \"no\" (1, re-raised)"),
     _c("E_TLS_INVALID", I,
        "serve: the --tls-cert / --tls-key pair cannot be loaded (missing, not PEM, or a key that "
-       "does not match the certificate)",
+       "does not match the certificate); `deploy kubernetes --registry-ca`: no PEM certificate",
        "pass a PEM certificate and the unencrypted PEM private key that belongs to it"),
     _c("E_TOKEN_INVALID", I,
        "serve: the --token-file holds fewer than 16 bytes",

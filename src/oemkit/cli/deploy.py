@@ -39,8 +39,11 @@ def kubernetes(
     name: str | None = typer.Option(None, "--name", help="The objects' name (default: the "
                                     "bundle's, as a DNS label)."),
     registry_ref: str | None = typer.Option(None, "--registry-ref", help="Pull the bundle "
-                                            "from the site's registry in an init container "
-                                            "(else the image carries it)."),
+                                            "from the site's registry in an init container, "
+                                            "pinned to its digest (else the image carries "
+                                            "it)."),
+    registry_ca: Path | None = typer.Option(None, "--registry-ca", help="The CA certificate "
+                                            "(PEM) of the registry --registry-ref names."),
     license: Path | None = typer.Option(None, "--license", help="A license, put in a "
                                         "Secret and passed to oemkit serve."),
     port: Port = 8000,
@@ -65,6 +68,7 @@ def kubernetes(
 
         result = write_base(bundle, trust, out, KubeOptions(
             image=image, name=name, namespace=namespace, registry_ref=registry_ref,
+            registry_ca=registry_ca,
             license=license, sizing=sizing, port=port, drain=drain,
             max_replicas=max_replicas, force=force))
         if json_out:

@@ -13,8 +13,9 @@ into place: never half a base)::
     service.yaml                ClusterIP on the serving port
 
 Where the pods get the bundle: with ``registry_ref`` an init container pulls it from the
-site's registry (``oemkit oci pull REF --trust ... --out /bundle/NAME-VERSION.oemb``: digests
-and signatures verified before the file is written) into a shared ``emptyDir``; without
+site's registry (``oemkit oci pull REF@DIGEST --trust ... --out /bundle/NAME-VERSION.oemb``:
+the reference pinned to the digest of this bundle's artifact, digests and signatures
+verified before the file is written) into a shared ``emptyDir``; without
 it the image carries it (``oemkit image`` puts it at :data:`IMAGE_BUNDLE_DIR`). Either way
 ``oemkit serve BUNDLE --trust`` verifies it again against the ConfigMap's root at start and
 unpacks it into the pod's ``/tmp`` ``emptyDir`` (``oemkit serve`` serves a bundle file or an
@@ -56,6 +57,7 @@ TRUST_DIR = "/etc/oemkit/trust"
 TRUST_FILE = f"{TRUST_DIR}/trust-root.json"
 LICENSE_DIR = "/etc/oemkit/licenses"
 REGISTRY_AUTH_DIR = "/etc/oemkit/registry"
+REGISTRY_CA_DIR = "/etc/oemkit/registry-ca"
 PULL_DIR = "/bundle"
 STATE_DIR = "/var/lib/oemkit"
 #: The image's non-root user (the distroless "nonroot" uid and gid).
@@ -245,6 +247,7 @@ class KubeOptions:
     name: str | None = None
     namespace: str | None = None
     registry_ref: str | None = None
+    registry_ca: Path | None = None
     license: Path | None = None
     sizing: Path | None = None
     port: int = 8000
@@ -264,6 +267,9 @@ class _Facts:
     payload_bytes: int
     trust_root: bytes
     license: bytes | None = None
+    #: the registry reference pinned to the bundle artifact's digest, and the registry's CA
+    pull_ref: str | None = None
+    registry_ca: bytes | None = None
 
 
 def _mi(n_bytes: int, margin_mi: int = 64) -> str:
@@ -300,6 +306,10 @@ def base_objects(facts: _Facts, plan: SizingPlan, opts: KubeOptions,
     objects["configmap-trust-root.yaml"] = {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("-trust-root"),
         "data": {"trust-root.json": facts.trust_root.decode("utf-8")}}
+    if facts.registry_ca is not None:
+        objects["configmap-registry-ca.yaml"] = {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("-registry-ca"),
+            "data": {"ca.pem": facts.registry_ca.decode("utf-8")}}
     if facts.license is not None:
         objects["secret-license.yaml"] = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta("-license"),
@@ -343,7 +353,7 @@ def _deployment(facts: _Facts, plan: SizingPlan, opts: KubeOptions, name: str,
                 metadata: dict[str, Any], selector: dict[str, str],
                 labels: dict[str, str]) -> dict[str, Any]:
     file_name = f"{facts.name}-{facts.version}.oemb"
-    bundle = (f"{PULL_DIR}/{file_name}" if opts.registry_ref else
+    bundle = (f"{PULL_DIR}/{file_name}" if facts.pull_ref else
               f"{IMAGE_BUNDLE_DIR}/{file_name}")
     python = [f"{IMAGE_VENV}/bin/python", "-m", "oemkit"]
     args = ["serve", bundle, "--trust", TRUST_FILE, "--host", "0.0.0.0",
@@ -370,7 +380,20 @@ def _deployment(facts: _Facts, plan: SizingPlan, opts: KubeOptions, name: str,
         volumes.append({"name": "license", "secret": {"secretName": f"{name}-license",
                                                       "defaultMode": 0o440}})
     init: list[dict[str, Any]] = []
-    if opts.registry_ref:
+    if facts.pull_ref:
+        pull_mounts = [{"name": "bundle", "mountPath": PULL_DIR},
+                       {"name": "tmp", "mountPath": "/tmp"},
+                       {"name": "trust-root", "mountPath": TRUST_DIR, "readOnly": True},
+                       {"name": "registry-auth", "mountPath": REGISTRY_AUTH_DIR,
+                        "readOnly": True}]
+        pull_args = ["oci", "pull", facts.pull_ref, "--trust", TRUST_FILE,
+                     "--out", f"{PULL_DIR}/{file_name}"]
+        if facts.registry_ca is not None:
+            pull_mounts.append({"name": "registry-ca", "mountPath": REGISTRY_CA_DIR,
+                                "readOnly": True})
+            pull_args += ["--ca-file", f"{REGISTRY_CA_DIR}/ca.pem"]
+            volumes.append({"name": "registry-ca", "configMap": {
+                "name": f"{name}-registry-ca", "defaultMode": 0o444}})
         mounts.append({"name": "bundle", "mountPath": PULL_DIR, "readOnly": True})
         volumes.append({"name": "bundle",
                         "emptyDir": {"sizeLimit": _mi(facts.bundle_bytes)}})
@@ -382,19 +405,14 @@ def _deployment(facts: _Facts, plan: SizingPlan, opts: KubeOptions, name: str,
         init.append({
             "name": "pull", "image": opts.image, "imagePullPolicy": "IfNotPresent",
             "command": python,
-            "args": ["oci", "pull", opts.registry_ref, "--trust", TRUST_FILE,
-                     "--out", f"{PULL_DIR}/{file_name}"],
+            "args": pull_args,
             "env": [*env, {"name": "DOCKER_CONFIG", "value": REGISTRY_AUTH_DIR},
                     {"name": "REGISTRY_AUTH_FILE",
                      "value": f"{REGISTRY_AUTH_DIR}/config.json"}],
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                           "limits": {"cpu": str(plan.cpu), "memory": "512Mi"}},
             "securityContext": _hardened(),
-            "volumeMounts": [{"name": "bundle", "mountPath": PULL_DIR},
-                             {"name": "tmp", "mountPath": "/tmp"},
-                             {"name": "trust-root", "mountPath": TRUST_DIR, "readOnly": True},
-                             {"name": "registry-auth", "mountPath": REGISTRY_AUTH_DIR,
-                              "readOnly": True}]})
+            "volumeMounts": pull_mounts})
     probe = {"port": "http", "scheme": "HTTP"}
     container = {
         "name": "serve", "image": opts.image, "imagePullPolicy": "IfNotPresent",
@@ -542,6 +560,43 @@ class KubeResult:
                 "notes": self.notes}
 
 
+def _pinned_ref(text: str, bundle: Path) -> str:
+    """``text`` pinned to the digest of the bundle's OCI artifact (``oemkit oci push``
+    writes one manifest per bundle, deterministically): a tag moved to another release
+    later does not change what the pods pull.
+
+    Raises:
+        UsageError: E_OCI_REF (not a registry reference).
+        VerificationError: E_OCI_DIGEST (the reference names another digest).
+    """
+    from oemkit.errors import VerificationError
+    from oemkit.site._registry import Reference
+    from oemkit.site.oci import describe
+
+    ref = Reference.parse(text)
+    digest = describe(bundle).digest
+    if ref.digest is not None and ref.digest != digest:
+        raise VerificationError("E_OCI_DIGEST", f"--registry-ref names {ref.digest}, but this "
+                                f"bundle's artifact is {digest}", expected=digest,
+                                actual=ref.digest,
+                                hint="pass the reference 'oemkit oci push' printed for this "
+                                     "bundle, or one by tag only")
+    base = f"{ref.host}/{ref.repository}" + (f":{ref.tag}" if ref.tag else "")
+    return f"{base}@{digest}"
+
+
+def _pem(data: bytes, path: Path) -> bytes:
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise InputError("E_TLS_INVALID", f"{path} holds no PEM certificate",
+                         hint="pass the site registry's CA certificate (PEM)")
+    try:
+        data.decode("ascii")
+    except UnicodeDecodeError:
+        raise InputError("E_TLS_INVALID", f"{path} is not PEM text",
+                         hint="pass the site registry's CA certificate (PEM)") from None
+    return data
+
+
 def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeResult:
     """Verify ``bundle`` against ``trust``, then write the Kustomize base to ``out``.
 
@@ -549,9 +604,9 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
 
     Raises:
         VerificationError: the bundle's verification failure.
-        InputError: E_SIZING_INVALID, the trust root's and license file's reading errors,
-            and those of :func:`staged_dir`.
-        UsageError: E_USAGE (a bad --name, --port, --drain or --max-replicas).
+        InputError: E_SIZING_INVALID, E_TLS_INVALID (--registry-ca holds no PEM
+            certificate), the input files' reading errors, and those of :func:`staged_dir`.
+        UsageError: E_USAGE (a bad --name, --port, --drain or --max-replicas), E_OCI_REF.
         EnvironmentProblem: E_WRITE, E_PERMISSION.
     """
     from oemkit._fs import read_input
@@ -577,10 +632,17 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
                          hint=f"pass --max-replicas {plan.replicas} or more")
     license_bytes = (read_input(opts.license, "license", limit=1 << 20)
                      if opts.license is not None else None)
+    if opts.registry_ca is not None and not opts.registry_ref:
+        raise UsageError("E_USAGE", "--registry-ca is for the init container that pulls "
+                         "--registry-ref", hint="give --registry-ref too, or leave it out")
+    ca = (_pem(read_input(opts.registry_ca, "registry CA", limit=1 << 20), opts.registry_ca)
+          if opts.registry_ca is not None else None)
+    pull_ref = _pinned_ref(opts.registry_ref, bundle) if opts.registry_ref else None
     facts = _Facts(name=manifest.name, version=manifest.version,
                    manifest_sha256=str(report.manifest_sha256),
                    bundle_bytes=bundle.stat().st_size, payload_bytes=report.payload_bytes,
-                   trust_root=trust_bytes, license=license_bytes)
+                   trust_root=trust_bytes, license=license_bytes, pull_ref=pull_ref,
+                   registry_ca=ca)
     objects = base_objects(facts, plan, opts, name)
     header = (f"# oemkit deploy kubernetes: {facts.name} {facts.version} (manifest sha256:"
               f"{facts.manifest_sha256}); generated by oemkit {__version__}, edit through a "
@@ -604,4 +666,4 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
         manifest_sha256=facts.manifest_sha256, files=sorted(files),
         objects=[{"file": f, "kind": o["kind"], "name": o["metadata"]["name"]}
                  for f, o in sorted(objects.items())],
-        plan=plan, registry_ref=opts.registry_ref, notes=notes)
+        plan=plan, registry_ref=pull_ref, notes=notes)
