@@ -675,10 +675,21 @@ def unreachable(host: str, exc: BaseException, more: str = "") -> EnvironmentPro
              "registry has and resumes its upload")
 
 
+#: What a requests/urllib3 error's long text says, in a few words.
+_REASONS = (re.compile(r"\[SSL: [A-Z_]+\] ([^(\]]*?)\s*\("),
+            re.compile(r"\[Errno -?\d+\] ([^'\")]*)"),
+            re.compile(r"(Connection broken: [A-Za-z]+\([^)]*\))"),
+            re.compile(r"(Read timed out)"),
+            re.compile(r"(Connection aborted)"))
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    inner = re.findall(r"\(([^()]*(?:Error|refused|reset|timed out|broken)[^()]*)\)", text)
-    return (inner[-1] if inner else text)[:300]
+    for pattern in _REASONS:
+        match = pattern.search(text)
+        if match:
+            return match[1].strip()
+    return text[:300]
 
 
 def _oci_errors(response: requests.Response) -> str:
