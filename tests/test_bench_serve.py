@@ -1,6 +1,6 @@
 """benchmarks/serve_runtime.py works: with tiny request counts it starts every server it
-compares (oemkit with one and two workers, the minimal Starlette server, the raw-socket
-floor), drives them and prints its table. The figures themselves are not checked: they
+compares (oemkit with one and two workers, the minimal raw-ASGI and Starlette servers, the
+raw-socket floor, the bare and stack-floor cold starts), drives them and prints its table. The figures themselves are not checked: they
 are measurements on a shared machine, recorded in benchmarks/RESULTS.md."""
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def test_the_benchmark_prints_its_table(capsys, monkeypatch):
         assert figure in rows, out
         assert rows[figure].split()[-1] in ("PASS", "MISS"), rows[figure]
     assert "license valid" in out  # the cold start checked the license it was given
+    for baseline in ("  stack floor: its imports + session + bind",
+                     "  stack floor RSS (its imports + session + bind)",
+                     "  oemkit over the stack floor"):
+        assert any(line.startswith(baseline) for line in lines), out
 
 
 def test_an_unknown_benchmark_is_a_usage_error(capsys, monkeypatch):

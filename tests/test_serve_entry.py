@@ -14,7 +14,7 @@ import typer.main
 
 from oemkit.cli import app
 from oemkit.serve import entry
-from oemkit.serve.entry import OPTIONS, ServeArgs, parse
+from oemkit.serve.entry import OPTIONS, ServeArgs, accept
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_parse_gives_what_the_typer_command_passes(line, monkeypatch):
 
     result = CliRunner().invoke(app, ["serve", *line])
     assert result.exit_code == 0, result.output
-    assert parse(line) == seen[0]
+    assert accept(line) == seen[0]
 
 
 @pytest.mark.parametrize("line", [
@@ -86,7 +86,7 @@ def test_parse_gives_what_the_typer_command_passes(line, monkeypatch):
     ["prefix", "--max-body", "1023"],
 ])
 def test_parse_leaves_everything_else_to_the_cli(line):
-    assert parse(line) is None
+    assert accept(line) is None
 
 
 def _run(args: list[str], entry_code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 def main() -> None:
     """Console-script entry point (``oemkit`` and ``python -m oemkit``)."""
     if sys.argv[1:2] == ["serve"]:
-        from oemkit.serve.entry import parse
+        from oemkit.serve.entry import accept
 
-        args = parse(sys.argv[2:])
+        args = accept(sys.argv[2:])
         if args is not None:
             raise SystemExit(_serve(args))
     from oemkit.cli import main as cli_main

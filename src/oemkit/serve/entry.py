@@ -4,7 +4,7 @@ well-formed command line, and the start-up itself.
 A service is started far more often than a person types a command, and every worker
 would carry the CLI's imports (typer, rich, pydantic: about 0.4 s and 20-36 MB on a
 small host). So the console script (:mod:`oemkit._entry`) hands ``oemkit serve ...``
-straight to :func:`parse` and :func:`start`; whatever :func:`parse` does not accept
+straight to :func:`accept` and :func:`start`; whatever :func:`accept` does not accept
 (``--help``, an unknown or malformed option, a value out of range) goes to the typer
 command in :mod:`oemkit.cli.serve` instead, which answers exactly as before. Both parse
 the same :data:`OPTIONS` (tests/test_serve_entry.py compares them with the typer
@@ -31,6 +31,7 @@ class Option:
 
     @property
     def dest(self) -> str:
+        """The :class:`ServeArgs` field it fills (``--max-batch``: ``max_batch``)."""
         return self.flag[2:].replace("-", "_")
 
 
@@ -98,7 +99,7 @@ def _value(option: Option, text: str) -> Any:
     return value
 
 
-def parse(argv: list[str]) -> ServeArgs | None:
+def accept(argv: list[str]) -> ServeArgs | None:
     """The arguments after ``serve``, or None for anything but a well-formed command line
     (help, an unknown option, a missing or bad value, no target or two): the CLI then
     parses the same line and answers it, help and usage errors included."""

@@ -93,6 +93,11 @@ class Model:
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         self._inputs = {s.name: s for s in self.inputs}
         self._outputs = {s.name: s for s in self.outputs}
+        # asked for by name: onnxruntime would rebuild the list from its metadata per run
+        self._output_names = [s.name for s in self.outputs]
+        import numpy
+
+        self._ndarray = numpy.ndarray
         import numpy
 
         # dtype objects, compared directly (dtype.name is slow: see tensors.datatype_of)
@@ -162,9 +167,10 @@ class Model:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Run the session; non-tensor outputs come back as BYTES arrays of JSON text."""
-        results = self.session.run(None, dict(inputs))
-        return {spec.name: _tensor(value) for spec, value in
-                zip(self.outputs, results, strict=True)}
+        feed = inputs if type(inputs) is dict else dict(inputs)
+        results = self.session.run(self._output_names, feed)
+        return {name: value if type(value) is self._ndarray else _tensor(value)
+                for name, value in zip(self._output_names, results, strict=True)}
 
 
 def json_value(value: Any) -> Any:

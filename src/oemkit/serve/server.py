@@ -186,6 +186,7 @@ def run_worker(sock: socket.socket, source: Source, settings: Settings, listen: 
     app = worker_app(runtime, started)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on", server_header=False,
+        proxy_headers=False,  # no X-Forwarded-* rewriting: a loopback client pays it per request
         ws="none",  # no websockets: their import alone is about 24 ms of the cold start
         timeout_graceful_shutdown=int(max(1, listen.drain_s)), timeout_keep_alive=5,
         ssl_certfile=str(listen.tls_cert) if listen.tls_cert else None,
