@@ -267,3 +267,23 @@ def test_a_wheelhouse_without_the_dependencies_is_e_pip(signed_bundle, trust_fil
     r = build(signed_bundle, base, trust_file, out, wheel, "--wheelhouse", wheelhouse)
     assert r.exit_code == 4 and _error(r)["code"] == "E_PIP", r.output
     assert not out.exists()
+
+
+def test_the_wheelhouse_install_takes_oemkits_oci_extra(tmp_path, monkeypatch):
+    """With a wheelhouse, oemkit[oci] (the init container runs oemkit oci pull); --extra
+    none installs oemkit alone; without a wheelhouse, oemkit without dependencies."""
+    from oemkit.site import image
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(image, "_pip", lambda args, what: calls.append(args))
+    wheel = tmp_path / "oemkit-0.1.0-py3-none-any.whl"
+    image._install(wheel, tmp_path, "3.11", tmp_path / "t", ("oci",))
+    image._install(wheel, tmp_path, "3.11", tmp_path / "t", ())
+    image._install(wheel, None, "3.11", tmp_path / "t", ("oci",))
+    assert [c[-1] for c in calls] == ["oemkit[oci]==0.1.0", "oemkit==0.1.0", "oemkit==0.1.0"]
+    assert "--no-deps" in calls[2] and "--no-deps" not in calls[0]
+    assert all({"--no-index", "--only-binary=:all:", "--python-version"} <= set(c)
+               for c in calls)
+    r = cli("image", tmp_path / "x.oemb", "--base", tmp_path, "--trust", tmp_path / "t.json",
+            "--out", tmp_path / "o", "--extra", "Bad Name", "--json")
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "E_USAGE"

@@ -101,6 +101,9 @@ def image(
     oemkit_wheel: Path | None = typer.Option(None, "--oemkit-wheel", help="oemkit's wheel "
                                              "(default: the wheelhouse's, else built from "
                                              "this checkout)."),
+    extra: list[str] = typer.Option(["oci"], "--extra", help="oemkit's extras installed "
+                                    "with the wheelhouse (repeat; default oci: the init "
+                                    "container's oci pull)."),
     python: str | None = typer.Option(None, "--python", help="The base's interpreter "
                                       "(default: found in its layers, e.g. "
                                       "/usr/local/bin/python3.11)."),
@@ -124,7 +127,8 @@ def image(
 
         result = build_image(bundle, base, out, ImageOptions(
             trust=trust, tag=tag, wheelhouse=wheelhouse, oemkit_wheel=oemkit_wheel,
-            python=python, port=port, source_date_epoch=source_date_epoch, force=force))
+            python=python, extras=_extras(extra), port=port,
+            source_date_epoch=source_date_epoch, force=force))
         if json_out:
             emit_json(result.to_dict())
         err.print(f"Wrote {safe(out)}/: image {safe(result.bundle)} {safe(result.version)} "
@@ -135,3 +139,16 @@ def image(
         err.print(f"  python {safe(result.python)}; SBOM referrer "
                   f"{safe(result.sbom_digest)}")
         err.print(f"Inspect: skopeo inspect oci:{safe(out)}:{safe(result.tag)}")
+
+
+def _extras(values: list[str]) -> tuple[str, ...]:
+    import re
+
+    from oemkit.errors import UsageError
+
+    found = tuple(v for value in values for v in value.split(",") if v and v != "none")
+    bad = [v for v in found if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", v)]
+    if bad:
+        raise UsageError("E_USAGE", f"--extra {bad[0]!r} is not an extra's name",
+                         hint="e.g. --extra oci, or --extra none")
+    return found

@@ -4,8 +4,9 @@ No container daemon and no builder: the image is the site's own Python base imag
 image layout on disk, its blobs checked against their digests and copied unchanged) plus
 three layers written here with :mod:`tarfile`:
 
-1. ``dependencies``: the wheels of oemkit's dependencies (``--wheelhouse``, e.g. the
-   bundle's wheelhouse from ``oemkit wheelhouse fetch``) in ``/opt/oemkit/venv``;
+1. ``dependencies``: the wheels of oemkit's dependencies and of its ``oci`` extra (what
+   the init container's ``oemkit oci pull`` needs) from ``--wheelhouse`` (``oemkit
+   wheelhouse fetch`` of ``oemkit[oci]``) in ``/opt/oemkit/venv``;
 2. ``oemkit``: oemkit itself (a wheel built from this checkout, or ``--oemkit-wheel``) in
    the same virtual environment, whose ``bin/python`` is the base image's Python;
 3. ``bundle``: the verified ``.oemb`` at ``/opt/oemkit/bundle/NAME-VERSION.oemb``, its
@@ -413,17 +414,23 @@ def _pip(args: list[str], what: str) -> None:
                                       "fetch --python-version X.Y --platform ...')")
 
 
-def _install(wheel: Path, wheelhouse: Path | None, version: str, target: Path) -> None:
+def _install(wheel: Path, wheelhouse: Path | None, version: str, target: Path,
+             extras: tuple[str, ...]) -> None:
+    """pip install oemkit (with ``extras`` and its dependencies from ``wheelhouse``, else
+    alone) into ``target`` for Python ``version``, offline."""
     links = wheel.parent
     args = ["install", "--no-index", "--find-links", str(links), "--target", str(target),
             "--no-compile", "--no-warn-script-location", "--python-version", version,
             "--implementation", "cp", "--only-binary=:all:"]
+    name = "oemkit"
     if wheelhouse is not None:
         args += ["--find-links", str(wheelhouse)]
+        if extras:
+            name += "[" + ",".join(extras) + "]"
     else:
         args.append("--no-deps")
     # by name from --find-links, not by path: a path would be recorded (direct_url.json)
-    args.append("oemkit==" + wheel.name.split("-")[1])
+    args.append(f"{name}==" + wheel.name.split("-")[1])
     _pip(args, f"install {wheel.name} for Python {version}")
 
 
@@ -529,6 +536,9 @@ class ImageOptions:
     wheelhouse: Path | None = None
     oemkit_wheel: Path | None = None
     python: str | None = None
+    #: oemkit's extras installed with the wheelhouse: ``oci`` for the init container's
+    #: ``oemkit oci pull``
+    extras: tuple[str, ...] = ("oci",)
     port: int = 8000
     source_date_epoch: int | None = None
     force: bool = False
@@ -657,7 +667,7 @@ def build_image(bundle: Path, base_spec: Path, out: Path, opts: ImageOptions) ->
         sbom = _sbom(report, bundle)
         wheel = _oemkit_wheel(opts.oemkit_wheel, opts.wheelhouse, work)
         site = work / "site"
-        _install(wheel, opts.wheelhouse, base.python_version, site)
+        _install(wheel, opts.wheelhouse, base.python_version, site, opts.extras)
         deps, own, packages = _venv_layers(site, base)
         file_name = f"{manifest.name}-{manifest.version}.oemb"
         content = _Layer("bundle")
