@@ -172,8 +172,7 @@ def test_push_writes_an_oci_artifact_skopeo_reads(registry, signed_bundle, trust
 def test_pull_verifies_then_writes(registry, signed_bundle, trust_file, tmp_path):
     ref = f"{registry.host}/oemkit/pull:1"
     oci.push(signed_bundle, ref, PLAIN)
-    out = tmp_path / "got" / "example.oemb"
-    out.parent.mkdir()
+    out = tmp_path / "got" / "example.oemb"  # the directory is made
     code, doc = cli_json("oci", "pull", ref, "--out", out, "--trust", trust_file,
                          "--plain-http")
     assert code == 0 and doc["ok"] and doc["bundle"] == str(out)
@@ -444,6 +443,28 @@ def test_an_interrupted_push_resumes_its_upload(registry, signed_bundle, trust_f
     pulled = oci.pull(f"{registry.host}/oemkit/upload:1", tmp_path / "o.oemb", trust_file,
                       PLAIN)
     assert pulled.report.ok
+
+
+def test_hashing_while_sending_stops_once_the_registry_has_the_blob(registry, signed_bundle):
+    """A large bundle is hashed while it is sent: the HEAD comes when the digest is known,
+    and an upload of a blob the registry turns out to have is abandoned."""
+    from concurrent.futures import Future
+
+    size = signed_bundle.stat().st_size
+    first = oci.push(signed_bundle, f"{registry.host}/oemkit/overlap:1", PLAIN)
+    digest = next(iter(first.blobs))
+    client = PLAIN.open(Reference.parse(f"{registry.host}/oemkit/overlap:1"))
+    for repository, expected in (("oemkit/overlap", ("present", 8192)),
+                                 ("oemkit/overlap-new", ("uploaded", size))):
+        future: Future[str] = Future()
+
+        def known(_: int, future: Future[str] = future) -> None:
+            if not future.done():
+                future.set_result(digest)  # the hash ends while the first chunk goes out
+
+        assert client.upload_blob(repository, signed_bundle, future, size, progress=known,
+                                  chunk=8192) == expected
+    client.close()
 
 
 # --------------------------------------------------------------------------- stub servers

@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -493,21 +494,35 @@ class Registry:
         length = response.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else None
 
-    def upload_blob(self, repository: str, path: Path, digest: str, size: int, *,
-                    state: Path | None = None, progress: ProgressFn | None = None,
+    def upload_blob(self, repository: str, path: Path, digest: str | Future[str], size: int,
+                    *, state: Path | None = None, progress: ProgressFn | None = None,
                     chunk: int = CHUNK_BYTES) -> tuple[str, int]:
         """Upload the blob at ``path`` unless the registry has it. ``state``: a file that
         remembers an unfinished upload's location, so that a second run resumes it.
 
-        Returns ``("present", 0)``, or ``("uploaded", bytes sent now)`` (less than ``size``
-        when an earlier run's upload was resumed).
+        ``digest`` may still be being computed (a future, for a large file: hashing and
+        sending overlap); the registry is asked whether it has the blob (``HEAD``) as soon
+        as the digest is known, and an upload already under way is then abandoned.
+
+        Returns ``("present", bytes sent before the digest was known)``, or
+        ``("uploaded", bytes sent now)`` (less than ``size`` when an earlier run's upload
+        was resumed).
 
         Raises:
             The codes of :meth:`request`; ``E_OCI_REGISTRY`` (an upload the registry did
             not accept: a wrong offset, no Location).
         """
-        have = self.blob_size(repository, digest)
-        if have is not None:
+        future = digest if isinstance(digest, Future) else _known(digest)
+        asked = False
+
+        def present() -> bool:
+            nonlocal asked
+            if asked or not future.done():
+                return False
+            asked = True
+            return self.blob_size(repository, future.result()) is not None
+
+        if present():
             if progress:
                 progress(size)
             return "present", 0
@@ -523,6 +538,9 @@ class Registry:
         sent = 0
         with path.open("rb") as handle:
             while offset < size:
+                if present():
+                    self._abandon(location, state)
+                    return "present", sent
                 length = min(chunk, size - offset)
                 start = offset
                 response = self.request(
@@ -532,20 +550,30 @@ class Registry:
                              "Content-Length": str(length)},
                     body=lambda start=start, length=length: _Slice(  # type: ignore[misc]
                         handle, start, length, progress),
-                    ok=(202,), what=f"blob {digest} bytes {start}-")
+                    ok=(202,), what=f"a blob upload, bytes {start}-")
                 response.close()
                 location = self._location(response)
                 offset += length
                 sent += length
                 _save_upload(state, location, offset)
-        response = self.request("PUT", _with_digest(location, digest),
+        final = future.result()
+        response = self.request("PUT", _with_digest(location, final),
                                 headers={"Content-Length": "0"}, ok=(201,),
-                                what=f"the end of blob {digest}")
+                                what=f"the end of blob {final}")
         response.close()
         if state is not None:
             with contextlib.suppress(OSError):
                 state.unlink()
         return "uploaded", sent
+
+    def _abandon(self, location: str, state: Path | None) -> None:
+        """Cancel an upload the registry turned out not to need (best effort)."""
+        with contextlib.suppress(InputError, EnvironmentProblem):
+            self.request("DELETE", location, ok=(204, 200, 202, 404),
+                         what="an unneeded upload").close()
+        if state is not None:
+            with contextlib.suppress(OSError):
+                state.unlink()
 
     def _resume_upload(self, state: Path | None) -> tuple[str | None, int]:
         """An earlier run's upload location and how far the registry has it (``GET`` on
@@ -599,10 +627,13 @@ class Registry:
         offset = out.stat().st_size if out.exists() else 0
         if offset > size:
             offset = 0
-        mode = "r+b" if offset else "wb"
-        with out.open(mode) as handle:
+        try:
+            opened = out.open("r+b" if offset else "wb")
+        except OSError as exc:
+            raise write_failed(out, exc) from None
+        with opened as handle:
             if offset:
-                _hash_prefix(handle, offset, hasher)  # type: ignore[arg-type]
+                _hash_prefix(handle, offset, hasher)
             headers = {"Range": f"bytes={offset}-"} if 0 < offset < size else {}
             received = 0
             if offset < size:
@@ -628,7 +659,10 @@ class Registry:
                         for block in _blocks(response):
                             if offset + received + len(block) > size:
                                 break  # more than the descriptor says: the digest decides
-                            handle.write(block)
+                            try:
+                                handle.write(block)
+                            except OSError as exc:
+                                raise write_failed(out, exc) from None
                             hasher.update(block)
                             received += len(block)
                             if progress:
@@ -640,8 +674,11 @@ class Registry:
                             self.host, exc, f"; {offset + received} of {size} bytes of "
                             f"{digest} are in {out}, and the next pull continues from "
                             "there") from None
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise write_failed(out, exc) from None
             total = handle.tell()
         actual = "sha256:" + hasher.hexdigest()
         if total != size or actual != digest:
@@ -656,6 +693,12 @@ class Registry:
         return received
 
 
+def _known(value: str) -> Future[str]:
+    future: Future[str] = Future()
+    future.set_result(value)
+    return future
+
+
 def canonical(doc: dict[str, Any]) -> bytes:
     """The bytes oemkit writes for a manifest or index: sorted keys, no spaces, so the
     same bundle always gives the same manifest digest."""
@@ -665,6 +708,12 @@ def canonical(doc: dict[str, Any]) -> bytes:
 def fallback_tag(digest: str) -> str:
     """The OCI 1.1 referrers fallback tag of a subject: ``sha256-HEX``."""
     return digest.replace(":", "-", 1)
+
+
+def write_failed(path: Path, exc: OSError) -> EnvironmentProblem:
+    return EnvironmentProblem("E_WRITE", f"cannot write {path}: {exc.strerror or exc}",
+                              hint="free space or fix the permissions there, or choose "
+                                   "another --out")
 
 
 def unreachable(host: str, exc: BaseException, more: str = "") -> EnvironmentProblem:

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,11 @@ class Artifact:
                 "artifactType": ARTIFACT_TYPE}
 
 
-def describe(bundle: Path, *, limits: Limits | None = None) -> Artifact:
+def describe(bundle: Path, *, limits: Limits | None = None,
+             digest: str | None = None) -> Artifact:
     """The artifact for ``bundle``: its structure checked as ``oemkit inspect`` checks it
-    (nothing trusted), the file hashed once, and its signature members read.
+    (nothing trusted), the file hashed once (unless ``digest`` says what it is), and its
+    signature members read.
 
     The manifest is deterministic (sorted keys; dates from the bundle's build time), so a
     bundle pushed twice, or exported and copied, has one digest everywhere.
@@ -104,7 +107,10 @@ def describe(bundle: Path, *, limits: Limits | None = None) -> Artifact:
 
     limits = limits or Limits()
     info = inspect_bundle(bundle, limits=limits)
-    digest, size = _file_digest(bundle)
+    if digest is None:
+        digest, size = _file_digest(bundle)
+    else:
+        size = bundle.stat().st_size
     made = info.manifest.build_time
     layer: dict[str, Any] = {"mediaType": LAYER_TYPE, "digest": digest, "size": size,
              "annotations": {TITLE: bundle.name}}
@@ -266,24 +272,30 @@ def push(bundle: Path, ref_text: str, connection: Connection, *, trust: Path | N
         report = _verify_file(bundle, _pinned(trust), limits)
         if not report.ok and report.error is not None:
             raise report.error
-    artifact = describe(bundle, limits=limits)
-    if ref.digest is not None and ref.digest != artifact.digest:
-        raise VerificationError(
-            "E_OCI_DIGEST", f"{ref} names digest {ref.digest}, but this bundle's artifact "
-            f"is {artifact.digest}", check="manifest digest", expected=ref.digest,
-            actual=artifact.digest, hint="push to a tag, or name the artifact's digest")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oemkit.verify.bundle import inspect_bundle
+
+    inspect_bundle(bundle, limits=limits)  # refused before a byte goes out
+    size = bundle.stat().st_size
     state_dir = state_dir or _state_dir()
     registry = connection.open(ref)
     blobs: dict[str, str] = {}
     sent = 0
     try:
-        layer = artifact.layer
-        state = state_dir / f"{ref.host.replace(':', '_')}_{ref.repository.replace('/', '_')}"\
-            f"_{layer['digest'][7:]}.json"
-        how, count = registry.upload_blob(ref.repository, bundle, layer["digest"],
-                                          layer["size"], state=state, progress=progress,
-                                          chunk=chunk_bytes)
-        blobs[layer["digest"]] = how
+        with ThreadPoolExecutor(1, thread_name_prefix="oemkit-hash") as pool:
+            # a large file is hashed while it is sent (the registry is asked whether it
+            # has the blob as soon as the digest is known)
+            layer_digest = pool.submit(lambda: _file_digest(bundle)[0])
+            if size < OVERLAP_BYTES or ref.digest is not None:
+                _check_ref_digest(ref, describe(bundle, limits=limits,
+                                                digest=layer_digest.result()))
+            state = state_dir / _upload_state_name(ref, bundle)
+            how, count = registry.upload_blob(ref.repository, bundle, layer_digest, size,
+                                              state=state, progress=progress,
+                                              chunk=chunk_bytes)
+        artifact = describe(bundle, limits=limits, digest=layer_digest.result())
+        blobs[artifact.layer["digest"]] = how
         sent += count
         blobs[str(EMPTY["digest"])] = _push_small(registry, ref.repository, EMPTY_DATA)
         for sig_layer, blob, _ in artifact.signatures:
@@ -308,6 +320,14 @@ def push(bundle: Path, ref_text: str, connection: Connection, *, trust: Path | N
     finally:
         registry.close()
     return PushResult(str(ref), artifact.digest, blobs, sent, tuple(referrers), index, report)
+
+
+def _check_ref_digest(ref: Reference, artifact: Artifact) -> None:
+    if ref.digest is not None and ref.digest != artifact.digest:
+        raise VerificationError(
+            "E_OCI_DIGEST", f"{ref} names digest {ref.digest}, but this bundle's artifact "
+            f"is {artifact.digest}", check="manifest digest", expected=ref.digest,
+            actual=artifact.digest, hint="push to a tag, or name the artifact's digest")
 
 
 def _push_small(registry: Registry, repository: str, blob: bytes) -> str:
@@ -346,13 +366,18 @@ class PullResult:
     report: VerifyReport
     path: Path | None = None
     referrers: list[dict[str, Any]] = field(default_factory=list)
+    #: Seconds spent moving the layer (its digest checked as it came) and verifying it.
+    transfer_s: float = 0.0
+    verify_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "digest": self.digest, "layer_digest": self.layer_digest,
                 "size": self.size, "received_bytes": self.received,
                 "resumed_from": self.resumed_from,
                 "bundle": str(self.path) if self.path is not None else None,
-                "signature_referrers": [r.get("digest") for r in self.referrers]}
+                "signature_referrers": [r.get("digest") for r in self.referrers],
+                "seconds": {"transfer": round(self.transfer_s, 3),
+                            "verify": round(self.verify_s, 3)}}
 
 
 def pull(ref_text: str, out: Path, trust: Path, connection: Connection, *,
@@ -379,14 +404,17 @@ def pull(ref_text: str, out: Path, trust: Path, connection: Connection, *,
     ref = Reference.parse(ref_text)
     _check_output(out, force)
     pinned = _pinned(trust)
+    _make_parent(out)
     registry = connection.open(ref)
     try:
         manifest = registry.get_manifest(ref.repository, ref.target)
         layer = check_artifact(manifest.doc, f"{ref}", limits)
         partial = _partial(out, layer["digest"])
         before = partial.stat().st_size if partial.exists() else 0
+        started = time.perf_counter()
         received = registry.download_blob(ref.repository, layer["digest"], layer["size"],
                                           partial, progress=progress)
+        moved = time.perf_counter()
         try:
             referrers = [r for r in registry.referrers(ref.repository, manifest.digest)
                          if r.get("artifactType") == SIGNATURE_TYPE]
@@ -394,10 +422,12 @@ def pull(ref_text: str, out: Path, trust: Path, connection: Connection, *,
             referrers = []
     finally:
         registry.close()
+    verifying = time.perf_counter()
     result = PullResult(str(ref), manifest.digest, layer["digest"], layer["size"], received,
                         before if received < layer["size"] else 0,
                         _finish(partial, out, pinned, limits, f"{ref}", force),
-                        referrers=referrers)
+                        referrers=referrers, transfer_s=moved - started)
+    result.verify_s = time.perf_counter() - verifying
     if result.report.ok:
         result.path = out
     return result
@@ -413,8 +443,11 @@ def _finish(partial: Path, out: Path, pinned: TrustRoot, limits: Limits, name: s
             partial.unlink()
         return report
     _check_output(out, force)
-    os.chmod(partial, 0o644)
-    os.replace(partial, out)
+    try:
+        os.chmod(partial, 0o644)
+        os.replace(partial, out)
+    except OSError as exc:
+        raise _write_error(out.parent, exc) from None
     _fsync_dir(out.parent)
     return report
 
@@ -507,6 +540,7 @@ def import_layout(layout: Path, out: Path, trust: Path, *, tag: str | None = Non
     limits = limits or Limits()
     _check_output(out, force)
     pinned = _pinned(trust)
+    _make_parent(out)
     index = _open_layout(layout, create=False)
     entries = [m for m in index.get("manifests", []) if isinstance(m, dict)]
     if tag is not None:
@@ -565,6 +599,8 @@ def import_layout(layout: Path, out: Path, trust: Path, *, tag: str | None = Non
 
 
 MAX_LAYOUT_MANIFEST = 4 << 20
+#: From this size on, push hashes the file while it sends it.
+OVERLAP_BYTES = 64 << 20
 
 
 def _open_layout(layout: Path, *, create: bool) -> dict[str, Any]:
@@ -657,6 +693,13 @@ def _check_output(out: Path, force: bool) -> None:
                          hint="choose another --out, or pass --force to replace a file")
 
 
+def _make_parent(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(out.parent, exc) from None
+
+
 def _check_tag(tag: str) -> None:
     import re
 
@@ -664,6 +707,15 @@ def _check_tag(tag: str) -> None:
         raise UsageError("E_OCI_REF", f"{tag!r} is not an OCI tag",
                          hint="letters, digits, '_', '.', '-'; at most 128; not starting "
                               "with '.' or '-'")
+
+
+def _upload_state_name(ref: Reference, bundle: Path) -> str:
+    """The state file of an upload of this file (by identity: device, inode, size, mtime)
+    to this repository."""
+    st = bundle.stat()
+    who = f"{ref.host}/{ref.repository}|{bundle.resolve()}|{st.st_dev}:{st.st_ino}:" \
+          f"{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha256(who.encode()).hexdigest()[:32] + ".json"
 
 
 def _partial(out: Path, digest: str) -> Path:
