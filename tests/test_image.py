@@ -98,6 +98,13 @@ def test_the_image_unpacks_where_the_deployment_expects(signed_bundle, trust_fil
     assert "home = /usr/local/bin\n" in (venv / "pyvenv.cfg").read_text()
     assert (rootfs / SITE / "oemkit/__init__.py").is_file()
     assert (rootfs / SITE / "oemkit/site/image.py").is_file()
+    # bytecode compiled at build time (the root filesystem is read-only), for the image's path
+    import marshal
+
+    pyc = rootfs / SITE / f"oemkit/__pycache__/__init__.cpython-{PY.replace('.', '')}.pyc"
+    code = marshal.loads(pyc.read_bytes()[16:])
+    assert code.co_filename == f"/{SITE}/oemkit/__init__.py"
+    assert not doc["notes"]
     script = (venv / "bin/oemkit").read_text()
     assert script.startswith("#!/opt/oemkit/venv/bin/python\n") and "oemkit._entry" in script
     baked = rootfs / "opt/oemkit/bundle/example-0.2.0.oemb"
