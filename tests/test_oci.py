@@ -336,6 +336,11 @@ class Proxy:
         self.cut_after: int | None = None
         self.drop_patch: int | None = None
         self.patches = 0
+        #: hold a whole-blob answer at this byte until a Range request for the blob came
+        self.hold_at: int | None = None
+        self.range_seen = threading.Event()
+        #: flip a byte of every Range answer
+        self.corrupt_ranges = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.proxy = self  # type: ignore[attr-defined]
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
@@ -362,6 +367,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         proxy.log.append((self.command, self.path, dict(self.headers)))
+        if "Range" in self.headers:
+            proxy.range_seen.set()
         if self.command == "PATCH":
             proxy.patches += 1
             if proxy.drop_patch == proxy.patches:
@@ -381,6 +388,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                          if self.command == "HEAD" else str(len(data)))
         self.end_headers()
         if self.command == "HEAD":
+            return
+        if proxy.corrupt_ranges and "Range" in self.headers and len(data) > 700:
+            data = data[:600] + bytes([data[600] ^ 1]) + data[601:]
+        hold = proxy.hold_at
+        if hold is not None and self.command == "GET" and "/blobs/sha256:" in self.path \
+                and "Range" not in self.headers and len(data) > hold:
+            self.wfile.write(data[:hold])
+            self.wfile.flush()
+            proxy.range_seen.wait(60)  # the verifier asks for the tail while this waits
+            self.wfile.write(data[hold:])
             return
         cut = proxy.cut_after
         if cut is not None and self.command == "GET" and "/blobs/sha256:" in self.path \
@@ -465,6 +482,73 @@ def test_hashing_while_sending_stops_once_the_registry_has_the_blob(registry, si
         assert client.upload_blob(repository, signed_bundle, future, size, progress=known,
                                   chunk=8192) == expected
     client.close()
+
+
+def test_a_large_layer_is_verified_while_it_arrives(registry, signed_bundle, trust_file,
+                                                    tmp_path, monkeypatch):
+    """From OVERLAP_BYTES on (here: always) the verifier reads the partial file right
+    behind the transfer, the bytes after the payload fetched ahead with a Range request;
+    the outcome is the sequential path's: verified and written, or nothing written."""
+    monkeypatch.setattr(oci, "OVERLAP_BYTES", 0)
+    size = signed_bundle.stat().st_size
+    oci.push(signed_bundle, f"{registry.host}/oemkit/overlap-pull:1", PLAIN)
+    from oemkit.verify.bundle import Limits, scan_bundle
+
+    with signed_bundle.open("rb") as handle:
+        payload = next(m for m in scan_bundle(handle, Limits()) if m.name == "payload.tar.zst")
+    with Proxy(registry.port) as proxy:
+        ref = f"{proxy.host}/oemkit/overlap-pull:1"
+        proxy.hold_at = payload.offset + payload.size - 100  # the transfer inside the payload
+        result = oci.pull(ref, tmp_path / "a.oemb", trust_file, PLAIN)
+        assert result.report.ok and (tmp_path / "a.oemb").read_bytes() == \
+            signed_bundle.read_bytes()
+        ranges = [h.get("Range") for m, p, h in proxy.log if m == "GET" and "/blobs/" in p]
+        # the whole layer, and from the payload's end (its padding, the signatures) ahead
+        assert ranges == [None, f"bytes={payload.offset + payload.size}-{size - 1}"]
+
+        # bytes read ahead that are not the layer's own: refused, nothing written
+        proxy.range_seen.clear()
+        proxy.corrupt_ranges = True
+        with pytest.raises(VerificationError) as info:
+            oci.pull(ref, tmp_path / "z.oemb", trust_file, PLAIN)
+        assert info.value.code == "E_OCI_DIGEST"
+        assert not any(p.name.startswith((".z.", "z.")) for p in tmp_path.iterdir())
+        proxy.corrupt_ranges = False
+        proxy.hold_at = None
+
+        # interrupted, then resumed: the same answer
+        proxy.cut_after = 10_000
+        with pytest.raises(EnvironmentProblem):
+            oci.pull(ref, tmp_path / "b.oemb", trust_file, PLAIN)
+        assert not (tmp_path / "b.oemb").exists()
+        resumed = oci.pull(ref, tmp_path / "b.oemb", trust_file, PLAIN)
+        assert resumed.report.ok and resumed.resumed_from == 10_000
+
+    # a bundle altered before it was pushed: REJECTED, nothing written
+    members = read_members(signed_bundle)
+    changed = bytearray(dict(members)["payload.tar.zst"])
+    changed[-100] ^= 0x01
+    altered = write_members(tmp_path / "altered.oemb", [
+        (n, bytes(changed) if n == "payload.tar.zst" else d) for n, d in members])
+    oci.push(altered, f"{registry.host}/oemkit/overlap-altered:1", PLAIN)
+    out = tmp_path / "dl" / "c.oemb"
+    rejected = oci.pull(f"{registry.host}/oemkit/overlap-altered:1", out, trust_file, PLAIN)
+    assert not rejected.report.ok and rejected.path is None
+    assert list(out.parent.iterdir()) == []
+
+    # a damaged layer: the digest is the verdict
+    pushed = oci.push(signed_bundle, f"{registry.host}/oemkit/overlap-damaged:1", PLAIN)
+    blob = registry.blob_file(next(iter(pushed.blobs)))
+    good = blob.read_bytes()
+    blob.write_bytes(good[:5000] + bytes([good[5000] ^ 1]) + good[5001:])
+    try:
+        with pytest.raises(VerificationError) as info:
+            oci.pull(f"{registry.host}/oemkit/overlap-damaged:1", tmp_path / "dl" / "d.oemb",
+                     trust_file, PLAIN)
+    finally:
+        blob.write_bytes(good)
+    assert info.value.code == "E_OCI_DIGEST"
+    assert list(out.parent.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- stub servers

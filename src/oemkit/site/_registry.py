@@ -608,12 +608,39 @@ class Registry:
             location = self.base + location
         return location
 
+    def clone(self) -> Registry:
+        """A second client for the same registry (its own connections, for a request
+        alongside a running one), with the authorization already obtained."""
+        other = Registry(self.host, plain_http=self._plain_http, credentials=self.credentials,
+                         timeout=self.timeout,
+                         ca_file=None if self.session.verify is True
+                         else Path(str(self.session.verify)))
+        other._authorization = self._authorization
+        return other
+
+    def blob_range(self, repository: str, digest: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` (exclusive) of a blob, or None where the registry
+        does not answer the Range request with exactly them."""
+        response = self.request("GET", f"/v2/{repository}/blobs/{digest}",
+                                headers={"Range": f"bytes={start}-{end - 1}"}, stream=True,
+                                ok=(200, 206), what=f"blob {digest} bytes {start}-")
+        with response:
+            if response.status_code != 206 or not response.headers.get(
+                    "Content-Range", "").startswith(f"bytes {start}-{end - 1}/"):
+                return None
+            data = _read_bounded(response, end - start, f"blob {digest}", self.host)
+        return data if len(data) == end - start else None
+
     def download_blob(self, repository: str, digest: str, size: int, out: Path, *,
-                      progress: ProgressFn | None = None) -> int:
+                      progress: ProgressFn | None = None,
+                      written: Callable[[int], object] | None = None) -> int:
         """Stream a blob into ``out`` (a partial file: continued from its length with a
         ``Range`` request, or from zero where the registry ignores it), hashing as it
         goes; returns the bytes received now. The file is removed if its digest or size
         is not the descriptor's.
+
+        ``written(offset)``, when given, is told after each block how many bytes of the
+        file are written and flushed (a reader of the growing file follows it).
 
         Raises:
             VerificationError: ``E_OCI_DIGEST``.
@@ -653,6 +680,8 @@ class Registry:
                                  f"partial file {out} and pull again")
                     handle.seek(offset)
                     handle.truncate()
+                    if written is not None:  # only now: a Range ignored starts from zero
+                        written(offset)
                     if progress and offset:
                         progress(offset)
                     try:
@@ -667,6 +696,9 @@ class Registry:
                             received += len(block)
                             if progress:
                                 progress(len(block))
+                            if written is not None:
+                                handle.flush()
+                                written(offset + received)
                     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
                             OSError) as exc:
                         handle.flush()
@@ -680,6 +712,8 @@ class Registry:
             except OSError as exc:
                 raise write_failed(out, exc) from None
             total = handle.tell()
+            if written is not None:
+                written(total)
         actual = "sha256:" + hasher.hexdigest()
         if total != size or actual != digest:
             with contextlib.suppress(OSError):

@@ -412,8 +412,13 @@ def pull(ref_text: str, out: Path, trust: Path, connection: Connection, *,
         partial = _partial(out, layer["digest"])
         before = partial.stat().st_size if partial.exists() else 0
         started = time.perf_counter()
-        received = registry.download_blob(ref.repository, layer["digest"], layer["size"],
-                                          partial, progress=progress)
+        if layer["size"] >= OVERLAP_BYTES:
+            received, early = _pull_overlapped(registry, ref.repository, layer, partial,
+                                               pinned, limits, f"{ref}", progress)
+        else:
+            received = registry.download_blob(ref.repository, layer["digest"], layer["size"],
+                                              partial, progress=progress)
+            early = None
         moved = time.perf_counter()
         try:
             referrers = [r for r in registry.referrers(ref.repository, manifest.digest)
@@ -423,9 +428,10 @@ def pull(ref_text: str, out: Path, trust: Path, connection: Connection, *,
     finally:
         registry.close()
     verifying = time.perf_counter()
+    report = (_finish(partial, out, pinned, limits, f"{ref}", force) if early is None
+              else _place(partial, out, early, force))
     result = PullResult(str(ref), manifest.digest, layer["digest"], layer["size"], received,
-                        before if received < layer["size"] else 0,
-                        _finish(partial, out, pinned, limits, f"{ref}", force),
+                        before if received < layer["size"] else 0, report,
                         referrers=referrers, transfer_s=moved - started)
     result.verify_s = time.perf_counter() - verifying
     if result.report.ok:
@@ -437,7 +443,11 @@ def _finish(partial: Path, out: Path, pinned: TrustRoot, limits: Limits, name: s
             force: bool) -> VerifyReport:
     """Verify the complete partial file; rename it to ``out`` if it passes, else remove
     it. Nothing is ever half-written under ``out``."""
-    report = _verify_file(partial, pinned, limits, name=name)
+    return _place(partial, out, _verify_file(partial, pinned, limits, name=name), force)
+
+
+def _place(partial: Path, out: Path, report: VerifyReport, force: bool) -> VerifyReport:
+    """Rename the verified partial file to ``out``, or remove it when ``report`` failed."""
     if not report.ok:
         with contextlib.suppress(OSError):
             partial.unlink()
@@ -450,6 +460,162 @@ def _finish(partial: Path, out: Path, pinned: TrustRoot, limits: Limits, name: s
         raise _write_error(out.parent, exc) from None
     _fsync_dir(out.parent)
     return report
+
+
+class _Growing:
+    """A read-only file object over the partial file while the download writes it: a read
+    waits until the bytes it asks for are written (``advance``), so the verifier walks the
+    bundle right behind the transfer. The bytes after the payload (signatures, licenses,
+    the end of the archive), which the verifier reads before the payload, are fetched with
+    a Range request of their own (``tail``) as soon as it asks for them; once the transfer
+    is complete the file's own bytes there must equal them (:meth:`tail_matches`)."""
+
+    def __init__(self, path: Path, size: int,
+                 fetch_tail: Callable[[int], bytes | None]) -> None:
+        import threading
+
+        self._file = path.open("rb")
+        self._size, self._pos, self._written = size, 0, 0
+        self._fetch_tail = fetch_tail
+        self._tail: bytes | None = None
+        self._tail_start = size
+        self._failed = False
+        self._cond = threading.Condition()
+
+    # the downloader's side
+    def advance(self, written: int) -> bool:
+        with self._cond:
+            self._written = written
+            self._cond.notify_all()
+        return True
+
+    def fail(self) -> None:
+        """No more bytes will come: a read still waiting raises OSError."""
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
+
+    def tail_matches(self) -> bool:
+        if self._tail is None:
+            return True
+        self._file.seek(self._tail_start)
+        return self._file.read(len(self._tail) + 1) == self._tail
+
+    def close(self) -> None:
+        self._file.close()
+
+    # the verifier's side (what oemkit.verify reads through)
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        import io
+
+        raise io.UnsupportedOperation("a growing file has no descriptor to share")
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, amount: int | None = -1) -> bytes:
+        end = self._size if amount is None or amount < 0 else min(self._size,
+                                                                    self._pos + amount)
+        out = b""
+        if self._pos < end and self._tail is None and self._pos > self._written \
+                and self._size - self._pos <= TAIL_BYTES:
+            self._tail = self._fetch_tail(self._pos)
+            if self._tail is not None:
+                self._tail_start = self._pos
+        if self._pos < min(end, self._tail_start):
+            upto = min(end, self._tail_start)
+            with self._cond:
+                while self._written < upto and not self._failed:
+                    self._cond.wait()
+                if self._written < upto:
+                    raise OSError("the transfer stopped before these bytes arrived")
+            self._file.seek(self._pos)
+            out = self._file.read(upto - self._pos)
+            self._pos += len(out)
+        if self._tail is not None and self._tail_start <= self._pos < end:
+            out += self._tail[self._pos - self._tail_start:end - self._tail_start]
+            self._pos = end
+        return out
+
+
+#: The most bytes after the payload a pull fetches ahead (signatures and licenses: a few
+#: hundred KiB for a real bundle); a bundle with more is verified after its transfer.
+TAIL_BYTES = 16 << 20
+
+
+def _pull_overlapped(registry: Registry, repository: str, layer: dict[str, Any],
+                     partial: Path, pinned: TrustRoot, limits: Limits, name: str,
+                     progress: ProgressFn | None) -> tuple[int, VerifyReport]:
+    """Transfer the layer and verify the bundle at the same time (a large layer: the two
+    passes would otherwise add up): the verifier reads the partial file through a
+    :class:`_Growing` view. The report counts only if the layer's digest then matched
+    and the bytes it read ahead are the file's own; otherwise this raises as the
+    sequential path does (``E_OCI_DIGEST``, ``E_OCI_UNREACHABLE``)."""
+    import threading
+
+    from oemkit.verify.bundle import verify_open_bundle
+
+    digest, size = layer["digest"], layer["size"]
+    helper = registry.clone()
+
+    def tail(start: int) -> bytes | None:
+        try:
+            return helper.blob_range(repository, digest, start, size)
+        except OemkitError:
+            return None
+
+    try:
+        partial.touch()
+    except OSError as exc:
+        raise _write_error(partial.parent, exc) from None
+    view = _Growing(partial, size, tail)
+    outcome: dict[str, Any] = {}
+
+    def verify() -> None:
+        try:
+            outcome["report"] = verify_open_bundle(
+                view, pinned, name=name, limits=limits)  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised below when the transfer succeeded
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=verify, name="oemkit-verify", daemon=True)
+    worker.start()
+    try:  # a "no" from the verifier still waits for the digest: E_OCI_DIGEST comes first
+        received = registry.download_blob(repository, digest, size, partial,
+                                          progress=progress, written=view.advance)
+    except BaseException:
+        view.fail()
+        worker.join()
+        view.close()
+        helper.close()
+        raise
+    view.fail()  # nothing more will come: a read still waiting ends
+    worker.join()
+    matches = view.tail_matches()
+    view.close()
+    helper.close()
+    report = outcome.get("report")
+    if report is None:
+        raise outcome["error"]
+    if not matches:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise VerificationError(
+            "E_OCI_DIGEST", f"the end of the layer {registry.host} sent for a Range request "
+            "is not the end of the layer it sent whole", check="layer digest",
+            expected=digest, hint="the registry answers inconsistently; nothing was written")
+    return received, report
 
 
 # --------------------------------------------------------------------------- the layout
