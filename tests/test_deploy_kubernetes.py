@@ -259,6 +259,12 @@ def test_bad_names_and_options_are_usage_errors(signed_bundle, trust_file, tmp_p
     r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
             "--out", out, "--max-replicas", "1", "--json")
     assert r.exit_code == 2 and "--max-replicas" in _error(r)["message"]
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image", IMAGE,
+            "--out", out, "--namespace", "ML_prod", "--json")
+    assert r.exit_code == 2 and "--namespace" in _error(r)["message"]
+    r = cli("deploy", "kubernetes", signed_bundle, "--trust", trust_file, "--image",
+            "reg/x:1 --privileged", "--out", out, "--json")
+    assert r.exit_code == 2 and "--image" in _error(r)["message"]
     assert not out.exists()
 
 

@@ -208,6 +208,7 @@ def default_plan() -> SizingPlan:
 # --------------------------------------------------------------------------- names
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -606,7 +607,8 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
         VerificationError: the bundle's verification failure.
         InputError: E_SIZING_INVALID, E_TLS_INVALID (--registry-ca holds no PEM
             certificate), the input files' reading errors, and those of :func:`staged_dir`.
-        UsageError: E_USAGE (a bad --name, --port, --drain or --max-replicas), E_OCI_REF.
+        UsageError: E_USAGE (a bad --name, --namespace, --image, --port, --drain or
+            --max-replicas), E_OCI_REF.
         EnvironmentProblem: E_WRITE, E_PERMISSION.
     """
     from oemkit._fs import read_input
@@ -617,6 +619,13 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
                          hint="1-65535, e.g. --port 8000")
     if opts.drain < 0:
         raise UsageError("E_USAGE", f"--drain {opts.drain} is negative", hint="e.g. --drain 30")
+    if opts.namespace is not None and not (_DNS_1123.match(opts.namespace)
+                                           and len(opts.namespace) <= 63):
+        raise UsageError("E_USAGE", f"--namespace {opts.namespace!r} is not a DNS label",
+                         hint="lowercase letters, digits and '-', e.g. --namespace ml")
+    if not opts.image or any(c.isspace() for c in opts.image):
+        raise UsageError("E_USAGE", f"--image {opts.image!r} is not an image reference",
+                         hint="e.g. --image registry.site:5000/oemkit/example-server:0.2.0")
     trust_bytes = read_input(trust, "trust root")
     report = verify_bundle(bundle, trust_bytes)
     if not report.ok:
