@@ -236,12 +236,15 @@ def test_a_bundle_that_does_not_verify_builds_nothing(signed_bundle, trust_file,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["empty-dir", "no-index", "bad-blob", "no-python"])
+@pytest.mark.parametrize("case", ["missing", "empty-dir", "no-index", "bad-blob",
+                                  "no-python"])
 def test_a_base_that_is_not_an_oci_layout_is_refused(signed_bundle, trust_file, base, wheel,
                                                      tmp_path, case):
     bad = tmp_path / "base"
     if case == "empty-dir":
         bad.mkdir()
+    elif case == "missing":
+        pass  # neither a directory nor a registry reference
     else:
         shutil.copytree(base, bad)
     if case == "no-index":
@@ -294,3 +297,44 @@ def test_the_wheelhouse_install_takes_oemkits_oci_extra(tmp_path, monkeypatch):
     r = cli("image", tmp_path / "x.oemb", "--base", tmp_path, "--trust", tmp_path / "t.json",
             "--out", tmp_path / "o", "--extra", "Bad Name", "--json")
     assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "E_USAGE"
+
+
+@pytest.mark.enable_socket
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_the_base_from_the_sites_registry(signed_bundle, trust_file, base, wheel, tmp_path,
+                                          monkeypatch):
+    """--base REF: the base image skopeo copied into a real registry (Debian's
+    docker-registry on loopback) is fetched, its blobs checked, and gives the same layers
+    and config as the layout it came from; the manifest names it as base.name."""
+    from test_oci import REGISTRY_BIN, RegistryProcess
+
+    if REGISTRY_BIN is None:
+        pytest.skip("Debian's docker-registry is not installed (.ci/run installs it)")
+    skopeo = need(SKOPEO, "skopeo")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials of the user running the suite
+    for name in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    registry = RegistryProcess(tmp_path / "registry")
+    try:
+        ref = f"{registry.host}/library/python:{PY}"
+        run(skopeo, "copy", "--dest-tls-verify=false", f"oci:{base}:py", f"docker://{ref}")
+        from_layout = build(signed_bundle, base, trust_file, tmp_path / "a", wheel)
+        r = cli("image", signed_bundle, "--base", ref, "--plain-http", "--trust", trust_file,
+                "--out", tmp_path / "b", "--oemkit-wheel", wheel, "--json")
+        assert from_layout.exit_code == 0 and r.exit_code == 0, r.output
+        a, b = json.loads(from_layout.stdout), json.loads(r.stdout)
+        assert a["base_digest"] == b["base_digest"]
+        assert a["layers"] == b["layers"] and a["config_digest"] == b["config_digest"]
+        manifest = json.loads((tmp_path / "b/blobs/sha256" /
+                               b["manifest_digest"].removeprefix("sha256:")).read_text())
+        assert manifest["annotations"]["org.opencontainers.image.base.name"] == ref
+
+        r = cli("image", signed_bundle, "--base", f"{registry.host}/library/none:1",
+                "--plain-http", "--trust", trust_file, "--out", tmp_path / "c", "--json")
+        assert r.exit_code == 3 and json.loads(r.stdout)["error"]["code"] == "E_OCI_NOT_FOUND"
+        r = cli("image", signed_bundle, "--base", ref, "--trust", trust_file,
+                "--out", tmp_path / "c", "--json")  # TLS to a plain-HTTP registry
+        assert r.exit_code == 4, r.output
+        assert not (tmp_path / "c").exists()
+    finally:
+        registry.stop()

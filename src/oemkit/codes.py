@@ -218,10 +218,12 @@ _CODES = (
        "run the license on the licensed host, or send 'oemkit license fingerprint' output to "
        "the vendor for a re-issue"),
     _c("E_IMAGE_BASE_INVALID", I,
-       "`image --base`: not an OCI image layout (oci-layout, index.json, one image or this "
-       "host's platform), a blob missing or not its digest, no python3.N in the layers",
+       "`image --base`: neither an OCI image layout nor a registry reference; a layout "
+       "without oci-layout, index.json, one image or this host's platform; a blob missing or "
+       "not its digest; no python3.N in the layers",
        "pass the site's Python base image as an OCI layout (skopeo copy docker://... "
-       "oci:DIR:TAG), as DIR:TAG when it holds several; --python PATH names its interpreter"),
+       "oci:DIR:TAG; DIR:TAG when it holds several) or as HOST[:PORT]/REPOSITORY:TAG in the "
+       "site's registry; --python PATH names its interpreter"),
     _c("E_INDEX_INVALID", V,
        "the index is not a well-formed media index (JSON, envelope, fields, types, parts that "
        "do not tile the bundle, not canonical)",

@@ -14,6 +14,7 @@ import typer
 
 from oemkit.cli._options import JsonOut, TrustPinned
 from oemkit.cli._output import emit_json, err, guard, int_option, safe
+from oemkit.cli.oci import CaFile, PlainHttp
 
 deploy_app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True,
@@ -90,7 +91,11 @@ def image(
     *,
     bundle: Path = typer.Argument(..., help="The bundle the image serves (verified first)."),
     base: Path = typer.Option(..., "--base", help="The site's Python base image: an OCI "
-                              "layout DIR or DIR:TAG (skopeo copy docker://... oci:DIR:TAG)."),
+                              "layout DIR or DIR:TAG (skopeo copy docker://... oci:DIR:TAG), "
+                              "or a reference in the site's registry "
+                              "(HOST[:PORT]/REPOSITORY:TAG, its layers checked as fetched)."),
+    plain_http: PlainHttp = False,
+    ca_file: CaFile = None,
     out: Path = typer.Option(..., "--out", help="Directory for the image's OCI layout."),
     trust: TrustPinned,
     tag: str | None = typer.Option(None, "--tag", help="The image's tag in the layout "
@@ -124,11 +129,13 @@ def image(
     """
     with guard(json_out):
         from oemkit.site.image import ImageOptions, build_image
+        from oemkit.site.oci import Connection
 
         result = build_image(bundle, base, out, ImageOptions(
             trust=trust, tag=tag, wheelhouse=wheelhouse, oemkit_wheel=oemkit_wheel,
             python=python, extras=_extras(extra), port=port,
-            source_date_epoch=source_date_epoch, force=force))
+            source_date_epoch=source_date_epoch, force=force,
+            connection=Connection(plain_http=plain_http, ca_file=ca_file)))
         if json_out:
             emit_json(result.to_dict())
         err.print(f"Wrote {safe(out)}/: image {safe(result.bundle)} {safe(result.version)} "

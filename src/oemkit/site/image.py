@@ -98,6 +98,8 @@ class Base:
     config: dict[str, Any]
     python: str
     python_version: str
+    #: the registry reference it was fetched from (the ``base.name`` annotation), if any
+    name: str | None = None
 
 
 def _blob(layout: Path, digest: Any, base: Path) -> Path:
@@ -238,6 +240,76 @@ def _find_python(layout: Path, layers: list[dict[str, Any]], base: Path) -> str:
             return found[where]
     raise _bad_base(base, "no python3.N in /usr/local/bin, /usr/bin or /bin (pass --python "
                     "PATH if it is elsewhere)")
+
+
+def is_layout_spec(text: str) -> bool:
+    """Whether ``--base TEXT`` names an OCI layout on disk (``DIR`` or ``DIR:TAG``) rather
+    than a registry reference."""
+    head = text.rpartition(":")[0]
+    return Path(text).exists() or (bool(head) and Path(head).is_dir())
+
+
+def _registry_ref(text: str) -> None:
+    from oemkit.site._registry import Reference
+
+    try:
+        Reference.parse(text)
+    except UsageError:
+        raise _bad_base(Path(text), "no such directory, nor a registry reference "
+                        "HOST[:PORT]/REPOSITORY:TAG") from None
+
+
+def fetch_base(ref_text: str, layout: Path, connection: Any) -> Path:
+    """Copy the image ``ref_text`` names from the site's registry into a new OCI layout
+    ``layout`` (tag ``base``): the manifest (this host's platform of an index), the config
+    and every layer, each checked against its digest on the way (the registry client of
+    ``oemkit oci``). Returns ``layout:base`` for :func:`read_base`.
+
+    Raises:
+        UsageError: E_OCI_REF, E_OCI_PLAIN_HTTP.
+        InputError: E_IMAGE_BASE_INVALID (not an image, no image for this platform),
+            E_OCI_NOT_FOUND, E_OCI_AUTH.
+        VerificationError: E_OCI_DIGEST.
+        EnvironmentProblem: E_OCI_UNREACHABLE, E_OCI_TLS, E_OCI_REGISTRY.
+    """
+    from oemkit.site._registry import Reference
+
+    ref = Reference.parse(ref_text)
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    registry = connection.open(ref)
+    try:
+        manifest = registry.get_manifest(ref.repository, ref.target)
+        if manifest.media_type in (INDEX_MT, _DOCKER_LIST):
+            arch = _host_arch()
+            chosen = [m for m in manifest.doc.get("manifests") or [] if isinstance(m, dict)
+                      and (m.get("platform") or {}).get("architecture") == arch
+                      and (m.get("platform") or {}).get("os") == "linux"]
+            if not chosen:
+                raise _bad_base(Path(ref_text), f"its index has no linux/{arch} image")
+            manifest = registry.get_manifest(ref.repository, str(chosen[0].get("digest")))
+        if manifest.media_type not in (MANIFEST_MT, _DOCKER_MANIFEST):
+            raise _bad_base(Path(ref_text), f"it is a {manifest.media_type!r}, not an image")
+        (blobs / manifest.digest[7:]).write_bytes(manifest.data)
+        config = manifest.doc.get("config")
+        layers = manifest.doc.get("layers")
+        if not isinstance(config, dict) or not isinstance(layers, list):
+            raise _bad_base(Path(ref_text), "the image manifest has no config and layers")
+        for desc in [config, *layers]:
+            digest, size = desc.get("digest"), desc.get("size")
+            if not (isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+                    and isinstance(size, int) and size >= 0):
+                raise _bad_base(Path(ref_text), f"a descriptor has digest {digest!r}, "
+                                f"size {size!r}")
+            registry.download_blob(ref.repository, digest, size, blobs / digest[7:])
+    finally:
+        registry.close()
+    (layout / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_bytes(_json({"schemaVersion": 2, "mediaType": INDEX_MT,
+        "manifests": [{"mediaType": manifest.media_type, "digest": manifest.digest,
+                       "size": len(manifest.data),
+                       "annotations": {"org.opencontainers.image.ref.name": "base"}}]}))
+    return Path(f"{layout}:base")
 
 
 # --------------------------------------------------------------------------- layers
@@ -566,6 +638,9 @@ class ImageOptions:
     port: int = 8000
     source_date_epoch: int | None = None
     force: bool = False
+    #: how to reach the registry when ``--base`` is a registry reference
+    #: (:class:`oemkit.site.oci.Connection`); None: a layout only
+    connection: Any = None
 
 
 @dataclass
@@ -629,7 +704,7 @@ def _extend_sbom(doc: dict[str, Any], base: Base, layers: list[_Written],
              if isinstance(c, dict)}
     components.append({
         "type": "container", "bom-ref": f"oci-base:{base.manifest_digest}",
-        "name": base.ref or "base", "version": base.manifest_digest,
+        "name": base.name or base.ref or "base", "version": base.manifest_digest,
         "description": "the base image (its layers unchanged)",
         "hashes": [{"alg": "SHA-256", "content": base.manifest_digest[7:]}]})
     for written in layers:
@@ -655,6 +730,8 @@ def _extend_sbom(doc: dict[str, Any], base: Base, layers: list[_Written],
 
 def build_image(bundle: Path, base_spec: Path, out: Path, opts: ImageOptions) -> ImageResult:
     """Verify ``bundle`` and build the image layout at ``out`` (written atomically).
+    ``base_spec`` is an OCI layout (``DIR`` or ``DIR:TAG``) or, with ``opts.connection``, a
+    registry reference (:func:`fetch_base`).
 
     Raises:
         VerificationError: the bundle's verification failure.
@@ -673,10 +750,16 @@ def build_image(bundle: Path, base_spec: Path, out: Path, opts: ImageOptions) ->
     if opts.wheelhouse is not None and not opts.wheelhouse.is_dir():
         raise InputError("E_NOT_FOUND", f"--wheelhouse {opts.wheelhouse} is not a directory",
                          hint="pass the directory 'oemkit wheelhouse fetch' filled")
-    base = read_base(base_spec, python=opts.python)
     trust = read_input(opts.trust, "trust root")
     work = Path(tempfile.mkdtemp(prefix="oemkit-image-"))
     try:
+        base_name = str(base_spec)
+        if opts.connection is not None and not is_layout_spec(base_name):
+            _registry_ref(base_name)
+            base_spec = fetch_base(base_name, work / "base", opts.connection)
+        base = read_base(base_spec, python=opts.python)
+        if base_spec != Path(base_name):
+            base.name = base_name
         report = unpack_bundle(bundle, work / "payload", trust)
         if not report.ok:
             assert report.error is not None
@@ -786,8 +869,8 @@ def _write_layout(root: Path, base: Base, layers: list[_Layer], mtime: int, crea
                              "org.opencontainers.image.base.digest": base.manifest_digest,
                              "org.opencontainers.image.title": title,
                              "org.opencontainers.image.version": manifest.version}}
-    if base.ref:
-        image["annotations"]["org.opencontainers.image.base.name"] = base.ref
+    if base.name:
+        image["annotations"]["org.opencontainers.image.base.name"] = base.name
     image_bytes = _json(image)
     image_digest = _put(blobs, image_bytes)
     subject = {"mediaType": MANIFEST_MT, "digest": image_digest, "size": len(image_bytes)}
