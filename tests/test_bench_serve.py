@@ -1,7 +1,8 @@
 """benchmarks/serve_runtime.py works: with tiny request counts it starts every server it
 compares (oemkit with one and two workers, the minimal raw-ASGI and Starlette servers, the
-raw-socket floor, the bare and stack-floor cold starts), drives them and prints its table. The figures themselves are not checked: they
-are measurements on a shared machine, recorded in benchmarks/RESULTS.md."""
+raw-socket floor, the bare and stack-floor cold starts), drives them and prints its
+table. The figures themselves are not checked: they are measurements on a shared machine,
+recorded in benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
