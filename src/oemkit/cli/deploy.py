@@ -79,9 +79,12 @@ def kubernetes(
                   f"{safe(result.version)} (verified)")
         for obj in result.objects:
             err.print(f"  {safe(obj['file'])}: {safe(obj['kind'])} {safe(obj['name'])}")
-        err.print(f"  {plan.replicas} replicas (HPA up to the max, {plan.cpu_target_percent}% "
-                  f"CPU), {plan.cpu} CPU, {plan.memory_request_mi}-{plan.memory_limit_mi} Mi, "
+        err.print(f"  {plan.replicas} replicas (HPA {plan.replicas}-{result.max_replicas} at "
+                  f"{plan.cpu_target_percent}% CPU), {plan.cpu} CPU, "
+                  f"{plan.memory_request_mi}/{plan.memory_limit_mi} Mi requested/limit, "
                   f"{plan.workers} worker(s); sizing: {safe(plan.source)}")
+        if result.registry_ref:
+            err.print(f"  init container pulls {safe(result.registry_ref)}")
         for note in result.notes:
             err.print(f"  note: {safe(note)}")
         err.print(f"Render: kubectl kustomize {safe(out)}   Apply: kubectl apply -k {safe(out)}")

@@ -549,6 +549,7 @@ class KubeResult:
     objects: list[dict[str, str]]
     plan: SizingPlan
     registry_ref: str | None
+    max_replicas: int = 0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -556,6 +557,7 @@ class KubeResult:
         return {"ok": True, "dir": str(self.dir), "name": self.name, "bundle": self.bundle,
                 "version": self.version, "manifest_sha256": self.manifest_sha256,
                 "files": self.files, "objects": self.objects, "sizing": self.plan.to_dict(),
+                "max_replicas": self.max_replicas,
                 "registry_ref": self.registry_ref,
                 "bundle_source": "registry" if self.registry_ref else "image",
                 "notes": self.notes}
@@ -675,4 +677,5 @@ def write_base(bundle: Path, trust: Path, out: Path, opts: KubeOptions) -> KubeR
         manifest_sha256=facts.manifest_sha256, files=sorted(files),
         objects=[{"file": f, "kind": o["kind"], "name": o["metadata"]["name"]}
                  for f, o in sorted(objects.items())],
-        plan=plan, registry_ref=pull_ref, notes=notes)
+        plan=plan, registry_ref=pull_ref, notes=notes,
+        max_replicas=objects["hpa.yaml"]["spec"]["maxReplicas"])
