@@ -81,7 +81,9 @@ def build(bundle, base, trust, out, wheel, *extra):
 
 
 def test_the_image_unpacks_where_the_deployment_expects(signed_bundle, trust_file, base,
-                                                        wheel, tmp_path):
+                                                        wheel, tmp_path, monkeypatch):
+    # a caller's bytecode prefix must not send the image's bytecode elsewhere
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "elsewhere"))
     out = tmp_path / "image"
     r = build(signed_bundle, base, trust_file, out, wheel, "--source-date-epoch", "1700000000")
     assert r.exit_code == 0, r.output

@@ -518,9 +518,16 @@ def _compile(site: Path, version: str) -> str | None:
         return (f"bytecode not precompiled: oemkit runs on Python {here}, the base has "
                 f"{version} (each start compiles in memory; build with Python {version})")
     dest = f"{IMAGE_VENV}/lib/python{version}/site-packages"
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "1", "--invalidation-mode",
-                    "unchecked-hash", "-d", dest, str(site)], capture_output=True, check=False,
-                   env={**os.environ, "PYTHONHASHSEED": "0"})
+    # none of the caller's PYTHON* settings: PYTHONPYCACHEPREFIX would put the bytecode
+    # elsewhere, PYTHONPATH and the like have no business here
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "1",
+                           "--invalidation-mode", "unchecked-hash", "-d", dest, str(site)],
+                          capture_output=True, text=True, check=False,
+                          env={**env, "PYTHONHASHSEED": "0"})
+    if done.returncode != 0 and not any(site.rglob("*.pyc")):
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return f"bytecode not precompiled: compileall failed ({tail[0]})"
     return None
 
 
