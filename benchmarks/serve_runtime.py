@@ -887,7 +887,7 @@ def compiled_bytecode(tmp: Path) -> None:
     modules at every start, about 70 ms that no installed service pays. So the servers
     this run starts read oemkit's bytecode from a cache under ``tmp``, compiled first."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")  # main() restores both
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "oemkit")],
                    check=True, stdout=subprocess.DEVNULL)
 
@@ -930,6 +930,7 @@ def main(argv: list[str]) -> None:
     print(describe())
     report = Report()
     tmp = Path(tempfile.mkdtemp(prefix="oemkit-bench-serve-"))
+    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     try:
         compiled_bytecode(tmp)
         fx = make_fixture(tmp)
@@ -952,6 +953,11 @@ def main(argv: list[str]) -> None:
             print(f"[{name} done in {time.perf_counter() - started:.0f} s; load average "
                   f"{os.getloadavg()[0]:.2f}]", flush=True)
     finally:
+        for key, value in saved.items():  # the caller's environment (tests run main())
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     report.print()

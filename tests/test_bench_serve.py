@@ -6,6 +6,7 @@ recorded in benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -25,6 +26,7 @@ def test_the_benchmark_prints_its_table(capsys, monkeypatch):
     sys.modules.pop("serve_runtime", None)
     import serve_runtime
 
+    prefix_before = os.environ.get("PYTHONPYCACHEPREFIX")
     serve_runtime.main(["--requests", "20", "--seconds", "0.2", "--rounds", "1",
                         "--runs", "1", "--memory-requests", "60"])
     out = capsys.readouterr().out
@@ -37,6 +39,8 @@ def test_the_benchmark_prints_its_table(capsys, monkeypatch):
         assert figure in rows, out
         assert rows[figure].split()[-1] in ("PASS", "MISS"), rows[figure]
     assert "license valid" in out  # the cold start checked the license it was given
+    # the bytecode cache the servers used is the run's own, not left to later tests
+    assert os.environ.get("PYTHONPYCACHEPREFIX") == prefix_before
     for baseline in ("  stack floor: its imports + session + bind",
                      "  stack floor RSS (its imports + session + bind)",
                      "  oemkit over the stack floor"):
