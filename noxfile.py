@@ -29,7 +29,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
     session.run("ruff", "check", "src", "tests", "fuzz", "benchmarks", "noxfile.py", "bundles",
-                "keys-example")
+                "keys-example", "ansible")
     session.run("mypy")
     session.run("lint-imports")  # the layering of pyproject.toml's [tool.importlinter]
 
