@@ -8,14 +8,16 @@ The bundle is a real one: ``make_large.py`` writes a spec with one ONNX model of
 ``oemkit sign`` (the example keys) make the ``.oemb``. Debian's ``docker-registry`` serves
 127.0.0.1 on a free port, its storage under the work directory.
 
-Each repeat, in turn, to fresh repositories (so every blob is uploaded again):
+Each repeat starts a fresh registry (skopeo would otherwise mount a blob it saw pushed
+there before instead of sending it) and alternates which client goes first:
 
-- ``oemkit oci push BUNDLE HOST/oemkit-N:1 --plain-http`` (the CLI, its own process);
-- ``skopeo copy oci:LAYOUT:1 docker://HOST/skopeo-N:1``: the layout is ``oemkit oci
+- ``oemkit oci push BUNDLE HOST/oemkit:1 --plain-http`` (the CLI, its own process);
+- ``skopeo copy oci:LAYOUT:1 docker://HOST/skopeo:1``: the layout is ``oemkit oci
   export`` of the same bundle, so skopeo uploads the same blob;
-- ``oemkit oci pull HOST/oemkit-N:1 --out FILE --trust ROOT`` (digest checked while it
-  streams, then the whole bundle verified against the trust root before the rename);
-- ``skopeo copy docker://HOST/skopeo-N:1 oci:DIR:1`` (skopeo checks the digest and writes
+- ``oemkit oci pull HOST/oemkit:1 --out FILE --trust ROOT`` (the digest checked while it
+  streams and, a large layer, the whole bundle verified against the trust root while it
+  arrives; the rename only after both);
+- ``skopeo copy docker://HOST/skopeo:1 oci:DIR:1`` (skopeo checks the digest and writes
   a layout; it verifies no signature).
 
 Wall time and peak RSS (``/usr/bin/time``) of each process; the ratio is the throughput of
@@ -108,23 +110,32 @@ def make_bundle(work: Path, size: int, size_text: str, files: int) -> tuple[Path
     return bundles[0], large_bundle.trust_root(work)
 
 
-def timed(argv: list[str]) -> tuple[float, int, str]:
-    """Run ``argv`` under /usr/bin/time: (wall seconds, peak RSS in bytes, its stdout)."""
+CPU: dict[str, list[float]] = {}
+
+
+def timed(argv: list[str], name: str = "") -> tuple[float, int, str]:
+    """Run ``argv`` under /usr/bin/time: (wall seconds, peak RSS in bytes, its stdout);
+    its user + system CPU seconds go to ``CPU[name]``."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as rss:
         start = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-o", rss.name, "-f", "%M", *argv],
+        proc = subprocess.run(["/usr/bin/time", "-o", rss.name, "-f", "%M %U %S", *argv],
                               capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"failed: {' '.join(argv)}\n{proc.stdout}\n{proc.stderr}")
-        peak = int(Path(rss.name).read_text().split()[-1]) * 1024
+        fields = Path(rss.name).read_text().split()[-3:]
+        peak = int(fields[0]) * 1024
+        CPU.setdefault(name, []).append(float(fields[1]) + float(fields[2]))
     return wall, peak, proc.stdout
 
 
-def line(name: str, values: list[float], nbytes: int, rss: int | None = None) -> str:
+def line(name: str, values: list[float], nbytes: int, rss: int | None = None,
+         cpu: str = "") -> str:
     best, median = min(values), statistics.median(values)
     runs = ", ".join(f"{v:.2f}" for v in values)
     peak = f"  peak RSS {rss / (1 << 20):.0f} MiB" if rss else ""
+    if cpu in CPU:
+        peak += f", CPU {statistics.median(CPU[cpu]):.2f} s (median)"
     return (f"{name:<28} best {best:6.2f} s  median {median:6.2f} s  "
             f"{nbytes / best / 1e9:5.2f} GB/s best  [{runs}]{peak}")
 
@@ -142,28 +153,34 @@ def run(args: argparse.Namespace) -> None:
     if not (layout / "index.json").exists():
         subprocess.run([*oemkit, "oci", "export", str(bundle), str(layout), "--tag", "1"],
                        check=True, capture_output=True)
-    registry, host = start_registry(work / f"registry-{os.getpid()}")
     times: dict[str, list[float]] = {k: [] for k in ("push", "skopeo push", "pull",
                                                      "skopeo pull", "transfer", "verify")}
     rss: dict[str, int] = {}
     print(f"bundle: {bundle.name}, {nbytes} bytes ({large_bundle.gib(nbytes)}); load "
           f"average {os.getloadavg()[0]:.2f}")
-    try:
-        for n in range(args.repeat):
-            steps = [
-                ("push", [*oemkit, "oci", "push", str(bundle), f"{host}/oemkit-{n}:1",
+    for n in range(args.repeat):
+        # a fresh registry (new storage, new port) each repeat: skopeo reuses a blob it
+        # saw pushed to the same registry (a cross-repository mount) instead of sending it
+        root = work / f"registry-{os.getpid()}-{n}"
+        registry, host = start_registry(root)
+        try:
+            pushes = [
+                ("push", [*oemkit, "oci", "push", str(bundle), f"{host}/oemkit:1",
                           "--plain-http"]),
                 ("skopeo push", [str(SKOPEO), "copy", "--quiet", "--dest-tls-verify=false",
-                                 f"oci:{layout}:1", f"docker://{host}/skopeo-{n}:1"]),
-                ("pull", [*oemkit, "oci", "pull", f"{host}/oemkit-{n}:1", "--out",
+                                 f"oci:{layout}:1", f"docker://{host}/skopeo:1"])]
+            pulls = [
+                ("pull", [*oemkit, "oci", "pull", f"{host}/oemkit:1", "--out",
                           str(work / "pulled.oemb"), "--trust", str(trust), "--plain-http",
                           "--force", "--json"]),
                 ("skopeo pull", [str(SKOPEO), "copy", "--quiet", "--src-tls-verify=false",
-                                 f"docker://{host}/skopeo-{n}:1", f"oci:{work / 'pulled'}:1"]),
-            ]
-            for name, argv in steps:
+                                 f"docker://{host}/skopeo:1", f"oci:{work / 'pulled'}:1"])]
+            if n % 2:  # alternate who goes first
+                pushes.reverse()
+                pulls.reverse()
+            for name, argv in pushes + pulls:
                 shutil.rmtree(work / "pulled", ignore_errors=True)
-                wall, peak, out = timed(argv)
+                wall, peak, out = timed(argv, name)
                 times[name].append(wall)
                 rss[name] = max(rss.get(name, 0), peak)
                 if name == "pull":
@@ -171,21 +188,21 @@ def run(args: argparse.Namespace) -> None:
                     times["transfer"].append(seconds["transfer"])
                     times["verify"].append(seconds["verify"])
             (work / "pulled.oemb").unlink()
-        verify, verify_rss, _ = timed([*oemkit, "verify", str(bundle), "--trust",
-                                       str(trust)])
-    finally:
-        registry.terminate()
-        registry.wait()
-        if not args.keep:
-            shutil.rmtree(work / f"registry-{os.getpid()}", ignore_errors=True)
-    print(line("oemkit oci push (CLI)", times["push"], nbytes, rss["push"]))
-    print(line("skopeo copy oci: -> docker:", times["skopeo push"], nbytes, rss["skopeo push"]))
-    print(line("oemkit oci pull (CLI)", times["pull"], nbytes, rss["pull"]))
+        finally:
+            registry.terminate()
+            registry.wait()
+            shutil.rmtree(root, ignore_errors=True)
+    verify, verify_rss, _ = timed([*oemkit, "verify", str(bundle), "--trust", str(trust)],
+                                  "verify")
+    print(line("oemkit oci push (CLI)", times["push"], nbytes, rss["push"], "push"))
+    print(line("skopeo copy oci: -> docker:", times["skopeo push"], nbytes, rss["skopeo push"],
+               "skopeo push"))
+    print(line("oemkit oci pull (CLI)", times["pull"], nbytes, rss["pull"], "pull"))
     print(line("skopeo copy docker: -> oci:", times["skopeo pull"], nbytes,
-               rss["skopeo pull"]))
-    print(line("  of which: layer transfer", times["transfer"], nbytes))
-    print(line("  of which: verification", times["verify"], nbytes))
-    print(line("oemkit verify (CLI), once", [verify], nbytes, verify_rss))
+               rss["skopeo pull"], "skopeo pull"))
+    print(line("  in it: transfer + verify", times["transfer"], nbytes))
+    print(line("  in it: after the transfer", times["verify"], nbytes))
+    print(line("oemkit verify (CLI), once", [verify], nbytes, verify_rss, "verify"))
     for name in ("push", "pull"):
         best = min(times[f"skopeo {name}"]) / min(times[name])
         median = statistics.median(times[f"skopeo {name}"]) / statistics.median(times[name])
@@ -193,7 +210,7 @@ def run(args: argparse.Namespace) -> None:
               f"median-vs-median (target >= 0.8x); oemkit peak RSS "
               f"{rss[name] / (1 << 20):.0f} MiB (target < 200 MB)")
     transfer = min(times["skopeo pull"]) / min(times["transfer"])
-    print(f"pull's layer transfer alone (digest checked while streaming, in-process time) / "
+    print(f"pull in-process (transfer with its digest, the verification overlapped) / "
           f"skopeo pull: {transfer:.2f}x best-vs-best")
     print(f"machine: {machine()}")
 
@@ -205,7 +222,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) /
                         "oemkit-oci-bench")
-    parser.add_argument("--keep", action="store_true", help="keep the registry's storage")
     args = parser.parse_args()
     args.size_text = args.size
     args.size = make_large.parse_size(args.size)

@@ -317,7 +317,7 @@ def test_a_wrong_digest_is_refused(registry, signed_bundle, trust_file, tmp_path
                                                                  signed_bundle.name])
 
 
-def test_not_a_bundle_artifact(registry, tmp_path, trust_file):
+def test_not_a_bundle_artifact(tmp_path, trust_file):
     with Stub("not-a-bundle") as stub, pytest.raises(InputError) as info:
         oci.pull(f"{stub.host}/some/image:1", tmp_path / "y.oemb", trust_file, PLAIN)
     assert info.value.code == "E_OCI_ARTIFACT"
