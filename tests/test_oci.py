@@ -786,3 +786,20 @@ def test_tls_with_the_site_ca(signed_bundle, trust_file, tmp_path):
         assert code == 0 and out.read_bytes() == signed_bundle.read_bytes()
     finally:
         reg.stop()
+
+
+def test_a_missing_oci_extra_is_e_missing_extra(monkeypatch, tmp_path):
+    """Without requests (or oras) installed, the registry commands say which extra to
+    install (E_MISSING_EXTRA, exit 4), never an ImportError."""
+    import sys
+
+    from oemkit.site._registry import Registry
+
+    monkeypatch.setitem(sys.modules, "requests", None)  # find_spec then reports it absent
+    with pytest.raises(EnvironmentProblem) as caught:
+        Registry("127.0.0.1:5000", plain_http=True)
+    assert caught.value.code == "E_MISSING_EXTRA"
+    assert caught.value.exit_code == 4
+    assert caught.value.message == ("talking to the registry 127.0.0.1:5000 needs the 'oci' "
+                                    "extra (oras, requests); not installed: requests")
+    assert caught.value.hint == "pip install 'oemkit[oci]' (in a checkout: pip install -e '.[oci]')"

@@ -74,3 +74,25 @@ def require_serve(what: str) -> None:
             "E_MISSING_EXTRA", f"{what} needs the serving stack (oemkit's dependencies "
             f"{', '.join(SERVE_STACK)}); not installed: {', '.join(missing)}",
             hint=SERVE_HINT)
+
+
+#: ``oemkit oci`` (and the registry side of ``oemkit image``): the oras SDK's token flow
+#: and requests' session, the ``oci`` extra.
+OCI_EXTRA = "oci"
+OCI_STACK = ("oras", "requests")
+
+
+def require_oci(what: str) -> None:
+    """Find the ``oci`` extra or raise ``E_MISSING_EXTRA`` naming what is missing.
+
+    Raises:
+        EnvironmentProblem: E_MISSING_EXTRA, with the install line as the hint.
+    """
+    import importlib.util
+
+    missing = [name for name in OCI_STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EnvironmentProblem(
+            "E_MISSING_EXTRA", f"{what} needs the '{OCI_EXTRA}' extra "
+            f"({', '.join(OCI_STACK)}); not installed: {', '.join(missing)}",
+            hint="pip install 'oemkit[oci]' (in a checkout: pip install -e '.[oci]')")

@@ -266,6 +266,9 @@ class Registry:
 
     def __init__(self, host: str, *, plain_http: bool = False, ca_file: Path | None = None,
                  credentials: Credentials | None = None, timeout: float = TIMEOUT_S) -> None:
+        from oemkit._extras import require_oci
+
+        require_oci(f"talking to the registry {host}")
         import requests
         from requests.adapters import HTTPAdapter
 
