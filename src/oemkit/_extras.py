@@ -66,9 +66,7 @@ def require_serve(what: str) -> None:
     Raises:
         EnvironmentProblem: E_MISSING_EXTRA, with the install line as the hint.
     """
-    import importlib.util
-
-    missing = [name for name in SERVE_STACK if importlib.util.find_spec(name) is None]
+    missing = _absent(SERVE_STACK)
     if missing:
         raise EnvironmentProblem(
             "E_MISSING_EXTRA", f"{what} needs the serving stack (oemkit's dependencies "
@@ -88,11 +86,16 @@ def require_oci(what: str) -> None:
     Raises:
         EnvironmentProblem: E_MISSING_EXTRA, with the install line as the hint.
     """
-    import importlib.util
-
-    missing = [name for name in OCI_STACK if importlib.util.find_spec(name) is None]
+    missing = _absent(OCI_STACK)
     if missing:
         raise EnvironmentProblem(
             "E_MISSING_EXTRA", f"{what} needs the '{OCI_EXTRA}' extra "
             f"({', '.join(OCI_STACK)}); not installed: {', '.join(missing)}",
             hint="pip install 'oemkit[oci]' (in a checkout: pip install -e '.[oci]')")
+
+
+def _absent(modules: Sequence[str]) -> list[str]:
+    """The ``modules`` not installed: looked up, not imported."""
+    import importlib.util
+
+    return [name for name in modules if importlib.util.find_spec(name) is None]
