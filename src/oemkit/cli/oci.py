@@ -108,7 +108,8 @@ def push(
                   f"({len(result.blobs)} blobs, {skipped} already there; {result.sent} bytes "
                   f"sent; {len(result.referrers)} signature referrer(s))")
         if result.report is None:
-            err.print("  the bundle was not verified before pushing (give --trust to)")
+            err.print("  UNVERIFIED: pushed without checking its signatures; pass --trust ROOT "
+                      "to refuse a bundle that does not verify")
 
 
 def pull(
