@@ -150,7 +150,7 @@ def test_a_policy_in_the_spec_reaches_the_manifest_with_its_defaults(tmp_path):
 
 # --------------------------------------------------------------------------- packages
 
-SERVER_PACKAGES = {"starlette", "uvicorn", "httptools", "uvloop", "prometheus-client"}
+SERVER_PACKAGES = {"starlette", "uvicorn", "httptools", "uvloop", "prometheus-client", "orjson"}
 
 
 def test_the_example_sbom_lists_the_server_packages(example_bundle):

@@ -37,12 +37,12 @@ IMPORT_NAME = {
     "packaging": "packaging",
     "onnxruntime": "onnxruntime", "numpy": "numpy", "starlette": "starlette",
     "uvicorn": "uvicorn", "prometheus-client": "prometheus_client",
-    "httptools": "httptools", "uvloop": "uvloop",
+    "httptools": "httptools", "uvloop": "uvloop", "orjson": "orjson",
 }
 #: Declared, never imported by name: uvicorn's "auto" HTTP protocol and event loop pick them.
 UVICORN_PICKS = {"httptools", "uvloop"}
 SERVE_STACK = {"onnxruntime", "numpy", "starlette", "uvicorn", "prometheus-client",
-               "httptools", "uvloop"}
+               "httptools", "uvloop", "orjson"}
 
 
 def _project() -> dict:
@@ -121,7 +121,7 @@ def test_cli_start_imports_no_serving_stack():
     import subprocess
 
     code = ("import sys, oemkit.cli; heavy = {'onnxruntime', 'numpy', 'starlette', 'uvicorn', "
-            "'prometheus_client', 'onnx'} & set(sys.modules); print(sorted(heavy))")
+            "'prometheus_client', 'orjson', 'onnx'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -81,7 +81,7 @@ def test_wheelhouse_packages_and_requirements_are_libraries(wheel_spec, tmp_path
     doc = _sbom(build_bundle(wheel_spec, tmp_path).path)
     libs = {c["name"]: c for c in doc["components"] if c["type"] == "library"}
     assert set(libs) == {"alpha", "beta", "numpy", "onnxruntime", "starlette", "uvicorn",
-                         "httptools", "uvloop", "prometheus-client"}
+                         "httptools", "uvloop", "prometheus-client", "orjson"}
     alpha_sha = hashlib.sha256(
         (wheel_spec / "wheels" / "alpha-1.0-py3-none-any.whl").read_bytes()).hexdigest()
     assert libs["alpha"]["purl"] == "pkg:pypi/alpha@1.0"

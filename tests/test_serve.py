@@ -69,6 +69,12 @@ _SHORT = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], ' \
 
 @pytest.mark.parametrize(("body", "headers", "status", "message"), [
     (b"{not json", {}, 400, "the request body is not valid JSON"),
+    # strict JSON (orjson): no NaN literal, UTF-8 only; a 65-bit integer is not an INT64
+    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [NaN]}]}', {}, 400,
+     "the request body is not valid JSON: unexpected character"),
+    (b'{"id": "\xff"}', {}, 400, "the request body is not valid JSON: str is not valid UTF-8"),
+    (b'{"inputs": [{"name": "x", "datatype": "INT64", "shape": [1], '
+     b'"data": [36893488147419103232]}]}', {}, 400, "input 'x': INT64 data must be integers"),
     (b"[]", {}, 400, "the request must be a JSON object"),
     (b'{"inputs": []}', {}, 400, "the request needs 'inputs': a non-empty list of tensors"),
     (b'{"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]}', {}, 400,
@@ -103,7 +109,24 @@ def test_response_binary_outputs_follow_the_json_header():
     head = json.loads(body[:json_len])
     assert head["outputs"][0]["parameters"]["binary_data_size"] == Y.nbytes
     assert np.array_equal(np.frombuffer(body[json_len:], "<f4").reshape(Y.shape), Y)
-    assert head["outputs"][1]["data"] == Y.ravel().tolist()
+    # FP32 as JSON: the shortest text that reads back as the same FP32
+    data = head["outputs"][1]["data"]
+    assert np.array_equal(np.asarray(data, np.float32), Y.ravel())
+    assert len(json.dumps(data)) < len(json.dumps(Y.ravel().tolist()))
+
+
+def test_nonfinite_outputs_are_written_as_nan_and_infinity():
+    out = np.array([[1.5, np.nan], [np.inf, -np.inf]], dtype=np.float32)
+    body, json_len = encode_response("m", "1", [("y", out, False),
+                                                ("n", np.arange(2, dtype=np.int64), False)],
+                                     request_id="null")
+    assert json_len is None
+    assert b'"data":[1.5,NaN,Infinity,-Infinity]' in body and b'"data":[0,1]' in body
+    got = json.loads(body)["outputs"][0]["data"]
+    assert np.array_equal(np.asarray(got, np.float32), out.ravel(), equal_nan=True)
+    # a request id of "null" alone does not switch writers
+    body, _ = encode_response("m", "1", [("y", Y, False)], request_id="null")
+    assert b"NaN" not in body and json.loads(body)["id"] == "null"
 
 
 def test_classification_extension_ranks_and_applies_the_threshold():
@@ -769,3 +792,63 @@ def test_the_body_reader_waits_counts_and_times_out():
             await _body(gone, None, 10, 5.0)
 
     asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- metrics tally
+
+
+def _samples(registry) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect() for s in family.samples}
+
+
+def test_the_metrics_tally_writes_what_observe_would():
+    """The per-request tally, flushed once per event-loop pass, leaves prometheus_client
+    with exactly the values that one observe()/inc() per request would: bucket edges (a
+    value equal to a bound counts in that bucket), +Inf, sums, outcomes, in-flight."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from oemkit.serve.metrics import LATENCY_BUCKETS, Metrics
+
+    metrics = Metrics("m")
+    reference = CollectorRegistry()
+    latency = Histogram("oemkit_request_duration_seconds", "", ["model"],
+                        buckets=LATENCY_BUCKETS, registry=reference).labels("m")
+    rows = Histogram("oemkit_batch_size", "", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64,
+                                                                  128, 256),
+                     registry=reference).labels("m")
+    outcomes = Counter("oemkit_requests", "", ["model", "outcome"], registry=reference)
+    values = [0.0, 0.00005, 0.00005000001, 0.001, 0.3, 10.0, 11.0, 1e9]
+
+    async def serve_all() -> None:
+        for i, value in enumerate(values):
+            metrics.enter()
+            metrics.served(value, 0.0, value, i + 1)
+            latency.observe(value)
+            rows.observe(i + 1)
+            outcomes.labels("m", "success").inc()
+        metrics.enter()
+        metrics.leave("bad_request")
+        outcomes.labels("m", "bad_request").inc()
+        metrics.enter()
+        metrics.leave(None)  # a client that went away: no outcome
+        metrics.enter()  # still in flight at the scrape
+        # nothing is written until the loop's next pass
+        assert _samples(metrics.registry)[("oemkit_requests_total", (
+            ("model", "m"), ("outcome", "success")))] == 0
+        await asyncio.sleep(0)
+
+    asyncio.run(serve_all())
+    got = _samples(metrics.registry)
+    want = _samples(reference)
+    for key, value in want.items():
+        if key[0].startswith(("oemkit_request_duration", "oemkit_batch_size",
+                              "oemkit_requests_total")):
+            assert got[key] == pytest.approx(value), key
+    assert got[("oemkit_inflight_requests", (("model", "m"),))] == 1
+    # render() flushes first: a tally made outside any event loop is written at once
+    metrics.leave("timeout")
+    assert b'oemkit_requests_total{model="m",outcome="timeout"} 1.0' in metrics.render()[0]
+    assert b'oemkit_inflight_requests{model="m"} 0.0' in metrics.render()[0]

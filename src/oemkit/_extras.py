@@ -1,8 +1,8 @@
 """Optional dependency groups (pyproject.toml's extras) and the error for a missing one.
 
-The serving stack (``onnxruntime``, ``numpy``, Starlette on uvicorn, ``prometheus_client``)
-is in oemkit's core dependencies (issue 15: ``pip install -e . && oemkit demo`` serves),
-imported lazily so that build hosts, verifiers and license-only runtimes never load it;
+The serving stack (``onnxruntime``, ``numpy``, Starlette on uvicorn, ``prometheus_client``,
+``orjson``) is in oemkit's core dependencies (issue 15: ``pip install -e . && oemkit demo``
+serves), imported lazily so that build hosts, verifiers and license-only runtimes never load it;
 ``onnx``, the model-building package, is the ``onnx`` extra (``pip install
 'oemkit[onnx]'``): ``oemkit init`` makes the scaffold's tiny model with it. The commands
 that run or make models (``oemkit init``, ``oemkit sizing`` and ``oemkit smoke`` in
@@ -51,7 +51,7 @@ def require_onnx(what: str, modules: Sequence[str] = ONNX_STACK) -> None:
 #: runtime plus an ASGI server stack and the metrics client, oemkit's core dependencies
 #: (the ``serve`` extra is kept, empty, for older install lines).
 SERVE_EXTRA = "serve"
-SERVE_STACK = ("onnxruntime", "numpy", "starlette", "uvicorn", "prometheus_client")
+SERVE_STACK = ("onnxruntime", "numpy", "starlette", "uvicorn", "prometheus_client", "orjson")
 SERVE_HINT = ("reinstall oemkit with its dependencies: pip install oemkit (in a checkout: "
               "pip install -e .)")
 

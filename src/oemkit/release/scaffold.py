@@ -408,7 +408,7 @@ golden:
 # Target profiles to smoke-test and size against.
 profiles: [cpu-small]
 # Python packages the runtime needs: the runner's (onnxruntime, numpy) and the
-# server's (`oemkit serve`: starlette on uvicorn, prometheus-client). Listed in the SBOM;
+# server's (`oemkit serve`: starlette on uvicorn, prometheus-client, orjson). Listed in the SBOM;
 # `oemkit wheelhouse fetch bundle.yaml --dest wheels` downloads them, and
 # `wheelhouse: wheels` packs them to install offline on the target.
 requirements: {_requirements()}
@@ -427,7 +427,7 @@ files: []
 #: The runner's packages, then the serving runtime's (pyproject.toml's core dependencies).
 REQUIREMENTS = ("onnxruntime>=1.17", "numpy>=1.24", "starlette>=0.40", "uvicorn>=0.30",
                 "httptools>=0.6", "uvloop>=0.19; sys_platform != 'win32'",
-                "prometheus-client>=0.20")
+                "prometheus-client>=0.20", "orjson>=3.9")
 
 
 def _requirements() -> str:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import Coroutine
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from oemkit.serve.metrics import OUTCOMES
+import orjson
+
 from oemkit.serve.tensors import (
     HEADER,
     InferRequest,
@@ -86,14 +86,10 @@ class _Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
-#: JSON exactly as Starlette's JSONResponse renders it (made once: json.dumps with
-#: arguments builds a new encoder every call)
-_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
-                           separators=(",", ":")).encode
-
-
 def _dumps(data: Any) -> bytes:
-    return _ENCODE(data).encode("utf-8")
+    """JSON as Starlette's JSONResponse renders it (compact, UTF-8, not ASCII-escaped),
+    by orjson."""
+    return orjson.dumps(data)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> _Answer:
@@ -255,15 +251,6 @@ class _Routes:
         self.metrics = runtime.metrics
         self.token = runtime.settings.token
         self.version = __version__
-        # the labelled children, looked up once (a labels() call takes a lock each time)
-        name = runtime.model.name
-        m = runtime.metrics
-        self._outcomes = {o: m.requests.labels(name, o) for o in OUTCOMES}
-        self._inflight = m.inflight.labels(name)
-        self._latency = m.latency.labels(name)
-        self._queue = m.queue.labels(name)
-        self._compute = m.compute.labels(name)
-        self._batch = m.batch.labels(name)
 
     # ------------------------------------------------------------------ checks
 
@@ -322,26 +309,25 @@ class _Routes:
         metrics. ``length`` and ``header_length``: the Content-Length and
         Inference-Header-Content-Length values (None: absent)."""
         started = time.perf_counter()
-        self._inflight.inc()
+        metrics = self.metrics
+        metrics.enter()
         try:
             answer, done = await self._infer(name, version, authorization, length,
                                              header_length, receive)
         except ProtocolError as exc:
-            outcome = "not_ready" if exc.code == "E_NOT_READY" else _OUTCOME.get(exc.status,
-                                                                                   "error")
-            self._outcomes[outcome].inc()
+            metrics.leave("not_ready" if exc.code == "E_NOT_READY"
+                          else _OUTCOME.get(exc.status, "error"))
             if exc.code == "E_RUNTIME_CRASH":
                 log.error(exc.message, extra={"fields": {"code": exc.code}})
             return _error(exc)
-        except _Disconnected:
+        except _Disconnected:  # nothing is answered, so no outcome is counted
+            metrics.leave(None)
             return None
-        finally:
-            self._inflight.dec()
-        self._outcomes["success"].inc()
-        self._latency.observe(time.perf_counter() - started)
-        self._queue.observe(done.queue_s)
-        self._compute.observe(done.compute_s)
-        self._batch.observe(done.batch_rows)
+        except BaseException:
+            metrics.leave(None)
+            raise
+        metrics.served(time.perf_counter() - started, done.queue_s, done.compute_s,
+                       done.batch_rows)
         return answer
 
     async def _infer(self, name: str, version: str | None, authorization: str | None,

@@ -6,11 +6,20 @@ prometheus_client, and removes it at exit) and ``/metrics`` on any worker aggreg
 all, prometheus_client's multiprocess mode; with the variable unset (one in-process
 worker, unit tests) a private registry is used. Names and labels are listed in
 docs/SERVE.md "Metrics".
+
+A request's figures are not written into prometheus_client one by one: :class:`Metrics`
+tallies them in plain Python values and hands them over in one go once per event-loop
+pass, after the responses of that pass are sent (:meth:`Metrics.flush`, and always before
+a scrape). Eleven locked value writes per request (memory-mapped in multiprocess mode)
+were a fifth of a worker's time per request on the example model; batched, a busy worker
+writes each bucket once per pass and the client never waits for any of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 from typing import Any
 
 #: Latency buckets, 50 us to 10 s: the example model answers in about 0.1 ms.
@@ -64,9 +73,82 @@ class Metrics:
                             "Seconds until the license stops being valid (grace end for a "
                             "license in grace); negative once past; NaN without a license",
                             multiprocess_mode="livemin", **kw)
-        for outcome in OUTCOMES:
-            self.requests.labels(model, outcome)
+        # the labelled children, looked up once (a labels() call takes a lock each time)
+        self._outcome_values = {o: self.requests.labels(model, o) for o in OUTCOMES}
+        self._inflight_value = self.inflight.labels(model)
+        hists = [h.labels(model) for h in (self.latency, self.queue, self.compute, self.batch)]
+        self._hists = hists
+        # prometheus_client's own storage of a histogram child: one value per bucket (not
+        # cumulative, +Inf last) and the sum; what Histogram.observe() increments
+        self._bounds = [list(h._upper_bounds) for h in hists]
+        #: Requests being served now (the in-flight gauge is set from it at each flush).
+        self.inflight_now = 0
+        self._pending_outcomes: dict[str, int] = {}
+        self._pending_obs: list[tuple[float, float, float, int]] = []
+        self._scheduled = False
+        self._dirty = False
         self.set_license("none", None)
+
+    # ------------------------------------------------------------------ per request
+
+    def enter(self) -> None:
+        """A request starts being served."""
+        self.inflight_now += 1
+        self._dirty = True
+
+    def leave(self, outcome: str | None) -> None:
+        """A request ended without a success: ``outcome`` is one of OUTCOMES, or None for
+        one that was never answered (the client went away)."""
+        self.inflight_now -= 1
+        if outcome is not None:
+            pending = self._pending_outcomes
+            pending[outcome] = pending.get(outcome, 0) + 1
+        self._schedule()
+
+    def served(self, latency_s: float, queue_s: float, compute_s: float, rows: int) -> None:
+        """A request succeeded: its server-side latency, queue and compute time, batch rows."""
+        self.inflight_now -= 1
+        pending = self._pending_outcomes
+        pending["success"] = pending.get("success", 0) + 1
+        self._pending_obs.append((latency_s, queue_s, compute_s, rows))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._dirty = True
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a direct call): write at once
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what was tallied since the last flush into prometheus_client."""
+        self._scheduled = False
+        if not self._dirty:
+            return
+        self._dirty = False
+        pending, self._pending_outcomes = self._pending_outcomes, {}
+        for outcome, count in pending.items():
+            self._outcome_values[outcome].inc(count)
+        self._inflight_value.set(self.inflight_now)
+        observed, self._pending_obs = self._pending_obs, []
+        if not observed:
+            return
+        for index, (hist, bounds) in enumerate(zip(self._hists, self._bounds, strict=True)):
+            counts: dict[int, int] = {}
+            total = 0.0
+            for values in observed:
+                value = values[index]
+                total += value
+                bucket = bisect_left(bounds, value)  # the first bound >= value, as observe()
+                counts[bucket] = counts.get(bucket, 0) + 1
+            hist._sum.inc(total)
+            for bucket, count in counts.items():
+                hist._buckets[bucket].inc(count)
 
     def set_license(self, state: str, seconds_left: float | None) -> None:
         """Set the license state gauges (one of LICENSE_STATES is 1) and the expiry."""
@@ -75,7 +157,8 @@ class Metrics:
         self.expiry.set(float("nan") if seconds_left is None else seconds_left)
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
+        """The exposition text and its content type (after a flush of this worker's tally)."""
+        self.flush()
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         if self.multiprocess:
