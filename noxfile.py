@@ -48,7 +48,8 @@ import oemkit, oemkit.license
 assert 'site-packages' in oemkit.__file__, f'oemkit imported from {oemkit.__file__}'
 skipped = ('onnx', 'onnxruntime', 'numpy', 'typer', 'rich', 'yaml', 'zstandard', 'psutil',
            'securesystemslib', 'cyclonedx', 'packageurl', 'jsonschema_rs', 'packaging',
-           'starlette', 'uvicorn', 'httptools', 'uvloop', 'prometheus_client', 'matplotlib')
+           'starlette', 'uvicorn', 'httptools', 'uvloop', 'prometheus_client', 'orjson',
+           'matplotlib')
 present = [m for m in skipped if importlib.util.find_spec(m) is not None]
 assert not present, f'installed, but the license API must not need them: {present}'
 corpus = Path('tests/hostile/corpus')
