@@ -189,8 +189,9 @@ def test_every_registered_code_has_a_meaning_and_a_default_hint() -> None:
 
 def test_the_cli_guard_prints_the_registry_hints() -> None:
     """E_INTERNAL and E_INTERRUPTED have no exception class: the CLI's guard writes their
-    hints itself, and they are the registry's."""
-    guard = (SRC / "cli" / "_output.py").read_text(encoding="utf-8")
+    hints itself (cli/_print.py, shared by the typer and the typer-free paths), and they
+    are the registry's."""
+    guard = (SRC / "cli" / "_print.py").read_text(encoding="utf-8")
     for name in INTERNAL_EXIT:
         assert f'"{codes.lookup(name).hint}"' in guard, name
 

@@ -1,171 +1,90 @@
-"""CLI output conventions: human text on stderr, one JSON document on stdout, exit codes.
+"""The typer layer of the CLI's conventions: the body guard and the root group.
 
 Every command body runs inside :func:`guard`, which turns an :class:`OemkitError` into a
 message with its hint (or a JSON error document) and the error's exit code; anything
 unexpected becomes a one-line "internal error" (``E_INTERNAL``, exit 70: a crash is never
-a verdict) unless ``--debug`` was given. Documents a command emits are held until its body
-ends, so an error after a partial result still leaves exactly one document on stdout.
+a verdict) unless ``--debug`` was given (the mapping is ``cli._print.outcome``). Documents a
+command emits are held until its body ends, so an error after a partial result still
+leaves exactly one document on stdout.
 
 :class:`OemkitGroup` (the root app's click group) does the same for what happens before a
 command body runs: click's usage errors become ``E_USAGE`` (a JSON error document with
 ``--json``), and file arguments are left to oemkit to open, so an unreadable file is
 ``E_PERMISSION`` (exit 4), not click's text.
 
-:func:`safe` makes an untrusted string (anything read from a bundle, a license, a path)
-harmless for a terminal and for rich markup; :func:`int_option` / :func:`parse_int` and
-:func:`float_option` / :func:`parse_float` parse every numeric option with bounded digits
-and range (``E_USAGE``).
+The output helpers themselves (:func:`safe`, :func:`emit_json`, :func:`print_error`,
+``err``, the numeric option parsers) are typer-free, in :mod:`oemkit.cli._print`, and
+re-exported here for the command modules.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from gettext import gettext
+from typing import Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
-from oemkit._numbers import MAX_SAFE_INTEGER as MAX_SAFE_INTEGER
-from oemkit._numbers import parse_float as parse_float
-from oemkit._numbers import parse_int as parse_int
-from oemkit.errors import (
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    OemkitError,
-    UsageError,
+from oemkit.cli._lazy import LazyCommands
+from oemkit.cli._print import (
+    _PENDING,
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    MAX_SAFE_INTEGER,
+    STATE,
+    _flush,
+    _internal,
+    _interrupted,
+    check_table,
+    emit_json,
+    err,
+    error_hint,
+    file_size,
+    float_option,
+    int_option,
+    limits,
+    outcome,
+    parse_float,
+    parse_int,
+    passphrase_for,
+    print_error,
+    progress,
+    safe,
 )
+from oemkit.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, OemkitError, UsageError
 
-if TYPE_CHECKING:
-    from oemkit.verify.bundle import Limits
-
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-STATE: dict[str, Any] = {"debug": False, "depth": 0}
-_PENDING: list[str] = []  # JSON documents waiting for the command body to end
-
-# C0 and C1 controls (ESC, CR, BEL, backspace, newline, ...), DEL, and the Unicode
-# characters that reorder or break lines on a terminal (bidi embeddings, overrides and
-# isolates, marks, line/paragraph separators): shown as visible escapes instead.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                     "\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-def safe(value: object, *, markup: bool = True) -> str:
-    """``value`` as text that cannot drive a terminal or rich: every control character
-    (ESC, CR, newline, C1), bidi override and line separator becomes a visible escape
-    such as ``\\x1b``, and (``markup=True``, for strings interpolated into rich markup or
-    table cells) rich markup such as ``[/x]`` is escaped so it prints as written. Use it
-    on every untrusted string a command prints; ``markup=False`` for ``markup=False``
-    prints."""
-    text = _UNSAFE.sub(_visible, str(value))
-    if markup:
-        from rich.markup import escape
-
-        text = escape(text)
-    return text
-
-
-def emit_json(doc: Any) -> None:
-    """One JSON document for stdout: written when the command body ends (inside
-    :func:`guard`), so an error raised later replaces it instead of following it."""
-    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
-    if STATE["depth"]:
-        _PENDING.append(text)
-        return
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _flush() -> None:
-    while _PENDING:
-        sys.stdout.write(_PENDING.pop(0))
-    sys.stdout.flush()
-
-
-def error_hint(exc: OemkitError) -> str:
-    """The hint shown for ``exc``: the raise site's, else the code's default hint from the
-    error registry (docs/ERRORS.md), so no registered code reaches a user without one. The
-    registry is imported only for an error that carries no hint of its own."""
-    if exc.hint:
-        return exc.hint
-    info = exc.code_info()
-    return info.hint if info is not None else ""
-
-
-def print_error(exc: OemkitError, json_out: bool) -> None:
-    hint = error_hint(exc)
-    if json_out:
-        emit_json({"ok": False, "error": {**exc.to_dict(), "hint": hint}})
-    err.print(f"[bold red]error[/] [red]{safe(exc.code)}[/]: {safe(exc.message)}")
-    for label in ("member", "check", "field", "expected", "actual"):
-        value = getattr(exc, label)
-        if value is not None:
-            err.print(f"  {label}: {safe(value, markup=False)}", markup=False)
-    if hint:
-        err.print(f"  [bold]hint[/]: {safe(hint)}")
-
-
-def _internal(exc: BaseException, json_out: bool) -> None:
-    message = f"internal error: {type(exc).__name__}: {exc}"
-    hint = "rerun with --debug for a traceback and report it"
-    if json_out:
-        emit_json({"ok": False, "error": {"code": "E_INTERNAL", "message": message,
-                                          "hint": hint, "exit_code": EXIT_INTERNAL}})
-    err.print(f"error E_INTERNAL: {safe(message, markup=False)}", markup=False)
-    err.print(f"  hint: {hint}", markup=False)
-
-
-def _interrupted(json_out: bool) -> None:
-    if json_out:
-        emit_json({"ok": False, "error": {"code": "E_INTERRUPTED", "message": "interrupted",
-                                          "hint": "run the command again",
-                                          "exit_code": EXIT_INTERRUPTED}})
-    err.print("interrupted", markup=False)
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_MEMBER", "DEFAULT_MAX_PAYLOAD", "MAX_SAFE_INTEGER",
+           "STATE", "OemkitGroup", "check_table", "emit_json", "err", "error_hint",
+           "file_size", "float_option", "guard", "int_option", "limits", "outcome",
+           "parse_float", "parse_int", "passphrase_for", "print_error", "progress", "safe"]
 
 
 @contextlib.contextmanager
 def guard(json_out: bool = False) -> Iterator[None]:
-    """Map errors to messages and exit codes (see DESIGN.md): an OemkitError to its own
-    exit code, an unexpected exception to ``E_INTERNAL`` and exit 70. Documents emitted
-    inside are written when the body ends; an error drops them for its error document."""
+    """Map errors to messages and exit codes (see DESIGN.md, ``cli._print.outcome``): an
+    OemkitError to its own exit code, an unexpected exception to ``E_INTERNAL`` and exit
+    70. Documents emitted inside are written when the body ends; an error drops them for
+    its error document."""
     STATE["depth"] += 1
     start = len(_PENDING)
     try:
         yield
-    except OemkitError as exc:
-        del _PENDING[start:]
-        if STATE["debug"]:
-            raise
-        print_error(exc, json_out)
-        raise typer.Exit(exc.exit_code) from None
     except typer.Exit:
         raise
     except (typer.Abort, KeyboardInterrupt, EOFError):
         del _PENDING[start:]
-        _interrupted(json_out)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(outcome(KeyboardInterrupt(), json_out)) from None
     except Exception as exc:
         del _PENDING[start:]
         if STATE["debug"]:
             raise
         if isinstance(exc, _click().ClickException):  # typer.BadParameter in a body
-            print_error(UsageError("E_USAGE", exc.format_message(),
-                                   hint="run the command with --help"), json_out)
-            raise typer.Exit(EXIT_USAGE) from None
-        _internal(exc, json_out)
-        raise typer.Exit(EXIT_INTERNAL) from None
+            exc = UsageError("E_USAGE", exc.format_message(), hint="run the command with --help")
+        raise typer.Exit(outcome(exc, json_out)) from None
     finally:
         STATE["depth"] -= 1
         if not STATE["depth"]:
@@ -184,7 +103,7 @@ def _click() -> Any:
     return click
 
 
-def _leave_paths_to_oemkit(command: Any) -> None:
+def _leave_paths_to_oemkit(command: Any, *, walk: bool = True) -> None:
     """Typer checks that an existing ``Path`` argument is readable (``readable=True`` by
     default) and answers with exit 2 and click's text before oemkit runs. Every command
     opens its files itself (``oemkit._fs.open_input``: E_NOT_FOUND 3, E_PERMISSION 4,
@@ -195,6 +114,8 @@ def _leave_paths_to_oemkit(command: Any) -> None:
         for holder in (info, getattr(param, "type", None)):
             if getattr(holder, "readable", None) is True:
                 holder.readable = False  # type: ignore[union-attr]
+    if not walk:
+        return
     for sub in getattr(command, "commands", {}).values():
         _leave_paths_to_oemkit(sub)
     default = getattr(command, "default_command", None)  # cli.sizing.SizingGroup
@@ -224,7 +145,10 @@ class OemkitGroup(TyperGroup):
         json_out = _wants_json(argv)
         code: Any = 0
         try:
-            _leave_paths_to_oemkit(self)
+            if isinstance(self.commands, LazyCommands):  # each is fixed as it is built
+                _leave_paths_to_oemkit(self, walk=False)
+            else:
+                _leave_paths_to_oemkit(self)
             code = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
                                 standalone_mode=False,
                                 windows_expand_args=windows_expand_args, **extra)
@@ -233,7 +157,7 @@ class OemkitGroup(TyperGroup):
         except OemkitError as exc:
             print_error(exc, json_out)
             code = exc.exit_code
-        except click.exceptions.Abort:
+        except typer.Abort:  # typer's own since 0.29 (click's before, which it re-exported)
             _interrupted(json_out)
             code = EXIT_INTERRUPTED
         except Exception as exc:
@@ -244,6 +168,25 @@ class OemkitGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """The commands' names in typer's order, without building them."""
+        return list(self.commands)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """typer's listing, from each command's help text when the commands are built on
+        demand (:class:`oemkit.cli._lazy.LazyCommands`), so ``--help`` builds none."""
+        commands = self.commands
+        if not isinstance(commands, LazyCommands):
+            super().format_commands(ctx, formatter)
+            return
+        rows = [(name, commands.summary(name)) for name in commands]
+        rows = [(name, cmd) for name, cmd in rows if not cmd.hidden]
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section(gettext("Commands")):  # as typer's, translations too
+                formatter.write_dl([(name, cmd.get_short_help_str(limit))
+                                    for name, cmd in rows])
 
     @staticmethod
     def _usage(exc: Any, json_out: bool, click: Any) -> int:
@@ -258,99 +201,3 @@ class OemkitGroup(TyperGroup):
         return EXIT_USAGE
 
 
-def passphrase_for(path: Any) -> bytes | None:
-    """OEMKIT_KEY_PASSPHRASE, else a prompt when a terminal is attached and the key needs one."""
-    env = os.environ.get("OEMKIT_KEY_PASSPHRASE")
-    if env:
-        return env.encode("utf-8")
-    try:
-        with open(path, "rb") as handle:
-            encrypted = b"ENCRYPTED PRIVATE KEY" in handle.read(4096)
-    except OSError:
-        return None
-    if encrypted and sys.stdin.isatty():
-        import getpass
-
-        return getpass.getpass(f"Passphrase for {path}: ").encode("utf-8")
-    return None
-
-
-# --------------------------------------------------------------------------- numbers
-
-def int_option(what: str, minimum: int = 0,
-               maximum: int = MAX_SAFE_INTEGER) -> Callable[[object], int]:
-    """A typer ``parser=`` for an integer option, through :func:`parse_int`."""
-    return lambda value: parse_int(value, what, minimum=minimum, maximum=maximum)
-
-
-def float_option(what: str, minimum: float,
-                 maximum: float = float(MAX_SAFE_INTEGER)) -> Callable[[object], float]:
-    """A typer ``parser=`` for a decimal option, through :func:`parse_float`."""
-    return lambda value: parse_float(value, what, minimum=minimum, maximum=maximum)
-
-
-#: The reader limits' defaults: ``oemkit.verify.bundle.DEFAULT_LIMITS``'s ``max_files``,
-#: ``max_metadata_bytes`` and ``max_payload_bytes``, written out so that ``oemkit --help``
-#: need not import the verifier (and cryptography); tests/test_cli.py checks they agree.
-DEFAULT_MAX_FILES = 1_000_000
-DEFAULT_MAX_MEMBER = 64 << 20
-DEFAULT_MAX_PAYLOAD = 1 << 40
-
-
-def limits(max_files: int, max_member: int, max_payload: int) -> Limits:
-    """The ``Limits`` the three reader-limit flags ask for (``cli._options``; shared by
-    every command that reads a whole bundle, docs/SECURITY.md): all metadata together is
-    4x one member."""
-    from oemkit.verify.bundle import Limits
-
-    return Limits(max_files=max_files, max_metadata_bytes=max_member,
-                  max_metadata_total=max(4 * max_member, 256 << 20),
-                  max_payload_bytes=max_payload)
-
-
-def file_size(path: Path) -> int:
-    """A progress bar's total: 0 (no bar) when ``path`` is not a file; the command itself
-    then reports what is wrong with it."""
-    return path.stat().st_size if path.is_file() else 0
-
-
-@contextlib.contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr when it is a terminal; otherwise no callback at all."""
-    if not err.is_terminal or not total:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def check_table(checks: list[Any]) -> None:
-    """Render verify checks as a table on stderr (every cell through :func:`safe`)."""
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("check")
-    table.add_column("result")
-    table.add_column("detail", overflow="fold")
-    marks = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]", "warn": "[yellow]WARN[/]",
-             "info": "[blue]INFO[/]"}
-    for check in checks:
-        lines = [safe(check.detail)]
-        if check.status == "fail":
-            lines += [f"{k}: {safe(getattr(check, k))}" for k in ("code", "member", "expected",
-                                                                  "actual", "hint")
-                      if getattr(check, k)]
-        table.add_row(safe(check.name), marks.get(check.status, safe(check.status)),
-                      "\n".join(lines))
-    err.print(table)

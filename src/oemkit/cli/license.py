@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from oemkit._numbers import parse_limits
 from oemkit.cli._options import JsonOut, TrustFirst, TrustPinned
 from oemkit.cli._output import emit_json, err, guard, int_option, parse_int, passphrase_for, safe
 
@@ -108,40 +107,12 @@ def verify(
     Example: oemkit license verify acme.lic --trust trust-root.json --bundle
     vision-2.1.oemb
     """
-    with guard(json_out):
-        from oemkit.crypto.armor import read_armored
-        from oemkit.host.license_state import bind_bundle, default_state_path, verify_license
-        from oemkit.license import load_trust
+    with guard(json_out):  # the body is shared with the typer-free path (cli/_hot.py)
+        from oemkit.cli._hot import license_verify_body
 
-        root = load_trust(trust)
-        facts, crls = None, list[tuple[str, bytes, bool]]()
-        if bundle is not None:
-            root, facts, crls = bind_bundle(bundle, root)
-        crls += [(str(p), read_armored(p, "CRL"), True) for p in crl]
-        check = verify_license(read_armored(file, "license"), root,
-                               state_path=state or default_state_path(), crls=crls,
-                               bundle=facts, environment=env, what=str(file))
-        verdict = check.verdict
-        for feature in require_feature:
-            verdict.require_feature(feature)
-        for item in require_limit:
-            name, value = next(iter(parse_limits([item]).items()))
-            verdict.require_limit(name, value)
-        if json_out:
-            emit_json({"ok": True, **verdict.to_dict()})
-        c = verdict.claims
-        color = "green" if verdict.status == "valid" else "yellow"
-        err.print(f"[bold {color}]{safe(verdict.status.upper())}[/] license "
-                  f"{safe(c.license_id)} (re-issue {c.seq}) for {safe(c.customer_name)} "
-                  f"({safe(c.customer_id)}), product {safe(c.product)}")
-        err.print(f"  expires {c.expires:%Y-%m-%d}, judged at "
-                  f"{verdict.effective_time:%Y-%m-%dT%H:%M:%SZ}"
-                  + (f"; grace: {verdict.grace_days_left} days left"
-                     if verdict.status == "grace" else ""))
-        err.print(f"  features: {safe(', '.join(sorted(c.features))) or '-'}; limits: "
-                  + (", ".join(f"{safe(k)}={v}" for k, v in sorted(c.limits.items())) or "-"))
-        for warning in verdict.warnings:
-            err.print(f"  [yellow]warning[/]: {safe(warning)}")
+        license_verify_body(file=file, trust=trust, bundle=bundle, crl=crl, state=state,
+                            env=env, require_feature=require_feature,
+                            require_limit=require_limit, json_out=json_out)
 
 
 @license_app.command("inspect")

@@ -1,6 +1,6 @@
 """`oemkit split` and `oemkit join`: carry a bundle on removable media (docs/MEDIA.md).
 
-Plain functions, registered on the app by ``cli/__init__.py``. Only typer and
+Plain functions, registered on the app by ``cli/root.py``. Only typer and
 ``cli._output`` are imported at module level, so ``oemkit --help`` stays fast.
 """
 

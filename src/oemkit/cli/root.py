@@ -1,0 +1,813 @@
+"""The ``oemkit`` command line: a thin typer layer over the library.
+
+Only this package imports typer and rich. Library modules are imported inside command
+bodies so that ``oemkit --help`` stays fast and loads no heavy dependency.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import typer
+
+from oemkit import __version__
+from oemkit.cli._lazy import install_fast_coercion
+from oemkit.cli._options import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    JsonOut,
+    MaxFiles,
+    MaxMember,
+    MaxPayload,
+    OutDir,
+    OutInstead,
+    TrustCarried,
+    TrustFirst,
+    TrustPinned,
+)
+from oemkit.cli._output import (
+    STATE,
+    OemkitGroup,
+    _leave_paths_to_oemkit,
+    check_table,
+    emit_json,
+    err,
+    file_size,
+    guard,
+    int_option,
+    limits,
+    passphrase_for,
+    progress,
+    safe,
+)
+
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
+    from oemkit.models.report import VerifyReport
+    from oemkit.models.trust import Usage
+    from oemkit.verify.trust import SignedRoot
+
+install_fast_coercion()  # no pydantic for oemkit's parameter types (cli/_lazy.py)
+
+app = typer.Typer(
+    name="oemkit",
+    help="Offline-first bundles: build, sign, verify, license, smoke-test and size.\n\n"
+         "Exit codes: 0 ok, 1 verification/test failed, 2 usage, 3 bad input, 4 environment, "
+         "70 internal error.",
+    cls=OemkitGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+keys_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Generate signing keys.", no_args_is_help=True)
+trust_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Create and change trust roots (each change is a new signed "
+                        "version).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(trust_app, name="trust")
+
+
+def _register_license_commands() -> None:
+    from oemkit.cli.license import crl_app, license_app
+
+    app.add_typer(license_app, name="license")
+    app.add_typer(crl_app, name="crl")
+
+
+def _register_profile_commands() -> None:
+    from oemkit.cli.profile import profile_app
+
+    app.add_typer(profile_app, name="profile")
+
+
+def _register_smoke_commands() -> None:
+    from oemkit.cli.smoke import smoke
+
+    app.command()(smoke)
+
+
+def _register_install_commands() -> None:
+    from oemkit.cli import install as inst
+
+    app.add_typer(inst.migrate_app, name="migrate")
+    app.add_typer(inst.wheelhouse_app, name="wheelhouse")
+    for command in (inst.install, inst.upgrade, inst.rollback, inst.status):
+        app.command()(command)
+
+
+def _register_sizing_commands() -> None:
+    from oemkit.cli.sizing import sizing_app
+
+    app.add_typer(sizing_app, name="sizing")
+
+
+def _register_serve_commands() -> None:
+    from oemkit.cli.serve import serve
+
+    app.command()(serve)
+
+
+def _register_media_commands() -> None:
+    from oemkit.cli.media import join, split
+
+    app.command()(split)
+    app.command()(join)
+
+
+def _register_oci_commands() -> None:
+    from oemkit.cli.oci import oci_app
+
+    app.add_typer(oci_app, name="oci")
+
+
+def _register_deploy_commands() -> None:
+    from oemkit.cli.deploy import deploy_app, image
+
+    app.add_typer(deploy_app, name="deploy")
+    app.command()(image)
+
+
+for _register in (_register_license_commands, _register_profile_commands,
+                  _register_smoke_commands, _register_install_commands, _register_sizing_commands,
+                  _register_media_commands, _register_serve_commands, _register_oci_commands,
+                  _register_deploy_commands):
+    _register()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oemkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    STATE["debug"] = debug
+
+
+def _load_keys(paths: list[Path]) -> list[PrivateKeyInfo]:
+    from oemkit.crypto.keys import load_private_file
+
+    return [load_private_file(p, passphrase_for(p)) for p in paths]
+
+
+# --------------------------------------------------------------------------- init / keys
+
+
+@app.command()
+def init(
+    name: str = typer.Argument(..., help="Bundle name (lowercase, digits, . _ -)."),
+    dir: Path | None = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
+    model: Path | None = typer.Option(None, "--model", help="Scaffold around this ONNX model: "
+                                      "golden inputs from its input metadata, expected "
+                                      "outputs by running it."),
+    inputs: Path | None = typer.Option(None, "--inputs", help="With --model: golden inputs "
+                                       "(JSON {NAME: {dtype, shape, data}} or .npz) instead "
+                                       "of seeded random ones."),
+    json_out: JsonOut = False,
+) -> None:
+    """Scaffold a bundle spec with a tiny ONNX model (or yours, --model), config, schema,
+    golden data, runner, server requirements and a commented license policy.
+
+    Example: oemkit init my-model && oemkit build my-model/bundle.yaml
+    Example: oemkit init my-model --model model.onnx --inputs sample.json
+    """
+    with guard(json_out):
+        from oemkit.release.scaffold import scaffold_bundle
+
+        dest = dir or Path(name)
+        files = scaffold_bundle(name, dest, model=model, inputs=inputs)
+        if json_out:
+            emit_json({"ok": True, "dir": str(dest), "files": [str(f) for f in files]})
+        err.print(f"Created {safe(dest)} with {len(files)} files. Next: oemkit build "
+                  f"{safe(dest / 'bundle.yaml')}")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: str = typer.Argument(..., help="File stem: writes NAME.key and NAME.pub."),
+    usage: str = typer.Option(..., "--usage", help="bundle, license, crl or root."),
+    algorithm: str = typer.Option("ed25519", "--algorithm", help="ed25519 or ecdsa-p256."),
+    out_dir: Path = typer.Option(Path("."), "--out-dir", help="Directory for the key files."),
+    no_passphrase: bool = typer.Option(False, "--no-passphrase",
+                                       help="Write the private key unencrypted (unsafe)."),
+    json_out: JsonOut = False,
+) -> None:
+    """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644).
+
+    The passphrase comes from OEMKIT_KEY_PASSPHRASE or a prompt.
+    Example: oemkit keys generate release-2027 --usage bundle --out-dir keys/
+    """
+    with guard(json_out):
+        from oemkit.release.keygen import generate_key_files
+
+        passphrase = None
+        if not no_passphrase:
+            passphrase = _new_passphrase()
+        else:
+            err.print("[bold yellow]WARNING[/]: the private key is written UNENCRYPTED; anyone "
+                      "who can read the file can sign as you.")
+        result = generate_key_files(name, usage, algorithm, out_dir, passphrase)
+        if json_out:
+            emit_json({"ok": True, **result})
+        err.print(f"Key id {safe(result['keyid'])} ({safe(algorithm)}, usage {safe(usage)})\n"
+                  f"  private: {safe(result['private'])} (0600)\n"
+                  f"  public:  {safe(result['public'])}")
+        if not json_out:
+            sys.stdout.write(result["keyid"] + "\n")
+
+
+def _new_passphrase() -> bytes:
+    import os
+
+    from oemkit.errors import InputError
+
+    env = os.environ.get("OEMKIT_KEY_PASSPHRASE")
+    if env:
+        return env.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise InputError("E_KEY_PASSPHRASE_REQUIRED", "no passphrase for the new key",
+                         hint="set OEMKIT_KEY_PASSPHRASE, run in a terminal, or pass "
+                              "--no-passphrase (unsafe)")
+    import getpass
+
+    first = getpass.getpass("New key passphrase: ")
+    if not first or first != getpass.getpass("Repeat passphrase: "):
+        raise InputError("E_KEY_PASSPHRASE", "passphrases were empty or did not match",
+                         hint="run the command again")
+    return first.encode("utf-8")
+
+
+# --------------------------------------------------------------------------- trust
+
+
+@trust_app.command("init")
+def trust_init(
+    root_key: list[Path] = typer.Option(..., "--root-key", help="Root private key (repeat)."),
+    threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change.",
+                                  parser=int_option("--threshold", 1)),
+    out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
+    json_out: JsonOut = False,
+) -> None:
+    """Create version 1 of a trust root, signed by its root keys.
+
+    Example: oemkit trust init --root-key root.key --out trust-root.json
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.release.trust import init_root
+
+        keys = _load_keys(root_key)
+        doc = init_root(keys, threshold, names=[p.stem for p in root_key])
+        atomic_write_bytes(out, doc)
+        _report_root(out, json_out)
+
+
+def _report_root(path: Path, json_out: bool) -> None:
+    from oemkit._fs import read_input
+    from oemkit.verify.trust import parse_root
+
+    root = parse_root(read_input(path, "trust root")).root
+    if json_out:
+        emit_json({"ok": True, "path": str(path), "trust_root": root.to_dict()})
+    err.print(f"Wrote {safe(path)}: trust root v{root.version} with {len(root.keys)} key(s)")
+
+
+def _current_root(path: Path) -> SignedRoot:
+    from oemkit._fs import read_input
+    from oemkit.verify.trust import check_self_signed, parse_root
+
+    signed = parse_root(read_input(path, "trust root"), str(path))
+    check_self_signed(signed, str(path))
+    return signed
+
+
+@trust_app.command("add-key")
+def trust_add_key(
+    root: Path = typer.Argument(..., help="Current trust root."),
+    pub: Path = typer.Option(..., "--pub", help="Public key to add."),
+    usage: list[str] = typer.Option(..., "--usage", help="bundle, license, crl or root."),
+    expires: str | None = typer.Option(None, "--expires", help="ISO 8601 date."),
+    not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 date."),
+    name: str = typer.Option("", "--name", help="Label for the key."),
+    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    out: OutInstead = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Write the next trust-root version with a key added.
+
+    Example: oemkit trust add-key trust-root.json --pub bundle.pub --usage bundle
+    --sign-with root.key
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit._time import parse_time
+        from oemkit.crypto.keys import load_public_file
+        from oemkit.release.trust import add_key
+
+        usages = _usages(usage)
+        doc = add_key(
+            _current_root(root), load_public_file(pub), usages, _load_keys(sign_with),
+            name=name or pub.stem,
+            expires=parse_time(expires, "--expires") if expires else None,
+            not_before=parse_time(not_before, "--not-before") if not_before else None)
+        atomic_write_bytes(out or root, doc)
+        _report_root(out or root, json_out)
+
+
+def _usages(values: list[str]) -> list[Usage]:
+    from oemkit.errors import UsageError
+    from oemkit.models.trust import USAGES
+
+    bad = [u for u in values if u not in USAGES]
+    if bad:
+        raise UsageError("E_USAGE", f"unknown --usage {bad[0]!r}",
+                         hint=f"choose from {', '.join(USAGES)}")
+    return [u for v in values for u in USAGES if u == v]  # each value, as a Usage
+
+
+def _status_command(action: str) -> Callable[..., None]:
+    def command(
+        root: Path = typer.Argument(..., help="Current trust root."),
+        keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
+        sign_with: list[Path] = typer.Option(..., "--sign-with",
+                                             help="Current root key (repeat)."),
+        out: OutInstead = None,
+        json_out: JsonOut = False,
+    ) -> None:
+        with guard(json_out):
+            from oemkit._fs import atomic_write_bytes
+            from oemkit.release import trust
+
+            fn = trust.retire_key if action == "retire" else trust.revoke_key
+            doc = fn(_current_root(root), keyid, _load_keys(sign_with))
+            atomic_write_bytes(out or root, doc)
+            _report_root(out or root, json_out)
+    return command
+
+
+trust_app.command(
+    "retire-key",
+    help="Write the next version with a key retired: what it signed before stays valid.\n\n"
+         "Example: oemkit trust retire-key trust-root.json 1a2b3c --sign-with root.key",
+)(_status_command("retire"))
+trust_app.command(
+    "revoke-key",
+    help="Write the next version with a key marked compromised: everything it signed is "
+         "rejected.\n\nExample: oemkit trust revoke-key trust-root.json 1a2b3c "
+         "--sign-with root.key",
+)(_status_command("revoke"))
+
+
+@trust_app.command("set-threshold")
+def trust_set_threshold(
+    root: Path = typer.Argument(..., help="Current trust root."),
+    usage: str = typer.Argument(..., help="root, bundle, license or crl."),
+    threshold: int = typer.Argument(..., help="Valid signatures required.",
+                                    parser=int_option("THRESHOLD", 1)),
+    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    out: OutInstead = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Write the next version requiring THRESHOLD signatures for USAGE.
+
+    Example: oemkit trust set-threshold trust-root.json bundle 2 --sign-with root.key
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.release.trust import set_threshold
+
+        # set_threshold refuses a USAGE that is not one (E_USAGE): its message, as before
+        doc = set_threshold(_current_root(root), cast("Usage", usage), threshold,
+                            _load_keys(sign_with))
+        atomic_write_bytes(out or root, doc)
+        _report_root(out or root, json_out)
+
+
+@trust_app.command("show")
+def trust_show(
+    root: Path = typer.Argument(..., help="Trust root file."),
+    json_out: JsonOut = False,
+) -> None:
+    """Show a trust root's version, thresholds and keys (after checking its signatures).
+
+    Example: oemkit trust show trust-root.json
+    """
+    with guard(json_out):
+        signed = _current_root(root)
+        r = signed.root
+        if json_out:
+            emit_json({"ok": True, "trust_root": r.to_dict()})
+            return
+        from rich.table import Table
+
+        err.print(f"Trust root v{r.version}, issued {r.issued:%Y-%m-%d %H:%M:%SZ}; thresholds: "
+                  + ", ".join(f"{safe(u)}={n}" for u, n in r.thresholds.items()))
+        table = Table(box=None, header_style="bold")
+        for col in ("keyid", "name", "usage", "status", "not before", "expires/retired"):
+            table.add_column(col)
+        for k in r.keys:
+            end = k.window_end()
+            table.add_row(safe(k.keyid[:16]) + "…", safe(k.name), safe(",".join(k.usage)),
+                          safe(k.status),
+                          f"{k.not_before:%Y-%m-%d}" if k.not_before else "-",
+                          f"{end:%Y-%m-%d}" if end else "-")
+        err.print(table)
+
+
+# --------------------------------------------------------------------------- build / sign
+
+
+@app.command()
+def build(
+    spec: Path = typer.Argument(..., help="bundle.yaml (or its directory)."),
+    out: OutDir = Path("dist"),
+    source_date_epoch: int | None = typer.Option(
+        None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH).",
+        parser=int_option("--source-date-epoch", 0)),  # the year range: build judges it
+    trust: TrustCarried = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
+
+    Example: oemkit build bundles/example/bundle.yaml --out dist/
+    """
+    with guard(json_out):
+        from oemkit.release.bundle import build_bundle
+        from oemkit.release.spec import load_spec
+
+        loaded = load_spec(spec) if err.is_terminal else None  # the bar needs a total
+        total = sum(f.source.stat().st_size for f in loaded.files) if loaded else None
+        with progress("packing", total) as cb:
+            result = build_bundle(loaded or spec, out, trust=trust,
+                                  source_date_epoch_override=source_date_epoch, progress=cb)
+        if json_out:
+            emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
+                       "version": result.version, "manifest_sha256": result.manifest_sha256,
+                       "payload_sha256": result.payload_sha256, "files": result.files,
+                       "payload_bytes": result.payload_bytes,
+                       "verify_flags": list(result.verify_flags)})
+        err.print(f"Built {safe(result.path)} ({result.files} files, {result.payload_bytes} "
+                  f"bytes; manifest sha256 {safe(result.manifest_sha256)})")
+        if result.verify_flags:
+            flags = safe(" ".join(result.verify_flags))
+            err.print(f"[yellow]NOTE[/]: this bundle exceeds the default reader limits; sign, "
+                      f"verify, unpack, install, upgrade, split and join it with {flags}")
+
+
+@app.command()
+def sign(
+    bundle: Path = typer.Argument(..., help="Bundle to sign (rewritten atomically)."),
+    key: list[Path] = typer.Option(..., "--key", help="Private key (repeat for several)."),
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
+) -> None:
+    """Append one signature per key; signing again with the same key changes nothing.
+
+    Example: oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key
+    """
+    with guard(json_out):
+        from oemkit.release.sign import sign_bundle
+
+        keys = _load_keys(key)
+        with progress("signing", file_size(bundle)) as cb:
+            result = sign_bundle(bundle, keys, progress=cb,
+                                 limits=limits(max_files, max_member, max_payload))
+        if json_out:
+            emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
+                       "already_signed": list(result.kept)})
+        for keyid in result.added:
+            err.print(f"Signed {safe(bundle)} with key {safe(keyid)}")
+        for keyid in result.kept:
+            err.print(f"Already signed by key {safe(keyid)}; unchanged")
+
+
+# --------------------------------------------------------------------------- verify & co
+
+
+def _print_report(report: VerifyReport, json_out: bool) -> None:
+    from oemkit.cli._hot import print_report
+
+    print_report(report, json_out)
+
+
+@app.command()
+def verify(
+    *,
+    bundle: Path = typer.Argument(..., help="Bundle to verify."),
+    trust: TrustPinned,
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
+    state: Path | None = typer.Option(None, "--state", help="License state file (for an "
+                                      "attached license)."),
+    env: str | None = typer.Option(None, "--env", help="This host's environment (licenses)."),
+) -> None:
+    """Verify a bundle offline: structure, trust chain, signatures, manifest, SBOM, payload.
+
+    An attached license (oemkit license attach) is judged too and reported beside it.
+
+    Example: oemkit verify dist/example-0.1.0.oemb --trust trust-root.json
+    """
+    with guard(json_out):  # the body is shared with the typer-free path (cli/_hot.py)
+        from oemkit.cli._hot import verify_body
+
+        code = verify_body(bundle=bundle, trust=trust, json_out=json_out, max_files=max_files,
+                           max_member=max_member, max_payload=max_payload, state=state,
+                           env=env)
+        if code:
+            raise typer.Exit(code)
+
+
+@app.command()
+def inspect(
+    bundle: Path = typer.Argument(..., help="Bundle to inspect."),
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Show what is inside a bundle (marked UNVERIFIED unless --trust is given).
+
+    Example: oemkit inspect dist/example-0.1.0.oemb
+    """
+    with guard(json_out):
+        from oemkit.verify.bundle import inspect_bundle, verify_bundle
+
+        info = {"ok": True, **inspect_bundle(bundle).to_dict()}
+        if trust is not None:
+            report = verify_bundle(bundle, trust)
+            info["verified"] = info["ok"] = report.ok
+            info["verification"] = report.to_dict()
+            if report.error is not None:
+                info["error"] = report.error.to_dict()
+        if json_out:
+            emit_json(info)
+        _print_inspect(info, trust is not None)
+        if trust is not None and not info["verified"]:
+            raise typer.Exit(1)
+
+
+def _at(doc: object, *path: str) -> object:
+    """``doc[path[0]][path[1]]...`` or None: rendering never trusts an unverified shape."""
+    for key in path:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _print_inspect(info: dict[str, Any], checked: bool) -> None:
+    """What ``inspect`` found, every bundle-supplied string through :func:`safe`."""
+    from rich.table import Table
+
+    m = info.get("manifest")
+    status = ("[bold green]VERIFIED[/]" if info.get("verified") is True else
+              "[bold yellow]UNVERIFIED[/]" if not checked else "[bold red]REJECTED[/]")
+    err.print(f"{status} {safe(_at(m, 'name'))} {safe(_at(m, 'version'))} — "
+              f"{safe(_at(m, 'description'))}")
+    err.print(f"  built {safe(_at(m, 'build_time'))} by oemkit "
+              f"{safe(_at(m, 'builder', 'version'))}; manifest sha256 "
+              f"{safe(info.get('manifest_sha256'))}")
+    profiles = ", ".join(safe(p) for p in _list(_at(m, "runtime", "profiles")))
+    err.print(f"  model {safe(_at(m, 'runtime', 'model'))}, entrypoint "
+              f"{safe(_at(m, 'runtime', 'entrypoint'))}, profiles {profiles or '-'}")
+    signers = ", ".join(safe(str(k)[:16]) + "…" for k in _list(info.get("signatures")))
+    err.print(f"  signatures: {signers or 'none'}")
+    table = Table(box=None, header_style="bold")
+    for col in ("path", "size", "mode", "sha256"):
+        table.add_column(col)
+    for f in _list(_at(m, "files")):
+        mode = _at(f, "mode")
+        table.add_row(safe(_at(f, "path")), safe(_at(f, "size")),
+                      f"{mode:o}" if isinstance(mode, int) else safe(mode),
+                      safe(str(_at(f, "sha256"))[:16]) + "…")
+    err.print(table)
+
+
+@app.command()
+def unpack(
+    *,
+    bundle: Path = typer.Argument(..., help="Bundle to unpack."),
+    dest: Path = typer.Argument(..., help="Destination directory (absent or empty)."),
+    trust: TrustPinned,
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty DEST."),
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
+) -> None:
+    """Verify, then extract the payload into DEST atomically (never outside it).
+
+    Example: oemkit unpack dist/example-0.1.0.oemb /opt/example --trust trust-root.json
+    """
+    with guard(json_out):
+        from oemkit.host.unpack import unpack_bundle
+
+        with progress("unpacking", file_size(bundle)) as cb:
+            report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
+                                   limits=limits(max_files, max_member, max_payload))
+        _print_report(report, json_out)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+@app.command()
+def sbom(
+    args: list[str] = typer.Argument(..., metavar="BUNDLE | diff OLD NEW",
+                                     help="A bundle, or 'diff' and two bundles."),
+    format: str = typer.Option("table", "--format", help="table, or json (the SBOM itself)."),
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Show a bundle's CycloneDX SBOM, or what changed between two bundles' SBOMs.
+
+    Without --trust the output is marked UNVERIFIED.
+    Example: oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json
+    Example: oemkit sbom diff old.oemb new.oemb
+    """
+    with guard(json_out):
+        from oemkit.errors import UsageError
+        from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
+
+        if format not in ("table", "json"):
+            raise UsageError("E_USAGE", f"unknown --format {format!r}", hint="table or json")
+        if args[0] == "diff":
+            if len(args) != 3:
+                raise UsageError("E_USAGE", "sbom diff takes two bundles",
+                                 hint="oemkit sbom diff OLD.oemb NEW.oemb")
+            old = read_member_json(Path(args[1]), "sbom.cdx.json", trust)
+            new = read_member_json(Path(args[2]), "sbom.cdx.json", trust)
+            diff = sbom_diff(old.doc, new.doc)
+            if json_out or format == "json":
+                emit_json({"ok": True, "verified": old.verified, "old": old.bundle,
+                           "new": new.bundle, **diff})
+            _unverified_note(old.verified)
+            _print_diff(diff)
+            return
+        if len(args) != 1:
+            raise UsageError("E_USAGE", "sbom takes one bundle (or 'diff OLD NEW')",
+                             hint="oemkit sbom BUNDLE")
+        doc = read_member_json(Path(args[0]), "sbom.cdx.json", trust)
+        rows = component_rows(doc.doc)
+        if format == "json":
+            emit_json(doc.doc)
+        elif json_out:
+            emit_json({"ok": True, "verified": doc.verified, "bundle": doc.bundle,
+                       "components": rows})
+        _unverified_note(doc.verified)
+        err.print(f"SBOM of {safe(_at(doc.doc, 'metadata', 'component', 'name'))} "
+                  f"{safe(_at(doc.doc, 'metadata', 'component', 'version'))}: {len(rows)} "
+                  f"components, serial {safe(_at(doc.doc, 'serialNumber'))}")
+        if format == "table":
+            from rich.table import Table
+
+            table = Table(box=None, header_style="bold")
+            for col in ("type", "name", "version", "sha256"):
+                table.add_column(col, overflow="fold")
+            for r in rows:
+                table.add_row(safe(r["type"]), safe(r["name"]), safe(r["version"] or "-"),
+                              safe(str(r["sha256"] or "-")[:16]))
+            err.print(table)
+
+
+def _unverified_note(verified: bool) -> None:
+    if not verified:
+        err.print("[bold yellow]UNVERIFIED[/]: nothing was checked; pass --trust ROOT to verify "
+                  "the bundle first")
+
+
+def _print_diff(diff: dict[str, Any]) -> None:
+    for kind, mark in (("added", "[green]+[/]"), ("removed", "[red]-[/]")):
+        for c in diff[kind]:
+            err.print(f"{mark} {safe(c['type'])} {safe(c['name'])} "
+                      f"{safe(c['version'] or '')}".rstrip())
+    for c in diff["changed"]:
+        old, new = c["old"], c["new"]
+        what = (f"{safe(old['version'])} -> {safe(new['version'])}"
+                if old["version"] != new["version"] else
+                f"sha256 {safe(str(old['sha256'])[:12])} -> {safe(str(new['sha256'])[:12])}")
+        err.print(f"[yellow]~[/] {safe(c['type'])} {safe(c['name'])}: {what}")
+    if not any(diff.values()):
+        err.print("no component changed")
+
+
+@app.command()
+def provenance(
+    bundle: Path = typer.Argument(..., help="Bundle."),
+    trust: TrustFirst = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Print the bundle's in-toto / SLSA provenance statement (UNVERIFIED without --trust).
+
+    Example: oemkit provenance dist/example-0.1.0.oemb --trust trust-root.json
+    """
+    with guard(json_out):
+        from oemkit.report.sbom import read_member_json
+
+        doc = read_member_json(bundle, "provenance.intoto.json", trust)
+        statement = doc.doc
+        emit_json({"ok": True, "verified": doc.verified, "statement": statement}
+                  if json_out else statement)
+        _unverified_note(doc.verified)
+        build = _at(statement, "predicate", "buildDefinition")
+        run_details = _at(statement, "predicate", "runDetails")
+        err.print(f"buildType {safe(_at(build, 'buildType'))}; builder "
+                  f"{safe(_at(run_details, 'builder', 'id'))}")
+        for subject in _list(_at(statement, "subject")):
+            err.print(f"  subject {safe(_at(subject, 'name'))} sha256:"
+                      f"{safe(_at(subject, 'digest', 'sha256'))}")
+        err.print(f"  {len(_list(_at(build, 'resolvedDependencies')))} resolved dependencies; "
+                  f"finished {safe(_at(run_details, 'metadata', 'finishedOn'))}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("dist"), "--out", help="Where to leave the bundle and root."),
+    serve: bool = typer.Option(True, "--serve/--no-serve",
+                               help="Serve the bundle and make one inference over HTTP "
+                                    "(127.0.0.1, a free port)."),
+    json_out: JsonOut = False,
+) -> None:
+    """Build the example bundle, sign it with the INSECURE example keys, verify it, serve
+    it (oemkit serve in a child process), make one inference over HTTP with the golden
+    input, print the answer and stop the server.
+
+    Example: oemkit demo --out /tmp/demo
+    """
+    with guard(json_out):
+        from oemkit.host.demo import run_demo
+
+        result = run_demo(out, serve=serve)
+        report = result["report"]
+        served = result["served"]
+        if json_out:
+            emit_json({"ok": report.ok, "bundle": str(result["bundle"]),
+                       "trust_root": str(result["trust_root"]), "report": report.to_dict(),
+                       "served": served.to_dict() if served else None})
+        err.print(f"Built   {safe(result['bundle'])}")
+        err.print(f"Signed  with keys-example/bundle.key (key {safe(report.signers[0][:16])}…)"
+                  if report.signers else "Signed  (no trusted signer)")
+        err.print(f"Trust   {safe(result['trust_root'])} (v{report.trust_root_version}; example "
+                  "keys, INSECURE)")
+        check_table(report.checks)
+        if not report.ok:
+            err.print("[bold red]demo failed[/]")
+            raise typer.Exit(1)
+        if served is not None:
+            _print_served(served, result)
+        err.print(f"[bold green]OK[/] every check passed. Try: oemkit verify "
+                  f"{safe(result['bundle'])} --trust {safe(result['trust_root'])}")
+
+
+def _print_served(served: Any, result: dict[str, Any]) -> None:
+    t = served.timings_ms
+    err.print(f"Served  oemkit serve {safe(result['bundle'])} --trust "
+              f"{safe(result['trust_root'])} --port 0: ready on 127.0.0.1:{served.port} in "
+              f"{t.get('start_to_ready', 0):.0f} ms")
+    err.print(f"Infer   POST /v2/models/{safe(served.model)}/infer with the golden input: "
+              f"answered in {t.get('inference', 0):.1f} ms")
+    for name, tensor in served.outputs.items():
+        shape = tensor.get("shape") or []
+        data = [round(float(v), 4) for v in tensor.get("data") or []]
+        width = shape[-1] if len(shape) == 2 and shape[-1] else len(data) or 1
+        rows = [data[i:i + width] for i in range(0, len(data), width)]
+        err.print(f"  {safe(name, markup=False)} {safe(tensor.get('datatype'), markup=False)} "
+                  f"{safe(shape, markup=False)}:", markup=False)
+        for row in rows:
+            err.print(f"    {row}", markup=False)
+    if served.top:
+        err.print("  top class: " + ", ".join(
+            f"row {i}: {safe(label, markup=False)} ({score:.3f})"
+            for i, (_, label, score) in enumerate(served.top)), markup=False)
+    err.print(f"Stopped SIGTERM: drained and exited {served.exit_code} in "
+              f"{t.get('stop', 0):.0f} ms (log: {safe(served.log)})")
+
+
+def main() -> None:
+    """Console-script entry point: the root group with each command built on demand
+    (:mod:`oemkit.cli._lazy`), the same commands ``app()`` would build."""
+    import os
+
+    from oemkit.cli._lazy import root_group
+
+    if os.environ.get("_OEMKIT_COMPLETE"):  # shell completion (docs/CLI.md "Completion")
+        from typer._completion_classes import completion_init
+
+        completion_init()  # typer's bash, zsh, fish and PowerShell completion classes
+    root_group(app, _leave_paths_to_oemkit).main()
