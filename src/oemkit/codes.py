@@ -169,7 +169,7 @@ _CODES = (
        "choose another destination, or move the file that is in the way"),
     _c("E_DEST_NOT_EMPTY", I,
        "`init --dir`, `unpack`, `deploy kubernetes --out` or `image --out` DEST is not empty "
-       "(without `--force`)",
+       "(without `--force`); `verify.layout.extract_for_layout`'s folders",
        "choose an empty destination or empty it first ('unpack' can replace it with --force)"),
     _c("E_DEST_SYMLINK", I,
        "`unpack`, `deploy kubernetes`, `image`: DEST is a symbolic link, dangling or not; "
@@ -299,6 +299,27 @@ _CODES = (
     _c("E_KID_UNKNOWN", V,
        "the trust root lists no key with that key id",
        "verify with the vendor's current trust root (--trust)"),
+    _c("E_LAYOUT_EXPIRED", V,
+       "`verify --layout`: the in-toto layout's `expires` is past (in-toto's clock)",
+       "ask your security team for a current layout ('oemkit layout init' makes a starter)"),
+    _c("E_LAYOUT_INSPECTION", V,
+       "`verify --layout`: an inspection of the in-toto layout did not exit 0 in the "
+       "verification directory",
+       "the inspection's command must be installed here and exit 0; check the layout"),
+    _c("E_LAYOUT_INVALID", I,
+       "`verify --layout`: the layout file is not an in-toto layout in a DSSE envelope (or a "
+       "signed Metablock), or in-toto cannot use it",
+       "ask your security team for the layout file and the owner's public key"),
+    _c("E_LAYOUT_RULE", V,
+       "`verify --layout`: an in-toto artifact rule failed (the message names the rule, the "
+       "step or inspection and the artifacts; `member` the first, `expected`/`actual` its "
+       "SHA-256 in the signed link and in the bundle)",
+       "the bundle's files are not the ones the signed link records: obtain a fresh copy from "
+       "the vendor; if the layout's rules are wrong, ask your security team"),
+    _c("E_LAYOUT_SIGNATURE", V,
+       "`verify --layout`: the layout is not validly signed by every `--layout-key` given",
+       "pass the public key of the layout's owner, or ask your security team to sign the "
+       "layout again"),
     _c("E_LICENSE_REQUIRED", V,
        "serve: the bundle's license policy requires a license and none was found (the runtime is "
        "not ready, or degraded)",
@@ -321,6 +342,26 @@ _CODES = (
     _c("E_LIMIT_PARTS", V,
        "the index lists more than `--max-parts` parts (counted before its part list is parsed)",
        "if this split is legitimate, raise the limit with --max-parts"),
+    _c("E_LINK_INVALID", V,
+       "a `links/` member is not named `links/STEP.KEYID8.link`, or (`verify`) is not exactly "
+       "the JSON in-toto writes of a DSSE envelope with one signature, its payload type and "
+       "canonical base64",
+       "the bundle was altered; obtain a fresh copy from the vendor"),
+    _c("E_LINK_MISSING", V,
+       "`verify --layout`: the bundle carries no in-toto link for a step of the layout (a "
+       "bundle signed before oemkit wrote links, or never signed)",
+       "ask the vendor for a bundle signed with in-toto links ('oemkit sign BUNDLE --key "
+       "KEY' adds them)"),
+    _c("E_LINK_SIGNATURE", V,
+       "`verify`: a `links/` member is not signed by a key that signed the bundle, or its "
+       "signature does not verify; `verify --layout`: links named for keys the layout allows "
+       "are not validly signed by them (fewer than the step's threshold)",
+       "the link was altered or renamed; obtain a fresh copy of the bundle"),
+    _c("E_LINK_UNAUTHORIZED", V,
+       "`verify --layout`: the bundle's links for a step are signed only by keys the layout "
+       "does not name for it (the message names both)",
+       "ask the vendor which key signs releases and add it to the layout, or get a bundle "
+       "signed with an allowed key"),
     _c("E_LOCKED", E,
        "install/upgrade/rollback: another operation holds `PREFIX/.lock`; `migrate apply`: "
        "another migration holds `FILE.lock`",
@@ -359,7 +400,7 @@ _CODES = (
        "the bundle was not written by oemkit or is hostile; obtain a fresh copy"),
     _c("E_MEMBER_ORDER", V,
        "outer members out of the fixed order (manifest, sbom, provenance, trust/*, "
-       "revocations.crl, payload, signatures/*, licenses/*)",
+       "revocations.crl, payload, links/*, signatures/*, licenses/*)",
        "the bundle was not written by oemkit or was altered; obtain a fresh copy"),
     _c("E_MEMBER_SIZE", V,
        "an outer member over its size limit, or metadata members over 256 MiB together",
@@ -516,7 +557,7 @@ _CODES = (
        "file, a push skips the blobs the registry has and resumes its upload"),
     _c("E_OUTPUT_EXISTS", I,
        "the output name is taken (a file, link or directory join did not create; `oci "
-       "pull`/`import`: --out exists); `--force` replaces a file",
+       "pull`/`import`, `layout init`: --out exists); `--force` replaces a file",
        "remove or rename it, choose another --out, or pass --force to replace a file"),
     _c("E_OVERLOADED", E,
        "serve (HTTP 503): more requests are queued than --max-queue allows",
@@ -827,7 +868,8 @@ _CODES = (
        "more than 512 outer members",
        "the bundle is hostile or damaged; obtain a fresh copy"),
     _c("E_TOO_MANY_SIGNATURES", V,
-       "more than 64 signatures in one envelope, more than 32 signature members in a bundle, "
+       "more than 64 signatures in one envelope, more than 32 signature (or in-toto link) "
+       "members in a bundle, "
        "or a bundle's signatures needing more signature checks than its budget (1.4); `sign`: "
        "signing would make more than 32 (nothing written)",
        "the file is hostile or damaged: obtain a fresh copy ('sign': sign with fewer keys)",
@@ -940,7 +982,8 @@ _CODES = (
        "choose another --out"),
     _c("E_WRITE", E,
        "a write, create or rename fails (output directory, temporary file, `init`, `unpack` "
-       "staging, an install prefix, slot or lock, migrate apply's lock, join's output); "
+       "staging, an install prefix, slot or lock, migrate apply's lock, join's output, "
+       "`layout init`'s layout); "
        "nothing half-written is left",
        "free space or fix the permissions there, or choose another output"),
 )

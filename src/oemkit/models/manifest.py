@@ -21,6 +21,9 @@ SBOM = "sbom.cdx.json"
 PROVENANCE = "provenance.intoto.json"
 PAYLOAD = "payload.tar.zst"
 SIGNATURE_DIR = "signatures/"
+#: in-toto link metadata (``links/build.<keyid:8>.link``), added by sign; outside the
+#: signed payload like the signatures (docs/INTOTO.md).
+LINK_DIR = "links/"
 LICENSE_DIR = "licenses/"
 TRUST_DIR = "trust/"
 REVOCATIONS = "revocations.crl"

@@ -12,11 +12,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from oemkit._canonical import sha256_hex
 from oemkit._fs import (
     END_OF_ARCHIVE,
+    OuterMember,
     atomic_output,
     copy_member,
     open_input,
@@ -33,7 +34,7 @@ from oemkit.crypto.dsse import (
 )
 from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import InputError, OemkitError, UsageError, VerificationError, restate
-from oemkit.models.manifest import MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
+from oemkit.models.manifest import LINK_DIR, MANIFEST, PAYLOAD, PROVENANCE, SIGNATURE_DIR
 
 if TYPE_CHECKING:
     from oemkit.verify.bundle import Limits
@@ -46,6 +47,9 @@ class SignResult:
     path: Path
     added: tuple[str, ...]
     kept: tuple[str, ...]
+    #: in-toto build link members written (``links/build.<keyid:8>.link``, one per key
+    #: that had none, or a stale one); docs/INTOTO.md
+    links: tuple[str, ...] = ()
 
 
 def signature_member(keyid: str) -> str:
@@ -78,6 +82,7 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
                 hint="rebuild the bundle with 'oemkit build'")
         existing = {m.name: read_member(handle, m) for m in members
                     if m.name.startswith(SIGNATURE_DIR)}
+        links, new_links = _build_links(handle, members, provenance, manifest_bytes, keys)
         added: list[str] = []
         kept: list[str] = []
         new_members = dict(existing)
@@ -90,7 +95,7 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
             doc = json.dumps(sigstore_bundle(env, key.public), indent=2, sort_keys=True) + "\n"
             new_members[name] = doc.encode("utf-8")
             added.append(key.keyid)
-        if not added:
+        if not added and not new_links:
             return SignResult(path, (), tuple(kept))
         if len(new_members) > limits.max_signatures:
             raise InputError(
@@ -102,7 +107,7 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
         expected_payload = subjects.get(PAYLOAD)
         with atomic_output(path, mode=path.stat().st_mode & 0o777) as out:
             for member in members:
-                if member.name.startswith(SIGNATURE_DIR) or member.name.startswith("licenses/"):
+                if member.name.startswith((SIGNATURE_DIR, LINK_DIR, "licenses/")):
                     continue
                 handle.seek(member.offset)
                 digest = copy_member(out, member.name, handle, member.size,
@@ -113,13 +118,36 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
                         "refusing to sign", member=PAYLOAD, check="payload",
                         expected=expected_payload, actual=digest,
                         hint="rebuild the bundle with 'oemkit build'")
+            for name in sorted(links):
+                write_member(out, name, links[name])
             for name in sorted(new_members):
                 write_member(out, name, new_members[name])
             for member in members:
                 if member.name.startswith("licenses/"):
                     write_member(out, member.name, read_member(handle, member))
             out.write(END_OF_ARCHIVE)
-    return SignResult(path, tuple(added), tuple(kept))
+    return SignResult(path, tuple(added), tuple(kept), tuple(new_links))
+
+
+def _build_links(handle: BinaryIO, members: Sequence[OuterMember], provenance: bytes,
+                 manifest_bytes: bytes, keys: Sequence[PrivateKeyInfo]
+                 ) -> tuple[dict[str, bytes], list[str]]:
+    """Every link member after signing (those present, one per key added or refreshed)
+    and the names written anew: the in-toto build link (release.links) each key signs."""
+    from oemkit.release.links import link_is_current, link_member, link_payload, sign_link
+    from oemkit.verify.bundle import _statement, parse_manifest
+
+    links = {m.name: read_member(handle, m) for m in members if m.name.startswith(LINK_DIR)}
+    payload = link_payload(_statement(provenance), parse_manifest(manifest_bytes),
+                           manifest_bytes)
+    written: list[str] = []
+    for key in keys:
+        name = link_member(key.public)
+        if name in links and link_is_current(links[name], payload, key.public):
+            continue
+        links[name] = sign_link(payload, key)
+        written.append(name)
+    return links, written
 
 
 def _provenance_subjects(provenance: bytes) -> dict[str, str]:

@@ -26,6 +26,7 @@ from oemkit.crypto.keys import load_public
 from oemkit.errors import FormatError, InputError, VerificationError, restate
 from oemkit.models.manifest import (
     LICENSE_DIR,
+    LINK_DIR,
     MANIFEST,
     PAYLOAD,
     PROVENANCE,
@@ -194,6 +195,11 @@ def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:
         raise _fail("E_TOO_MANY_SIGNATURES", f"the bundle carries {len(signatures)} signature "
                     f"members (limit {limits.max_signatures})", check="archive structure",
                     hint="the bundle is hostile or damaged; obtain a fresh copy")
+    links = sum(1 for m in members if m.name.startswith(LINK_DIR))
+    if links > limits.max_signatures:  # one in-toto link per signing key (docs/INTOTO.md)
+        raise _fail("E_TOO_MANY_SIGNATURES", f"the bundle carries {links} in-toto link "
+                    f"members (limit {limits.max_signatures})", check="archive structure",
+                    hint="the bundle is hostile or damaged; obtain a fresh copy")
     licenses = sum(1 for m in members if m.name.startswith(LICENSE_DIR))
     if licenses > limits.max_licenses:
         raise _fail("E_TOO_MANY_LICENSES", f"the bundle carries {licenses} license members "
@@ -208,7 +214,8 @@ def scan_bundle(handle: BinaryIO, limits: Limits) -> list[OuterMember]:
 
 
 def _check_order(members: list[OuterMember]) -> None:
-    """Fixed order: manifest, SBOM, provenance, trust roots, payload, signatures, licenses."""
+    """Fixed order: manifest, SBOM, provenance, trust roots, payload, in-toto links,
+    signatures, licenses."""
     names = [m.name for m in members]
     seen: set[str] = set()
     for name in names:
@@ -221,7 +228,8 @@ def _check_order(members: list[OuterMember]) -> None:
         fixed = {MANIFEST: 0, SBOM: 1, PROVENANCE: 2, REVOCATIONS: 4, PAYLOAD: 5}
         if name in fixed:
             return fixed[name]
-        for prefix, value in ((TRUST_DIR, 3), (SIGNATURE_DIR, 6), (LICENSE_DIR, 7)):
+        for prefix, value in ((TRUST_DIR, 3), (LINK_DIR, 6), (SIGNATURE_DIR, 7),
+                              (LICENSE_DIR, 8)):
             if name.startswith(prefix):
                 return value
         raise _fail("E_MEMBER_UNKNOWN", f"unexpected member {name}", check="archive structure",
@@ -237,7 +245,7 @@ def _check_order(members: list[OuterMember]) -> None:
             raise _fail("E_MEMBER_ORDER", f"member {names[i]} is out of order (after "
                         f"{names[i - 1]})", check="archive structure", member=names[i],
                         expected="manifest, sbom, provenance, trust/*, revocations.crl, "
-                                 "payload, signatures/*, licenses/*")
+                                 "payload, links/*, signatures/*, licenses/*")
 
 
 def _judge_signatures(
@@ -495,6 +503,12 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
         report, root, provenance, signatures, revoked,
         limits.max_signature_checks(len(provenance)))
     report.signers = [k.keyid for k in good]
+    links = [m for m in members if m.name.startswith(LINK_DIR)]
+    if links:  # in-toto links (docs/INTOTO.md): authentic, in form, by this bundle's signers
+        from oemkit.verify.layout import judge_links
+
+        judge_links(((m.name, read_member(handle, m)) for m in links),
+                    [(k.keyid, load_public(k.public_key, k.keyid)) for k in good])
 
     subjects = _subject_digests(statement)
     del provenance, signatures, statement  # memory: at 100,000 files, tens of MB each
@@ -553,9 +567,9 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
 
 
 def _listed_members(by_name: dict[str, OuterMember], manifest: Manifest) -> list[str]:
-    """Archive members other than the manifest, provenance, signatures and licenses, which
-    must be exactly those the manifest lists (in sorted order)."""
-    present = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LICENSE_DIR))}
+    """Archive members other than the manifest, provenance, signatures, in-toto links and
+    licenses, which must be exactly those the manifest lists (in sorted order)."""
+    present = {n for n in by_name if not n.startswith((SIGNATURE_DIR, LINK_DIR, LICENSE_DIR))}
     present -= {MANIFEST, PROVENANCE}
     names = sorted(present | set(manifest.members))
     for member_name in names:
