@@ -290,8 +290,8 @@ def test_cli_build_on_a_terminal_shows_progress_and_loads_the_spec_once(tmp_path
     from rich.console import Console
     from typer.testing import CliRunner
 
-    import oemkit.cli as cli
-    import oemkit.cli._output as output
+    import oemkit.cli._print as output  # progress() draws on its console
+    import oemkit.cli.root as cli
     import oemkit.release.bundle as bundle_mod
 
     plain = build_bundle(EXAMPLE, tmp_path / "plain").path

@@ -1007,7 +1007,7 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
     ("_check_config", I, I):
         "a config check failing at build is restated with the spec's location",
-    ("_provenance_subjects", O, V):
+    ("_checked_statement", O, V):
         "sign refuses a provenance verify would refuse (its E_JSON, E_TIME become 1)",
     ("_successor", V, I):
         "writing a successor trust root that fails the successor check is bad input (3)",

@@ -412,7 +412,7 @@ def test_an_error_after_the_result_document_replaces_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """inspect emits its document, then fails while printing: stdout holds exactly the
     error document (the partial result is dropped), never two documents."""
-    import oemkit.cli as cli
+    import oemkit.cli.root as cli
 
     def fail(*a: Any, **kw: Any) -> None:
         raise raised

@@ -150,25 +150,48 @@ def guarded(json_out: bool, body: Callable[..., int], kwargs: dict[str, Any]) ->
 
 
 def verify_body(*, bundle: Path, trust: Path, json_out: bool, max_files: int, max_member: int,
-                max_payload: int, state: Path | None, env: str | None) -> int:
-    """``oemkit verify``: 0 verified, 1 rejected (the report says why)."""
+                max_payload: int, state: Path | None, env: str | None,
+                layout: Path | None = None, layout_key: Sequence[Path] = ()) -> int:
+    """``oemkit verify``: 0 verified, 1 rejected (the report says why). With ``layout``,
+    a bundle the trust root accepts is then checked against the customer's in-toto layout
+    by in-toto itself (``verify.layout``; a failure is its ``E_LAYOUT_*`` / ``E_LINK_*``
+    error, after the checks that passed)."""
+    if layout_key and layout is None:
+        from oemkit.errors import UsageError
+
+        raise UsageError("E_USAGE", "--layout-key needs --layout (the layout it signed)",
+                         hint="oemkit verify BUNDLE --trust ROOT --layout root.layout "
+                              "--layout-key owner.pub")
     from oemkit.verify.bundle import verify_bundle
 
+    reader = limits(max_files, max_member, max_payload)
     with progress("verifying", file_size(bundle)) as cb:
-        report = verify_bundle(bundle, trust, progress=cb,
-                               limits=limits(max_files, max_member, max_payload))
+        report = verify_bundle(bundle, trust, progress=cb, limits=reader)
     if report.ok and report.licenses:  # the license machinery only when needed (20 ms)
         from oemkit.host.license_state import default_state_path, judge_attached
 
         judge_attached(report, state_path=state or default_state_path(), environment=env)
-    return print_report(report, json_out)
+    if layout is None or not report.ok:
+        return print_report(report, json_out)
+    from oemkit.verify.layout import verify_layout  # in_toto: imported only for --layout
+
+    try:
+        checked = verify_layout(bundle, layout, list(layout_key), limits=reader)
+    except BaseException:
+        check_table(report.checks)  # what passed, then the layout's failure (the guard)
+        raise
+    code = print_report(report, json_out, {"layout": checked.to_dict()})
+    err.print(f"[bold green]LAYOUT OK[/] {safe(checked.summary())}")
+    return code
 
 
-def print_report(report: VerifyReport, json_out: bool) -> int:
-    """A verification report (``verify``, ``unpack``): the JSON document with ``--json``,
-    the checks and the verdict on stderr; 0 verified, 1 rejected."""
+def print_report(report: VerifyReport, json_out: bool,
+                 extra: dict[str, Any] | None = None) -> int:
+    """A verification report (``verify``, ``unpack``): the JSON document with ``--json``
+    (``extra`` keys added to it), the checks and the verdict on stderr; 0 verified, 1
+    rejected."""
     if json_out:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), **(extra or {})})
     check_table(report.checks)
     if report.ok:
         err.print(f"[bold green]VERIFIED[/] {safe(report.name)} {safe(report.version)} "
@@ -233,7 +256,8 @@ SPECS = (
             parse=int_option("--max-member-size", 1)),
         Opt("--max-payload-bytes", "max_payload", "int", default=DEFAULT_MAX_PAYLOAD,
             parse=int_option("--max-payload-bytes", 1)),
-        _STATE, _ENV), verify_body),
+        _STATE, _ENV, Opt("--layout", "layout", "path"),
+        Opt("--layout-key", "layout_key", "paths")), verify_body),
     Spec(("license", "verify"), "file", (
         Opt("--trust", "trust", "path", required=True),
         Opt("--bundle", "bundle", "path"),

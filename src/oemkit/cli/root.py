@@ -128,6 +128,12 @@ def _register_oci_commands() -> None:
     app.add_typer(oci_app, name="oci")
 
 
+def _register_layout_commands() -> None:
+    from oemkit.cli.layout import layout_app
+
+    app.add_typer(layout_app, name="layout")
+
+
 def _register_deploy_commands() -> None:
     from oemkit.cli.deploy import deploy_app, image
 
@@ -138,7 +144,7 @@ def _register_deploy_commands() -> None:
 for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands, _register_sizing_commands,
                   _register_media_commands, _register_serve_commands, _register_oci_commands,
-                  _register_deploy_commands):
+                  _register_deploy_commands, _register_layout_commands):
     _register()
 
 
@@ -517,10 +523,16 @@ def verify(
     state: Path | None = typer.Option(None, "--state", help="License state file (for an "
                                       "attached license)."),
     env: str | None = typer.Option(None, "--env", help="This host's environment (licenses)."),
+    layout: Path | None = typer.Option(None, "--layout", help="Then check it against this "
+                                       "in-toto layout, with in-toto (docs/INTOTO.md)."),
+    layout_key: list[Path] = typer.Option([], "--layout-key", help="Public key of the "
+                                          "layout's owner (repeat)."),
 ) -> None:
     """Verify a bundle offline: structure, trust chain, signatures, manifest, SBOM, payload.
 
     An attached license (oemkit license attach) is judged too and reported beside it.
+    With --layout, a bundle the trust root accepts is then verified by in-toto against
+    the customer's layout and the in-toto links the bundle carries.
 
     Example: oemkit verify dist/example-0.1.0.oemb --trust trust-root.json
     """
@@ -529,7 +541,7 @@ def verify(
 
         code = verify_body(bundle=bundle, trust=trust, json_out=json_out, max_files=max_files,
                            max_member=max_member, max_payload=max_payload, state=state,
-                           env=env)
+                           env=env, layout=layout, layout_key=layout_key)
         if code:
             raise typer.Exit(code)
 

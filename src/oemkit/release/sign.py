@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from oemkit._canonical import sha256_hex
 from oemkit._fs import (
@@ -66,7 +66,8 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
     if not keys:
         raise UsageError("E_USAGE", "no --key given", hint="oemkit sign BUNDLE --key bundle.key")
     path = Path(bundle)
-    from oemkit.verify.bundle import Limits, scan_bundle
+    from oemkit.release.links import build_artifacts
+    from oemkit.verify.bundle import Limits, _subject_digests, parse_manifest, scan_bundle
 
     limits = limits or Limits()
     with open_input(path, "bundle") as handle:
@@ -74,7 +75,8 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
         by_name = {m.name: m for m in members}
         provenance = read_member(handle, by_name[PROVENANCE])
         manifest_bytes = read_member(handle, by_name[MANIFEST])
-        subjects = _provenance_subjects(provenance)
+        statement = _checked_statement(provenance)
+        subjects = _subject_digests(statement)
         if subjects.get(MANIFEST) != sha256_hex(manifest_bytes):
             raise VerificationError(
                 "E_MANIFEST_DIGEST", "the manifest does not match the provenance; refusing to "
@@ -82,7 +84,9 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
                 hint="rebuild the bundle with 'oemkit build'")
         existing = {m.name: read_member(handle, m) for m in members
                     if m.name.startswith(SIGNATURE_DIR)}
-        links, new_links = _build_links(handle, members, provenance, manifest_bytes, keys)
+        artifacts = build_artifacts(statement, parse_manifest(manifest_bytes), manifest_bytes)
+        del statement  # megabytes on a bundle of many files: gone before the link is written
+        links, new_links = _build_links(handle, members, artifacts, keys)
         added: list[str] = []
         kept: list[str] = []
         new_members = dict(existing)
@@ -129,17 +133,16 @@ def sign_bundle(bundle: Path | str, keys: Sequence[PrivateKeyInfo], *,
     return SignResult(path, tuple(added), tuple(kept), tuple(new_links))
 
 
-def _build_links(handle: BinaryIO, members: Sequence[OuterMember], provenance: bytes,
-                 manifest_bytes: bytes, keys: Sequence[PrivateKeyInfo]
-                 ) -> tuple[dict[str, bytes], list[str]]:
+def _build_links(handle: BinaryIO, members: Sequence[OuterMember],
+                 artifacts: tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]],
+                 keys: Sequence[PrivateKeyInfo]) -> tuple[dict[str, bytes], list[str]]:
     """Every link member after signing (those present, one per key added or refreshed)
-    and the names written anew: the in-toto build link (release.links) each key signs."""
-    from oemkit.release.links import link_is_current, link_member, link_payload, sign_link
-    from oemkit.verify.bundle import _statement, parse_manifest
+    and the names written anew: the in-toto build link (release.links) each key signs,
+    over the build's (materials, products)."""
+    from oemkit.release.links import artifacts_payload, link_is_current, link_member, sign_link
 
     links = {m.name: read_member(handle, m) for m in members if m.name.startswith(LINK_DIR)}
-    payload = link_payload(_statement(provenance), parse_manifest(manifest_bytes),
-                           manifest_bytes)
+    payload = artifacts_payload(*artifacts)
     written: list[str] = []
     for key in keys:
         name = link_member(key.public)
@@ -150,9 +153,9 @@ def _build_links(handle: BinaryIO, members: Sequence[OuterMember], provenance: b
     return links, written
 
 
-def _provenance_subjects(provenance: bytes) -> dict[str, str]:
-    """Subject digests of the provenance, refused unless ``verify`` would accept it."""
-    from oemkit.verify.bundle import _statement, _subject_digests
+def _checked_statement(provenance: bytes) -> dict[str, Any]:
+    """The provenance statement, refused unless ``verify`` would accept it."""
+    from oemkit.verify.bundle import _statement
 
     try:
         statement = _statement(provenance)
@@ -162,7 +165,7 @@ def _provenance_subjects(provenance: bytes) -> dict[str, str]:
         raise restate(exc, VerificationError, message=f"{exc.message}; refusing to sign",
                       member=PROVENANCE, check="provenance",
                       hint="rebuild the bundle with 'oemkit build'") from exc
-    return _subject_digests(statement)
+    return statement
 
 
 def _signed_by(data: bytes, provenance: bytes, key: PrivateKeyInfo) -> bool:
