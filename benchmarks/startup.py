@@ -11,8 +11,10 @@ the targets are "over the bare interpreter start".
   verify           ``oemkit verify`` of the example       target <= 150 ms over bare
   license verify   ``oemkit license verify`` of a license target <= 100 ms over bare
 
-and, for information, the same with ``--json``, a typer command (``license inspect``) and
-``verify --help`` (typer's path). The fixture is built here: the example bundle built and
+and, for information, ``python -c "import typer"`` (the floor of any command typer
+answers, ``--help`` included: importing the chosen CLI layer, nothing of oemkit's), the
+same with ``--json``, a typer command (``license inspect``) and ``verify --help`` (typer's
+path). The fixture is built here: the example bundle built and
 signed with the INSECURE example keys, a trust root with the bundle key, and the control
 license of the hostile corpus with its trust root (a state file in the temporary folder).
 oemkit's modules are compiled first (as an installed wheel is: this project's machines set
@@ -81,6 +83,7 @@ def main(argv: list[str]) -> None:
                str(CORPUS / "trust-root.json"), "--state", str(tmp / "state.json")]
         lines: dict[str, list[str]] = {
             "bare": [py, "-c", "pass"],
+            "import typer (floor)": [py, "-c", "import typer"],
             "--help": [*oemkit, "--help"],
             "verify": [*oemkit, "verify", str(bundle), "--trust", str(trust)],
             "license verify": [*oemkit, "license", "verify", *lic],
