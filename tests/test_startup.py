@@ -83,6 +83,13 @@ def test_license_verify_imports_no_cli_layer(tmp_path):
                                 "cyclonedx", "jsonschema_rs"}
 
 
+def test_status_imports_no_cli_layer(tmp_path):
+    modules = _modules(["status", "--prefix", str(tmp_path), "--json"])
+    assert "oemkit.host.install" in modules
+    assert not _top(modules) & {"typer", "click", "pydantic", "onnxruntime", "numpy",
+                                "in_toto", "starlette", "uvicorn"}
+
+
 def test_a_typer_command_with_paths_does_not_import_pydantic(tmp_path):
     # inspect is a typer command (not a hot one) with a path argument and options
     modules = _modules(["license", "inspect", str(LICENSE), "--json"])
@@ -218,7 +225,7 @@ def test_the_hot_option_tables_are_the_typer_commands():
         options = {p.opts[0]: p for p in cmd.params if p.param_type_name == "option"
                    and not p.hidden}
         arguments = [p.name for p in cmd.params if p.param_type_name == "argument"]
-        assert arguments == [spec.positional], spec.words
+        assert arguments == ([] if spec.positional is None else [spec.positional]), spec.words
         assert {o.flag for o in spec.options} == set(options), spec.words
         for opt in spec.options:
             param = options[opt.flag]
@@ -270,7 +277,8 @@ def test_repeated_license_options_accumulate():
     assert got["require_limit"] == [] and got["state"] is None and got["json_out"] is False
 
 
-def _hot_lines(bundle: Path, bad: Path, trust: Path, state: Path) -> list[list[str]]:
+def _hot_lines(bundle: Path, bad: Path, trust: Path, state: Path, prefix: Path
+               ) -> list[list[str]]:
     lic = str(LICENSE)
     root = str(LICENSE_ROOT)
     return [
@@ -292,6 +300,10 @@ def _hot_lines(bundle: Path, bad: Path, trust: Path, state: Path) -> list[list[s
         ["license", "verify", str(CORPUS / "license-armor-missing.lic"), "--trust", root,
          "--state", str(state)],
         ["license", "verify", lic, "--trust", str(trust), "--state", str(state), "--json"],
+        ["status", "--prefix", str(prefix)],
+        ["status", f"--prefix={prefix}", "--json"],
+        ["status", "--prefix", str(bundle.with_name("no-such-prefix")), "--json"],
+        ["status", "--json", "--prefix", str(bundle)],  # a file, not a prefix
     ]
 
 
@@ -311,8 +323,13 @@ def test_the_hot_path_answers_byte_for_byte_as_typer(signed_bundle, trust_file, 
         # the one thing that differs between two runs: the clock ("judged at", in a second)
         return (out.returncode, _TIME.sub("<now>", out.stdout), _TIME.sub("<now>", out.stderr))
 
+    prefix = tmp_path / "opt"  # an installed prefix for oemkit status
+    installed = _run(FAST, "install", str(signed_bundle), "--prefix", str(prefix), "--trust",
+                     str(trust_file), "--skip-smoke", "--no-ready-check",
+                     "--system-site-packages", "--state", str(tmp_path / "install-state.json"))
+    assert installed.returncode == 0, installed.stderr
     codes = set()
-    for argv in _hot_lines(signed_bundle, bad, trust_file, state):
+    for argv in _hot_lines(signed_bundle, bad, trust_file, state, prefix):
         fast = answer(FAST, argv)
         assert fast == answer(TYPER, argv), argv
         codes.add(fast[0])

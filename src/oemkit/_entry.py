@@ -3,8 +3,9 @@
 ``oemkit serve ...`` goes straight to the serving runtime's own parser
 (:mod:`oemkit.serve.entry`): a service starts without importing the CLI layer, which
 would cost it about 0.4 s of cold start and 20-36 MB in every worker. A well-formed
-``oemkit verify ...`` or ``oemkit license verify ...`` line is run by
-:mod:`oemkit.cli._hot`, also without typer (the commands partners call once per file).
+``oemkit verify ...``, ``oemkit license verify ...`` or ``oemkit status ...`` line is run
+by :mod:`oemkit.cli._hot`, also without typer (the commands partners and fleet tooling
+call once per file or host).
 Every other command line, and a line those parsers do not accept (``--help``, a usage
 error), runs the typer CLI (:mod:`oemkit.cli`), which answers exactly as it always has.
 """
@@ -26,7 +27,7 @@ def main() -> None:
         args = accept(sys.argv[2:])
         if args is not None:
             raise SystemExit(_serve(args))
-    if sys.argv[1:2] in (["verify"], ["license"]):
+    if sys.argv[1:2] in (["verify"], ["license"], ["status"]):
         from oemkit.cli._hot import run
 
         code = run(sys.argv[1:])

@@ -1,18 +1,20 @@
-"""``oemkit verify`` and ``oemkit license verify`` without typer: the commands OEM partners
-call from their own scripts and start-up paths, often once per file.
+"""``oemkit verify``, ``oemkit license verify`` and ``oemkit status`` without typer: the
+commands OEM partners call from their own scripts and start-up paths, often once per file,
+and that fleet tooling (the oemkit.airgap Ansible modules) calls on every host.
 
 Importing typer (and building its click command) costs a whole-process start about as much
 as the verification itself on a small bundle or a license (benchmarks/RESULTS.md
 "Start-up"). So the console script (:mod:`oemkit._entry`) first offers the command line
-to :func:`run`: when it is a well-formed ``verify`` or ``license verify`` line (the
+to :func:`run`: when it is a well-formed ``verify``, ``license verify`` or ``status`` line (the
 options below, each as ``--name VALUE`` or ``--name=VALUE``, no ``--help``, nothing
 unknown, repeated or odd), this module parses it, runs the command's body and returns its
 exit code; anything else returns None and the typer command answers as it always has,
 with typer's own help and usage errors. The bodies (:func:`verify_body`,
-:func:`license_verify_body`) are the typer commands' bodies too (``cli/root.py``,
-``cli/license.py`` call them), so the output, the ``--json`` document and the exit code
-are the same by construction; tests/test_startup.py checks both paths byte for byte and
-checks that these option tables match the typer commands' parameters.
+:func:`license_verify_body`, :func:`status_body`) are the typer commands' bodies too
+(``cli/root.py``, ``cli/license.py``, ``cli/install.py`` call them), so the output, the
+``--json`` document and the exit code are the same by construction; tests/test_startup.py
+checks both paths byte for byte and checks that these option tables match the typer
+commands' parameters.
 """
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ class Opt:
 
 @dataclass(frozen=True)
 class Spec:
-    """A hot command: the words that name it, its one positional argument, its options
-    and its body (keyword arguments in, exit code out)."""
+    """A hot command: the words that name it, its one positional argument (None: it takes
+    none), its options and its body (keyword arguments in, exit code out)."""
 
     words: tuple[str, ...]
-    positional: str
+    positional: str | None
     options: tuple[Opt, ...]
     body: Callable[..., int]
 
@@ -73,7 +75,7 @@ def accept(spec: Spec, argv: Sequence[str]) -> dict[str, Any] | None:
     """The body's keyword arguments for ``argv`` (what follows the command's words), or
     None for anything typer should answer: ``--help``, an unknown, repeated or
     value-less option, a value that starts with ``-`` or is empty, a bad number, a missing
-    required option, other than one positional."""
+    required option, other than one positional (none for a command without)."""
     by_flag = {o.flag: o for o in spec.options}
     values: dict[str, Any] = {}
     positionals: list[str] = []
@@ -116,9 +118,13 @@ def accept(spec: Spec, argv: Sequence[str]) -> dict[str, Any] | None:
                 return None
         else:
             values[opt.dest] = value
-    if len(positionals) != 1 or positionals[0] == "" or positionals[0] == "-":
+    if spec.positional is None:
+        if positionals:
+            return None
+    elif len(positionals) != 1 or positionals[0] == "" or positionals[0] == "-":
         return None
-    values[spec.positional] = Path(positionals[0])
+    else:
+        values[spec.positional] = Path(positionals[0])
     for opt in spec.options:
         if opt.dest not in values:
             if opt.required:
@@ -243,6 +249,38 @@ def license_verify_body(*, file: Path, trust: Path, bundle: Path | None, crl: li
     return 0
 
 
+def status_body(*, prefix: Path, json_out: bool) -> int:
+    """``oemkit status``: the slots of an install prefix (0; an unreadable prefix is an
+    error with its code)."""
+    from oemkit.host.install import prefix_status
+
+    found = prefix_status(prefix)
+    if json_out:
+        emit_json({"ok": True, **found.to_dict()})
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("", "slot", "version", "manifest", "installed", "oemkit", "config v"):
+        table.add_column(col)
+    for s in found.slots:
+        mark = "current" if s.current else "previous" if s.previous else (
+            "incomplete" if s.incomplete else "")
+        r = s.record
+        table.add_row(*(safe(v) for v in (
+            mark, s.name, r.version if r else "-", (r.manifest_sha256 if r else "-")[:12],
+            r.installed_at if r else "-", r.oemkit_version if r else "-",
+            r.config_version if r else "-")))
+    err.print(table)
+    for s in found.slots:
+        if s.problem:
+            err.print(f"  {safe(s.name)}: {safe(s.problem)}")
+    err.print(f"current: {safe(found.current or 'none')}; previous: "
+              f"{safe(found.previous or 'none')}"
+              + ("" if found.consistent else "; INCONSISTENT: roll back or reinstall "
+                 "(oemkit rollback, or oemkit install the last good bundle)"))
+    return 0
+
+
 _JSON = Opt("--json", "json_out", "flag", default=False)
 _STATE = Opt("--state", "state", "path")
 _ENV = Opt("--env", "env", "str")
@@ -266,6 +304,8 @@ SPECS = (
         Opt("--require-feature", "require_feature", "strs"),
         Opt("--require-limit", "require_limit", "strs"),
         _JSON), license_verify_body),
+    Spec(("status",), None, (Opt("--prefix", "prefix", "path", required=True), _JSON),
+         status_body),
 )
 
 

@@ -378,33 +378,10 @@ def status(
 
     Example: oemkit status --prefix /opt/example
     """
-    with guard(json_out):
-        from oemkit.host.install import prefix_status
+    with guard(json_out):  # the body is shared with the typer-free path (cli/_hot.py)
+        from oemkit.cli._hot import status_body
 
-        found = prefix_status(prefix)
-        if json_out:
-            emit_json({"ok": True, **found.to_dict()})
-        from rich.table import Table
-
-        table = Table(box=None, header_style="bold")
-        for col in ("", "slot", "version", "manifest", "installed", "oemkit", "config v"):
-            table.add_column(col)
-        for s in found.slots:
-            mark = "current" if s.current else "previous" if s.previous else (
-                "incomplete" if s.incomplete else "")
-            r = s.record
-            table.add_row(*(safe(v) for v in (
-                mark, s.name, r.version if r else "-", (r.manifest_sha256 if r else "-")[:12],
-                r.installed_at if r else "-", r.oemkit_version if r else "-",
-                r.config_version if r else "-")))
-        err.print(table)
-        for s in found.slots:
-            if s.problem:
-                err.print(f"  {safe(s.name)}: {safe(s.problem)}")
-        err.print(f"current: {safe(found.current or 'none')}; previous: "
-                  f"{safe(found.previous or 'none')}"
-                  + ("" if found.consistent else "; INCONSISTENT: roll back or reinstall "
-                     "(oemkit rollback, or oemkit install the last good bundle)"))
+        status_body(prefix=prefix, json_out=json_out)
 
 
 @wheelhouse_app.command("fetch")
