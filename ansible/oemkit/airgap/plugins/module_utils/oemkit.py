@@ -5,9 +5,12 @@
 
 Every module calls the CLI (never oemkit's Python API), so the host's own oemkit, with its own
 interpreter and venv, decides; the module only reads ``oemkit status --json`` first to decide
-what would change (idempotency, check mode, diff) and reports oemkit's error as the
-module's failure: ``msg`` is oemkit's message, with ``code``, ``hint``, ``exit_code`` and
-``check`` (the failed row) beside it, and the whole document as ``oemkit``.
+what would change (idempotency, check mode, diff), except for a real upgrade, which decides
+that itself and for which the two links of the prefix's documented layout (``current``,
+``previous`` -> ``slots/NAME``, docs/INSTALL.md) are read directly (one CLI start less per
+host of a rollout), and reports oemkit's error as the module's failure: ``msg`` is oemkit's
+message, with ``code``, ``hint``, ``exit_code`` and ``check`` (the failed row) beside it,
+and the whole document as ``oemkit``.
 """
 
 import json
@@ -129,6 +132,24 @@ class Oemkit:
         return self.call(args + list(extra))
 
 
+def link_names(prefix):
+    """The slot names ``current`` and ``previous`` point at, (None where a link is absent,
+    dangling or not ``slots/NAME``), read from the prefix's links as ``oemkit status``
+    reports them in a consistent prefix."""
+    names = []
+    for link in ("current", "previous"):
+        try:
+            target = os.readlink(os.path.join(prefix, link))
+        except OSError:
+            names.append(None)
+            continue
+        parts = target.split("/")
+        ok = (len(parts) == 2 and parts[0] == "slots" and parts[1] not in ("", ".", "..")
+              and os.path.isdir(os.path.join(prefix, "slots", parts[1])))
+        names.append(parts[1] if ok else None)
+    return tuple(names)
+
+
 def current_slot(status):
     """The current slot's record in a status document, or None."""
     for slot in status.get("slots") or []:
@@ -241,9 +262,13 @@ def apply_release(module, action):
     p = module.params
     oemkit = Oemkit(module)
     prefix = p["prefix"]
-    status = oemkit.status(prefix)
-    current = current_slot(status)
-    before = (status.get("current"), status.get("previous"))
+    if module.check_mode or action == "install":
+        status = oemkit.status(prefix)
+        current = current_slot(status)
+        before = (status.get("current"), status.get("previous"))
+    else:  # oemkit upgrade decides "already current" itself: only the before is needed
+        current = None
+        before = link_names(prefix)
     facts = {"current_before": before[0], "previous_before": before[1]}
 
     def finish(changed, after, doc=None, verified=None, msg=None):

@@ -16,11 +16,12 @@ description:
     smoke test or readiness check leaves C(current) on the release the host ran, the new
     slot removed (with C(service=systemd) a release that never becomes ready after the
     switch is switched back and the previous one restarted).
-  - Idempotent. It reads C(oemkit status --json) first (the before of C(--diff)); a bundle
-    whose verified manifest is the current slot's is no change; C(oemkit upgrade) verifies
-    it, reports "already the current slot; nothing to do" and switches nothing, and
-    C(changed) is false. In check mode the module verifies the bundle itself and compares
-    its manifest with the current slot's.
+  - Idempotent. It reads the prefix's C(current) and C(previous) links first (the before of
+    C(--diff)); a bundle whose verified manifest is the current slot's is no change;
+    C(oemkit upgrade) verifies it, reports "already the current slot; nothing to do" and
+    switches nothing, and C(changed) is false. In check mode the module reads
+    C(oemkit status --json), verifies the bundle itself and compares its manifest with the
+    current slot's.
   - Fails with oemkit's error code, message and hint (C(E_DOWNGRADE), C(E_BUDGET),
     C(E_SERVICE_NOT_READY), C(E_PAYLOAD_DIGEST), ...).
 options:
