@@ -270,6 +270,20 @@ def test_sign_is_idempotent_and_order_independent(signed_bundle, tmp_path, keys)
                                                     for n in names[-3:])
 
 
+def test_sign_json_names_the_in_toto_links_it_wrote(signed_bundle, keys):
+    from oemkit.release.links import link_member
+
+    result = run("sign", signed_bundle, "--key", KEYS / "license.key", "--json", env=ENV)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    name = link_member(keys["license"].public)
+    assert doc["added"] == [keys["license"].keyid] and doc["links"] == [name]
+    assert f"Wrote the in-toto build link {name}" in result.stderr
+    again = json.loads(run("sign", signed_bundle, "--key", KEYS / "license.key", "--json",
+                           env=ENV).stdout)
+    assert again["added"] == [] and again["links"] == []  # nothing new: nothing written
+
+
 def test_bundle_threshold_two_needs_two_signatures(signed_bundle, tmp_path):
     root = tmp_path / "root.json"
     run("trust", "init", "--root-key", KEYS / "root.key", "--out", root, env=ENV)

@@ -495,11 +495,13 @@ def sign(
                                  limits=limits(max_files, max_member, max_payload))
         if json_out:
             emit_json({"ok": True, "bundle": str(bundle), "added": list(result.added),
-                       "already_signed": list(result.kept)})
+                       "already_signed": list(result.kept), "links": list(result.links)})
         for keyid in result.added:
             err.print(f"Signed {safe(bundle)} with key {safe(keyid)}")
         for keyid in result.kept:
             err.print(f"Already signed by key {safe(keyid)}; unchanged")
+        for name in result.links:
+            err.print(f"Wrote the in-toto build link {safe(name)} (docs/INTOTO.md)")
 
 
 # --------------------------------------------------------------------------- verify & co
