@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oemkit.cli._print import (
-    _PENDING,
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
     DEFAULT_MAX_PAYLOAD,
-    STATE,
-    _flush,
     check_table,
     emit_json,
     err,
     file_size,
+    held,
     int_option,
     limits,
     outcome,
@@ -137,19 +135,14 @@ def accept(spec: Spec, argv: Sequence[str]) -> dict[str, Any] | None:
 def guarded(json_out: bool, body: Callable[..., int], kwargs: dict[str, Any]) -> int:
     """Run ``body`` as ``cli._output.guard`` runs a typer command's body: documents held
     until it ends, any error printed by ``cli._print.outcome``; the exit code."""
-    STATE["depth"] += 1
-    start = len(_PENDING)
-    try:
-        return body(**kwargs)
-    except SystemExit:
-        raise
-    except BaseException as exc:
-        del _PENDING[start:]
-        return outcome(exc, json_out)
-    finally:
-        STATE["depth"] -= 1
-        if not STATE["depth"]:
-            _flush()
+    with held() as drop:
+        try:
+            return body(**kwargs)
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            drop()
+            return outcome(exc, json_out)
 
 
 # --------------------------------------------------------------------------- the bodies

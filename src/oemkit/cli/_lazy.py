@@ -41,7 +41,7 @@ class _Delegate(Exception):
     """This value is left to typer's own coercion."""
 
 
-def _leaf(annotation: Any, info: Any, descriptor: Any) -> Any:
+def _leaf(annotation: Any, info: Any) -> Any:
     """A coercion function for one leaf type, or None when typer's own must do it."""
     from typer._param_types import coerce_cli_path, lenient_issubclass, routes_to_path
 
@@ -54,18 +54,12 @@ def _leaf(annotation: Any, info: Any, descriptor: Any) -> Any:
             except (ValueError, AssertionError):  # pydantic words these: typer's turn
                 raise _Delegate from None
         return parsed
-    if annotation is str:
-        def text(value: Any, param: Any, ctx: Any) -> Any:
-            if type(value) is str:
+    if annotation in (str, bool):  # as given (a flag's bool, a str): anything else to typer
+        def exact(value: Any, param: Any, ctx: Any) -> Any:
+            if type(value) is annotation:
                 return value
             raise _Delegate
-        return text
-    if annotation is bool:
-        def flag(value: Any, param: Any, ctx: Any) -> Any:
-            if type(value) is bool:
-                return value
-            raise _Delegate
-        return flag
+        return exact
     if annotation in (int, float) and not info.clamp:
         low, high = info.min, info.max
         pattern = _DIGITS if annotation is int else _DECIMAL
@@ -110,11 +104,11 @@ def _fast_param(descriptor: Any) -> Any:
         args = get_args(annotation)
         if len(args) != 1:
             return None
-        leaf = _leaf(args[0], info, descriptor)
+        leaf = _leaf(args[0], info)
     elif get_origin(annotation) is not None:
         return None
     else:
-        leaf = _leaf(annotation, info, descriptor)
+        leaf = _leaf(annotation, info)
     if leaf is None:
         return None
     return _fast_class()(parameter_info=info, annotation=annotation, descriptor=descriptor,

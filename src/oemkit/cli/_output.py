@@ -30,13 +30,11 @@ from typer.core import TyperGroup
 
 from oemkit.cli._lazy import LazyCommands
 from oemkit.cli._print import (
-    _PENDING,
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
     DEFAULT_MAX_PAYLOAD,
     MAX_SAFE_INTEGER,
     STATE,
-    _flush,
     _internal,
     _interrupted,
     check_table,
@@ -45,6 +43,7 @@ from oemkit.cli._print import (
     error_hint,
     file_size,
     float_option,
+    held,
     int_option,
     limits,
     outcome,
@@ -68,27 +67,23 @@ def guard(json_out: bool = False) -> Iterator[None]:
     """Map errors to messages and exit codes (see DESIGN.md, ``cli._print.outcome``): an
     OemkitError to its own exit code, an unexpected exception to ``E_INTERNAL`` and exit
     70. Documents emitted inside are written when the body ends; an error drops them for
-    its error document."""
-    STATE["depth"] += 1
-    start = len(_PENDING)
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (typer.Abort, KeyboardInterrupt, EOFError):
-        del _PENDING[start:]
-        raise typer.Exit(outcome(KeyboardInterrupt(), json_out)) from None
-    except Exception as exc:
-        del _PENDING[start:]
-        if STATE["debug"]:
+    its error document (``cli._print.held``)."""
+    with held() as drop:
+        try:
+            yield
+        except typer.Exit:
             raise
-        if isinstance(exc, _click().ClickException):  # typer.BadParameter in a body
-            exc = UsageError("E_USAGE", exc.format_message(), hint="run the command with --help")
-        raise typer.Exit(outcome(exc, json_out)) from None
-    finally:
-        STATE["depth"] -= 1
-        if not STATE["depth"]:
-            _flush()
+        except (typer.Abort, KeyboardInterrupt, EOFError):
+            drop()
+            raise typer.Exit(outcome(KeyboardInterrupt(), json_out)) from None
+        except Exception as exc:
+            drop()
+            if STATE["debug"]:
+                raise
+            if isinstance(exc, _click().ClickException):  # typer.BadParameter in a body
+                exc = UsageError("E_USAGE", exc.format_message(),
+                                 hint="run the command with --help")
+            raise typer.Exit(outcome(exc, json_out)) from None
 
 
 # --------------------------------------------------------------------------- the root group

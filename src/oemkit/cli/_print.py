@@ -98,6 +98,21 @@ def _flush() -> None:
     sys.stdout.flush()
 
 
+@contextlib.contextmanager
+def held() -> Iterator[Callable[[], None]]:
+    """A command body's documents held until the outermost body ends (then written); the
+    function it yields drops those this body emitted, for an error document instead. The
+    bookkeeping of ``cli._output.guard`` and ``cli._hot.guarded``."""
+    STATE["depth"] += 1
+    start = len(_PENDING)
+    try:
+        yield lambda: _PENDING.__delitem__(slice(start, None))
+    finally:
+        STATE["depth"] -= 1
+        if not STATE["depth"]:
+            _flush()
+
+
 def error_hint(exc: OemkitError) -> str:
     """The hint shown for ``exc``: the raise site's, else the code's default hint from the
     error registry (docs/ERRORS.md), so no registered code reaches a user without one. The

@@ -47,7 +47,6 @@ from oemkit.cli._output import (
 
 if TYPE_CHECKING:
     from oemkit.crypto.keys import PrivateKeyInfo
-    from oemkit.models.report import VerifyReport
     from oemkit.models.trust import Usage
     from oemkit.verify.trust import SignedRoot
 
@@ -507,12 +506,6 @@ def sign(
 # --------------------------------------------------------------------------- verify & co
 
 
-def _print_report(report: VerifyReport, json_out: bool) -> None:
-    from oemkit.cli._hot import print_report
-
-    print_report(report, json_out)
-
-
 @app.command()
 def verify(
     *,
@@ -636,7 +629,9 @@ def unpack(
         with progress("unpacking", file_size(bundle)) as cb:
             report = unpack_bundle(bundle, dest, trust, force=force, progress=cb,
                                    limits=limits(max_files, max_member, max_payload))
-        _print_report(report, json_out)
+        from oemkit.cli._hot import print_report
+
+        print_report(report, json_out)
         if not report.ok:
             raise typer.Exit(1)
 

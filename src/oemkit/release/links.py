@@ -97,8 +97,6 @@ def artifacts_payload(materials: dict[str, dict[str, str]],
                       products: dict[str, dict[str, str]]) -> bytes:
     """:func:`link_payload` from the artifacts (``sign`` drops the parsed provenance
     before this: on a bundle of many files both are megabytes)."""
-    import json
-
     import attr
     from in_toto.models.link import Link
 
