@@ -1,7 +1,8 @@
 """Sessions: `nox -s tests` (the suite, offline, hostile corpus and property tests included),
 `nox -s lint` (ruff, mypy strict, import-linter's layering contract),
-`nox -s license_api` (the license API with no extras and only its own two dependencies) and
-`nox -s fuzz -- SECONDS` (atheris). Only tests and lint run by default."""
+`nox -s license_api` (the license API with no extras and only its own two dependencies),
+`nox -s fuzz -- SECONDS` (atheris) and `nox -s bench_delta -- ARGS` (benchmarks/delta.py).
+Only tests and lint run by default."""
 
 from __future__ import annotations
 
@@ -111,3 +112,12 @@ def fuzz(session: nox.Session) -> None:
     if failed:
         session.error(f"fuzzing found crashes in {', '.join(failed)}: see "
                       "fuzz/.work/TARGET/artifacts/*.txt")
+
+
+@nox.session
+def bench_delta(session: nox.Session) -> None:
+    """Delta updates against zstd --patch-from, bsdiff4 and casync (benchmarks/delta.py);
+    `nox -s bench_delta -- --model-size 64MiB` for a quick run. Needs the zstd CLI, and
+    casync for its row (apt-get install casync). Not a default session."""
+    session.install("-e", ".", "bsdiff4>=1.2")
+    session.run("python", "benchmarks/delta.py", *session.posargs)
