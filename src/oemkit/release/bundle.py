@@ -248,21 +248,35 @@ def _read(handle: Any, size: int, path: str) -> bytes:
     return data
 
 
-def _pack_payload(files: tuple[SourceFile, ...], sink: BinaryIO,
-                  progress: ProgressFn | None) -> tuple[list[FileEntry], str, int]:
+#: Opens one payload file for packing: (a reader with ``read(n)`` and ``close()``, its size).
+Opener = Callable[[SourceFile], tuple[Any, int]]
+
+
+def _open_source(item: SourceFile) -> tuple[Any, int]:
+    try:
+        handle = open(item.source, "rb", buffering=0)  # noqa: SIM115 - closed by the packer
+    except OSError as exc:
+        raise _cannot_read(item.path, exc) from exc
+    return handle, os.fstat(handle.fileno()).st_size
+
+
+def pack_payload(files: tuple[SourceFile, ...], sink: BinaryIO, progress: ProgressFn | None,
+                 *, opener: Opener = _open_source,
+                 check: Callable[[FileEntry], None] | None = None,
+                 ) -> tuple[list[FileEntry], str, int]:
     """Write the compressed payload to ``sink``; return the file entries, its SHA-256 and
-    size. Read errors are coded input errors; write errors propagate as ``OSError``."""
+    size. Read errors are coded input errors; write errors propagate as ``OSError``.
+
+    ``opener`` gives each file's bytes (``oemkit patch`` rebuilds them from a delta; the
+    reads are the same ``CHUNK`` sizes either way), ``check`` sees each entry as soon as
+    it is packed (the patcher compares it with the signed manifest)."""
     entries: list[FileEntry] = []
     pipe = _Pipeline(sink)
     tar = _TarStream(pipe)
     try:
         for item in files:
-            try:
-                handle = open(item.source, "rb", buffering=0)  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise _cannot_read(item.path, exc) from exc
-            with handle:
-                size = os.fstat(handle.fileno()).st_size
+            handle, size = opener(item)
+            with contextlib.closing(handle):
                 tar.write(_header(item.path, size, item.mode))
                 digest = hashlib.sha256()
                 remaining = size
@@ -279,6 +293,8 @@ def _pack_payload(files: tuple[SourceFile, ...], sink: BinaryIO,
                     raise _changed(item.path)
                 tar.write(padding(size))
                 entries.append(FileEntry(item.path, size, digest.hexdigest(), item.mode))
+                if check is not None:
+                    check(entries[-1])
         tar.close()
         pipe.finish()
     except BaseException:
@@ -386,7 +402,7 @@ def _pack_in_place(handle: BinaryIO, target: Path, offset: int, spec: BundleSpec
     compressed size has another number of digits and crosses a block boundary), copy the
     payload into a second output file instead."""
     handle.seek(offset)
-    entries, digest, size = _pack_payload(spec.files, handle, progress)
+    entries, digest, size = pack_payload(spec.files, handle, progress)
     head = meta.build(entries, digest, size)
     if head.size == offset:
         handle.seek(0)
@@ -410,7 +426,7 @@ def _pack_then_copy(handle: BinaryIO, out: Path, spec: BundleSpec, meta: _Metada
     """Compress the payload to a temporary file, then copy it in behind the metadata
     (checking on the way that the copy still has the digest the manifest records)."""
     with tempfile.TemporaryFile(dir=out, prefix=".payload-") as payload_tmp:
-        entries, digest, size = _pack_payload(spec.files, payload_tmp, progress)
+        entries, digest, size = pack_payload(spec.files, payload_tmp, progress)
         head = meta.build(entries, digest, size)
         head.write(handle, payload_header=False)
         payload_tmp.seek(0)

@@ -285,3 +285,29 @@ def _string_pair(r: _Reader, end: int) -> tuple[str, str]:
         elif number == 2 and wire == 2:
             val = r.text(value)
     return key, val
+
+
+def tensor_regions(path: Path) -> list[tuple[str, int, int]]:
+    """The initializer tensors of the ONNX file at ``path``: (name, start, end) of each
+    ``TensorProto`` message's bytes, in file order (``oemkit delta`` matches them by name).
+    Seeks over the weights; InputError ``E_MODEL_INVALID`` when it is not ONNX."""
+    regions: list[tuple[str, int, int]] = []
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            r = _Reader(handle, size)
+            for number, wire, value in r.fields(size):
+                if number == 7 and wire == 2:
+                    graph_end = handle.tell() + value
+                    for g_number, g_wire, g_value in r.fields(graph_end):
+                        if g_number == 5 and g_wire == 2:
+                            start = handle.tell()
+                            name, _, _ = _tensor(r, start + g_value)
+                            regions.append((name, start, start + g_value))
+    except _Malformed as exc:
+        raise InputError("E_MODEL_INVALID", f"{path.name} is not a valid ONNX model ({exc})",
+                         hint="re-export the model") from None
+    except OSError as exc:
+        raise InputError("E_MODEL_INVALID", f"cannot read {path}: {exc.strerror}",
+                         hint="check the file") from None
+    return regions
