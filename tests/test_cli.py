@@ -592,10 +592,10 @@ def test_shared_options_have_one_help_text_per_meaning():
                 _options.TrustFirst: False, _options.TrustCarried: False,
                 _options.TrustServe: False}
     helps = {t.__metadata__[0].help for t in variants}
-    assert len(trust) == 22 and {o.help for o in trust.values()} == helps
+    assert len(trust) == 23 and {o.help for o in trust.values()} == helps
     pinned = {p for p, o in trust.items() if o.required}
     assert pinned == {"verify", "unpack", "license verify", "smoke", "install", "upgrade",
-                      "join", "oci pull", "oci import", "deploy kubernetes", "image"}
+                      "join", "oci pull", "oci import", "deploy kubernetes", "image", "patch"}
     assert trust["build"].help == _options.TrustCarried.__metadata__[0].help
     assert trust["sizing"].help == _options.TrustPinned.__metadata__[0].help
     json_helps = {o.help for _, o in _options_named(root, "--json")}
@@ -604,4 +604,4 @@ def test_shared_options_have_one_help_text_per_meaning():
                           ("--max-member-size", _options.DEFAULT_MAX_MEMBER),
                           ("--max-payload-bytes", _options.DEFAULT_MAX_PAYLOAD)):
         found = list(_options_named(root, flag))
-        assert len(found) == 14 and {o.default for _, o in found} == {default}
+        assert len(found) == 16 and {o.default for _, o in found} == {default}

@@ -171,6 +171,44 @@ _CODES = (
        "`init --dir`, `unpack`, `deploy kubernetes --out` or `image --out` DEST is not empty "
        "(without `--force`); `verify.layout.extract_for_layout`'s folders",
        "choose an empty destination or empty it first ('unpack' can replace it with --force)"),
+    _c("E_DELTA_BASE", V,
+       "`patch`, `upgrade --delta`: the delta was made against another OLD release (its "
+       "manifest digest, a file it copies from, or a member the slot does not keep)",
+       "apply it to the release it names, or get a delta made from the release you have"),
+    _c("E_DELTA_COMPRESSOR", V,
+       "`patch`: every rebuilt payload file matches NEW's manifest but this host's libzstd "
+       "writes other archive bytes than the one that built NEW",
+       "install the zstandard version the message names for oemkit, or ship the full bundle"),
+    _c("E_DELTA_CORRUPT", V,
+       "`patch`: a zstd frame of the delta's data does not decompress to the bytes its header "
+       "describes (the file or member is named)",
+       "the delta is damaged or was tampered with; obtain a fresh copy of it"),
+    _c("E_DELTA_DIGEST", V,
+       "`patch`: the delta's data member does not match the digest in its header",
+       "the delta is damaged or was tampered with; obtain a fresh copy of it"),
+    _c("E_DELTA_INVALID", V,
+       "a delta file whose members or header are not what `oemkit delta` writes (fields, "
+       "types, bounds, sources, ranges)",
+       "the delta is damaged or was not written by oemkit delta; obtain a fresh copy",
+       also=(I,),
+       reason="`oemkit.models.delta` raises it as a FormatError (3) to a library caller; "
+              "`patch` reads every delta through `release.patch.open_delta`, which restates "
+              "it as a \"no\" (1)"),
+    _c("E_DELTA_PAIR", I,
+       "`delta --pair NEW=OLD` names a path that is not a payload file of that bundle",
+       "name a NEW payload path, '=', and an OLD payload path (oemkit inspect lists them)"),
+    _c("E_DELTA_RESULT", V,
+       "`patch`: a payload file, a member or the whole bundle rebuilt from the delta is not "
+       "what NEW's manifest or the delta records (the file is named)",
+       "the delta is damaged or tampered with, or the OLD release was changed; nothing was "
+       "written"),
+    _c("E_DELTA_SAME", I,
+       "`delta`: OLD and NEW are the same release (the same manifest)",
+       "a delta needs two different releases; ship the bundle itself"),
+    _c("E_DELTA_SIGNATURE", V,
+       "`patch`: a delta signature that does not verify over its header, or signatures by no "
+       "bundle key of the trust root",
+       "sign the delta with a bundle key of the trust root the hosts pin (oemkit delta --key)"),
     _c("E_DEST_SYMLINK", I,
        "`unpack`, `deploy kubernetes`, `image`: DEST is a symbolic link, dangling or not; "
        "nothing is staged through it",
@@ -1003,6 +1041,9 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a pinned trust root that is not properly self-signed is bad input (3); the one "
         "pinned-root loader (verify_bundle, verify_open_bundle, plan_join and "
         "oemkit.license.load_trust call it)",
+    ("open_delta", I, V):
+        "a delta whose header does not parse (E_DELTA_INVALID from models.delta) is a \"no\" "
+        "(1): the delta is evidence, as a bundle's members are",
     ("verify_open_bundle", I, V):
         "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
     ("_check_config", I, I):

@@ -296,7 +296,9 @@ def install(
 
 def upgrade(
     *,
-    bundle: Path = typer.Argument(..., help="Bundle to upgrade to."),
+    bundle: Path | None = typer.Argument(None, help="Bundle to upgrade to (or --delta)."),
+    delta: Path | None = typer.Option(None, "--delta", help="Upgrade with a delta (oemkit "
+                                      "delta) against the current release instead."),
     prefix: Path = PREFIX_OPT,
     trust: TrustPinned,
     license: Path | None = LICENSE_OPT,
@@ -324,19 +326,37 @@ def upgrade(
     --service systemd: switch back and restart the previous release when the new one
     never becomes ready).
 
+    With --delta, NEW is first rebuilt byte for byte from the current slot and the delta
+    (docs/DELTA.md), then installed as any bundle is.
+
     Example: oemkit upgrade example-0.2.0.oemb --prefix /opt/example --trust
     trust-root.json
     """
     with guard(json_out):
+        from oemkit.errors import UsageError
         from oemkit.host.install import InstallOptions
 
+        if (bundle is None) == (delta is None):
+            raise UsageError("E_USAGE", "oemkit upgrade takes a bundle or --delta "
+                             f"({'both were given' if bundle else 'neither was given'})",
+                             hint="oemkit upgrade NEW.oemb --prefix P --trust ROOT, or "
+                                  "oemkit upgrade --delta NEW.oemd --prefix P --trust ROOT")
         svc = _service(service, ready_check, skip_smoke, ready_timeout, service_name,
                        service_user, unit_dir, host, port, profile)
-        _run_install(bundle, prefix, trust, json_out, (max_files, max_member, max_payload),
-                     state, InstallOptions(
-                         upgrade=True, license_file=license, profile=profile,
-                         skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
-                         system_site_packages=system_site_packages, service=svc))
+        reader_limits = (max_files, max_member, max_payload)
+        options = InstallOptions(
+            upgrade=True, license_file=license, profile=profile, skip_smoke=skip_smoke,
+            allow_downgrade=allow_downgrade, system_site_packages=system_site_packages,
+            service=svc)
+        if delta is None:
+            assert bundle is not None
+            _run_install(bundle, prefix, trust, json_out, reader_limits, state, options)
+            return
+        from oemkit.release.patch import delta_upgrade
+
+        with delta_upgrade(delta, prefix, trust, limits(*reader_limits)) as rebuilt:
+            err.print(f"Rebuilt {safe(rebuilt.name)} from {safe(delta)} and the current slot")
+            _run_install(rebuilt, prefix, trust, json_out, reader_limits, state, options)
 
 
 def rollback(

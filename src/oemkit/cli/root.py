@@ -133,6 +133,13 @@ def _register_layout_commands() -> None:
     app.add_typer(layout_app, name="layout")
 
 
+def _register_delta_commands() -> None:
+    from oemkit.cli.delta import delta, patch
+
+    app.command()(delta)
+    app.command()(patch)
+
+
 def _register_deploy_commands() -> None:
     from oemkit.cli.deploy import deploy_app, image
 
@@ -143,7 +150,8 @@ def _register_deploy_commands() -> None:
 for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands, _register_sizing_commands,
                   _register_media_commands, _register_serve_commands, _register_oci_commands,
-                  _register_deploy_commands, _register_layout_commands):
+                  _register_deploy_commands, _register_layout_commands,
+                  _register_delta_commands):
     _register()
 
 

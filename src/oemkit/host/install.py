@@ -348,6 +348,7 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
             journal.remove(entry)
             return report
         _serving_files(report, final, bundle, trust, verified, opts)
+        _delta_base(report, final, bundle, verified, opts)
         slot_doc = SlotRecord(
             name=slot_name, bundle_name=manifest.name, version=manifest.version,
             manifest_sha256=verified.manifest_sha256, bundle_file=str(Path(bundle).resolve()),
@@ -427,6 +428,33 @@ def _serving_files(report: InstallReport, slot: Path, bundle: Path, trust: Path 
         atomic_write_bytes(folder / (name if name.endswith(".lic") else f"{name}.lic"), data)
     made.append(f"{len(licenses)} license(s) in licenses/")
     report.add("serving files", "pass", ", ".join(made))
+
+
+def _delta_base(report: InstallReport, slot: Path, bundle: Path, verified: Any,
+                opts: InstallOptions) -> None:
+    """``members/``: the bundle's SBOM and provenance, kept (each checked against the digest
+    verification established) so that ``oemkit upgrade --delta`` can patch the next
+    release's metadata against them (docs/DELTA.md); what an auditor reads in a slot too."""
+    from oemkit._canonical import sha256_hex
+    from oemkit._fs import read_member
+    from oemkit.models.manifest import PROVENANCE, SBOM
+    from oemkit.verify.bundle import DEFAULT_LIMITS, scan_bundle
+
+    expected = {SBOM: verified.manifest.members[SBOM].sha256,
+                PROVENANCE: verified.provenance_sha256}
+    folder = slot / "members"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    with Path(bundle).open("rb") as handle:
+        by_name = {m.name: m for m in scan_bundle(handle, opts.limits or DEFAULT_LIMITS)}
+        for name, digest in expected.items():
+            data = read_member(handle, by_name[name])
+            if sha256_hex(data) != digest:
+                raise InputError("E_INPUT_CHANGED", f"{bundle} changed while it was installed "
+                                 f"({name})", member=name,
+                                 hint="install from a copy nothing else writes to")
+            atomic_write_bytes(folder / name, data)
+    report.add("delta base", "pass", "members/ keeps the SBOM and provenance for "
+               "upgrade --delta")
 
 
 def _verified_root_bytes(bundle: Path, trust: Path | bytes, verified: Any,

@@ -28,7 +28,8 @@ from oemkit.models.manifest import (
 )
 
 FORMAT = "oemkit-delta/v1"
-HEADER = "oemkit-delta.json"
+#: The header member: one zstd frame of the canonical JSON (signatures are over the JSON).
+HEADER = "oemkit-delta.json.zst"
 DATA = "delta.bin"
 SIGNATURE_DIR = "signatures/"
 PAYLOAD_TYPE = "application/vnd.oemkit.delta+json"
@@ -160,12 +161,13 @@ class Piece:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to make one NEW member or payload file (``name``), ``size`` bytes with SHA-256
-    ``sha256``; the payload member has no pieces (it is rebuilt from the file recipes)."""
+    """How to make one NEW member or payload file (``name``), ``size`` bytes; a member's
+    SHA-256 is ``sha256`` (a file's is NEW's manifest's, not repeated: 64 incompressible
+    bytes a file); the payload member has no pieces (it is rebuilt from the file recipes)."""
 
     name: str
     size: int
-    sha256: str
+    sha256: str | None
     pieces: tuple[Piece, ...]
 
     @property
@@ -184,12 +186,16 @@ class Recipe:
         return sum(p.cost for p in self.pieces)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "sha256": self.sha256,
-                "pieces": [p.to_dict() for p in self.pieces]}
+        out: dict[str, Any] = {"name": self.name, "size": self.size,
+                               "pieces": [p.to_dict() for p in self.pieces]}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        return out
 
     @classmethod
     def from_dict(cls, value: Any, where: str, *, file: bool) -> Recipe:
-        obj = _obj(value, ("name", "size", "sha256", "pieces"), where)
+        obj = _obj(value, ("name", "size", "pieces") if file else
+                   ("name", "size", "sha256", "pieces"), where)
         name = _str(obj["name"], f"{where}.name")
         if file and path_problem(name):
             raise _bad(f"field {where}.name is an unsafe path", f"{where}.name")
@@ -204,7 +210,8 @@ class Recipe:
         elif sum(p.length for p in pieces) != size:
             raise _bad(f"field {where}: its pieces make {sum(p.length for p in pieces)} bytes, "
                        f"not {size}", f"{where}.pieces")
-        return cls(name, size, _str(obj["sha256"], f"{where}.sha256", _HEX64), pieces)
+        digest = None if file else _str(obj["sha256"], f"{where}.sha256", _HEX64)
+        return cls(name, size, digest, pieces)
 
 
 @dataclass(frozen=True)

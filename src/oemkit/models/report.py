@@ -49,6 +49,9 @@ class VerifyReport:
     crl: bytes | None = field(default=None, repr=False)
     licenses: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
     license: Any = field(default=None, repr=False)
+    #: The SHA-256 of the signed provenance (not serialised): install keeps the provenance
+    #: in the slot for a later ``upgrade --delta`` and checks the copy it reads with it.
+    provenance_sha256: str | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

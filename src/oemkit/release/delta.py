@@ -315,7 +315,7 @@ class _Planner:
                 pieces = self._large(new_path, entry, base)
         if self.progress:
             self.progress(entry.size)
-        return Recipe(entry.path, entry.size, entry.sha256, tuple(_merge(pieces)))
+        return Recipe(entry.path, entry.size, None, tuple(_merge(pieces)))
 
     def _old_path(self, entry: FileEntry) -> Path:
         return self.old_dir.joinpath(*entry.path.split("/"))
@@ -483,9 +483,10 @@ def make_delta(old_path: Path | str, new_path: Path | str, out: Path | str | Non
 
     Raises:
         InputError: ``E_NOT_FOUND``, ``E_DELTA_PAIR`` (a ``--pair`` naming a file neither
-            bundle has), ``E_OUTPUT_EXISTS`` (``out`` exists and not ``force``).
+            bundle has), ``E_OUTPUT_EXISTS`` (``out`` exists and not ``force``),
+            ``E_DELTA_SAME`` (OLD and NEW are the same release).
         VerificationError: either bundle fails the bounded reading (its code, the file
-            named), ``E_DELTA_SAME`` (OLD and NEW are the same bundle).
+            named).
         EnvironmentProblem: ``E_WRITE``.
     """
     old_path, new_path = Path(old_path), Path(new_path)
@@ -498,7 +499,7 @@ def make_delta(old_path: Path | str, new_path: Path | str, out: Path | str | Non
     with open_bundle(old_path, "OLD", limits) as old, open_bundle(new_path, "NEW",
                                                                   limits) as new:
         if sha256_hex(old.manifest_bytes) == sha256_hex(new.manifest_bytes):
-            raise VerificationError(
+            raise InputError(
                 "E_DELTA_SAME", f"{old_path} and {new_path} are the same release "
                 f"({new.manifest.name} {new.manifest.version})",
                 hint="a delta needs two different releases; ship the bundle itself")
@@ -540,10 +541,12 @@ def make_delta(old_path: Path | str, new_path: Path | str, out: Path | str | Non
                                      data.size, data.digest.hexdigest(), tuple(members), files)
                 header_bytes = canonical_json(header.to_dict())
                 sigs = [(k.keyid, _sign(k, header_bytes)) for k in keys or ()]
-                size = _archive_size(len(header_bytes), data.size, [len(s) for _, s in sigs])
+                packed_header = compress(header_bytes, b"", LEVEL_SMALL)
+                size = _archive_size(len(packed_header), data.size,
+                                     [len(s) for _, s in sigs])
                 if out_path is not None:
                     with atomic_output(out_path) as handle:
-                        write_member(handle, HEADER, header_bytes)
+                        write_member(handle, HEADER, packed_header)
                         data_file.seek(0)
                         copy_member(handle, DATA, data_file, data.size)
                         for keyid, sig in sorted(sigs):

@@ -142,7 +142,7 @@ def open_delta(path: Path) -> Iterator[OpenDelta]:
             raise _fail("E_DELTA_INVALID", f"{path} is not an oemkit delta: its members are "
                         f"{', '.join(names) or 'none'}; expected {HEADER}, {DATA} and "
                         "signatures/*.sig.json", hint="pass the .oemd file oemkit delta wrote")
-        header_bytes = read_member(handle, members[0])
+        header_bytes = _unpack_header(path, read_member(handle, members[0]))
         try:
             header = DeltaHeader.from_dict(parse_json(header_bytes, what=f"{path} {HEADER}",
                                                       code="E_DELTA_INVALID"))
@@ -153,6 +153,21 @@ def open_delta(path: Path) -> Iterator[OpenDelta]:
                         f"header says {header.data_size}", member=DATA)
         yield OpenDelta(path, handle, header_bytes, header, members[1],
                         [(m.name, read_member(handle, m)) for m in members[2:]])
+
+
+def _unpack_header(path: Path, packed: bytes) -> bytes:
+    """The header's JSON from its zstd frame, at most MAX_HEADER bytes."""
+    import zstandard
+
+    try:
+        size = zstandard.frame_content_size(packed)
+        if not 0 <= size <= MAX_HEADER:
+            raise zstandard.ZstdError(f"content size {size}")
+        data: bytes = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_HEADER)
+    except zstandard.ZstdError as exc:
+        raise _fail("E_DELTA_INVALID", f"{path}: {HEADER} is not one zstd frame of at most "
+                    f"{MAX_HEADER} bytes ({exc})", member=HEADER) from exc
+    return data
 
 
 def delta_signers(delta: OpenDelta, root: Any) -> tuple[str, ...]:
@@ -171,14 +186,15 @@ def delta_signers(delta: OpenDelta, root: Any) -> tuple[str, ...]:
     good: list[str] = []
     for name, raw in delta.signatures:
         try:
-            doc = parse_json(raw, what=name, code="E_DELTA_SIGNATURE")
-            if not isinstance(doc, dict) or set(doc) != {"keyid", "sig"} or not isinstance(
-                    doc["keyid"], str):
-                raise InputError("E_DELTA_SIGNATURE", f"{name} is not {{keyid, sig}}")
-            sig = b64decode(doc["sig"], what=name)
+            doc = parse_json(raw, what=name)
+            sig = b64decode(doc["sig"], what=name) if isinstance(doc, dict) and set(doc) == {
+                "keyid", "sig"} and isinstance(doc["keyid"], str) else None
         except InputError as exc:
             raise _fail("E_DELTA_SIGNATURE", f"delta {delta.path}: {exc.message}",
                         member=name) from exc
+        if sig is None:
+            raise _fail("E_DELTA_SIGNATURE", f"delta {delta.path}: {name} is not a "
+                        "{keyid, sig} document", member=name)
         key = keys.get(doc["keyid"])
         if key is None:
             continue
@@ -241,8 +257,8 @@ def old_from_slot(slot: Path) -> OldSide:
     try:
         manifest_bytes = (slot / "manifest.json").read_bytes()
     except OSError as exc:
-        raise EnvironmentProblem("E_SLOT_DAMAGED", f"cannot read {slot}/manifest.json: "
-                                 f"{exc.strerror}", hint="reinstall the current release") from exc
+        raise InputError("E_SLOT_DAMAGED", f"cannot read {slot}/manifest.json: "
+                         f"{exc.strerror}", hint="reinstall the current release") from exc
     members = {MANIFEST: manifest_bytes}
     for name in OLD_MEMBERS:
         for candidate in (slot / "members" / name, slot / name):
@@ -587,3 +603,40 @@ def _rebuilt_refused(report: VerifyReport) -> OemkitError:
         return failure
     return _fail("E_DELTA_RESULT", "the bundle rebuilt from the delta does not verify")
 
+
+
+@contextlib.contextmanager
+def delta_upgrade(delta_path: Path | str, prefix: Path | str, trust: Path | str | bytes,
+                  limits: Limits | None = None) -> Iterator[Path]:
+    """``oemkit upgrade --delta``: NEW rebuilt from the prefix's current slot and the delta
+    into a temporary folder beside the prefix (else the system's), yielded for the install
+    (which verifies it); removed afterwards.
+
+    Raises:
+        InputError: ``E_NOT_INSTALLED`` (no current release to patch).
+        VerificationError: ``E_DELTA_*``, as :func:`patch_bundle`.
+    """
+    import shutil
+
+    from oemkit.host.install import prefix_status
+    from oemkit.host.prefix import SLOTS
+
+    prefix = Path(prefix)
+    status = prefix_status(prefix)
+    if status.current is None or not status.consistent:
+        raise InputError("E_NOT_INSTALLED", f"{prefix} has no current release to apply the "
+                         "delta to", hint="install the release the delta was made from "
+                         "first, or upgrade with the full bundle")
+    slot = prefix / SLOTS / status.current
+    try:
+        work = Path(tempfile.mkdtemp(prefix=".oemkit-delta-", dir=prefix.resolve().parent))
+    except OSError:
+        work = Path(tempfile.mkdtemp(prefix="oemkit-delta-"))
+    try:
+        with open_delta(Path(delta_path)) as delta:
+            new = delta.header.new
+        out = work / f"{new.name}-{new.version}.oemb"
+        patch_bundle(None, delta_path, out, trust, slot=slot, limits=limits, verify=False)
+        yield out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -503,6 +503,7 @@ def _verify(handle: BinaryIO, pinned: TrustRoot, report: VerifyReport, limits: L
         report, root, provenance, signatures, revoked,
         limits.max_signature_checks(len(provenance)))
     report.signers = [k.keyid for k in good]
+    report.provenance_sha256 = sha256_hex(provenance)
     links = [m for m in members if m.name.startswith(LINK_DIR)]
     if links:  # in-toto links (docs/INTOTO.md): authentic, in form, by this bundle's signers
         from oemkit.verify.layout import judge_links

@@ -1,0 +1,149 @@
+"""`oemkit delta` and `oemkit patch`: thin commands over oemkit.release.delta and
+oemkit.release.patch (docs/DELTA.md). `oemkit upgrade --delta` is in cli/install.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from oemkit.cli._options import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_MEMBER,
+    DEFAULT_MAX_PAYLOAD,
+    JsonOut,
+    MaxFiles,
+    MaxMember,
+    MaxPayload,
+    TrustPinned,
+)
+from oemkit.cli._output import emit_json, err, guard, limits, passphrase_for, safe
+from oemkit.errors import UsageError
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        new, sep, old = value.partition("=")
+        if not sep or not new or not old:
+            raise UsageError("E_USAGE", f"--pair {value!r} is not NEWPATH=OLDPATH",
+                             hint="name a NEW payload path, '=', and the OLD payload path it "
+                                  "should be patched against: --pair model/v2.onnx=model/v1.onnx")
+        pairs[new] = old
+    return pairs
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _explain(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="payload files", title_justify="left")
+    for column in ("path", "op", "size", "delta bytes"):
+        table.add_column(column, justify="right" if column != "path" and column != "op"
+                         else "left")
+    for f in doc["files"]:
+        table.add_row(safe(f["path"]), f["op"], _human(f["size"]), _human(f["cost"]))
+    err.print(table)
+    members = Table(title="bundle members", title_justify="left")
+    for column in ("member", "op", "size", "delta bytes"):
+        members.add_column(column, justify="right" if column in ("size", "delta bytes")
+                           else "left")
+    for m in doc["members"]:
+        members.add_row(safe(m["name"]), m["op"], _human(m["size"]), _human(m["cost"]))
+    err.print(members)
+
+
+def delta(
+    old: Path = typer.Argument(..., help="The release the site has (OLD.oemb)."),
+    new: Path = typer.Argument(..., help="The release to ship (NEW.oemb)."),
+    out: Path | None = typer.Option(None, "--out", help="Delta file to write (NEW.oemd)."),
+    key: list[Path] = typer.Option([], "--key", help="Sign the delta with this bundle key "
+                                   "(repeat for several)."),
+    pair: list[str] = typer.Option([], "--pair", help="NEWPATH=OLDPATH: patch a renamed "
+                                   "file against its old name (repeat)."),
+    explain: bool = typer.Option(False, "--explain", help="Print per file: reused, patched "
+                                 "or whole, and the bytes each costs; write nothing."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
+) -> None:
+    """Write what changed from OLD to NEW: NEW's manifest and signatures as they are, each
+    payload file NEW shares with OLD by digest named only, each changed one as a zstd
+    patch against its OLD counterpart (or whole, when that is smaller).
+
+    Example: oemkit delta dist/example-0.2.0.oemb dist/example-0.3.0.oemb --out
+    example-0.3.0.oemd --key keys/bundle.key
+    """
+    with guard(json_out):
+        if out is None and not explain:
+            raise UsageError("E_USAGE", "oemkit delta needs --out FILE (or --explain)",
+                             hint="oemkit delta OLD.oemb NEW.oemb --out NEW.oemd")
+        if explain and (out is not None or key):
+            raise UsageError("E_USAGE", "--explain writes nothing: it takes no --out or --key",
+                             hint="run it without --out and --key, then again to write")
+        from oemkit.crypto.keys import load_private_file
+        from oemkit.release.delta import make_delta
+
+        keys = [load_private_file(p, passphrase_for(p)) for p in key]
+        result = make_delta(old, new, out, keys=keys, pairs=_pairs(pair), force=force,
+                            limits=limits(max_files, max_member, max_payload))
+        doc = result.to_dict()
+        if explain and not json_out:
+            _explain(doc)
+        if json_out:
+            emit_json(doc)
+        totals = doc["totals"]
+        what = "would be" if explain else "is"
+        err.print(f"{'Planned' if explain else 'Wrote'} "
+                  f"{safe(out) if out else 'a delta'}: {_human(result.size)} (the full bundle "
+                  f"{what} {_human(result.new_bundle_size)}, "
+                  f"{result.size / max(result.new_bundle_size, 1):.1%}); files reused "
+                  f"{totals['reused']}, patched {totals['patched']}, whole {totals['whole']}; "
+                  f"payload {_human(totals['payload_cost'])}, metadata "
+                  f"{_human(totals['metadata_cost'])}")
+        for keyid in result.signers:
+            err.print(f"Signed with key {safe(keyid)}")
+
+
+def patch(
+    *,
+    old: Path = typer.Argument(..., help="The release the delta was made from (OLD.oemb)."),
+    delta_file: Path = typer.Argument(..., metavar="DELTA", help="The delta (NEW.oemd)."),
+    out: Path = typer.Option(..., "--out", help="NEW bundle to write."),
+    trust: TrustPinned,
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    json_out: JsonOut = False,
+    max_files: MaxFiles = DEFAULT_MAX_FILES,
+    max_member: MaxMember = DEFAULT_MAX_MEMBER,
+    max_payload: MaxPayload = DEFAULT_MAX_PAYLOAD,
+) -> None:
+    """Rebuild NEW from OLD and a delta, byte for byte, and verify it against the trust
+    root before writing it; a wrong OLD, a tampered or truncated delta writes nothing.
+
+    Example: oemkit patch example-0.2.0.oemb example-0.3.0.oemd --out example-0.3.0.oemb
+    --trust trust-root.json
+    """
+    with guard(json_out):
+        from oemkit.release.patch import patch_bundle
+
+        result = patch_bundle(old, delta_file, out, trust, force=force,
+                              limits=limits(max_files, max_member, max_payload))
+        if json_out:
+            emit_json(result.to_dict())
+        signed = (f"delta signed by {', '.join(safe(k[:16]) for k in result.signers)}"
+                  if result.signers else "delta unsigned")
+        err.print(f"Rebuilt {safe(result.path)}: {safe(result.name)} {safe(result.version)}, "
+                  f"{result.files} files, {result.size} bytes; verified against the trust "
+                  f"root ({signed})")
