@@ -591,6 +591,23 @@ def manifest(bundle: Path) -> dict[str, Any]:
         return dict(json.load(handle))
 
 
+def delta_parts(oemd: Path) -> dict[str, int]:
+    """Bytes of the .oemd by part: each member's data, the signatures with their headers
+    and padding, and the tar framing of the rest."""
+    parts = {"header (oemkit-delta.json.zst)": 0, "data (delta.bin)": 0, "signature members": 0}
+    with tarfile.open(oemd) as tar:
+        for member in tar:
+            framed = 512 + -(-member.size // 512) * 512
+            if member.name.startswith("signatures/"):
+                parts["signature members"] += framed
+            elif member.name.endswith(".json.zst"):
+                parts["header (oemkit-delta.json.zst)"] += member.size
+            else:
+                parts["data (delta.bin)"] += member.size
+    parts["tar framing"] = oemd.stat().st_size - sum(parts.values())
+    return parts
+
+
 def delta_available() -> str | None:
     proc = subprocess.run([*large_bundle.oemkit_cmd(), "delta", "--help"], capture_output=True,
                           text=True)
@@ -652,14 +669,21 @@ def measure(sc: Scenario, args: argparse.Namespace, trust: Path) -> dict[str, An
                                        f"{stdout.strip()[-300:]}")
             else:
                 explain = json.loads(stdout)
-                same = {k: (explain.get(k), delta_json.get(k))
-                        for k in ("size", "totals", "files", "members")
-                        if explain.get(k) != delta_json.get(k)}
-                if same:
+                parts = delta_parts(oemd)
+                res["delta_parts"] = parts
+                # --explain takes no --key: its size is the unsigned delta's.
+                signed = explain.get("size", 0) + parts["signature members"]
+                differ = {k: (explain.get(k), delta_json.get(k))
+                          for k in ("totals", "files", "members")
+                          if explain.get(k) != delta_json.get(k)}
+                if signed != delta_size:
+                    differ["size"] = (signed, delta_size)
+                if differ:
                     res["findings"].append(
                         "--explain differs from the delta written in "
                         + ", ".join(f"{k} ({a!r:.120} vs {b!r:.120})"
-                                    for k, (a, b) in same.items()))
+                                    for k, (a, b) in differ.items()))
+                res["explain_agrees"] = not differ
             walls, peaks, identical = [], [], True
             for _ in range(args.repeat):
                 rebuilt = m / "rebuilt.oemb"
@@ -692,8 +716,10 @@ def measure(sc: Scenario, args: argparse.Namespace, trust: Path) -> dict[str, An
                             ("zstd --patch-from, whole .oemb", old_b, new_b)):
         level = args.zstd_level if new.stat().st_size <= args.zstd_fast_above else 9
         size, wall, peak = zstd_patch(old, new, m / "patch.zst", level)
+        why = "" if level == args.zstd_level else \
+            f" (-{level}: NEW > --zstd-fast-above {mib(args.zstd_fast_above)})"
         rows.append((label.replace("zstd", f"zstd -{level}"), size,
-                     f"{wall:.1f} s, {mib(peak)} RSS"))
+                     f"{wall:.1f} s, {mib(peak)} RSS{why}"))
         res[f"zstd_{label.split(', ')[1].split(' ')[0]}"] = size
     if to.stat().st_size + tn.stat().st_size > args.bsdiff_max:
         rows.append(("bsdiff4, payload tar", None,
@@ -745,6 +771,13 @@ def measure(sc: Scenario, args: argparse.Namespace, trust: Path) -> dict[str, An
         print(f"delta: files reused {t.get('reused')}, patched {t.get('patched')}, whole "
               f"{t.get('whole')}; payload cost {t.get('payload_cost')} B, metadata cost "
               f"{t.get('metadata_cost')} B")
+        costly = sorted(delta_json.get("members", []), key=lambda x: -int(x.get("cost", 0)))
+        print("delta metadata members: " + ", ".join(
+            f"{x.get('name')} {x.get('cost')} B ({x.get('op')})" for x in costly[:3]))
+    if res.get("delta_parts"):
+        print("delta file: " + ", ".join(f"{k} {v} B" for k, v in res["delta_parts"].items())
+              + "; --explain agrees (signatures aside): "
+              + ("yes" if res.get("explain_agrees") else "NO"))
     if delta_size is not None:
         ratio = delta_size / (changed + meta)
         res["ratio"] = ratio
