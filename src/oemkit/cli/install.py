@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from oemkit.host.install import InstallOptions, InstallReport
     from oemkit.host.service import ServiceOptions
     from oemkit.models.config import BundleConfigs
+    from oemkit.verify.bundle import Limits
 
 migrate_app = typer.Typer(
     rich_markup_mode=None,
@@ -352,9 +355,7 @@ def upgrade(
             assert bundle is not None
             _run_install(bundle, prefix, trust, json_out, reader_limits, state, options)
             return
-        from oemkit.release.patch import delta_upgrade
-
-        with delta_upgrade(delta, prefix, trust, limits(*reader_limits)) as rebuilt:
+        with _delta_upgrade(delta, prefix, trust, limits(*reader_limits)) as rebuilt:
             err.print(f"Rebuilt {safe(rebuilt.name)} from {safe(delta)} and the current slot")
             _run_install(rebuilt, prefix, trust, json_out, reader_limits, state, options)
 
@@ -430,3 +431,43 @@ def wheelhouse_fetch(
         if dry_run:
             return
         run_pip(cmd)
+
+
+@contextlib.contextmanager
+def _delta_upgrade(delta_path: Path, prefix: Path, trust: Path,
+                   reader_limits: Limits) -> Iterator[Path]:
+    """``oemkit upgrade --delta``: NEW rebuilt from the prefix's current slot and the delta
+    into a temporary folder beside the prefix (else the system's), yielded for the install
+    (which verifies it); removed afterwards.
+
+    Raises:
+        InputError: ``E_NOT_INSTALLED`` (no current release to patch).
+        VerificationError: ``E_DELTA_*``, as ``release.patch.patch_bundle``.
+    """
+    import shutil
+    import tempfile
+
+    from oemkit.errors import InputError
+    from oemkit.host.install import prefix_status
+    from oemkit.host.prefix import SLOTS
+    from oemkit.release.patch import open_delta, patch_bundle
+
+    status = prefix_status(prefix)
+    if status.current is None or not status.consistent:
+        raise InputError("E_NOT_INSTALLED", f"{prefix} has no current release to apply the "
+                         "delta to", hint="install the release the delta was made from "
+                         "first, or upgrade with the full bundle")
+    slot = prefix / SLOTS / status.current
+    try:
+        work = Path(tempfile.mkdtemp(prefix=".oemkit-delta-", dir=prefix.resolve().parent))
+    except OSError:
+        work = Path(tempfile.mkdtemp(prefix="oemkit-delta-"))
+    try:
+        with open_delta(Path(delta_path)) as delta:
+            new = delta.header.new
+        out = work / f"{new.name}-{new.version}.oemb"
+        patch_bundle(None, delta_path, out, trust, slot=slot, limits=reader_limits,
+                     verify=False)
+        yield out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

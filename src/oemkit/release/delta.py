@@ -61,7 +61,8 @@ from oemkit.models.manifest import (
     FileEntry,
     Manifest,
 )
-from oemkit.verify.bundle import Limits, parse_manifest, scan_bundle, stream_payload
+from oemkit.verify.bundle import Limits, parse_manifest, scan_bundle
+from oemkit.verify.payload import stream_payload
 
 #: Files up to this size are patched against their whole base in one go.
 SMALL = 16 << 20

@@ -604,39 +604,3 @@ def _rebuilt_refused(report: VerifyReport) -> OemkitError:
     return _fail("E_DELTA_RESULT", "the bundle rebuilt from the delta does not verify")
 
 
-
-@contextlib.contextmanager
-def delta_upgrade(delta_path: Path | str, prefix: Path | str, trust: Path | str | bytes,
-                  limits: Limits | None = None) -> Iterator[Path]:
-    """``oemkit upgrade --delta``: NEW rebuilt from the prefix's current slot and the delta
-    into a temporary folder beside the prefix (else the system's), yielded for the install
-    (which verifies it); removed afterwards.
-
-    Raises:
-        InputError: ``E_NOT_INSTALLED`` (no current release to patch).
-        VerificationError: ``E_DELTA_*``, as :func:`patch_bundle`.
-    """
-    import shutil
-
-    from oemkit.host.install import prefix_status
-    from oemkit.host.prefix import SLOTS
-
-    prefix = Path(prefix)
-    status = prefix_status(prefix)
-    if status.current is None or not status.consistent:
-        raise InputError("E_NOT_INSTALLED", f"{prefix} has no current release to apply the "
-                         "delta to", hint="install the release the delta was made from "
-                         "first, or upgrade with the full bundle")
-    slot = prefix / SLOTS / status.current
-    try:
-        work = Path(tempfile.mkdtemp(prefix=".oemkit-delta-", dir=prefix.resolve().parent))
-    except OSError:
-        work = Path(tempfile.mkdtemp(prefix="oemkit-delta-"))
-    try:
-        with open_delta(Path(delta_path)) as delta:
-            new = delta.header.new
-        out = work / f"{new.name}-{new.version}.oemb"
-        patch_bundle(None, delta_path, out, trust, slot=slot, limits=limits, verify=False)
-        yield out
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
