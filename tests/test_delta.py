@@ -457,7 +457,7 @@ def test_not_a_delta(pair, trust_file, tmp_path):
 @pytest.mark.parametrize(("change", "field"), [
     (lambda d: d.update(extra=1), "header"),
     (lambda d: d["files"][0]["pieces"][0].update(src="http:x"), "files[0].pieces[0].src"),
-    (lambda d: d["files"][0]["pieces"][0].update(src="old:signatures/x"),
+    (lambda d: d["files"][0]["pieces"][0].update(src="old:licenses/x.lic"),
      "files[0].pieces[0].src"),
     (lambda d: d["files"][0]["pieces"][0].update(len=1), "files[0].pieces"),
     (lambda d: d["files"][0]["pieces"][0].update(src="file:../etc/passwd"),

@@ -432,29 +432,35 @@ def _serving_files(report: InstallReport, slot: Path, bundle: Path, trust: Path 
 
 def _delta_base(report: InstallReport, slot: Path, bundle: Path, verified: Any,
                 opts: InstallOptions) -> None:
-    """``members/``: the bundle's SBOM and provenance, kept (each checked against the digest
-    verification established) so that ``oemkit upgrade --delta`` can patch the next
-    release's metadata against them (docs/DELTA.md); what an auditor reads in a slot too."""
+    """``members/``: the bundle's SBOM, provenance, in-toto links and signatures, kept so
+    that ``oemkit upgrade --delta`` can patch the next release's metadata against them
+    (docs/DELTA.md). The SBOM and provenance are checked against the digests verification
+    established (a bundle changed under the install is ``E_INPUT_CHANGED``); a delta's
+    result is verified whole, so these copies are never trusted for anything else."""
     from oemkit._canonical import sha256_hex
     from oemkit._fs import read_member
-    from oemkit.models.manifest import PROVENANCE, SBOM
+    from oemkit.models.manifest import LINK_DIR, PROVENANCE, SBOM, SIGNATURE_DIR
     from oemkit.verify.bundle import DEFAULT_LIMITS, scan_bundle
 
     expected = {SBOM: verified.manifest.members[SBOM].sha256,
                 PROVENANCE: verified.provenance_sha256}
     folder = slot / "members"
-    folder.mkdir(mode=0o755, exist_ok=True)
+    for sub in ("", LINK_DIR, SIGNATURE_DIR):
+        (folder / sub).mkdir(mode=0o755, exist_ok=True)
     with Path(bundle).open("rb") as handle:
-        by_name = {m.name: m for m in scan_bundle(handle, opts.limits or DEFAULT_LIMITS)}
-        for name, digest in expected.items():
-            data = read_member(handle, by_name[name])
-            if sha256_hex(data) != digest:
+        members = scan_bundle(handle, opts.limits or DEFAULT_LIMITS)
+        for member in members:
+            name = member.name
+            if name not in expected and not name.startswith((LINK_DIR, SIGNATURE_DIR)):
+                continue
+            data = read_member(handle, member)
+            if name in expected and sha256_hex(data) != expected[name]:
                 raise InputError("E_INPUT_CHANGED", f"{bundle} changed while it was installed "
                                  f"({name})", member=name,
                                  hint="install from a copy nothing else writes to")
             atomic_write_bytes(folder / name, data)
-    report.add("delta base", "pass", "members/ keeps the SBOM and provenance for "
-               "upgrade --delta")
+    report.add("delta base", "pass", "members/ keeps the SBOM, provenance, in-toto links and "
+               "signatures for upgrade --delta")
 
 
 def _verified_root_bytes(bundle: Path, trust: Path | bytes, verified: Any,

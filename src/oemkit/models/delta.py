@@ -4,11 +4,11 @@ A recipe per NEW outer member and per NEW payload file lists *pieces* whose outp
 concatenated, are that member or file: ``copy`` (a byte range of a source) or ``zstd``
 (a frame in the delta's data member, decompressed with the concatenated byte ranges of
 ``dict`` as its raw-content dictionary: zstd's patch-from). A source is named
-``file:PATH`` (an OLD payload file), ``old:MEMBER`` (an OLD outer member: only the
-manifest, SBOM, provenance and CRL, which an installed slot keeps), ``new:MEMBER`` (a NEW
-member rebuilt earlier) or ``new64:MEMBER`` (its standard base64, which a signature
-embeds). Pure: ``DeltaHeader.from_dict`` validates every field and bound (``FormatError``,
-``E_DELTA_INVALID``); docs/DELTA.md is the format's specification.
+``file:PATH`` (an OLD payload file), ``old:MEMBER`` (an OLD outer member: the manifest,
+SBOM, provenance, CRL, in-toto links and signatures, which an installed slot keeps),
+``new:MEMBER`` (a NEW member rebuilt earlier) or ``new64:MEMBER`` (its standard base64,
+which a signature embeds). Pure: ``DeltaHeader.from_dict`` validates every field and
+bound (``FormatError``, ``E_DELTA_INVALID``); docs/DELTA.md is the format's specification.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from oemkit.errors import FormatError
 from oemkit.models.manifest import (
+    LINK_DIR,
     MANIFEST,
     PAYLOAD,
     PROVENANCE,
@@ -33,8 +34,17 @@ HEADER = "oemkit-delta.json.zst"
 DATA = "delta.bin"
 SIGNATURE_DIR = "signatures/"
 PAYLOAD_TYPE = "application/vnd.oemkit.delta+json"
-#: The OLD outer members a delta may take bytes from: those an installed slot keeps.
+#: The OLD outer members a delta may take bytes from: those an installed slot keeps (the
+#: in-toto links and signatures too: a new one by the same key differs from the old one in
+#: a few digests).
 OLD_MEMBERS = (MANIFEST, SBOM, PROVENANCE, REVOCATIONS)
+OLD_MEMBER_DIRS = (LINK_DIR, "signatures/")
+
+
+def old_member(name: str) -> bool:
+    """Whether a delta may take bytes from the OLD member ``name``."""
+    return name in OLD_MEMBERS or (name.startswith(OLD_MEMBER_DIRS) and "/" not in
+                                   name.partition("/")[2] and ".." not in name)
 #: Largest output of one zstd piece, and largest dictionary: what one piece may hold in
 #: memory while it is applied (a multi-GB file is many pieces).
 MAX_PIECE = 64 << 20
@@ -97,7 +107,7 @@ class Source:
                        "or new64:)", f"{where}.src")
         if kind == "file" and path_problem(name):
             raise _bad(f"field {where}.src names an unsafe path", f"{where}.src")
-        if kind == "old" and name not in OLD_MEMBERS:
+        if kind == "old" and not old_member(name):
             raise _bad(f"field {where}.src names old member {name!r}, which a patcher does "
                        "not keep", f"{where}.src")
         return cls(kind, name, _int(at, f"{where}.at"), _int(length, f"{where}.len"))

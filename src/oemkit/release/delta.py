@@ -44,7 +44,6 @@ from oemkit.models.delta import (
     DATA,
     HEADER,
     MAX_DICT,
-    OLD_MEMBERS,
     PAYLOAD_TYPE,
     SIGNATURE_DIR,
     BundleRef,
@@ -52,6 +51,7 @@ from oemkit.models.delta import (
     Piece,
     Recipe,
     Source,
+    old_member,
 )
 from oemkit.models.manifest import (
     LINK_DIR,
@@ -391,7 +391,7 @@ class _Planner:
         """A NEW metadata member as one frame against what the patcher will have."""
         ranges: list[tuple[Source, bytes]] = []
         old_members = self.old.by_name
-        if name in OLD_MEMBERS and name in old_members:
+        if old_member(name) and name in old_members:
             old = self.old.member(name)
             ranges.append((Source("old", name, 0, len(old)), old))
         if name != MANIFEST and MANIFEST in new:

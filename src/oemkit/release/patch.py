@@ -238,21 +238,22 @@ class OldSide:
 @contextlib.contextmanager
 def old_from_bundle(path: Path, work: Path, limits: Limits | None = None) -> Iterator[OldSide]:
     """The OLD side from a bundle file: its payload streamed into ``work``."""
-    from oemkit.models.delta import OLD_MEMBERS
+    from oemkit.models.delta import old_member
     from oemkit.release.delta import open_bundle
 
     with open_bundle(path, "OLD", limits) as old:
         folder = work / "old"
         folder.mkdir()
         old.extract(folder)
-        members = {n: old.member(n) for n in OLD_MEMBERS if n in old.by_name}
+        members = {m.name: old.member(m.name) for m in old.members if old_member(m.name)}
         yield OldSide(folder, old.manifest_bytes, old.manifest, members, str(path))
 
 
 def old_from_slot(slot: Path) -> OldSide:
     """The OLD side from an installed slot: ``bundle/``, ``manifest.json`` and the members
-    install keeps in ``members/`` (and ``revocations.crl``)."""
-    from oemkit.models.delta import OLD_MEMBERS
+    install keeps in ``members/`` (SBOM, provenance, ``links/``, ``signatures/``; and the
+    slot's ``revocations.crl``)."""
+    from oemkit.models.delta import OLD_MEMBER_DIRS, OLD_MEMBERS
 
     try:
         manifest_bytes = (slot / "manifest.json").read_bytes()
@@ -260,9 +261,14 @@ def old_from_slot(slot: Path) -> OldSide:
         raise InputError("E_SLOT_DAMAGED", f"cannot read {slot}/manifest.json: "
                          f"{exc.strerror}", hint="reinstall the current release") from exc
     members = {MANIFEST: manifest_bytes}
-    for name in OLD_MEMBERS:
-        for candidate in (slot / "members" / name, slot / name):
-            if name != MANIFEST and candidate.is_file() and not candidate.is_symlink():
+    kept = slot / "members"
+    names = [n for n in OLD_MEMBERS if n != MANIFEST]
+    for folder in OLD_MEMBER_DIRS:
+        with contextlib.suppress(OSError):
+            names += [folder + p.name for p in sorted((kept / folder).iterdir())]
+    for name in names:
+        for candidate in (kept / name, slot / name):
+            if candidate.is_file() and not candidate.is_symlink():
                 members[name] = candidate.read_bytes()
                 break
     manifest = parse_manifest(manifest_bytes)
