@@ -479,11 +479,11 @@ def test_a_frame_over_the_piece_limit_is_refused(pair):
     doc = make_delta(old, new, None).header.to_dict()
     recipe = next(f for f in doc["files"] if any(p["op"] == "zstd" for p in f["pieces"]))
     frame = next(p for p in recipe["pieces"] if p["op"] == "zstd")
-    frame["len"] = (64 << 20) + 1
+    frame["len"] = (32 << 20) + 1
     with pytest.raises(FormatError) as caught:
         DeltaHeader.from_dict(doc)
     assert caught.value.code == "E_DELTA_INVALID"
-    assert "from 0 to 67108864" in caught.value.message
+    assert "from 0 to 33554432" in caught.value.message
 
 
 # --------------------------------------------------------------------------- upgrade --delta

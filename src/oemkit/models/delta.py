@@ -46,9 +46,10 @@ def old_member(name: str) -> bool:
     return name in OLD_MEMBERS or (name.startswith(OLD_MEMBER_DIRS) and "/" not in
                                    name.partition("/")[2] and ".." not in name)
 #: Largest output of one zstd piece, and largest dictionary: what one piece may hold in
-#: memory while it is applied (a multi-GB file is many pieces).
-MAX_PIECE = 64 << 20
-MAX_DICT = 80 << 20
+#: memory while it is applied (a multi-GB file is many pieces; oemkit delta writes frames
+#: of at most 16 MiB with dictionaries of at most 18 MiB).
+MAX_PIECE = 32 << 20
+MAX_DICT = 48 << 20
 #: Pieces in one delta, and ranges in one dictionary.
 MAX_PIECES = 4_000_000
 MAX_DICT_RANGES = 8
