@@ -101,6 +101,11 @@ class Source:
 
     @classmethod
     def parse(cls, text: Any, at: Any, length: Any, where: str) -> Source:
+        """A source from its header form (``kind:name``, offset, length), checked.
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
         raw = _str(text, f"{where}.src")
         kind, _, name = raw.partition(":")
         if kind not in _KINDS or not name:
@@ -138,6 +143,7 @@ class Piece:
         return self.clen
 
     def to_dict(self) -> dict[str, Any]:
+        """The piece as the header writes it."""
         if self.op == "copy":
             assert self.source is not None
             return {"op": "copy", "src": self.source.ref, "at": self.source.at,
@@ -147,6 +153,11 @@ class Piece:
 
     @classmethod
     def from_dict(cls, value: Any, where: str) -> Piece:
+        """A piece from the header, every field and bound checked.
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
         op = value.get("op") if isinstance(value, dict) else None
         if op == "copy":
             obj = _obj(value, ("op", "src", "at", "len"), where)
@@ -197,6 +208,7 @@ class Recipe:
         return sum(p.cost for p in self.pieces)
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as the header writes it."""
         out: dict[str, Any] = {"name": self.name, "size": self.size,
                                "pieces": [p.to_dict() for p in self.pieces]}
         if self.sha256 is not None:
@@ -205,6 +217,11 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, value: Any, where: str, *, file: bool) -> Recipe:
+        """A member's (``file`` False) or payload file's recipe from the header, checked.
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
         obj = _obj(value, ("name", "size", "pieces") if file else
                    ("name", "size", "sha256", "pieces"), where)
         name = _str(obj["name"], f"{where}.name")
@@ -237,6 +254,7 @@ class BundleRef:
     sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The reference as the header writes it."""
         out: dict[str, Any] = {"name": self.name, "version": self.version,
                                "manifest_sha256": self.manifest_sha256}
         if self.sha256 is not None:
@@ -245,6 +263,11 @@ class BundleRef:
 
     @classmethod
     def from_dict(cls, value: Any, where: str, *, whole: bool) -> BundleRef:
+        """A bundle reference from the header (``whole``: with the file's size and digest).
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
         keys = ("name", "version", "manifest_sha256") + (("size", "sha256") if whole else ())
         obj = _obj(value, keys, where)
         return cls(_str(obj["name"], f"{where}.name"), _str(obj["version"], f"{where}.version"),
@@ -270,6 +293,7 @@ class DeltaHeader:
     files: tuple[Recipe, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The header document (canonical JSON of it is what is signed)."""
         return {"format": FORMAT, "old": self.old.to_dict(), "new": self.new.to_dict(),
                 "compressor": dict(self.compressor),
                 "data": {"size": self.data_size, "sha256": self.data_sha256},
@@ -278,6 +302,11 @@ class DeltaHeader:
 
     @classmethod
     def from_dict(cls, value: Any) -> DeltaHeader:
+        """The header from its parsed JSON, every field, bound and range checked.
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
         obj = _obj(value, ("format", "old", "new", "compressor", "data", "members", "files"),
                    "header")
         if obj["format"] != FORMAT:
