@@ -493,6 +493,8 @@ pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 
 def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path,
                                                       monkeypatch):
+    from helpers import read_members
+
     monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "state.json"))
     old, new = pair
     delta = tmp_path / "new.oemd"
@@ -501,7 +503,11 @@ def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path
     first = cli("install", old, "--prefix", prefix, "--trust", trust_file, "--skip-smoke",
                 "--service", "none", "--json")
     assert first.exit_code == 0, first.output
-    assert (prefix / "current" / "members" / "sbom.cdx.json").is_file()
+    kept = prefix / "current" / "members"
+    assert (kept / "sbom.cdx.json").is_file() and (kept / "provenance.intoto.json").is_file()
+    assert [p.name for p in (kept / "signatures").iterdir()] == [
+        n.rsplit("/", 1)[1] for n, _ in read_members(old) if n.startswith("signatures/")]
+    assert len(list((kept / "links").iterdir())) == 1
     up = cli("upgrade", "--delta", delta, "--prefix", prefix, "--trust", trust_file,
              "--skip-smoke", "--service", "none", "--json")
     assert up.exit_code == 0, up.output

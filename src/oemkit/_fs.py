@@ -157,6 +157,13 @@ class HashingWriter:
     def flush(self) -> None:
         self._sink.flush()
 
+    def fileno(self) -> int:
+        """The file below's descriptor (the payload packer starts write-back with it)."""
+        return self._sink.fileno()
+
+    def tell(self) -> int:
+        return self._sink.tell()
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 

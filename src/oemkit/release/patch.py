@@ -458,7 +458,7 @@ def _compressor_hint(header: DeltaHeader) -> VerificationError:
                  "manifest records", member=PAYLOAD)
 
 
-def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO, work: Path,
+def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO,
             progress: ProgressFn | None = None) -> Manifest:
     """Write NEW (the whole outer archive) to ``out`` from ``delta`` and ``old``; return
     NEW's manifest (as the rebuilt bytes say: verified by the caller)."""
@@ -491,24 +491,24 @@ def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO, work: Path,
         return _FileReader(rebuilder, recipe), recipe.size
 
     items = tuple(SourceFile(f.path, Path(f.path), f.mode) for f in manifest.files)
-    with tempfile.TemporaryFile(dir=work, prefix=".payload-") as payload:
-        _, digest, size = pack_payload(items, payload, progress, opener=opener,
-                                       check=_check_entry(manifest))
-        expected = manifest.members[PAYLOAD]
-        if (digest, size) != (expected.sha256, expected.size):
-            raise _compressor_hint(header)
-        writer = HashingWriter(out)
-        for recipe in header.members:
-            writer.write(ustar_header(recipe.name, recipe.size))
-            if recipe.name == PAYLOAD:
-                payload.seek(0)
-                while chunk := payload.read(CHUNK):
-                    writer.write(chunk)
-            else:
-                writer.write(rebuilder.new[recipe.name])
-            writer.write(padding(recipe.size))
-        writer.write(END_OF_ARCHIVE)
-        writer.flush()
+    expected = manifest.members[PAYLOAD]
+    # The payload is packed straight into its place in the output (its size is known from
+    # the manifest), through one hasher of the whole file: no second pass over it.
+    writer = HashingWriter(out)
+    for recipe in header.members:
+        size = expected.size if recipe.name == PAYLOAD else recipe.size
+        writer.write(ustar_header(recipe.name, size))
+        if recipe.name == PAYLOAD:
+            writer.flush()
+            _, digest, packed = pack_payload(items, writer, progress,  # type: ignore[arg-type]
+                                             opener=opener, check=_check_entry(manifest))
+            if (digest, packed) != (expected.sha256, expected.size):
+                raise _compressor_hint(header)
+        else:
+            writer.write(rebuilder.new[recipe.name])
+        writer.write(padding(size))
+    writer.write(END_OF_ARCHIVE)
+    writer.flush()
     if (writer.size, writer.hexdigest()) != (header.new.size, header.new.sha256):
         raise _fail("E_DELTA_RESULT", f"the rebuilt {header.new.name} {header.new.version} "
                     "is not the bundle the delta was made from", expected=header.new.sha256,
@@ -571,7 +571,7 @@ def patch_bundle(old: Path | str | None, delta_path: Path | str, out: Path | str
                     side = stack.enter_context(old_from_bundle(Path(old), work, limits))
                 target = work / out.name
                 with open(target, "xb") as handle:
-                    manifest = rebuild(delta, side, handle, work, progress)
+                    manifest = rebuild(delta, side, handle, progress)
                     handle.flush()
                     os.fsync(handle.fileno())
             report = VerifyReport(bundle=str(out))
