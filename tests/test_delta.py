@@ -514,7 +514,9 @@ def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path
     doc = json.loads(up.stdout)
     assert doc["ok"] and "0.3.0" in doc["slot"]
     state = json.loads(cli("status", "--prefix", prefix, "--json").stdout)
-    assert [s["version"] for s in state["slots"] if s["current"]] == ["0.3.0"]
+    current = next(s for s in state["slots"] if s["current"])
+    assert current["version"] == "0.3.0"
+    assert current["bundle_file"] == f"{delta.resolve()} (oemkit upgrade --delta)"
     assert (prefix / "current" / "bundle" / "labels.txt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".oemkit")) == []
 

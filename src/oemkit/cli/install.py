@@ -336,6 +336,8 @@ def upgrade(
     trust-root.json
     """
     with guard(json_out):
+        from dataclasses import replace
+
         from oemkit.errors import UsageError
         from oemkit.host.install import InstallOptions
 
@@ -357,7 +359,8 @@ def upgrade(
             return
         with _delta_upgrade(delta, prefix, trust, limits(*reader_limits)) as rebuilt:
             err.print(f"Rebuilt {safe(rebuilt.name)} from {safe(delta)} and the current slot")
-            _run_install(rebuilt, prefix, trust, json_out, reader_limits, state, options)
+            _run_install(rebuilt, prefix, trust, json_out, reader_limits, state, replace(
+                options, bundle_file=f"{delta.resolve()} (oemkit upgrade --delta)"))
 
 
 def rollback(

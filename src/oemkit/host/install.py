@@ -234,6 +234,9 @@ class InstallOptions:
     #: The service and the readiness gate (None: no service, no readiness check; the CLI
     #: passes ``--service`` and ``--ready-check``, see :mod:`oemkit.host.service`).
     service: ServiceOptions | None = None
+    #: What ``slot.json`` records as the bundle installed from (None: the bundle's path;
+    #: ``upgrade --delta`` names the delta, the bundle being a temporary rebuild).
+    bundle_file: str | None = None
 
 
 def install(bundle: Path, prefix: Path, trust: Path | bytes,
@@ -244,7 +247,8 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
             state_path: Path | None = None,
             progress: Callable[[int], None] | None = None,
             limits: Limits | None = None,
-            service: ServiceOptions | None = None) -> InstallReport:
+            service: ServiceOptions | None = None,
+            bundle_file: str | None = None) -> InstallReport:
     """Install (or upgrade to) ``bundle`` into a new slot and switch ``current`` to it.
 
     Pass the options as an :class:`InstallOptions` or as keywords of the same names (a
@@ -254,7 +258,7 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
         upgrade=upgrade, config=config, license_file=license_file, profile=profile,
         skip_smoke=skip_smoke, allow_downgrade=allow_downgrade,
         system_site_packages=system_site_packages, state_path=state_path,
-        progress=progress, limits=limits, service=service)
+        progress=progress, limits=limits, service=service, bundle_file=bundle_file)
     if options is None:
         options = given
     elif given != InstallOptions():
@@ -351,7 +355,8 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         _delta_base(report, final, bundle, verified, opts)
         slot_doc = SlotRecord(
             name=slot_name, bundle_name=manifest.name, version=manifest.version,
-            manifest_sha256=verified.manifest_sha256, bundle_file=str(Path(bundle).resolve()),
+            manifest_sha256=verified.manifest_sha256,
+            bundle_file=opts.bundle_file or str(Path(bundle).resolve()),
             installed_at=format_time(now()), oemkit_version=__version__,
             config_version=_config_version(final / "config.json"), python=python)
         atomic_write_bytes(final / "manifest.json", verified.manifest.to_bytes())
