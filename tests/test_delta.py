@@ -540,3 +540,53 @@ def test_upgrade_with_a_delta_needs_what_the_slot_keeps(pair, trust_file, tmp_pa
     empty = cli("upgrade", "--delta", delta, "--prefix", tmp_path / "none", "--trust",
                 trust_file)
     assert empty.exit_code == 3 and "E_NOT_INSTALLED" in empty.output
+
+
+# --------------------------------------------------------------------------- hostile deltas
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hostile_base(pair, tmp_path_factory, trust_v2):
+    old, new = pair
+    tmp = tmp_path_factory.mktemp("hostile")
+    delta = tmp / "new.oemd"
+    make_delta(old, new, delta)
+    trust = tmp / "trust-root.json"
+    trust.write_bytes(trust_v2)
+    return old, delta.read_bytes(), trust
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_damaged_delta_is_always_a_coded_refusal(hostile_base, tmp_path_factory, data):
+    """Bytes flipped or cut anywhere: a coded error (never a traceback) and no output, or,
+    where the damage is in bytes nothing reads (padding), the exact NEW bundle."""
+    from oemkit.errors import OemkitError
+
+    old, good, trust = hostile_base
+    raw = bytearray(good)
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="at")]
+    else:
+        for _ in range(data.draw(st.integers(1, 4), label="flips")):
+            at = data.draw(st.integers(0, len(raw) - 1), label="at")
+            raw[at] ^= data.draw(st.integers(1, 255), label="xor")
+    work = tmp_path_factory.mktemp("case")
+    (work / "d.oemd").write_bytes(bytes(raw))
+    out = work / "out" / "new.oemb"
+    try:
+        result = patch_bundle(old, work / "d.oemd", out, trust)
+    except OemkitError as exc:
+        assert exc.code.startswith("E_"), exc
+        assert not out.exists()
+        assert not (work / "out").exists() or list((work / "out").iterdir()) == []
+    else:
+        assert result.report.ok and out.read_bytes() == Path(pair_new_path(old)).read_bytes()
+
+
+def pair_new_path(old: Path) -> Path:
+    """NEW of the module's pair (beside OLD's folder)."""
+    return next((old.parent.parent / "dist-new").glob("*.oemb"))

@@ -54,6 +54,9 @@ MAX_DICT = 48 << 20
 MAX_PIECES = 4_000_000
 MAX_DICT_RANGES = 8
 MAX_SIZE = 1 << 50
+#: Largest NEW metadata member (rebuilt in memory): the default metadata total of the
+#: bundle reader (FORMAT.md 1.4).
+MAX_MEMBER = 256 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KINDS = ("file", "old", "new", "new64")
 
@@ -227,7 +230,8 @@ class Recipe:
         name = _str(obj["name"], f"{where}.name")
         if file and path_problem(name):
             raise _bad(f"field {where}.name is an unsafe path", f"{where}.name")
-        size = _int(obj["size"], f"{where}.size")
+        size = _int(obj["size"], f"{where}.size",
+                    MAX_SIZE if file or name == PAYLOAD else MAX_MEMBER)
         raw = obj["pieces"]
         if not isinstance(raw, list):
             raise _bad(f"field {where}.pieces is not a list", f"{where}.pieces")
