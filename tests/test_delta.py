@@ -6,7 +6,6 @@ file it names and an output folder left as it was.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import zipfile
@@ -17,11 +16,9 @@ from typer.testing import CliRunner
 
 from helpers import REPO
 from oemkit._canonical import canonical_json
-from oemkit._fs import write_member
-from oemkit._tar import END_OF_ARCHIVE
 from oemkit.cli import app
 from oemkit.errors import FormatError
-from oemkit.models.delta import DATA, HEADER, DeltaHeader
+from oemkit.models.delta import DeltaHeader
 from oemkit.release import delta as delta_mod
 from oemkit.release.bundle import build_bundle
 from oemkit.release.delta import compress, make_delta
@@ -125,26 +122,50 @@ def test_a_delta_applied_to_the_wrong_old_is_refused(pair, trust_file, tmp_path)
     _no_litter(tmp_path, {"new.oemd", "trust-root.json"})
 
 
-def _rewrite(delta: Path, header_fn=None, data_fn=None) -> None:
-    """Write ``delta`` again with its header and data changed (unsigned)."""
+def _read(delta: Path, old: Path) -> tuple[dict, bytearray, list[bytes]]:
+    """A delta's header (decoded with OLD's manifest), data and signatures."""
+    from oemkit.release.delta import open_bundle
+
+    with open_bundle(old, "OLD") as bundle:
+        manifest = bundle.manifest_bytes
     with open_delta(delta) as opened:
-        doc = json.loads(opened.header_bytes)
-        opened.handle.seek(opened.data.offset)
-        data = bytearray(opened.handle.read(opened.data.size))
-    if header_fn:
-        header_fn(doc)
-    if data_fn:
-        data_fn(doc, data)
-    buf = io.BytesIO()
-    write_member(buf, HEADER, compress(canonical_json(doc), b"", 19))
-    write_member(buf, DATA, bytes(data))
-    buf.write(END_OF_ARCHIVE)
-    delta.write_bytes(buf.getvalue())
+        opened.decode(manifest)
+        opened.handle.seek(opened.data_offset)
+        return (json.loads(opened.header_bytes), bytearray(opened.handle.read()),
+                [raw for _, raw in opened.signatures])
 
 
-def _frame_of(doc: dict, path: str) -> dict:
-    recipe = next(f for f in doc["files"] if f["name"] == path)
+def _write(delta: Path, old: Path, doc: dict, data: bytes, signatures=()) -> None:
+    from oemkit.release.delta import container_front, open_bundle
+
+    with open_bundle(old, "OLD") as bundle:
+        manifest = bundle.manifest_bytes
+    header = DeltaHeader.from_dict(doc)
+    packed = compress(canonical_json(doc), manifest, 19)
+    front = container_front(canonical_json(header.preamble()), packed, list(signatures),
+                            len(data))
+    delta.write_bytes(front + bytes(data))
+
+
+def _rewrite(delta: Path, old: Path, data_fn) -> None:
+    """Write ``delta`` again (unsigned) with its header and data changed by data_fn."""
+    doc, data, _ = _read(delta, old)
+    data_fn(doc, data)
+    _write(delta, old, doc, data)
+
+
+def _frame_of(doc: dict, old: Path, path: str) -> dict:
+    """The first frame of NEW payload file ``path`` (recipes are in NEW's manifest order)."""
+    from oemkit.release.delta import open_bundle
+
+    with open_bundle(_new_of(old), "NEW") as bundle:
+        paths = [f.path for f in bundle.manifest.files]
+    recipe = doc["files"][paths.index(path)]
     return next(p for p in recipe["pieces"] if p["op"] == "zstd")
+
+
+def _new_of(old: Path) -> Path:
+    return next((old.parent.parent / "dist-new").glob("*.oemb"))
 
 
 def test_a_tampered_patch_names_the_file_and_writes_nothing(pair, trust_file, tmp_path):
@@ -153,10 +174,10 @@ def test_a_tampered_patch_names_the_file_and_writes_nothing(pair, trust_file, tm
     make_delta(old, new, delta)
 
     def flip(doc, data):
-        frame = _frame_of(doc, "runtime/main.py")
+        frame = _frame_of(doc, old, "runtime/main.py")
         data[frame["data"] + frame["clen"] // 2] ^= 0x40
 
-    _rewrite(delta, data_fn=flip)
+    _rewrite(delta, old, flip)
     result = cli("patch", old, delta, "--out", tmp_path / "x.oemb", "--trust", trust_file,
                  "--json")
     assert result.exit_code == 1
@@ -174,7 +195,7 @@ def test_a_truncated_delta_is_refused(pair, trust_file, tmp_path):
     delta.write_bytes(data[: len(data) // 2])
     result = cli("patch", old, delta, "--out", tmp_path / "x.oemb", "--trust", trust_file)
     assert result.exit_code == 1
-    assert "E_TRUNCATED" in result.output and f"delta {delta}" in result.output
+    assert "E_TRUNCATED" in result.output and f"delta {delta} is truncated" in result.output
     _no_litter(tmp_path, {"new.oemd", "trust-root.json"})
 
 
@@ -201,7 +222,7 @@ def test_a_result_that_does_not_match_the_signed_manifest_is_refused(pair, trust
         doc["data"]["size"] = len(data)
         doc["data"]["sha256"] = sha256_hex(bytes(data))
 
-    _rewrite(delta, data_fn=forge)
+    _rewrite(delta, old, forge)
     result = cli("patch", old, delta, "--out", tmp_path / "x.oemb", "--trust", trust_file,
                  "--json")
     assert result.exit_code == 1
@@ -254,19 +275,9 @@ def test_signed_deltas(pair, trust_file, keys, tmp_path, monkeypatch):
     assert "signed, but by no bundle key of trust root v2" in refused.output
     # A signed header changed afterwards: the signature no longer verifies.
     signed = delta.read_bytes()
-    buf = io.BytesIO()
-    with open_delta(delta) as opened:
-        sig_members = opened.signatures
-        changed = json.loads(opened.header_bytes)
-        opened.handle.seek(opened.data.offset)
-        data = opened.handle.read(opened.data.size)
-    changed["new"]["version"] = "9.9.9"
-    write_member(buf, HEADER, compress(canonical_json(changed), b"", 19))
-    write_member(buf, DATA, data)
-    for name, raw in sig_members:
-        write_member(buf, name, raw)
-    buf.write(END_OF_ARCHIVE)
-    delta.write_bytes(buf.getvalue())
+    doc, data, sigs = _read(delta, old)
+    doc["compressor"]["level"] = 4
+    _write(delta, old, doc, data, sigs)
     assert delta.read_bytes() != signed
     tampered = cli("patch", old, delta, "--out", tmp_path / "c.oemb", "--trust", trust_file)
     assert tampered.exit_code == 1 and "E_DELTA_SIGNATURE" in tampered.output
@@ -459,7 +470,7 @@ def test_not_a_delta(pair, trust_file, tmp_path):
     (lambda d: d["files"][0]["pieces"][0].update(src="http:x"), "files[0].pieces[0].src"),
     (lambda d: d["files"][0]["pieces"][0].update(src="old:licenses/x.lic"),
      "files[0].pieces[0].src"),
-    (lambda d: d["files"][0]["pieces"][0].update(len=1), "files[0].pieces"),
+    (lambda d: d["members"][0]["pieces"][0].update(len=1), "members[0].pieces"),
     (lambda d: d["files"][0]["pieces"][0].update(src="file:../etc/passwd"),
      "files[0].pieces[0].src"),
     (lambda d: d["compressor"].update(level=99), "compressor.level"),
@@ -472,6 +483,24 @@ def test_the_header_is_parsed_strictly(pair, tmp_path, change, field):
     with pytest.raises(FormatError) as caught:
         DeltaHeader.from_dict(doc)
     assert caught.value.code == "E_DELTA_INVALID" and caught.value.field == field
+
+
+def test_file_recipes_must_make_the_manifest_s_files(pair):
+    """File recipes carry no names or sizes (NEW's manifest has them): checked against it."""
+    old, new = pair
+    header = make_delta(old, new, None).header
+    doc = header.to_dict()
+    doc["files"][0]["pieces"][0]["len"] += 1
+    doc["files"][0]["pieces"][0]["at"] = 0
+    parsed = DeltaHeader.from_dict(doc)
+    files = [(r.name, r.size) for r in header.files]
+    with pytest.raises(FormatError) as caught:
+        parsed.with_names(files)
+    assert caught.value.code == "E_DELTA_INVALID" and caught.value.field == "files[0].pieces"
+    assert f"which NEW's manifest says has {files[0][1]}" in caught.value.message
+    with pytest.raises(FormatError) as fewer:
+        header.with_names(files[:-1])
+    assert f"for NEW's {len(files) - 1} payload files" in fewer.value.message
 
 
 def test_a_frame_over_the_piece_limit_is_refused(pair):
@@ -584,9 +613,14 @@ def test_a_damaged_delta_is_always_a_coded_refusal(hostile_base, tmp_path_factor
         assert not out.exists()
         assert not (work / "out").exists() or list((work / "out").iterdir()) == []
     else:
-        assert result.report.ok and out.read_bytes() == Path(pair_new_path(old)).read_bytes()
+        assert result.report.ok and out.read_bytes() == _new_of(old).read_bytes()
 
 
-def pair_new_path(old: Path) -> Path:
-    """NEW of the module's pair (beside OLD's folder)."""
-    return next((old.parent.parent / "dist-new").glob("*.oemb"))
+def test_data_after_the_end_of_a_delta_is_refused(pair, trust_file, tmp_path):
+    old, new = pair
+    delta = tmp_path / "new.oemd"
+    make_delta(old, new, delta)
+    delta.write_bytes(delta.read_bytes() + b"\0")
+    result = cli("patch", old, delta, "--out", tmp_path / "x.oemb", "--trust", trust_file)
+    assert result.exit_code == 1 and "E_DELTA_INVALID" in result.output
+    assert "has 1 bytes after its end" in result.output

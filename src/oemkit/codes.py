@@ -1042,8 +1042,14 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "pinned-root loader (verify_bundle, verify_open_bundle, plan_join and "
         "oemkit.license.load_trust call it)",
     ("open_delta", I, V):
+        "a delta whose preamble does not parse (E_DELTA_INVALID from models.delta) is a "
+        "\"no\" (1): the delta is evidence, as a bundle's members are",
+    ("decode", I, V):
         "a delta whose header does not parse (E_DELTA_INVALID from models.delta) is a \"no\" "
-        "(1): the delta is evidence, as a bundle's members are",
+        "(1), as its preamble",
+    ("rebuild", I, V):
+        "file recipes that do not make NEW's manifest's files (E_DELTA_INVALID from "
+        "models.delta's with_names) are a \"no\" (1)",
     ("verify_open_bundle", I, V):
         "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
     ("_check_config", I, I):

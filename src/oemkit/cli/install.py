@@ -467,8 +467,8 @@ def _delta_upgrade(delta_path: Path, prefix: Path, trust: Path,
         work = Path(tempfile.mkdtemp(prefix="oemkit-delta-"))
     try:
         with open_delta(Path(delta_path)) as delta:
-            new = delta.header.new
-        out = work / f"{new.name}-{new.version}.oemb"
+            new = delta.preamble
+        out = work / f"{new.new_name}-{new.new_version}.oemb"
         patch_bundle(None, delta_path, out, trust, slot=slot, limits=reader_limits,
                      verify=False)
         yield out

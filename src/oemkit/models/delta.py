@@ -14,6 +14,7 @@ bound (``FormatError``, ``E_DELTA_INVALID``); docs/DELTA.md is the format's spec
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,20 @@ from oemkit.models.manifest import (
 )
 
 FORMAT = "oemkit-delta/v1"
-#: The header member: one zstd frame of the canonical JSON (signatures are over the JSON).
-HEADER = "oemkit-delta.json.zst"
-DATA = "delta.bin"
-SIGNATURE_DIR = "signatures/"
+#: What messages call the file's parts.
+HEADER = "header"
+DATA = "data"
 PAYLOAD_TYPE = "application/vnd.oemkit.delta+json"
+#: The ``.oemd`` container (docs/DELTA.md): this prefix (magic; the preamble's, the header
+#: frame's and the data's lengths; the signature count), one big-endian u16 length per
+#: signature, then the preamble, the header frame, the signatures and the data.
+MAGIC = b"OEMKITD\x01"
+PREFIX = struct.Struct(">8sIIQB")
+SIG_LENGTH = struct.Struct(">H")
+MAX_PREAMBLE = 4 << 10
+MAX_PACKED_HEADER = 256 << 20
+MAX_SIGNATURES = 32
+MAX_SIGNATURE = 4 << 10
 #: The OLD outer members a delta may take bytes from: those an installed slot keeps (the
 #: in-toto links and signatures too: a new one by the same key differs from the old one in
 #: a few digests).
@@ -210,13 +220,13 @@ class Recipe:
         """Bytes this recipe takes in the delta's data member."""
         return sum(p.cost for p in self.pieces)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The recipe as the header writes it."""
-        out: dict[str, Any] = {"name": self.name, "size": self.size,
-                               "pieces": [p.to_dict() for p in self.pieces]}
-        if self.sha256 is not None:
-            out["sha256"] = self.sha256
-        return out
+    def to_dict(self, *, file: bool = False) -> dict[str, Any]:
+        """The recipe as the header writes it: a payload file's only as its pieces (its
+        path, size and digest are NEW's manifest's, in the same order)."""
+        pieces = [p.to_dict() for p in self.pieces]
+        if file:
+            return {"pieces": pieces}
+        return {"name": self.name, "size": self.size, "sha256": self.sha256, "pieces": pieces}
 
     @classmethod
     def from_dict(cls, value: Any, where: str, *, file: bool) -> Recipe:
@@ -225,25 +235,22 @@ class Recipe:
         Raises:
             FormatError: ``E_DELTA_INVALID`` naming the field.
         """
-        obj = _obj(value, ("name", "size", "pieces") if file else
-                   ("name", "size", "sha256", "pieces"), where)
-        name = _str(obj["name"], f"{where}.name")
-        if file and path_problem(name):
-            raise _bad(f"field {where}.name is an unsafe path", f"{where}.name")
-        size = _int(obj["size"], f"{where}.size",
-                    MAX_SIZE if file or name == PAYLOAD else MAX_MEMBER)
+        obj = _obj(value, ("pieces",) if file else ("name", "size", "sha256", "pieces"), where)
         raw = obj["pieces"]
         if not isinstance(raw, list):
             raise _bad(f"field {where}.pieces is not a list", f"{where}.pieces")
         pieces = tuple(Piece.from_dict(p, f"{where}.pieces[{i}]") for i, p in enumerate(raw))
-        if not file and name == PAYLOAD:  # rebuilt from the file recipes
+        if file:  # named and sized by NEW's manifest when it is applied (with_names)
+            return cls("", sum(p.length for p in pieces), None, pieces)
+        name = _str(obj["name"], f"{where}.name")
+        size = _int(obj["size"], f"{where}.size", MAX_SIZE if name == PAYLOAD else MAX_MEMBER)
+        if name == PAYLOAD:  # rebuilt from the file recipes
             if pieces:
                 raise _bad(f"field {where}: {PAYLOAD} has pieces", f"{where}.pieces")
         elif sum(p.length for p in pieces) != size:
             raise _bad(f"field {where}: its pieces make {sum(p.length for p in pieces)} bytes, "
                        f"not {size}", f"{where}.pieces")
-        digest = None if file else _str(obj["sha256"], f"{where}.sha256", _HEX64)
-        return cls(name, size, digest, pieces)
+        return cls(name, size, _str(obj["sha256"], f"{where}.sha256", _HEX64), pieces)
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,31 @@ class BundleRef:
 
 
 @dataclass(frozen=True)
+class Preamble:
+    """The container's preamble: the OLD release a delta applies to and the NEW one it
+    makes (names and versions), checked before anything else is read."""
+
+    old: BundleRef
+    new_name: str
+    new_version: str
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Preamble:
+        """The preamble from its parsed JSON.
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID`` naming the field.
+        """
+        obj = _obj(value, ("format", "old", "new"), "preamble")
+        if obj["format"] != FORMAT:
+            raise _bad(f"format is {obj['format']!r}, not {FORMAT!r}", "format")
+        new = _obj(obj["new"], ("name", "version"), "preamble.new")
+        return cls(BundleRef.from_dict(obj["old"], "preamble.old", whole=False),
+                   _str(new["name"], "preamble.new.name"),
+                   _str(new["version"], "preamble.new.version"))
+
+
+@dataclass(frozen=True)
 class DeltaHeader:
     """The whole delta document. ``compressor`` names the zstandard and libzstd versions
     and the level the NEW payload was compressed with (the rebuilt payload has the signed
@@ -302,7 +334,13 @@ class DeltaHeader:
                 "compressor": dict(self.compressor),
                 "data": {"size": self.data_size, "sha256": self.data_sha256},
                 "members": [m.to_dict() for m in self.members],
-                "files": [f.to_dict() for f in self.files]}
+                "files": [f.to_dict(file=True) for f in self.files]}
+
+    def preamble(self) -> dict[str, Any]:
+        """The container's preamble: what the delta turns into what, readable before the
+        header (whose frame has OLD's manifest as its dictionary) is."""
+        return {"format": FORMAT, "old": self.old.to_dict(),
+                "new": {"name": self.new.name, "version": self.new.version}}
 
     @classmethod
     def from_dict(cls, value: Any) -> DeltaHeader:
@@ -338,6 +376,26 @@ class DeltaHeader:
                 if piece.op == "zstd" and piece.data + piece.clen > header.data_size:
                     raise _bad(f"field {where} points past the end of {DATA}", where)
         return header
+
+    def with_names(self, files: list[tuple[str, int]]) -> DeltaHeader:
+        """The header with its file recipes named and sized by NEW's manifest (``files``:
+        path and size of each, in order).
+
+        Raises:
+            FormatError: ``E_DELTA_INVALID``: another number of files, or a recipe whose
+                pieces do not make its file's size.
+        """
+        if len(files) != len(self.files):
+            raise _bad(f"has {len(self.files)} file recipes for NEW's {len(files)} payload "
+                       "files", "files")
+        named = []
+        for i, ((path, size), recipe) in enumerate(zip(files, self.files, strict=True)):
+            if recipe.size != size:
+                raise _bad(f"field files[{i}] makes {recipe.size} bytes of {path}, which NEW's "
+                           f"manifest says has {size}", f"files[{i}].pieces")
+            named.append(Recipe(path, size, None, recipe.pieces))
+        return DeltaHeader(self.old, self.new, self.compressor, self.data_size,
+                           self.data_sha256, self.members, tuple(named))
 
     def pieces(self) -> list[tuple[str, Recipe]]:
         """Every recipe with where it is in the header (for messages)."""

@@ -31,21 +31,19 @@ from oemkit._canonical import b64encode, canonical_json, sha256_hex
 from oemkit._fs import (
     OuterMember,
     atomic_output,
-    copy_member,
+    copy_into,
     hash_file,
     open_input,
     read_member,
-    write_member,
 )
-from oemkit._tar import END_OF_ARCHIVE
 from oemkit.crypto.keys import PrivateKeyInfo
 from oemkit.errors import EnvironmentProblem, InputError, VerificationError
 from oemkit.models.delta import (
-    DATA,
-    HEADER,
+    MAGIC,
     MAX_DICT,
     PAYLOAD_TYPE,
-    SIGNATURE_DIR,
+    PREFIX,
+    SIG_LENGTH,
     BundleRef,
     DeltaHeader,
     Piece,
@@ -58,6 +56,7 @@ from oemkit.models.manifest import (
     MANIFEST,
     PAYLOAD,
     PROVENANCE,
+    SIGNATURE_DIR,
     FileEntry,
     Manifest,
 )
@@ -541,25 +540,28 @@ def make_delta(old_path: Path | str, new_path: Path | str, out: Path | str | Non
                 header = DeltaHeader(old.ref(), new.ref(whole=True), compressor_info(),
                                      data.size, data.digest.hexdigest(), tuple(members), files)
                 header_bytes = canonical_json(header.to_dict())
-                sigs = [(k.keyid, _sign(k, header_bytes)) for k in keys or ()]
-                packed_header = compress(header_bytes, b"", LEVEL_SMALL)
-                size = _archive_size(len(packed_header), data.size,
-                                     [len(s) for _, s in sigs])
+                preamble = canonical_json(header.preamble())
+                sigs = sorted((k.keyid, _sign(k, header_bytes)) for k in keys or ())
+                # The header's paths, sizes and digests are mostly OLD's manifest's: it is
+                # the header frame's dictionary (the patcher has it before the header).
+                packed_header = compress(header_bytes, old.manifest_bytes,
+                                         LEVEL_SMALL if len(header_bytes) <= PROBE else LEVEL)
+                front = container_front(preamble, packed_header, [s for _, s in sigs],
+                                        data.size)
+                size = len(front) + data.size
                 if out_path is not None:
                     with atomic_output(out_path) as handle:
-                        write_member(handle, HEADER, packed_header)
-                        data_file.seek(0)
-                        copy_member(handle, DATA, data_file, data.size)
-                        for keyid, sig in sorted(sigs):
-                            write_member(handle, f"{SIGNATURE_DIR}{keyid}.sig.json", sig)
-                        handle.write(END_OF_ARCHIVE)
+                        handle.write(front)
+                        data_file.flush()
+                        if copy_into(handle, data_file.fileno(), 0, data.size) != data.size:
+                            raise OSError("the delta's data was lost while it was copied")
         except OSError as exc:
             raise EnvironmentProblem(
                 "E_WRITE", f"cannot write the delta: {exc.strerror or exc}",
                 hint="check free space and permissions of --out's folder (the delta needs "
                      "room for both payloads while it is made); nothing was left behind"
             ) from exc
-    return DeltaResult(out_path, size, new.size, header, tuple(sorted(k for k, _ in sigs)))
+    return DeltaResult(out_path, size, new.size, header, tuple(k for k, _ in sigs))
 
 
 def compressor_info() -> dict[str, Any]:
@@ -572,6 +574,16 @@ def compressor_info() -> dict[str, Any]:
             "libzstd": ".".join(map(str, zstandard.ZSTD_VERSION)), "level": ZSTD_LEVEL}
 
 
+def container_front(preamble: bytes, packed_header: bytes, signatures: list[bytes],
+                    data_size: int) -> bytes:
+    """Everything of a ``.oemd`` file in front of its data (docs/DELTA.md): the prefix,
+    the signature lengths, the preamble, the header frame and the signatures."""
+    return b"".join((PREFIX.pack(MAGIC, len(preamble), len(packed_header), data_size,
+                                 len(signatures)),
+                     *(SIG_LENGTH.pack(len(sig)) for sig in signatures),
+                     preamble, packed_header, *signatures))
+
+
 def _sign(key: PrivateKeyInfo, header: bytes) -> bytes:
     """A detached DSSE signature over the header: ``{"keyid", "sig"}``."""
     from oemkit.crypto.dsse import sign
@@ -579,9 +591,4 @@ def _sign(key: PrivateKeyInfo, header: bytes) -> bytes:
     return canonical_json({"keyid": key.keyid,
                            "sig": b64encode(sign(key, PAYLOAD_TYPE, header))})
 
-
-def _archive_size(header: int, data: int, sigs: list[int]) -> int:
-    def member(n: int) -> int:
-        return 512 + n + (-n % 512)
-    return member(header) + member(data) + sum(map(member, sigs)) + len(END_OF_ARCHIVE)
 

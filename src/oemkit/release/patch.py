@@ -26,11 +26,8 @@ from oemkit._canonical import b64decode, b64encode, parse_json
 from oemkit._fs import (
     CHUNK,
     HashingWriter,
-    OuterMember,
     hash_fd,
     open_input,
-    read_member,
-    scan_outer,
     ustar_header,
 )
 from oemkit._tar import END_OF_ARCHIVE, padding
@@ -44,12 +41,19 @@ from oemkit.errors import (
 from oemkit.models.delta import (
     DATA,
     HEADER,
+    MAGIC,
     MAX_DICT,
+    MAX_PACKED_HEADER,
     MAX_PIECE,
+    MAX_PREAMBLE,
+    MAX_SIGNATURE,
+    MAX_SIGNATURES,
     PAYLOAD_TYPE,
-    SIGNATURE_DIR,
+    PREFIX,
+    SIG_LENGTH,
     DeltaHeader,
     Piece,
+    Preamble,
     Recipe,
     Source,
 )
@@ -60,8 +64,6 @@ from oemkit.verify.bundle import Limits, parse_manifest
 
 #: Largest header a delta may carry (one recipe per payload file: about 300 bytes each).
 MAX_HEADER = 256 << 20
-MAX_SIGNATURE = 64 << 10
-MAX_SIGNATURES = 32
 ProgressFn = Callable[[int], None]
 
 
@@ -97,77 +99,119 @@ class PatchResult:
 
 @dataclass
 class OpenDelta:
-    """A delta read through the bounded outer reader: header, data member, signatures."""
+    """A delta file opened and bounded: its preamble, header frame, signatures and where
+    its data lies. ``decode`` turns the header frame into the header, with OLD's manifest
+    (the frame's dictionary) once the OLD side is known to be the one it names."""
 
     path: Path
     handle: BinaryIO
-    header_bytes: bytes
-    header: DeltaHeader
-    data: OuterMember
+    preamble: Preamble
+    packed_header: bytes
     signatures: list[tuple[str, bytes]]
+    data_offset: int
+    data_size: int
+    header_bytes: bytes = b""
+    header: DeltaHeader | None = None
 
     def frame(self, piece: Piece) -> bytes:
-        return os.pread(self.handle.fileno(), piece.clen, self.data.offset + piece.data)
+        return os.pread(self.handle.fileno(), piece.clen, self.data_offset + piece.data)
+
+    def decode(self, old_manifest: bytes) -> DeltaHeader:
+        """The header, its frame decompressed with OLD's manifest as the dictionary.
+
+        Raises:
+            VerificationError: ``E_DELTA_INVALID`` (not one bounded frame, not the header,
+                not the preamble's releases, another data size).
+        """
+        import zstandard
+
+        try:
+            size = zstandard.frame_content_size(self.packed_header)
+            if not 0 <= size <= MAX_HEADER:
+                raise zstandard.ZstdError(f"content size {size}")
+            cdict = zstandard.ZstdCompressionDict(old_manifest,
+                                                  dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            self.header_bytes = zstandard.ZstdDecompressor(
+                dict_data=cdict, max_window_size=1 << 27).decompress(
+                    self.packed_header, max_output_size=MAX_HEADER)
+        except zstandard.ZstdError as exc:
+            raise _fail("E_DELTA_INVALID", f"delta {self.path}: its header is not one zstd "
+                        f"frame of at most {MAX_HEADER} bytes ({exc})", member=HEADER) from exc
+        try:
+            header = DeltaHeader.from_dict(parse_json(self.header_bytes,
+                                                      what=f"delta {self.path} {HEADER}",
+                                                      code="E_DELTA_INVALID"))
+        except InputError as exc:
+            raise restate(exc, VerificationError) from exc
+        if (header.old != self.preamble.old or header.new.name != self.preamble.new_name
+                or header.new.version != self.preamble.new_version):
+            raise _fail("E_DELTA_INVALID", f"delta {self.path}: its header and preamble name "
+                        "other releases", member=HEADER)
+        if header.data_size != self.data_size:
+            raise _fail("E_DELTA_INVALID", f"delta {self.path}: its data is {self.data_size} "
+                        f"bytes, the header says {header.data_size}", member=DATA)
+        self.header = header
+        return header
 
 
-def _limit(name: str) -> int:
-    if name == HEADER:
-        return MAX_HEADER
-    if name == DATA:
-        return 1 << 50
-    return MAX_SIGNATURE
+def _exact(handle: BinaryIO, n: int, path: Path, what: str) -> bytes:
+    data = handle.read(n)
+    if len(data) != n:
+        raise _fail("E_TRUNCATED", f"delta {path} is truncated: it ends inside its {what}",
+                    hint="the copy is truncated; obtain a complete copy")
+    return data
 
 
 @contextlib.contextmanager
 def open_delta(path: Path) -> Iterator[OpenDelta]:
-    """Open and parse a delta file.
+    """Open a delta file: the container's lengths, bounds and exact size, the preamble.
 
     Raises:
-        VerificationError: the outer reader's codes (``E_TRUNCATED``, ``E_TAR_*``,
-            ``E_MEMBER_*``) with the delta named; ``E_DELTA_INVALID`` (members, the header).
+        VerificationError: ``E_DELTA_INVALID`` (not a delta, over a bound, data after its
+            end, the preamble), ``E_TRUNCATED`` (shorter than its lengths say).
     """
     with open_input(path, "delta") as handle:
+        total = os.fstat(handle.fileno()).st_size
+        prefix = handle.read(PREFIX.size)
+        if not prefix or not prefix.startswith(MAGIC[:len(prefix)]) or (
+                len(prefix) >= len(MAGIC) and prefix[:len(MAGIC)] != MAGIC):
+            raise _fail("E_DELTA_INVALID", f"{path} is not an oemkit delta (no "
+                        f"{MAGIC[:7].decode()} magic)",
+                        hint="pass the .oemd file oemkit delta wrote")
+        if len(prefix) < PREFIX.size:
+            raise _fail("E_TRUNCATED", f"delta {path} is truncated: it ends inside its "
+                        "prefix", hint="the copy is truncated; obtain a complete copy")
+        _, pre_len, head_len, data_len, count = PREFIX.unpack(prefix)
+        if pre_len > MAX_PREAMBLE or head_len > MAX_PACKED_HEADER or count > MAX_SIGNATURES:
+            raise _fail("E_DELTA_INVALID", f"delta {path} declares a preamble of {pre_len}, a "
+                        f"header of {head_len} bytes or {count} signatures (limits "
+                        f"{MAX_PREAMBLE}, {MAX_PACKED_HEADER}, {MAX_SIGNATURES})")
+        lengths = [SIG_LENGTH.unpack(_exact(handle, SIG_LENGTH.size, path, "signature "
+                                            "lengths"))[0] for _ in range(count)]
+        if any(n > MAX_SIGNATURE for n in lengths):
+            raise _fail("E_DELTA_INVALID", f"delta {path} declares a signature over "
+                        f"{MAX_SIGNATURE} bytes")
+        start = PREFIX.size + SIG_LENGTH.size * count
+        need = start + pre_len + head_len + sum(lengths) + data_len
+        if total < need:
+            raise _fail("E_TRUNCATED", f"delta {path} is truncated: it needs {need} bytes, "
+                        f"the file has {total}", hint="the copy is truncated; obtain a "
+                        "complete copy")
+        if total > need:
+            raise _fail("E_DELTA_INVALID", f"delta {path} has {total - need} bytes after its "
+                        "end", hint="the file carries data outside the delta; obtain a fresh "
+                        "copy")
+        raw = _exact(handle, pre_len, path, "preamble")
         try:
-            members = scan_outer(handle, max_members=2 + MAX_SIGNATURES,
-                                 max_member_size=_limit)
-        except VerificationError as exc:
-            exc.message = f"delta {path}: {exc.message}"
-            if exc.code == "E_NOT_A_BUNDLE":
-                exc.code = "E_DELTA_INVALID"
-                exc.hint = "pass the .oemd file oemkit delta wrote"
-            raise
-        names = [m.name for m in members]
-        if names[:2] != [HEADER, DATA] or not all(
-                n.startswith(SIGNATURE_DIR) and n.endswith(".sig.json") for n in names[2:]):
-            raise _fail("E_DELTA_INVALID", f"{path} is not an oemkit delta: its members are "
-                        f"{', '.join(names) or 'none'}; expected {HEADER}, {DATA} and "
-                        "signatures/*.sig.json", hint="pass the .oemd file oemkit delta wrote")
-        header_bytes = _unpack_header(path, read_member(handle, members[0]))
-        try:
-            header = DeltaHeader.from_dict(parse_json(header_bytes, what=f"{path} {HEADER}",
-                                                      code="E_DELTA_INVALID"))
+            preamble = Preamble.from_dict(parse_json(raw, what=f"delta {path} preamble",
+                                                     code="E_DELTA_INVALID"))
         except InputError as exc:
             raise restate(exc, VerificationError) from exc
-        if header.data_size != members[1].size:
-            raise _fail("E_DELTA_INVALID", f"{path}: {DATA} is {members[1].size} bytes, the "
-                        f"header says {header.data_size}", member=DATA)
-        yield OpenDelta(path, handle, header_bytes, header, members[1],
-                        [(m.name, read_member(handle, m)) for m in members[2:]])
-
-
-def _unpack_header(path: Path, packed: bytes) -> bytes:
-    """The header's JSON from its zstd frame, at most MAX_HEADER bytes."""
-    import zstandard
-
-    try:
-        size = zstandard.frame_content_size(packed)
-        if not 0 <= size <= MAX_HEADER:
-            raise zstandard.ZstdError(f"content size {size}")
-        data: bytes = zstandard.ZstdDecompressor().decompress(packed, max_output_size=MAX_HEADER)
-    except zstandard.ZstdError as exc:
-        raise _fail("E_DELTA_INVALID", f"{path}: {HEADER} is not one zstd frame of at most "
-                    f"{MAX_HEADER} bytes ({exc})", member=HEADER) from exc
-    return data
+        packed = _exact(handle, head_len, path, "header")
+        signatures = [(f"signature {i + 1}", _exact(handle, n, path, "signatures"))
+                      for i, n in enumerate(lengths)]
+        yield OpenDelta(path, handle, preamble, packed, signatures, need - data_len,
+                        data_len)
 
 
 def delta_signers(delta: OpenDelta, root: Any) -> tuple[str, ...]:
@@ -182,6 +226,7 @@ def delta_signers(delta: OpenDelta, root: Any) -> tuple[str, ...]:
 
     if not delta.signatures:
         return ()
+    assert delta.header is not None, "decode the header first"
     keys = {k.keyid: k for k in root.keys_for("bundle")}
     good: list[str] = []
     for name, raw in delta.signatures:
@@ -236,12 +281,17 @@ class OldSide:
 
 
 @contextlib.contextmanager
-def old_from_bundle(path: Path, work: Path, limits: Limits | None = None) -> Iterator[OldSide]:
-    """The OLD side from a bundle file: its payload streamed into ``work``."""
+def old_from_bundle(path: Path, work: Path, limits: Limits | None = None,
+                    check: Callable[[bytes, Manifest], None] | None = None
+                    ) -> Iterator[OldSide]:
+    """The OLD side from a bundle file: ``check`` called with its manifest (bytes and
+    parsed), then its payload streamed into ``work``."""
     from oemkit.models.delta import old_member
     from oemkit.release.delta import open_bundle
 
     with open_bundle(path, "OLD", limits) as old:
+        if check is not None:
+            check(old.manifest_bytes, old.manifest)
         folder = work / "old"
         folder.mkdir()
         old.extract(folder)
@@ -465,14 +515,7 @@ def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO,
     from oemkit.release.bundle import pack_payload
 
     header = delta.header
-    old_digest = _sha(old.manifest_bytes)
-    if old_digest != header.old.manifest_sha256:
-        raise _fail("E_DELTA_BASE", f"{delta.path} turns {header.old.name} "
-                    f"{header.old.version} into {header.new.name} {header.new.version}, but "
-                    f"{old.where} is {old.manifest.name} {old.manifest.version}",
-                    expected=header.old.manifest_sha256, actual=old_digest,
-                    hint=f"apply it to {header.old.name} {header.old.version}, or get the "
-                         f"delta made from {old.manifest.name} {old.manifest.version}")
+    assert header is not None, "decode the header first (check_base)"
     rebuilder = _Rebuilder(delta, old)
     for recipe in header.members:
         if recipe.name != PAYLOAD:
@@ -481,10 +524,11 @@ def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO,
         manifest = parse_manifest(rebuilder.new[MANIFEST])
     except KeyError:
         raise _fail("E_DELTA_INVALID", f"{delta.path} rebuilds no {MANIFEST}") from None
+    try:
+        header = header.with_names([(f.path, f.size) for f in manifest.files])
+    except InputError as exc:
+        raise restate(exc, VerificationError) from exc
     recipes = {r.name: r for r in header.files}
-    if [f.path for f in manifest.files] != [r.name for r in header.files]:
-        raise _fail("E_DELTA_INVALID", f"{delta.path}: its file recipes are not NEW's payload "
-                    "files in manifest order", member=MANIFEST)
 
     def opener(item: SourceFile) -> tuple[Any, int]:
         recipe = recipes[item.path]
@@ -513,11 +557,31 @@ def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO,
         raise _fail("E_DELTA_RESULT", f"the rebuilt {header.new.name} {header.new.version} "
                     "is not the bundle the delta was made from", expected=header.new.sha256,
                     actual=writer.hexdigest())
-    data_digest, _ = hash_fd(delta.handle.fileno(), delta.data.offset, delta.data.size)
+    data_digest, _ = hash_fd(delta.handle.fileno(), delta.data_offset, delta.data_size)
     if data_digest != header.data_sha256:
         raise _fail("E_DELTA_DIGEST", f"{DATA} of {delta.path} does not match the digest in "
                     "its header", member=DATA, expected=header.data_sha256, actual=data_digest)
     return manifest
+
+
+def check_base(delta: OpenDelta, manifest_bytes: bytes, manifest: Manifest,
+               where: str) -> DeltaHeader:
+    """OLD (its manifest, found at ``where``) must be the release the delta names; then the
+    header is decoded with that manifest.
+
+    Raises:
+        VerificationError: ``E_DELTA_BASE`` (another release), ``E_DELTA_INVALID``.
+    """
+    want = delta.preamble
+    digest = _sha(manifest_bytes)
+    if digest != want.old.manifest_sha256:
+        raise _fail("E_DELTA_BASE", f"{delta.path} turns {want.old.name} {want.old.version} "
+                    f"into {want.new_name} {want.new_version}, but {where} is "
+                    f"{manifest.name} {manifest.version}",
+                    expected=want.old.manifest_sha256, actual=digest,
+                    hint=f"apply it to {want.old.name} {want.old.version}, or get the delta "
+                         f"made from {manifest.name} {manifest.version}")
+    return delta.decode(manifest_bytes)
 
 
 def _sha(data: bytes) -> str:
@@ -562,13 +626,22 @@ def patch_bundle(old: Path | str | None, delta_path: Path | str, out: Path | str
                                  hint="choose a writable --out") from exc
     try:
         with open_delta(Path(delta_path)) as delta:
-            signers = delta_signers(delta, root)
+            signers: tuple[str, ...] = ()
+
+            def judge(manifest_bytes: bytes, manifest: Manifest, where: str) -> None:
+                nonlocal signers
+                check_base(delta, manifest_bytes, manifest, where)
+                signers = delta_signers(delta, root)
+
             with contextlib.ExitStack() as stack:
                 if slot is not None:
                     side = old_from_slot(slot)
+                    judge(side.manifest_bytes, side.manifest, side.where)
                 else:
                     assert old is not None
-                    side = stack.enter_context(old_from_bundle(Path(old), work, limits))
+                    side = stack.enter_context(old_from_bundle(
+                        Path(old), work, limits,
+                        lambda b, m: judge(b, m, str(old))))
                 target = work / out.name
                 with open(target, "xb") as handle:
                     manifest = rebuild(delta, side, handle, progress)
@@ -576,8 +649,8 @@ def patch_bundle(old: Path | str | None, delta_path: Path | str, out: Path | str
                     os.fsync(handle.fileno())
             report = VerifyReport(bundle=str(out))
             if verify:
-                with open(target, "rb") as handle:
-                    report = verify_open_bundle(handle, root, name=str(out), limits=limits)
+                with open(target, "rb") as done:
+                    report = verify_open_bundle(done, root, name=str(out), limits=limits)
                 if not report.ok:
                     raise _rebuilt_refused(report)
             if force:
