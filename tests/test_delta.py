@@ -520,10 +520,8 @@ def test_a_frame_over_the_piece_limit_is_refused(pair):
 pytestmark = [pytest.mark.enable_socket, pytest.mark.allow_hosts(["127.0.0.1"])]
 
 
-def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path,
-                                                      monkeypatch):
-    from helpers import read_members
-
+def _installed_with_delta(pair, trust_file, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """OLD installed under tmp_path/opt, and the delta OLD -> NEW beside it."""
     monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "state.json"))
     old, new = pair
     delta = tmp_path / "new.oemd"
@@ -532,6 +530,15 @@ def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path
     first = cli("install", old, "--prefix", prefix, "--trust", trust_file, "--skip-smoke",
                 "--service", "none", "--json")
     assert first.exit_code == 0, first.output
+    return prefix, delta
+
+
+def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path,
+                                                      monkeypatch):
+    from helpers import read_members
+
+    old = pair[0]
+    prefix, delta = _installed_with_delta(pair, trust_file, tmp_path, monkeypatch)
     kept = prefix / "current" / "members"
     assert (kept / "sbom.cdx.json").is_file() and (kept / "provenance.intoto.json").is_file()
     assert [p.name for p in (kept / "signatures").iterdir()] == [
@@ -552,13 +559,7 @@ def test_upgrade_with_a_delta_from_the_installed_slot(pair, trust_file, tmp_path
 
 def test_upgrade_with_a_delta_needs_what_the_slot_keeps(pair, trust_file, tmp_path,
                                                         monkeypatch):
-    monkeypatch.setenv("OEMKIT_STATE", str(tmp_path / "state.json"))
-    old, new = pair
-    delta = tmp_path / "new.oemd"
-    make_delta(old, new, delta)
-    prefix = tmp_path / "opt"
-    assert cli("install", old, "--prefix", prefix, "--trust", trust_file, "--skip-smoke",
-               "--service", "none").exit_code == 0
+    prefix, delta = _installed_with_delta(pair, trust_file, tmp_path, monkeypatch)
     shutil.rmtree(prefix / "current" / "members")  # as a slot an older oemkit installed
     up = cli("upgrade", "--delta", delta, "--prefix", prefix, "--trust", trust_file,
              "--skip-smoke", "--service", "none")

@@ -274,7 +274,7 @@ class _Planner:
     def _frames(self, data: bytes, dictionary: tuple[Source, ...],
                 dict_bytes: bytes) -> list[Piece]:
         return [self._frame(data[i:i + WINDOW], dictionary, dict_bytes)
-                for i in range(0, len(data), WINDOW)] or []
+                for i in range(0, len(data), WINDOW)]
 
     # -- files
 
@@ -413,8 +413,7 @@ class _Planner:
                 room -= take
         dictionary = tuple(s for s, _ in kept)
         dict_bytes = b"".join(raw for _, raw in kept)
-        pieces = [self._frame(data[i:i + WINDOW], dictionary, dict_bytes)
-                  for i in range(0, len(data), WINDOW)] if data else []
+        pieces = self._frames(data, dictionary, dict_bytes)
         return Recipe(name, len(data), sha256_hex(data), tuple(pieces))
 
 
