@@ -91,7 +91,7 @@ def _claims(
     limits: Mapping[str, int] | Sequence[str], bundle_digests: Sequence[str],
     channel: str | None, updates_until: Time | None, hardware: Path | str | None,
     match: int | None, environment: str | None, seq: int, license_id: str | None,
-    min_crl_seq: int | None, issued_at: Time | None,
+    min_crl_seq: int | None, issued_at: Time | None, metering: bool = False,
 ) -> LicenseClaims:
     """The requested claims, every rule of ``issue`` applied (no key needed)."""
     from oemkit._time import now
@@ -140,7 +140,8 @@ def _claims(
         customer_name=customer_name, product=product, issued_at=when,
         not_before=start, expires=end, grace_seconds=_grace_seconds(grace),
         features=tuple(f for f in wanted if f), limits=parse_limits(limits),
-        bundle=binding, hardware=hw, environment=environment, min_crl_seq=min_crl_seq)
+        bundle=binding, hardware=hw, environment=environment, min_crl_seq=min_crl_seq,
+        metering=bool(metering))
     try:  # the requested claims, judged before the key (and its passphrase) is needed
         LicenseClaims.from_dict(claims.to_dict())
     except FormatError as exc:
@@ -160,6 +161,7 @@ def issue(
     match: int | None = None, environment: str | None = None, seq: int = 1,
     license_id: str | None = None, min_crl_seq: int | None = None,
     issued_at: Time | None = None, issuer: str | None = None, passphrase: Passphrase = None,
+    metering: bool = False,
 ) -> bytes:
     """Issue a signed offline license: the armored ``.lic`` bytes (what
     ``oemkit license issue`` writes, byte for byte, for the same inputs).
@@ -176,7 +178,8 @@ def issue(
     ``NAME=INTEGER`` items; at most one of ``bundle_digests`` (``sha256:`` optional),
     ``channel`` and ``updates_until``; ``hardware`` a fingerprint file, ``match`` how many
     of its components must match (default: all); ``license_id`` defaults to
-    CUSTOMER-PRODUCT.
+    CUSTOMER-PRODUCT. ``metering`` makes the serving runtime count inferences for billing
+    (``"metering": true`` in the claims, docs/USAGE.md).
 
     Raises:
         UsageError: E_USAGE: two bundle bindings, ``match`` without ``hardware``, a
@@ -201,7 +204,8 @@ def issue(
         not_before=not_before, grace=grace, features=features, limits=limits,
         bundle_digests=bundle_digests, channel=channel, updates_until=updates_until,
         hardware=hardware, match=match, environment=environment, seq=seq,
-        license_id=license_id, min_crl_seq=min_crl_seq, issued_at=issued_at)
+        license_id=license_id, min_crl_seq=min_crl_seq, issued_at=issued_at,
+        metering=metering)
     if signer is None:
         secret = passphrase(path) if callable(passphrase) else passphrase
         signer = load_private_file(path, secret.encode() if isinstance(secret, str)

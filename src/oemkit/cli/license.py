@@ -57,6 +57,9 @@ def issue(
     min_crl_seq: int | None = typer.Option(None, "--min-crl-seq",
                                            parser=int_option("--min-crl-seq", 0),
                                            help="Require a CRL at least this new."),
+    metering: bool = typer.Option(False, "--metering",
+                                  help="The runtime counts inferences for billing "
+                                       "(oemkit usage report)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
     json_out: JsonOut = False,
@@ -78,7 +81,7 @@ def issue(
             limits=limit, bundle_digests=bundle_digest, channel=channel,
             updates_until=updates_until, hardware=hardware, match=match, environment=env,
             seq=seq, license_id=license_id, min_crl_seq=min_crl_seq, issued_at=issued_at,
-            passphrase=passphrase_for)
+            passphrase=passphrase_for, metering=metering)
         claims, keyid = read_claims(data)
         atomic_write_bytes(out, data)
         if json_out:

@@ -243,6 +243,8 @@ class LicenseClaims:
     min_crl_seq: int | None = None
     critical: tuple[str, ...] = ()
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: The runtime counts inferences for billing (docs/USAGE.md); written only when true.
+    metering: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The claims as JSON data (the inverse of :meth:`from_dict`)."""
@@ -272,6 +274,8 @@ class LicenseClaims:
         }
         if self.min_crl_seq is not None:
             out["min_crl_seq"] = self.min_crl_seq
+        if self.metering:
+            out["metering"] = True
         return out
 
     @classmethod
@@ -288,7 +292,7 @@ class LicenseClaims:
             raise _bad(f"type is {data.get('type')!r}, not {LICENSE_TYPE}")
         _only(data, {"type", "license_id", "seq", "issuer", "customer", "product", "issued_at",
                      "not_before", "expires", "grace_seconds", "bindings", "entitlements",
-                     "critical", "extensions", "min_crl_seq"}, "the claims")
+                     "critical", "extensions", "min_crl_seq", "metering"}, "the claims")
         no_floats(data)
         license_id = data.get("license_id")
         if not is_license_id(license_id):
@@ -319,6 +323,9 @@ class LicenseClaims:
         extensions = data.get("extensions", {})
         if not isinstance(extensions, dict):
             raise _bad("extensions must be an object")
+        metering = data.get("metering", False)
+        if not isinstance(metering, bool):
+            raise _bad("metering must be true or false")
         seq, grace = _int(data, "seq", minimum=1), _int(data, "grace_seconds")
         issued, not_before, expires = (_time(data, "issued_at"), _time(data, "not_before"),
                                        _time(data, "expires"))
@@ -340,7 +347,7 @@ class LicenseClaims:
             else None,
             environment=_str(bindings, "environment", required=False, where="bindings."),
             min_crl_seq=_int(data, "min_crl_seq", required=False),
-            critical=tuple(critical), extensions=dict(extensions))
+            critical=tuple(critical), extensions=dict(extensions), metering=metering)
 
 
 @dataclass(frozen=True)
