@@ -209,6 +209,34 @@ _CODES = (
        "`patch`: a delta signature that does not verify over its header, or signatures by no "
        "bundle key of the trust root",
        "sign the delta with a bundle key of the trust root the hosts pin (oemkit delta --key)"),
+    _c("E_EVIDENCE_CLAIM", V,
+       "`evidence verify`: a claim of the pack whose evidence no longer holds (the first one "
+       "in table order is named); also an attestation, JUnit file, license or sizing document "
+       "in a pack that no longer says what the claim says",
+       "the evidence was changed, or the trust root no longer accepts it; the table lists "
+       "every claim"),
+    _c("E_EVIDENCE_DIGEST", V,
+       "`evidence verify`: an artifact of the pack that does not match the digest the pack or "
+       "the signed bundle metadata records",
+       "the pack was edited after it was made"),
+    _c("E_EVIDENCE_INPUT", I,
+       "`evidence`: an attestation, JUnit file, license or sizing document that is not "
+       "evidence for this bundle (another bundle, a failed run, a license that does not hold)",
+       "pass what oemkit smoke, migrate test, license issue and sizing wrote for this bundle"),
+    _c("E_EVIDENCE_INVALID", V,
+       "`evidence verify`: the file is not an oemkit evidence pack (a DSSE envelope of one "
+       "signature over an oemkit-evidence/v1 document)",
+       "pass a .oeme file oemkit evidence wrote",
+       also=(I,),
+       reason="`oemkit.models.evidence` raises it as a FormatError (3) to a library caller; "
+              "`report.evidence.read_pack` restates it as a \"no\" (1)"),
+    _c("E_EVIDENCE_MISSING", V,
+       "`evidence verify`: a claim names an artifact the pack does not carry",
+       "the pack is damaged or was edited"),
+    _c("E_EVIDENCE_SIGNATURE", V,
+       "`evidence verify`: the pack's own signature does not verify, or is not by the key "
+       "`--signer` pins",
+       "obtain the original pack; check who made it"),
     _c("E_DEST_SYMLINK", I,
        "`unpack`, `deploy kubernetes`, `image`: DEST is a symbolic link, dangling or not; "
        "nothing is staged through it",

@@ -140,6 +140,12 @@ def _register_delta_commands() -> None:
     app.command()(patch)
 
 
+def _register_evidence_commands() -> None:
+    from oemkit.cli.evidence import evidence_app
+
+    app.add_typer(evidence_app, name="evidence")
+
+
 def _register_deploy_commands() -> None:
     from oemkit.cli.deploy import deploy_app, image
 
@@ -151,7 +157,7 @@ for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands, _register_sizing_commands,
                   _register_media_commands, _register_serve_commands, _register_oci_commands,
                   _register_deploy_commands, _register_layout_commands,
-                  _register_delta_commands):
+                  _register_delta_commands, _register_evidence_commands):
     _register()
 
 

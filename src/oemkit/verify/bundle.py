@@ -356,6 +356,21 @@ def _judge_signatures(
                 actual=str(len(good)), hint="sign the bundle with more trusted bundle keys")
 
 
+def judge_provenance(root: TrustRoot, provenance: bytes,
+                     signatures: Iterable[tuple[str, bytes]]) -> tuple[list[str], dict[str, str]]:
+    """The bundle policy of ``verify`` over a provenance and its signature members, on their
+    own (an evidence pack re-checks a bundle it no longer has): the key ids that count and
+    the statement's subject digests (member name -> SHA-256).
+
+    Raises:
+        VerificationError: the signature codes of ``verify`` (``E_UNSIGNED``,
+            ``E_SIGNATURE_THRESHOLD``, ``E_KEY_REVOKED``, ``E_KEY_USAGE``, ...).
+    """
+    good, statement = _judge_signatures(VerifyReport(bundle="provenance"), root, provenance,
+                                        signatures)
+    return [k.keyid for k in good], _subject_digests(statement)
+
+
 def _untrusted(root: TrustRoot) -> VerificationError:
     return _fail("E_SIGNATURE_UNTRUSTED", f"no signature verifies under any key of trust "
                  f"root v{root.version}", check="signatures",
