@@ -352,6 +352,10 @@ class _Routes:
         done = queued if isinstance(queued, Done) else await queued
         payload, json_len = encode_response(self.model.name, self.model.version,
                                             self._outputs(req, done), req.id)
+        meter = runtime.meter
+        if meter is not None:  # usage metering: a dictionary increment, flushed off-path
+            meter.count(rows, ("classification",) if req.outputs and any(
+                item.classification for item in req.outputs) else ())
         headers = {}
         state = runtime.standing.state
         if state == "grace":

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from oemkit.models.serving import LicensePolicy, Standing, decide
 
 if TYPE_CHECKING:
+    from oemkit.host.usage import UsageMeter
+    from oemkit.models.license import LicenseClaims
     from oemkit.models.trust import TrustRoot
     from oemkit.serve.batcher import Batcher
     from oemkit.serve.metrics import Metrics
@@ -107,6 +109,11 @@ class Runtime:
         self.standing = Standing("none", not source.policy.required)
         self.batcher: Batcher | None = None
         self.draining = False
+        #: The usage meter while the license in force says ``metering`` (else None): the
+        #: request path counts into it; ``usage`` keeps it (and its unflushed counts)
+        #: across license checks.
+        self.meter: UsageMeter | None = None
+        self.usage: UsageMeter | None = None
         metrics.load.labels(model.name).set(model.load_seconds)
 
     # ------------------------------------------------------------------ derived settings
@@ -158,9 +165,47 @@ class Runtime:
 
     def check_license(self) -> Standing:
         """Verify the licenses now; set and return the new standing (logged on change)."""
-        standing = check_licenses(self.source)
+        standing, claims = licensed_standing(self.source)
         self._set(standing)
+        self._meter(claims if standing.ready else None)
         return standing
+
+    def _meter(self, claims: LicenseClaims | None) -> None:
+        """Count into the usage meter while the license in force says ``metering``."""
+        if claims is None or not claims.metering:
+            if self.meter is not None:
+                log.info("usage metering stopped", extra={"fields": {
+                    "license_id": self.meter.license_id}})
+            self.meter = None
+            return
+        if self.source.state_path is None:
+            if self.meter is None:
+                log.warning(f"license {claims.license_id} asks for usage metering, but "
+                            "there is no state file to count into")
+            return
+        if self.usage is None:
+            from oemkit.host.usage import UsageMeter
+
+            self.usage = UsageMeter(self.source.state_path, self.model.name)
+        if self.meter is None or self.usage.license_id != claims.license_id:
+            log.info("usage metering", extra={"fields": {"license_id": claims.license_id}})
+        self.usage.activate(claims.license_id,
+                            claims.hardware.salt if claims.hardware else None)
+        self.meter = self.usage
+
+    def flush_usage(self) -> None:
+        """Write what the meter counted to the usage state now (at shutdown; the periodic
+        flush is :func:`oemkit.serve.server.worker_app`'s); a failure is logged and the
+        counts are kept for the next try."""
+        from oemkit.errors import OemkitError
+
+        if self.usage is None:
+            return
+        try:
+            self.usage.flush()
+        except OemkitError as exc:
+            log.error(f"usage counts not written: {exc.message}",
+                      extra={"fields": {"code": exc.code, "hint": exc.hint}})
 
     def _set(self, standing: Standing) -> None:
         before = self.standing
@@ -236,6 +281,12 @@ def check_licenses(source: Source) -> Standing:
     carried CRL, and decide the standing under its policy (the first accepted license
     that satisfies the policy wins; otherwise the last refusal). Never raises for a
     license: a refusal (one that cannot even be read included) is the standing's error."""
+    return licensed_standing(source)[0]
+
+
+def licensed_standing(source: Source) -> tuple[Standing, LicenseClaims | None]:
+    """:func:`check_licenses` and the claims of the accepted license the standing comes
+    from (None when no license was accepted)."""
     from oemkit._fs import read_input
     from oemkit._time import now as utc_now
     from oemkit.errors import OemkitError
@@ -244,6 +295,7 @@ def check_licenses(source: Source) -> Standing:
     policy = source.policy
     licenses, error = _licenses(source)
     standing: Standing | None = None
+    chosen: LicenseClaims | None = None
     if licenses and source.trust is None:
         error = {"code": "E_NO_TRUST", "message": "licenses were found but no trust root "
                  "to verify them against", "hint": "pass --trust ROOT"}
@@ -268,8 +320,9 @@ def check_licenses(source: Source) -> Standing:
         standing = decide(policy, status=verdict.status, features=claims.features,
                           limits=claims.limits, license_id=claims.license_id,
                           seconds_left=end - utc_now().timestamp())
+        chosen = claims
         if standing.ready:
             break
     if standing is None:
         standing = decide(policy, status=None, error=error)
-    return standing
+    return standing, chosen

@@ -150,6 +150,29 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
             except Exception as exc:  # a check must never stop the server
                 log.error(f"license check failed: {exc}")
 
+    async def meter() -> None:
+        from oemkit.errors import OemkitError
+        from oemkit.host.usage import flush_interval
+
+        interval = flush_interval()
+        while True:
+            await asyncio.sleep(interval)
+            usage = runtime.usage
+            if usage is None:
+                continue
+            pending, salts = usage.take()  # on the loop: no request counts meanwhile
+            if not pending and not salts:
+                continue
+            try:
+                await asyncio.to_thread(usage.write, pending, salts)
+            except OemkitError as exc:  # kept for the next flush
+                usage.put_back(pending, salts)
+                log.error(f"usage counts not written: {exc.message}",
+                          extra={"fields": {"code": exc.code, "hint": exc.hint}})
+            except Exception as exc:  # a flush must never stop the server
+                usage.put_back(pending, salts)
+                log.error(f"usage flush failed: {exc}")
+
     async def startup() -> None:
         loop = asyncio.get_running_loop()
         batcher = Batcher(runtime.model, max_batch=runtime.max_batch,
@@ -161,6 +184,7 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
             loop.add_signal_handler(signal.SIGHUP, lambda: tasks.append(
                 loop.create_task(reload())))
         tasks.append(loop.create_task(every()))
+        tasks.append(loop.create_task(meter()))
         fields = runtime.describe()
         if started is not None:
             fields["ready_s"] = round(time.monotonic() - started, 4)
@@ -173,6 +197,7 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
             task.cancel()
         if runtime.batcher is not None:
             await runtime.batcher.stop()
+        runtime.flush_usage()  # SIGTERM: what was counted since the last flush
 
     return create_app(runtime, on_startup=startup, on_shutdown=shutdown)
 

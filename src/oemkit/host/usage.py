@@ -1,0 +1,465 @@
+"""Usage metering on the host: the counting store beside the license state, the meter a
+serving worker counts into, and the signed report made from it (docs/USAGE.md).
+
+Counts live in ``<state>.usage.json`` beside the license state file and are written under
+the license state's own lock (``<state>.lock``), atomically, mode 0600. A worker counts in
+memory (:meth:`UsageMeter.count`: a dictionary increment, no I/O) and adds what it counted
+to the file every flush interval and at SIGTERM (:meth:`UsageMeter.write`: read, add,
+write, under the lock), so several worker processes never lose each other's counts and a
+``kill -9`` loses at most the last interval.
+
+The clock is protected as the license's is: the file keeps ``last_seen``, the latest
+moment any meter or report saw (the license state's ``last_seen`` counts too), and an
+inference is counted on the UTC day of ``max(now, what this worker saw, last_seen)``, so a
+clock set back never re-opens an earlier day; a day a report has closed (one before the
+day the last report ended) is never counted into again, and counts only ever grow until a
+report takes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oemkit._time import UTC, format_time
+from oemkit.errors import EnvironmentProblem, InputError, OemkitError, UsageError
+
+if TYPE_CHECKING:
+    from oemkit.crypto.keys import PrivateKeyInfo
+
+log = logging.getLogger("oemkit.serve")
+
+USAGE_STATE_TYPE = "oemkit-usage-state/v1"
+#: A usage state larger than this is refused unread.
+MAX_USAGE_BYTES = 16 << 20
+#: Seconds between a worker's flushes (``$OEMKIT_USAGE_FLUSH_S`` changes it).
+FLUSH_INTERVAL_S = 10.0
+_DAY_S = 86400
+_HINT = ("move it away to count afresh (tell the vendor: report numbers restart at 1), or "
+         "restore it from a backup")
+
+#: Pending counts: (license id, epoch day, feature) -> [requests, rows].
+Pending = dict[tuple[str, int, str], list[int]]
+
+
+def usage_path(state_path: Path) -> Path:
+    """The usage state beside the license state: ``<state>.usage.json``."""
+    return state_path.with_name(state_path.name + ".usage.json")
+
+
+def flush_interval() -> float:
+    """``$OEMKIT_USAGE_FLUSH_S`` (0.01 to 3600 seconds), else :data:`FLUSH_INTERVAL_S`."""
+    raw = os.environ.get("OEMKIT_USAGE_FLUSH_S", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return FLUSH_INTERVAL_S
+    return value if 0.01 <= value <= 3600 else FLUSH_INTERVAL_S
+
+
+def _epoch_day(moment: dt.datetime) -> int:
+    return int(moment.timestamp() // _DAY_S)
+
+
+def _day_text(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def _day_number(text: str) -> int:
+    return (dt.date.fromisoformat(text) - dt.date(1970, 1, 1)).days
+
+
+@dataclass
+class LicenseUsage:
+    """One license's unreported counts and where its reports stand."""
+
+    model_counts: dict[tuple[int, str, str], list[int]] = field(default_factory=dict)
+    seq: int = 0
+    prev: str | None = None
+    reported_until: dt.datetime | None = None
+    first: dt.datetime | None = None
+    salt: str | None = None
+
+    @property
+    def closed_day(self) -> int:
+        """Days before this one were closed by a report (nothing is counted into them)."""
+        return _epoch_day(self.reported_until) if self.reported_until else 0
+
+
+@dataclass
+class UsageState:
+    """The whole usage file: the clock's high-water mark and one entry per license."""
+
+    last_seen: dt.datetime | None = None
+    licenses: dict[str, LicenseUsage] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes (pretty JSON, sorted: a person may read it)."""
+        doc: dict[str, Any] = {
+            "type": USAGE_STATE_TYPE,
+            "last_seen": format_time(self.last_seen) if self.last_seen else None,
+            "licenses": {}}
+        for lid, u in sorted(self.licenses.items()):
+            doc["licenses"][lid] = {
+                "seq": u.seq, "prev": u.prev, "salt": u.salt,
+                "reported_until": format_time(u.reported_until) if u.reported_until
+                else None,
+                "first": format_time(u.first) if u.first else None,
+                "counts": [{"day": _day_text(d), "model": m, "feature": f,
+                            "requests": v[0], "rows": v[1]}
+                           for (d, m, f), v in sorted(u.model_counts.items())]}
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _corrupt(path: Path, why: str) -> EnvironmentProblem:
+    return EnvironmentProblem("E_USAGE_STATE", f"the usage state {path} is not usable: {why}; "
+                              "nothing was counted into it or reported from it", hint=_HINT)
+
+
+def _time_or_none(value: Any, where: str, path: Path) -> dt.datetime | None:
+    from oemkit.models.license import parse_signed_time
+
+    if value is None:
+        return None
+    try:
+        return parse_signed_time(value)
+    except ValueError:
+        raise _corrupt(path, f"{where} is not a time") from None
+
+
+def _nat(value: Any, where: str, path: Path) -> int:
+    if type(value) is not int or value < 0:
+        raise _corrupt(path, f"{where} must be a non-negative integer")
+    return value
+
+
+def parse_usage(data: bytes, path: Path) -> UsageState:
+    """Parse the usage file strictly (what :meth:`UsageState.to_bytes` writes).
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE naming what is wrong.
+    """
+    from oemkit._canonical import parse_json
+    from oemkit.models.license import is_license_id
+    from oemkit.models.usage import is_day, is_name
+
+    if len(data) > MAX_USAGE_BYTES:
+        raise _corrupt(path, f"larger than {MAX_USAGE_BYTES} bytes")
+    try:
+        obj = parse_json(data, what=str(path), code="E_USAGE_STATE")
+    except InputError as exc:
+        raise _corrupt(path, exc.message) from None
+    if not isinstance(obj, dict) or obj.get("type") != USAGE_STATE_TYPE or set(obj) != {
+            "type", "last_seen", "licenses"} or not isinstance(obj["licenses"], dict):
+        raise _corrupt(path, f"not an {USAGE_STATE_TYPE} document")
+    state = UsageState(_time_or_none(obj["last_seen"], "last_seen", path))
+    keys = {"seq", "prev", "salt", "reported_until", "first", "counts"}
+    for lid, raw in obj["licenses"].items():
+        if not is_license_id(lid) or not isinstance(raw, dict) or set(raw) != keys:
+            raise _corrupt(path, f"the entry {lid!r:.60} is malformed")
+        u = LicenseUsage(seq=_nat(raw["seq"], f"{lid}.seq", path),
+                         reported_until=_time_or_none(raw["reported_until"],
+                                                      f"{lid}.reported_until", path),
+                         first=_time_or_none(raw["first"], f"{lid}.first", path))
+        for name in ("prev", "salt"):
+            if raw[name] is not None and not isinstance(raw[name], str):
+                raise _corrupt(path, f"{lid}.{name} must be a string or null")
+        u.prev, u.salt = raw["prev"], raw["salt"]
+        if not isinstance(raw["counts"], list):
+            raise _corrupt(path, f"{lid}.counts must be a list")
+        for c in raw["counts"]:
+            if not isinstance(c, dict) or set(c) != {"day", "model", "feature", "requests",
+                                                     "rows"} or not is_day(c["day"]) or \
+                    not is_name(c["model"]) or not is_name(c["feature"]):
+                raise _corrupt(path, f"a count of {lid} is malformed")
+            u.model_counts[(_day_number(c["day"]), c["model"], c["feature"])] = [
+                _nat(c["requests"], "requests", path), _nat(c["rows"], "rows", path)]
+        state.licenses[lid] = u
+    return state
+
+
+def _read(path: Path) -> UsageState:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return UsageState()
+    except IsADirectoryError:
+        raise _corrupt(path, "it is a directory") from None
+    except PermissionError as exc:
+        raise EnvironmentProblem("E_PERMISSION", f"cannot read the usage state {path}: "
+                                 f"{exc.strerror}", hint="run as the user that owns it "
+                                 "(oemkit writes it 0600)") from None
+    return parse_usage(data, path)
+
+
+def _write(path: Path, state: UsageState) -> None:
+    from oemkit._fs import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, state.to_bytes(), mode=0o600)
+    except OSError as exc:
+        raise EnvironmentProblem("E_WRITE", f"cannot write the usage state {path}: "
+                                 f"{exc.strerror or exc}; it is unchanged",
+                                 hint="free space or fix the permissions there") from None
+
+
+def _license_seen(state_path: Path) -> dt.datetime | None:
+    """The license state's ``last_seen`` (the host clock's high-water mark), if readable."""
+    from oemkit.host.license_state import load_state
+
+    try:
+        return load_state(state_path)[0].last_seen
+    except OemkitError:
+        return None
+
+
+def read_usage(state_path: Path) -> UsageState:
+    """The usage state beside ``state_path`` (empty when there is none), under the lock.
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE, E_PERMISSION, E_LOCKED, E_WRITE (no folder).
+        InputError: E_LOCK_UNSAFE.
+    """
+    from oemkit.host.license_state import state_lock
+
+    with state_lock(state_path):
+        return _read(usage_path(state_path))
+
+
+def add_counts(state_path: Path, model: str, pending: Pending,
+               salts: Mapping[str, str | None], now: dt.datetime) -> int:
+    """Add ``pending`` (counted by a worker serving ``model``) to the usage state under
+    the lock; the epoch day counts go to from now on (the clock's high-water mark).
+
+    A count for a day a report has closed goes to the first open day instead.
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE, E_PERMISSION, E_LOCKED, E_WRITE.
+        InputError: E_LOCK_UNSAFE.
+    """
+    from oemkit.host.license_state import state_lock
+
+    path = usage_path(state_path)
+    with state_lock(state_path):
+        state = _read(path)
+        seen = [now, *(t for t in (state.last_seen, _license_seen(state_path)) if t)]
+        high = max(seen)
+        for (lid, day, feature), (requests, rows) in pending.items():
+            u = state.licenses.setdefault(lid, LicenseUsage())
+            day = max(day, u.closed_day)
+            entry = u.model_counts.setdefault((day, model, feature), [0, 0])
+            entry[0] += requests
+            entry[1] += rows
+            begins = dt.datetime.fromtimestamp(day * _DAY_S, UTC)
+            if u.reported_until is not None:
+                begins = max(begins, u.reported_until)
+            u.first = begins if u.first is None else min(u.first, begins)
+            high = max(high, dt.datetime.fromtimestamp(day * _DAY_S, UTC))
+        for lid, salt in salts.items():
+            u = state.licenses.setdefault(lid, LicenseUsage())
+            if salt is not None:
+                u.salt = salt
+        state.last_seen = high.replace(microsecond=0)
+        _write(path, state)
+    return _epoch_day(high)
+
+
+class UsageMeter:
+    """One worker's counter: :meth:`count` on the request path (memory only), the flush
+    off it. ``clock`` (seconds since the epoch, ``time.time`` by default) is injectable."""
+
+    def __init__(self, state_path: Path, model: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state_path = state_path
+        self.model = model
+        self.clock = clock
+        self.license_id: str | None = None
+        self.pending: Pending = {}
+        self.salts: dict[str, str | None] = {}
+        #: The latest epoch day this worker counted on or read from the file.
+        self.floor = 0
+
+    def activate(self, license_id: str, salt: str | None) -> None:
+        """Count from now on for ``license_id`` (``salt``: its hardware binding's)."""
+        self.license_id = license_id
+        self.salts[license_id] = salt
+
+    def count(self, rows: int, features: Sequence[str] = ()) -> None:
+        """One answered inference of ``rows`` rows: ``infer`` and each of ``features``."""
+        lid = self.license_id
+        if lid is None:
+            return
+        day = int(self.clock() // _DAY_S)
+        if day < self.floor:
+            day = self.floor
+        else:
+            self.floor = day
+        pending = self.pending
+        for feature in ("infer", *features):
+            entry = pending.get((lid, day, feature))
+            if entry is None:
+                pending[(lid, day, feature)] = [1, rows]
+            else:
+                entry[0] += 1
+                entry[1] += rows
+
+    def take(self) -> tuple[Pending, dict[str, str | None]]:
+        """What was counted since the last flush (and the salts), handed over once."""
+        pending, self.pending = self.pending, {}
+        salts, self.salts = self.salts, {}
+        return pending, salts
+
+    def put_back(self, pending: Pending, salts: Mapping[str, str | None]) -> None:
+        """Return counts a flush could not write (they go with the next one)."""
+        for key, (requests, rows) in pending.items():
+            entry = self.pending.setdefault(key, [0, 0])
+            entry[0] += requests
+            entry[1] += rows
+        for lid, salt in salts.items():
+            self.salts.setdefault(lid, salt)
+
+    def write(self, pending: Pending, salts: Mapping[str, str | None]) -> None:
+        """Add ``pending`` to the file (a worker thread may call it; no shared state but
+        ``floor``, which only grows).
+
+        Raises:
+            EnvironmentProblem: E_USAGE_STATE, E_PERMISSION, E_LOCKED, E_WRITE.
+            InputError: E_LOCK_UNSAFE.
+        """
+        now = dt.datetime.fromtimestamp(self.clock(), UTC)
+        self.floor = max(self.floor, add_counts(self.state_path, self.model, pending,
+                                                salts, now))
+
+    def flush(self) -> None:
+        """Take, write, and put back what could not be written (then raise).
+
+        Raises:
+            EnvironmentProblem: E_USAGE_STATE, E_PERMISSION, E_LOCKED, E_WRITE.
+            InputError: E_LOCK_UNSAFE.
+        """
+        pending, salts = self.take()
+        if not pending and not salts:
+            return
+        try:
+            self.write(pending, salts)
+        except OemkitError:
+            self.put_back(pending, salts)
+            raise
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class MadeReport:
+    """A report written by :func:`make_report`: its claims, bytes and digest."""
+
+    report: Any
+    data: bytes
+    digest: str
+
+
+def host_identity(salt: str, host: Mapping[str, Sequence[str]] | None = None) -> Any:
+    """This host's :class:`~oemkit.models.usage.HostIdentity` under ``salt`` (the keyed
+    hashes a fingerprint file made with that salt holds)."""
+    from oemkit.host.license_state import collect_host, fingerprint
+    from oemkit.models.usage import HostIdentity
+
+    fp = fingerprint(collect_host() if host is None else host, salt=salt)
+    return HostIdentity(salt, tuple((c["kind"], c["hash"]) for c in fp["components"]))
+
+
+def pick_license(state: UsageState, wanted: str | None, candidates: Sequence[str]) -> str:
+    """The license to report: ``wanted``, else the one of ``candidates`` (the install's
+    licenses) the state has counts for, else the state's only one.
+
+    Raises:
+        InputError: E_USAGE_NO_DATA (nothing was metered for it).
+        UsageError: E_USAGE (several licenses were metered: choose one).
+    """
+    known = sorted(state.licenses)
+    if wanted is not None:
+        if wanted not in state.licenses:
+            raise InputError("E_USAGE_NO_DATA", f"nothing was metered for license {wanted} "
+                             f"on this host (metered: {', '.join(known) or 'none'})",
+                             hint="serve under a license issued with --metering first, or "
+                                  "pass the --state the runtime uses")
+        return wanted
+    found = [lid for lid in candidates if lid in state.licenses] or known
+    if not found:
+        raise InputError("E_USAGE_NO_DATA", "nothing was metered on this host yet",
+                         hint="serve under a license issued with --metering first, or pass "
+                              "the --state the runtime uses")
+    if len(found) > 1:
+        raise UsageError("E_USAGE", f"usage was metered for several licenses "
+                         f"({', '.join(found)})", hint="choose one with --license-id")
+    return found[0]
+
+
+def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
+                license_id: str | None = None, candidates: Sequence[str] = (),
+                salt: str | None = None, host: Mapping[str, Sequence[str]] | None = None,
+                now: dt.datetime | None = None) -> MadeReport:
+    """Sign what was counted since the last report into ``out`` and close it in the state.
+
+    Under the state lock: the report gets the next sequence number, the previous report's
+    digest, the period from the last report's end (or the first count) to ``max(now,
+    last_seen)``, and this host's fingerprint under ``salt`` (default: the license's
+    hardware binding's). ``out`` is written first; only then are the counts taken from the
+    state, and if that fails ``out`` is removed again, so no report exists that the state
+    does not know.
+
+    Raises:
+        InputError: E_USAGE_NO_DATA, E_LOCK_UNSAFE, E_CANONICAL.
+        UsageError: E_USAGE (several licenses and no --license-id; no salt known).
+        EnvironmentProblem: E_USAGE_STATE, E_PERMISSION, E_LOCKED, E_WRITE.
+    """
+    from oemkit._fs import atomic_write_bytes
+    from oemkit._time import now as utc_now
+    from oemkit.crypto.keys import public_pem
+    from oemkit.host.license_state import state_lock
+    from oemkit.models.usage import UsageCount, UsageReport, seal_report
+
+    path = usage_path(state_path)
+    with state_lock(state_path):
+        state = _read(path)
+        lid = pick_license(state, license_id, candidates)
+        u = state.licenses[lid]
+        use_salt = salt or u.salt
+        if use_salt is None:
+            raise UsageError("E_USAGE", f"license {lid} has no hardware binding, so the "
+                             "report needs the fingerprint the vendor holds for this host",
+                             hint="pass --fingerprint FILE (made here with 'oemkit license "
+                                  "fingerprint')")
+        moment = now or utc_now()
+        end = max(t for t in (moment, state.last_seen, _license_seen(state_path)) if t)
+        last_day = max((d for d, _, _ in u.model_counts), default=_epoch_day(end))
+        end = max(end, dt.datetime.fromtimestamp(last_day * _DAY_S, UTC))
+        start = u.reported_until or u.first or end
+        counts = tuple(UsageCount(_day_text(d), m, f, v[0], v[1])
+                       for (d, m, f), v in sorted(u.model_counts.items()))
+        report = UsageReport(lid, u.seq + 1, moment, start, end, host_identity(use_salt, host),
+                             public_pem(key.public), counts, u.prev)
+        data, digest = seal_report(key, report)
+        try:
+            atomic_write_bytes(out, data)
+        except OSError as exc:
+            raise EnvironmentProblem("E_WRITE", f"cannot write the report {out}: "
+                                     f"{exc.strerror or exc}; nothing was reported",
+                                     hint="choose another --out") from None
+        u.seq, u.prev, u.reported_until = report.seq, digest, end
+        u.first, u.model_counts = None, {}
+        state.last_seen = end
+        try:
+            _write(path, state)
+        except OemkitError:
+            out.unlink(missing_ok=True)
+            raise
+    return MadeReport(report, data, digest)
