@@ -19,7 +19,15 @@ from oemkit.cli._options import (
     MaxPayload,
     TrustPinned,
 )
-from oemkit.cli._output import emit_json, err, guard, limits, passphrase_for, safe
+from oemkit.cli._output import (
+    emit_json,
+    err,
+    guard,
+    limits,
+    passphrase_for,
+    progress,
+    safe,
+)
 from oemkit.errors import UsageError
 
 
@@ -33,6 +41,19 @@ def _pairs(values: list[str]) -> dict[str, str]:
                                   "should be patched against: --pair model/v2.onnx=model/v1.onnx")
         pairs[new] = old
     return pairs
+
+
+def _payload_bytes(bundle: Path) -> int | None:
+    """The payload's file bytes (a progress bar's total), when stderr is a terminal."""
+    if not err.is_terminal:
+        return None
+    from oemkit.errors import OemkitError
+    from oemkit.verify.bundle import inspect_bundle
+
+    try:
+        return inspect_bundle(bundle).manifest.payload_size
+    except OemkitError:
+        return None  # the command itself says what is wrong
 
 
 def _human(n: int) -> str:
@@ -97,8 +118,9 @@ def delta(
         from oemkit.release.delta import make_delta
 
         keys = [load_private_file(p, passphrase_for(p)) for p in key]
-        result = make_delta(old, new, out, keys=keys, pairs=_pairs(pair), force=force,
-                            limits=limits(max_files, max_member, max_payload))
+        with progress("comparing", _payload_bytes(new)) as cb:
+            result = make_delta(old, new, out, keys=keys, pairs=_pairs(pair), force=force,
+                                limits=limits(max_files, max_member, max_payload), progress=cb)
         doc = result.to_dict()
         if explain and not json_out:
             _explain(doc)
@@ -138,8 +160,9 @@ def patch(
     with guard(json_out):
         from oemkit.release.patch import patch_bundle
 
-        result = patch_bundle(old, delta_file, out, trust, force=force,
-                              limits=limits(max_files, max_member, max_payload))
+        with progress("rebuilding", _payload_bytes(old)) as cb:
+            result = patch_bundle(old, delta_file, out, trust, force=force,
+                                  limits=limits(max_files, max_member, max_payload), progress=cb)
         if json_out:
             emit_json(result.to_dict())
         signed = (f"delta signed by {', '.join(safe(k[:16]) for k in result.signers)}"
