@@ -5,6 +5,7 @@ bound with a 1 GiB log, --dry-run, signatures and tampering, the known problems.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import http.server
 import io
 import json
@@ -114,7 +115,7 @@ def bundles(tmp_path_factory, keys):
 
 
 class _Service(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = (b"# TYPE oemkit_requests_total counter\noemkit_requests_total 42\n"
                 if self.path == "/metrics" else b'{"ready": true}')
         self.send_response(200)
@@ -203,7 +204,7 @@ MAX = 8 << 20
 def collected(site, host_key, service, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "support.tar.zst"
     args = ["collect", "--prefix", site["prefix"], "--out", out, "--logs", site["logs"],
-            "--url", service, "--redact", r"password=\S+", "--key", host_key / "host.key",
+            "--url", service, "--redact", r"password=\S+", "--redact", "hunter2", "--key", host_key / "host.key",
             "--max-size", MAX, "--state", site["base"] / "state.json", "--json"]
     for report in site["reports"]:
         args += ["--report", report]
@@ -214,7 +215,7 @@ def collected(site, host_key, service, tmp_path_factory):
 
 def test_the_bundle_holds_what_the_list_says(collected, site):
     out, doc = collected
-    raw, members, order = untar(out)
+    _, members, order = untar(out)
     assert order[:2] == [MANIFEST, SIGNATURE]
     manifest = SupportManifest.from_dict(json.loads(members[MANIFEST]))
     assert [f.path for f in manifest.files] == order[2:]
@@ -256,7 +257,8 @@ def test_the_bundle_holds_what_the_list_says(collected, site):
     assert sorted(manifest.secret_fields) == sorted(
         f"slots/{s}/config.json:{f}" for s in (status["current"], status["previous"])
         for f in ("api_token", "admin.password"))
-    assert manifest.patterns == (r"password=\S+",)
+    assert manifest.patterns == tuple("sha256:" + hashlib.sha256(p).hexdigest()
+                                      for p in (rb"password=\S+", b"hunter2"))
     assert doc["signer"] and doc["manifest"] == manifest.to_dict()
 
 

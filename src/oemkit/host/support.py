@@ -703,14 +703,20 @@ def collect(prefix: Path, out: Path | None, options: CollectOptions | None = Non
     _gather_metrics(c)
     salt = _gather_license(c, current)
     _gather_host(c, salt)
-    _bound(c, _redactor(c))
+    redact = _redactor(c)
+    _bound(c, redact)
+    # The manifest is not redacted text: it names each --redact rule by its digest (a
+    # rule may be the secret itself), and its notes pass through the same rules.
+    notes = tuple(redact(n.encode("utf-8", "surrogateescape"))[0].decode(
+        "utf-8", "replace") for n in c.notes)
+    rules = tuple(f"sha256:{sha256_hex(p.encode())}" for p in options.redact)
     files = tuple(SupportFile(i.path, len(i.data), sha256_hex(i.data), i.source,
                               i.truncated, i.original_size if i.truncated else None,
                               i.redactions) for i in c.items)
     manifest = SupportManifest(created=format_time(c.moment), oemkit_version=__version__,
                                prefix=str(prefix), max_size=options.max_size, files=files,
                                secret_fields=tuple(c.secret_fields),
-                               patterns=tuple(options.redact), notes=tuple(c.notes))
+                               patterns=rules, notes=notes)
     if options.dry_run or out is None:
         return CollectResult(manifest, None, None, None)
     manifest_bytes = canonical_json(manifest.to_dict())

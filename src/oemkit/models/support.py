@@ -135,7 +135,8 @@ class SupportManifest:
     files: tuple[SupportFile, ...]
     #: JSON paths of the config fields redacted because their schema marks them secret.
     secret_fields: tuple[str, ...] = ()
-    #: The ``--redact`` patterns applied to every collected text file.
+    #: The ``--redact`` patterns applied to every collected text file, each named by its
+    #: digest (``sha256:HEX`` of the pattern: a pattern may be the secret itself).
     patterns: tuple[str, ...] = ()
     #: What could not be collected, and why (a missing journal, a service not answering).
     notes: tuple[str, ...] = ()
