@@ -204,7 +204,8 @@ MAX = 8 << 20
 def collected(site, host_key, service, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "support.tar.zst"
     args = ["collect", "--prefix", site["prefix"], "--out", out, "--logs", site["logs"],
-            "--url", service, "--redact", r"password=\S+", "--redact", "hunter2", "--key", host_key / "host.key",
+            "--url", service, "--redact", r"password=\S+", "--redact", "hunter2",
+            "--key", host_key / "host.key",
             "--max-size", MAX, "--state", site["base"] / "state.json", "--json"]
     for report in site["reports"]:
         args += ["--report", report]
