@@ -227,7 +227,7 @@ def test_reports_chain_and_replayed_reordered_edited_foreign_ones_are_refused(
     ledger = Ledger().record(first)
     # replayed
     assert _code(lambda: verify_report(r1.read_bytes(), fingerprint=fp, ledger=ledger)) == (
-        "E_USAGE_REPLAY", f"usage report has sequence number 1, and report 1 of license "
+        "E_USAGE_REPLAY", "usage report has sequence number 1, and report 1 of license "
         "acme-example was already accepted: a replayed or older report")
     assert _code(lambda: verify_report(r1.read_bytes(), fingerprint=fp, last_seq=1))[0] == \
         "E_USAGE_REPLAY"
@@ -449,3 +449,28 @@ def test_counts_survive_kill_9_and_a_restart_of_the_real_server_then_bill_once(
     assert json.loads(again.stdout)["error"]["code"] == "E_USAGE_REPLAY"
     # nothing is counted twice: the next report starts empty
     assert read_usage(state).licenses["acme-example"].model_counts == {}
+
+
+def test_a_report_holds_at_most_max_counts_rows_and_leaves_later_days(tmp_path, host_key,
+                                                                      fp_file):
+    from oemkit.models.usage import MAX_COUNTS
+
+    state = tmp_path / "state.json"
+    features = [f"f{i}" for i in range(MAX_COUNTS // 2 + 10)]
+    for when in ("2026-05-01T10:00:00", "2026-05-02T10:00:00"):
+        meter = UsageMeter(state, "example", clock=lambda when=when: _at(when))
+        meter.activate("acme-example", SALT)
+        meter.count(1, features)
+        meter.flush()
+    fp = json.loads(fp_file.read_text())
+    one = make_report(state, host_key[0], tmp_path / "1.oemu", host=HOST,
+                      now=_when("2026-05-02T11:00:00"))
+    assert {c.day for c in one.report.counts} == {"2026-05-01"}
+    assert one.report.period_end == _when("2026-05-02T00:00:00")
+    two = make_report(state, host_key[0], tmp_path / "2.oemu", host=HOST,
+                      now=_when("2026-05-02T11:00:00"))
+    assert {c.day for c in two.report.counts} == {"2026-05-02"}
+    ledger = Ledger().record(verify_report(one.data, fingerprint=fp))
+    assert verify_report(two.data, fingerprint=fp, ledger=ledger).report.totals["infer"] == {
+        "requests": 1, "rows": 1}
+    assert len(one.data) < 64 << 10

@@ -425,7 +425,7 @@ def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
     from oemkit._time import now as utc_now
     from oemkit.crypto.keys import public_pem
     from oemkit.host.license_state import state_lock
-    from oemkit.models.usage import UsageCount, UsageReport, seal_report
+    from oemkit.models.usage import MAX_COUNTS, UsageCount, UsageReport, seal_report
 
     path = usage_path(state_path)
     with state_lock(state_path):
@@ -443,8 +443,14 @@ def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
         last_day = max((d for d, _, _ in u.model_counts), default=_epoch_day(end))
         end = max(end, dt.datetime.fromtimestamp(last_day * _DAY_S, UTC))
         start = u.reported_until or u.first or end
-        counts = tuple(UsageCount(_day_text(d), m, f, v[0], v[1])
-                       for (d, m, f), v in sorted(u.model_counts.items()))
+        taken = sorted(u.model_counts.items())
+        left: list[tuple[tuple[int, str, str], list[int]]] = []
+        if len(taken) > MAX_COUNTS:  # whole days up to the bound; the rest goes next time
+            cut = taken[MAX_COUNTS][0][0]
+            taken, left = ([t for t in taken if t[0][0] < cut],
+                           [t for t in taken if t[0][0] >= cut])
+            end = max(start, dt.datetime.fromtimestamp(cut * _DAY_S, UTC))
+        counts = tuple(UsageCount(_day_text(d), m, f, v[0], v[1]) for (d, m, f), v in taken)
         report = UsageReport(lid, u.seq + 1, moment, start, end, host_identity(use_salt, host),
                              public_pem(key.public), counts, u.prev)
         data, digest = seal_report(key, report)
@@ -455,8 +461,9 @@ def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
                                      f"{exc.strerror or exc}; nothing was reported",
                                      hint="choose another --out") from None
         u.seq, u.prev, u.reported_until = report.seq, digest, end
-        u.first, u.model_counts = None, {}
-        state.last_seen = end
+        u.model_counts = dict(left)
+        u.first = end if left else None
+        state.last_seen = max(t for t in (end, state.last_seen) if t)
         try:
             _write(path, state)
         except OemkitError:

@@ -31,8 +31,9 @@ REPORT_TYPE = "oemkit-usage-report/v1"
 REPORT_PAYLOAD_TYPE = "application/vnd.oemkit.usage+json"
 REPORT_LABEL = "OEMKIT USAGE REPORT"
 LEDGER_TYPE = "oemkit-usage-ledger/v1"
-#: Count rows one report may hold (a year of days x 64 models x 16 features fits).
-MAX_COUNTS = 400_000
+#: Count rows one report may hold, so that it stays well inside the 64 KiB an armored
+#: document may have (``oemkit usage report`` leaves later days to the next report).
+MAX_COUNTS = 300
 _HEX = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
