@@ -592,10 +592,11 @@ def test_shared_options_have_one_help_text_per_meaning():
                 _options.TrustFirst: False, _options.TrustCarried: False,
                 _options.TrustServe: False}
     helps = {t.__metadata__[0].help for t in variants}
-    assert len(trust) == 23 and {o.help for o in trust.values()} == helps
+    assert len(trust) == 24 and {o.help for o in trust.values()} == helps
     pinned = {p for p, o in trust.items() if o.required}
     assert pinned == {"verify", "unpack", "license verify", "smoke", "install", "upgrade",
-                      "join", "oci pull", "oci import", "deploy kubernetes", "image", "patch"}
+                      "join", "oci pull", "oci import", "deploy kubernetes", "image", "patch",
+                      "evidence verify"}
     assert trust["build"].help == _options.TrustCarried.__metadata__[0].help
     assert trust["sizing"].help == _options.TrustPinned.__metadata__[0].help
     json_helps = {o.help for _, o in _options_named(root, "--json")}

@@ -910,6 +910,19 @@ _CODES = (
     _c("E_TAR_TRAILING", V,
        "data (or > 10240 zero bytes) after the end-of-archive marker",
        "the file carries data outside the archive; obtain a fresh copy"),
+    _c("E_SUPPORT_INVALID", I,
+       "`support inspect`: not an oemkit support bundle (not zstd or tar, the manifest not "
+       "first, or a malformed manifest)",
+       "the support bundle is damaged or was not written by oemkit support collect; ask for a "
+       "fresh one"),
+    _c("E_SUPPORT_TAMPERED", V,
+       "`support inspect`: a file missing, added or changed since collection, or a signature "
+       "that fails or is not by the expected host key",
+       "the support bundle was changed after it was collected (or damaged in transit): ask "
+       "the site for a fresh one"),
+    _c("E_SUPPORT_TOO_LARGE", E,
+       "`support collect`: the bundle came out over `--max-size`; nothing was written",
+       "pass a larger --max-size"),
     _c("E_TIME", I,
        "a time (provenance `finishedOn`, trust-root time, `--expires`/`--not-before`) is not "
        "ISO 8601",
@@ -1026,6 +1039,49 @@ _CODES = (
        "the command was called wrongly: a bad, missing or conflicting option or argument "
        "(click's usage errors too; every numeric option)",
        "see the command's --help"),
+    _c("E_USAGE_CHAIN", V,
+       "`usage verify`: the report does not follow the accepted one (its previous digest "
+       "differs, or the periods overlap)",
+       "the host's usage state was restored or copied from elsewhere; ask the customer before "
+       "billing"),
+    _c("E_USAGE_FINGERPRINT", V,
+       "`usage verify`: the report's host is not the fingerprint's (another salt, or too few "
+       "matching components)",
+       "a report from another host, or made with another fingerprint's salt: pass the "
+       "fingerprint this customer's license was issued for"),
+    _c("E_USAGE_GAP", V,
+       "`usage verify`: reports are missing before this one, or arrive out of order",
+       "verify the missing report first, or pass --allow-gap to bill from this one on"),
+    _c("E_USAGE_INVALID", I,
+       "the usage report's payload is not a valid report (type, fields, canonical form, "
+       "totals, days outside the period)",
+       "the report was not written by a compatible oemkit; make a new one with 'oemkit usage "
+       "report'",
+       also=(V,),
+       reason="`oemkit.models.usage` raises it as a FormatError (3) to a library caller; "
+              "`verify_report` restates it as a \"no\" (1): the report is the evidence"),
+    _c("E_USAGE_KEY", V,
+       "`usage verify`: signed by a key other than the pinned or ledger-recorded host key, or "
+       "the envelope's key id is not the key's",
+       "pin the host key that belongs to this customer's host (--host-key HOST.pub)"),
+    _c("E_USAGE_LEDGER", I,
+       "`usage verify --ledger`: the file is not an oemkit usage ledger",
+       "pass the ledger file 'oemkit usage verify --record' writes, or restore it from a "
+       "backup"),
+    _c("E_USAGE_NO_DATA", I,
+       "`usage report`: nothing was metered on this host (for that license)",
+       "serve under a license issued with --metering first, or pass the --state the runtime "
+       "uses"),
+    _c("E_USAGE_REPLAY", V,
+       "`usage verify`: the sequence number is not above the last accepted one",
+       "each report is billed once; ask the customer for a new one ('oemkit usage report')"),
+    _c("E_USAGE_SIG_INVALID", V,
+       "`usage verify`: the signature does not verify over the report's bytes (edited)",
+       "ask the customer for the report file exactly as 'oemkit usage report' wrote it"),
+    _c("E_USAGE_STATE", E,
+       "the host's usage state file is damaged or unusable",
+       "move it away to count afresh (tell the vendor: report numbers restart at 1), or "
+       "restore it from a backup"),
     _c("E_WHEEL_DUPLICATE", I,
        "the wheelhouse holds two wheels of one project",
        "keep one wheel per project (the one for the target platform)"),
@@ -1078,6 +1134,9 @@ REWRAPS: dict[tuple[str, str, str], str] = {
     ("rebuild", I, V):
         "file recipes that do not make NEW's manifest's files (E_DELTA_INVALID from "
         "models.delta's with_names) are a \"no\" (1)",
+    ("verify_report", I, V):
+        "a usage report whose payload does not parse (E_USAGE_INVALID from models.usage) is a "
+        "\"no\" (1) to the vendor's check",
     ("verify_open_bundle", I, V):
         "a malformed member inside a bundle is the bundle's fault: the answer is \"no\" (1)",
     ("_check_config", I, I):

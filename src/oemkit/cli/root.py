@@ -146,6 +146,18 @@ def _register_evidence_commands() -> None:
     app.add_typer(evidence_app, name="evidence")
 
 
+def _register_support_commands() -> None:
+    from oemkit.cli.support import support_app
+
+    app.add_typer(support_app, name="support")
+
+
+def _register_usage_commands() -> None:
+    from oemkit.cli.usage import usage_app
+
+    app.add_typer(usage_app, name="usage")
+
+
 def _register_deploy_commands() -> None:
     from oemkit.cli.deploy import deploy_app, image
 
@@ -157,7 +169,8 @@ for _register in (_register_license_commands, _register_profile_commands,
                   _register_smoke_commands, _register_install_commands, _register_sizing_commands,
                   _register_media_commands, _register_serve_commands, _register_oci_commands,
                   _register_deploy_commands, _register_layout_commands,
-                  _register_delta_commands, _register_evidence_commands):
+                  _register_delta_commands, _register_evidence_commands,
+                  _register_support_commands, _register_usage_commands):
     _register()
 
 

@@ -448,9 +448,9 @@ def _gather_metrics(c: _Collector) -> None:
 
 def _state_summary(data: bytes) -> dict[str, Any]:
     """The license state file without the CRLs' text (their digest instead)."""
-    doc = parse_json(data, what="the license state", code="E_STATE_INVALID")
+    doc = parse_json(data, what="the license state")
     if not isinstance(doc, dict):
-        raise InputError("E_STATE_INVALID", "the license state is not an object")
+        raise InputError("E_JSON", "the license state is not a JSON object")
     issuers = []
     raw = doc.get("issuers")
     for issuer in raw if isinstance(raw, list) else ():

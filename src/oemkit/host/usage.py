@@ -153,7 +153,7 @@ def parse_usage(data: bytes, path: Path) -> UsageState:
     if len(data) > MAX_USAGE_BYTES:
         raise _corrupt(path, f"larger than {MAX_USAGE_BYTES} bytes")
     try:
-        obj = parse_json(data, what=str(path), code="E_USAGE_STATE")
+        obj = parse_json(data, what=str(path))
     except InputError as exc:
         raise _corrupt(path, exc.message) from None
     if not isinstance(obj, dict) or obj.get("type") != USAGE_STATE_TYPE or set(obj) != {
