@@ -465,24 +465,47 @@ def test_not_a_delta(pair, trust_file, tmp_path):
     assert "is not an oemkit delta" in result.output
 
 
+def _first_patched(doc: dict) -> int:
+    """The index of the first file recipe patched against OLD (a frame with a dictionary)."""
+    return next(i for i, f in enumerate(doc["files"]) if isinstance(f, dict)
+                and f["pieces"][0].get("dict"))
+
+
+def _src(doc: dict, i: int, value: str) -> None:
+    doc["files"][i]["pieces"][0]["dict"][0][0] = value
+
+
 @pytest.mark.parametrize(("change", "field"), [
-    (lambda d: d.update(extra=1), "header"),
-    (lambda d: d["files"][0]["pieces"][0].update(src="http:x"), "files[0].pieces[0].src"),
-    (lambda d: d["files"][0]["pieces"][0].update(src="old:licenses/x.lic"),
-     "files[0].pieces[0].src"),
-    (lambda d: d["members"][0]["pieces"][0].update(len=1), "members[0].pieces"),
-    (lambda d: d["files"][0]["pieces"][0].update(src="file:../etc/passwd"),
-     "files[0].pieces[0].src"),
-    (lambda d: d["compressor"].update(level=99), "compressor.level"),
+    (lambda d, i: d.update(extra=1), "header"),
+    (lambda d, i: _src(d, i, "http:x"), "files[{i}].pieces[0].dict[0].src"),
+    (lambda d, i: _src(d, i, "old:licenses/x.lic"), "files[{i}].pieces[0].dict[0].src"),
+    (lambda d, i: d["members"][0]["pieces"][0].update(len=1), "members[0].pieces"),
+    (lambda d, i: _src(d, i, "file:../etc/passwd"), "files[{i}].pieces[0].dict[0].src"),
+    (lambda d, i: d["files"].__setitem__(0, "same"), "files[0]"),
+    (lambda d, i: d["compressor"].update(level=99), "compressor.level"),
 ])
 def test_the_header_is_parsed_strictly(pair, tmp_path, change, field):
     old, new = pair
     result = make_delta(old, new, None)
     doc = result.header.to_dict()
-    change(doc)
+    i = _first_patched(doc)
+    change(doc, i)
     with pytest.raises(FormatError) as caught:
         DeltaHeader.from_dict(doc)
-    assert caught.value.code == "E_DELTA_INVALID" and caught.value.field == field
+    assert caught.value.code == "E_DELTA_INVALID"
+    assert caught.value.field == field.format(i=i)
+
+
+def test_unchanged_files_are_written_as_same(pair):
+    """A file that is the OLD file of its own path, whole, costs one string in the header."""
+    old, new = pair
+    header = make_delta(old, new, None).header
+    doc = header.to_dict()
+    same = [r.name for r in header.files if r.same]
+    assert "model/model.onnx" in same and "runtime/main.py" not in same
+    assert sum(1 for f in doc["files"] if f == "=") == len(same)
+    names = [(r.name, r.size) for r in header.files]
+    assert DeltaHeader.from_dict(doc).with_names(names) == header
 
 
 def test_file_recipes_must_make_the_manifest_s_files(pair):
@@ -490,14 +513,15 @@ def test_file_recipes_must_make_the_manifest_s_files(pair):
     old, new = pair
     header = make_delta(old, new, None).header
     doc = header.to_dict()
-    doc["files"][0]["pieces"][0]["len"] += 1
-    doc["files"][0]["pieces"][0]["at"] = 0
+    i = _first_patched(doc)
+    doc["files"][i]["pieces"][0]["len"] += 1
     parsed = DeltaHeader.from_dict(doc)
     files = [(r.name, r.size) for r in header.files]
     with pytest.raises(FormatError) as caught:
         parsed.with_names(files)
-    assert caught.value.code == "E_DELTA_INVALID" and caught.value.field == "files[0].pieces"
-    assert f"which NEW's manifest says has {files[0][1]}" in caught.value.message
+    assert caught.value.code == "E_DELTA_INVALID"
+    assert caught.value.field == f"files[{i}].pieces"
+    assert f"which NEW's manifest says has {files[i][1]}" in caught.value.message
     with pytest.raises(FormatError) as fewer:
         header.with_names(files[:-1])
     assert f"for NEW's {len(files) - 1} payload files" in fewer.value.message
@@ -506,7 +530,7 @@ def test_file_recipes_must_make_the_manifest_s_files(pair):
 def test_a_frame_over_the_piece_limit_is_refused(pair):
     old, new = pair
     doc = make_delta(old, new, None).header.to_dict()
-    recipe = next(f for f in doc["files"] if any(p["op"] == "zstd" for p in f["pieces"]))
+    recipe = doc["files"][_first_patched(doc)]
     frame = next(p for p in recipe["pieces"] if p["op"] == "zstd")
     frame["len"] = (32 << 20) + 1
     with pytest.raises(FormatError) as caught:

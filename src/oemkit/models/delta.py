@@ -30,6 +30,8 @@ from oemkit.models.manifest import (
 )
 
 FORMAT = "oemkit-delta/v1"
+#: A payload file's recipe for "the OLD file of the same path, whole".
+SAME = "="
 #: What messages call the file's parts.
 HEADER = "header"
 DATA = "data"
@@ -220,9 +222,19 @@ class Recipe:
         """Bytes this recipe takes in the delta's data member."""
         return sum(p.cost for p in self.pieces)
 
-    def to_dict(self, *, file: bool = False) -> dict[str, Any]:
+    @property
+    def same(self) -> bool:
+        """Whether this is a payload file made of the OLD file of its own path, whole (the
+        header writes it as ``"="``: most files of a release are)."""
+        return len(self.pieces) == 1 and self.pieces[0].op == "copy" and \
+            self.pieces[0].source == Source("file", self.name, 0, self.size)
+
+    def to_dict(self, *, file: bool = False) -> dict[str, Any] | str:
         """The recipe as the header writes it: a payload file's only as its pieces (its
-        path, size and digest are NEW's manifest's, in the same order)."""
+        path, size and digest are NEW's manifest's, in the same order), or ``"="`` for the
+        OLD file of the same path, whole."""
+        if file and self.same:
+            return SAME
         pieces = [p.to_dict() for p in self.pieces]
         if file:
             return {"pieces": pieces}
@@ -235,6 +247,8 @@ class Recipe:
         Raises:
             FormatError: ``E_DELTA_INVALID`` naming the field.
         """
+        if file and value == SAME:  # named, sized and made a copy by with_names
+            return cls("", -1, None, ())
         obj = _obj(value, ("pieces",) if file else ("name", "size", "sha256", "pieces"), where)
         raw = obj["pieces"]
         if not isinstance(raw, list):
@@ -390,6 +404,10 @@ class DeltaHeader:
                        "files", "files")
         named = []
         for i, ((path, size), recipe) in enumerate(zip(files, self.files, strict=True)):
+            if recipe.size == -1:  # "=": the OLD file of this path, whole
+                named.append(Recipe(path, size, None, (
+                    Piece("copy", size, source=Source("file", path, 0, size)),)))
+                continue
             if recipe.size != size:
                 raise _bad(f"field files[{i}] makes {recipe.size} bytes of {path}, which NEW's "
                            f"manifest says has {size}", f"files[{i}].pieces")
