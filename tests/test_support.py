@@ -19,7 +19,7 @@ import zstandard
 from typer.testing import CliRunner
 
 from helpers import PASSPHRASE, REPO
-from oemkit.cli.support import support_app
+from oemkit.cli import app
 from oemkit.errors import FormatError, InputError, UsageError
 from oemkit.host.install import install, rollback
 from oemkit.host.support import CollectOptions, collect, inspect
@@ -42,7 +42,7 @@ TAIL = b"TAIL-MARKER-OF-THE-BIG-LOG\n"
 
 
 def invoke(*args: object, env: dict[str, str] | None = None):
-    result = runner.invoke(support_app, [str(a) for a in args], env=env)
+    result = runner.invoke(app, ["support", *(str(a) for a in args)], env=env)
     assert "Traceback" not in result.output, result.output
     return result
 

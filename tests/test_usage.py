@@ -22,8 +22,7 @@ from typer.testing import CliRunner
 
 import oemkit.license
 from helpers import EXAMPLE
-from oemkit.cli.license import license_app
-from oemkit.cli.usage import usage_app
+from oemkit.cli import app
 from oemkit.crypto.keys import generate, load_private, private_pem, public_pem
 from oemkit.errors import FormatError, VerificationError
 from oemkit.host.license_state import fingerprint
@@ -99,10 +98,10 @@ def test_license_issue_metering_option(keys, tmp_path, monkeypatch):
 
     monkeypatch.setenv("OEMKIT_KEY_PASSPHRASE", PASSPHRASE.decode())
     out = tmp_path / "m.lic"
-    result = runner.invoke(license_app, [
-        "issue", "--key", str(KEYS / "license.key"), "--customer", "acme", "--customer-name",
-        "ACME", "--product", "example", "--expires", "2099-01-01", "--metering", "--out",
-        str(out), "--json"])
+    result = runner.invoke(app, [
+        "license", "issue", "--key", str(KEYS / "license.key"), "--customer", "acme",
+        "--customer-name", "ACME", "--product", "example", "--expires", "2099-01-01",
+        "--metering", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["claims"]["metering"] is True
     assert oemkit.license.read_claims(out.read_bytes())[0].metering is True
@@ -432,7 +431,7 @@ def test_counts_survive_kill_9_and_a_restart_of_the_real_server_then_bill_once(
 
     monkeypatch.setenv("OEMKIT_STATE", str(state))
     out, ledger = tmp_path / "usage-1.oemu", tmp_path / "acme.ledger"
-    made = runner.invoke(usage_app, ["report", "--prefix", str(prefix), "--key",
+    made = runner.invoke(app, ["usage", "report", "--prefix", str(prefix), "--key",
                                      str(host_key[1]), "--fingerprint", str(fp_file), "--out",
                                      str(out), "--json"])
     assert made.exit_code == 0, made.output
@@ -441,10 +440,10 @@ def test_counts_survive_kill_9_and_a_restart_of_the_real_server_then_bill_once(
         1, "acme-example", 8)
     args = ["verify", str(out), "--fingerprint", str(fp_file), "--host-key", str(host_key[2]),
             "--ledger", str(ledger), "--record", "--json"]
-    ok = runner.invoke(usage_app, args)
+    ok = runner.invoke(app, ["usage", *args])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["report"]["seq"] == 1 and ledger.exists()
-    again = runner.invoke(usage_app, args)
+    again = runner.invoke(app, ["usage", *args])
     assert again.exit_code == 1
     assert json.loads(again.stdout)["error"]["code"] == "E_USAGE_REPLAY"
     # nothing is counted twice: the next report starts empty
