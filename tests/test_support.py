@@ -232,7 +232,13 @@ def test_the_bundle_holds_what_the_list_says(collected, site):
         assert config["admin"] == {"user": "ops", "password": REDACTED}
         assert config["threads"] == 1
     history = json.loads(members["history.json"])
-    assert history["reports_kept"] is False
+    assert history["reports_kept"] is True
+    kept = sorted(n for n in members if n.startswith("reports/kept-"))
+    assert [n.split("-", 2)[2] for n in kept] == ["install.json", "upgrade.json",
+                                                  "upgrade.json", "rollback.json"]
+    assert [json.loads(members[n])["ok"] for n in kept] == [True, False, True, True]
+    smoke_failed = json.loads(members[kept[1]])
+    assert smoke_failed["checks"][-1]["name"] == "smoke" and smoke_failed["recorded_at"]
     assert [s["version"] for s in history["slots"]] == ["0.1.0", "0.2.0"]
     assert json.loads(members["reports/01-rollback.json"])["action"] == "rollback"
     assert json.loads(members["reports/02-upgrade-failed.json"])["ok"] is False
@@ -521,3 +527,18 @@ def test_find_problems_disk_damage_and_interrupted_runs():
     assert find_problems({"disk.json": {"total": 100 * gib, "free": 50 * gib}}) == []
     full = find_problems({"disk.json": {"total": 100 * gib, "free": gib // 2}})
     assert [(p.kind, p.severity) for p in full] == [("disk-nearly-full", "error")]
+
+
+def test_install_keeps_only_the_newest_reports(tmp_path):
+    from oemkit.host.install import InstallReport, keep_report
+    from oemkit.host.prefix import KEEP_REPORTS, scan
+
+    prefix = tmp_path / "opt"
+    prefix.mkdir()
+    for i in range(KEEP_REPORTS + 5):
+        keep_report(prefix, InstallReport("upgrade", str(prefix), slot=f"s{i}"))
+    names = sorted(p.name for p in (prefix / "reports").iterdir())
+    assert len(names) == KEEP_REPORTS
+    assert names[0] == "000006-upgrade.json" and names[-1] == "000025-upgrade.json"
+    assert json.loads((prefix / "reports" / names[-1]).read_text())["slot"] == "s24"
+    assert scan(prefix).exists  # reports/ is part of an oemkit prefix: its layout check passes

@@ -283,11 +283,16 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
         staging = journal.make_staging()
         name = f"{SLOTS}/{staging.name}"
         try:
-            return _prepare_and_switch(report, bundle, prefix, trust, staging, layout,
+            done = _prepare_and_switch(report, bundle, prefix, trust, staging, layout,
                                        journal, options)
+        except OemkitError as exc:
+            keep_report(prefix, report.fail(report.action, exc))
+            raise
         finally:
             if name in journal.pending:
                 journal.discard(name)
+        keep_report(prefix, done)
+        return done
 
 
 def _not_installed(prefix: Path) -> InputError:
@@ -886,7 +891,32 @@ def rollback(prefix: Path, service: ServiceOptions | None = None,
         if service is not None and service.mode == "systemd":
             _systemd_gate(report, prefix, journal, record.bundle_name, service, state_path,
                           before=(current, previous), discard=None)
+        keep_report(prefix, report)
     return report
+
+
+def keep_report(prefix: Path, report: InstallReport) -> None:
+    """Keep ``report`` (its ``--json`` document, with the time) as
+    ``PREFIX/reports/NNNNNN-ACTION.json``, and only the newest ``KEEP_REPORTS``: what
+    ``oemkit support collect`` carries out. Best effort: a report that cannot be kept
+    never changes the outcome it reports."""
+    from oemkit.host.prefix import KEEP_REPORTS, REPORTS
+
+    folder = prefix / REPORTS
+    try:
+        if folder.is_symlink():
+            return
+        folder.mkdir(mode=0o755, exist_ok=True)
+        kept = sorted(p.name for p in folder.iterdir()
+                      if re.fullmatch(r"[0-9]{6}-[a-z]+\.json", p.name))
+        number = int(kept[-1][:6]) + 1 if kept else 1
+        doc = {"recorded_at": format_time(now()), **report.to_dict()}
+        atomic_write_bytes(folder / f"{number % 1_000_000:06d}-{report.action}.json",
+                           (json.dumps(doc, indent=2) + "\n").encode())
+        for old in kept[:max(0, len(kept) + 1 - KEEP_REPORTS)]:
+            (folder / old).unlink(missing_ok=True)
+    except Exception:  # keeping the record must never change the outcome it records
+        return
 
 
 @dataclass(frozen=True)

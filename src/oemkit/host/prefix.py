@@ -40,6 +40,10 @@ LINKS = ("current", "previous")
 #: The site's own licenses for every release (``oemkit serve PREFIX`` reads ``*.lic`` there
 #: besides the slot's); oemkit never writes or removes it.
 LICENSES = "licenses"
+#: The last install/upgrade/rollback reports (their ``--json`` documents), kept for
+#: ``oemkit support collect``: ``reports/NNNNNN-ACTION.json``, the newest KEEP_REPORTS.
+REPORTS = "reports"
+KEEP_REPORTS = 20
 #: The journal is a few names; anything larger is not oemkit's.
 MAX_JOURNAL = 64 << 10
 MAX_JOURNAL_ENTRIES = 64
@@ -123,7 +127,7 @@ def check_layout(prefix: Path, top: Sequence[Entry] | None,
             problems.append(f"{SLOTS}/{e.name} is not a slot name oemkit makes")
     wanted: dict[str, Kind] = {SLOTS: "dir", LOCK: "file", JOURNAL: "file",
                                JOURNAL_TMP: "file", "current": "link", "previous": "link",
-                               LICENSES: "dir"}
+                               LICENSES: "dir", REPORTS: "dir"}
     for e in sorted(top, key=lambda x: x.name):
         kind = "link" if _SWITCHING.fullmatch(e.name) else wanted.get(e.name)
         if kind is None:

@@ -231,10 +231,10 @@ def _gather_prefix(c: _Collector) -> tuple[str | None, list[str]]:
     except OemkitError as exc:
         c.note(f"the prefix journal cannot be read: {exc.code}: {exc.message}")
     history = {
-        "reports_kept": False,
-        "note": "oemkit does not keep install/upgrade/rollback reports on the host; this is "
-                "the slot history (when each slot was installed), the links and the "
-                "journal. Reports saved with --json are collected with --report FILE.",
+        "reports_kept": (prefix / "reports").is_dir(),
+        "note": "the slot history (when each slot was installed), the links and the "
+                "journal; the last install/upgrade/rollback reports are under reports/ "
+                "(kept-*: what oemkit kept in PREFIX/reports; others: --report files).",
         "current": layout.current, "previous": layout.previous,
         "journal_pending": pending,
         "slots": sorted(({"name": s.name, "version": s.record.version if s.record else None,
@@ -393,8 +393,25 @@ def _gather_logs(c: _Collector, folder: Path) -> None:
 
 
 def _gather_reports(c: _Collector) -> None:
+    """The reports install, upgrade and rollback kept in ``PREFIX/reports/`` (as
+    ``reports/kept-NNNNNN-ACTION.json``), then every ``--report`` file."""
     from oemkit._fs import read_input
+    from oemkit.host.prefix import REPORTS, read_regular
 
+    folder = c.prefix / REPORTS
+    try:
+        kept = sorted(p.name for p in folder.iterdir() if not folder.is_symlink()
+                      and re.fullmatch(r"[0-9]{6}-[a-z]+\.json", p.name))
+    except OSError:
+        kept = []
+    for name in kept:
+        try:
+            data = read_regular(folder / name, MAX_DOCUMENT)
+        except (OSError, OemkitError) as exc:
+            c.note(f"{REPORTS}/{name} cannot be read: {exc}")
+            continue
+        if data is not None:
+            c.add(f"reports/kept-{name}", data[:MAX_DOCUMENT], f"{folder / name}")
     for i, path in enumerate(c.options.reports, 1):
         data = read_input(Path(path), "report", MAX_DOCUMENT)
         name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).name).lstrip(".") or "report"
