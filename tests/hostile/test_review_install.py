@@ -167,7 +167,7 @@ def test_journal_is_private_and_empty_after_a_run(tmp_path):
     assert stat.S_IMODE(os.lstat(prefix / ".lock").st_mode) == 0o600
     assert Journal.load(prefix).pending == []
     assert sorted(p.name for p in prefix.iterdir()) == [".journal", ".lock", "current",
-                                                        "slots"]
+                                                        "reports", "slots"]
 
 
 def test_cleanup_removes_only_journaled_names_and_never_follows_links(tmp_path):

@@ -82,6 +82,9 @@ class InstallReport:
     switched: bool = False
     environment_error: bool = False
     input_error: bool = False
+    #: A new slot was started (not serialised): only such a run is kept in reports/ (a
+    #: verification or version refusal changes nothing on the host, and leaves no trace).
+    prepared: bool = False
 
     @property
     def ok(self) -> bool:
@@ -286,12 +289,14 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
             done = _prepare_and_switch(report, bundle, prefix, trust, staging, layout,
                                        journal, options)
         except OemkitError as exc:
-            keep_report(prefix, report.fail(report.action, exc))
+            if report.prepared:  # refused before a slot was made: nothing changed
+                keep_report(prefix, report.fail(report.action, exc))
             raise
         finally:
             if name in journal.pending:
                 journal.discard(name)
-        keep_report(prefix, done)
+        if done.prepared:  # a refusal that changed nothing leaves no trace either
+            keep_report(prefix, done)
         return done
 
 
@@ -344,6 +349,7 @@ def _prepare_and_switch(report: InstallReport, bundle: Path, prefix: Path,
         final = prefix / SLOTS / f"{slot_name}-{n}"  # target
         n += 1
     slot_name = report.slot = final.name
+    report.prepared = True
     entry = f"{SLOTS}/{slot_name}"
     try:
         # The slot gets its final path before the venv is made (venvs are not relocatable);
