@@ -1131,7 +1131,7 @@ REWRAPS: dict[tuple[str, str, str], str] = {
     ("decode", I, V):
         "a delta whose header does not parse (E_DELTA_INVALID from models.delta) is a \"no\" "
         "(1), as its preamble",
-    ("rebuild", I, V):
+    ("_rebuild", I, V):
         "file recipes that do not make NEW's manifest's files (E_DELTA_INVALID from "
         "models.delta's with_names) are a \"no\" (1)",
     ("verify_report", I, V):

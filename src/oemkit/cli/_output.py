@@ -19,6 +19,7 @@ re-exported here for the command modules.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ from oemkit.cli._print import (
     file_size,
     float_option,
     held,
+    human_bytes,
     int_option,
     limits,
     outcome,
@@ -57,9 +59,36 @@ from oemkit.cli._print import (
 from oemkit.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, OemkitError, UsageError
 
 __all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_MEMBER", "DEFAULT_MAX_PAYLOAD", "MAX_SAFE_INTEGER",
-           "STATE", "OemkitGroup", "check_table", "emit_json", "err", "error_hint",
-           "file_size", "float_option", "guard", "int_option", "limits", "outcome",
-           "parse_float", "parse_int", "passphrase_for", "print_error", "progress", "safe"]
+           "STATE", "DefaultCommandGroup", "OemkitGroup", "check_table", "emit_json", "err",
+           "error_hint", "file_size", "float_option", "guard", "human_bytes", "int_option",
+           "limits", "outcome", "parse_float", "parse_int", "passphrase_for", "print_error",
+           "progress", "safe"]
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose first word is one of its subcommands, or else the start of its
+    default command's line (``oemkit sizing BUNDLE``, ``oemkit evidence BUNDLE``): that
+    command's context stands in for the group's, so usage lines and errors read ``oemkit
+    sizing``. Subclasses give :attr:`default_command` (built on first use)."""
+
+    @property
+    @abc.abstractmethod
+    def default_command(self) -> Any:
+        """The command a line without a subcommand goes to."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            return super().parse_args(ctx, args)
+        ctx.args = list(args)  # no subcommand: every word is the default command's
+        return list(ctx.args)
+
+    def invoke(self, ctx: Any) -> Any:
+        if ctx._protected_args:  # a subcommand
+            return super().invoke(ctx)
+        command = self.default_command
+        sub_ctx = command.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent)
+        with sub_ctx:
+            return command.invoke(sub_ctx)
 
 
 @contextlib.contextmanager

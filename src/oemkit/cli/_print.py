@@ -220,6 +220,16 @@ def limits(max_files: int, max_member: int, max_payload: int) -> Limits:
                   max_payload_bytes=max_payload)
 
 
+def human_bytes(n: int) -> str:
+    """``n`` bytes as a table shows them: ``512 B``, ``3.4 KiB``, ``1.0 GiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def file_size(path: Path) -> int:
     """A progress bar's total: 0 (no bar) when ``path`` is not a file; the command itself
     then reports what is wrong with it."""

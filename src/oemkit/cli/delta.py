@@ -23,6 +23,7 @@ from oemkit.cli._output import (
     emit_json,
     err,
     guard,
+    human_bytes,
     limits,
     passphrase_for,
     progress,
@@ -56,15 +57,6 @@ def _payload_bytes(bundle: Path) -> int | None:
         return None  # the command itself says what is wrong
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _explain(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -73,14 +65,16 @@ def _explain(doc: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column != "path" and column != "op"
                          else "left")
     for f in doc["files"]:
-        table.add_row(safe(f["path"]), f["op"], _human(f["size"]), _human(f["cost"]))
+        table.add_row(safe(f["path"]), f["op"], human_bytes(f["size"]),
+                      human_bytes(f["cost"]))
     err.print(table)
     members = Table(title="bundle members", title_justify="left")
     for column in ("member", "op", "size", "delta bytes"):
         members.add_column(column, justify="right" if column in ("size", "delta bytes")
                            else "left")
     for m in doc["members"]:
-        members.add_row(safe(m["name"]), m["op"], _human(m["size"]), _human(m["cost"]))
+        members.add_row(safe(m["name"]), m["op"], human_bytes(m["size"]),
+                        human_bytes(m["cost"]))
     err.print(members)
 
 
@@ -129,12 +123,12 @@ def delta(
         totals = doc["totals"]
         what = "would be" if explain else "is"
         err.print(f"{'Planned' if explain else 'Wrote'} "
-                  f"{safe(out) if out else 'a delta'}: {_human(result.size)} (the full bundle "
-                  f"{what} {_human(result.new_bundle_size)}, "
+                  f"{safe(out) if out else 'a delta'}: {human_bytes(result.size)} (the full "
+                  f"bundle {what} {human_bytes(result.new_bundle_size)}, "
                   f"{result.size / max(result.new_bundle_size, 1):.1%}); files reused "
                   f"{totals['reused']}, patched {totals['patched']}, whole {totals['whole']}; "
-                  f"payload {_human(totals['payload_cost'])}, metadata "
-                  f"{_human(totals['metadata_cost'])}")
+                  f"payload {human_bytes(totals['payload_cost'])}, metadata "
+                  f"{human_bytes(totals['metadata_cost'])}")
         for keyid in result.signers:
             err.print(f"Signed with key {safe(keyid)}")
 

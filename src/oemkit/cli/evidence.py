@@ -9,29 +9,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from oemkit.cli._options import JsonOut, TrustPinned
-from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, safe
+from oemkit.cli._output import (
+    DefaultCommandGroup,
+    check_table,
+    emit_json,
+    err,
+    guard,
+    passphrase_for,
+    safe,
+)
 
 
-class EvidenceGroup(TyperGroup):
+class EvidenceGroup(DefaultCommandGroup):
     """``oemkit evidence``: ``verify`` by its name; anything else goes, whole, to the
     command that makes a pack."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] in self.commands:
-            return super().parse_args(ctx, args)
-        ctx.args = list(args)
-        return list(ctx.args)
-
-    def invoke(self, ctx: Any) -> Any:
-        if ctx._protected_args:
-            return super().invoke(ctx)
-        command = _make_command()
-        sub_ctx = command.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent)
-        with sub_ctx:
-            return command.invoke(sub_ctx)
+    @property
+    def default_command(self) -> Any:
+        return _make_command()
 
 
 def make(

@@ -12,13 +12,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from oemkit.cli._options import JsonOut, OutDir, TrustPinnedChecked
-from oemkit.cli._output import emit_json, err, float_option, guard, int_option, parse_int, safe
+from oemkit.cli._output import (
+    DefaultCommandGroup,
+    emit_json,
+    err,
+    float_option,
+    guard,
+    int_option,
+    parse_int,
+    safe,
+)
 
 
-class SizingGroup(TyperGroup):
+class SizingGroup(DefaultCommandGroup):
     """``oemkit sizing``: a subcommand by its name; any other first word, an option, or
     nothing at all goes, whole, to the measurement command (:attr:`default_command`), whose
     context stands in for the group's: usage lines and errors read ``oemkit sizing``."""
@@ -26,20 +34,6 @@ class SizingGroup(TyperGroup):
     @property
     def default_command(self) -> Any:
         return _measure_command()
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] in self.commands:
-            return super().parse_args(ctx, args)
-        ctx.args = list(args)  # no subcommand: every word is the measurement's
-        return list(ctx.args)
-
-    def invoke(self, ctx: Any) -> Any:
-        if ctx._protected_args:  # a subcommand (``compare``)
-            return super().invoke(ctx)
-        command = self.default_command
-        sub_ctx = command.make_context(ctx.info_name, list(ctx.args), parent=ctx.parent)
-        with sub_ctx:
-            return command.invoke(sub_ctx)
 
 
 def measure(

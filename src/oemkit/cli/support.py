@@ -9,21 +9,20 @@ from typing import Any
 import typer
 
 from oemkit.cli._options import JsonOut
-from oemkit.cli._output import emit_json, err, guard, int_option, passphrase_for, safe
+from oemkit.cli._output import (
+    emit_json,
+    err,
+    guard,
+    human_bytes,
+    int_option,
+    passphrase_for,
+    safe,
+)
 
 support_app = typer.Typer(
     rich_markup_mode=None,
     help="Support bundles: collect what a vendor needs to diagnose a host, inspect one.",
     no_args_is_help=True)
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _files(doc: dict[str, Any]) -> None:
@@ -33,8 +32,9 @@ def _files(doc: dict[str, Any]) -> None:
     for column in ("path", "size", "truncated", "redactions"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for f in doc["files"]:
-        cut = f"from {_human(f['original_size'])}" if f["truncated"] else ""
-        table.add_row(safe(f["path"]), _human(f["size"]), cut, str(f["redactions"] or ""))
+        cut = f"from {human_bytes(f['original_size'])}" if f["truncated"] else ""
+        table.add_row(safe(f["path"]), human_bytes(f["size"]), cut,
+                      str(f["redactions"] or ""))
     err.print(table)
     for note in doc["notes"]:
         err.print(f"[yellow]note[/]: {safe(note)}")
@@ -94,11 +94,12 @@ def collect(
         if dry_run:
             if not json_out:
                 _files(manifest)
-            err.print(f"Would collect {len(manifest['files'])} files, {_human(total)} "
+            err.print(f"Would collect {len(manifest['files'])} files, {human_bytes(total)} "
                       "(nothing written)")
             return
         err.print(f"Wrote {safe(result.out)}: {len(manifest['files'])} files, "
-                  f"{_human(total)} collected, {_human(result.size or 0)} compressed"
+                  f"{human_bytes(total)} collected, {human_bytes(result.size or 0)} "
+                  "compressed"
                   + (f"; signed by {safe(result.signer[:16])}…" if result.signer else ""))
         for note in manifest["notes"]:
             err.print(f"[yellow]note[/]: {safe(note)}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from oemkit._canonical import b64decode, b64encode, parse_json
+from oemkit._canonical import b64decode, b64encode, parse_json, sha256_hex
 from oemkit._fs import (
     CHUNK,
     HashingWriter,
@@ -333,6 +333,13 @@ class _Rebuilder:
     delta: OpenDelta
     old: OldSide
     new: dict[str, bytes] = field(default_factory=dict)
+    _fds: dict[str, int] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Close the OLD files read so far."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def source(self, src: Source, recipe: str) -> bytes:
         """The bytes of one source range (at most MAX_DICT: dictionaries, members)."""
@@ -365,9 +372,11 @@ class _Rebuilder:
                         f"{'does not have' if size is None else f'has with {size} bytes'}",
                         member=recipe, hint="this delta was made against another OLD release")
         try:
-            with open(self.old.files.joinpath(*src.name.split("/")), "rb",
-                      buffering=0) as handle:
-                data = os.pread(handle.fileno(), length, at)
+            fd = self._fds.get(src.name)
+            if fd is None:  # opened once: a large file is read a chunk at a time
+                fd = self._fds[src.name] = os.open(
+                    self.old.files.joinpath(*src.name.split("/")), os.O_RDONLY | os.O_CLOEXEC)
+            data = os.pread(fd, length, at)
         except OSError as exc:
             raise _fail("E_DELTA_BASE", f"cannot read {src.name} of OLD in {self.old.where}: "
                         f"{exc.strerror}", member=recipe,
@@ -422,8 +431,6 @@ class _Rebuilder:
             else:
                 parts.append(self.frame(piece, recipe.name))
         data = b"".join(parts)
-        from oemkit._canonical import sha256_hex
-
         if sha256_hex(data) != recipe.sha256:
             raise _fail("E_DELTA_RESULT", f"the NEW member {recipe.name} rebuilt from the "
                         "delta does not have the digest the delta records", member=recipe.name,
@@ -512,11 +519,19 @@ def rebuild(delta: OpenDelta, old: OldSide, out: BinaryIO,
             progress: ProgressFn | None = None) -> Manifest:
     """Write NEW (the whole outer archive) to ``out`` from ``delta`` and ``old``; return
     NEW's manifest (as the rebuilt bytes say: verified by the caller)."""
-    from oemkit.release.bundle import pack_payload
-
     header = delta.header
     assert header is not None, "decode the header first (check_base)"
     rebuilder = _Rebuilder(delta, old)
+    try:
+        return _rebuild(delta, header, rebuilder, out, progress)
+    finally:
+        rebuilder.close()
+
+
+def _rebuild(delta: OpenDelta, header: DeltaHeader, rebuilder: _Rebuilder, out: BinaryIO,
+             progress: ProgressFn | None) -> Manifest:
+    from oemkit.release.bundle import pack_payload
+
     for recipe in header.members:
         if recipe.name != PAYLOAD:
             rebuilder.member(recipe)
@@ -573,7 +588,7 @@ def check_base(delta: OpenDelta, manifest_bytes: bytes, manifest: Manifest,
         VerificationError: ``E_DELTA_BASE`` (another release), ``E_DELTA_INVALID``.
     """
     want = delta.preamble
-    digest = _sha(manifest_bytes)
+    digest = sha256_hex(manifest_bytes)
     if digest != want.old.manifest_sha256:
         raise _fail("E_DELTA_BASE", f"{delta.path} turns {want.old.name} {want.old.version} "
                     f"into {want.new_name} {want.new_version}, but {where} is "
@@ -582,12 +597,6 @@ def check_base(delta: OpenDelta, manifest_bytes: bytes, manifest: Manifest,
                     hint=f"apply it to {want.old.name} {want.old.version}, or get the delta "
                          f"made from {manifest.name} {manifest.version}")
     return delta.decode(manifest_bytes)
-
-
-def _sha(data: bytes) -> str:
-    from oemkit._canonical import sha256_hex
-
-    return sha256_hex(data)
 
 
 # --------------------------------------------------------------------------- the commands

@@ -426,9 +426,16 @@ def verify_pack(path: Path, trust: Path, *, signer: Path | None = None) -> PackR
     doc = pack.doc
     report = PackReport(str(path), f"{doc['bundle'].get('name')} "
                         f"{doc['bundle'].get('version')}", str(doc["created"]))
+    signed: _Signed | OemkitError
+    try:
+        signed = _signed(pack, root)
+    except OemkitError as exc:  # every claim rests on it: each fails with this reason
+        signed = exc
     for claim in pack.claims:
         try:
-            detail = _recheck(claim, pack, root)
+            if isinstance(signed, OemkitError):
+                raise signed
+            detail = _recheck(claim, pack, root, signed)
             report.results.append(ClaimResult(claim, True, detail))
         except OemkitError as exc:
             report.results.append(ClaimResult(claim, False, f"{exc.code}: {exc.message}"))
@@ -471,25 +478,43 @@ def _artifact(pack: Pack, name: str, claimed: str) -> bytes:
     return artifact.content
 
 
-def _recheck(claim: Claim, pack: Pack, root: Any) -> str:
-    """Why ``claim`` still holds (raises the reason it does not)."""
+@dataclass(frozen=True)
+class _Signed:
+    """What every claim rests on, checked once: the bundle keys that signed the carried
+    provenance, its subjects, and the manifest it names."""
+
+    signers: list[str]
+    subjects: dict[str, str]
+    manifest_bytes: bytes
+    manifest: Any
+
+
+def _signed(pack: Pack, root: Any) -> _Signed:
+    """The carried provenance judged by ``root``'s bundle policy and the manifest it names
+    (raises the reason either does not hold)."""
     from oemkit.verify.bundle import judge_provenance, parse_manifest
 
-    doc = pack.doc
-    provenance = _artifact(pack, PROVENANCE, claim.digest if claim.artifact == PROVENANCE
-                           else "")
+    provenance = _artifact(pack, PROVENANCE, "")
     sigs = [(n, a.content) for n, (a, _) in pack.artifacts.items()
             if n.startswith(SIGNATURE_DIR)]
     signers, subjects = judge_provenance(root, provenance, sigs)
-    manifest_bytes = _artifact(pack, MANIFEST, claim.digest if claim.artifact == MANIFEST
-                               else "")
+    manifest_bytes = _artifact(pack, MANIFEST, "")
     if subjects.get(MANIFEST) != sha256_hex(manifest_bytes):
         raise _fail("E_EVIDENCE_DIGEST", "the manifest is not the one the signed provenance "
                     "names", hint="the pack was edited after it was made", member=MANIFEST)
-    manifest = parse_manifest(manifest_bytes)
+    return _Signed(signers, subjects, manifest_bytes, parse_manifest(manifest_bytes))
+
+
+def _recheck(claim: Claim, pack: Pack, root: Any, signed: _Signed) -> str:
+    """Why ``claim`` still holds (raises the reason it does not)."""
+    doc = pack.doc
+    subjects, manifest_bytes, manifest = signed.subjects, signed.manifest_bytes, signed.manifest
     if claim.id == "C1":
-        return f"signed by {', '.join(k[:16] for k in signers)} under trust root v{root.version}"
+        _artifact(pack, PROVENANCE, claim.digest)
+        return (f"signed by {', '.join(k[:16] for k in signed.signers)} under trust root "
+                f"v{root.version}")
     if claim.id == "C2":
+        _artifact(pack, MANIFEST, claim.digest)
         return f"provenance subject {MANIFEST} sha256 {subjects[MANIFEST][:16]}"
     if claim.id == "C3":
         recorded = manifest.members[PAYLOAD].sha256
