@@ -12,6 +12,11 @@ command body runs: click's usage errors become ``E_USAGE`` (a JSON error documen
 ``--json``), and file arguments are left to oemkit to open, so an unreadable file is
 ``E_PERMISSION`` (exit 4), not click's text.
 
+:func:`install_help_format` (run when this module is imported) fixes two things in every
+command's ``--help``, for the lazy root and typer's own build alike: "Example:" lines are
+printed whole, each on one line, however narrow the terminal (so they paste), and a list
+option or argument shows its item type (``<path>``), not a Python type name.
+
 The output helpers themselves (:func:`safe`, :func:`emit_json`, :func:`print_error`,
 ``err``, the numeric option parsers) are typer-free, in :mod:`oemkit.cli._print`, and
 re-exported here for the command modules.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import inspect
 import sys
 from collections.abc import Iterator, Sequence
 from gettext import gettext
@@ -60,9 +66,9 @@ from oemkit.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, OemkitErr
 
 __all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_MEMBER", "DEFAULT_MAX_PAYLOAD", "MAX_SAFE_INTEGER",
            "STATE", "DefaultCommandGroup", "OemkitGroup", "check_table", "emit_json", "err",
-           "error_hint", "file_size", "float_option", "guard", "human_bytes", "int_option",
-           "limits", "outcome", "parse_float", "parse_int", "passphrase_for", "print_error",
-           "progress", "safe"]
+           "error_hint", "examples_unwrapped", "file_size", "float_option", "guard",
+           "human_bytes", "install_help_format", "int_option", "limits", "outcome",
+           "parse_float", "parse_int", "passphrase_for", "print_error", "progress", "safe"]
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -225,3 +231,100 @@ class OemkitGroup(TyperGroup):
         return EXIT_USAGE
 
 
+
+
+# --------------------------------------------------------------------------- help text
+
+#: How a help paragraph starts when click must print its lines as they are (no rewrapping).
+_RAW = "\b"
+
+
+def examples_unwrapped(text: str) -> str:
+    """``text`` (a command's help) with its "Example:" lines kept whole: an example that
+    continues on the docstring's next lines is joined into one line, and the examples of a
+    paragraph become a paragraph of their own that click prints without rewrapping
+    (``\\b``), however narrow the terminal. Everything else is left as it is."""
+    out: list[str] = []
+    in_examples = raw = False
+    for line in text.split("\n"):
+        if not line:  # click's paragraph break (a line with spaces is not one)
+            in_examples = raw = False
+            out.append(line)
+            continue
+        if raw or ((not out or not out[-1]) and line.strip() == _RAW):
+            raw = True  # a paragraph printed as it is already
+            out.append(line)
+            continue
+        if line.lstrip().startswith("Example:"):
+            if not in_examples:
+                if out and out[-1]:
+                    out.append("")  # the prose before it stays a paragraph of its own
+                out.append(_RAW)
+                in_examples = True
+            out.append(line.strip())
+        elif in_examples:
+            out[-1] = f"{out[-1]} {line.strip()}"  # the example goes on
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _format_help_text(self: Any, ctx: Any, formatter: Any) -> None:
+    """click's ``Command.format_help_text``, with :func:`examples_unwrapped`."""
+    text = inspect.cleandoc(self.help).partition("\f")[0] if self.help is not None else ""
+    text = examples_unwrapped(text)
+    if self.deprecated:
+        note = (f"(DEPRECATED: {self.deprecated})" if isinstance(self.deprecated, str)
+                else "(DEPRECATED)")
+        text = f"{note}\n\n{text}" if text else note  # never glued to an example line
+    if text:
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(text)
+
+
+def _item_label(annotation: Any) -> str | None:
+    """``<path>`` or ``<str>`` for ``list[Path]`` or ``list[str]`` (None: not a list)."""
+    from pathlib import PurePath
+
+    from typer._typing import get_args, get_origin
+
+    if get_origin(annotation) is not list:
+        return None
+    args = get_args(annotation)
+    item = args[0] if len(args) == 1 else str
+    if isinstance(item, type) and issubclass(item, PurePath):
+        return "<path>"
+    name = item.__name__ if isinstance(item, type) else "value"
+    return f"<{name.lower()}>"
+
+
+def install_help_format() -> bool:
+    """Make typer's commands and groups print help with :func:`examples_unwrapped`, and
+    its list parameters show their item type (``--crl <path>``, not ``<list[Path]>``);
+    once. False when this typer lacks the hooks (then its help is left as it is)."""
+    from typer import core
+
+    param_cls = getattr(core, "_TyperParameter", None)
+    if param_cls is None or not hasattr(param_cls, "display_type"):
+        return False
+    if getattr(param_cls.display_type, "_oemkit", False):
+        return True
+    typer_own = param_cls.display_type
+
+    def display_type(self: Any, ctx: Any) -> Any:
+        desc = getattr(self, "type_descriptor", None)
+        if desc is not None and not desc.is_choice:
+            label = _item_label(desc.annotation)
+            if label is not None:
+                return label
+        return typer_own(self, ctx)
+
+    display_type._oemkit = True  # type: ignore[attr-defined]
+    param_cls.display_type = display_type
+    for cls in (core.TyperCommand, core.TyperGroup):
+        cls.format_help_text = _format_help_text  # type: ignore[method-assign]
+    return True
+
+
+install_help_format()
