@@ -73,6 +73,9 @@ def measure(
         "--format", help="Any of json, md, html.")] = "json,md,html",
     force: Annotated[bool, typer.Option(
         "--force", help="Measure even if the host does not satisfy the profile.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="No progress (the spinner on a terminal, else one line per "
+        "measurement); errors and the summary still print.")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Measure the served runtime on this host (oemkit serve driven over loopback with
@@ -93,7 +96,7 @@ def measure(
                              hint="oemkit sizing BUNDLE --profile cpu-small --trust ROOT")
         _measure(bundle, profile, trust, target_qps, slo, headroom, redundancy, batch,
                  threads, duration, out, format, force, json_out,
-                 served=(workers, levels, level_duration, mlperf))
+                 served=(workers, levels, level_duration, mlperf), quiet=quiet)
 
 
 sizing_app = typer.Typer(cls=SizingGroup, rich_markup_mode=None, help=measure.__doc__,
@@ -178,7 +181,7 @@ def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
              slo: str | None, headroom: float, redundancy: int, batch: str, threads: str,
              duration: str, out: Path, format: str, force: bool, json_out: bool,
              served: tuple[int | None, str, str, str] = (None, "0.25,0.5,0.7,0.85,1", "3s",
-                                                         "auto")) -> None:
+                                                         "auto"), quiet: bool = False) -> None:
     import json
 
     from oemkit._fs import atomic_write_bytes
@@ -212,12 +215,16 @@ def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
         threads=() if threads == "auto" else _ints(threads, "--threads"),
         duration_s=_bounded(parse_duration(_short(duration, "--duration")), "--duration",
                             1e-3, 86400.0), force=force)
-    status = err.status("measuring") if err.is_terminal else None
+    # A terminal shows a spinner; anything else (a CI log, a pipe) gets one plain line per
+    # measurement, so a run of minutes is never silent. --quiet: neither.
+    status = err.status("measuring") if err.is_terminal and not quiet else None
     if status:
         status.start()
     try:
         doc = run_sizing(bundle, profile, trust, request,
                          progress=(lambda m: status.update(f"measuring {m}")) if status
+                         else None,
+                         measured=_progress_line if not quiet and not err.is_terminal
                          else None)
     finally:
         if status:
@@ -247,6 +254,11 @@ def _measure(bundle: Path, profile: str, trust: Path, target_qps: float | None,
               + ("" if doc["complete"] else " (INCOMPLETE: interrupted)"))
     if not doc["complete"]:
         raise typer.Exit(1)
+
+
+def _progress_line(message: str) -> None:
+    """One finished measurement, as a plain line on stderr (never wrapped)."""
+    err.print(f"sizing: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _compare(a_path: Path, b_path: Path, max_regression: float | None, json_out: bool) -> None:

@@ -164,6 +164,34 @@ def _spawn(req: dict[str, Any], work: Path, python: str, timeout: float,
     return data
 
 
+class _Say:
+    """The run's two progress callbacks: ``progress`` before each measurement (what is
+    being measured now: a terminal's spinner), ``measured`` after it (one line with its
+    figures: the log of a run whose stderr is not a terminal)."""
+
+    def __init__(self, progress: ProgressFn | None, measured: ProgressFn | None) -> None:
+        self._progress, self._measured = progress, measured
+
+    def __call__(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress(message)
+
+    def done(self, message: str) -> None:
+        """One measurement finished: ``message`` says what and its figures."""
+        if self._measured is not None:
+            self._measured(message)
+
+
+def _ms(value: Any) -> str:
+    """A latency for a progress line (``12.3 ms``; ``-`` when there is none)."""
+    return f"{value:.3g} ms" if isinstance(value, (int, float)) else "-"
+
+
+def _per_s(value: Any) -> str:
+    """A rate for a progress line (``184/s``)."""
+    return f"{value:.0f}/s" if isinstance(value, (int, float)) else "-/s"
+
+
 class _Interrupted(Exception):
     def __init__(self, partial: dict[str, Any]) -> None:
         super().__init__("interrupted")
@@ -172,8 +200,13 @@ class _Interrupted(Exception):
 
 def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: SizingRequest,
                *, progress: ProgressFn | None = None,
+               measured: ProgressFn | None = None,
                python: str = sys.executable) -> dict[str, Any]:
     """Measure and recommend; returns the sizing document (what ``sizing.json`` holds).
+
+    ``progress`` is told what is measured next; ``measured`` gets one line per finished
+    measurement (each in-process configuration with its place, ``(2/6)``, and each
+    model-only, closed-loop and served load level) with its figures.
 
     Raises:
         EnvironmentProblem: E_PROFILE_UNMET (without ``force``), E_MISSING_EXTRA (the
@@ -183,7 +216,7 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
     from oemkit.host.profiles import load_profile
     from oemkit.host.unpack import unpack_bundle
 
-    say = progress or (lambda _msg: None)
+    say = _Say(progress, measured)
     profile = load_profile(profile_name) if profile_name.endswith((".yaml", ".yml")) or (
         "/" in profile_name) else None
     work = Path(tempfile.mkdtemp(prefix="oemkit-sizing-"))
@@ -204,7 +237,7 @@ def run_sizing(bundle: Path, profile_name: str, trust: Path | bytes, request: Si
 
 
 def _run(bundle: Path, report: Any, profile: Any, request: SizingRequest, work: Path,
-         say: ProgressFn, python: str, served: _Served | None = None) -> dict[str, Any]:
+         say: _Say, python: str, served: _Served | None = None) -> dict[str, Any]:
     from oemkit.host.profiles import detect_host, unmet
 
     host = detect_host()
@@ -290,19 +323,26 @@ def _mlperf_wanted(mode: str) -> bool:
 
 def _measure(doc: dict[str, Any], base: dict[str, Any], request: SizingRequest,
              threads: Sequence[int], slo: Slo, work: Path, python: str,
-             say: ProgressFn) -> None:
+             say: _Say) -> None:
     timeout = request.duration_s * 4 + 120
-    for t in threads:
-        for batch in request.batches:
-            say(f"batch {batch}, {t} thread(s)")
-            result = _spawn({**base, "mode": "stream", "batch": batch, "threads": t,
-                             "duration_s": request.duration_s}, work, python, timeout)
-            result.update(batch=batch, threads=t)
-            if not result.get("ok"):
-                doc["notes"].append(f"batch {batch}, {t} thread(s): {result.get('error')}")
-                continue
-            _annotate(doc, result)
-            doc["configurations"].append(result)
+    total = len(threads) * len(request.batches)
+    for n, (t, batch) in enumerate(((t, b) for t in threads for b in request.batches), 1):
+        place = f"({n}/{total})"
+        say(f"batch {batch}, {t} thread(s)")
+        result = _spawn({**base, "mode": "stream", "batch": batch, "threads": t,
+                         "duration_s": request.duration_s}, work, python, timeout)
+        result.update(batch=batch, threads=t)
+        if not result.get("ok"):
+            doc["notes"].append(f"batch {batch}, {t} thread(s): {result.get('error')}")
+            say.done(f"batch {batch}, {t} thread(s): failed {place}")
+            continue
+        stream = result.get("stream") or {}
+        pct = slo.percentile if slo.percentile in stream else "p99"
+        say.done(f"batch {batch}, {t} thread(s): "
+                 f"{_per_s(stream.get('throughput_samples_s'))} "
+                 f"{pct} {_ms(stream.get(pct))} {place}")
+        _annotate(doc, result)
+        doc["configurations"].append(result)
     single = [c for c in doc["configurations"] if c["batch"] == 1]
     if not single:
         doc["notes"].append("no batch-1 measurement: the in-process server scenario (the "
@@ -329,6 +369,9 @@ def _measure(doc: dict[str, Any], base: dict[str, Any], request: SizingRequest,
         meets = at is not None and at <= slo.ms and keeps_up
         point["meets_slo"] = meets
         doc["server"].append(point)
+        say.done(f"model-only server scenario at {rate:.0f} queries/s: "
+                 f"{_per_s(point.get('achieved_qps'))} {slo.percentile} {_ms(at)}, "
+                 + ("meets the SLO" if meets else "misses the SLO"))
         if meets:
             good = rate
         else:
@@ -706,7 +749,7 @@ class _Served:
         return _spawn(full, self.work, sys.executable, timeout, child=LOADGEN)
 
     def run(self, doc: dict[str, Any], request: SizingRequest, slo: Slo, inputs: Path,
-            model: str, use_mlperf: bool, say: ProgressFn) -> None:
+            model: str, use_mlperf: bool, say: _Say) -> None:
         """Measure the served runtime into ``doc["served"]`` (notes on failure)."""
         from oemkit.serve.runtime import default_workers, session_settings
 
@@ -735,7 +778,7 @@ class _Served:
                                     f"SIGTERM: {self._tail()}")
 
     def _levels(self, doc: dict[str, Any], request: SizingRequest, slo: Slo, inputs: Path,
-                model: str, use_mlperf: bool, say: ProgressFn,
+                model: str, use_mlperf: bool, say: _Say,
                 workers: int) -> dict[str, Any]:
         path = f"/v2/models/{model}/infer"
         body = infer_body(inputs, 1)
@@ -762,7 +805,11 @@ class _Served:
             if not result.get("ok"):
                 doc["notes"].append(f"served closed loop at concurrency {concurrency}: "
                                     f"{result.get('error')}")
+                say.done(f"served closed loop, {concurrency} connection(s): failed")
                 continue
+            say.done(f"served closed loop, {concurrency} connection(s): "
+                     f"{_per_s(result.get('achieved_qps'))} {slo.percentile} "
+                     f"{_ms((result.get('latency_ms') or {}).get(slo.percentile))}")
             result["split"] = split_server_time(result.pop("metrics_before", ""),
                                                 result.pop("metrics_after", ""),
                                                 result["latency_ms"].get("mean"))
@@ -785,9 +832,15 @@ class _Served:
                                  "seed": 1 + len(levels)})
             if not result.get("ok"):
                 doc["notes"].append(f"served level {rate:.1f}/s: {result.get('error')}")
+                say.done(f"served, {workers} worker(s), oemkit driver at {rate:.0f} "
+                         "queries/s: failed")
                 return None
             entry = self._entry(rate, result, slo)
             levels[rate] = entry
+            say.done(f"served, {workers} worker(s), oemkit driver at {rate:.0f} queries/s: "
+                     f"{_per_s(result.get('achieved_qps'))} {slo.percentile} "
+                     f"{_ms(result['latency_ms'].get(slo.percentile))}, "
+                     + ("meets the SLO" if entry["meets_slo"] else "misses the SLO"))
             return entry
 
         def publish() -> None:
@@ -837,7 +890,7 @@ class _Served:
                 "split": split, "mlperf_loadgen": None}
 
     def _own_overhead(self, base: dict[str, Any], rate: float, request: SizingRequest,
-                      say: ProgressFn) -> dict[str, Any]:
+                      say: _Say) -> dict[str, Any]:
         """oemkit's driver against GET /v2/health/live at the operating rate: what the
         driver, HTTP and loopback cost with (almost) no server work."""
         say("oemkit driver overhead (GET /v2/health/live)")
@@ -856,7 +909,7 @@ class _Served:
 
     def _mlperf(self, doc: dict[str, Any], served: dict[str, Any], base: dict[str, Any],
                 point: float, request: SizingRequest, slo: Slo,
-                say: ProgressFn) -> dict[str, Any]:
+                say: _Say) -> dict[str, Any]:
         pct = PERCENTILES[slo.percentile]
         common = {**base, "mode": "mlperf", "slo_ms": slo.ms, "percentile": pct,
                   "duration_s": request.level_duration_s}
@@ -875,6 +928,10 @@ class _Served:
                 result.pop(key, None)
             result["meets_slo"] = meets_slo(result, slo)
             result["split"] = split
+            say.done(f"served, MLPerf LoadGen at {lv['rate']:.0f} queries/s: "
+                     f"{_per_s(result.get('achieved_qps'))} {slo.percentile} "
+                     f"{_ms(result['latency_ms'].get(slo.percentile))}, "
+                     + ("meets the SLO" if result["meets_slo"] else "misses the SLO"))
             version = result.get("loadgen_version") or version
             lv["mlperf_loadgen"] = result
         out: dict[str, Any] = {"name": "MLPerf LoadGen (Server scenario), thread-pool SUT "
