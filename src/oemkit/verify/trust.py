@@ -58,8 +58,8 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
 
     Raises:
         InputError: ``E_TOO_LARGE`` (over :data:`MAX_ROOT_BYTES`, before parsing);
-            ``E_TRUST_INVALID`` (not strict JSON, another payload type, a payload that is
-            not JSON or not a trust root's shape); ``E_ENVELOPE`` or ``E_BASE64`` (not a
+            ``E_TRUST_INVALID`` (a PEM key, license or CRL instead; not strict JSON,
+            another payload type, a payload that is not JSON or not a trust root's shape); ``E_ENVELOPE`` or ``E_BASE64`` (not a
             DSSE envelope); ``E_TOO_MANY_SIGNATURES`` (over
             :data:`MAX_ROOT_SIGNATURES`); ``E_TRUST_TOO_MANY_KEYS`` (over 256 keys).
     """
@@ -67,6 +67,7 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
         raise InputError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
                          f"{MAX_ROOT_BYTES} for a trust root document)",
                          hint="the trust root is hostile or damaged")
+    _not_pem(data, what)
     obj = parse_json(data, what=what, code="E_TRUST_INVALID")
     env = parse_envelope(obj, what)
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
@@ -79,6 +80,28 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
     payload = parse_json(env.payload, what=f"{what} payload", code="E_TRUST_INVALID")
     TrustRoot.check_shape(payload)
     return env, payload
+
+
+_PEM = re.compile(rb"\s*-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
+def _not_pem(data: bytes, what: str) -> None:
+    """A PEM file (a public or private key, a license, a CRL) where a trust root belongs
+    is named for what it is, not as JSON that does not parse.
+
+    Raises:
+        InputError: ``E_TRUST_INVALID`` for a PEM file.
+    """
+    found = _PEM.match(data[:128])
+    if found is None:
+        return
+    label = found.group(1).decode("ascii")
+    kind = ("a public key" if label.endswith("PUBLIC KEY") else
+            "a private key" if label.endswith("PRIVATE KEY") else f"a {label.lower()}")
+    raise InputError("E_TRUST_INVALID", f"{what} is {kind} (a PEM file), not a trust root",
+                     hint="pass the trust root JSON (e.g. trust-root.json); a trust root is "
+                          "made from root keys with 'oemkit trust init' and lists the public "
+                          "keys with 'oemkit trust add-key' (docs/TRUST.md)")
 
 
 def _complete(env: Envelope, payload: Any, what: str) -> SignedRoot:
