@@ -59,9 +59,10 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
     Raises:
         InputError: ``E_TOO_LARGE`` (over :data:`MAX_ROOT_BYTES`, before parsing);
             ``E_TRUST_INVALID`` (a PEM key, license or CRL instead; not strict JSON,
-            another payload type, a payload that is not JSON or not a trust root's shape); ``E_ENVELOPE`` or ``E_BASE64`` (not a
-            DSSE envelope); ``E_TOO_MANY_SIGNATURES`` (over
-            :data:`MAX_ROOT_SIGNATURES`); ``E_TRUST_TOO_MANY_KEYS`` (over 256 keys).
+            another payload type, a payload that is not JSON or not a trust root's
+            shape); ``E_ENVELOPE`` or ``E_BASE64`` (not a DSSE envelope);
+            ``E_TOO_MANY_SIGNATURES`` (over :data:`MAX_ROOT_SIGNATURES`);
+            ``E_TRUST_TOO_MANY_KEYS`` (over 256 keys).
     """
     if len(data) > MAX_ROOT_BYTES:
         raise InputError("E_TOO_LARGE", f"{what} is {len(data)} bytes (limit "
