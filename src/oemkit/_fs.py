@@ -14,14 +14,11 @@ import contextlib
 import errno
 import hashlib
 import os
-import queue
 import re
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from oemkit._tar import (
     BLOCK,
@@ -46,6 +43,13 @@ from oemkit._tar import (
 )
 from oemkit._tar import END_OF_ARCHIVE as END_OF_ARCHIVE
 from oemkit.errors import EnvironmentProblem, InputError, VerificationError
+
+if TYPE_CHECKING:
+    import queue
+
+# queue, threading and tempfile (which brings shutil, bz2 and lzma) are imported where they
+# are used: the license check an OEM runtime makes at start-up reads its inputs through
+# this module and needs none of them (tests/test_slot_license.py).
 
 CHUNK = 1 << 20
 #: One kernel-side copy step (copy_file_range): large enough to cost nothing per call, small
@@ -73,6 +77,8 @@ def atomic_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     path = Path(path)
     parent = path.parent
     try:
+        import tempfile
+
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -336,6 +342,8 @@ class Background:
             except BaseException as exc:  # handed to the caller in result()
                 self._error = exc
 
+        import threading
+
         self._thread = threading.Thread(target=run, name=f"oemkit-{fn.__name__}", daemon=True)
         self._thread.start()
 
@@ -381,6 +389,9 @@ class RangeReader(_Chunks):
                  short: Callable[[int], BaseException], chunk: int = CHUNK,
                  depth: int = QUEUE_DEPTH, hash_prefix: bytes = b"") -> None:
         self._fd, self._offset, self._size, self._chunk = fd, offset, size, chunk
+        import queue
+        import threading
+
         self._short = short
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -391,6 +402,8 @@ class RangeReader(_Chunks):
         self._thread.start()
 
     def _put(self, item: Any) -> bool:
+        import queue
+
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -436,6 +449,8 @@ class RangeReader(_Chunks):
         return self._hash.hexdigest()
 
     def close(self) -> None:
+        import queue
+
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:

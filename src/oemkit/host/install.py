@@ -724,7 +724,90 @@ def _venv(report: InstallReport, slot: Path, manifest: Any, system_site: bool) -
             return None
     report.add("dependencies", "pass", f"{len(wheels)} wheel(s) installed offline into "
                "the slot's venv")
+    _license_api(report, slot, venv / "bin" / "python")
     return str(venv / "bin" / "python")
+
+
+def _license_api(report: InstallReport, slot: Path, python: Path) -> None:
+    """Give the slot's venv the license API (``import oemkit.license``, docs/LICENSE-FORMAT.md
+    section 13.4): this host's own oemkit without its other dependencies, and what the API
+    imports, each taken from the wheelhouse when it carried it, else repacked offline from
+    this interpreter's installed files (:mod:`oemkit.host.selfwheel`); then imported by the
+    slot's Python. What cannot be provided is a warning (E_SLOT_LICENSE_API), not a refusal:
+    a runtime that does not call the API (the example's) needs none of it, and one that does
+    fails its smoke test."""
+    from oemkit.host.selfwheel import (
+        LICENSE_API_PROBE,
+        license_api_distributions,
+        wheel_of_installed,
+    )
+
+    work = slot / ".license-api"
+    try:
+        wanted = license_api_distributions()
+        present = _venv_has(python, wanted)
+        missing = [n for n in wanted if n not in present]
+        work.mkdir()
+        made = [wheel_of_installed(n, work) for n in missing]
+        if made:
+            _run_venv(python, ["install", "--no-index", "--no-deps",
+                                *[str(w.path) for w in made]], "the license API's wheels")
+        _run_venv(python, ["-c", LICENSE_API_PROBE], "import oemkit.license",
+                   module=False)
+    except EnvironmentProblem as exc:
+        report.add("license api", "warn", f"the slot's venv cannot import oemkit.license: "
+                   f"{exc.message}", code=exc.code, hint=exc.hint)
+        return
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    copied = ", ".join(f"{w.name} {w.version}" + (" (an editable checkout)" if w.editable
+                                                  else "") for w in made)
+    kept = [n for n in wanted if n in present]
+    report.add("license api", "pass", "import oemkit.license works in the slot's venv"
+               + (f"; copied from this host: {copied}" if made else "")
+               + (f"; already there: {', '.join(kept)}" if kept else ""))
+
+
+def _venv_has(python: Path, names: list[str]) -> set[str]:
+    """Which of ``names`` the venv's Python already provides: oemkit when it can import it
+    (an editable host's metadata may be visible through --system-site-packages while its
+    package is not), any other when its metadata is found."""
+    script = ("import importlib.metadata as m, importlib.util as u, json, sys\n"
+              "def has(n):\n"
+              "    if n == 'oemkit':\n"
+              "        return u.find_spec('oemkit') is not None\n"
+              "    try:\n"
+              "        m.distribution(n)\n"
+              "    except m.PackageNotFoundError:\n"
+              "        return False\n"
+              "    return True\n"
+              "print(json.dumps([n for n in sys.argv[1:] if has(n)]))\n")
+    out = _run_venv(python, ["-c", script, *names], "the slot's venv", module=False)
+    try:
+        found = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        found = []
+    return {n for n in found if isinstance(n, str)}
+
+
+def _run_venv(python: Path, args: list[str], what: str, *, module: bool = True) -> str:
+    """Run the venv's ``python -m pip ARGS`` (or ``python -I ARGS``) in the slot, isolated
+    from this process's environment and working directory; its stdout.
+
+    Raises:
+        EnvironmentProblem: E_SLOT_LICENSE_API with the last lines of its output.
+    """
+    cmd = [str(python), "-I", *(["-m", "pip", "--disable-pip-version-check", "--quiet"]
+                                if module else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          cwd=python.parent)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+        raise EnvironmentProblem("E_SLOT_LICENSE_API", f"{what} failed: {tail}",
+                                 hint="ship the license API's wheels (oemkit, cryptography, "
+                                      "rfc8785 and what they require) in the bundle's "
+                                      "wheelhouse, or install with --system-site-packages")
+    return proc.stdout
 
 
 def _see_host_packages(venv: Path) -> None:
