@@ -413,27 +413,37 @@ def wheelhouse_fetch(
     requirements: Path = typer.Argument(..., help="requirements.txt (pinned, with hashes), "
                                         "or a bundle spec: its requirements: list."),
     dest: Path = typer.Option(..., "--dest", help="The wheelhouse directory."),
-    platform: list[str] = typer.Option([], "--platform", help="e.g. manylinux2014_x86_64."),
+    platform: list[str] = typer.Option([], "--platform", help="A wheel platform tag, e.g. "
+                                       "manylinux_2_28_x86_64; repeat for several (default: "
+                                       "the target profile's architecture)."),
+    profile: str | None = typer.Option(None, "--profile", help="The target profile (a "
+                                       "shipped name or a YAML file) whose cpu.arch picks "
+                                       "the platform tags (default: the spec's first)."),
     python_version: str | None = typer.Option(None, "--python-version", help="e.g. 3.11."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the pip command only."),
     json_out: JsonOut = False,
 ) -> None:
     """Fill a wheelhouse on a connected machine with `pip download` (binary wheels only).
 
-    Example: oemkit wheelhouse fetch requirements.txt --dest wheels --platform
-    manylinux2014_x86_64 --python-version 3.11
+    Example: oemkit wheelhouse fetch bundle.yaml --dest wheels --python-version 3.11
     """
     with guard(json_out):
-        from oemkit.host.wheelhouse import pip_download_command, run_pip
+        from oemkit.host.wheelhouse import default_platforms, pip_download_command, run_pip
 
+        chosen = None if platform else default_platforms(requirements, profile)
         cmd = pip_download_command(requirements, dest, platforms=platform,
-                                   python_version=python_version)
-        if json_out:
-            emit_json({"ok": True, "command": cmd, "dry_run": dry_run})
+                                   python_version=python_version, profile=profile)
+        if chosen is not None:
+            err.print(f"platform tags from {chosen.source}: {' '.join(chosen.tags)}",
+                      markup=False)
         err.print(" ".join(cmd), markup=False)
-        if dry_run:
-            return
-        run_pip(cmd)
+        if not dry_run:
+            run_pip(cmd)
+        if json_out:
+            emit_json({"ok": True, "command": cmd, "dry_run": dry_run,
+                       "platforms": list(chosen.tags) if chosen else list(platform),
+                       "profile": chosen.profile if chosen else None,
+                       "arch": chosen.arch if chosen else None})
 
 
 @contextlib.contextmanager

@@ -84,6 +84,25 @@ class BuildResult:
     payload_bytes: int
     #: reader-limit flags a default verifier needs for this bundle (usually none)
     verify_flags: tuple[str, ...] = ()
+    #: what the build noticed but did not refuse (without ``strict``)
+    warnings: tuple[BuildWarning, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildWarning:
+    """Something a build noticed but did not refuse (``--strict`` refuses it): a code (the
+    one ``--strict`` raises), what and where, and what to do."""
+
+    code: str
+    message: str
+    hint: str
+    #: the projects it is about (the requirements the wheelhouse lacks)
+    projects: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: one entry of the ``warnings`` list."""
+        return {"code": self.code, "message": self.message, "hint": self.hint,
+                "projects": list(self.projects)}
 
 
 _END = object()
@@ -315,7 +334,7 @@ _PLACEHOLDER = "0" * 64
 def build_bundle(
     spec_path: Path | str | BundleSpec, out_dir: Path | str = "dist", *,
     source_date_epoch_override: int | None = None, progress: ProgressFn | None = None,
-    trust: Path | str | bytes | None = None,
+    trust: Path | str | bytes | None = None, strict: bool = False,
 ) -> BuildResult:
     """Build ``NAME-VERSION.oemb`` from the spec into ``out_dir`` and return what was made.
 
@@ -323,6 +342,8 @@ def build_bundle(
     bar's total; resolving 100,000 paths twice cost seconds). ``trust``: the trust root the
     hosts pin; when given, the carried trust roots must chain from it and the carried CRL
     must verify under the newest of them, as they will be judged on the hosts.
+    ``strict``: refuse (``E_WHEELHOUSE_INCOMPLETE``) a spec whose wheelhouse lacks a
+    project ``requirements:`` names, instead of returning it in ``warnings``.
     """
     spec = spec_path if isinstance(spec_path, BundleSpec) else load_spec(Path(spec_path))
     epoch = source_date_epoch(source_date_epoch_override)
@@ -341,6 +362,7 @@ def build_bundle(
     target = out / f"{spec.name}-{spec.version}.oemb"
     # Carried roots, CRL and model card first: a bad one fails before a long pack.
     static = _static_metadata(spec)
+    warnings = _check_wheelhouse(spec, strict)
     if trust is not None:
         _check_against(trust, static.trust_docs)
     meta = _Metadata(spec, static, build_time, epoch)
@@ -378,7 +400,54 @@ def build_bundle(
     return BuildResult(target, spec.name, spec.version, sha256_hex(head.manifest),
                        head.payload_digest, len(head.entries),
                        sum(e.size for e in head.entries),
-                       tuple(flags_needed(members, len(head.entries))))
+                       tuple(flags_needed(members, len(head.entries))), warnings)
+
+
+def _check_wheelhouse(spec: BundleSpec, strict: bool) -> tuple[BuildWarning, ...]:
+    """Whether the wheelhouse carries every project ``requirements:`` names: a slot's venv
+    is built from the wheelhouse alone (``pip install --no-index``), so a project it lacks
+    is missing at the smoke test on the host, far from here. A warning, or with ``strict``
+    the error. Without a wheelhouse the bundle runs on the host's Python (no venv): only
+    ``strict`` (the bundle must carry its requirements) refuses it. Each wheel's project is
+    its METADATA's name, as the SBOM records it.
+
+    Raises:
+        InputError: E_WHEELHOUSE_INCOMPLETE (with ``strict``) naming the missing projects.
+    """
+    from oemkit.models.wheelhouse import missing_projects
+    from oemkit.release.packages import parse_requirement, read_wheel, split_hashes
+
+    raw = spec.raw
+    required = [parse_requirement(split_hashes(text)[0], f"requirements[{i}]")[0]
+                for i, text in enumerate(raw.get("requirements") or [])]
+    if not required:
+        return ()
+    where = spec.spec_path.name
+    if "wheelhouse" not in raw:
+        if not strict:
+            return ()
+        missing = missing_projects(required, ())
+        raise InputError(
+            "E_WHEELHOUSE_INCOMPLETE", f"{where}: requirements name {len(missing)} "
+            f"project(s) and the spec has no wheelhouse to carry them: {', '.join(missing)}",
+            hint="add 'wheelhouse: wheels' to the spec and fill it with 'oemkit wheelhouse "
+                 f"fetch {where} --dest wheels' (or build without --strict: the host's Python "
+                 "must then provide them)")
+    prefix = str(raw["wheelhouse"]).rstrip("/") + "/"
+    carried = [read_wheel(f.source, f.path, "").name for f in spec.files
+               if f.path.startswith(prefix) and f.path.endswith(".whl")]
+    missing = missing_projects(required, carried)
+    if not missing:
+        return ()
+    message = (f"{where}: requirements name {len(missing)} project(s) the wheelhouse "
+               f"({prefix}) does not carry: {', '.join(missing)}; a slot's venv is built "
+               "from the wheelhouse alone, so the installed release cannot import them")
+    hint = (f"fill the wheelhouse with 'oemkit wheelhouse fetch {where} --dest "
+            f"{prefix.rstrip('/')}' and rebuild, or install with --system-site-packages "
+            "on hosts whose Python has them")
+    if strict:
+        raise InputError("E_WHEELHOUSE_INCOMPLETE", message, hint=hint)
+    return (BuildWarning("E_WHEELHOUSE_INCOMPLETE", message, hint, missing),)
 
 
 class _Relocated(Exception):

@@ -1,0 +1,120 @@
+"""Pure rules about a bundle's offline wheelhouse: which required projects it lacks, which
+platform tags a target's wheels carry, and what a failed ``pip download`` means.
+
+No I/O here: ``release.bundle`` (the build's requirements check), ``host.wheelhouse``
+(``oemkit wheelhouse fetch``) and the tests call these with names, tags and pip's lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["PipVerdict", "classify_pip_output", "missing_projects", "normalize_project",
+           "platform_tags", "target_arch", "wheel_project"]
+
+#: The architecture a profile without ``cpu.arch`` is fetched for when the fetching
+#: machine's own is not one a Linux wheel is built for.
+DEFAULT_ARCH = "x86_64"
+#: Other spellings of the same architecture (macOS, Windows, some kernels).
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64", "x86-64": "x86_64"}
+
+
+def normalize_project(name: str) -> str:
+    """PEP 503 normalised project name (``Prometheus_Client`` -> ``prometheus-client``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_project(filename: str) -> str | None:
+    """The normalised project a wheel's file name names (its first ``-`` field), or None
+    for a name that is not a wheel's (``NAME-VERSION(-BUILD)?-PY-ABI-PLATFORM.whl``)."""
+    base = filename.rsplit("/", 1)[-1]
+    if not base.endswith(".whl"):
+        return None
+    parts = base[:-4].split("-")
+    return normalize_project(parts[0]) if len(parts) in (5, 6) and parts[0] else None
+
+
+def missing_projects(required: Iterable[str], carried: Iterable[str]) -> tuple[str, ...]:
+    """The projects of ``required`` (project names, any spelling) that ``carried`` (the
+    wheelhouse's projects) lacks: normalised, sorted, each once."""
+    have = {normalize_project(n) for n in carried}
+    return tuple(sorted({normalize_project(n) for n in required} - have))
+
+
+def platform_tags(arch: str) -> tuple[str, ...]:
+    """The ``pip download --platform`` tags for a Linux host of ``arch``: those current
+    onnxruntime wheels carry (``manylinux_2_27`` and ``manylinux_2_28``; onnxruntime
+    stopped publishing ``manylinux2014`` wheels) and ``manylinux2014`` (``manylinux_2_17``,
+    which pip widens to ``manylinux2010`` and ``manylinux1``) for the other projects'
+    older wheels. Pure-Python (``none-any``) wheels match whatever the tags."""
+    machine = _ARCH_ALIASES.get(arch.lower(), arch.lower())
+    return (f"manylinux_2_28_{machine}", f"manylinux_2_27_{machine}",
+            f"manylinux2014_{machine}")
+
+
+def target_arch(profile_arch: Sequence[str], machine: str) -> str:
+    """The architecture to fetch wheels for: the profile's first ``cpu.arch``, else
+    ``machine`` (the fetching host's) when it is one Linux wheels are built for, else
+    :data:`DEFAULT_ARCH`."""
+    if profile_arch:
+        return _ARCH_ALIASES.get(profile_arch[0].lower(), profile_arch[0].lower())
+    own = _ARCH_ALIASES.get(machine.lower(), machine.lower())
+    return own if own in ("x86_64", "aarch64") else DEFAULT_ARCH
+
+
+#: pip's lines when no index could be reached (DNS, refused or timed-out connections,
+#: proxies, TLS); pip then also says "No matching distribution", so these win.
+_NETWORK = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+    r"resolution|Name or service not known|nodename nor servname|Network is unreachable|"
+    r"No route to host|Connection refused|ConnectTimeoutError|Read timed out|ProxyError|"
+    r"SSLError|CERTIFICATE_VERIFY_FAILED|connection broken by|Max retries exceeded",
+    re.IGNORECASE)
+#: pip's lines when the index answered but no wheel fits the platform/Python asked for.
+_NO_MATCH = re.compile(r"No matching distribution found for\s+(\S+)|Could not find a "
+                       r"version that satisfies the requirement\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class PipVerdict:
+    """What a failed ``pip download`` says about itself."""
+
+    #: ``network``: no index reachable; ``no_match``: no wheel fits; ``other``: anything
+    #: else (a hash mismatch, a bad requirements file, ...).
+    kind: Literal["network", "no_match", "other"]
+    #: The requirements pip found nothing for (``no_match``), in pip's order, each once.
+    requirements: tuple[str, ...] = ()
+    #: pip's last error line (``ERROR: ...``), or its last line.
+    last: str = ""
+
+
+def classify_pip_output(lines: Iterable[str]) -> PipVerdict:
+    """Tell apart, from a failed ``pip download``'s output lines, an unreachable index
+    (connection and name resolution errors: pip retries, then also reports no matching
+    distribution) from an index that has no wheel for the requested platform tags and
+    Python, from any other failure."""
+    network, last_error, last = False, "", ""
+    wanted: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        last = line
+        if line.startswith("ERROR:"):
+            last_error = line
+        if _NETWORK.search(line):
+            network = True
+        match = _NO_MATCH.search(line)
+        if match:
+            name = match.group(1) or match.group(2)
+            if name not in wanted:
+                wanted.append(name)
+    tail = last_error or last
+    if network:
+        return PipVerdict("network", tuple(wanted), tail)
+    if wanted:
+        return PipVerdict("no_match", tuple(wanted), tail)
+    return PipVerdict("other", (), tail)
