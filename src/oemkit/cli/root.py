@@ -470,6 +470,8 @@ def build(
         None, "--source-date-epoch", help="Build time in seconds (default $SOURCE_DATE_EPOCH).",
         parser=int_option("--source-date-epoch", 0)),  # the year range: build judges it
     trust: TrustCarried = None,
+    strict: bool = typer.Option(False, "--strict", help="Refuse a spec whose wheelhouse "
+                                "lacks a project its requirements name (default: warn)."),
     json_out: JsonOut = False,
 ) -> None:
     """Build NAME-VERSION.oemb from a spec, byte-reproducibly.
@@ -484,13 +486,18 @@ def build(
         total = sum(f.source.stat().st_size for f in loaded.files) if loaded else None
         with progress("packing", total) as cb:
             result = build_bundle(loaded or spec, out, trust=trust,
-                                  source_date_epoch_override=source_date_epoch, progress=cb)
+                                  source_date_epoch_override=source_date_epoch, progress=cb,
+                                  strict=strict)
         if json_out:
             emit_json({"ok": True, "bundle": str(result.path), "name": result.name,
                        "version": result.version, "manifest_sha256": result.manifest_sha256,
                        "payload_sha256": result.payload_sha256, "files": result.files,
                        "payload_bytes": result.payload_bytes,
-                       "verify_flags": list(result.verify_flags)})
+                       "verify_flags": list(result.verify_flags),
+                       "warnings": [w.to_dict() for w in result.warnings]})
+        for warning in result.warnings:
+            err.print(f"[yellow]WARNING[/] {safe(warning.code)}: {safe(warning.message)}\n"
+                      f"  hint: {safe(warning.hint)}")
         err.print(f"Built {safe(result.path)} ({result.files} files, {result.payload_bytes} "
                   f"bytes; manifest sha256 {safe(result.manifest_sha256)})")
         if result.verify_flags:
