@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -27,6 +28,9 @@ MAX_DEPTH = 64
 #: and a few tens of MB (a 1 MiB spec of ``[a,a,a,...]`` would otherwise take 20 s and 400 MB).
 MAX_NODES = 10_000
 Path_ = tuple[str | int, ...]
+#: ``lines[path + (KEY_LINE,)]`` is the line of the key that names ``path`` in its mapping
+#: (``lines[path]`` is where its value starts: the next line for a nested section).
+KEY_LINE = -1
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -159,6 +163,8 @@ def _construct(loader: _StrictLoader, node: yaml.Node, path: Path_, lines: dict[
                                  f"{what} line {key_node.start_mark.line + 1}: duplicate key "
                                  f"{key!r}", hint="remove one of the two entries")
             out[key] = _construct(loader, value_node, (*path, key), lines, depth + 1, what)
+            key_at = (*path, key, KEY_LINE)
+            lines[key_at] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, item, (*path, i), lines, depth + 1, what)
@@ -180,8 +186,29 @@ def _at(obj: Any, path: Path_) -> Any:
     return obj
 
 
+#: A number as JSON (and YAML 1.2) writes it, which YAML 1.1 (PyYAML) reads as a string
+#: when its mantissa has no dot or its exponent no sign: ``1e-5``, ``2E6``.
+_NUMBER_LIKE = re.compile(r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))[eE]([-+]?)([0-9]{1,4})")
+
+
+def yaml11_number(text: str) -> str | None:
+    """How to write ``text`` (a number with an exponent that YAML 1.1 reads as a string,
+    such as ``1e-5``) so that YAML reads a number (``1.0e-5``); None for anything else."""
+    found = _NUMBER_LIKE.fullmatch(text.strip())
+    if found is None:
+        return None
+    mantissa, sign, exponent = found.groups()
+    if "." not in mantissa:
+        mantissa += ".0"
+    elif mantissa.endswith("."):
+        mantissa += "0"
+    marker = text.strip()[len(found.group(1))]  # e or E, as written
+    return f"{mantissa}{marker}{sign or '+'}{exponent}"
+
+
 def _describe(error: Any, instance: Any, schema: dict[str, Any], lines: dict[Path_, int],
-              what: str) -> tuple[str, str]:
+              what: str) -> tuple[str, str, str | None]:
+    """The message, hint and field path of a schema error."""
     path: Path_ = tuple(error.instance_path)
     dotted = ".".join(str(p) for p in path) or "the top level"
     line = lines.get(path)
@@ -196,19 +223,32 @@ def _describe(error: Any, instance: Any, schema: dict[str, Any], lines: dict[Pat
         extras = sorted(error.kind.unexpected)
         parent = _at(schema, tuple(error.schema_path)[:-1])
         allowed = list(parent.get("properties", {}))
-        line = lines.get((*path, extras[0]), line)
+        line = lines.get((*path, extras[0], KEY_LINE), line)
         where = f"{what} line {line}" if line else what
         close = difflib.get_close_matches(extras[0], allowed, n=1)
         suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-        hint = f"allowed fields here: {', '.join(allowed)}"
-        return f"{where}: unknown field {extras[0]!r} in {dotted}{suggestion}", hint
+        section = "at the top level" if not path else f"in {dotted}"
+        hint = (f"rename it to {close[0]!r}; " if close else "") + \
+            f"allowed fields {section}: {', '.join(allowed)}"
+        unknown = ".".join(str(p) for p in (*path, extras[0]))
+        return f"{where}: unknown field {extras[0]!r} in {dotted}{suggestion}", hint, unknown
     if kind == "Required":
-        return f"{where}: required field {error.kind.property!r} is missing in {dotted}", hint
+        missing = ".".join(str(p) for p in (*path, error.kind.property))
+        return (f"{where}: required field {error.kind.property!r} is missing in {dotted}",
+                hint, missing)
     value = _at(instance, path)
+    field = ".".join(str(p) for p in path) or None
     if kind == "Type" and isinstance(value, (int, float, bool)) and "string" in str(
             error.message):
         hint = f'quote the value in YAML: {dotted}: "{value}"'
-    return f"{where}: {dotted}: {error.message}", hint
+    if kind == "Type" and isinstance(value, str) and "number" in list(
+            getattr(error.kind, "types", ())):
+        number = yaml11_number(value)
+        if number is not None:
+            return (f"{where}: {dotted}: YAML reads {value} as a string; write {number}",
+                    f"YAML 1.1 reads a number with an exponent only with a dot and a signed "
+                    f"exponent: {dotted}: {number}", field)
+    return f"{where}: {dotted}: {error.message}", hint, field
 
 
 #: Nesting (objects and lists) of a JSON Schema or of an instance handed to the schema
@@ -296,6 +336,9 @@ def validate(instance: Any, schema_name: str, what: str,
         raise InputError(code, f"{what}: {exc}", hint="see docs/SPEC.md for the fields and "
                          "their types") from None
     if errors:
-        best = max(errors, key=lambda e: len(list(e.instance_path)))
-        message, hint = _describe(best, instance, schema, lines or {}, what)
-        raise InputError(code, message, hint=hint)
+        # The deepest error; at one depth, an unknown field before a missing one (a typo
+        # is both, and the typo is what to fix).
+        best = max(errors, key=lambda e: (len(list(e.instance_path)),
+                                          type(e.kind).__name__ == "AdditionalProperties"))
+        message, hint, field = _describe(best, instance, schema, lines or {}, what)
+        raise InputError(code, message, hint=hint, field=field)
