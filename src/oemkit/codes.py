@@ -353,15 +353,57 @@ _CODES = (
        "the license's key is `compromised` or listed in the newest CRL's `revoked_keys`",
        "a revoked key invalidates everything it signed; ask the vendor to re-issue the license "
        "with a current key"),
+    _c("E_KEY_URI", U,
+       "a signer URI oemkit cannot sign with: not RFC 7512 (unknown or repeated attribute, no "
+       "object), a network KMS scheme (gcpkms, awskms, azurekms, hashivault, sigstore) or an "
+       "agent scheme (gnupg, tkey, envvar)",
+       "use a key file or pkcs11:token=LABEL;object=KEY (docs/TRUST.md, Keys in hardware)"),
     _c("E_KEY_USAGE", V,
        "only keys without `bundle` usage signed; a license not signed by a `license` key, or a "
-       "CRL (carried `revocations.crl` included) not signed by a `crl` key",
+       "CRL (carried `revocations.crl` included) not signed by a `crl` key; at signing time, a "
+       "token key recorded for another usage, or a key the given trust root lists without the "
+       "usage the command signs for",
        "the document must be signed with a trust-root key of its own usage (bundle, license "
        "or crl); ask the vendor to re-sign it"),
     _c("E_KEY_WINDOW", V,
        "a bundle key signed outside its validity window (expired, retired, not yet valid); a "
        "license's key was outside its window at the license's `issued_at`",
        "the key had expired or been retired when this license was issued; ask for a re-issue"),
+    _c("E_PKCS11_UNAVAILABLE", E,
+       "a pkcs11: or hsm: key was given and python-pkcs11 is not installed",
+       "pip install 'oemkit[hsm]'"),
+    _c("E_PKCS11_NO_MODULE", U,
+       "a token key was given and no PKCS#11 module is named (--pkcs11-module, the URI's "
+       "module-path, OEMKIT_PKCS11_MODULE)",
+       "pass --pkcs11-module /usr/lib/softhsm/libsofthsm2.so (or your token's library)"),
+    _c("E_PKCS11_MODULE", E,
+       "the PKCS#11 module file is missing or does not load",
+       "install the token's PKCS#11 library, or correct --pkcs11-module"),
+    _c("E_PKCS11_TOKEN", E,
+       "no present token matches the URI (the tokens present are listed), several do, or the "
+       "token cannot be opened",
+       "insert the token, or correct token= in the URI"),
+    _c("E_PKCS11_PIN", I,
+       "wrong PIN for the token: tried once, never again in that command",
+       "check --pin-file / OEMKIT_PKCS11_PIN; the try counter went down by one only"),
+    _c("E_PKCS11_PIN_REQUIRED", I,
+       "a token key and no PIN source (--pin-file, pin-source, OEMKIT_PKCS11_PIN) and no "
+       "terminal to ask",
+       "pass --pin-file or set OEMKIT_PKCS11_PIN"),
+    _c("E_PKCS11_PIN_LOCKED", E,
+       "the token's user PIN is locked, or has one try left and the PIN was not typed at the "
+       "prompt",
+       "unlock it with the token's SO PIN, or type the PIN in a terminal"),
+    _c("E_PKCS11_OBJECT", I,
+       "no private key (or several, or no public half) matches object=/id= on the token (the "
+       "keys there are listed)",
+       "correct object= in the URI, or create the key with 'oemkit keys generate --pkcs11'"),
+    _c("E_PKCS11_SIGN", E,
+       "the token refused to sign (no CKA_SIGN, mechanism missing)",
+       "check the key's attributes and the token's mechanisms (CKM_EDDSA, CKM_ECDSA)"),
+    _c("E_PKCS11_GENERATE", E,
+       "the token refused to generate the key pair",
+       "check the token supports the mechanism; try --algorithm ecdsa-p256"),
     _c("E_KID_UNKNOWN", V,
        "the trust root lists no key with that key id",
        "verify with the vendor's current trust root (--trust)"),

@@ -195,11 +195,11 @@ def issue(
     from oemkit.crypto.keys import PrivateKeyInfo, load_private_file
 
     if isinstance(key, PrivateKeyInfo):
-        signer, path = key, Path(key.source)
+        signer, path, name = key, Path(key.source), key.name
     else:
-        signer, path = None, Path(key)
+        signer, path, name = None, Path(key), Path(key).stem
     claims = _claims(
-        issuer=issuer if issuer is not None else path.stem, customer=customer,
+        issuer=issuer if issuer is not None else name, customer=customer,
         customer_name=customer_name, product=product, expires=expires,
         not_before=not_before, grace=grace, features=features, limits=limits,
         bundle_digests=bundle_digests, channel=channel, updates_until=updates_until,

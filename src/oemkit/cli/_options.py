@@ -27,7 +27,8 @@ from oemkit.cli._output import (
 
 __all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_MEMBER", "DEFAULT_MAX_PAYLOAD", "JsonOut",
            "MaxFiles", "MaxMember", "MaxPayload", "OutDir", "OutInstead", "TrustCarried",
-           "TrustFirst", "TrustPinned", "TrustPinnedChecked", "TrustServe"]
+           "TrustFirst", "TrustPinned", "TrustPinnedChecked", "TrustServe",
+           "TrustSignCheck"]
 
 # --------------------------------------------------------------------------- --json
 
@@ -51,6 +52,12 @@ TrustCarried = Annotated[Path | None, typer.Option(
 #: a bundle file or a prefix (a prefix's release was verified when it was installed).
 TrustServe = Annotated[Path | None, typer.Option(
     "--trust", help="Pinned trust root: verifies a bundle file, and the licenses of either.")]
+
+#: ``oemkit sign``: not a verification, a check of the signing keys against the root hosts
+#: pin (a key listed without usage bundle is refused, an unlisted one warned about).
+TrustSignCheck = Annotated[Path | None, typer.Option(
+    "--trust", help="Check the keys against this trust root first: refuse one it lists "
+    "without usage bundle, warn about one it does not list.")]
 
 # --------------------------------------------------------------------------- --out
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
@@ -25,7 +26,6 @@ from oemkit.cli._output import (
     guard,
     human_bytes,
     limits,
-    passphrase_for,
     progress,
     safe,
 )
@@ -82,13 +82,15 @@ def delta(
     old: Path = typer.Argument(..., help="The release the site has (OLD.oemb)."),
     new: Path = typer.Argument(..., help="The release to ship (NEW.oemb)."),
     out: Path | None = typer.Option(None, "--out", help="Delta file to write (NEW.oemd)."),
-    key: list[Path] = typer.Option([], "--key", help="Sign the delta with this bundle key "
-                                   "(repeat for several)."),
+    key: list[str] = typer.Option([], "--key", metavar="KEY", help="Sign the delta with this "
+                                  "bundle key (repeat for several)." + KEY_HELP),
     pair: list[str] = typer.Option([], "--pair", help="NEWPATH=OLDPATH: patch a renamed "
                                    "file against its old name (repeat)."),
     explain: bool = typer.Option(False, "--explain", help="Print per file: reused, patched "
                                  "or whole, and the bytes each costs; write nothing."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
@@ -108,10 +110,10 @@ def delta(
         if explain and (out is not None or key):
             raise UsageError("E_USAGE", "--explain writes nothing: it takes no --out or --key",
                              hint="run it without --out and --key, then again to write")
-        from oemkit.crypto.keys import load_private_file
+        from oemkit.cli._keys import load_keys
         from oemkit.release.delta import make_delta
 
-        keys = [load_private_file(p, passphrase_for(p)) for p in key]
+        keys = load_keys(key, pin_file, pkcs11_module, usage="bundle", command="oemkit delta")
         with progress("comparing", _payload_bytes(new)) as cb:
             result = make_delta(old, new, out, keys=keys, pairs=_pairs(pair), force=force,
                                 limits=limits(max_files, max_member, max_payload), progress=cb)

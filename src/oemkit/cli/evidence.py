@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut, TrustPinned
 from oemkit.cli._output import (
     DefaultCommandGroup,
@@ -17,7 +18,6 @@ from oemkit.cli._output import (
     emit_json,
     err,
     guard,
-    passphrase_for,
     safe,
 )
 
@@ -35,8 +35,9 @@ def make(
     *,
     bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="The deployed bundle.")],
     trust: TrustPinned,
-    key: Annotated[Path, typer.Option("--key", help="Signs the pack (its public half goes "
-                                      "into the pack; pin it with verify --signer).")],
+    key: Annotated[str, typer.Option("--key", metavar="KEY", help="Signs the pack (its public "
+                                     "half goes into the pack; pin it with verify --signer)."
+                                     + KEY_HELP)],
     out: Annotated[Path, typer.Option("--out", help="The pack to write (.oeme).")],
     smoke: Annotated[Path | None, typer.Option(
         "--smoke", help="The smoke test's attestation (oemkit smoke --attest-key K --out F).")
@@ -51,6 +52,8 @@ def make(
         "--license", help="A license to judge against the bundle (repeat).")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write this self-contained "
                                               "page.")] = None,
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Write a signed evidence pack for an auditor: what is deployed and how we know.
@@ -64,10 +67,10 @@ def make(
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
-        from oemkit.crypto.keys import load_private_file
+        from oemkit.cli._keys import load_key
         from oemkit.report.evidence import PackInputs, make_pack
 
-        signing = load_private_file(key, passphrase_for(key))
+        signing = load_key(key, pin_file, pkcs11_module)
         data, doc = make_pack(bundle, trust, signing, PackInputs(
             smoke=smoke, smoke_key=smoke_key, sizing=sizing, migrate_junit=migrate_junit,
             licenses=tuple(license or ())))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut
-from oemkit.cli._output import emit_json, err, guard, int_option, passphrase_for, safe
+from oemkit.cli._output import emit_json, err, guard, int_option, safe
 
 layout_app = typer.Typer(
     rich_markup_mode=None,
@@ -24,8 +25,8 @@ def layout_init(
     functionary: list[Path] = typer.Option(
         ..., "--functionary", help="Public key (PEM) allowed to sign the build link: the "
         "release key's .pub (repeat for several)."),
-    owner_key: Path = typer.Option(..., "--owner-key", help="Private key of the layout's "
-                                   "owner; signs the layout."),
+    owner_key: str = typer.Option(..., "--owner-key", metavar="KEY", help="Private key of the "
+                                  "layout's owner; signs the layout." + KEY_HELP),
     out: Path = typer.Option(Path("root.layout"), "--out", help="Layout file to write."),
     days: int = typer.Option(365, "--days", help="Valid for this many days from now.",
                              parser=int_option("--days", 1)),
@@ -34,6 +35,8 @@ def layout_init(
     threshold: int = typer.Option(1, "--threshold", help="How many functionaries must sign "
                                   "the build link.", parser=int_option("--threshold", 1)),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Write a starter in-toto layout: one step `build` signed by the given release key(s),
@@ -44,11 +47,12 @@ def layout_init(
     """
     with guard(json_out):
         from oemkit._time import parse_time
-        from oemkit.crypto.keys import load_private_file, load_public_file
+        from oemkit.cli._keys import load_key
+        from oemkit.crypto.keys import load_public_file
         from oemkit.release.links import init_layout, write_layout
 
         publics = [load_public_file(p) for p in functionary]
-        owner = load_private_file(owner_key, passphrase_for(owner_key))
+        owner = load_key(owner_key, pin_file, pkcs11_module)
         when = parse_time(expires, "--expires") if expires is not None else None
         result = init_layout(publics, owner, days=days, expires=when, threshold=threshold)
         path = write_layout(out, result, force=force)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut, TrustFirst, TrustPinned
 from oemkit.cli._output import emit_json, err, guard, int_option, parse_int, passphrase_for, safe
 
@@ -23,15 +24,17 @@ crl_app = typer.Typer(
     help="Issue signed revocation lists.", no_args_is_help=True)
 
 
-def _key(path: Path) -> PrivateKeyInfo:
-    from oemkit.crypto.keys import load_private_file
+def _key(ref: str, pin_file: Path | None, module: str | None, usage: str,
+         command: str) -> PrivateKeyInfo:
+    from oemkit.cli._keys import load_key
 
-    return load_private_file(path, passphrase_for(path))
+    return load_key(ref, pin_file, module, usage=usage, command=command)
 
 
 @license_app.command("issue")
 def issue(
-    key: Path = typer.Option(..., "--key", help="License signing key (usage license)."),
+    key: str = typer.Option(..., "--key", metavar="KEY",
+                            help="License signing key (usage license)." + KEY_HELP),
     customer: str = typer.Option(..., "--customer", help="Customer id."),
     customer_name: str = typer.Option(..., "--customer-name", help="Customer name."),
     product: str = typer.Option(..., "--product", help="Product the license is for."),
@@ -62,6 +65,8 @@ def issue(
                                        "(oemkit usage report)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.lic."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Issue a signed offline license.
@@ -76,7 +81,8 @@ def issue(
         from oemkit.license import read_claims
 
         data = issue_license(
-            key=key, customer=customer, customer_name=customer_name, product=product,
+            key=_key(key, pin_file, pkcs11_module, "license", "license issue"),
+            customer=customer, customer_name=customer_name, product=product,
             expires=expires, not_before=not_before, grace=grace, features=features,
             limits=limit, bundle_digests=bundle_digest, channel=channel,
             updates_until=updates_until, hardware=hardware, match=match, environment=env,
@@ -210,13 +216,16 @@ def attach(
 
 @crl_app.command("issue")
 def crl_issue(
-    key: Path = typer.Option(..., "--key", help="CRL signing key (usage crl)."),
+    key: str = typer.Option(..., "--key", metavar="KEY",
+                            help="CRL signing key (usage crl)." + KEY_HELP),
     seq: int = typer.Option(..., "--seq", parser=int_option("--seq", 1),
                             help="Sequence number (monotonic)."),
     revoke: list[str] = typer.Option([], "--revoke", help="LICENSE_ID[:below_seq] (repeat)."),
     revoke_key: list[str] = typer.Option([], "--revoke-key", help="Key id (repeat)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.crl."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Issue a signed revocation list.
@@ -240,7 +249,8 @@ def crl_issue(
             entries.append((lid, parse_int(below, f"--revoke {lid}:")
                             if below else None))
         when = parse_time(issued_at, "--issued-at") if issued_at else now()
-        data = issue_crl(_key(key), seq, revoke=entries, revoke_keys=revoke_key, issued_at=when)
+        data = issue_crl(_key(key, pin_file, pkcs11_module, "crl", "crl issue"), seq,
+                         revoke=entries, revoke_keys=revoke_key, issued_at=when)
         atomic_write_bytes(out, data)
         if json_out:
             emit_json({"ok": True, "crl": str(out), "seq": seq})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
@@ -28,7 +29,6 @@ from oemkit.cli._output import (
     guard,
     int_option,
     limits,
-    passphrase_for,
     progress,
     safe,
 )
@@ -46,9 +46,12 @@ def split(
                              "(decimal), or bytes. FAT32 holds at most 4G minus one byte."),
     out: Path | None = typer.Option(None, "--out", help="Directory for the parts and the "
                                     "index (default: beside the bundle)."),
-    key: list[Path] = typer.Option([], "--key", help="Bundle-signing key to sign the index "
-                                   "(repeat for several). Without it the index is unsigned, "
-                                   "bound to the bundle's signed manifest digest."),
+    key: list[str] = typer.Option([], "--key", metavar="KEY", help="Bundle-signing key to "
+                                  "sign the index (repeat for several). Without it the index "
+                                  "is unsigned, bound to the bundle's signed manifest digest."
+                                  + KEY_HELP),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
@@ -61,11 +64,11 @@ def split(
     keys/bundle.key
     """
     with guard(json_out):
-        from oemkit.crypto.keys import load_private_file
+        from oemkit.cli._keys import load_keys
         from oemkit.host.media import parse_size, split_bundle
 
         part_size = parse_size(size)
-        keys = [load_private_file(p, passphrase_for(p)) for p in key]
+        keys = load_keys(key, pin_file, pkcs11_module, usage="bundle", command="oemkit split")
         total = 2 * file_size(bundle)
         with progress("splitting", total) as cb:
             result = split_bundle(bundle, part_size, out, keys=keys, progress=cb,

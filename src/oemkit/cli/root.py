@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from oemkit import __version__
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._lazy import install_fast_coercion
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
@@ -28,6 +29,7 @@ from oemkit.cli._options import (
     TrustCarried,
     TrustFirst,
     TrustPinned,
+    TrustSignCheck,
 )
 from oemkit.cli._output import (
     STATE,
@@ -40,7 +42,6 @@ from oemkit.cli._output import (
     guard,
     int_option,
     limits,
-    passphrase_for,
     progress,
     safe,
 )
@@ -189,10 +190,22 @@ def _root(
     STATE["debug"] = debug
 
 
-def _load_keys(paths: list[Path]) -> list[PrivateKeyInfo]:
-    from oemkit.crypto.keys import load_private_file
+def _root_keys(refs: list[str], pin_file: Path | None, module: str | None,
+               current: SignedRoot | None = None) -> list[PrivateKeyInfo]:
+    """The root keys a trust command signs with: a token key recorded for another usage is
+    refused, and so is a key the current root lists without usage root."""
+    from oemkit.cli._keys import load_keys
+    from oemkit.errors import VerificationError
 
-    return [load_private_file(p, passphrase_for(p)) for p in paths]
+    keys = load_keys(refs, pin_file, module, usage="root", command="a trust-root change")
+    for key in keys:
+        entry = current.root.key(key.keyid) if current is not None else None
+        if entry is not None and "root" not in entry.usage:
+            raise VerificationError(
+                "E_KEY_USAGE", f"{key.source} is a {'/'.join(entry.usage)} key in the trust "
+                "root; a new trust-root version is signed by root keys",
+                hint="pass the current root keys with --sign-with")
+    return keys
 
 
 # --------------------------------------------------------------------------- init / keys
@@ -229,20 +242,47 @@ def init(
 
 @keys_app.command("generate")
 def keys_generate(
-    name: str = typer.Argument(..., help="File stem: writes NAME.key and NAME.pub."),
+    name: str | None = typer.Argument(None, help="File stem: writes NAME.key and NAME.pub "
+                                      "(with --pkcs11: the key's label in the token)."),
     usage: str = typer.Option(..., "--usage", help="bundle, license, crl or root."),
     algorithm: str = typer.Option("ed25519", "--algorithm", help="ed25519 or ecdsa-p256."),
-    out_dir: Path = typer.Option(Path("."), "--out-dir", help="Directory for the key files."),
+    out_dir: Path = typer.Option(Path("."), "--out-dir", help="Directory for the key files "
+                                 "(with --pkcs11: for NAME.pub)."),
     no_passphrase: bool = typer.Option(False, "--no-passphrase",
                                        help="Write the private key unencrypted (unsafe)."),
+    pkcs11: str | None = typer.Option(None, "--pkcs11", metavar="TOKEN-URI",
+                                      help="Generate inside this PKCS#11 token "
+                                           "(pkcs11:token=LABEL): the private key never "
+                                           "leaves it."),
+    label: str | None = typer.Option(None, "--label", help="With --pkcs11: the key's label "
+                                     "(CKA_LABEL; or give NAME)."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644).
+    """Generate a key pair: PKCS#8 private key (0600, encrypted) and public key (0644), or
+    a key pair inside a PKCS#11 token (--pkcs11) and its NAME.pub.
 
     The passphrase comes from OEMKIT_KEY_PASSPHRASE or a prompt.
     Example: oemkit keys generate release-2027 --usage bundle --out-dir keys/
+    Example: oemkit keys generate --pkcs11 pkcs11:token=release-a --label root-a --usage root
     """
     with guard(json_out):
+        from oemkit.errors import UsageError
+
+        if pkcs11 is not None:
+            if name is not None and label is not None and name != label:
+                raise UsageError("E_USAGE", f"NAME {name!r} and --label {label!r} differ",
+                                 hint="give the key's label once")
+            _keys_generate_token(pkcs11, label or name, usage, algorithm, out_dir,
+                                 pin_file, pkcs11_module, json_out)
+            return
+        if name is None:
+            raise UsageError("E_USAGE", "keys generate needs NAME (or --pkcs11 with --label)",
+                             hint="e.g. oemkit keys generate release-2027 --usage bundle")
+        if label is not None:
+            raise UsageError("E_USAGE", "--label names a key in a token; it needs --pkcs11",
+                             hint="for a key file, NAME is the file stem")
         from oemkit.release.keygen import generate_key_files
 
         passphrase = None
@@ -259,6 +299,91 @@ def keys_generate(
                   f"  public:  {safe(result['public'])}")
         if not json_out:
             sys.stdout.write(result["keyid"] + "\n")
+
+
+def _keys_generate_token(uri: str, label: str | None, usage: str, algorithm: str,
+                         out_dir: Path, pin_file: Path | None, module: str | None,
+                         json_out: bool) -> None:
+    from oemkit._fs import atomic_write_bytes
+    from oemkit.cli._keys import token_access
+    from oemkit.crypto import pkcs11
+    from oemkit.crypto.keys import ALGORITHMS, key_id, public_pem
+    from oemkit.errors import InputError, UsageError
+    from oemkit.models.trust import USAGES
+
+    if label is None:
+        raise UsageError("E_USAGE", "--pkcs11 needs --label NAME (the key's label in the token)",
+                         hint="e.g. --label root-a")
+    if usage not in USAGES:
+        raise UsageError("E_USAGE", f"unknown --usage {usage!r}",
+                         hint=f"choose from {', '.join(USAGES)}")
+    if algorithm not in ALGORITHMS:
+        raise UsageError("E_USAGE", f"unknown --algorithm {algorithm!r}",
+                         hint=f"choose from {', '.join(ALGORITHMS)}")
+    if not label or "/" in label or label.startswith("."):
+        raise UsageError("E_USAGE", f"invalid key label {label!r}",
+                         hint="use a plain name such as root-a")
+    pub_path = out_dir / f"{label}.pub"
+    if pub_path.exists():
+        raise InputError("E_KEY_EXISTS", f"{pub_path} already exists",
+                         hint="choose another --label or --out-dir; files are never overwritten")
+    facts = pkcs11.generate_key(uri, label, usage, algorithm, token_access(pin_file, module))
+    pem = public_pem(facts.public)
+    atomic_write_bytes(pub_path, pem.encode("ascii"), mode=0o644)
+    _report_token_key(facts, key_id(facts.public), pem, json_out, public=str(pub_path))
+
+
+def _report_token_key(facts: Any, keyid: str, pem: str, json_out: bool, *,
+                      public: str | None) -> None:
+    fields = {"keyid": keyid, "uri": facts.uri, "token": facts.token, "label": facts.label,
+              "usage": facts.usage, "public_pem": pem, "extractable": facts.extractable,
+              "sensitive": facts.sensitive}
+    if public is not None:
+        fields["public"] = public
+    if json_out:
+        emit_json({"ok": True, **fields})
+    kept = ("not extractable, sensitive" if facts.extractable is False and facts.sensitive
+            else f"extractable={facts.extractable}, sensitive={facts.sensitive}")
+    err.print(f"Key id {safe(keyid)} (usage {safe(facts.usage or 'not recorded')}), in the "
+              f"token: {safe(facts.uri)} ({kept})"
+              + (f"\n  public:  {safe(public)}" if public else ""))
+    if not json_out:
+        sys.stdout.write(keyid + "\n" if public else pem)
+
+
+@keys_app.command("export-pub")
+def keys_export_pub(
+    key: str = typer.Argument(..., metavar="KEY", help="A token key URI (pkcs11:… or "
+                              "hsm:…), or a private key file."),
+    out: Path | None = typer.Option(None, "--out", help="Write the PEM here (else stdout)."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Print a key's public half (PEM) and key id: read from the token for a URI.
+
+    Example: oemkit keys export-pub "pkcs11:token=release-a;object=root-a" --out root-a.pub
+    """
+    with guard(json_out):
+        from oemkit._fs import atomic_write_bytes
+        from oemkit.cli._keys import load_key, token_access
+        from oemkit.crypto import pkcs11
+        from oemkit.crypto.keys import key_id, public_pem
+
+        if pkcs11.is_uri(key) or key.startswith("hsm:"):
+            access = token_access(pin_file, pkcs11_module)
+            text = pkcs11.from_hsm_uri(key) if key.startswith("hsm:") else key
+            facts = pkcs11.export_public(text, access)
+        else:
+            loaded = load_key(key)
+            facts = pkcs11.KeyFacts(uri=key, token="", label=loaded.name,
+                                    public=loaded.public, usage=None, extractable=None,
+                                    sensitive=None)
+        pem = public_pem(facts.public)
+        if out is not None:
+            atomic_write_bytes(out, pem.encode("ascii"), mode=0o644)
+        _report_token_key(facts, key_id(facts.public), pem, json_out,
+                          public=str(out) if out is not None else None)
 
 
 def _new_passphrase() -> bytes:
@@ -287,10 +412,13 @@ def _new_passphrase() -> bytes:
 
 @trust_app.command("init")
 def trust_init(
-    root_key: list[Path] = typer.Option(..., "--root-key", help="Root private key (repeat)."),
+    root_key: list[str] = typer.Option(..., "--root-key", metavar="KEY",
+                                       help="Root private key (repeat)." + KEY_HELP),
     threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change.",
                                   parser=int_option("--threshold", 1)),
     out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Create version 1 of a trust root, signed by its root keys.
@@ -301,8 +429,8 @@ def trust_init(
         from oemkit._fs import atomic_write_bytes
         from oemkit.release.trust import init_root
 
-        keys = _load_keys(root_key)
-        doc = init_root(keys, threshold, names=[p.stem for p in root_key])
+        keys = _root_keys(root_key, pin_file, pkcs11_module)
+        doc = init_root(keys, threshold, names=[k.name for k in keys])
         atomic_write_bytes(out, doc)
         _report_root(out, json_out)
 
@@ -334,8 +462,11 @@ def trust_add_key(
     expires: str | None = typer.Option(None, "--expires", help="ISO 8601 date."),
     not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 date."),
     name: str = typer.Option("", "--name", help="Label for the key."),
-    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
+                                        help="Current root key (repeat)." + KEY_HELP),
     out: OutInstead = None,
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Write the next trust-root version with a key added.
@@ -350,8 +481,10 @@ def trust_add_key(
         from oemkit.release.trust import add_key
 
         usages = _usages(usage)
+        current = _current_root(root)
         doc = add_key(
-            _current_root(root), load_public_file(pub), usages, _load_keys(sign_with),
+            current, load_public_file(pub), usages,
+            _root_keys(sign_with, pin_file, pkcs11_module, current),
             name=name or pub.stem,
             expires=parse_time(expires, "--expires") if expires else None,
             not_before=parse_time(not_before, "--not-before") if not_before else None)
@@ -374,9 +507,11 @@ def _status_command(action: str) -> Callable[..., None]:
     def command(
         root: Path = typer.Argument(..., help="Current trust root."),
         keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
-        sign_with: list[Path] = typer.Option(..., "--sign-with",
-                                             help="Current root key (repeat)."),
+        sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
+                                            help="Current root key (repeat)." + KEY_HELP),
         out: OutInstead = None,
+        pin_file: PinFile = None,
+        pkcs11_module: Pkcs11Module = None,
         json_out: JsonOut = False,
     ) -> None:
         with guard(json_out):
@@ -384,7 +519,8 @@ def _status_command(action: str) -> Callable[..., None]:
             from oemkit.release import trust
 
             fn = trust.retire_key if action == "retire" else trust.revoke_key
-            doc = fn(_current_root(root), keyid, _load_keys(sign_with))
+            current = _current_root(root)
+            doc = fn(current, keyid, _root_keys(sign_with, pin_file, pkcs11_module, current))
             atomic_write_bytes(out or root, doc)
             _report_root(out or root, json_out)
     return command
@@ -409,8 +545,11 @@ def trust_set_threshold(
     usage: str = typer.Argument(..., help="root, bundle, license or crl."),
     threshold: int = typer.Argument(..., help="Valid signatures required.",
                                     parser=int_option("THRESHOLD", 1)),
-    sign_with: list[Path] = typer.Option(..., "--sign-with", help="Current root key (repeat)."),
+    sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
+                                        help="Current root key (repeat)." + KEY_HELP),
     out: OutInstead = None,
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Write the next version requiring THRESHOLD signatures for USAGE.
@@ -422,8 +561,9 @@ def trust_set_threshold(
         from oemkit.release.trust import set_threshold
 
         # set_threshold refuses a USAGE that is not one (E_USAGE): its message, as before
-        doc = set_threshold(_current_root(root), cast("Usage", usage), threshold,
-                            _load_keys(sign_with))
+        current = _current_root(root)
+        doc = set_threshold(current, cast("Usage", usage), threshold,
+                            _root_keys(sign_with, pin_file, pkcs11_module, current))
         atomic_write_bytes(out or root, doc)
         _report_root(out or root, json_out)
 
@@ -509,7 +649,11 @@ def build(
 @app.command()
 def sign(
     bundle: Path = typer.Argument(..., help="Bundle to sign (rewritten atomically)."),
-    key: list[Path] = typer.Option(..., "--key", help="Private key (repeat for several)."),
+    key: list[str] = typer.Option(..., "--key", metavar="KEY",
+                                  help="Bundle key (repeat for several)." + KEY_HELP),
+    trust: TrustSignCheck = None,
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
@@ -520,9 +664,12 @@ def sign(
     Example: oemkit sign dist/example-0.1.0.oemb --key keys/bundle.key
     """
     with guard(json_out):
+        from oemkit.cli._keys import load_keys
         from oemkit.release.sign import sign_bundle
 
-        keys = _load_keys(key)
+        keys = load_keys(key, pin_file, pkcs11_module, usage="bundle", command="oemkit sign")
+        if trust is not None:
+            _check_bundle_keys(keys, trust)
         with progress("signing", file_size(bundle)) as cb:
             result = sign_bundle(bundle, keys, progress=cb,
                                  limits=limits(max_files, max_member, max_payload))
@@ -535,6 +682,27 @@ def sign(
             err.print(f"Already signed by key {safe(keyid)}; unchanged")
         for name in result.links:
             err.print(f"Wrote the in-toto build link {safe(name)} (docs/INTOTO.md)")
+
+
+def _check_bundle_keys(keys: list[PrivateKeyInfo], trust: Path) -> None:
+    """Refuse a key the trust root lists without usage bundle (verify would reject the
+    signature); warn about a key it does not list (it may be added later)."""
+    from oemkit._fs import read_input
+    from oemkit.errors import VerificationError
+    from oemkit.verify.trust import parse_root
+
+    root = parse_root(read_input(trust, "trust root"), str(trust)).root
+    for key in keys:
+        entry = root.key(key.keyid)
+        if entry is None:
+            err.print(f"[bold yellow]WARNING[/]: {safe(key.source)} (key {safe(key.keyid[:16])}…) "
+                      f"is not in {safe(trust)}: hosts that pin it will not accept this "
+                      "signature until the key is added with usage bundle")
+        elif "bundle" not in entry.usage:
+            raise VerificationError(
+                "E_KEY_USAGE", f"{key.source} is a {'/'.join(entry.usage)} key in {trust}, "
+                "not a bundle key: verify would reject this signature",
+                hint="sign with a bundle key (trust add-key --usage bundle)")
 
 
 # --------------------------------------------------------------------------- verify & co

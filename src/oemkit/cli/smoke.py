@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut, TrustPinned
-from oemkit.cli._output import check_table, emit_json, err, guard, passphrase_for, safe
+from oemkit.cli._output import check_table, emit_json, err, guard, safe
 
 
 def smoke(
@@ -21,11 +22,13 @@ def smoke(
     state: Path | None = typer.Option(None, "--state", help="License state file."),
     env: str | None = typer.Option(None, "--env", help="This host's environment."),
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
-    attest_key: Path | None = typer.Option(None, "--attest-key",
-                                           help="Sign a test-result attestation."),
+    attest_key: str | None = typer.Option(None, "--attest-key", metavar="KEY",
+                                          help="Sign a test-result attestation." + KEY_HELP),
     out: Path | None = typer.Option(None, "--out", help="Where to write the attestation."),
     model_only: bool = typer.Option(False, "--model-only",
                                     help="Skip the served phase (oemkit serve over HTTP)."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Cold-start smoke test of a verified bundle on this host against a profile.
@@ -54,9 +57,10 @@ def smoke(
                                   "--out smoke.intoto.json")
         signing_key = None
         if attest_key is not None:
-            from oemkit.crypto.keys import load_private_file
 
-            signing_key = load_private_file(attest_key, passphrase_for(attest_key))
+            from oemkit.cli._keys import load_key
+
+            signing_key = load_key(attest_key, pin_file, pkcs11_module)
         result = run_smoke(bundle, profile, trust, license_file=license,
                            state_path=state or default_state_path(), environment=env,
                            served=not model_only)

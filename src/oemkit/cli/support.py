@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut
 from oemkit.cli._output import (
     emit_json,
@@ -15,7 +16,6 @@ from oemkit.cli._output import (
     guard,
     human_bytes,
     int_option,
-    passphrase_for,
     safe,
 )
 
@@ -49,8 +49,8 @@ def collect(
                                      "with [REDACTED] in every collected file (repeat)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the files and sizes; write "
                                  "nothing."),
-    key: Path | None = typer.Option(None, "--key", help="Sign the manifest with this host "
-                                    "key (private key PEM)."),
+    key: str | None = typer.Option(None, "--key", metavar="KEY", help="Sign the manifest "
+                                   "with this host key." + KEY_HELP),
     max_size: int = typer.Option(64 << 20, "--max-size", parser=int_option("--max-size", 1),
                                  help="Bound on the bundle file in bytes (the largest logs "
                                       "lose their head first)."),
@@ -64,6 +64,8 @@ def collect(
                                       "rollback --json report or smoke result (repeat)."),
     state: Path | None = typer.Option(None, "--state", help="License state file."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Gather, read-only, what a vendor needs to diagnose this host without a remote
@@ -79,9 +81,9 @@ def collect(
 
         signer = None
         if key is not None:
-            from oemkit.crypto.keys import load_private_file
+            from oemkit.cli._keys import load_key
 
-            signer = load_private_file(key, passphrase_for(key))
+            signer = load_key(key, pin_file, pkcs11_module)
         options = CollectOptions(redact=tuple(redact), dry_run=dry_run, key=signer,
                                  max_size=max_size, logs=logs, unit=unit, url=url,
                                  reports=tuple(report), state_path=state, force=force)

@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import JsonOut
-from oemkit.cli._output import emit_json, err, guard, int_option, passphrase_for, safe
+from oemkit.cli._output import emit_json, err, guard, int_option, safe
 
 usage_app = typer.Typer(
     rich_markup_mode=None,
@@ -47,7 +48,8 @@ def _totals(report: Any) -> str:
 @usage_app.command("report")
 def report(
     prefix: Path = typer.Option(..., "--prefix", help="Install prefix whose usage to report."),
-    key: Path = typer.Option(..., "--key", help="This host's signing key (private)."),
+    key: str = typer.Option(..., "--key", metavar="KEY",
+                            help="This host's signing key (private)." + KEY_HELP),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.oemu."),
     license_id: str | None = typer.Option(None, "--license-id",
                                           help="Which metered license (default: the one "
@@ -57,6 +59,8 @@ def report(
                                                  "the license's hardware binding)."),
     state: Path | None = typer.Option(None, "--state", help="License state file the runtime "
                                       "uses (default: $OEMKIT_STATE or ~/.local/state/...)."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Sign the inferences counted since the last report, with the next sequence number.
@@ -64,13 +68,13 @@ def report(
     Example: oemkit usage report --prefix /opt/vision --key host.key --out usage-7.oemu
     """
     with guard(json_out):
-        from oemkit.crypto.keys import load_private_file
+        from oemkit.cli._keys import load_key
         from oemkit.host.license_state import default_state_path, read_fingerprint
         from oemkit.host.usage import make_report
 
         candidates = _installed_licenses(prefix)
         salt = read_fingerprint(fingerprint)["salt"] if fingerprint is not None else None
-        signer = load_private_file(key, passphrase_for(key))
+        signer = load_key(key, pin_file, pkcs11_module)
         made = make_report(state or default_state_path(), signer, out,
                            license_id=license_id, candidates=candidates, salt=salt)
         r = made.report

@@ -113,16 +113,7 @@ class SignedDoc:
 
 def sign_document(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
     """Envelope JSON bytes with one signature by ``key`` (ECDSA normalised to low S)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
-    from oemkit.crypto.dsse import low_s
-
-    message = pae(payload_type, payload)
-    if isinstance(key.private, ed25519.Ed25519PrivateKey):
-        sig = key.private.sign(message)
-    else:
-        sig = low_s(key.private.sign(message, ec.ECDSA(hashes.SHA256())))
+    sig = key.sign_raw(pae(payload_type, payload))
     envelope = {"payloadType": payload_type, "payload": b64encode(payload),
                 "signatures": [{"keyid": key.keyid, "alg": key.algorithm,
                                 "sig": b64encode(sig)}]}

@@ -1,10 +1,10 @@
 """DSSE envelopes and their Sigstore v0.3 wrapping, on securesystemslib's keys and signers.
 
-Signing goes through securesystemslib's ``CryptoSigner`` (so an HSM or KMS signer can
-replace a key file later); verification uses cryptography directly, recomputing the PAE
-over the exact payload bytes from the envelope, and tries candidate keys chosen by the
-caller. In-band key ids are
-ignored: a signature counts for the first trusted key it verifies under.
+Signing goes through the key's securesystemslib signer (``CryptoSigner`` for a key file,
+``HSMSigner`` or oemkit's PKCS#11 signer for a token key); verification uses cryptography
+directly, recomputing the PAE over the exact payload bytes from the envelope, and tries
+candidate keys chosen by the caller. In-band key ids are ignored: a signature counts for
+the first trusted key it verifies under.
 """
 
 from __future__ import annotations
@@ -48,14 +48,7 @@ class Envelope:
 
 def sign(key: PrivateKeyInfo, payload_type: str, payload: bytes) -> bytes:
     """Sign the DSSE PAE of ``payload`` with ``key``; return the raw signature."""
-    from securesystemslib.signer import (  # type: ignore[attr-defined]
-        CryptoSigner,
-        SSlibKey,
-    )
-
-    public = SSlibKey.from_crypto(key.public)
-    signer = CryptoSigner(key.private, public)
-    sig = bytes.fromhex(signer.sign(pae(payload_type, payload)).signature)
+    sig = bytes.fromhex(key.sslib_signer().sign(pae(payload_type, payload)).signature)
     return low_s(sig) if key.algorithm == "ecdsa-p256" else sig
 
 

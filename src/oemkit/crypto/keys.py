@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from oemkit.errors import InputError
+from oemkit.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    from oemkit.crypto.pkcs11 import TokenAccess
 
 Algorithm = Literal["ed25519", "ecdsa-p256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "ecdsa-p256")
@@ -59,15 +62,86 @@ def algorithm_of(public: object) -> Algorithm:
     )
 
 
+class ExternalKey(Protocol):
+    """A private key held elsewhere (a PKCS#11 token): it signs, and gives a
+    securesystemslib ``Signer``; its bytes are never seen."""
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """Ed25519's 64 bytes, or an ECDSA P-256 / SHA-256 DER signature."""
+
+    def sslib_signer(self) -> Any:
+        """A securesystemslib ``Signer`` over this key."""
+
+
 @dataclass(frozen=True)
 class PrivateKeyInfo:
-    """A loaded private key with its derived public half and key id."""
+    """A loaded private key with its derived public half and key id.
 
-    private: PrivateKey
+    ``private`` is a cryptography key (a key file) or an :class:`ExternalKey` (a token);
+    sign with :meth:`sign_raw` or :meth:`sslib_signer`, which work for both. ``usage`` is
+    the usage the key's store records for it (a token key made by ``oemkit keys generate
+    --pkcs11``), or None: key files record none.
+    """
+
+    private: PrivateKey | ExternalKey
     public: PublicKey
     algorithm: Algorithm
     keyid: str
     source: str
+    usage: str | None = None
+
+    @property
+    def name(self) -> str:
+        """A short name: a key file's stem, a token key's object label."""
+        if self.source.startswith("pkcs11:"):
+            from urllib.parse import unquote
+
+            attrs = dict(p.split("=", 1) for p in self.source[7:].split("?")[0].split(";")
+                         if "=" in p)
+            return unquote(attrs.get("object", "token-key"))
+        return Path(self.source).stem
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """Sign exactly ``message``: Ed25519, or ECDSA P-256 with SHA-256 in DER, low S."""
+        if isinstance(self.private, ed25519.Ed25519PrivateKey):
+            return self.private.sign(message)
+        if isinstance(self.private, ec.EllipticCurvePrivateKey):
+            from cryptography.hazmat.primitives import hashes
+
+            sig = self.private.sign(message, ec.ECDSA(hashes.SHA256()))
+        else:
+            sig = self.private.sign_raw(message)
+        if self.algorithm == "ed25519":
+            return sig
+        from oemkit.crypto.dsse import low_s
+
+        return low_s(sig)
+
+    def sslib_signer(self) -> Any:
+        """A securesystemslib ``Signer``: ``CryptoSigner`` for a key file, the token's
+        signer (``HSMSigner`` where it applies) for a token key. Its ECDSA signatures may
+        be high-S: callers normalise (:func:`oemkit.crypto.dsse.low_s`)."""
+        if isinstance(self.private, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+            from securesystemslib.signer import (  # type: ignore[attr-defined]
+                CryptoSigner,
+                SSlibKey,
+            )
+
+            return CryptoSigner(self.private, SSlibKey.from_crypto(self.public))
+        return self.private.sslib_signer()
+
+    def require_usage(self, usage: str, command: str) -> None:
+        """Refuse a key whose recorded usage is another one.
+
+        Raises:
+            VerificationError: E_KEY_USAGE naming the key, its usage and what was needed.
+        """
+        if self.usage is not None and self.usage != usage:
+            from oemkit.errors import VerificationError
+
+            raise VerificationError(
+                "E_KEY_USAGE", f"{self.source} is a {self.usage} key; {command} signs with "
+                f"a {usage} key", hint=f"pass a key generated with --usage {usage}")
 
 
 def generate(algorithm: Algorithm) -> PrivateKey:
@@ -191,3 +265,45 @@ def load_public_file(path: Path) -> PublicKey:
     from oemkit._fs import read_input
 
     return load_public(read_input(path, "public key file", 1 << 16), str(path))
+
+
+#: Signer URI schemes securesystemslib knows that reach a network service: oemkit signs
+#: offline, so these are refused with a reason rather than tried.
+ONLINE_SCHEMES = ("gcpkms", "awskms", "azurekms", "hashivault", "sigstore")
+#: Schemes it knows that need an agent or device oemkit does not drive.
+OTHER_SCHEMES = ("gnupg", "tkey", "envvar")
+
+
+def load_signing_key(ref: str | Path, passphrase: bytes | Any | None = None,
+                     tokens: TokenAccess | None = None) -> PrivateKeyInfo:
+    """The signing key ``ref`` names: a key file path, ``file:PATH`` (securesystemslib's
+    private-key URI for a file), ``pkcs11:…`` (RFC 7512) or ``hsm:ID?label=TOKEN``
+    (securesystemslib's HSMSigner URI, read through the same PKCS#11 code).
+
+    ``passphrase`` is bytes, or a function of the file's path returning them (called only
+    for an encrypted file). ``tokens`` says how to reach PKCS#11 tokens (module, PIN).
+
+    Raises:
+        UsageError: E_KEY_URI for a scheme oemkit does not sign with offline.
+        InputError: :func:`load_private_file`'s codes, and the PKCS#11 ones
+            (:func:`oemkit.crypto.pkcs11.load_token_key`).
+        EnvironmentProblem: E_PERMISSION, E_PKCS11_*.
+    """
+    text = str(ref)
+    scheme, colon, rest = text.partition(":")
+    scheme = scheme.lower() if colon and len(scheme) > 1 else ""
+    if scheme in ("pkcs11", "hsm"):
+        from oemkit.crypto import pkcs11
+
+        access = tokens if tokens is not None else pkcs11.TokenAccess()
+        return pkcs11.load_token_key(pkcs11.from_hsm_uri(text) if scheme == "hsm" else text,
+                                     access)
+    if scheme in ONLINE_SCHEMES:
+        raise UsageError("E_KEY_URI", f"{text[:80]!r} names a {scheme} key, which needs a "
+                         "network service; oemkit signs offline",
+                         hint="use a key file or a pkcs11: URI (an HSM or smart card)")
+    if scheme in OTHER_SCHEMES:
+        raise UsageError("E_KEY_URI", f"oemkit does not sign with {scheme}: keys ({text[:80]!r})",
+                         hint="use a key file or a pkcs11: URI")
+    path = Path(rest.split("?", 1)[0] if scheme == "file" else text)
+    return load_private_file(path, passphrase(path) if callable(passphrase) else passphrase)

@@ -109,14 +109,13 @@ def artifacts_payload(materials: dict[str, dict[str, str]],
 
 def sign_link(payload: bytes, key: PrivateKeyInfo) -> bytes:
     """The build link member for ``key``: an in-toto DSSE ``Envelope`` over ``payload``
-    with one signature by a securesystemslib ``CryptoSigner`` of the key (an ECDSA one in
-    its low-S form, as every oemkit signature), serialised as in-toto's ``Metadata.dump``
-    writes a link file."""
+    with one signature by the key's securesystemslib signer (``CryptoSigner``, or the
+    token's; an ECDSA one in its low-S form, as every oemkit signature), serialised as
+    in-toto's ``Metadata.dump`` writes a link file."""
     from in_toto.models.metadata import Envelope
-    from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
 
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
-    made = envelope.create_signature(CryptoSigner(key.private, SSlibKey.from_crypto(key.public)))
+    made = envelope.create_signature(key.sslib_signer())
     if key.algorithm == "ecdsa-p256":  # the low-S form, the only one oemkit verify accepts
         from securesystemslib.signer import Signature  # type: ignore[attr-defined]
 
@@ -231,7 +230,7 @@ def init_layout(functionaries: Sequence[PublicKey], owner: PrivateKeyInfo, *,
     """
     from in_toto.models.layout import Layout
     from in_toto.models.metadata import Envelope
-    from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
     from oemkit._time import format_time, shift
     from oemkit._time import now as clock
@@ -269,7 +268,7 @@ def init_layout(functionaries: Sequence[PublicKey], owner: PrivateKeyInfo, *,
     layout.validate()
     envelope = Envelope.from_signable(layout)
     owner_key = SSlibKey.from_crypto(owner.public)
-    envelope.create_signature(CryptoSigner(owner.private, owner_key))
+    envelope.create_signature(owner.sslib_signer())
     data = json.dumps(envelope.to_dict(), sort_keys=True).encode("utf-8")
     return LayoutInit(data=data, expires=fields["expires"], functionaries=tuple(sorted(keys)),
                       owner=str(owner_key.keyid),
