@@ -842,30 +842,51 @@ def unpack(
 def sbom(
     args: list[str] = typer.Argument(..., metavar="BUNDLE | diff OLD NEW",
                                      help="A bundle, or 'diff' and two bundles."),
-    format: str = typer.Option("table", "--format", help="table, or json (the SBOM itself)."),
+    format: str = typer.Option(
+        "table", "--format", help="table (on stderr), or cyclonedx: the SBOM itself, as "
+        "the bundle carries it, on stdout (json: deprecated, the same)."),
     trust: TrustFirst = None,
     json_out: JsonOut = False,
 ) -> None:
     """Show a bundle's CycloneDX SBOM, or what changed between two bundles' SBOMs.
 
+    --json prints oemkit's JSON document (the components, whether they were verified), as
+    every command's --json does; --format cyclonedx prints the CycloneDX SBOM itself.
     Without --trust the output is marked UNVERIFIED.
     Example: oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json
+    Example: oemkit sbom dist/example-0.1.0.oemb --trust trust-root.json --format cyclonedx
     Example: oemkit sbom diff old.oemb new.oemb
     """
     with guard(json_out):
         from oemkit.errors import UsageError
         from oemkit.report.sbom import component_rows, read_member_json, sbom_diff
 
-        if format not in ("table", "json"):
-            raise UsageError("E_USAGE", f"unknown --format {format!r}", hint="table or json")
-        if args[0] == "diff":
+        if format not in ("table", "cyclonedx", "json"):
+            raise UsageError("E_USAGE", f"unknown --format {format!r}",
+                             hint="table or cyclonedx (--json: oemkit's JSON document)")
+        diffing = args[0] == "diff"
+        if format == "json":  # what it meant: the SBOM for one bundle, --json for a diff
+            err.print("[yellow]note[/]: --format json is deprecated: say "
+                      + ("--json (the diff as oemkit's JSON document)" if diffing else
+                         "--format cyclonedx (the SBOM itself; --json is oemkit's JSON "
+                         "document)"))
+            format, json_out = ("table", True) if diffing else ("cyclonedx", json_out)
+        if format == "cyclonedx" and json_out:
+            raise UsageError("E_USAGE", "--format cyclonedx and --json both print a document "
+                             "on stdout", hint="--format cyclonedx for the SBOM itself, or "
+                             "--json for oemkit's JSON document (components, verified)")
+        if diffing:
+            if format == "cyclonedx":
+                raise UsageError("E_USAGE", "sbom diff has no SBOM to print (--format "
+                                 "cyclonedx is for one bundle)",
+                                 hint="oemkit sbom diff OLD.oemb NEW.oemb --json")
             if len(args) != 3:
                 raise UsageError("E_USAGE", "sbom diff takes two bundles",
                                  hint="oemkit sbom diff OLD.oemb NEW.oemb")
             old = read_member_json(Path(args[1]), "sbom.cdx.json", trust)
             new = read_member_json(Path(args[2]), "sbom.cdx.json", trust)
             diff = sbom_diff(old.doc, new.doc)
-            if json_out or format == "json":
+            if json_out:
                 emit_json({"ok": True, "verified": old.verified, "old": old.bundle,
                            "new": new.bundle, **diff})
             _unverified_note(old.verified)
@@ -876,7 +897,7 @@ def sbom(
                              hint="oemkit sbom BUNDLE")
         doc = read_member_json(Path(args[0]), "sbom.cdx.json", trust)
         rows = component_rows(doc.doc)
-        if format == "json":
+        if format == "cyclonedx":
             emit_json(doc.doc)
         elif json_out:
             emit_json({"ok": True, "verified": doc.verified, "bundle": doc.bundle,
