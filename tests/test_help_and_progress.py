@@ -178,3 +178,148 @@ def test_sizing_quiet_still_prints_errors(trust_file, tmp_path):
     assert result.exit_code == 3
     assert result.stderr == (f"error E_NOT_FOUND: bundle {tmp_path / 'none.oemb'} does not "
                              "exist\n  hint: check the path\n")
+
+
+# --------------------------------------------------------------------------- sbom
+
+
+def test_sbom_json_is_oemkits_document_and_cyclonedx_the_sbom(signed_bundle, trust_file):
+    ours = cli("sbom", signed_bundle, "--trust", trust_file, "--json")
+    assert ours.exit_code == 0, ours.output
+    doc = json.loads(ours.stdout)
+    assert doc["ok"] is True and doc["verified"] is True and doc["components"]
+    sbom = cli("sbom", signed_bundle, "--trust", trust_file, "--format", "cyclonedx")
+    assert sbom.exit_code == 0, sbom.output
+    assert json.loads(sbom.stdout)["bomFormat"] == "CycloneDX"
+    assert "deprecated" not in sbom.stderr
+
+
+def test_sbom_format_json_is_a_deprecated_alias(signed_bundle, trust_file):
+    old = cli("sbom", signed_bundle, "--trust", trust_file, "--format", "json")
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout)["bomFormat"] == "CycloneDX"
+    assert old.stderr.startswith(
+        "note: --format json is deprecated: say --format cyclonedx (the SBOM itself; --json "
+        "is oemkit's JSON document)\n")
+    diff = cli("sbom", "diff", signed_bundle, signed_bundle, "--format", "json")
+    assert diff.exit_code == 0, diff.output
+    assert json.loads(diff.stdout)["changed"] == []
+    assert diff.stderr.startswith("note: --format json is deprecated: say --json (the diff "
+                                  "as oemkit's JSON document)\n")
+
+
+@pytest.mark.parametrize(("args", "message", "hint"), [
+    (["--format", "cyclonedx", "--json"],
+     "--format cyclonedx and --json both print a document on stdout",
+     "--format cyclonedx for the SBOM itself, or --json for oemkit's JSON document "
+     "(components, verified)"),
+    (["--format", "xml"], "unknown --format 'xml'",
+     "table or cyclonedx (--json: oemkit's JSON document)"),
+])
+def test_sbom_switches_that_contradict_are_usage_errors(signed_bundle, args, message, hint):
+    result = cli("sbom", signed_bundle, *args, "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"] == {
+        "code": "E_USAGE", "exit_code": 2, "message": message, "hint": hint}
+
+
+def test_sbom_diff_has_no_cyclonedx(signed_bundle):
+    result = cli("sbom", "diff", signed_bundle, signed_bundle, "--format", "cyclonedx")
+    assert result.exit_code == 2
+    assert result.stderr == ("error E_USAGE: sbom diff has no SBOM to print (--format "
+                             "cyclonedx is for one bundle)\n  hint: oemkit sbom diff "
+                             "OLD.oemb NEW.oemb --json\n")
+
+
+# --------------------------------------------------------------------------- --trust
+
+
+PEM_HINT = ("pass the trust root JSON (e.g. trust-root.json); a trust root is made from root "
+            "keys with 'oemkit trust init' and lists the public keys with 'oemkit trust "
+            "add-key' (docs/TRUST.md)")
+
+
+@pytest.mark.parametrize(("key", "kind"), [("bundle.pub", "a public key"),
+                                           ("root.key", "a private key")])
+def test_trust_given_a_key_says_it_is_a_key(signed_bundle, key, kind):
+    result = cli("verify", signed_bundle, "--trust", KEYS / key, "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"] == {
+        "code": "E_TRUST_INVALID", "exit_code": 3,
+        "message": f"--trust is {kind} (a PEM file), not a trust root", "hint": PEM_HINT}
+
+
+def test_the_library_says_so_too():
+    from oemkit.errors import InputError
+    from oemkit.verify.trust import parse_root
+
+    with pytest.raises(InputError) as caught:
+        parse_root((KEYS / "license.pub").read_bytes(), "trust.json")
+    assert caught.value.code == "E_TRUST_INVALID"
+    assert caught.value.message == "trust.json is a public key (a PEM file), not a trust root"
+    with pytest.raises(InputError) as caught:
+        parse_root(b"-----BEGIN OEMKIT LICENSE-----\nx\n", "t.json")
+    assert caught.value.message == "t.json is a oemkit license (a PEM file), not a trust root"
+
+
+# --------------------------------------------------------------------------- spec errors
+
+
+def _spec(tmp_path, old, new):
+    spec = tmp_path / "spec"
+    shutil.copytree(EXAMPLE, spec)
+    text = (spec / "bundle.yaml").read_text()
+    assert old in text
+    (spec / "bundle.yaml").write_text(text.replace(old, new))
+    lines = (spec / "bundle.yaml").read_text().splitlines()
+    return spec / "bundle.yaml", lines
+
+
+def test_a_typo_in_a_nested_section_names_the_field_and_its_line(tmp_path):
+    spec, lines = _spec(tmp_path, "  outputs: golden/expected.json",
+                        "  ouputs: golden/expected.json")
+    line = lines.index("  ouputs: golden/expected.json") + 1
+    result = cli("build", spec, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"] == {
+        "code": "E_SPEC_INVALID", "exit_code": 3, "field": "golden.ouputs",
+        "message": f"bundle.yaml line {line}: unknown field 'ouputs' in golden (did you "
+                   "mean 'outputs'?)",
+        "hint": "rename it to 'outputs'; allowed fields in golden: inputs, outputs, atol, rtol"}
+
+
+def test_a_typo_naming_a_nested_section_points_at_its_key(tmp_path):
+    spec, lines = _spec(tmp_path, "license:\n  required: false",
+                        "licence:\n  required: false")
+    line = lines.index("licence:") + 1
+    result = cli("build", spec, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 3
+    error = json.loads(result.stdout)["error"]
+    assert error["message"] == (f"bundle.yaml line {line}: unknown field 'licence' in the "
+                                "top level (did you mean 'license'?)")
+    assert error["field"] == "licence"
+    assert error["hint"].startswith("rename it to 'license'; allowed fields at the top "
+                                    "level: apiVersion, ")
+
+
+@pytest.mark.parametrize(("written", "suggested"), [("1e-5", "1.0e-5"), ("2E6", "2.0E+6"),
+                                                    ("1.5e5", "1.5e+5")])
+def test_a_yaml11_string_in_a_number_field_suggests_the_number(tmp_path, written, suggested):
+    spec, lines = _spec(tmp_path, "  atol: 1.0e-5", f"  atol: {written}")
+    line = lines.index(f"  atol: {written}") + 1
+    result = cli("build", spec, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"] == {
+        "code": "E_SPEC_INVALID", "exit_code": 3, "field": "golden.atol",
+        "message": f"bundle.yaml line {line}: golden.atol: YAML reads {written} as a "
+                   f"string; write {suggested}",
+        "hint": "YAML 1.1 reads a number with an exponent only with a dot and a signed "
+                f"exponent: golden.atol: {suggested}"}
+
+
+def test_yaml11_number_leaves_other_strings_alone():
+    from oemkit.schema import yaml11_number
+
+    assert yaml11_number("1e-5") == "1.0e-5"
+    assert yaml11_number("3.e2") == "3.0e+2"
+    assert yaml11_number("fast") is None and yaml11_number("1.5") is None
