@@ -369,6 +369,12 @@ _CODES = (
        "a bundle key signed outside its validity window (expired, retired, not yet valid); a "
        "license's key was outside its window at the license's `issued_at`",
        "the key had expired or been retired when this license was issued; ask for a re-issue"),
+    _c("E_SLOT_LICENSE_API", E,
+       "install: the slot's venv cannot be given the license API (a distribution cannot be "
+       "copied from this host, or the offline pip install or the import check failed); "
+       "reported as a `warn` check, the install goes on",
+       "ship a DIST wheel in the bundle's wheelhouse (oemkit wheelhouse fetch), or install "
+       "with --system-site-packages"),
     _c("E_PKCS11_UNAVAILABLE", E,
        "a pkcs11: or hsm: key was given and python-pkcs11 is not installed",
        "pip install 'oemkit[hsm]'"),
