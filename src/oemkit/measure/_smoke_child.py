@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, NoReturn
 
 START = time.monotonic()
@@ -49,11 +50,70 @@ def _output(value: Any, np: Any) -> dict[str, Any]:
     return {"seq": [_plain(v) for v in items]}
 
 
-def _fail(result: dict[str, Any], out: str, code: str, message: str) -> NoReturn:
+def _fail(result: dict[str, Any], out: str, code: str, message: str,
+          hint: str | None = None) -> NoReturn:
     result["ok"] = False
     result["error"] = {"code": code, "message": message}
+    if hint:
+        result["error"]["hint"] = hint
     _write(result, out)
     sys.exit(0)
+
+
+#: The .pth file ``install --system-site-packages`` writes into a slot's venv.
+HOST_PTH = "_oemkit_host.pth"
+#: The two fixes for a slot's venv that lacks the runtime's packages.
+SLOT_FIXES = ("Ship the wheels in the bundle (wheelhouse: in the spec, filled by 'oemkit "
+              "wheelhouse fetch bundle.yaml --dest wheels'; 'oemkit build --strict' refuses "
+              "a wheelhouse that lacks a requirement) or install with "
+              "--system-site-packages (the slot's venv then imports this host's packages)")
+
+
+def _wheel_projects(bundle: Path) -> list[str]:
+    """The projects of the wheels a slot's bundle carries (from their file names)."""
+    names = set()
+    for wheel in bundle.rglob("*.whl"):
+        parts = wheel.name[:-4].split("-")
+        if len(parts) in (5, 6):
+            names.add(parts[0].replace("_", "-").replace(".", "-").lower())
+    return sorted(names)
+
+
+def import_failure(exc: ImportError, prefix: str, base_prefix: str,
+                   executable: str) -> tuple[str, str]:
+    """The E_NO_ONNXRUNTIME message and hint for the situation this interpreter is in: a
+    slot's venv (``PREFIX/slots/S/venv`` beside ``bundle/``: built from the bundle's
+    wheelhouse alone, so installing onnxruntime on the host does not help), the same with
+    --system-site-packages (then the host's Python lacks them too), or a bare host (oemkit's
+    own Python, or another one)."""
+    import importlib.util
+    from pathlib import Path
+
+    absent = [m for m in ("numpy", "onnxruntime") if importlib.util.find_spec(m) is None]
+    missing = " and ".join(absent) or exc.name or "onnxruntime/numpy"
+    venv = Path(prefix)
+    slot = venv.parent if venv.name == "venv" and (venv.parent / "bundle").is_dir() else None
+    if slot is None or prefix == base_prefix:
+        return (f"cannot import onnxruntime/numpy with {executable}: {exc}",
+                f"install onnxruntime and numpy for {executable}")
+    pth = next(iter(venv.glob(f"lib/python*/site-packages/{HOST_PTH}")), None)
+    if pth is not None:
+        seen = ", ".join(line.strip() for line in pth.read_text().splitlines() if line.strip())
+        return (f"cannot import onnxruntime/numpy: neither the slot's venv ({venv}), built "
+                f"from the bundle's wheelhouse, nor this host's packages it sees through "
+                f"--system-site-packages ({seen}) have {missing} ({exc})",
+                f"install onnxruntime and numpy for the Python that runs oemkit on this "
+                f"host (its packages are in {seen}), or ship their wheels in the bundle "
+                "(wheelhouse: in the spec, 'oemkit wheelhouse fetch')")
+    carried = _wheel_projects(slot / "bundle")
+    shown = ", ".join(carried[:8]) + (f" and {len(carried) - 8} more" if len(carried) > 8
+                                      else "")
+    return (f"cannot import onnxruntime/numpy: the slot's venv ({venv}), built from the "
+            f"bundle's wheelhouse, has no {missing} ({exc}); the wheelhouse carries "
+            f"{len(carried)} project(s){': ' + shown if carried else ''}, and the venv does "
+            "not see this host's packages, so onnxruntime installed on the host does not "
+            "help: ship the wheels in the bundle or install with --system-site-packages",
+            SLOT_FIXES)
 
 
 def _write(result: dict[str, Any], out: str) -> None:
@@ -73,7 +133,8 @@ def main() -> None:
         import numpy as np
         import onnxruntime as ort
     except ImportError as exc:
-        _fail(result, out, "E_NO_ONNXRUNTIME", f"cannot import onnxruntime/numpy: {exc}")
+        message, hint = import_failure(exc, sys.prefix, sys.base_prefix, sys.executable)
+        _fail(result, out, "E_NO_ONNXRUNTIME", message, hint)
     result["timings_ms"]["imports"] = (time.monotonic() - t) * 1000.0
     result["onnxruntime"] = ort.__version__
 
