@@ -620,7 +620,7 @@ def test_cli_issue_verify_inspect_crl_attach(keys, root_doc, tmp_path, signed_bu
     assert ins.exit_code == 0 and "UNVERIFIED" in ins.stderr and "ACME Corp" in ins.stderr
     crl = tmp_path / "r.crl"
     assert run("crl", "issue", "--key", KEYS / "crl.key", "--seq", "2", "--revoke",
-               "acme-vision", "--out", crl).exit_code == 0
+               "acme-vision@all", "--out", crl).exit_code == 0
     revoked = run("license", "verify", lic, "--trust", tmp_path / "root.json", "--crl", crl)
     assert revoked.exit_code == 1 and "E_REVOKED" in revoked.stderr
     # attach to a bundle: verify reports both verdicts; signatures stay valid
@@ -1096,7 +1096,7 @@ def test_cli_revocation_is_remembered_after_the_rejection(cli, tmp_path):
 
     assert cli(*_issue_args(tmp_path)).exit_code == 0
     assert cli("crl", "issue", "--key", KEYS / "crl.key", "--seq", "1", "--revoke",
-               "acme-vision", "--out", tmp_path / "r.crl").exit_code == 0
+               "acme-vision@all", "--out", tmp_path / "r.crl").exit_code == 0
     lic, trust = tmp_path / "acme.lic", tmp_path / "root.json"
     first = cli("license", "verify", lic, "--trust", trust, "--crl", tmp_path / "r.crl",
                 "--json")

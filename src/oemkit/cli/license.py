@@ -31,6 +31,39 @@ def _key(ref: str, pin_file: Path | None, module: str | None, usage: str,
     return load_key(ref, pin_file, module, usage=usage, command=command)
 
 
+def revocation(item: str) -> tuple[str, int | None]:
+    """``--revoke ID@SEQ`` (re-issues 1..SEQ: the CRL's ``below_seq`` SEQ + 1) or
+    ``ID@all`` (every re-issue: no ``below_seq``).
+
+    A bare ID is refused: "revoke this license" must say whether its re-issue is revoked
+    too. The old ``ID:N`` ("below N") is refused with its new spelling.
+
+    Raises:
+        UsageError: E_USAGE naming the value and both spellings.
+    """
+    from oemkit.errors import UsageError
+
+    both = "write ID@SEQ (re-issues 1..SEQ; a later re-issue stays valid) or ID@all " \
+           "(every re-issue, for good)"
+    lid, at, scope = item.rpartition("@") if "@" in item else (item, "", "")
+    if ":" in lid and not at:
+        old_id, _, below = lid.rpartition(":")
+        hint = both
+        if below.isascii() and below.isdigit() and int(below) > 1:
+            hint = f"'{old_id}:{below}' meant re-issues below {below}: write " \
+                   f"--revoke {old_id}@{int(below) - 1}"
+        raise UsageError("E_USAGE", f"--revoke {item[:40]!r}: the ID:N form is gone",
+                         hint=hint)
+    if not at:
+        raise UsageError("E_USAGE", f"--revoke {item[:40]!r} does not say which re-issues",
+                         hint=both)
+    if not lid:
+        raise UsageError("E_USAGE", f"--revoke {item[:40]!r} names no license", hint=both)
+    if scope == "all":
+        return lid, None
+    return lid, parse_int(scope, f"--revoke {lid}@SEQ:", minimum=1, maximum=(1 << 53) - 2) + 1
+
+
 @license_app.command("issue")
 def issue(
     key: str = typer.Option(..., "--key", metavar="KEY",
@@ -220,7 +253,10 @@ def crl_issue(
                             help="CRL signing key (usage crl)." + KEY_HELP),
     seq: int = typer.Option(..., "--seq", parser=int_option("--seq", 1),
                             help="Sequence number (monotonic)."),
-    revoke: list[str] = typer.Option([], "--revoke", help="LICENSE_ID[:below_seq] (repeat)."),
+    revoke: list[str] = typer.Option([], "--revoke", metavar="ID@SEQ|ID@all",
+                                     help="Revoke license ID's re-issues 1..SEQ (a later "
+                                          "re-issue stays valid), or ID@all: every re-issue, "
+                                          "for good (repeat)."),
     revoke_key: list[str] = typer.Option([], "--revoke-key", help="Key id (repeat)."),
     issued_at: str | None = typer.Option(None, "--issued-at", hidden=True),
     out: Path = typer.Option(..., "--out", help="Where to write FILE.crl."),
@@ -230,29 +266,25 @@ def crl_issue(
 ) -> None:
     """Issue a signed revocation list.
 
-    Example: oemkit crl issue --key crl.key --seq 7 --revoke acme-vision:3 --out
-    revocations.crl
+    Example: oemkit crl issue --key crl.key --seq 7 --revoke acme-vision@2 --out revocations.crl
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import now, parse_time
-        from oemkit.errors import UsageError
         from oemkit.release.licensing import issue_crl
 
-        entries = []
-        for item in revoke:
-            lid, sep, below = item.partition(":")
-            if not lid or (sep and not below):
-                raise UsageError("E_USAGE", f"--revoke {item[:40]!r} is not "
-                                 "LICENSE_ID[:below_seq]",
-                                 hint="e.g. --revoke acme-vision or --revoke acme-vision:3")
-            entries.append((lid, parse_int(below, f"--revoke {lid}:")
-                            if below else None))
+        entries = [revocation(item) for item in revoke]
         when = parse_time(issued_at, "--issued-at") if issued_at else now()
         data = issue_crl(_key(key, pin_file, pkcs11_module, "crl", "crl issue"), seq,
                          revoke=entries, revoke_keys=revoke_key, issued_at=when)
         atomic_write_bytes(out, data)
         if json_out:
-            emit_json({"ok": True, "crl": str(out), "seq": seq})
+            emit_json({"ok": True, "crl": str(out), "seq": seq, "revoked": [
+                {"license_id": lid, "up_to_seq": None if below is None else below - 1}
+                for lid, below in entries], "revoked_keys": list(revoke_key)})
         err.print(f"Issued {safe(out)}: CRL sequence {seq}, {len(entries)} license(s) and "
                   f"{len(revoke_key)} key(s) revoked")
+        for lid, below in entries:
+            err.print(f"  {safe(lid)}: " + ("every re-issue, for good" if below is None else
+                                            f"re-issues 1 to {below - 1}; re-issue {below} "
+                                            "and later stay valid"))
