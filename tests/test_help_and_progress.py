@@ -81,8 +81,8 @@ def test_the_walk_finds_the_commands_with_examples():
     names = {" ".join(words) for words, _ in COMMANDS}
     assert {"sizing", "sizing compare", "sbom", "trust init", "license issue",
             "evidence", "verify"} <= names
-    split = [_docstring_examples(cmd.help or "") for words, cmd in COMMANDS
-             if words == ["sizing"]][0]
+    split = next(_docstring_examples(cmd.help or "") for words, cmd in COMMANDS
+                 if words == ["sizing"])
     assert split == [
         "Example: oemkit sizing dist/example-0.2.0.oemb --profile cpu-small --trust "
         "trust-root.json --target-qps 200 --slo p95=20ms --out sizing/",
