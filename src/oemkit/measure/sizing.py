@@ -183,8 +183,11 @@ class _Say:
 
 
 def _ms(value: Any) -> str:
-    """A latency for a progress line (``12.3 ms``; ``-`` when there is none)."""
-    return f"{value:.3g} ms" if isinstance(value, (int, float)) else "-"
+    """A latency for a progress line (``0.109 ms``, ``12.3 ms``, ``1604 ms``; ``-`` when
+    there is none)."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.3g} ms"
 
 
 def _per_s(value: Any) -> str:
