@@ -974,6 +974,9 @@ def demo(
     serve: bool = typer.Option(True, "--serve/--no-serve",
                                help="Serve the bundle and make one inference over HTTP "
                                     "(127.0.0.1, a free port)."),
+    releases: int = typer.Option(1, "--releases", parser=int_option("--releases", 1, 2),
+                                 help="2: also build and sign the release before it "
+                                      "(example 0.1.0), to try upgrade and rollback."),
     json_out: JsonOut = False,
 ) -> None:
     """Build the example bundle, sign it with the INSECURE example keys, verify it, serve
@@ -981,17 +984,29 @@ def demo(
     input, print the answer and stop the server.
 
     Example: oemkit demo --out /tmp/demo
+    Example: oemkit demo --releases 2 --out dist
     """
     with guard(json_out):
         from oemkit.host.demo import run_demo
 
-        result = run_demo(out, serve=serve)
+        result = run_demo(out, serve=serve, releases=releases)
         report = result["report"]
+        previous = result["previous_report"]
         served = result["served"]
+        ok = report.ok and (previous is None or previous.ok)
         if json_out:
-            emit_json({"ok": report.ok, "bundle": str(result["bundle"]),
+            emit_json({"ok": ok, "bundle": str(result["bundle"]),
                        "trust_root": str(result["trust_root"]), "report": report.to_dict(),
+                       "previous": str(result["previous"]) if previous else None,
+                       "previous_report": previous.to_dict() if previous else None,
                        "served": served.to_dict() if served else None})
+        if previous is not None:
+            err.print(f"Built   {safe(result['previous'])} (the release before; signed and "
+                      f"{'verified' if previous.ok else 'NOT verified'})")
+            if not previous.ok:
+                check_table(previous.checks)
+                err.print("[bold red]demo failed[/]")
+                raise typer.Exit(1)
         err.print(f"Built   {safe(result['bundle'])}")
         err.print(f"Signed  with keys-example/bundle.key (key {safe(report.signers[0][:16])}…)"
                   if report.signers else "Signed  (no trusted signer)")

@@ -57,12 +57,13 @@ class Served:
                 "log": str(self.log) if self.log else None}
 
 
-def example_paths() -> tuple[Path, Path]:
-    """(example spec directory, example keys directory) from a checkout or the wheel."""
+def example_paths(name: str = "example") -> tuple[Path, Path]:
+    """(example spec directory, example keys directory) from a checkout or the wheel:
+    ``example`` (0.2.0) or ``example-v1`` (0.1.0, the release it upgrades)."""
     here = Path(__file__).resolve()
     candidates = [here.parents[3], here.parents[1] / "_examples"]
     for base in candidates:
-        spec, keys = base / "bundles" / "example", base / "keys-example"
+        spec, keys = base / "bundles" / name, base / "keys-example"
         if (spec / "bundle.yaml").is_file() and (keys / "bundle.key").is_file():
             return spec, keys
     raise EnvironmentProblem(
@@ -72,9 +73,11 @@ def example_paths() -> tuple[Path, Path]:
              "(pip install --force-reinstall oemkit, or pip install -e . in a checkout)")
 
 
-def run_demo(out: Path, *, serve: bool = True) -> dict[str, Any]:
+def run_demo(out: Path, *, serve: bool = True, releases: int = 1) -> dict[str, Any]:
     """Build, sign and verify the example; with ``serve`` (and a verified bundle) serve it
-    and make one inference (``result["served"]``, a :class:`Served`).
+    and make one inference (``result["served"]``, a :class:`Served`). With ``releases=2``
+    the release before it (``example-v1``, 0.1.0) is built, signed and verified too
+    (``result["previous"]``, ``result["previous_report"]``), for the upgrade walkthrough.
 
     Raises:
         EnvironmentProblem: E_NO_EXAMPLE; E_DEMO_SERVE when the server does not start,
@@ -99,7 +102,13 @@ def run_demo(out: Path, *, serve: bool = True) -> dict[str, Any]:
     sign_bundle(result.path, [bundle_key])
     report = verify_bundle(result.path, trust_path)
     done: dict[str, Any] = {"bundle": result.path, "trust_root": trust_path,
-                            "report": report, "served": None}
+                            "report": report, "served": None, "previous": None,
+                            "previous_report": None}
+    if releases >= 2:
+        older = build_bundle(example_paths("example-v1")[0] / "bundle.yaml", out)
+        sign_bundle(older.path, [bundle_key])
+        done["previous"] = older.path
+        done["previous_report"] = verify_bundle(older.path, trust_path)
     if serve and report.ok:
         done["served"] = serve_once(result.path, trust_path, spec, Path(out), result.name)
     return done
