@@ -276,7 +276,7 @@ def test_license_and_crl_signed_in_the_token(hsm, token_keys, ceremony, token_si
             "acme", "--customer-name", "ACME", "--product", "vision", "--expires", "2099-01-01",
             "--out", str(lic), *ceremony["mod"])
     ok_json("crl", "issue", "--key", uri("release-b", "crl-b", hsm), "--seq", "1", "--revoke",
-            "someone-else", "--out", str(crl), *ceremony["mod"])
+            "someone-else@all", "--out", str(crl), *ceremony["mod"])
     state = work / "state.json"
     verdict = ok_json("license", "verify", str(lic), "--trust", str(ceremony["root"]),
                       "--crl", str(crl), "--state", str(state))
@@ -373,34 +373,6 @@ def test_a_token_key_of_another_usage_is_refused(hsm, token_keys, signed_bundle)
                                 "oemkit sign signs with a bundle key")
 
 
-def test_sign_trust_refuses_a_root_key_and_warns_about_an_unknown_one(
-        hsm, token_keys, ceremony, signed_bundle, tmp_path):
-    from helpers import KEYS, PASSPHRASE
-
-    before = signed_bundle.read_bytes()
-    # a key file carries no usage: the trust root names it root-only, so it is refused
-    root = tmp_path / "root.json"
-    from oemkit.crypto.keys import load_private_file
-    from oemkit.release.trust import init_root
-
-    root.write_bytes(init_root([load_private_file(KEYS / "root.key", PASSPHRASE)],
-                               names=["root"]))
-    env = {"OEMKIT_KEY_PASSPHRASE": PASSPHRASE.decode()}
-    result = run("sign", str(signed_bundle), "--key", str(KEYS / "root.key"), "--trust",
-                 str(root), "--json", env=env)
-    assert result.exit_code == 1, result.output
-    error = json.loads(result.stdout)["error"]
-    assert error["code"] == "E_KEY_USAGE"
-    assert error["message"] == (f"{KEYS / 'root.key'} is a root key in {root}, not a bundle key: "
-                                "verify would reject this signature")
-    assert signed_bundle.read_bytes() == before
-    result = run("sign", str(signed_bundle), "--key", str(KEYS / "license.key"), "--trust",
-                 str(root), env=env)
-    assert result.exit_code == 0, result.output
-    assert "is not in" in result.stderr and "until the key is added with usage bundle" in \
-        result.stderr
-
-
 def test_bad_uris_are_usage_errors(signed_bundle):
     error = failure("sign", str(signed_bundle), "--key", "pkcs11:token=a;objet=b", exit_code=2)
     assert error["code"] == "E_KEY_URI"
@@ -481,3 +453,15 @@ def test_rfc7512_parsing():
         with pytest.raises(UsageError) as caught:
             parse_uri(bad)
         assert caught.value.code == "E_KEY_URI" and caught.value.message.endswith(why)
+
+
+def test_a_person_at_the_prompt_may_spend_the_last_try(capsys):
+    from oemkit.crypto.pkcs11 import TokenAccess, parse_uri
+
+    asked = []
+    access = TokenAccess(prompt=lambda text: asked.append(text) or "typed")
+    uri = parse_uri("pkcs11:token=t;object=k")
+    assert access.pin_for(uri, "t", final_try=True) == "typed"
+    assert asked == ["PIN for token 't': "]
+    assert "token 't' has ONE PIN try left; a wrong PIN locks it." in capsys.readouterr().err
+    assert access.pin_for(uri, "t", final_try=True) == "typed" and len(asked) == 1  # once

@@ -670,6 +670,12 @@ def sign(
         keys = load_keys(key, pin_file, pkcs11_module, usage="bundle", command="oemkit sign")
         if trust is not None:
             _check_bundle_keys(keys, trust)
+        else:
+            for k in keys:
+                if "root" in k.name.lower():
+                    err.print(f"[bold yellow]WARNING[/]: {safe(k.source)}'s name says root: "
+                              "root keys sign trust roots, and verify rejects a bundle "
+                              "signed only by one; pass --trust ROOT to check the key")
         with progress("signing", file_size(bundle)) as cb:
             result = sign_bundle(bundle, keys, progress=cb,
                                  limits=limits(max_files, max_member, max_payload))
