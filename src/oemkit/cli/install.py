@@ -428,6 +428,8 @@ def wheelhouse_fetch(
     Example: oemkit wheelhouse fetch bundle.yaml --dest wheels --python-version 3.11
     """
     with guard(json_out):
+        import shlex
+
         from oemkit.host.wheelhouse import default_platforms, pip_download_command, run_pip
 
         chosen = None if platform else default_platforms(requirements, profile)
@@ -436,7 +438,7 @@ def wheelhouse_fetch(
         if chosen is not None:
             err.print(f"platform tags from {chosen.source}: {' '.join(chosen.tags)}",
                       markup=False)
-        err.print(" ".join(cmd), markup=False)
+        err.print(shlex.join(cmd), markup=False)  # pasteable: 'onnxruntime>=1.17' quoted
         if not dry_run:
             run_pip(cmd)
         if json_out:

@@ -179,8 +179,10 @@ def run_pip(cmd: Sequence[str]) -> None:
     verdict = classify_pip_output(kept)
     said = f": {verdict.last}" if verdict.last else ""
     if verdict.kind == "network":
+        where = f" ({verdict.indexes})" if verdict.indexes else ""
         raise EnvironmentProblem(
-            "E_WHEELHOUSE_OFFLINE", f"pip download could not reach the package index{said}",
+            "E_WHEELHOUSE_OFFLINE", f"pip download could not reach the package "
+            f"index{where}: {verdict.reason}",
             hint="this step needs the package index: run it on a connected machine (or set "
                  "PIP_INDEX_URL to a mirror this machine reaches), then carry the "
                  "wheelhouse over")

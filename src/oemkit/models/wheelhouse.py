@@ -73,6 +73,11 @@ _NETWORK = re.compile(
     r"No route to host|Connection refused|ConnectTimeoutError|Read timed out|ProxyError|"
     r"SSLError|CERTIFICATE_VERIFY_FAILED|connection broken by|Max retries exceeded",
     re.IGNORECASE)
+#: The reason in urllib3's retry warning ("... Failed to establish a new connection:
+#: [Errno 111] Connection refused')': /simple/numpy/").
+_REASON = re.compile(r"Failed to establish a new connection: ([^'\")]+)")
+#: pip's first line: where it looks.
+_INDEXES = re.compile(r"^Looking in indexes: (.+)$")
 #: pip's lines when the index answered but no wheel fits the platform/Python asked for.
 _NO_MATCH = re.compile(r"No matching distribution found for\s+(\S+)|Could not find a "
                        r"version that satisfies the requirement\s+(\S+)")
@@ -89,6 +94,11 @@ class PipVerdict:
     requirements: tuple[str, ...] = ()
     #: pip's last error line (``ERROR: ...``), or its last line.
     last: str = ""
+    #: ``network``: what failed, in words ("[Errno -3] Temporary failure in name
+    #: resolution", or the first network line pip printed).
+    reason: str = ""
+    #: The indexes pip looked in (its "Looking in indexes:" line), if it said.
+    indexes: str = ""
 
 
 def classify_pip_output(lines: Iterable[str]) -> PipVerdict:
@@ -96,7 +106,7 @@ def classify_pip_output(lines: Iterable[str]) -> PipVerdict:
     (connection and name resolution errors: pip retries, then also reports no matching
     distribution) from an index that has no wheel for the requested platform tags and
     Python, from any other failure."""
-    network, last_error, last = False, "", ""
+    network, last_error, last, reason, indexes = False, "", "", "", ""
     wanted: list[str] = []
     for raw in lines:
         line = raw.strip()
@@ -105,8 +115,14 @@ def classify_pip_output(lines: Iterable[str]) -> PipVerdict:
         last = line
         if line.startswith("ERROR:"):
             last_error = line
+        looking = _INDEXES.match(line)
+        if looking and not indexes:
+            indexes = looking.group(1)
         if _NETWORK.search(line):
             network = True
+            if not reason:
+                said = _REASON.search(line)
+                reason = said.group(1).strip() if said else line[:200]
         match = _NO_MATCH.search(line)
         if match:
             name = match.group(1) or match.group(2)
@@ -114,7 +130,7 @@ def classify_pip_output(lines: Iterable[str]) -> PipVerdict:
                 wanted.append(name)
     tail = last_error or last
     if network:
-        return PipVerdict("network", tuple(wanted), tail)
+        return PipVerdict("network", tuple(wanted), tail, reason, indexes)
     if wanted:
-        return PipVerdict("no_match", tuple(wanted), tail)
-    return PipVerdict("other", (), tail)
+        return PipVerdict("no_match", tuple(wanted), tail, indexes=indexes)
+    return PipVerdict("other", (), tail, indexes=indexes)

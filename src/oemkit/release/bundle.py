@@ -431,8 +431,8 @@ def _check_wheelhouse(spec: BundleSpec, strict: bool) -> tuple[BuildWarning, ...
             "E_WHEELHOUSE_INCOMPLETE", f"{where}: requirements name {len(missing)} "
             f"project(s) and the spec has no wheelhouse to carry them: {', '.join(missing)}",
             hint="add 'wheelhouse: wheels' to the spec and fill it with 'oemkit wheelhouse "
-                 f"fetch {where} --dest wheels' (or build without --strict: the host's Python "
-                 "must then provide them)")
+                 f"fetch {spec.spec_path} --dest {spec.spec_path.parent / 'wheels'}' (or "
+                 "build without --strict: the host's Python must then provide them)")
     prefix = str(raw["wheelhouse"]).rstrip("/") + "/"
     carried = [read_wheel(f.source, f.path, "").name for f in spec.files
                if f.path.startswith(prefix) and f.path.endswith(".whl")]
@@ -442,9 +442,10 @@ def _check_wheelhouse(spec: BundleSpec, strict: bool) -> tuple[BuildWarning, ...
     message = (f"{where}: requirements name {len(missing)} project(s) the wheelhouse "
                f"({prefix}) does not carry: {', '.join(missing)}; a slot's venv is built "
                "from the wheelhouse alone, so the installed release cannot import them")
-    hint = (f"fill the wheelhouse with 'oemkit wheelhouse fetch {where} --dest "
-            f"{prefix.rstrip('/')}' and rebuild, or install with --system-site-packages "
-            "on hosts whose Python has them")
+    dest = spec.spec_path.parent / prefix.rstrip("/")
+    hint = (f"fill the wheelhouse with 'oemkit wheelhouse fetch {spec.spec_path} --dest "
+            f"{dest}' and rebuild, or install with --system-site-packages on hosts whose "
+            "Python has them")
     if strict:
         raise InputError("E_WHEELHOUSE_INCOMPLETE", message, hint=hint)
     return (BuildWarning("E_WHEELHOUSE_INCOMPLETE", message, hint, missing),)
