@@ -114,7 +114,10 @@ def issue(
         from oemkit.license import read_claims
 
         data = issue_license(
-            key=_key(key, pin_file, pkcs11_module, "license", "license issue"),
+            # a key file is loaded by issue() after it has judged the claims (a bad option
+            # is E_USAGE before any passphrase is asked); a token key is opened here
+            key=_key(key, pin_file, pkcs11_module, "license", "license issue")
+            if ":" in key and not Path(key).exists() else Path(key),
             customer=customer, customer_name=customer_name, product=product,
             expires=expires, not_before=not_before, grace=grace, features=features,
             limits=limit, bundle_digests=bundle_digest, channel=channel,

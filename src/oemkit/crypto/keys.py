@@ -284,10 +284,12 @@ def load_signing_key(ref: str | Path, passphrase: bytes | Any | None = None,
     for an encrypted file). ``tokens`` says how to reach PKCS#11 tokens (module, PIN).
 
     Raises:
-        UsageError: E_KEY_URI for a scheme oemkit does not sign with offline.
-        InputError: :func:`load_private_file`'s codes, and the PKCS#11 ones
-            (:func:`oemkit.crypto.pkcs11.load_token_key`).
-        EnvironmentProblem: E_PERMISSION, E_PKCS11_*.
+        UsageError: E_KEY_URI for a scheme oemkit does not sign with offline;
+            E_PKCS11_NO_MODULE.
+        InputError: :func:`load_private_file`'s codes; E_PKCS11_OBJECT, E_PKCS11_PIN,
+            E_PKCS11_PIN_REQUIRED, E_KEY_ALGORITHM for a token key.
+        EnvironmentProblem: E_PERMISSION; E_PKCS11_UNAVAILABLE, E_PKCS11_MODULE,
+            E_PKCS11_TOKEN, E_PKCS11_PIN_LOCKED.
     """
     text = str(ref)
     scheme, colon, rest = text.partition(":")
