@@ -375,6 +375,21 @@ _CODES = (
        "reported as a `warn` check, the install goes on",
        "ship a DIST wheel in the bundle's wheelhouse (oemkit wheelhouse fetch), or install "
        "with --system-site-packages"),
+    _c("E_WHEELHOUSE_INCOMPLETE", I,
+       "`build --strict`: `requirements:` name projects the wheelhouse does not carry, or the "
+       "spec has no wheelhouse (without `--strict`, a warning)",
+       "fill the wheelhouse with 'oemkit wheelhouse fetch SPEC --dest WHEELS' and rebuild, or "
+       "install with --system-site-packages on hosts whose Python has them"),
+    _c("E_WHEELHOUSE_OFFLINE", E,
+       "`wheelhouse fetch`: pip reached no package index (connection, name resolution, proxy "
+       "or TLS errors)",
+       "run it on a connected machine (or set PIP_INDEX_URL to a reachable mirror), then carry "
+       "the wheelhouse over"),
+    _c("E_WHEELHOUSE_NO_MATCH", E,
+       "`wheelhouse fetch`: the index has no wheel of a requirement for the platform tags and "
+       "Python asked for",
+       "choose the target's tags (--profile, --platform) and --python-version, or relax the "
+       "pin; build a missing wheel with 'pip wheel'"),
     _c("E_PKCS11_UNAVAILABLE", E,
        "a pkcs11: or hsm: key was given and python-pkcs11 is not installed",
        "pip install 'oemkit[hsm]'"),
@@ -747,10 +762,11 @@ _CODES = (
        "run as the user that owns it, or fix its permissions"),
     _c("E_PIP", E,
        "install/upgrade (row `dependencies`): the offline `pip install` of the bundle's wheels "
-       "failed; `wheelhouse fetch`: `pip download` failed; `image`: building oemkit's wheel or "
-       "installing the wheels for the base's Python failed",
-       "the wheelhouse must hold every dependency for this platform and Python; 'wheelhouse "
-       "fetch' needs the package index"),
+       "failed; `wheelhouse fetch`: `pip download` failed for another reason than no network "
+       "or no matching wheel (a hash mismatch, a bad requirements file); `image`: building "
+       "oemkit's wheel or installing the wheels for the base's Python failed",
+       "read pip's output above; the wheelhouse must hold every dependency for this platform "
+       "and Python"),
     _c("E_PREFIX_JOURNAL", I,
        "`PREFIX/.journal` is not a journal oemkit wrote (not its format, over 64 KiB or 64 "
        "names, a name oemkit never makes such as `../x` or `db`); nothing is removed",

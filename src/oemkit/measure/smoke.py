@@ -259,8 +259,10 @@ def _run_child(result: SmokeResult, manifest: Any, root: Path, profile: Profile,
         hint = "the bundle's model or golden data is broken; rebuild it"
         if code == "E_NO_ONNXRUNTIME":
             result.environment_error = True
-            hint = "install onnxruntime on this host"
-            if python == sys.executable:  # oemkit's own interpreter: its onnx extra
+            # the model process words its hint by where it runs (a slot venv built from
+            # the bundle's wheelhouse, with or without the host's packages; a bare host)
+            hint = data["error"].get("hint") or "install onnxruntime on this host"
+            if python == sys.executable and not data["error"].get("hint"):
                 from oemkit._extras import ONNX_HINT
 
                 hint += f": {ONNX_HINT}"
