@@ -63,3 +63,10 @@ def test_without_trust_a_key_named_root_is_warned_about(signed_bundle, env):
     assert result.exit_code == 0, result.output
     assert "root.key's name says root: root keys sign trust roots" in \
         " ".join(result.stderr.split())
+
+
+def test_export_pub_of_a_key_file(env):
+    result = run("keys", "export-pub", KEYS / "bundle.key", env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (KEYS / "bundle.pub").read_text()
+    assert f"from the key file {KEYS / 'bundle.key'}" in " ".join(result.stderr.split())

@@ -344,8 +344,9 @@ def _report_token_key(facts: Any, keyid: str, pem: str, json_out: bool, *,
         emit_json({"ok": True, **fields})
     kept = ("not extractable, sensitive" if facts.extractable is False and facts.sensitive
             else f"extractable={facts.extractable}, sensitive={facts.sensitive}")
-    err.print(f"Key id {safe(keyid)} (usage {safe(facts.usage or 'not recorded')}), in the "
-              f"token: {safe(facts.uri)} ({kept})"
+    where = (f"in the token: {safe(facts.uri)} ({kept})" if facts.token
+             else f"from the key file {safe(facts.uri)}")
+    err.print(f"Key id {safe(keyid)} (usage {safe(facts.usage or 'not recorded')}), {where}"
               + (f"\n  public:  {safe(public)}" if public else ""))
     if not json_out:
         sys.stdout.write(keyid + "\n" if public else pem)
