@@ -349,6 +349,8 @@ def _report_token_key(facts: Any, keyid: str, pem: str, json_out: bool, *,
     err.print(f"Key id {safe(keyid)} (usage {safe(facts.usage or 'not recorded')}), {where}"
               + (f"\n  public:  {safe(public)}" if public else ""))
     if not json_out:
+        if public:  # the key id alone on stdout (KEYID=$(...)), the PEM beside it on stderr
+            err.print(pem.rstrip("\n"), markup=False, highlight=False)
         sys.stdout.write(keyid + "\n" if public else pem)
 
 
