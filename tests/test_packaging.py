@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: What the wheel is built from (pyproject.toml names the README; .gitignore is read by
 #: hatchling) and the force-included examples.
 BUILD_INPUTS = ("pyproject.toml", "README.md", ".gitignore", "src/oemkit", "bundles/example",
-                "keys-example")
+                "bundles/example-v1", "keys-example")
 EXAMPLES = {"bundles/example/": "oemkit/_examples/bundles/example/",
+            "bundles/example-v1/": "oemkit/_examples/bundles/example-v1/",
             "keys-example/": "oemkit/_examples/keys-example/"}
 
 

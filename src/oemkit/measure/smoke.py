@@ -262,10 +262,10 @@ def _run_child(result: SmokeResult, manifest: Any, root: Path, profile: Profile,
             # the model process words its hint by where it runs (a slot venv built from
             # the bundle's wheelhouse, with or without the host's packages; a bare host)
             hint = data["error"].get("hint") or "install onnxruntime on this host"
-            if python == sys.executable and not data["error"].get("hint"):
+            if python == sys.executable:  # oemkit's own interpreter: its onnx extra
                 from oemkit._extras import ONNX_HINT
 
-                hint += f": {ONNX_HINT}"
+                hint = f"install onnxruntime on this host: {ONNX_HINT}"
         result.add("run", "fail", message, code=code, hint=hint)
         return False
     _providers_check(result, profile)
