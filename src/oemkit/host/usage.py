@@ -14,10 +14,18 @@ inference is counted on the UTC day of ``max(now, what this worker saw, last_see
 clock set back never re-opens an earlier day; a day a report has closed (one before the
 day the last report ended) is never counted into again, and counts only ever grow until a
 report takes them.
+
+Counts a worker cannot write at shutdown (a damaged or locked usage file, a permission
+problem) are not dropped: they go to an *unsaved* file beside it,
+``<state>.usage.unsaved-<pid>-<ns>.json`` (:func:`save_unsaved`), which the next flush or
+report adds under the lock (:func:`_merge_unsaved`). The usage file lists the unsaved
+files it has added (``merged``) until they are removed, so a crash between adding one and
+removing it never counts it twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("oemkit.serve")
 
 USAGE_STATE_TYPE = "oemkit-usage-state/v1"
+USAGE_UNSAVED_TYPE = "oemkit-usage-unsaved/v1"
+#: At most this many unsaved files are remembered as added (the rest wait their turn).
+MAX_MERGED = 256
 #: A usage state larger than this is refused unread.
 MAX_USAGE_BYTES = 16 << 20
 #: Seconds between a worker's flushes (``$OEMKIT_USAGE_FLUSH_S`` changes it).
@@ -99,6 +110,8 @@ class UsageState:
 
     last_seen: dt.datetime | None = None
     licenses: dict[str, LicenseUsage] = field(default_factory=dict)
+    #: Unsaved files already added (names beside the usage file), until they are gone.
+    merged: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """The file's bytes (pretty JSON, sorted: a person may read it)."""
@@ -106,6 +119,8 @@ class UsageState:
             "type": USAGE_STATE_TYPE,
             "last_seen": format_time(self.last_seen) if self.last_seen else None,
             "licenses": {}}
+        if self.merged:  # written only when there are some: older files stay as they were
+            doc["merged"] = sorted(self.merged)
         for lid, u in sorted(self.licenses.items()):
             doc["licenses"][lid] = {
                 "seq": u.seq, "prev": u.prev, "salt": u.salt,
@@ -156,10 +171,16 @@ def parse_usage(data: bytes, path: Path) -> UsageState:
         obj = parse_json(data, what=str(path))
     except InputError as exc:
         raise _corrupt(path, exc.message) from None
-    if not isinstance(obj, dict) or obj.get("type") != USAGE_STATE_TYPE or set(obj) != {
-            "type", "last_seen", "licenses"} or not isinstance(obj["licenses"], dict):
+    if not isinstance(obj, dict) or obj.get("type") != USAGE_STATE_TYPE or not {
+            "type", "last_seen", "licenses"} <= set(obj) <= {
+            "type", "last_seen", "licenses", "merged"} or not isinstance(obj["licenses"], dict):
         raise _corrupt(path, f"not an {USAGE_STATE_TYPE} document")
     state = UsageState(_time_or_none(obj["last_seen"], "last_seen", path))
+    merged = obj.get("merged", [])
+    if not isinstance(merged, list) or len(merged) > MAX_MERGED or not all(
+            isinstance(n, str) and is_unsaved_name(path, n) for n in merged):
+        raise _corrupt(path, "merged must list unsaved usage files beside it")
+    state.merged = list(merged)
     keys = {"seq", "prev", "salt", "reported_until", "first", "counts"}
     for lid, raw in obj["licenses"].items():
         if not is_license_id(lid) or not isinstance(raw, dict) or set(raw) != keys:
@@ -233,10 +254,33 @@ def read_usage(state_path: Path) -> UsageState:
         return _read(usage_path(state_path))
 
 
+def _add(state: UsageState, model: str, pending: Pending,
+         salts: Mapping[str, str | None], high: dt.datetime) -> dt.datetime:
+    """Add ``pending`` (counted serving ``model``) and ``salts`` to ``state``; the new
+    high-water mark (``high`` or the latest day counted)."""
+    for (lid, day, feature), (requests, rows) in pending.items():
+        u = state.licenses.setdefault(lid, LicenseUsage())
+        day = max(day, u.closed_day)
+        entry = u.model_counts.setdefault((day, model, feature), [0, 0])
+        entry[0] += requests
+        entry[1] += rows
+        begins = dt.datetime.fromtimestamp(day * _DAY_S, UTC)
+        if u.reported_until is not None:
+            begins = max(begins, u.reported_until)
+        u.first = begins if u.first is None else min(u.first, begins)
+        high = max(high, dt.datetime.fromtimestamp(day * _DAY_S, UTC))
+    for lid, salt in salts.items():
+        u = state.licenses.setdefault(lid, LicenseUsage())
+        if salt is not None:
+            u.salt = salt
+    return high
+
+
 def add_counts(state_path: Path, model: str, pending: Pending,
                salts: Mapping[str, str | None], now: dt.datetime) -> int:
     """Add ``pending`` (counted by a worker serving ``model``) to the usage state under
-    the lock; the epoch day counts go to from now on (the clock's high-water mark).
+    the lock, with any unsaved files waiting beside it; the epoch day counts go to from
+    now on (the clock's high-water mark).
 
     A count for a day a report has closed goes to the first open day instead.
 
@@ -250,25 +294,150 @@ def add_counts(state_path: Path, model: str, pending: Pending,
     with state_lock(state_path):
         state = _read(path)
         seen = [now, *(t for t in (state.last_seen, _license_seen(state_path)) if t)]
-        high = max(seen)
-        for (lid, day, feature), (requests, rows) in pending.items():
-            u = state.licenses.setdefault(lid, LicenseUsage())
-            day = max(day, u.closed_day)
-            entry = u.model_counts.setdefault((day, model, feature), [0, 0])
-            entry[0] += requests
-            entry[1] += rows
-            begins = dt.datetime.fromtimestamp(day * _DAY_S, UTC)
-            if u.reported_until is not None:
-                begins = max(begins, u.reported_until)
-            u.first = begins if u.first is None else min(u.first, begins)
-            high = max(high, dt.datetime.fromtimestamp(day * _DAY_S, UTC))
-        for lid, salt in salts.items():
-            u = state.licenses.setdefault(lid, LicenseUsage())
-            if salt is not None:
-                u.salt = salt
+        high = _add(state, model, pending, salts, max(seen))
+        added, high = _merge_unsaved(state_path, state, high)
         state.last_seen = high.replace(microsecond=0)
         _write(path, state)
+        _remove_merged(added)
     return _epoch_day(high)
+
+
+# --------------------------------------------------------------------------- unsaved counts
+
+
+def _unsaved_prefix(state_path: Path) -> str:
+    return usage_path(state_path).name + ".unsaved-"
+
+
+def is_unsaved_name(usage_file: Path, name: str) -> bool:
+    """Whether ``name`` is an unsaved file of the usage file ``usage_file``."""
+    prefix = usage_file.name + ".unsaved-"
+    middle = name[len(prefix):-len(".json")]
+    return (name.startswith(prefix) and name.endswith(".json") and 0 < len(middle) <= 64
+            and all(c.isalnum() or c == "-" for c in middle))
+
+
+def unsaved_files(state_path: Path) -> list[Path]:
+    """The unsaved usage files beside the usage state, oldest name first."""
+    folder, prefix = state_path.parent, _unsaved_prefix(state_path)
+    usage = usage_path(state_path)
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return []
+    return [folder / n for n in sorted(names) if is_unsaved_name(usage, n)]
+
+
+def save_unsaved(state_path: Path, model: str, pending: Pending,
+                 salts: Mapping[str, str | None]) -> Path:
+    """Write counts that could not be added to the usage state into a new unsaved file
+    beside it (atomically, 0600), for the next flush or report to add.
+
+    Raises:
+        EnvironmentProblem: E_WRITE (nothing was written).
+    """
+    from oemkit._fs import atomic_write_bytes
+
+    path = state_path.with_name(f"{_unsaved_prefix(state_path)}{os.getpid()}-"
+                                f"{time.time_ns()}.json")
+    doc = {"type": USAGE_UNSAVED_TYPE, "model": model,
+           "counts": [{"license_id": lid, "day": _day_text(day), "feature": feature,
+                       "requests": v[0], "rows": v[1]}
+                      for (lid, day, feature), v in sorted(pending.items())],
+           "salts": dict(sorted(salts.items()))}
+    try:
+        atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)
+    except OSError as exc:
+        raise EnvironmentProblem("E_WRITE", f"cannot write the unsaved usage counts {path}: "
+                                 f"{exc.strerror or exc}", hint="free space or fix the "
+                                 "permissions there") from None
+    return path
+
+
+def parse_unsaved(data: bytes, path: Path) -> tuple[str, Pending, dict[str, str | None]]:
+    """An unsaved file's model, counts and salts (what :func:`save_unsaved` writes).
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE naming the file.
+    """
+    from oemkit._canonical import parse_json
+    from oemkit.models.license import is_license_id
+    from oemkit.models.usage import is_day, is_name
+
+    def bad(why: str) -> EnvironmentProblem:
+        return EnvironmentProblem(
+            "E_USAGE_STATE", f"the unsaved usage counts {path} are not usable: {why}; "
+            "nothing was counted from them", hint="move the file away (its counts are "
+            "then lost) or restore it as oemkit wrote it")
+
+    if len(data) > MAX_USAGE_BYTES:
+        raise bad(f"larger than {MAX_USAGE_BYTES} bytes")
+    try:
+        obj = parse_json(data, what=str(path))
+    except InputError as exc:
+        raise bad(exc.message) from None
+    if not isinstance(obj, dict) or obj.get("type") != USAGE_UNSAVED_TYPE or set(obj) != {
+            "type", "model", "counts", "salts"} or not is_name(obj["model"]) or \
+            not isinstance(obj["counts"], list) or not isinstance(obj["salts"], dict):
+        raise bad(f"not an {USAGE_UNSAVED_TYPE} document")
+    pending: Pending = {}
+    for c in obj["counts"]:
+        if not isinstance(c, dict) or set(c) != {"license_id", "day", "feature", "requests",
+                                                 "rows"} or not is_license_id(
+                c["license_id"]) or not is_day(c["day"]) or not is_name(c["feature"]) or \
+                any(type(c[k]) is not int or c[k] < 0 for k in ("requests", "rows")):
+            raise bad("a count is malformed")
+        entry = pending.setdefault((c["license_id"], _day_number(c["day"]), c["feature"]),
+                                   [0, 0])
+        entry[0] += c["requests"]
+        entry[1] += c["rows"]
+    salts: dict[str, str | None] = {}
+    for lid, salt in obj["salts"].items():
+        if not is_license_id(lid) or not (salt is None or isinstance(salt, str)):
+            raise bad("a salt is malformed")
+        salts[lid] = salt
+    return obj["model"], pending, salts
+
+
+def _merge_unsaved(state_path: Path, state: UsageState,
+                   high: dt.datetime) -> tuple[list[Path], dt.datetime]:
+    """Add the unsaved files not yet added to ``state`` (under the lock) and list them in
+    ``state.merged``: the files to remove once ``state`` is written, and the high-water
+    mark ``high`` raised to the days they count. Files it lists that are still there were
+    added before a crash: they are removed, not added again.
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE (a damaged unsaved file), E_PERMISSION.
+    """
+    folder = state_path.parent
+    still = [n for n in state.merged if (folder / n).exists()]
+    _remove_merged([folder / n for n in still])
+    state.merged = [n for n in still if (folder / n).exists()]
+    added: list[Path] = []
+    for path in unsaved_files(state_path):
+        if path.name in state.merged:
+            continue
+        if len(state.merged) >= MAX_MERGED:
+            break
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # another process added and removed it meanwhile
+            continue
+        except OSError as exc:
+            raise EnvironmentProblem("E_PERMISSION", f"cannot read the unsaved usage counts "
+                                     f"{path}: {exc.strerror}", hint="run as the user that "
+                                     "owns it (oemkit writes it 0600)") from None
+        model, pending, salts = parse_unsaved(data, path)
+        high = _add(state, model, pending, salts, high)
+        state.merged.append(path.name)
+        added.append(path)
+    return added, high
+
+
+def _remove_merged(paths: Sequence[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 class UsageMeter:
@@ -430,6 +599,7 @@ def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
     path = usage_path(state_path)
     with state_lock(state_path):
         state = _read(path)
+        added, _ = _merge_unsaved(state_path, state, dt.datetime.fromtimestamp(0, UTC))
         lid = pick_license(state, license_id, candidates)
         u = state.licenses[lid]
         use_salt = salt or u.salt
@@ -469,4 +639,5 @@ def make_report(state_path: Path, key: PrivateKeyInfo, out: Path, *,
         except OemkitError:
             out.unlink(missing_ok=True)
             raise
+        _remove_merged(added)
     return MadeReport(report, data, digest)

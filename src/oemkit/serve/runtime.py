@@ -165,7 +165,18 @@ class Runtime:
 
     def check_license(self) -> Standing:
         """Verify the licenses now; set and return the new standing (logged on change)."""
-        standing, claims = licensed_standing(self.source)
+        standing, claims = self.judge_license()
+        return self.apply_license(standing, claims)
+
+    def judge_license(self) -> tuple[Standing, LicenseClaims | None]:
+        """Verify the licenses now without changing anything (a thread may run it: it
+        reads files and the state, and touches no runtime field)."""
+        return licensed_standing(self.source)
+
+    def apply_license(self, standing: Standing, claims: LicenseClaims | None) -> Standing:
+        """Put a :meth:`judge_license` result in force: the standing, the metrics and the
+        usage meter. Runs on the event loop (the request path counts into the meter
+        there), so a periodic check never races a flush taking the meter's counts."""
         self._set(standing)
         self._meter(claims if standing.ready else None)
         return standing
@@ -195,17 +206,36 @@ class Runtime:
 
     def flush_usage(self) -> None:
         """Write what the meter counted to the usage state now (at shutdown; the periodic
-        flush is :func:`oemkit.serve.server.worker_app`'s); a failure is logged and the
-        counts are kept for the next try."""
+        flush is :func:`oemkit.serve.server.worker_app`'s). Counts that cannot be written
+        go to an unsaved file beside it, added by the next flush or report; only when that
+        cannot be written either are they lost, and the log says how many."""
         from oemkit.errors import OemkitError
+        from oemkit.host.usage import save_unsaved
 
-        if self.usage is None:
+        usage = self.usage
+        if usage is None:
+            return
+        pending, salts = usage.take()
+        if not pending and not salts:
             return
         try:
-            self.usage.flush()
+            usage.write(pending, salts)
+            return
         except OemkitError as exc:
-            log.error(f"usage counts not written: {exc.message}",
-                      extra={"fields": {"code": exc.code, "hint": exc.hint}})
+            failed = exc
+        try:
+            kept = save_unsaved(usage.state_path, usage.model, pending, salts)
+        except OemkitError as exc:
+            lost = sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
+            log.error(f"usage counts lost: {lost} metered requests were not written "
+                      f"({failed.message}; {exc.message})",
+                      extra={"fields": {"code": failed.code, "hint": failed.hint,
+                                        "lost_requests": lost}})
+            return
+        log.warning(f"usage counts not written ({failed.message}); kept in {kept}, added "
+                    "at the next flush or report once the usage state is usable again",
+                    extra={"fields": {"code": failed.code, "hint": failed.hint,
+                                      "unsaved": str(kept)}})
 
     def _set(self, standing: Standing) -> None:
         before = self.standing

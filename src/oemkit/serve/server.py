@@ -127,9 +127,11 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
 
     settings, source = runtime.settings, runtime.source
     tasks: list[asyncio.Task[Any]] = []
+    metering: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
 
     async def recheck() -> None:
-        await asyncio.to_thread(runtime.check_license)
+        standing, claims = await asyncio.to_thread(runtime.judge_license)
+        runtime.apply_license(standing, claims)  # on the loop, where the meter is used
 
     async def reload() -> None:
         from oemkit.errors import OemkitError
@@ -150,20 +152,21 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
             except Exception as exc:  # a check must never stop the server
                 log.error(f"license check failed: {exc}")
 
-    async def meter() -> None:
+    async def meter(stopping: asyncio.Event) -> None:
         from oemkit.errors import OemkitError
         from oemkit.host.usage import flush_interval
 
         interval = flush_interval()
-        while True:
-            await asyncio.sleep(interval)
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
             usage = runtime.usage
-            if usage is None:
+            if usage is None or stopping.is_set():  # the last flush is shutdown's
                 continue
             pending, salts = usage.take()  # on the loop: no request counts meanwhile
             if not pending and not salts:
                 continue
-            try:
+            try:  # not cancelled at shutdown: shutdown waits for this write to end
                 await asyncio.to_thread(usage.write, pending, salts)
             except OemkitError as exc:  # kept for the next flush
                 usage.put_back(pending, salts)
@@ -184,7 +187,8 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
             loop.add_signal_handler(signal.SIGHUP, lambda: tasks.append(
                 loop.create_task(reload())))
         tasks.append(loop.create_task(every()))
-        tasks.append(loop.create_task(meter()))
+        stopping = asyncio.Event()  # made on the loop that serves (one per start-up)
+        metering.append((stopping, loop.create_task(meter(stopping))))
         fields = runtime.describe()
         if started is not None:
             fields["ready_s"] = round(time.monotonic() - started, 4)
@@ -193,10 +197,14 @@ def worker_app(runtime: Runtime, started: float | None = None) -> Any:
 
     async def shutdown() -> None:
         runtime.draining = True
+        for stopping, _ in metering:
+            stopping.set()
         for task in tasks:
             task.cancel()
         if runtime.batcher is not None:
             await runtime.batcher.stop()
+        while metering:  # a write in flight ends (or fails and puts its counts back)
+            await metering.pop()[1]
         runtime.flush_usage()  # SIGTERM: what was counted since the last flush
 
     return create_app(runtime, on_startup=startup, on_shutdown=shutdown)
