@@ -244,6 +244,37 @@ def test_one_token_alone_cannot_change_the_root(hsm, token_keys, ceremony, tmp_p
     assert not (tmp_path / "next.json").exists()
 
 
+def test_a_change_signed_by_each_token_on_its_own_machine(hsm, token_keys, ceremony, tmp_path):
+    """The two officers are not in one room: a proposal goes to each, each signs the copy
+    handed to them with their own token (and nothing else), the copies are merged."""
+    import shutil
+
+    proposal = tmp_path / "v5.proposal.json"
+    ok_json("trust", "set-threshold", str(ceremony["root"]), "bundle", "1", "--propose",
+            "--out", str(proposal))
+    copies = []
+    for token, label in (("release-a", "root-a"), ("release-b", "root-b")):
+        copy = tmp_path / f"{label}.json"
+        shutil.copyfile(proposal, copy)
+        signed = ok_json("trust", "sign", str(copy), "--current", str(ceremony["root"]),
+                         "--key", uri(token, label, hsm), *ceremony["mod"])
+        assert signed["signed"] == [token_keys["keys"][label]["keyid"]]
+        assert signed["proposal"]["complete"] is False
+        copies.append(str(copy))
+    final = tmp_path / "trust-root-v5.json"
+    merged = ok_json("trust", "merge", *copies, "--current", str(ceremony["root"]), "--out",
+                     str(final))
+    assert merged["proposal"]["complete"] is True
+    assert merged["proposal"]["chain"]["signed"] == ["root-a", "root-b"]
+    shown = ok_json("trust", "show", str(final))["trust_root"]
+    assert shown["version"] == 5
+    doc = json.loads(final.read_bytes())
+    message = _pae(doc["payloadType"], base64.b64decode(doc["payload"]))
+    pubs = [(token_keys["pubs"] / f"{n}.pub").read_bytes() for n in ("root-a", "root-b")]
+    sigs = [base64.b64decode(s["sig"]) for s in doc["signatures"]]
+    assert sorted(any(verifies(p, message, s) for s in sigs) for p in pubs) == [True, True]
+
+
 @pytest.fixture(scope="session")
 def token_signed_bundle(hsm, ceremony) -> Path:
     from oemkit.release.bundle import build_bundle

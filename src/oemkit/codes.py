@@ -1047,8 +1047,13 @@ _CODES = (
        "status",
        "nothing to change, or (a compromised key, which is final) add a new key instead"),
     _c("E_TRUST_KEY_UNKNOWN", I,
-       "`trust retire-key`/`revoke-key`: no single key matches the id or prefix",
+       "`trust retire-key`/`revoke-key`: no single key matches the id or prefix; `trust "
+       "sign` or a `--propose`d change: the key is no active root key of the proposal or "
+       "of the version in force, so its signature would not count",
        "'oemkit trust show ROOT' lists the key ids"),
+    _c("E_TRUST_MISMATCH", I,
+       "`trust merge`: the copies are not of one proposal (their payloads differ)",
+       "merge only copies of one proposal, each signed as it was handed out"),
     _c("E_TRUST_REQUIRED", I,
        "serve: a bundle file is served only after it verifies, which needs --trust",
        "pass --trust with the vendor's trust root"),

@@ -31,6 +31,13 @@ PinFile = Annotated[Path | None, typer.Option(
 Pkcs11Module = Annotated[str | None, typer.Option(
     "--pkcs11-module", metavar="SO",
     help="PKCS#11 module (else the URI's module-path, or $OEMKIT_PKCS11_MODULE).")]
+SignWith = Annotated[list[str], typer.Option(
+    "--sign-with", metavar="KEY",
+    help="Current root key (repeat; none with --propose)." + KEY_HELP)]
+Propose = Annotated[bool, typer.Option(
+    "--propose", help="Write a proposal (needs --out): signed by the --sign-with keys "
+                      "given, if any; the other root-key holders add theirs with 'oemkit "
+                      "trust sign'.")]
 
 
 def token_access(pin_file: Path | None, module: str | None) -> TokenAccess:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from oemkit import __version__
-from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module, Propose, SignWith
 from oemkit.cli._lazy import install_fast_coercion
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
@@ -151,6 +151,14 @@ def _register_support_commands() -> None:
     from oemkit.cli.support import support_app
 
     app.add_typer(support_app, name="support")
+
+
+def _register_ceremony_commands() -> None:
+    from oemkit.cli.ceremony import trust_merge, trust_sign, trust_status
+
+    trust_app.command("sign")(trust_sign)
+    trust_app.command("merge")(trust_merge)
+    trust_app.command("status")(trust_status)
 
 
 def _register_usage_commands() -> None:
@@ -415,37 +423,60 @@ def _new_passphrase() -> bytes:
 
 @trust_app.command("init")
 def trust_init(
-    root_key: list[str] = typer.Option(..., "--root-key", metavar="KEY",
+    root_key: list[str] = typer.Option([], "--root-key", metavar="KEY",
                                        help="Root private key (repeat)." + KEY_HELP),
+    root_pub: list[Path] = typer.Option([], "--root-pub", help="With --propose: the public "
+                                        "key of a root key held elsewhere (repeat)."),
     threshold: int = typer.Option(1, "--threshold", help="Root signatures needed per change.",
                                   parser=int_option("--threshold", 1)),
     out: Path = typer.Option(..., "--out", help="Where to write the trust root."),
+    propose: Propose = False,
     pin_file: PinFile = None,
     pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Create version 1 of a trust root, signed by its root keys.
+    """Create version 1 of a trust root, signed by its root keys (or, with --propose, a
+    proposal its holders sign on their own machines: trust sign, trust status).
 
     Example: oemkit trust init --root-key root.key --out trust-root.json
+    Example: oemkit trust init --root-pub a.pub --root-pub b.pub --threshold 2 --propose
+    --out trust-root.proposal.json
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
+        from oemkit.crypto.keys import load_public_file
         from oemkit.release.trust import init_root
 
-        keys = _root_keys(root_key, pin_file, pkcs11_module)
-        doc = init_root(keys, threshold, names=[k.name for k in keys])
+        keys = _root_keys(root_key, pin_file, pkcs11_module) if root_key else []
+        publics = [(load_public_file(p), p.stem) for p in root_pub]
+        doc = init_root(keys, threshold, names=[k.name for k in keys], publics=publics,
+                        propose=propose)
         atomic_write_bytes(out, doc)
-        _report_root(out, json_out)
+        _report_root(out, json_out, proposal=propose)
 
 
-def _report_root(path: Path, json_out: bool) -> None:
+def _report_root(path: Path, json_out: bool, *, proposal: bool = False,
+                 current: SignedRoot | None = None) -> None:
     from oemkit._fs import read_input
-    from oemkit.verify.trust import parse_root
+    from oemkit.verify.trust import parse_root, proposal_status
 
-    root = parse_root(read_input(path, "trust root")).root
+    signed = parse_root(read_input(path, "trust root"), proposal=proposal)
+    root = signed.root
+    if not proposal:
+        if json_out:
+            emit_json({"ok": True, "path": str(path), "trust_root": root.to_dict()})
+        err.print(f"Wrote {safe(path)}: trust root v{root.version} with {len(root.keys)} "
+                  "key(s)")
+        return
+    from oemkit.cli.ceremony import print_status, status_doc
+
+    status = proposal_status(signed, current.root if current is not None else None)
     if json_out:
-        emit_json({"ok": True, "path": str(path), "trust_root": root.to_dict()})
-    err.print(f"Wrote {safe(path)}: trust root v{root.version} with {len(root.keys)} key(s)")
+        emit_json({"ok": True, "path": str(path), "proposal": status_doc(status),
+                   "trust_root": root.to_dict()})
+    err.print(f"Wrote {safe(path)}: proposed trust root v{root.version} with "
+              f"{len(root.keys)} key(s)")
+    print_status(status, path)
 
 
 def _current_root(path: Path) -> SignedRoot:
@@ -457,6 +488,35 @@ def _current_root(path: Path) -> SignedRoot:
     return signed
 
 
+def _change_signers(refs: list[str], propose: bool, out: Path | None, root: Path,
+                    pin_file: Path | None, module: str | None,
+                    current: SignedRoot) -> list[PrivateKeyInfo]:
+    """The --sign-with keys of a trust-root change: at least one, unless it is a proposal
+    (which goes to --out, never over the root in force)."""
+    from oemkit.errors import UsageError
+
+    if propose and out is None:
+        raise UsageError("E_USAGE", "--propose needs --out: a proposal is not a trust root "
+                         "until its holders have signed it, so it never replaces ROOT",
+                         hint=f"add --out {root.stem}-v{current.root.version + 1}"
+                              ".proposal.json")
+    if not refs and not propose:
+        raise UsageError("E_USAGE", "Missing option '--sign-with'",
+                         hint="pass the current root keys with --sign-with, or --propose to "
+                              "write a proposal the root-key holders sign with 'oemkit trust "
+                              "sign' (docs/TRUST.md)")
+    return _root_keys(refs, pin_file, module, current) if refs else []
+
+
+def _write_change(root: Path, out: Path | None, doc: bytes, propose: bool,
+                  current: SignedRoot, json_out: bool) -> None:
+    """Write a change over ROOT, or to --out (where a proposal always goes)."""
+    from oemkit._fs import atomic_write_bytes
+
+    atomic_write_bytes(out or root, doc)
+    _report_root(out or root, json_out, proposal=propose, current=current)
+
+
 @trust_app.command("add-key")
 def trust_add_key(
     root: Path = typer.Argument(..., help="Current trust root."),
@@ -465,20 +525,20 @@ def trust_add_key(
     expires: str | None = typer.Option(None, "--expires", help="ISO 8601 date."),
     not_before: str | None = typer.Option(None, "--not-before", help="ISO 8601 date."),
     name: str = typer.Option("", "--name", help="Label for the key."),
-    sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
-                                        help="Current root key (repeat)." + KEY_HELP),
+    sign_with: SignWith = [],  # noqa: B006 (typer reads the default, never mutated)
     out: OutInstead = None,
+    propose: Propose = False,
     pin_file: PinFile = None,
     pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Write the next trust-root version with a key added.
+    """Write the next trust-root version with a key added (with --propose: a proposal
+    for the root-key holders to sign).
 
     Example: oemkit trust add-key trust-root.json --pub bundle.pub --usage bundle
     --sign-with root.key
     """
     with guard(json_out):
-        from oemkit._fs import atomic_write_bytes
         from oemkit._time import parse_time
         from oemkit.crypto.keys import load_public_file
         from oemkit.release.trust import add_key
@@ -487,12 +547,12 @@ def trust_add_key(
         current = _current_root(root)
         doc = add_key(
             current, load_public_file(pub), usages,
-            _root_keys(sign_with, pin_file, pkcs11_module, current),
+            _change_signers(sign_with, propose, out, root, pin_file, pkcs11_module, current),
             name=name or pub.stem,
             expires=parse_time(expires, "--expires") if expires else None,
-            not_before=parse_time(not_before, "--not-before") if not_before else None)
-        atomic_write_bytes(out or root, doc)
-        _report_root(out or root, json_out)
+            not_before=parse_time(not_before, "--not-before") if not_before else None,
+            propose=propose)
+        _write_change(root, out, doc, propose, current, json_out)
 
 
 def _usages(values: list[str]) -> list[Usage]:
@@ -510,22 +570,23 @@ def _status_command(action: str) -> Callable[..., None]:
     def command(
         root: Path = typer.Argument(..., help="Current trust root."),
         keyid: str = typer.Argument(..., help="Key id (or a unique prefix)."),
-        sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
-                                            help="Current root key (repeat)." + KEY_HELP),
+        sign_with: SignWith = [],  # noqa: B006 (typer reads the default, never mutated)
         out: OutInstead = None,
+        propose: Propose = False,
         pin_file: PinFile = None,
         pkcs11_module: Pkcs11Module = None,
         json_out: JsonOut = False,
     ) -> None:
         with guard(json_out):
-            from oemkit._fs import atomic_write_bytes
             from oemkit.release import trust
 
             fn = trust.retire_key if action == "retire" else trust.revoke_key
             current = _current_root(root)
-            doc = fn(current, keyid, _root_keys(sign_with, pin_file, pkcs11_module, current))
-            atomic_write_bytes(out or root, doc)
-            _report_root(out or root, json_out)
+            doc = fn(current, keyid,
+                     _change_signers(sign_with, propose, out, root, pin_file, pkcs11_module,
+                                     current),
+                     propose=propose)
+            _write_change(root, out, doc, propose, current, json_out)
     return command
 
 
@@ -548,9 +609,9 @@ def trust_set_threshold(
     usage: str = typer.Argument(..., help="root, bundle, license or crl."),
     threshold: int = typer.Argument(..., help="Valid signatures required.",
                                     parser=int_option("THRESHOLD", 1)),
-    sign_with: list[str] = typer.Option(..., "--sign-with", metavar="KEY",
-                                        help="Current root key (repeat)." + KEY_HELP),
+    sign_with: SignWith = [],  # noqa: B006 (typer reads the default, never mutated)
     out: OutInstead = None,
+    propose: Propose = False,
     pin_file: PinFile = None,
     pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
@@ -560,15 +621,14 @@ def trust_set_threshold(
     Example: oemkit trust set-threshold trust-root.json bundle 2 --sign-with root.key
     """
     with guard(json_out):
-        from oemkit._fs import atomic_write_bytes
         from oemkit.release.trust import set_threshold
 
         # set_threshold refuses a USAGE that is not one (E_USAGE): its message, as before
         current = _current_root(root)
         doc = set_threshold(current, cast("Usage", usage), threshold,
-                            _root_keys(sign_with, pin_file, pkcs11_module, current))
-        atomic_write_bytes(out or root, doc)
-        _report_root(out or root, json_out)
+                            _change_signers(sign_with, propose, out, root, pin_file,
+                                            pkcs11_module, current), propose=propose)
+        _write_change(root, out, doc, propose, current, json_out)
 
 
 @trust_app.command("show")
@@ -600,6 +660,9 @@ def trust_show(
                           f"{k.not_before:%Y-%m-%d}" if k.not_before else "-",
                           f"{end:%Y-%m-%d}" if end else "-")
         err.print(table)
+
+
+_register_ceremony_commands()  # after the trust commands above: listed after them
 
 
 # --------------------------------------------------------------------------- build / sign

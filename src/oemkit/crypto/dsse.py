@@ -136,8 +136,9 @@ def _bad(what: str, detail: str) -> InputError:
                       hint="the signature file is damaged or was not written by oemkit")
 
 
-def parse_envelope(obj: Any, what: str) -> Envelope:
-    """Validate and decode a DSSE envelope dict (payload type, payload, signatures).
+def parse_envelope(obj: Any, what: str, *, allow_unsigned: bool = False) -> Envelope:
+    """Validate and decode a DSSE envelope dict (payload type, payload, signatures);
+    ``allow_unsigned`` admits an empty signature list (a trust-root proposal).
 
     Raises:
         InputError: E_ENVELOPE (fields, types, no signatures), E_BASE64 (payload or
@@ -153,7 +154,7 @@ def parse_envelope(obj: Any, what: str) -> Envelope:
         raise _bad(what, "missing payloadType")
     payload = b64decode(obj.get("payload"), what=f"{what} payload")
     sigs = obj.get("signatures")
-    if not isinstance(sigs, list) or not sigs:
+    if not isinstance(sigs, list) or (not sigs and not allow_unsigned):
         raise _bad(what, "no signatures")
     if len(sigs) > MAX_SIGNATURES:
         raise InputError("E_TOO_MANY_SIGNATURES",

@@ -24,7 +24,7 @@ from typing import Any
 from oemkit._canonical import canonical_json, parse_json
 from oemkit.crypto.dsse import Envelope, parse_envelope, signers_of
 from oemkit.crypto.keys import load_public
-from oemkit.errors import InputError, OemkitError, VerificationError, restate
+from oemkit.errors import InputError, OemkitError, UsageError, VerificationError, restate
 from oemkit.models.trust import (
     MAX_ROOT_BYTES,
     MAX_ROOT_SIGNATURES,
@@ -50,11 +50,13 @@ class SignedRoot:
     root: TrustRoot
 
 
-def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope, Any]:
+def parse_root_envelope(data: bytes, what: str = "trust root", *,
+                        proposal: bool = False) -> tuple[Envelope, Any]:
     """The envelope and its payload as JSON, with the cheap checks only: JSON, DSSE shape,
     payload type, at most :data:`MAX_ROOT_SIGNATURES` signatures, and the payload's shape
     and counts (``TrustRoot.check_shape``), and at most :data:`MAX_ROOT_BYTES` bytes in
-    all. No key is loaded, no signature checked.
+    all. No key is loaded, no signature checked. A ``proposal`` may carry no signature
+    yet.
 
     Raises:
         InputError: ``E_TOO_LARGE`` (over :data:`MAX_ROOT_BYTES`, before parsing);
@@ -70,7 +72,7 @@ def parse_root_envelope(data: bytes, what: str = "trust root") -> tuple[Envelope
                          hint="the trust root is hostile or damaged")
     _not_pem(data, what)
     obj = parse_json(data, what=what, code="E_TRUST_INVALID")
-    env = parse_envelope(obj, what)
+    env = parse_envelope(obj, what, allow_unsigned=proposal)
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
         raise InputError("E_TRUST_INVALID", f"{what} has payload type {env.payload_type!r}",
                          hint="pass a trust root written by 'oemkit trust'")
@@ -120,8 +122,9 @@ def _complete(env: Envelope, payload: Any, what: str) -> SignedRoot:
     return SignedRoot(env, root)
 
 
-def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
-    """Decode a trust root document without judging its signatures.
+def parse_root(data: bytes, what: str = "trust root", *, proposal: bool = False) -> SignedRoot:
+    """Decode a trust root document without judging its signatures (a ``proposal``, a
+    version its root-key holders are still signing, may carry none yet).
 
     Raises:
         InputError: the codes of :func:`parse_root_envelope`; ``E_TRUST_INVALID`` (a
@@ -131,7 +134,7 @@ def parse_root(data: bytes, what: str = "trust root") -> SignedRoot:
             key); ``E_TIME`` (an ``issued`` or key window time that is not ISO 8601 or
             lies outside 0001..9999 UTC).
     """
-    env, payload = parse_root_envelope(data, what)
+    env, payload = parse_root_envelope(data, what, proposal=proposal)
     return _complete(env, payload, what)
 
 
@@ -229,6 +232,94 @@ def check_successor(current: TrustRoot, new: SignedRoot, what: str) -> None:
     _check_unrevoked(current, new.root, what)
     _check_chained(current, new.envelope, new.root.version, what)
     check_self_signed(new, what)
+
+
+@dataclass(frozen=True)
+class SignerSet:
+    """One signature requirement of a proposed root: whose root keys, how many needed,
+    which of them signed (names) and which have not yet."""
+
+    of: str
+    need: int
+    signed: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def met(self) -> bool:
+        """Whether enough of these keys signed."""
+        return len(self.signed) >= self.need
+
+
+@dataclass(frozen=True)
+class ProposalStatus:
+    """How far a proposed trust-root version is signed: its own root keys' threshold
+    and, for a version after 1, the current version's (``chain``)."""
+
+    version: int
+    own: SignerSet
+    chain: SignerSet | None
+    unknown: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether verifiers accept it as it is (every requirement met)."""
+        return self.own.met and (self.chain is None or self.chain.met)
+
+
+def _signer_set(env: Envelope, by: TrustRoot, of: str) -> SignerSet:
+    signed = set(count_root_signers(env, by))
+    keys = sorted(by.active_root_keys(), key=lambda k: (k.name, k.keyid))
+    return SignerSet(of, by.thresholds["root"],
+                     tuple(k.name for k in keys if k.keyid in signed),
+                     tuple(k.name for k in keys if k.keyid not in signed))
+
+
+def proposal_status(proposal: SignedRoot, current: TrustRoot | None) -> ProposalStatus:
+    """Judge how far ``proposal`` is signed, without raising for too few signatures.
+
+    ``current`` is the version it follows (None for a version 1). Version, rollback and
+    un-revocation are checked against it as :func:`check_successor` does.
+
+    Raises:
+        VerificationError: ``E_TRUST_ROLLBACK``, ``E_TRUST_SKIP``, ``E_TRUST_UNREVOKED``.
+        UsageError: ``E_USAGE`` for a version after 1 without ``current``.
+    """
+    root, env = proposal.root, proposal.envelope
+    what = f"the proposed trust root v{root.version}"
+    chain = None
+    if root.version > 1 and current is None:
+        raise UsageError("E_USAGE", f"{what} follows v{root.version - 1}: its signatures "
+                         "are judged against that version", hint="pass the current "
+                         "trust root with --current")
+    if current is not None:  # a version 1 given one is not newer: refused as a rollback
+        _check_version(current, root.version, what)
+        _check_unrevoked(current, root, what)
+        chain = _signer_set(env, current, f"v{current.version}")
+    own = _signer_set(env, root, f"v{root.version}")
+    known = {k.keyid: k for k in (*root.active_root_keys(),
+                                  *(current.active_root_keys() if current else ()))}
+    valid = len(signers_of(env, _candidates(list(known.values()))))  # type: ignore[arg-type]
+    return ProposalStatus(root.version, own, chain, len(env.signatures) - valid)
+
+
+def require_complete(status: ProposalStatus, what: str) -> None:
+    """Refuse a proposal its holders have not finished signing, naming who is missing.
+
+    Raises:
+        VerificationError: ``E_TRUST_THRESHOLD``.
+    """
+    for need in (status.chain, status.own):
+        if need is None or need.met:
+            continue
+        lacking = need.need - len(need.signed)
+        raise VerificationError(
+            "E_TRUST_THRESHOLD", f"{what} (v{status.version}) has {len(need.signed)} of the "
+            f"{need.need} signature(s) it needs from {need.of}'s root keys",
+            check="trust root signatures", expected=f">= {need.need}",
+            actual=str(len(need.signed)),
+            hint=f"{lacking} more of: {', '.join(need.missing)} (each holder runs 'oemkit "
+                 "trust sign PROPOSAL --key THEIR-KEY', or 'oemkit trust merge' joins the "
+                 "copies they signed)")
 
 
 def _carried_version(name: str) -> int:
