@@ -232,3 +232,19 @@ def test_usage_errors_write_nothing(holders, tmp_path):
     assert error["code"] == "E_NOT_FOUND"
     error = fails("trust", "status", tmp_path / "v1-a.json", "--current", root, exit_code=1)
     assert error["code"] == "E_TRUST_ROLLBACK"
+
+
+def test_names_from_a_proposal_are_printed_inert(holders, tmp_path):
+    """A proposal comes on removable media: its key names may carry terminal escapes or
+    markup, which trust sign prints neutralised."""
+    from oemkit.release.trust import add_key
+
+    root = _v1(holders, tmp_path)
+    proposal = tmp_path / "v2.json"
+    proposal.write_bytes(add_key(parse_root(root.read_bytes()),
+                                 load_public_file(KEYS / "bundle.pub"), ["bundle"], [],
+                                 name="\x1b]0;owned\x07[red]evil[/red]", propose=True))
+    result = run("trust", "sign", proposal, "--current", root, "--key", holders["a"][0])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "evil" in result.stderr and "[red]" in result.stderr  # shown, not interpreted

@@ -72,7 +72,8 @@ def _current(path: Path | None) -> Any:
 
 
 def _changes(proposal: SignedRoot, current: Any) -> list[str]:
-    """What the proposal changes against the version in force, one line each."""
+    """What the proposal changes against the version in force, one line each (its key
+    names are the proposal's, so printed through ``safe``)."""
     new = proposal.root
     if current is None:
         return [f"creates trust root v1: {len(new.keys)} key(s), root threshold "
@@ -81,10 +82,11 @@ def _changes(proposal: SignedRoot, current: Any) -> list[str]:
     for key in new.keys:
         old = current.key(key.keyid)
         if old is None:
-            lines.append(f"adds {key.name} ({key.keyid[:16]}…) for {','.join(key.usage)}")
+            lines.append(f"adds {safe(key.name)} ({key.keyid[:16]}…) for "
+                         f"{','.join(key.usage)}")
         elif old.status != key.status:
-            lines.append(f"marks {key.name} ({key.keyid[:16]}…) {key.status}")
-    lines += [f"drops {k.name} ({k.keyid[:16]}…)" for k in current.keys
+            lines.append(f"marks {safe(key.name)} ({key.keyid[:16]}…) {key.status}")
+    lines += [f"drops {safe(k.name)} ({k.keyid[:16]}…)" for k in current.keys
               if new.key(k.keyid) is None]
     lines += [f"sets the {u} threshold {current.thresholds[u]} -> {n}"
               for u, n in new.thresholds.items() if current.thresholds.get(u) != n]
