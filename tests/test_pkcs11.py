@@ -509,3 +509,51 @@ def test_a_person_at_the_prompt_may_spend_the_last_try(capsys):
     assert asked == ["PIN for token 't': "]
     assert "token 't' has ONE PIN try left; a wrong PIN locks it." in capsys.readouterr().err
     assert access.pin_for(uri, "t", final_try=True) == "typed" and len(asked) == 1  # once
+
+
+def test_keys_list_shows_each_key_and_its_role_in_the_trust_root(hsm, token_keys, ceremony):
+    doc = ok_json("keys", "list", "--pkcs11", "pkcs11:token=release-b", "--trust",
+                  str(ceremony["root"]), "--pin-file", str(hsm["pins"]["release-b"]),
+                  *ceremony["mod"])
+    assert doc["token"] == "release-b"
+    rows = {r["label"]: r for r in doc["keys"]}
+    for label, usage, algorithm in (("root-b", "root", "ecdsa-p256"),
+                                    ("license-b", "license", "ed25519"),
+                                    ("crl-b", "crl", "ecdsa-p256")):
+        row = rows[label]
+        assert row["keyid"] == token_keys["keys"][label]["keyid"]
+        assert (row["algorithm"], row["usage"]) == (algorithm, usage)
+        assert (row["extractable"], row["sensitive"]) == (False, True)
+        assert row["uri"] == f"pkcs11:token=release-b;object={label}"
+        assert row["trust_root"] == {"usage": [usage], "status": "active", "name": label}
+        assert row["problem"] is None
+
+
+def test_keys_list_names_a_key_oemkit_cannot_use(hsm):
+    import pkcs11
+    from pkcs11 import Attribute, KeyType
+
+    token = pkcs11.lib(hsm["module"]).get_token(token_label="spare")
+    with token.open(user_pin=PINS["spare"], rw=True) as session:
+        session.generate_keypair(KeyType.RSA, 2048, label="rsa-listed", store=True,
+                                 public_template={Attribute.LABEL: "rsa-listed"},
+                                 private_template={Attribute.LABEL: "rsa-listed"})
+    result = run("keys", "list", "--pkcs11", "pkcs11:token=spare", "--pin-file",
+                 str(hsm["pins"]["spare"]), "--pkcs11-module", hsm["module"], "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["label"]: r for r in json.loads(result.stdout)["keys"]}
+    assert rows["rsa-listed"]["problem"] == ("pkcs11:token=spare;object=rsa-listed is a RSA "
+                                             "key; oemkit signs with Ed25519 or ECDSA P-256")
+    assert "keyid" not in rows["rsa-listed"]
+    assert "rsa-listed: pkcs11:token=spare;object=rsa-listed is a RSA key" in " ".join(
+        result.stderr.split())
+
+
+def test_keys_list_needs_a_pkcs11_uri_and_the_right_pin(hsm):
+    error = failure("keys", "list", "--pkcs11", "keys/root.key", exit_code=2)
+    assert (error["code"], error["message"]) == (
+        "E_KEY_URI", "--pkcs11 'keys/root.key' is not a PKCS#11 URI")
+    error = failure("keys", "list", "--pkcs11", "pkcs11:token=release-a", "--pin-file",
+                    str(hsm["wrong"]), "--pkcs11-module", hsm["module"], exit_code=3)
+    assert (error["code"], error["message"]) == ("E_PKCS11_PIN",
+                                                 "wrong PIN for token 'release-a'")

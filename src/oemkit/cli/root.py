@@ -362,6 +362,76 @@ def _report_token_key(facts: Any, keyid: str, pem: str, json_out: bool, *,
         sys.stdout.write(keyid + "\n" if public else pem)
 
 
+@keys_app.command("list")
+def keys_list(
+    pkcs11_uri: str = typer.Option(..., "--pkcs11", metavar="TOKEN-URI",
+                                   help="The token to list (pkcs11:token=LABEL)."),
+    trust: Path | None = typer.Option(None, "--trust", help="Also say what this trust root "
+                                      "lists each key as (usage, status)."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List the private keys in a PKCS#11 token: label, key id, algorithm, recorded usage,
+    whether the private half can leave it, and (with --trust) its role in a trust root.
+
+    Example: oemkit keys list --pkcs11 pkcs11:token=release-a --trust trust-root.json
+    """
+    with guard(json_out):
+        from oemkit.cli._keys import token_access
+        from oemkit.crypto import pkcs11
+        from oemkit.crypto.keys import algorithm_of, key_id
+
+        if not pkcs11.is_uri(pkcs11_uri):
+            from oemkit.errors import UsageError
+
+            raise UsageError("E_KEY_URI", f"--pkcs11 {pkcs11_uri[:120]!r} is not a PKCS#11 URI",
+                             hint="write it as pkcs11:token=LABEL")
+        root = _current_root(trust).root if trust is not None else None
+        token, entries = pkcs11.list_keys(pkcs11_uri, token_access(pin_file, pkcs11_module))
+        rows = []
+        for e in entries:
+            row: dict[str, object] = {"label": e.label, "id": e.object_id.hex(),
+                                      "problem": e.problem}
+            if e.facts is not None:
+                kid = key_id(e.facts.public)
+                listed = root.key(kid) if root is not None else None
+                row.update(keyid=kid, uri=e.facts.uri, algorithm=algorithm_of(e.facts.public),
+                           usage=e.facts.usage, extractable=e.facts.extractable,
+                           sensitive=e.facts.sensitive)
+                if root is not None:
+                    row["trust_root"] = ({"usage": list(listed.usage), "status": listed.status,
+                                          "name": listed.name} if listed else None)
+            rows.append(row)
+        if json_out:
+            emit_json({"ok": True, "token": token, "keys": rows})
+        from rich.table import Table
+
+        err.print(f"Token {safe(token)}: {len(rows)} private key(s)")
+        table = Table(box=None, header_style="bold")
+        for col in ("label", "keyid", "algorithm", "usage", "kept inside",
+                    *(("in the trust root",) if root is not None else ())):
+            table.add_column(col)
+        for row in rows:
+            if row["problem"]:
+                table.add_row(safe(row["label"]), "-", "-", "-", "-",
+                              *(("-",) if root is not None else ()))
+                continue
+            inside = ("yes" if row["extractable"] is False and row["sensitive"] else
+                      f"NO (extractable={row['extractable']}, sensitive={row['sensitive']})")
+            cells = [safe(row["label"]), safe(str(row["keyid"])[:16]) + "…",
+                     safe(row["algorithm"]), safe(row["usage"] or "not recorded"), inside]
+            if root is not None:
+                entry = row["trust_root"]
+                cells.append("not listed" if entry is None else safe(
+                    f"{','.join(entry['usage'])} ({entry['status']})"))  # type: ignore[index]
+            table.add_row(*cells)
+        err.print(table)
+        for row in rows:
+            if row["problem"]:
+                err.print(f"  {safe(row['label'])}: {safe(row['problem'])}")
+
+
 @keys_app.command("export-pub")
 def keys_export_pub(
     key: str = typer.Argument(..., metavar="KEY", help="A token key URI (pkcs11:… or "

@@ -652,6 +652,48 @@ def export_public(text: str, access: TokenAccess) -> KeyFacts:
     return key_facts(parse_uri(text), access)[0]
 
 
+@dataclass(frozen=True)
+class TokenEntry:
+    """One private key a token holds, as ``keys list`` shows it: its facts when oemkit
+    can sign with it, else why not (``problem``: another algorithm, no public object)."""
+
+    label: str
+    object_id: bytes
+    facts: KeyFacts | None
+    problem: str | None
+
+
+def list_keys(text: str, access: TokenAccess) -> tuple[str, list[TokenEntry]]:
+    """The token ``text`` names (its label) and every private key on it, by label.
+
+    Raises:
+        InputError: E_PKCS11_PIN, E_PKCS11_PIN_REQUIRED, E_KEY_URI.
+        EnvironmentProblem: E_PKCS11_TOKEN, E_PKCS11_MODULE, E_PKCS11_PIN_LOCKED.
+    """
+    pkcs11 = _pkcs11()
+    uri = parse_uri(text)
+    tlabel = _text(find_token(uri, access).label)
+    entries = []
+    with open_session(uri, access) as session:
+        found = [(_text(obj[pkcs11.Attribute.LABEL]), bytes(obj[pkcs11.Attribute.ID] or b""))
+                 for obj in session.get_objects(  # one search at a time in a session
+                     {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY})]
+        for label, oid in found:
+            one = parse_uri(token_uri(tlabel, label) + (f";id={_quote_id(oid)}" if oid else "")
+                            + _query_tail(uri))
+            try:
+                facts, _ = _facts(session, one, tlabel)
+            except (InputError, UsageError) as exc:
+                entries.append(TokenEntry(label, oid, None, exc.message))
+                continue
+            entries.append(TokenEntry(label, oid, facts, None))
+    return tlabel, sorted(entries, key=lambda e: (e.label, e.object_id))
+
+
+def _quote_id(value: bytes) -> str:
+    return "".join(f"%{b:02x}" for b in value)
+
+
 def generate_key(text: str, label: str, usage: str, algorithm: str,
                  access: TokenAccess) -> KeyFacts:
     """Create a key pair inside ``text``'s token: private half sensitive, not extractable,
