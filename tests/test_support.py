@@ -542,3 +542,54 @@ def test_install_keeps_only_the_newest_reports(tmp_path):
     assert names[0] == "000006-upgrade.json" and names[-1] == "000025-upgrade.json"
     assert json.loads((prefix / "reports" / names[-1]).read_text())["slot"] == "s24"
     assert scan(prefix).exists  # reports/ is part of an oemkit prefix: its layout check passes
+
+
+def test_collect_carries_the_usage_state_and_inspect_flags_unsaved_counts(site, tmp_path):
+    """A host that meters usage: the usage state's totals (no salt) and the unsaved files a
+    shutdown left go in license/usage.json; inspect names what waits and a damaged file."""
+    import datetime as dt
+
+    from oemkit.host.usage import add_counts, save_unsaved, usage_path
+
+    state = tmp_path / "state.json"
+    day = (dt.date(2026, 3, 1) - dt.date(1970, 1, 1)).days
+    now = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)
+    add_counts(state, "example", {("acme-example", day, "infer"): [7, 14]},
+               {"acme-example": "ab" * 32}, now)
+    save_unsaved(state, "example", {("acme-example", day, "infer"): [3, 3]}, {})
+    out = tmp_path / "support.tar.zst"
+    result = invoke("collect", "--prefix", site["prefix"], "--out", out, "--state", state,
+                    "--json", env=ENV)
+    assert result.exit_code == 0, result.output
+    _, members, _ = untar(out)
+    usage = json.loads(members["license/usage.json"])
+    assert usage["present"] is True and "error" not in usage
+    assert usage["licenses"] == {"acme-example": {
+        "seq": 0, "reported_until": None, "first": "2026-03-01T00:00:00Z",
+        "unreported_requests": 7, "days": 1}}
+    assert [u["requests"] for u in usage["unsaved"]] == [3]
+    assert "ab" * 32 not in members["license/usage.json"].decode()
+    doc = json.loads(invoke("inspect", out, "--json").stdout)
+    [waiting] = [p for p in doc["problems"] if p["kind"] == "usage-unsaved"]
+    assert waiting["message"] == (
+        "1 unsaved usage file(s) with 3 metered request(s) wait beside the usage state: a "
+        "shutdown could not write them; the next flush or report adds them once the state is "
+        "usable")
+    # a damaged usage state is an error of its own
+    usage_path(state).write_text("{not json")
+    result = invoke("collect", "--prefix", site["prefix"], "--out", tmp_path / "2.tar.zst",
+                    "--state", state, env=ENV)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(invoke("inspect", tmp_path / "2.tar.zst", "--json").stdout)
+    [damaged] = [p for p in doc["problems"] if p["kind"] == "usage-state-damaged"]
+    assert damaged["severity"] == "error" and damaged["evidence"] == "license/usage.json"
+    assert damaged["message"].startswith("the usage state cannot be used: E_USAGE_STATE: the "
+                                         f"usage state {usage_path(state)} is not usable: ")
+
+
+def test_a_host_that_meters_nothing_collects_no_usage_file(site, tmp_path):
+    result = invoke("collect", "--prefix", site["prefix"], "--dry-run", "--json", "--state",
+                    tmp_path / "state.json")
+    assert result.exit_code == 0, result.output
+    paths = {f["path"] for f in json.loads(result.stdout)["manifest"]["files"]}
+    assert "license/usage.json" not in paths and "license/state.json" in paths

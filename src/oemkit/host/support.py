@@ -480,6 +480,57 @@ def _state_summary(data: bytes) -> dict[str, Any]:
     return {"type": doc.get("type"), "last_seen": doc.get("last_seen"), "issuers": issuers}
 
 
+def _gather_usage(c: _Collector, state_path: Path) -> None:
+    """license/usage.json, when the host meters usage: per license the report sequence,
+    period and unreported totals (salts left out), whether the usage state is usable, and
+    the unsaved files waiting beside it (docs/USAGE.md)."""
+    from oemkit.host.usage import (
+        MAX_USAGE_BYTES,
+        parse_unsaved,
+        parse_usage,
+        unsaved_files,
+        usage_path,
+    )
+
+    path = usage_path(state_path)
+    doc: dict[str, Any] = {"path": str(path), "present": False}
+    try:
+        data = _read_file(path, MAX_USAGE_BYTES)
+        if data is not None:
+            doc["present"] = True
+            state = parse_usage(data, path)
+            doc["licenses"] = {lid: {
+                "seq": u.seq, "reported_until": format_time(u.reported_until)
+                if u.reported_until else None,
+                "first": format_time(u.first) if u.first else None,
+                "unreported_requests": sum(v[0] for (_, _, f), v in u.model_counts.items()
+                                           if f == "infer"),
+                "days": len({d for d, _, _ in u.model_counts})}
+                for lid, u in sorted(state.licenses.items())}
+    except OemkitError as exc:
+        doc.update(present=True, error={"code": exc.code, "message": exc.message})
+    except OSError as exc:
+        doc.update(present=True, error={"code": "E_PERMISSION", "message": str(exc)})
+    unsaved = []
+    for file in unsaved_files(state_path):
+        entry: dict[str, Any] = {"name": file.name}
+        try:
+            raw = _read_file(file, MAX_USAGE_BYTES)
+            if raw is None:
+                continue
+            _, pending, _ = parse_unsaved(raw, file)
+            entry["requests"] = sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
+        except OemkitError as exc:
+            entry["error"] = {"code": exc.code, "message": exc.message}
+        except OSError as exc:
+            entry["error"] = {"code": "E_PERMISSION", "message": str(exc)}
+        unsaved.append(entry)
+    if not doc["present"] and not unsaved:
+        return  # this host meters nothing
+    doc["unsaved"] = unsaved
+    c.add("license/usage.json", _json(doc), f"{path} and its unsaved files (salts left out)")
+
+
 def _gather_license(c: _Collector, slot: Path | None) -> str | None:
     """license/state.json and license/verdicts.json (the current slot's licenses and the
     prefix's, judged read-only against the slot's trust root); a salt for the fingerprint
@@ -499,6 +550,7 @@ def _gather_license(c: _Collector, slot: Path | None) -> str | None:
     except (OSError, OemkitError) as exc:
         summary = {"path": str(state_path), "present": True, "error": str(exc)}
     c.add("license/state.json", _json(summary), f"{state_path} (CRL text left out)")
+    _gather_usage(c, state_path)
     if slot is None:
         return None
     from oemkit.host.slot import read_slot

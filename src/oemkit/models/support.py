@@ -455,6 +455,28 @@ def _license_problems(doc: Any) -> Iterator[Problem]:
                           "license/verdicts.json")
 
 
+def _usage_problems(doc: Any) -> Iterator[Problem]:
+    if not isinstance(doc, dict):
+        return
+    where = "license/usage.json"
+    error = doc.get("error")
+    if isinstance(error, dict):
+        yield Problem("usage-state-damaged", "error", f"the usage state cannot be used: "
+                      f"{error.get('code')}: {error.get('message')} (nothing is counted into it "
+                      "or reported from it)", where)
+    unsaved = [u for u in doc.get("unsaved") or () if isinstance(u, dict)]
+    if unsaved:
+        requests = sum(u["requests"] for u in unsaved if type(u.get("requests")) is int)
+        yield Problem("usage-unsaved", "warn", f"{len(unsaved)} unsaved usage file(s) with "
+                      f"{requests} metered request(s) wait beside the usage state: a shutdown "
+                      "could not write them; the next flush or report adds them once the state "
+                      "is usable", where)
+    for u in unsaved:
+        if isinstance(u.get("error"), dict):
+            yield Problem("usage-unsaved-damaged", "error", f"unsaved usage file {u.get('name')}"
+                          f": {u['error'].get('message')}", where)
+
+
 def _disk_problems(doc: Any) -> Iterator[Problem]:
     if not isinstance(doc, dict):
         return
@@ -469,7 +491,8 @@ def _disk_problems(doc: Any) -> Iterator[Problem]:
 def find_problems(docs: Mapping[str, Any]) -> list[Problem]:
     """The known problems the collected JSON documents show (``docs``: bundle path ->
     parsed JSON): failed smoke tests and upgrades, rollbacks, expired or invalid licenses,
-    a nearly full disk, a damaged slot, an interrupted run. Documents that are missing or
+    a nearly full disk, a damaged slot, an interrupted run, a damaged usage state or usage
+    counts waiting in unsaved files. Documents that are missing or
     not shaped as collect writes them are skipped."""
     found: list[Problem] = []
     status = docs.get("status.json")
@@ -482,6 +505,7 @@ def find_problems(docs: Mapping[str, Any]) -> list[Problem]:
                                  str(n) for n in history["journal_pending"]), "history.json"))
     found += _license_problems(docs.get("license/verdicts.json"))
     found += _disk_problems(docs.get("disk.json"))
+    found += _usage_problems(docs.get("license/usage.json"))
     for path in sorted(docs):
         doc = docs[path]
         if path.startswith("reports/") and isinstance(doc, dict):
