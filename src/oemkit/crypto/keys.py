@@ -4,16 +4,23 @@ Private keys are PKCS#8 PEM, encrypted with a passphrase unless the user insists
 otherwise. Public keys are SubjectPublicKeyInfo PEM. A key id is the hex SHA-256 of the
 DER SubjectPublicKeyInfo: derived from the key itself, never taken from a file or an
 envelope.
+
+The two SubjectPublicKeyInfo encodings oemkit signs with (Ed25519, uncompressed P-256)
+are fixed prefixes before the key bytes, so public keys are read and encoded here without
+cryptography's ``serialization`` package (about 15 ms of a license check's cold start,
+for its SSH and cipher modules); anything else goes through that package, with its
+errors.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from oemkit.errors import InputError, UsageError
@@ -27,18 +34,52 @@ PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 
+#: DER SubjectPublicKeyInfo before the 32 key bytes of an Ed25519 key (RFC 8410).
+ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+#: DER SubjectPublicKeyInfo before the 65-byte uncompressed point of a P-256 key (RFC 5480).
+P256_SPKI = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_PEM_PUBLIC = re.compile(rb"\s*-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]{1,400})"
+                         rb"-----END PUBLIC KEY-----\s*")
+
+
 def public_der(public: PublicKey) -> bytes:
     """DER SubjectPublicKeyInfo of ``public``: the bytes :func:`key_id` hashes."""
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return ED25519_SPKI + public.public_bytes_raw()
+    if isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1):
+        numbers = public.public_numbers()
+        return P256_SPKI + b"\x04" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def public_pem(public: PublicKey) -> str:
     """PEM SubjectPublicKeyInfo of ``public``: what a ``.pub`` file and a trust root hold."""
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    body = binascii.b2a_base64(public_der(public), newline=False).decode("ascii")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
+
+
+def _fast_public(raw: bytes) -> PublicKey | None:
+    """The key of a PEM that is exactly one Ed25519 or uncompressed P-256 public key, else
+    None (for the full loader to judge)."""
+    found = _PEM_PUBLIC.fullmatch(raw)
+    if found is None:
+        return None
+    try:
+        der = binascii.a2b_base64(found.group(1))
+    except binascii.Error:
+        return None
+    try:
+        if len(der) == 44 and der.startswith(ED25519_SPKI):
+            return ed25519.Ed25519PublicKey.from_public_bytes(der[12:])
+        if len(der) == 91 and der.startswith(P256_SPKI):
+            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), der[26:])
+    except ValueError:
+        return None
+    return None
 
 
 def key_id(public: PublicKey) -> str:
@@ -160,6 +201,8 @@ def generate(algorithm: Algorithm) -> PrivateKey:
 
 def private_pem(private: PrivateKey, passphrase: bytes | None) -> bytes:
     """PKCS#8 PEM, encrypted with ``passphrase`` when one is given."""
+    from cryptography.hazmat.primitives import serialization
+
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase
@@ -193,6 +236,7 @@ def load_private(data: bytes, passphrase: bytes | None, source: str) -> PrivateK
             hint="set OEMKIT_KEY_PASSPHRASE or run in a terminal to be prompted",
         )
     from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
 
     try:
         private = serialization.load_pem_private_key(data, passphrase if encrypted else None)
@@ -226,7 +270,11 @@ def load_public(data: bytes | str, source: str) -> PublicKey:
     if b"PRIVATE KEY-----" in raw:
         raise InputError("E_KEY_FORMAT", f"{source} is a private key",
                          hint="pass the public key (.pub); never ship private keys")
+    fast = _fast_public(raw)
+    if fast is not None:
+        return fast
     from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
 
     try:
         public = serialization.load_pem_public_key(raw)

@@ -73,13 +73,11 @@ _SMALL_ORDER_Y = {bytes.fromhex(h) for h in (
 
 def is_weak_key(public: object) -> bool:
     """True for an Ed25519 public key of small order (never a legitimately generated key)."""
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     if not isinstance(public, ed25519.Ed25519PublicKey):
         return False
-    raw = bytearray(public.public_bytes(serialization.Encoding.Raw,
-                                        serialization.PublicFormat.Raw))
+    raw = bytearray(public.public_bytes_raw())
     raw[31] &= 0x7F
     return bytes(raw) in _SMALL_ORDER_Y
 
