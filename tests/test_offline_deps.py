@@ -43,12 +43,15 @@ def _cli(typer_app, *args):
     return result
 
 
-def _wheel(path: Path, name: str, version: str = "1.0") -> None:
-    """A minimal pure-Python wheel of project ``name`` (its METADATA names it)."""
+def _wheel(path: Path, name: str, version: str = "1.0", requires: tuple[str, ...] = ()) -> None:
+    """A minimal pure-Python wheel of project ``name`` (its METADATA names it, with
+    ``requires`` as its Requires-Dist lines)."""
     module = name.replace("-", "_")
     dist = f"{module}-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
     files = {f"{module}/__init__.py": "VALUE = 42\n",
-             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/METADATA": meta,
              f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
                               "Tag: py3-none-any\n"}
     record = "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n"
@@ -64,8 +67,9 @@ def _spec(tmp_path: Path, wheels: tuple[str, ...] | None) -> Path:
     shutil.copytree(REPO / "bundles" / "example-v1", spec)
     if wheels is not None:
         (spec / "wheels").mkdir()
-        for name in wheels:
-            _wheel(spec / "wheels" / f"{name.replace('-', '_')}-1.0-py3-none-any.whl", name)
+        for name in wheels:  # a version every specifier of the example accepts
+            _wheel(spec / "wheels" / f"{name.replace('-', '_')}-99.0-py3-none-any.whl", name,
+                   "99.0")
         (spec / "bundle.yaml").write_text((spec / "bundle.yaml").read_text()
                                           + "wheelhouse: wheels\n")
     return spec
@@ -146,6 +150,50 @@ def test_build_without_a_wheelhouse_warns_not_but_strict_refuses(tmp_path):
         "bundle.yaml: requirements name 8 project(s) and the spec has no wheelhouse to "
         "carry them: " + ", ".join(EXAMPLE_PROJECTS))
     assert caught.value.hint.startswith("add 'wheelhouse: wheels' to the spec")
+
+
+def test_build_follows_what_the_carried_wheels_require_on_the_target(tmp_path):
+    """Markers are judged for the Linux host the wheels' tags name (cp311, x86_64), extras
+    are followed, versions are checked; a marker false there asks for nothing."""
+    from oemkit.release.bundle import build_bundle
+
+    spec = _spec(tmp_path, tuple(p for p in EXAMPLE_PROJECTS if p != "uvicorn"))
+    wheels = spec / "wheels"
+    _wheel(wheels / "uvicorn-99.0-py3-none-any.whl", "uvicorn", "99.0", (
+        "click>=7.0", "h11>=0.8", "typing-extensions; python_version < '3.11'",
+        "colorama; sys_platform == 'win32'", "watchfiles; extra == 'standard'",
+        "pytest; extra == 'test'"))
+    _wheel(wheels / "click-8.0-py3-none-any.whl", "click", "8.0")
+    _wheel(wheels / "h11-0.7-py3-none-any.whl", "h11", "0.7")
+    _wheel(wheels / "extra_tagged-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "extra-tagged")
+    bundle_yaml = spec / "bundle.yaml"
+    bundle_yaml.write_text(bundle_yaml.read_text().replace(
+        '"uvicorn>=0.30"', '"uvicorn[standard]>=0.30", "pywin32; sys_platform == \'win32\'"'))
+    [warning] = build_bundle(spec, tmp_path / "dist").warnings
+    assert warning.projects == ("h11", "watchfiles")
+    assert warning.message == (
+        "bundle.yaml: requirements name 1 project(s) the wheelhouse (wheels/) does not "
+        "carry: watchfiles (needed by uvicorn); the wheelhouse (wheels/) carries versions "
+        "the requirements exclude: h11 0.7 (uvicorn wants >=0.8); a slot's venv is built "
+        "from the wheelhouse alone, so the installed release cannot import them")
+    # the missing ones carried: nothing more is asked (typing-extensions: python 3.11 here)
+    (wheels / "h11-0.7-py3-none-any.whl").unlink()
+    _wheel(wheels / "h11-0.14-py3-none-any.whl", "h11", "0.14")
+    _wheel(wheels / "watchfiles-1.0-py3-none-any.whl", "watchfiles", "1.0")
+    assert build_bundle(spec, tmp_path / "dist2", strict=True).warnings == ()
+
+
+def test_target_environment_comes_from_the_wheel_tags():
+    from oemkit.models.wheelhouse import target_environment
+
+    host = {"python_version": "3.12", "platform_machine": "arm64", "sys_platform": "darwin"}
+    env = target_environment(["w/a-1-cp311-cp311-manylinux_2_28_x86_64.whl",
+                              "w/b-1-cp311-abi3-manylinux2014_x86_64.whl",
+                              "w/c-1-py3-none-any.whl"], host)
+    assert (env["python_version"], env["platform_machine"], env["sys_platform"],
+            env["platform_system"]) == ("3.11", "x86_64", "linux", "Linux")
+    pure = target_environment(["w/c-1-py3-none-any.whl"], host)
+    assert (pure["python_version"], pure["platform_machine"]) == ("3.12", "arm64")
 
 
 def test_missing_projects_is_by_normalised_name():

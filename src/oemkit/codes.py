@@ -376,8 +376,9 @@ _CODES = (
        "ship a DIST wheel in the bundle's wheelhouse (oemkit wheelhouse fetch), or install "
        "with --system-site-packages"),
     _c("E_WHEELHOUSE_INCOMPLETE", I,
-       "`build --strict`: `requirements:` name projects the wheelhouse does not carry, or the "
-       "spec has no wheelhouse (without `--strict`, a warning)",
+       "`build --strict`: `requirements:`, or what the carried wheels require in turn on the "
+       "target (markers, extras), name projects the wheelhouse does not carry or versions it "
+       "does not have, or the spec has no wheelhouse (without `--strict`, a warning)",
        "fill the wheelhouse with 'oemkit wheelhouse fetch SPEC --dest WHEELS' and rebuild, or "
        "install with --system-site-packages on hosts whose Python has them"),
     _c("E_WHEELHOUSE_OFFLINE", E,

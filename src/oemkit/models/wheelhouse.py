@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PipVerdict", "classify_pip_output", "missing_projects", "normalize_project",
-           "platform_tags", "target_arch", "wheel_project"]
+__all__ = ["PipVerdict", "Unmet", "classify_pip_output", "missing_projects",
+           "normalize_project", "platform_tags", "target_arch", "target_environment",
+           "unmet_requirements", "wheel_project"]
 
 #: The architecture a profile without ``cpu.arch`` is fetched for when the fetching
 #: machine's own is not one a Linux wheel is built for.
@@ -42,6 +43,105 @@ def missing_projects(required: Iterable[str], carried: Iterable[str]) -> tuple[s
     wheelhouse's projects) lacks: normalised, sorted, each once."""
     have = {normalize_project(n) for n in carried}
     return tuple(sorted({normalize_project(n) for n in required} - have))
+
+
+@dataclass(frozen=True)
+class Unmet:
+    """A requirement the wheelhouse does not satisfy on the target: the project is not
+    carried (``have`` None) or its carried version is outside ``wanted``."""
+
+    project: str
+    #: The carried project whose ``Requires-Dist`` asks for it; None: the spec's own list.
+    needed_by: str | None = None
+    wanted: str = ""
+    have: str | None = None
+
+    def describe(self) -> str:
+        """``numpy (needed by onnxruntime)``, ``numpy 1.20 (onnxruntime wants >=1.24)``."""
+        by = self.needed_by or "the spec"
+        if self.have is not None:
+            return f"{self.project} {self.have} ({by} wants {self.wanted})"
+        return self.project if self.needed_by is None else f"{self.project} (needed by {by})"
+
+
+_WHEEL_PY = re.compile(r"^cp(\d)(\d+)$")
+_WHEEL_ARCH = re.compile(r"(?:manylinux|musllinux)[0-9_]*_(x86_64|aarch64|i686|ppc64le|s390x|"
+                         r"armv7l)$")
+
+
+def target_environment(wheel_files: Iterable[str],
+                       host: dict[str, str]) -> dict[str, str]:
+    """The PEP 508 marker environment of the Linux host a wheelhouse is for: Python and
+    machine as its binary wheels' tags say (``cp311``, ``manylinux_2_28_x86_64``), else
+    as on ``host`` (``packaging.markers.default_environment()`` of the build machine)."""
+    pythons: dict[str, int] = {}
+    arches: dict[str, int] = {}
+    for name in wheel_files:
+        parts = name.rsplit("/", 1)[-1][:-4].split("-") if name.endswith(".whl") else []
+        if len(parts) not in (5, 6):
+            continue
+        for tag in parts[-3].split("."):
+            found = _WHEEL_PY.match(tag)
+            if found:
+                version = f"{found.group(1)}.{found.group(2)}"
+                pythons[version] = pythons.get(version, 0) + 1
+        for tag in parts[-1].split("."):
+            arch = _WHEEL_ARCH.search(tag)
+            if arch:
+                arches[arch.group(1)] = arches.get(arch.group(1), 0) + 1
+    env = dict(host)
+    env.update(sys_platform="linux", platform_system="Linux", os_name="posix")
+    if pythons:
+        version = max(pythons, key=lambda v: (pythons[v], v))
+        env.update(python_version=version, python_full_version=f"{version}.0",
+                   implementation_name="cpython", platform_python_implementation="CPython")
+    if arches:
+        env["platform_machine"] = max(arches, key=lambda a: (arches[a], a))
+    return env
+
+
+def unmet_requirements(required: Sequence[str], carried: dict[str, tuple[str, Sequence[str]]],
+                       env: dict[str, str]) -> tuple[Unmet, ...]:
+    """What installing ``required`` (PEP 508 strings) from a wheelhouse alone would miss on
+    a host of marker environment ``env``: each requirement whose marker holds there, with
+    its extras, and then each carried wheel's ``Requires-Dist`` the same way, to the end.
+    ``carried``: normalised project -> (version, its Requires-Dist lines). Unparsable
+    lines of a wheel's metadata are skipped (pip would judge them; oemkit only warns).
+    Sorted by project, each (project, needed_by) once."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    def holds(req: Requirement, extras: frozenset[str]) -> bool:
+        if req.marker is None:
+            return True
+        return any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""}))
+
+    found: dict[tuple[str, str | None], Unmet] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    queue: list[tuple[str, str | None, frozenset[str]]] = [(r, None, frozenset())
+                                                          for r in required]
+    while queue:
+        text, needed_by, parent_extras = queue.pop(0)
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if not holds(req, parent_extras):
+            continue
+        name = canonicalize_name(req.name)
+        if name not in carried:
+            found.setdefault((name, needed_by), Unmet(name, needed_by))
+            continue
+        version, requires = carried[name]
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            found.setdefault((name, needed_by),
+                             Unmet(name, needed_by, str(req.specifier), version))
+        extras = frozenset(canonicalize_name(e) for e in req.extras)
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        queue += [(line, name, extras) for line in requires]
+    return tuple(sorted(found.values(), key=lambda u: (u.project, u.needed_by or "")))
 
 
 def platform_tags(arch: str) -> tuple[str, ...]:

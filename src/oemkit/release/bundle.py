@@ -24,7 +24,7 @@ import queue
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -404,29 +404,40 @@ def build_bundle(
 
 
 def _check_wheelhouse(spec: BundleSpec, strict: bool) -> tuple[BuildWarning, ...]:
-    """Whether the wheelhouse carries every project ``requirements:`` names: a slot's venv
-    is built from the wheelhouse alone (``pip install --no-index``), so a project it lacks
-    is missing at the smoke test on the host, far from here. A warning, or with ``strict``
-    the error. Without a wheelhouse the bundle runs on the host's Python (no venv): only
-    ``strict`` (the bundle must carry its requirements) refuses it. Each wheel's project is
-    its METADATA's name, as the SBOM records it.
+    """Whether the wheelhouse carries every project ``requirements:`` names and what those
+    wheels require in turn, in versions they accept, on the target (markers judged for the
+    Linux host the wheels' tags name): a slot's venv is built from the wheelhouse alone
+    (``pip install --no-index``), so a project it lacks is missing at the smoke test on the
+    host, far from here. A warning, or with ``strict`` the error. Without a wheelhouse the
+    bundle runs on the host's Python (no venv): only ``strict`` (the bundle must carry its
+    requirements) refuses it. Each wheel's project is its METADATA's name, as the SBOM
+    records it.
 
     Raises:
         InputError: E_WHEELHOUSE_INCOMPLETE (with ``strict``) naming the missing projects.
     """
-    from oemkit.models.wheelhouse import missing_projects
+    from packaging.markers import default_environment
+
+    from oemkit.models.wheelhouse import target_environment, unmet_requirements
     from oemkit.release.packages import parse_requirement, read_wheel, split_hashes
 
     raw = spec.raw
-    required = [parse_requirement(split_hashes(text)[0], f"requirements[{i}]")[0]
-                for i, text in enumerate(raw.get("requirements") or [])]
+    required = []
+    for i, text in enumerate(raw.get("requirements") or []):
+        bare = split_hashes(text)[0]
+        parse_requirement(bare, f"requirements[{i}]")  # its E_SPEC_REQUIREMENT first
+        required.append(bare)
     if not required:
         return ()
     where = spec.spec_path.name
+    host = {k: str(v) for k, v in default_environment().items()}
     if "wheelhouse" not in raw:
         if not strict:
             return ()
-        missing = missing_projects(required, ())
+        missing = tuple(u.project for u in unmet_requirements(
+            required, {}, target_environment((), host)))
+        if not missing:
+            return ()
         raise InputError(
             "E_WHEELHOUSE_INCOMPLETE", f"{where}: requirements name {len(missing)} "
             f"project(s) and the spec has no wheelhouse to carry them: {', '.join(missing)}",
@@ -434,21 +445,35 @@ def _check_wheelhouse(spec: BundleSpec, strict: bool) -> tuple[BuildWarning, ...
                  f"fetch {spec.spec_path} --dest {spec.spec_path.parent / 'wheels'}' (or "
                  "build without --strict: the host's Python must then provide them)")
     prefix = str(raw["wheelhouse"]).rstrip("/") + "/"
-    carried = [read_wheel(f.source, f.path, "").name for f in spec.files
-               if f.path.startswith(prefix) and f.path.endswith(".whl")]
-    missing = missing_projects(required, carried)
-    if not missing:
+    wheels = [f for f in spec.files if f.path.startswith(prefix) and f.path.endswith(".whl")]
+    carried: dict[str, tuple[str, Sequence[str]]] = {}
+    for f in wheels:
+        pkg = read_wheel(f.source, f.path, "")
+        carried[pkg.name] = (pkg.version or "", pkg.requires_dist)
+    unmet = unmet_requirements(required, carried,
+                               target_environment([f.path for f in wheels], host))
+    if not unmet:
         return ()
-    message = (f"{where}: requirements name {len(missing)} project(s) the wheelhouse "
-               f"({prefix}) does not carry: {', '.join(missing)}; a slot's venv is built "
-               "from the wheelhouse alone, so the installed release cannot import them")
+    absent = [u for u in unmet if u.have is None]
+    excluded = [u for u in unmet if u.have is not None]
+    missing = tuple(sorted({u.project for u in absent}))
+    parts = []
+    if absent:
+        parts.append(f"requirements name {len(missing)} project(s) the wheelhouse ({prefix}) "
+                     f"does not carry: {', '.join(u.describe() for u in absent)}")
+    if excluded:
+        parts.append(f"the wheelhouse ({prefix}) carries versions the requirements exclude: "
+                     + ", ".join(u.describe() for u in excluded))
+    message = (f"{where}: " + "; ".join(parts) + "; a slot's venv is built from the "
+               "wheelhouse alone, so the installed release cannot import them")
     dest = spec.spec_path.parent / prefix.rstrip("/")
     hint = (f"fill the wheelhouse with 'oemkit wheelhouse fetch {spec.spec_path} --dest "
             f"{dest}' and rebuild, or install with --system-site-packages on hosts whose "
             "Python has them")
     if strict:
         raise InputError("E_WHEELHOUSE_INCOMPLETE", message, hint=hint)
-    return (BuildWarning("E_WHEELHOUSE_INCOMPLETE", message, hint, missing),)
+    projects = tuple(sorted({u.project for u in unmet}))
+    return (BuildWarning("E_WHEELHOUSE_INCOMPLETE", message, hint, projects),)
 
 
 class _Relocated(Exception):

@@ -91,7 +91,8 @@ def read_wheel(path: Path, payload_path: str, sha256: str) -> Package:
     if license_ and ("\n" in license_ or len(license_) > 100):
         license_ = None  # a whole license text, not a name
     return Package(name=normalize(name), version=version, path=payload_path, sha256=sha256,
-                   requires=tuple(sorted(set(requires))), license=license_ or None)
+                   requires=tuple(sorted(set(requires))), license=license_ or None,
+                   requires_dist=tuple(meta.get_all("Requires-Dist") or ()))
 
 
 def collect_packages(wheels: Sequence[tuple[Path, str, str]],

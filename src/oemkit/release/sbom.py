@@ -43,6 +43,9 @@ class Package:
     license: str | None = None
     specifier: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: The wheel's ``Requires-Dist`` lines as written (markers and extras kept): what the
+    #: build's wheelhouse check walks. Not part of the SBOM.
+    requires_dist: tuple[str, ...] = ()
 
     @property
     def purl(self) -> str:
