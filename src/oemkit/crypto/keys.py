@@ -7,9 +7,8 @@ envelope.
 
 The two SubjectPublicKeyInfo encodings oemkit signs with (Ed25519, uncompressed P-256)
 are fixed prefixes before the key bytes, so public keys are read and encoded here without
-cryptography's ``serialization`` package (about 15 ms of a license check's cold start,
-for its SSH and cipher modules); anything else goes through that package, with its
-errors.
+cryptography's ``serialization`` package (its SSH and cipher modules: about 5 ms of a
+license check's cold start); anything else goes through that package, with its errors.
 """
 
 from __future__ import annotations
