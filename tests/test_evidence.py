@@ -69,7 +69,8 @@ def site(tmp_path_factory, keys, trust_v2):
         server_duration_s=0.2, workers=1, levels=(0.2, 0.4), level_duration_s=0.5,
         mlperf="off"))
     (tmp / "sizing.json").write_text(json.dumps(sizing))
-    junit = cli("migrate", "test", bundle, "--trust", trust, "--junit", tmp / "migrate.xml")
+    junit = cli("migrate", "test", bundle, "--trust", trust, "--junit", tmp / "migrate.xml",
+                "--attest-key", attest_key, "--out", tmp / "migrate.intoto.json")
     assert junit.exit_code == 0, junit.output
     digest = json.loads(cli("inspect", bundle, "--json").stdout)["manifest_sha256"]
     (tmp / "acme.lic").write_bytes(issue(
@@ -86,7 +87,8 @@ def pack(site):
     made = cli("evidence", site["bundle"], "--trust", site["trust"], "--key", site["key"],
                "--smoke", site["dir"] / "smoke.intoto.json", "--smoke-key", site["attest_pub"],
                "--sizing", site["dir"] / "sizing.json", "--migrate-junit",
-               site["dir"] / "migrate.xml", "--license", site["dir"] / "acme.lic",
+               site["dir"] / "migrate.xml", "--migrate", site["dir"] / "migrate.intoto.json",
+               "--migrate-key", site["attest_pub"], "--license", site["dir"] / "acme.lic",
                "--out", out, "--html", html, "--json")
     assert made.exit_code == 0, made.output
     return out, html, json.loads(made.stdout)
@@ -95,20 +97,29 @@ def pack(site):
 def test_the_pack_claims_everything_it_was_given(pack, site):
     out, _, made = pack
     ids = [c["id"] for c in made["claims"]]
-    assert ids == ["C1", "C2", "C3", "C4", "C5", "C6", "C7.1", "C8"]
+    assert ids == ["C1", "C2", "C3", "C4", "C5", "C6", "C9", "C7.1", "C8"]
     for claim in made["claims"]:
         assert len(claim["digest"]) == 64 and claim["artifact"] and claim["config"]
     _, parsed, _, _ = read_pack(out.read_bytes(), str(out))
     doc = parsed.doc
     assert doc["smoke"]["result"] == "PASSED" and doc["smoke"]["profile"] == "cpu-small"
     assert doc["migration"]["tests"] > 0 and doc["migration"]["failures"] == 0
+    attested = doc["migration"]["attested"]
+    assert (attested["result"], attested["config_version"], attested["samples_from"]) == (
+        "PASSED", "2", "1")
+    assert attested["passed"] == 2 and attested["bundle"] == "example-0.2.0"
+    c9 = next(c for c in made["claims"] if c["id"] == "C9")
+    assert c9["claim"].startswith("the config migrations PASSED for this bundle (to config "
+                                  "version 2, 2 checks passed), attested by key ")
+    assert c9["artifact"] == "migrate.intoto.json"
     assert doc["licenses"][0]["license_id"] == "acme-example"
     assert doc["licenses"][0]["status"] == "valid"
     assert doc["sizing"]["recommendation"]["basis"] == "served"
     assert doc["sbom"]["components"] > 0 and doc["sbom"]["files"] == doc["bundle"]["files"]
     names = {a for a in parsed.artifacts}
     assert {"oemkit-bundle.json", "sbom.cdx.json", "provenance.intoto.json",
-            "smoke.intoto.json", "migrate-junit.xml", "sizing.json",
+            "smoke.intoto.json", "migrate-junit.xml", "migrate.intoto.json",
+            "migrate-key.pub", "sizing.json",
             "licenses/acme-example.lic", "trust-root.json"} <= names
     assert any(n.startswith("signatures/") for n in names)
 
@@ -147,6 +158,7 @@ def _tamper(src: Path, dst: Path, artifact: str, edit) -> Path:
     ("sbom.cdx.json", "C4"),
     ("smoke.intoto.json", "C5"),
     ("migrate-junit.xml", "C6"),
+    ("migrate.intoto.json", "C9"),
     ("licenses/acme-example.lic", "C7.1"),
     ("sizing.json", "C8"),
 ])
@@ -230,6 +242,64 @@ def test_only_a_passed_smoke_a_clean_junit_and_this_bundle_s_license_go_in(site,
     result = cli("evidence", site["bundle"], "--trust", site["trust"], "--key", site["key"],
                  "--smoke", site["dir"] / "smoke.intoto.json", "--out", tmp_path / "p.oeme")
     assert result.exit_code == 3 and "signed by no key the pack knows" in result.output
+
+
+def test_a_migration_attestation_is_not_a_smoke_one_nor_a_failed_one(site, tmp_path):
+    smoke, migrate = site["dir"] / "smoke.intoto.json", site["dir"] / "migrate.intoto.json"
+    base = ["evidence", site["bundle"], "--trust", site["trust"], "--key", site["key"],
+            "--out", tmp_path / "p.oeme", "--json"]
+    result = cli(*base, "--migrate", smoke, "--migrate-key", site["attest_pub"])
+    assert result.exit_code == 3
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "E_EVIDENCE_INPUT"
+    assert error["message"] == f"{smoke} was written by 'oemkit smoke', not 'oemkit migrate test'"
+    result = cli(*base, "--smoke", migrate, "--smoke-key", site["attest_pub"])
+    assert json.loads(result.stdout)["error"]["message"] == (
+        f"{migrate} was written by 'oemkit migrate test', not 'oemkit smoke'")
+    assert not (tmp_path / "p.oeme").exists()
+
+
+def test_migrate_test_attests_a_failure_too_and_needs_trust(site, tmp_path):
+    key = tmp_path / "ci.key"
+    key.write_bytes(private_pem(generate("ed25519"), None))
+    result = cli("migrate", "test", site["bundle"], "--attest-key", key, "--out",
+                 tmp_path / "m.json", "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert (error["code"], error["message"]) == (
+        "E_USAGE", "--attest-key needs --trust: an attestation is about the verified bundle")
+    result = cli("migrate", "test", site["bundle"], "--trust", site["trust"], "--attest-key",
+                 key, "--json")
+    assert json.loads(result.stdout)["error"]["message"] == "--attest-key and --out go together"
+    # a failed migration test attests FAILED, and evidence refuses it (build itself refuses
+    # a spec whose samples do not migrate, so the failing checks are made here)
+    from oemkit.crypto.keys import load_private_file
+    from oemkit.host.migrate import bundle_configs
+    from oemkit.models.report import Check
+    from oemkit.release.attest import migration_statement, sign_attestation
+
+    configs = bundle_configs(site["bundle"], site["trust"])
+    failed = [Check("config/samples/v1.json (v1 -> v2)", "fail", "does not validate")]
+    out = tmp_path / "m.json"
+    out.write_bytes(sign_attestation(migration_statement(configs, failed, "2026-12-08T00:00:00Z"),
+                                     load_private_file(key, None)))
+    statement = json.loads(base64.b64decode(json.loads(out.read_bytes())["dsseEnvelope"][
+        "payload"]))
+    assert statement["predicate"]["result"] == "FAILED"
+    assert statement["predicate"]["failedTests"] == ["config/samples/v1.json (v1 -> v2)"]
+    assert statement["subject"][0]["digest"]["sha256"] == configs.manifest_sha256
+    result = cli("evidence", site["bundle"], "--trust", site["trust"], "--key", site["key"],
+                 "--migrate", out, "--migrate-key", _pub_of(key, tmp_path), "--out",
+                 tmp_path / "p.oeme")
+    assert result.exit_code == 3 and "records result 'FAILED', not PASSED" in result.output
+
+
+def _pub_of(key: Path, tmp_path: Path) -> Path:
+    from oemkit.crypto.keys import load_private_file
+
+    pub = tmp_path / (key.stem + ".pub")
+    pub.write_text(public_pem(load_private_file(key, None).public))
+    return pub
 
 
 def test_not_a_pack(site, tmp_path):

@@ -48,6 +48,12 @@ def make(
     sizing: Annotated[Path | None, typer.Option("--sizing", help="sizing.json.")] = None,
     migrate_junit: Annotated[Path | None, typer.Option(
         "--migrate-junit", help="JUnit XML of oemkit migrate test.")] = None,
+    migrate: Annotated[Path | None, typer.Option(
+        "--migrate", help="The migration test's attestation (oemkit migrate test "
+        "--attest-key K --out F).")] = None,
+    migrate_key: Annotated[Path | None, typer.Option(
+        "--migrate-key", help="Public key of that attestation, when not in the trust root.")
+    ] = None,
     license: Annotated[list[Path] | None, typer.Option(
         "--license", help="A license to judge against the bundle (repeat).")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write this self-contained "
@@ -73,7 +79,7 @@ def make(
         signing = load_key(key, pin_file, pkcs11_module)
         data, doc = make_pack(bundle, trust, signing, PackInputs(
             smoke=smoke, smoke_key=smoke_key, sizing=sizing, migrate_junit=migrate_junit,
-            licenses=tuple(license or ())))
+            licenses=tuple(license or ()), migrate=migrate, migrate_key=migrate_key))
         atomic_write_bytes(out, data)
         if html is not None:
             from oemkit.report.evidence_html import to_html

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
@@ -152,6 +153,12 @@ def migrate_test(
     bundle: Path = typer.Argument(..., help="The bundle whose upgrade path to test."),
     trust: TrustFirst = None,
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    attest_key: str | None = typer.Option(None, "--attest-key", metavar="KEY",
+                                          help="Sign a test-result attestation (needs "
+                                               "--trust and --out)." + KEY_HELP),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the attestation."),
+    pin_file: PinFile = None,
+    pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
     max_files: MaxFiles = DEFAULT_MAX_FILES,
     max_member: MaxMember = DEFAULT_MAX_MEMBER,
@@ -161,20 +168,43 @@ def migrate_test(
     migrates to the current one and validates; reversible chains round-trip exactly.
 
     Example: oemkit migrate test dist/example-0.2.0.oemb --junit migrate.xml
+    Example: oemkit migrate test dist/example-0.2.0.oemb --trust trust-root.json
+    --attest-key keys/ci.key --out migrate.intoto.json
     """
     with guard(json_out):
         from oemkit._fs import atomic_write_bytes
+        from oemkit.errors import UsageError
         from oemkit.models.config import upgrade_path_test
         from oemkit.report.junit import junit_xml
 
-        checks = upgrade_path_test(_configs(bundle, trust,
-                                            (max_files, max_member, max_payload)))
+        if (attest_key is None) != (out is None):
+            raise UsageError("E_USAGE", "--attest-key and --out go together",
+                             hint="oemkit migrate test B --trust R --attest-key K "
+                                  "--out migrate.intoto.json")
+        if attest_key is not None and trust is None:
+            raise UsageError("E_USAGE", "--attest-key needs --trust: an attestation is about "
+                             "the verified bundle", hint="add --trust trust-root.json")
+        signing_key = None
+        if attest_key is not None:
+            from oemkit.cli._keys import load_key
+
+            signing_key = load_key(attest_key, pin_file, pkcs11_module)
+        configs = _configs(bundle, trust, (max_files, max_member, max_payload))
+        checks = upgrade_path_test(configs)
         if junit is not None:
             atomic_write_bytes(junit, junit_xml(f"oemkit migrate test {bundle.name}", checks,
                                                 classname="migrate"))
         ok = all(c.status != "fail" for c in checks)
+        doc: dict[str, object] = {"ok": ok, "checks": [c.to_dict() for c in checks]}
+        if signing_key is not None and out is not None:
+            from oemkit._time import format_time, now
+            from oemkit.release.attest import migration_statement, sign_attestation
+
+            statement = migration_statement(configs, checks, format_time(now()))
+            atomic_write_bytes(out, sign_attestation(statement, signing_key))
+            doc["attestation"] = str(out)
         if json_out:
-            emit_json({"ok": ok, "checks": [c.to_dict() for c in checks]})
+            emit_json(doc)
         check_table(checks)
         if not ok:
             raise typer.Exit(1)

@@ -47,7 +47,12 @@ def bundle_configs(bundle: Path, trust: Path | bytes | None = None, *,
             section = report.manifest.runtime.config
             files = {f.path: (work / "b" / f.path).read_bytes()
                      for f in report.manifest.files if f.size <= MAX_CONFIG}
-            return load_configs(files, section, verified=True)
+            import dataclasses
+
+            manifest = report.manifest
+            return dataclasses.replace(load_configs(files, section, verified=True),
+                                       manifest_sha256=report.manifest_sha256,
+                                       bundle=f"{manifest.name}-{manifest.version}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if limits is None:

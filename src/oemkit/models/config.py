@@ -46,6 +46,10 @@ class BundleConfigs:
     migrations: dict[int, Migration]
     default: Any = None
     verified: bool = False
+    #: The verified bundle's manifest digest and NAME-VERSION (None when unverified): the
+    #: subject of a migration attestation.
+    manifest_sha256: str | None = None
+    bundle: str | None = None
     #: Compiled schema per version (made by ``load_configs``; compiled on first use
     #: otherwise).
     validators: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -1,4 +1,4 @@
-"""Signed in-toto test-result attestations for smoke runs.
+"""Signed in-toto test-result attestations for smoke runs and migration tests.
 
 A Statement v1 whose subject is the bundle's manifest digest and whose predicate is
 ``https://in-toto.io/attestation/test-result/v0.1`` (result, configuration, passed /
@@ -16,6 +16,30 @@ from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, make_envelope, sigstore_bund
 from oemkit.crypto.keys import PrivateKeyInfo
 
 TEST_RESULT_V01 = "https://in-toto.io/attestation/test-result/v0.1"
+#: The ``run`` configuration's ``tool``: what an attestation is evidence of.
+SMOKE_TOOL = "oemkit smoke"
+MIGRATE_TOOL = "oemkit migrate test"
+
+
+def _statement(manifest_sha256: str, bundle: str, result: str,
+               configuration: list[dict[str, Any]], checks: Any, tool: str,
+               when: str) -> bytes:
+    by_status = {s: [c.name for c in checks if c.status == s] for s in ("pass", "warn", "fail")}
+    statement: dict[str, Any] = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "oemkit-bundle.json", "digest": {"sha256": manifest_sha256},
+                     "annotations": {"bundle": bundle}}],
+        "predicateType": TEST_RESULT_V01,
+        "predicate": {
+            "result": result,
+            "configuration": [*configuration, {"name": "run", "annotations": {
+                "finishedOn": when, "tool": tool}}],
+            "passedTests": by_status["pass"],
+            "warnedTests": by_status["warn"],
+            "failedTests": by_status["fail"],
+        },
+    }
+    return canonical_json(statement)
 
 
 def test_result_statement(result: Any, when: str) -> bytes:
@@ -30,25 +54,23 @@ def test_result_statement(result: Any, when: str) -> bytes:
             "arch": host.arch, "cores": str(host.cores), "memory_mb": str(host.memory_mb),
             "cpu": host.cpu_model, "providers": ",".join(host.providers),
             "gpus": ",".join(host.gpus), "onnxruntime": host.onnxruntime or ""}})
-    by_status = {s: [c.name for c in result.checks if c.status == s]
-                 for s in ("pass", "warn", "fail")}
-    statement: dict[str, Any] = {
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": "oemkit-bundle.json",
-                     "digest": {"sha256": result.manifest_sha256},
-                     "annotations": {"bundle": f"{result.bundle_name}-{result.bundle_version}"}}],
-        "predicateType": TEST_RESULT_V01,
-        "predicate": {
-            "result": result.result,
-            "configuration": configuration,
-            "passedTests": by_status["pass"],
-            "warnedTests": by_status["warn"],
-            "failedTests": by_status["fail"],
-        },
-    }
-    statement["predicate"]["configuration"].append(
-        {"name": "run", "annotations": {"finishedOn": when, "tool": "oemkit smoke"}})
-    return canonical_json(statement)
+    return _statement(result.manifest_sha256, f"{result.bundle_name}-{result.bundle_version}",
+                      result.result, configuration, result.checks, SMOKE_TOOL, when)
+
+
+def migration_statement(configs: Any, checks: Any, when: str) -> bytes:
+    """Canonical JSON of the attestation statement for ``oemkit migrate test`` of a
+    verified bundle (``configs``: its :class:`~oemkit.models.config.BundleConfigs`):
+    PASSED when no check failed; the configuration names the config versions tested."""
+    failed = any(c.status == "fail" for c in checks)
+    versions = sorted(configs.samples)
+    configuration = [{"name": "config", "annotations": {
+        "version": str(configs.version),
+        "samples_from": ",".join(str(v) for v in versions),
+        "samples": str(sum(len(configs.samples[v]) for v in versions))}}]
+    return _statement(configs.manifest_sha256, configs.bundle or "",
+                      "FAILED" if failed else "PASSED", configuration, checks, MIGRATE_TOOL,
+                      when)
 
 
 def sign_attestation(statement: bytes, key: PrivateKeyInfo) -> bytes:

@@ -36,6 +36,7 @@ from oemkit.models.manifest import (
 
 SMOKE = "smoke.intoto.json"
 MIGRATE = "migrate-junit.xml"
+MIGRATE_ATTESTATION = "migrate.intoto.json"
 SIZING = "sizing.json"
 TRUST = "trust-root.json"
 LICENSE_PREFIX = "licenses/"
@@ -99,6 +100,9 @@ class PackInputs:
     sizing: Path | None = None
     migrate_junit: Path | None = None
     licenses: tuple[Path, ...] = ()
+    #: ``oemkit migrate test --attest-key``'s attestation, and its key when not in the root.
+    migrate: Path | None = None
+    migrate_key: Path | None = None
 
 
 def make_pack(bundle: Path, trust: Path, key: PrivateKeyInfo, inputs: PackInputs,
@@ -175,6 +179,14 @@ def make_pack(bundle: Path, trust: Path, key: PrivateKeyInfo, inputs: PackInputs
                             f"{summary['failures']} failures, {summary['errors']} errors",
                             "oemkit migrate test --junit", MIGRATE, sha256_hex(data),
                             f"suite {summary['suite']}"))
+    if inputs.migrate is not None:
+        claim, art, attested = _migrate_evidence(inputs.migrate, inputs.migrate_key, root,
+                                                 digest)
+        artifacts += art
+        doc["migration"] = {**(doc["migration"] or {"suite": attested["bundle"], "tests":
+                                                    attested["passed"], "failures": 0,
+                                                    "errors": 0}), "attested": attested}
+        claims.append(claim)
     for path in inputs.licenses:
         data = read_input(path, "license", 1 << 20)
         verdict = _judge_license(data, root, moment, bundle_facts, str(path))
@@ -269,8 +281,9 @@ def _attest_keys(root: Any, smoke_key: Path | None) -> list[tuple[str, PublicKey
 
 
 def _judge_attestation(data: bytes, keys: list[tuple[str, PublicKey]], manifest_sha256: str,
-                       what: str) -> tuple[str, dict[str, Any]]:
-    """(signer key id, statement) of a smoke attestation about this bundle that passed."""
+                       what: str, tool: str = "oemkit smoke") -> tuple[str, dict[str, Any]]:
+    """(signer key id, statement) of an attestation ``tool`` wrote about this bundle that
+    passed (a smoke attestation is not a migration one, nor the reverse)."""
     from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle, signers_of
 
     envelope = parse_sigstore_bundle(data, what)
@@ -287,10 +300,32 @@ def _judge_attestation(data: bytes, keys: list[tuple[str, PublicKey]], manifest_
     if manifest_sha256 not in subjects:
         raise InputError("E_EVIDENCE_INPUT", f"{what} is about another bundle (its subject is "
                          "not this bundle's manifest)")
-    result = (statement.get("predicate") or {}).get("result")
+    predicate = statement.get("predicate") or {}
+    runs = [c for c in predicate.get("configuration") or [] if isinstance(c, dict)
+            and c.get("name") == "run"]
+    made_by = (runs[0].get("annotations") or {}).get("tool") if runs else None
+    if made_by != tool:
+        raise InputError("E_EVIDENCE_INPUT", f"{what} was written by {made_by!r}, not "
+                         f"{tool!r}", hint=f"pass the attestation {tool} --attest-key wrote")
+    result = predicate.get("result")
     if result != "PASSED":
         raise InputError("E_EVIDENCE_INPUT", f"{what} records result {result!r}, not PASSED")
     return signers[0], statement
+
+
+def _finished(config: dict[Any, Any]) -> Any:
+    """The attestation's ``run`` configuration's ``finishedOn``."""
+    return ((config.get("run") or {}).get("annotations") or {}).get("finishedOn")
+
+
+def _attestation_artifacts(name: str, data: bytes, key_name: str,
+                           key: Path | None) -> list[Artifact]:
+    """The attestation and, when given, the public key it is checked with."""
+    artifacts = [Artifact(name, "application/vnd.dev.sigstore.bundle.v0.3+json", data)]
+    if key is not None:
+        artifacts.append(Artifact(key_name, "application/x-pem-file",
+                                  read_input(key, "public key", 1 << 16)))
+    return artifacts
 
 
 def _smoke_evidence(path: Path, smoke_key: Path | None, root: Any, manifest_sha256: str
@@ -312,16 +347,46 @@ def _smoke_evidence(path: Path, smoke_key: Path | None, root: Any, manifest_sha2
                "host": host, "passed": len(predicate.get("passedTests", [])),
                "warned": len(predicate.get("warnedTests", [])),
                "failed": len(predicate.get("failedTests", [])), "attested_by": signer,
-               "finished": ((config.get("run") or {}).get("annotations") or {}).get(
-                   "finishedOn")}
-    artifacts = [Artifact(SMOKE, "application/vnd.dev.sigstore.bundle.v0.3+json", data)]
-    if smoke_key is not None:
-        artifacts.append(Artifact("smoke-key.pub", "application/x-pem-file",
-                                  read_input(smoke_key, "public key", 1 << 16)))
+               "finished": _finished(config)}
+    artifacts = _attestation_artifacts(SMOKE, data, "smoke-key.pub", smoke_key)
     claim = Claim("C5", f"the smoke test PASSED on profile {profile} "
                   f"({summary['passed']} checks passed, {summary['failed']} failed), "
                   f"attested by key {signer[:16]}", "oemkit smoke --attest-key "
                   "(in-toto test-result/v0.1)", SMOKE, sha256_hex(data), f"--profile {profile}")
+    return claim, artifacts, summary
+
+
+def _migrate_evidence(path: Path, migrate_key: Path | None, root: Any, manifest_sha256: str
+                      ) -> tuple[Claim, list[Artifact], dict[str, Any]]:
+    from oemkit.release.attest import MIGRATE_TOOL
+
+    data = read_input(path, "migration attestation", MAX_INPUT)
+    keys = _attest_keys(root, migrate_key)
+    try:
+        signer, statement = _judge_attestation(data, keys, manifest_sha256, str(path),
+                                               MIGRATE_TOOL)
+    except InputError as exc:
+        raise InputError("E_EVIDENCE_INPUT", exc.message, hint=exc.hint or "pass the "
+                         "attestation oemkit migrate test --attest-key wrote for this bundle"
+                         ) from exc
+    predicate = statement["predicate"]
+    config = {c.get("name"): c for c in predicate.get("configuration", [])
+              if isinstance(c, dict)}
+    versions = (config.get("config") or {}).get("annotations") or {}
+    bundle = ((statement.get("subject") or [{}])[0].get("annotations") or {}).get("bundle", "")
+    summary = {"result": predicate.get("result"), "bundle": bundle,
+               "config_version": versions.get("version"),
+               "samples_from": versions.get("samples_from"),
+               "passed": len(predicate.get("passedTests", [])),
+               "failed": len(predicate.get("failedTests", [])), "attested_by": signer,
+               "finished": _finished(config)}
+    artifacts = _attestation_artifacts(MIGRATE_ATTESTATION, data, "migrate-key.pub",
+                                       migrate_key)
+    claim = Claim("C9", f"the config migrations PASSED for this bundle (to config version "
+                  f"{summary['config_version']}, {summary['passed']} checks passed), attested "
+                  f"by key {signer[:16]}", "oemkit migrate test --attest-key (in-toto "
+                  "test-result/v0.1)", MIGRATE_ATTESTATION, sha256_hex(data),
+                  f"samples of config version(s) {summary['samples_from'] or 'none'}")
     return claim, artifacts, summary
 
 
@@ -536,20 +601,26 @@ def _recheck(claim: Claim, pack: Pack, root: Any, signed: _Signed) -> str:
                         "lists", hint="the pack was edited after it was made", member=SBOM)
         check_sbom(sbom, manifest)
         return "valid CycloneDX 1.6, agrees with the signed manifest"
-    if claim.id == "C5":
-        data = _artifact(pack, SMOKE, claim.digest)
+    if claim.id in ("C5", "C9"):
+        from oemkit.release.attest import MIGRATE_TOOL, SMOKE_TOOL
+
+        name, key_name, tool, kind = ((SMOKE, "smoke-key.pub", SMOKE_TOOL, "smoke")
+                                      if claim.id == "C5" else
+                                      (MIGRATE_ATTESTATION, "migrate-key.pub", MIGRATE_TOOL,
+                                       "migration"))
+        data = _artifact(pack, name, claim.digest)
         keys = [(k.keyid, load_public(k.public_key, k.keyid)) for k in root.keys]
-        if "smoke-key.pub" in pack.artifacts:
-            public = load_public(pack.artifacts["smoke-key.pub"][0].content, "smoke-key.pub")
+        if key_name in pack.artifacts:
+            public = load_public(pack.artifacts[key_name][0].content, key_name)
             keys.insert(0, (key_id(public), public))
         try:
-            signer, _ = _judge_attestation(data, keys, sha256_hex(manifest_bytes), SMOKE)
+            signer, _ = _judge_attestation(data, keys, sha256_hex(manifest_bytes), name, tool)
         except InputError as exc:
-            raise _fail("E_EVIDENCE_CLAIM", exc.message, member=SMOKE,
+            raise _fail("E_EVIDENCE_CLAIM", exc.message, member=name,
                         hint="the attestation was edited, or is about another bundle") from exc
         trusted = any(k.keyid == signer for k in root.keys)
         return f"attestation verifies under key {signer[:16]}" + (
-            " (a key of the trust root)" if trusted else " (the pack's smoke key)")
+            " (a key of the trust root)" if trusted else f" (the pack's {kind} key)")
     if claim.id == "C6":
         data = _artifact(pack, MIGRATE, claim.digest)
         summary = _recheck_input(_junit_summary, data, MIGRATE)

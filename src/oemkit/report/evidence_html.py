@@ -90,8 +90,12 @@ def to_html(doc: dict[str, Any], results: list[dict[str, Any]] | None = None) ->
                      "</p>")
     if doc["migration"]:
         m = doc["migration"]
+        a = m.get("attested") if isinstance(m.get("attested"), dict) else None
         parts.append(f"<h2>Config migrations</h2><p>{_e(m['suite'])}: {_e(m['tests'])} tests, "
-                     f"{_e(m['failures'])} failures, {_e(m['errors'])} errors.</p>")
+                     f"{_e(m['failures'])} failures, {_e(m['errors'])} errors."
+                     + (f" {_e(a['result'])} to config version {_e(a['config_version'])}, "
+                        f"finished {_e(a.get('finished'))}; attested by key <span class=\"mono"
+                        f"\">{_e(a['attested_by'])}</span>." if a else "") + "</p>")
     if doc["licenses"]:
         parts.append("<h2>Licenses</h2>")
         parts.append(_table(["license", "customer", "product", "status", "expires", "features",
