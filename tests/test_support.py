@@ -593,3 +593,48 @@ def test_a_host_that_meters_nothing_collects_no_usage_file(site, tmp_path):
     assert result.exit_code == 0, result.output
     paths = {f["path"] for f in json.loads(result.stdout)["manifest"]["files"]}
     assert "license/usage.json" not in paths and "license/state.json" in paths
+
+
+def _fake_journalctl(folder: Path, body: str, status: int = 0) -> Path:
+    """A journalctl on PATH that records its arguments and prints ``body``."""
+    folder.mkdir()
+    script = folder / "journalctl"
+    script.write_text("#!/bin/sh\n"
+                      f"printf '%s\\n' \"$@\" > {folder / 'args'}\n"
+                      f"cat <<'EOF'\n{body}EOF\n"
+                      f"exit {status}\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_the_service_journal_is_collected_where_systemd_runs(site, tmp_path, monkeypatch):
+    """systemd is simulated (its run directory test, and journalctl on PATH): the unit's
+    journal goes in as a log, redacted like any other; a journalctl that fails is noted."""
+    import os
+
+    import oemkit.host.support as support
+
+    fake = _fake_journalctl(tmp_path / "bin", "2026-12-08T01:00:00+0000 host oemkit[1]: ready\n"
+                            f"2026-12-08T01:00:01+0000 host oemkit[1]: token {SECRET}\n")
+    monkeypatch.setattr(support, "systemd_running", lambda: True)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "s.tar.zst"
+    result = invoke("collect", "--prefix", site["prefix"], "--out", out, "--state",
+                    tmp_path / "state.json", "--redact", SECRET, "--json")
+    assert result.exit_code == 0, result.output
+    _, members, _ = untar(out)
+    [journal] = [n for n in members if n.startswith("logs/journal-")]
+    assert journal == "logs/journal-oemkit-example.service.txt"
+    assert b"oemkit[1]: ready" in members[journal] and SECRET.encode() not in members[journal]
+    args = (fake / "args").read_text().split()
+    assert args[:2] == ["-u", "oemkit-example.service"] and "--no-pager" in args
+    assert args[args.index("-n") + 1] == "10000"  # JOURNAL_LINES
+    failing = _fake_journalctl(tmp_path / "bin2", "", status=1)
+    monkeypatch.setenv("PATH", f"{failing}{os.pathsep}{os.environ['PATH']}")
+    result = invoke("collect", "--prefix", site["prefix"], "--dry-run", "--json", "--state",
+                    tmp_path / "state.json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert not any(f["path"].startswith("logs/journal-") for f in doc["manifest"]["files"])
+    assert any("journalctl -u oemkit-example.service failed (exit 1)" in n
+               for n in doc["manifest"]["notes"])

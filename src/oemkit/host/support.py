@@ -327,13 +327,19 @@ def _unit_for(c: _Collector, slot: Path | None) -> str | None:
         return None
 
 
+def systemd_running() -> bool:
+    """Whether systemd manages this host (``/run/systemd/system`` exists, as
+    ``sd_booted(3)`` tests)."""
+    return Path("/run/systemd/system").is_dir()
+
+
 def _gather_service(c: _Collector, slot: Path | None) -> None:
     """The unit file and its journal where systemd runs; the --logs files otherwise."""
     from oemkit.host.service import ServiceOptions, unit_path
 
     unit = _unit_for(c, slot)
     journalctl = shutil.which("journalctl")
-    systemd = Path("/run/systemd/system").is_dir()
+    systemd = systemd_running()
     if unit is not None:
         with contextlib.suppress(OSError, OemkitError, UsageError):
             data = _read_file(unit_path(ServiceOptions(), unit), 1 << 20)
