@@ -248,3 +248,41 @@ def test_names_from_a_proposal_are_printed_inert(holders, tmp_path):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "evil" in result.stderr and "[red]" in result.stderr  # shown, not interpreted
+
+
+def test_a_damaged_proposal_is_a_coded_refusal_never_a_crash(holders, tmp_path):
+    """Flipped or cut bytes anywhere in a proposal: parsing, judging, signing and merging
+    it raise an oemkit error or give a document whose every signature is a root key's."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from oemkit.errors import OemkitError
+    from oemkit.release.trust import merge_proposals, sign_proposal
+    from oemkit.verify.trust import proposal_status
+
+    root = _v1(holders, tmp_path)
+    current = parse_root(root.read_bytes())
+    proposal = tmp_path / "v2.json"
+    ok("trust", "set-threshold", root, "root", "1", "--sign-with", holders["a"][0],
+       "--propose", "--out", proposal)
+    good = proposal.read_bytes()
+    signer = load_private_file(holders["b"][0], None)
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.integers(0, len(good) - 1), st.integers(1, 255), st.booleans())
+    def damaged(at: int, xor: int, cut: bool) -> None:
+        data = good[:at] if cut else good[:at] + bytes([good[at] ^ xor]) + good[at + 1:]
+        try:
+            copy = parse_root(data, "p", proposal=True)
+            status = proposal_status(copy, current.root)
+            doc, _, _ = sign_proposal(copy, [signer], current.root)
+            merged, _ = merge_proposals([("a", copy), ("b", parse_root(doc, proposal=True))],
+                                        current.root)
+        except OemkitError:
+            return
+        out = parse_root(merged, proposal=True)
+        after = proposal_status(out, current.root)
+        assert after.unknown == 0 and status.version == after.version
+
+    damaged()
