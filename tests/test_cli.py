@@ -590,9 +590,10 @@ def test_shared_options_have_one_help_text_per_meaning():
     trust = {p: o for p, o in _options_named(root, "--trust")}
     variants = {_options.TrustPinned: True, _options.TrustPinnedChecked: False,
                 _options.TrustFirst: False, _options.TrustCarried: False,
-                _options.TrustServe: False, _options.TrustSignCheck: False}
+                _options.TrustServe: False, _options.TrustSignCheck: False,
+                _options.TrustListed: False}
     helps = {t.__metadata__[0].help for t in variants}
-    assert len(trust) == 25 and {o.help for o in trust.values()} == helps
+    assert len(trust) == 26 and {o.help for o in trust.values()} == helps
     pinned = {p for p, o in trust.items() if o.required}
     assert pinned == {"verify", "unpack", "license verify", "smoke", "install", "upgrade",
                       "join", "oci pull", "oci import", "deploy kubernetes", "image", "patch",

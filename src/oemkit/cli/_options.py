@@ -58,6 +58,8 @@ TrustServe = Annotated[Path | None, typer.Option(
 TrustSignCheck = Annotated[Path | None, typer.Option(
     "--trust", help="Check the keys against this trust root first: refuse one it lists "
     "without usage bundle, warn about one it does not list.")]
+TrustListed = Annotated[Path | None, typer.Option(
+    "--trust", help="Also say what this trust root lists each key as (usage, status).")]
 
 # --------------------------------------------------------------------------- --out
 

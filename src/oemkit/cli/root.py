@@ -28,6 +28,7 @@ from oemkit.cli._options import (
     OutInstead,
     TrustCarried,
     TrustFirst,
+    TrustListed,
     TrustPinned,
     TrustSignCheck,
 )
@@ -366,8 +367,7 @@ def _report_token_key(facts: Any, keyid: str, pem: str, json_out: bool, *,
 def keys_list(
     pkcs11_uri: str = typer.Option(..., "--pkcs11", metavar="TOKEN-URI",
                                    help="The token to list (pkcs11:token=LABEL)."),
-    trust: Path | None = typer.Option(None, "--trust", help="Also say what this trust root "
-                                      "lists each key as (usage, status)."),
+    trust: TrustListed = None,
     pin_file: PinFile = None,
     pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
