@@ -10,6 +10,11 @@ from oemkit.errors import OemkitError
 Status = Literal["pass", "fail", "warn", "info"]
 
 
+#: The ``run`` configuration's ``tool`` in a test-result attestation (release.attest): what
+#: it is evidence of, checked by report.evidence so one kind is never taken for the other.
+SMOKE_TOOL = "oemkit smoke"
+MIGRATE_TOOL = "oemkit migrate test"
+
 @dataclass
 class Check:
     """One named check and its outcome."""

@@ -14,11 +14,9 @@ from typing import Any
 from oemkit._canonical import canonical_json
 from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, make_envelope, sigstore_bundle
 from oemkit.crypto.keys import PrivateKeyInfo
+from oemkit.models.report import MIGRATE_TOOL, SMOKE_TOOL
 
 TEST_RESULT_V01 = "https://in-toto.io/attestation/test-result/v0.1"
-#: The ``run`` configuration's ``tool``: what an attestation is evidence of.
-SMOKE_TOOL = "oemkit smoke"
-MIGRATE_TOOL = "oemkit migrate test"
 
 
 def _statement(manifest_sha256: str, bundle: str, result: str,

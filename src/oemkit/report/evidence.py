@@ -33,6 +33,7 @@ from oemkit.models.manifest import (
     SBOM,
     SIGNATURE_DIR,
 )
+from oemkit.models.report import MIGRATE_TOOL, SMOKE_TOOL
 
 SMOKE = "smoke.intoto.json"
 MIGRATE = "migrate-junit.xml"
@@ -281,7 +282,7 @@ def _attest_keys(root: Any, smoke_key: Path | None) -> list[tuple[str, PublicKey
 
 
 def _judge_attestation(data: bytes, keys: list[tuple[str, PublicKey]], manifest_sha256: str,
-                       what: str, tool: str = "oemkit smoke") -> tuple[str, dict[str, Any]]:
+                       what: str, tool: str = SMOKE_TOOL) -> tuple[str, dict[str, Any]]:
     """(signer key id, statement) of an attestation ``tool`` wrote about this bundle that
     passed (a smoke attestation is not a migration one, nor the reverse)."""
     from oemkit.crypto.dsse import INTOTO_PAYLOAD_TYPE, parse_sigstore_bundle, signers_of
@@ -358,8 +359,6 @@ def _smoke_evidence(path: Path, smoke_key: Path | None, root: Any, manifest_sha2
 
 def _migrate_evidence(path: Path, migrate_key: Path | None, root: Any, manifest_sha256: str
                       ) -> tuple[Claim, list[Artifact], dict[str, Any]]:
-    from oemkit.release.attest import MIGRATE_TOOL
-
     data = read_input(path, "migration attestation", MAX_INPUT)
     keys = _attest_keys(root, migrate_key)
     try:
@@ -602,8 +601,6 @@ def _recheck(claim: Claim, pack: Pack, root: Any, signed: _Signed) -> str:
         check_sbom(sbom, manifest)
         return "valid CycloneDX 1.6, agrees with the signed manifest"
     if claim.id in ("C5", "C9"):
-        from oemkit.release.attest import MIGRATE_TOOL, SMOKE_TOOL
-
         name, key_name, tool, kind = ((SMOKE, "smoke-key.pub", SMOKE_TOOL, "smoke")
                                       if claim.id == "C5" else
                                       (MIGRATE_ATTESTATION, "migrate-key.pub", MIGRATE_TOOL,
