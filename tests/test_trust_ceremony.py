@@ -286,3 +286,12 @@ def test_a_damaged_proposal_is_a_coded_refusal_never_a_crash(holders, tmp_path):
         assert after.unknown == 0 and status.version == after.version
 
     damaged()
+
+
+def test_an_unsigned_proposal_given_as_a_trust_root_says_what_it_is(holders, tmp_path):
+    proposal = tmp_path / "v1.json"
+    ok("trust", "init", "--root-pub", holders["a"][1], "--propose", "--out", proposal)
+    error = fails("trust", "show", proposal, exit_code=3)
+    assert (error["code"], error["message"]) == ("E_ENVELOPE", f"{proposal}: no signatures")
+    assert error["hint"] == ("an unsigned trust-root proposal? its holders sign it with "
+                             "'oemkit trust sign'; 'oemkit trust status' says who is missing")

@@ -72,6 +72,11 @@ def parse_root_envelope(data: bytes, what: str = "trust root", *,
                          hint="the trust root is hostile or damaged")
     _not_pem(data, what)
     obj = parse_json(data, what=what, code="E_TRUST_INVALID")
+    if not proposal and isinstance(obj, dict) and obj.get("signatures") == [] and obj.get(
+            "payloadType") == TRUST_ROOT_PAYLOAD_TYPE:
+        raise InputError("E_ENVELOPE", f"{what}: no signatures",
+                         hint="an unsigned trust-root proposal? its holders sign it with "
+                              "'oemkit trust sign'; 'oemkit trust status' says who is missing")
     env = parse_envelope(obj, what, allow_unsigned=proposal)
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
         raise InputError("E_TRUST_INVALID", f"{what} has payload type {env.payload_type!r}",
