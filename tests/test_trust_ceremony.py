@@ -295,3 +295,26 @@ def test_an_unsigned_proposal_given_as_a_trust_root_says_what_it_is(holders, tmp
     assert (error["code"], error["message"]) == ("E_ENVELOPE", f"{proposal}: no signatures")
     assert error["hint"] == ("an unsigned trust-root proposal? its holders sign it with "
                              "'oemkit trust sign'; 'oemkit trust status' says who is missing")
+
+
+def test_on_a_terminal_trust_sign_asks_first(holders, tmp_path, monkeypatch):
+    import oemkit.cli.ceremony as ceremony
+
+    root = _v1(holders, tmp_path)
+    proposal = tmp_path / "v2.json"
+    ok("trust", "set-threshold", root, "root", "1", "--propose", "--out", proposal)
+    before = proposal.read_bytes()
+    monkeypatch.setattr(ceremony, "_interactive", lambda: True)
+    result = CliRunner().invoke(app, ["trust", "sign", str(proposal), "--current", str(root),
+                                      "--key", str(holders["a"][0])], input="n\n", env=ENV)
+    assert result.exit_code == 2, result.output
+    assert "v2 sets the root threshold 2 -> 1" in result.stderr
+    assert f"{proposal} was not signed: not confirmed" in result.stderr
+    assert proposal.read_bytes() == before
+    result = CliRunner().invoke(app, ["trust", "sign", str(proposal), "--current", str(root),
+                                      "--key", str(holders["a"][0])], input="y\n", env=ENV)
+    assert result.exit_code == 0, result.output
+    assert proposal.read_bytes() != before
+    result = CliRunner().invoke(app, ["trust", "sign", str(proposal), "--current", str(root),
+                                      "--key", str(holders["b"][0]), "--yes"], env=ENV)
+    assert result.exit_code == 0 and "Complete:" in result.stderr

@@ -10,6 +10,7 @@ oemkit.verify.trust.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,11 @@ def print_status(status: ProposalStatus, path: Path) -> None:
               f"Not complete: verifiers refuse {safe(path)} until the missing holders sign")
 
 
+def _interactive() -> bool:
+    """Whether a person can answer (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _read(path: Path) -> SignedRoot:
     from oemkit._fs import read_input
     from oemkit.verify.trust import parse_root
@@ -100,12 +106,14 @@ def trust_sign(
     current: Path | None = CurrentRoot,
     out: Path | None = typer.Option(None, "--out", help="Write here instead of over "
                                     "PROPOSAL."),
+    yes: bool = typer.Option(False, "--yes", help="Sign without asking (a terminal is "
+                             "asked to confirm the changes shown)."),
     pin_file: PinFile = None,
     pkcs11_module: Pkcs11Module = None,
     json_out: JsonOut = False,
 ) -> None:
     """Add your root key's signature to a trust-root proposal, after showing what it
-    changes; signing again with the same key changes nothing.
+    changes (and, on a terminal, asking); signing again with the same key changes nothing.
 
     Example: oemkit trust sign trust-root-v3.proposal.json --current trust-root.json
     --key 'pkcs11:token=release-b;object=root-b'
@@ -121,6 +129,13 @@ def trust_sign(
         proposal_status(signed, root)  # version, rollback, revocations: before any PIN
         for line in _changes(signed, root):
             err.print(f"  v{signed.root.version} {line}")
+        if not yes and _interactive() and not typer.confirm(
+                f"Sign trust root v{signed.root.version} as shown?", default=False,
+                err=True):
+            from oemkit.errors import UsageError
+
+            raise UsageError("E_USAGE", f"{proposal} was not signed: not confirmed",
+                             hint="run it again and answer y, or pass --yes")
         keys = _root_keys(key, pin_file, pkcs11_module)
         doc, added, already = sign_proposal(signed, keys, root)
         target = out or proposal
