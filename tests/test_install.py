@@ -532,3 +532,34 @@ def test_status_json_is_byte_identical_to_the_dict_it_was(bundles, trust_file, t
     found = same()
     assert not found.consistent
     assert "INCONSISTENT" in cli("status", "--prefix", prefix).stderr
+
+
+def test_a_first_install_that_changes_nothing_leaves_no_prefix_behind(bundles, trust_file,
+                                                                      tmp_path, profile):
+    """A refused first install removes the lock, journal and slots/ it made: a new prefix
+    is gone again, an existing folder keeps only what it held; a failed smoke test (a slot
+    was prepared, its report kept) leaves the prefix for support to read."""
+    v1, _ = bundles
+    bad = tmp_path / "bad.oemb"
+    data = bytearray(v1.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    bad.write_bytes(bytes(data))
+    new = tmp_path / "new" / "opt"
+    report = install(bad, new, trust_file, profile=profile)
+    assert not report.ok and report.checks[-1].name == "verify"
+    assert not new.exists() and new.parent.exists()
+    result = CliRunner().invoke(app, ["install", str(bad), "--prefix", str(new), "--trust",
+                                      str(trust_file), "--service", "none", "--json"])
+    assert result.exit_code == 1 and not new.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the operator's own file\n")
+    with pytest.raises(InputError):  # not a trust root: refused before a slot is made
+        install(v1, mine, tmp_path / "notes-not-a-root.json", profile=profile)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(PROFILE.replace("cold_start_ms: 60000", "cold_start_ms: 1"))
+    kept = tmp_path / "kept"
+    report = install(v1, kept, trust_file, profile=str(strict))
+    assert not report.ok and not report.switched
+    assert (kept / "reports").is_dir()  # the failed run's report stays, and the prefix

@@ -274,6 +274,60 @@ def install(bundle: Path, prefix: Path, trust: Path | bytes,
     report = InstallReport("upgrade" if upgrade else "install", str(prefix))
     if upgrade and not scan(prefix).exists:  # answered without creating the prefix
         raise _not_installed(prefix)
+    before = _names_in(prefix)
+    try:
+        done = _install_locked(bundle, prefix, trust, options, report)
+    except OemkitError:
+        _undo_skeleton(prefix, before)
+        raise
+    if not done.switched and not done.prepared:
+        _undo_skeleton(prefix, before)
+    return done
+
+
+def _names_in(prefix: Path) -> set[str] | None:
+    """What the prefix holds before an install (None: it does not exist)."""
+    try:
+        return set(os.listdir(prefix))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {"?"}  # unreadable: prefix_lock will say so; nothing is undone
+
+
+def _undo_skeleton(prefix: Path, before: set[str] | None) -> None:
+    """After an install that changed nothing, remove what it made in a prefix that held no
+    oemkit layout before (``before``: its names then; None: it did not exist): the lock, an
+    empty journal, an empty ``slots/``, and the folder itself if it is new. Anything else
+    there (a kept report, another process's files) keeps it all."""
+    from oemkit.host.prefix import JOURNAL
+
+    made = {JOURNAL, LOCK, SLOTS} - (before or set())
+    if before is not None and made != {JOURNAL, LOCK, SLOTS}:
+        return  # an oemkit prefix already (or part of one): leave it as it is
+    try:
+        names = set(os.listdir(prefix))
+        if names - made - (before or set()) or (SLOTS in made and SLOTS in names
+                                                 and os.listdir(prefix / SLOTS)):
+            return
+        if JOURNAL in names and Journal.load(prefix).pending:
+            return
+    except (OSError, OemkitError):
+        return
+    with contextlib.suppress(OSError):
+        for name in (JOURNAL, LOCK):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prefix / name)
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(prefix / SLOTS)
+        if before is None:
+            os.rmdir(prefix)
+
+
+def _install_locked(bundle: Path, prefix: Path, trust: Path | bytes, options: InstallOptions,
+                    report: InstallReport) -> InstallReport:
+    """:func:`install` under the prefix lock."""
+    upgrade = options.upgrade
     with prefix_lock(prefix):
         layout, journal = _begin(prefix, report)
         current = layout.current
