@@ -418,6 +418,8 @@ def keys_list(
                               *(("-",) if root is not None else ()))
                 continue
             inside = ("yes" if row["extractable"] is False and row["sensitive"] else
+                      "unknown (the token does not say)"
+                      if None in (row["extractable"], row["sensitive"]) else
                       f"NO (extractable={row['extractable']}, sensitive={row['sensitive']})")
             cells = [safe(row["label"]), safe(str(row["keyid"])[:16]) + "…",
                      safe(row["algorithm"]), safe(row["usage"] or "not recorded"), inside]
