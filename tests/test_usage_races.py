@@ -265,3 +265,26 @@ def test_unsaved_files_belong_to_the_state_beside_them(tmp_path):
     add_counts(state, "example", {}, {}, NOW)
     assert _counts(state) == {("2026-03-01", "example", "infer"): [1, 1]}
     assert len(unsaved_files(other)) == 1  # another state's counts are left alone
+
+
+def test_unsaved_files_are_added_once_while_several_workers_flush(tmp_path):
+    """Four worker processes flush at once while eight unsaved files wait: every unsaved
+    count is added exactly once, beside every counted one."""
+    import multiprocessing
+
+    from test_usage import _worker
+
+    state = tmp_path / "state.json"
+    day = dt.datetime.now(UTC).date().isoformat()
+    for _ in range(8):
+        save_unsaved(state, "example", _pending(day, 5, 5), {})
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_worker, args=(str(state), 100)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    infer = sum(v[0] for k, v in _counts(state).items() if k[2] == "infer")  # any day
+    assert infer == 4 * 100 + 8 * 5
+    assert unsaved_files(state) == []
