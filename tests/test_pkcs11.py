@@ -557,3 +557,20 @@ def test_keys_list_needs_a_pkcs11_uri_and_the_right_pin(hsm):
                     str(hsm["wrong"]), "--pkcs11-module", hsm["module"], exit_code=3)
     assert (error["code"], error["message"]) == ("E_PKCS11_PIN",
                                                  "wrong PIN for token 'release-a'")
+
+
+def test_keys_list_says_unknown_when_the_token_does_not_report_the_flags(monkeypatch):
+    """A token that does not report CKA_EXTRACTABLE/CKA_SENSITIVE is shown as unknown,
+    never as a key kept inside (no token needed: the lookup is replaced)."""
+    from oemkit.crypto import pkcs11
+    from oemkit.crypto.keys import generate
+
+    public = generate("ed25519").public_key()
+    facts = pkcs11.KeyFacts(uri="pkcs11:token=t;object=k", token="t", label="k",
+                            public=public, usage="bundle", extractable=None, sensitive=None)
+    monkeypatch.setattr(pkcs11, "list_keys", lambda uri, access: (
+        "t", [pkcs11.TokenEntry("k", b"\x01", facts, None)]))
+    result = run("keys", "list", "--pkcs11", "pkcs11:token=t")
+    assert result.exit_code == 0, result.output
+    assert "unknown (the token does not say)" in " ".join(result.stderr.split())
+    assert " yes " not in result.stderr
