@@ -10,8 +10,10 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from oemkit.host.usage import (
     UsageMeter,
     add_counts,
     make_report,
+    parse_unsaved,
     read_usage,
     save_unsaved,
     unsaved_files,
@@ -288,3 +291,43 @@ def test_unsaved_files_are_added_once_while_several_workers_flush(tmp_path):
     infer = sum(v[0] for k, v in _counts(state).items() if k[2] == "infer")  # any day
     assert infer == 4 * 100 + 8 * 5
     assert unsaved_files(state) == []
+
+
+def test_the_real_server_keeps_what_its_sigterm_flush_cannot_write(
+        signed_bundle, license_root, keys, tmp_path):
+    """`oemkit serve` in a process of its own: its usage state unusable at SIGTERM, it
+    exits 0, logs where the counts went, and the unsaved file holds them."""
+    import subprocess
+    import sys
+
+    from test_usage import Server
+
+    prefix, state = tmp_path / "opt", tmp_path / "state.json"
+    installed = subprocess.run(
+        [sys.executable, "-m", "oemkit", "install", str(signed_bundle), "--prefix",
+         str(prefix), "--trust", str(license_root), "--skip-smoke", "--service", "none",
+         "--state", str(state)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    _metered_license(keys, prefix / "licenses" / "acme.lic")
+    server = Server(prefix, tmp_path, state)
+    try:
+        assert [server.infer() for _ in range(3)] == [200] * 3
+        deadline = time.monotonic() + 30
+        while not usage_path(state).exists():  # the 0.1 s flush wrote them
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        usage_path(state).unlink()
+        usage_path(state).mkdir()  # from now on the usage state cannot be used
+        assert [server.infer() for _ in range(4)] == [200] * 4
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0
+    log = Path(server.log.name).read_text()
+    kept = unsaved_files(state)
+    assert kept, log
+    requests = 0
+    for path in kept:
+        _, pending, _ = parse_unsaved(path.read_bytes(), path)
+        requests += sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
+    assert requests == 4
+    assert "usage counts not written" in log and str(kept[-1]) in log
