@@ -566,7 +566,8 @@ def test_collect_carries_the_usage_state_and_inspect_flags_unsaved_counts(site, 
     assert usage["present"] is True and "error" not in usage
     assert usage["licenses"] == {"acme-example": {
         "seq": 0, "reported_until": None, "first": "2026-03-01T00:00:00Z",
-        "unreported_requests": 7, "days": 1}}
+        "unreported_requests": 7, "unreported_rows": 14, "days": 1,
+        "from_day": "2026-03-01", "to_day": "2026-03-01", "salt_known": True}}
     assert [u["requests"] for u in usage["unsaved"]] == [3]
     assert "ab" * 32 not in members["license/usage.json"].decode()
     doc = json.loads(invoke("inspect", out, "--json").stdout)

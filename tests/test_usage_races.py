@@ -331,3 +331,37 @@ def test_the_real_server_keeps_what_its_sigterm_flush_cannot_write(
         requests += sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
     assert requests == 4
     assert "usage counts not written" in log and str(kept[-1]) in log
+
+
+def test_usage_status_shows_the_meter_and_what_waits(tmp_path):
+    from typer.testing import CliRunner
+
+    from oemkit.cli import app
+
+    state = tmp_path / "state.json"
+    run = CliRunner().invoke
+    nothing = run(app, ["usage", "status", "--state", str(state)])
+    assert nothing.exit_code == 0 and "Nothing metered on this host yet" in nothing.stderr
+    add_counts(state, "example", _pending("2026-03-01", 7, 14), {LID: SALT}, NOW)
+    add_counts(state, "example", _pending("2026-03-02", 1, 2), {}, NOW)
+    save_unsaved(state, "example", _pending("2026-03-02", 3, 3), {})
+    result = run(app, ["usage", "status", "--state", str(state), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and [u["requests"] for u in doc["unsaved"]] == [3]
+    assert doc["licenses"][LID] == {
+        "seq": 0, "reported_until": None, "first": "2026-03-01T00:00:00Z",
+        "unreported_requests": 8, "unreported_rows": 16, "days": 2,
+        "from_day": "2026-03-01", "to_day": "2026-03-02", "salt_known": True}
+    assert read_usage(state).licenses[LID].model_counts  # status changed nothing
+    assert len(unsaved_files(state)) == 1
+    human = " ".join(result.stderr.split())
+    assert (f"{LID}: 0 report(s) made; since 2026-03-01T00:00:00Z: 8 requests / 16 rows "
+            "over 2 day(s)") in human
+    assert "1 unsaved file(s) with 3 request(s) wait beside the usage state" in human
+    usage_path(state).write_text("{not json")
+    broken = run(app, ["usage", "status", "--state", str(state), "--json"])
+    assert broken.exit_code == 4
+    error = json.loads(broken.stdout)["error"]
+    assert error["code"] == "E_USAGE_STATE"
+    assert error["message"].startswith(f"the usage state {usage_path(state)} is not usable: ")

@@ -86,6 +86,48 @@ def report(
                   f"{safe(_totals(r))}; signed by host key {signer.keyid[:16]}…")
 
 
+@usage_app.command("status")
+def status(
+    state: Path | None = typer.Option(None, "--state", help="License state file the runtime "
+                                      "uses (default: $OEMKIT_STATE or ~/.local/state/...)."),
+    json_out: JsonOut = False,
+) -> None:
+    """Show what the meter holds on this host: per license the reports made and what is
+    counted since, and the unsaved counts a shutdown left (read-only, no lock taken).
+
+    Exit 0; 4 (E_USAGE_STATE) when the usage state or an unsaved file is not usable.
+    Example: oemkit usage status --state /var/lib/oemkit/license-state.json
+    """
+    with guard(json_out):
+        from oemkit.errors import EnvironmentProblem
+        from oemkit.host.license_state import default_state_path
+        from oemkit.host.usage import usage_summary
+
+        doc = usage_summary(state or default_state_path())
+        if json_out:
+            emit_json({"ok": "error" not in doc and not any(
+                "error" in u for u in doc["unsaved"]), **doc})
+        if not doc["present"] and not doc["unsaved"]:
+            err.print(f"Nothing metered on this host yet ({safe(doc['path'])} does not exist)")
+        for lid, u in doc["licenses"].items():
+            since = u["reported_until"] or u["first"] or "-"
+            err.print(f"{safe(lid)}: {u['seq']} report(s) made; since {safe(since)}: "
+                      f"{u['unreported_requests']} requests / {u['unreported_rows']} rows "
+                      f"over {u['days']} day(s)"
+                      + ("" if u["salt_known"] else "; no hardware salt recorded (the "
+                         "report needs --fingerprint)"))
+        waiting = sum(u.get("requests", 0) for u in doc["unsaved"])
+        if doc["unsaved"]:
+            err.print(f"{len(doc['unsaved'])} unsaved file(s) with {waiting} request(s) wait "
+                      "beside the usage state: the next flush or report adds them")
+        bad = doc.get("error") or next((u["error"] for u in doc["unsaved"] if "error" in u),
+                                       None)
+        if bad is not None:
+            raise EnvironmentProblem("E_USAGE_STATE", bad["message"],
+                                     hint=bad.get("hint") or "move the file away (its counts "
+                                     "are then lost) or restore it as oemkit wrote it")
+
+
 def _load_ledger(path: Path, *, create: bool) -> Any:
     from oemkit._fs import read_input
     from oemkit.models.usage import Ledger

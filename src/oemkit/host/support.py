@@ -487,54 +487,16 @@ def _state_summary(data: bytes) -> dict[str, Any]:
 
 
 def _gather_usage(c: _Collector, state_path: Path) -> None:
-    """license/usage.json, when the host meters usage: per license the report sequence,
-    period and unreported totals (salts left out), whether the usage state is usable, and
-    the unsaved files waiting beside it (docs/USAGE.md)."""
-    from oemkit.host.usage import (
-        MAX_USAGE_BYTES,
-        parse_unsaved,
-        parse_usage,
-        unsaved_files,
-        usage_path,
-    )
+    """license/usage.json, when the host meters usage (``host.usage.usage_summary``: per
+    license the report sequence, period and unreported totals, no salt; whether the usage
+    state is usable; the unsaved files waiting beside it; docs/USAGE.md)."""
+    from oemkit.host.usage import usage_path, usage_summary
 
-    path = usage_path(state_path)
-    doc: dict[str, Any] = {"path": str(path), "present": False}
-    try:
-        data = _read_file(path, MAX_USAGE_BYTES)
-        if data is not None:
-            doc["present"] = True
-            state = parse_usage(data, path)
-            doc["licenses"] = {lid: {
-                "seq": u.seq, "reported_until": format_time(u.reported_until)
-                if u.reported_until else None,
-                "first": format_time(u.first) if u.first else None,
-                "unreported_requests": sum(v[0] for (_, _, f), v in u.model_counts.items()
-                                           if f == "infer"),
-                "days": len({d for d, _, _ in u.model_counts})}
-                for lid, u in sorted(state.licenses.items())}
-    except OemkitError as exc:
-        doc.update(present=True, error={"code": exc.code, "message": exc.message})
-    except OSError as exc:
-        doc.update(present=True, error={"code": "E_PERMISSION", "message": str(exc)})
-    unsaved = []
-    for file in unsaved_files(state_path):
-        entry: dict[str, Any] = {"name": file.name}
-        try:
-            raw = _read_file(file, MAX_USAGE_BYTES)
-            if raw is None:
-                continue
-            _, pending, _ = parse_unsaved(raw, file)
-            entry["requests"] = sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
-        except OemkitError as exc:
-            entry["error"] = {"code": exc.code, "message": exc.message}
-        except OSError as exc:
-            entry["error"] = {"code": "E_PERMISSION", "message": str(exc)}
-        unsaved.append(entry)
-    if not doc["present"] and not unsaved:
+    doc = usage_summary(state_path)
+    if not doc["present"] and not doc["unsaved"]:
         return  # this host meters nothing
-    doc["unsaved"] = unsaved
-    c.add("license/usage.json", _json(doc), f"{path} and its unsaved files (salts left out)")
+    c.add("license/usage.json", _json(doc),
+          f"{usage_path(state_path)} and its unsaved files (salts left out)")
 
 
 def _gather_license(c: _Collector, slot: Path | None) -> str | None:

@@ -523,6 +523,51 @@ class UsageMeter:
             raise
 
 
+def usage_summary(state_path: Path) -> dict[str, Any]:
+    """What the usage state beside ``state_path`` holds, read without the lock (its files
+    are replaced atomically) and never raising: per license the report sequence, period
+    and unreported totals (no salt, no per-day rows), whether the state is usable (else
+    ``error``: code, message, hint), and the unsaved files waiting beside it. ``present``
+    is False when this host meters nothing. ``oemkit usage status`` and ``support
+    collect`` show it."""
+    path = usage_path(state_path)
+    doc: dict[str, Any] = {"path": str(path), "present": False, "licenses": {}}
+    try:
+        state = _read(path)
+        doc["present"] = path.exists()
+        for lid, u in sorted(state.licenses.items()):
+            infer = [(d, v) for (d, _, f), v in u.model_counts.items() if f == "infer"]
+            days = sorted({d for d, _ in infer})
+            doc["licenses"][lid] = {
+                "seq": u.seq, "reported_until": format_time(u.reported_until)
+                if u.reported_until else None,
+                "first": format_time(u.first) if u.first else None,
+                "unreported_requests": sum(v[0] for _, v in infer),
+                "unreported_rows": sum(v[1] for _, v in infer),
+                "days": len(days), "from_day": _day_text(days[0]) if days else None,
+                "to_day": _day_text(days[-1]) if days else None,
+                "salt_known": u.salt is not None}
+    except OemkitError as exc:
+        doc.update(present=True, error={"code": exc.code, "message": exc.message,
+                                        "hint": exc.hint})
+    unsaved = []
+    for file in unsaved_files(state_path):
+        entry: dict[str, Any] = {"name": file.name}
+        try:
+            data = file.read_bytes()
+            _, pending, _ = parse_unsaved(data[:MAX_USAGE_BYTES + 1], file)
+            entry["requests"] = sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
+        except FileNotFoundError:
+            continue
+        except OemkitError as exc:
+            entry["error"] = {"code": exc.code, "message": exc.message}
+        except OSError as exc:
+            entry["error"] = {"code": "E_PERMISSION", "message": str(exc)}
+        unsaved.append(entry)
+    doc["unsaved"] = unsaved
+    return doc
+
+
 # --------------------------------------------------------------------------- reports
 
 
