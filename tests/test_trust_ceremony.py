@@ -318,3 +318,14 @@ def test_on_a_terminal_trust_sign_asks_first(holders, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["trust", "sign", str(proposal), "--current", str(root),
                                       "--key", str(holders["b"][0]), "--yes"], env=ENV)
     assert result.exit_code == 0 and "Complete:" in result.stderr
+
+
+def test_a_trust_root_that_is_no_envelope_is_named_as_a_trust_root(tmp_path):
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    for args in (("trust", "show", junk), ("trust", "status", junk)):
+        error = fails(*args, exit_code=3)
+        assert (error["code"], error["message"]) == ("E_ENVELOPE",
+                                                     f"{junk}: missing payloadType")
+        assert error["hint"] == ("the trust root is damaged or was not written by 'oemkit "
+                                 "trust'; get it again from the vendor")

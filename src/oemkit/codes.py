@@ -1219,6 +1219,9 @@ REWRAPS: dict[tuple[str, str, str], str] = {
         "a signature member that does not parse is the bundle's fault (1)",
     ("_admit", O, V):
         "a carried trust root that does not parse or load is the bundle's fault (1)",
+    ("parse_root_envelope", I, I):
+        "a trust root whose DSSE envelope does not parse keeps E_ENVELOPE, with a hint about "
+        "trust roots instead of the envelope reader's about signature files",
     ("_as_format", I, I):
         "the JSON, YAML and schema readers' InputError, inside a config-side document, is "
         "the FormatError every models.config parser raises (code and fields kept)",

@@ -77,7 +77,13 @@ def parse_root_envelope(data: bytes, what: str = "trust root", *,
         raise InputError("E_ENVELOPE", f"{what}: no signatures",
                          hint="an unsigned trust-root proposal? its holders sign it with "
                               "'oemkit trust sign'; 'oemkit trust status' says who is missing")
-    env = parse_envelope(obj, what, allow_unsigned=proposal)
+    try:
+        env = parse_envelope(obj, what, allow_unsigned=proposal)
+    except InputError as exc:
+        if exc.code != "E_ENVELOPE":
+            raise
+        raise restate(exc, InputError, hint="the trust root is damaged or was not written "
+                      "by 'oemkit trust'; get it again from the vendor") from exc
     if env.payload_type != TRUST_ROOT_PAYLOAD_TYPE:
         raise InputError("E_TRUST_INVALID", f"{what} has payload type {env.payload_type!r}",
                          hint="pass a trust root written by 'oemkit trust'")
