@@ -157,15 +157,21 @@ def _worker(state: str, n: int) -> None:
     meter.flush()
 
 
-def test_several_worker_processes_lose_no_count(tmp_path):
-    state = tmp_path / "state.json"
+def run_workers(state: Path, n: int, workers: int = 4) -> list[int | None]:
+    """``workers`` forked processes each counting ``n`` inferences into ``state`` and
+    flushing every 10; their exit codes."""
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(str(state), 200)) for _ in range(4)]
+    procs = [ctx.Process(target=_worker, args=(str(state), n)) for _ in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    return [p.exitcode for p in procs]
+
+
+def test_several_worker_processes_lose_no_count(tmp_path):
+    state = tmp_path / "state.json"
+    assert run_workers(state, 200) == [0, 0, 0, 0]
     assert sum(v[0] for v in _counts(state).values()) == 800
 
 
@@ -407,19 +413,26 @@ def _requests(state: Path) -> int:
     return sum(v[0] for k, v in _counts(state).items() if k[2] == "infer")
 
 
+def installed_metered(bundle: Path, root: Path, keys, tmp_path: Path) -> tuple[Path, Path]:
+    """The prefix and state file of `oemkit install` (a real process) of ``bundle``, with
+    a metering license in PREFIX/licenses."""
+    prefix, state = tmp_path / "opt", tmp_path / "state.json"
+    installed = subprocess.run(
+        [sys.executable, "-m", "oemkit", "install", str(bundle), "--prefix", str(prefix),
+         "--trust", str(root), "--skip-smoke", "--service", "none", "--state", str(state)],
+        capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    _metered_license(keys, prefix / "licenses" / "acme.lic")
+    return prefix, state
+
+
 def test_counts_survive_kill_9_and_a_restart_of_the_real_server_then_bill_once(
         signed_bundle, license_root, keys, tmp_path, host_key, monkeypatch):
     from oemkit.host.license_state import collect_host
 
-    prefix, state = tmp_path / "opt", tmp_path / "state.json"
     fp_file = tmp_path / "this-host.fp"  # what the customer sent when buying
     fp_file.write_text(json.dumps(fingerprint(collect_host())))
-    installed = subprocess.run(
-        [sys.executable, "-m", "oemkit", "install", str(signed_bundle), "--prefix",
-         str(prefix), "--trust", str(license_root), "--skip-smoke", "--service", "none",
-         "--state", str(state)], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stderr
-    _metered_license(keys, prefix / "licenses" / "acme.lic")
+    prefix, state = installed_metered(signed_bundle, license_root, keys, tmp_path)
     server = Server(prefix, tmp_path, state)
     try:
         assert [server.infer() for _ in range(5)] == [200] * 5

@@ -271,21 +271,13 @@ def test_unsaved_files_belong_to_the_state_beside_them(tmp_path):
 def test_unsaved_files_are_added_once_while_several_workers_flush(tmp_path):
     """Four worker processes flush at once while eight unsaved files wait: every unsaved
     count is added exactly once, beside every counted one."""
-    import multiprocessing
-
-    from test_usage import _worker
+    from test_usage import run_workers
 
     state = tmp_path / "state.json"
     day = dt.datetime.now(UTC).date().isoformat()
     for _ in range(8):
         save_unsaved(state, "example", _pending(day, 5, 5), {})
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(str(state), 100)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert run_workers(state, 100) == [0, 0, 0, 0]
     infer = sum(v[0] for k, v in _counts(state).items() if k[2] == "infer")  # any day
     assert infer == 4 * 100 + 8 * 5
     assert unsaved_files(state) == []
@@ -295,18 +287,9 @@ def test_the_real_server_keeps_what_its_sigterm_flush_cannot_write(
         signed_bundle, license_root, keys, tmp_path):
     """`oemkit serve` in a process of its own: its usage state unusable at SIGTERM, it
     exits 0, logs where the counts went, and the unsaved file holds them."""
-    import subprocess
-    import sys
+    from test_usage import Server, installed_metered
 
-    from test_usage import Server
-
-    prefix, state = tmp_path / "opt", tmp_path / "state.json"
-    installed = subprocess.run(
-        [sys.executable, "-m", "oemkit", "install", str(signed_bundle), "--prefix",
-         str(prefix), "--trust", str(license_root), "--skip-smoke", "--service", "none",
-         "--state", str(state)], capture_output=True, text=True)
-    assert installed.returncode == 0, installed.stderr
-    _metered_license(keys, prefix / "licenses" / "acme.lic")
+    prefix, state = installed_metered(signed_bundle, license_root, keys, tmp_path)
     server = Server(prefix, tmp_path, state)
     try:
         assert [server.infer() for _ in range(3)] == [200] * 3

@@ -86,3 +86,19 @@ def load_key(ref: str, pin_file: Path | None = None, module: str | None = None, 
         The errors of :func:`load_keys`.
     """
     return load_keys([ref], pin_file, module, usage=usage, command=command)[0]
+
+
+def attestation_key(attest_key: str | None, out: Path | None, pin_file: Path | None,
+                    module: str | None, *, example: str) -> PrivateKeyInfo | None:
+    """The ``--attest-key`` of a command that signs an attestation into ``--out`` (both or
+    neither), loaded before the work it attests; None without one.
+
+    Raises:
+        UsageError: E_USAGE (one without the other; ``example`` is the hint).
+        The errors of :func:`load_keys`.
+    """
+    from oemkit.errors import UsageError
+
+    if (attest_key is None) != (out is None):
+        raise UsageError("E_USAGE", "--attest-key and --out go together", hint=example)
+    return None if attest_key is None else load_key(attest_key, pin_file, module)

@@ -64,9 +64,14 @@ def _interactive() -> bool:
 
 def _read(path: Path) -> SignedRoot:
     from oemkit._fs import read_input
+
+    return _parse(read_input(path, "trust-root proposal"), path)
+
+
+def _parse(data: bytes, path: Path) -> SignedRoot:
     from oemkit.verify.trust import parse_root
 
-    return parse_root(read_input(path, "trust-root proposal"), str(path), proposal=True)
+    return parse_root(data, str(path), proposal=True)
 
 
 def _current(path: Path | None) -> Any:
@@ -140,7 +145,7 @@ def trust_sign(
         doc, added, already = sign_proposal(signed, keys, root)
         target = out or proposal
         atomic_write_bytes(target, doc)
-        status = proposal_status(_read(target), root)
+        status = proposal_status(_parse(doc, target), root)
         if json_out:
             emit_json({"ok": True, "path": str(target), "signed": added,
                        "already_signed": already, "proposal": status_doc(status)})
@@ -171,7 +176,7 @@ def trust_merge(
         root = _current(current)
         doc, dropped = merge_proposals([(str(p), _read(p)) for p in proposals], root)
         atomic_write_bytes(out, doc)
-        status = proposal_status(_read(out), root)
+        status = proposal_status(_parse(doc, out), root)
         if json_out:
             emit_json({"ok": True, "path": str(out), "dropped_signatures": dropped,
                        "proposal": status_doc(status)})

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module, attestation_key
 from oemkit.cli._options import (
     DEFAULT_MAX_FILES,
     DEFAULT_MAX_MEMBER,
@@ -177,18 +177,12 @@ def migrate_test(
         from oemkit.models.config import upgrade_path_test
         from oemkit.report.junit import junit_xml
 
-        if (attest_key is None) != (out is None):
-            raise UsageError("E_USAGE", "--attest-key and --out go together",
-                             hint="oemkit migrate test B --trust R --attest-key K "
-                                  "--out migrate.intoto.json")
-        if attest_key is not None and trust is None:
+        if attest_key is not None and out is not None and trust is None:
             raise UsageError("E_USAGE", "--attest-key needs --trust: an attestation is about "
                              "the verified bundle", hint="add --trust trust-root.json")
-        signing_key = None
-        if attest_key is not None:
-            from oemkit.cli._keys import load_key
-
-            signing_key = load_key(attest_key, pin_file, pkcs11_module)
+        signing_key = attestation_key(
+            attest_key, out, pin_file, pkcs11_module,
+            example="oemkit migrate test B --trust R --attest-key K --out migrate.intoto.json")
         configs = _configs(bundle, trust, (max_files, max_member, max_payload))
         checks = upgrade_path_test(configs)
         if junit is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module
+from oemkit.cli._keys import KEY_HELP, PinFile, Pkcs11Module, attestation_key
 from oemkit.cli._options import JsonOut, TrustPinned
 from oemkit.cli._output import check_table, emit_json, err, guard, safe
 
@@ -46,21 +46,13 @@ def smoke(
         from oemkit._fs import atomic_write_bytes
         from oemkit._time import format_time, now
         from oemkit.cli._output import STATE
-        from oemkit.errors import UsageError
         from oemkit.host.license_state import default_state_path
         from oemkit.measure.smoke import run_smoke
         from oemkit.report.junit import junit_xml
 
-        if (attest_key is None) != (out is None):
-            raise UsageError("E_USAGE", "--attest-key and --out go together",
-                             hint="oemkit smoke B --profile P --trust R --attest-key K "
-                                  "--out smoke.intoto.json")
-        signing_key = None
-        if attest_key is not None:
-
-            from oemkit.cli._keys import load_key
-
-            signing_key = load_key(attest_key, pin_file, pkcs11_module)
+        signing_key = attestation_key(
+            attest_key, out, pin_file, pkcs11_module,
+            example="oemkit smoke B --profile P --trust R --attest-key K --out smoke.intoto.json")
         result = run_smoke(bundle, profile, trust, license_file=license,
                            state_path=state or default_state_path(), environment=env,
                            served=not model_only)

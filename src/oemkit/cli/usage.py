@@ -123,9 +123,7 @@ def status(
         bad = doc.get("error") or next((u["error"] for u in doc["unsaved"] if "error" in u),
                                        None)
         if bad is not None:
-            raise EnvironmentProblem("E_USAGE_STATE", bad["message"],
-                                     hint=bad.get("hint") or "move the file away (its counts "
-                                     "are then lost) or restore it as oemkit wrote it")
+            raise EnvironmentProblem("E_USAGE_STATE", bad["message"], hint=bad["hint"])
 
 
 def _load_ledger(path: Path, *, create: bool) -> Any:

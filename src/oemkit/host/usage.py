@@ -399,6 +399,25 @@ def parse_unsaved(data: bytes, path: Path) -> tuple[str, Pending, dict[str, str 
     return obj["model"], pending, salts
 
 
+def _load_unsaved(path: Path) -> tuple[str, Pending, dict[str, str | None]] | None:
+    """:func:`parse_unsaved` of the file at ``path`` (read at most one byte past the bound),
+    or None when it is gone (another process added and removed it meanwhile).
+
+    Raises:
+        EnvironmentProblem: E_USAGE_STATE (damaged), E_PERMISSION (unreadable).
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_USAGE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EnvironmentProblem("E_PERMISSION", f"cannot read the unsaved usage counts "
+                                 f"{path}: {exc.strerror}", hint="run as the user that "
+                                 "owns it (oemkit writes it 0600)") from None
+    return parse_unsaved(data, path)
+
+
 def _merge_unsaved(state_path: Path, state: UsageState,
                    high: dt.datetime) -> tuple[list[Path], dt.datetime]:
     """Add the unsaved files not yet added to ``state`` (under the lock) and list them in
@@ -419,15 +438,10 @@ def _merge_unsaved(state_path: Path, state: UsageState,
             continue
         if len(state.merged) >= MAX_MERGED:
             break
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:  # another process added and removed it meanwhile
+        loaded = _load_unsaved(path)
+        if loaded is None:
             continue
-        except OSError as exc:
-            raise EnvironmentProblem("E_PERMISSION", f"cannot read the unsaved usage counts "
-                                     f"{path}: {exc.strerror}", hint="run as the user that "
-                                     "owns it (oemkit writes it 0600)") from None
-        model, pending, salts = parse_unsaved(data, path)
+        model, pending, salts = loaded
         high = _add(state, model, pending, salts, high)
         state.merged.append(path.name)
         added.append(path)
@@ -554,15 +568,13 @@ def usage_summary(state_path: Path) -> dict[str, Any]:
     for file in unsaved_files(state_path):
         entry: dict[str, Any] = {"name": file.name}
         try:
-            data = file.read_bytes()
-            _, pending, _ = parse_unsaved(data[:MAX_USAGE_BYTES + 1], file)
-            entry["requests"] = sum(v[0] for (_, _, f), v in pending.items() if f == "infer")
-        except FileNotFoundError:
-            continue
+            loaded = _load_unsaved(file)
+            if loaded is None:
+                continue
+            entry["requests"] = sum(v[0] for (_, _, f), v in loaded[1].items()
+                                    if f == "infer")
         except OemkitError as exc:
-            entry["error"] = {"code": exc.code, "message": exc.message}
-        except OSError as exc:
-            entry["error"] = {"code": "E_PERMISSION", "message": str(exc)}
+            entry["error"] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
         unsaved.append(entry)
     doc["unsaved"] = unsaved
     return doc

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 
-from oemkit._canonical import canonical_json
+from oemkit._canonical import canonical_json, sha256_hex
 from oemkit._time import now as utc_now
 from oemkit.crypto.dsse import Envelope, make_envelope, sign, verify_signature
 from oemkit.crypto.keys import PrivateKeyInfo, PublicKey, algorithm_of, key_id, public_pem
@@ -33,6 +33,7 @@ from oemkit.verify.trust import (
     check_successor,
     parse_root,
     proposal_status,
+    root_candidates,
 )
 
 
@@ -230,13 +231,8 @@ def set_threshold(current: SignedRoot, usage: Usage, threshold: int,
 # --------------------------------------------------------------------------- proposals
 
 
-def _root_candidates(proposal: TrustRoot, current: TrustRoot | None) -> dict[str, TrustKey]:
-    """The keys whose signatures count for ``proposal``: its own active root keys and
-    the current version's."""
-    keys = {k.keyid: k for k in proposal.active_root_keys()}
-    if current is not None:
-        keys.update({k.keyid: k for k in current.active_root_keys()})
-    return keys
+def _known(proposal: TrustRoot, current: TrustRoot | None) -> dict[str, TrustKey]:
+    return {k.keyid: k for k in root_candidates(proposal, current)}
 
 
 def _require_root_signers(proposal: SignedRoot, signers: Sequence[PrivateKeyInfo],
@@ -246,7 +242,7 @@ def _require_root_signers(proposal: SignedRoot, signers: Sequence[PrivateKeyInfo
     Raises:
         InputError: E_TRUST_KEY_UNKNOWN.
     """
-    known = _root_candidates(proposal.root, current)
+    known = _known(proposal.root, current)
     for key in signers:
         if key.keyid not in known:
             versions = f"v{proposal.root.version}" + (
@@ -289,7 +285,7 @@ def sign_proposal(proposal: SignedRoot, signers: Sequence[PrivateKeyInfo],
     proposal_status(proposal, current)
     _require_root_signers(proposal, signers, current)
     env = proposal.envelope
-    kept = _labelled(env, _root_candidates(proposal.root, current))
+    kept = _labelled(env, _known(proposal.root, current))
     have = {kid for _, kid in kept}
     added, already = [], []
     for key in signers:
@@ -313,12 +309,10 @@ def merge_proposals(copies: Sequence[tuple[str, SignedRoot]],
         UsageError: E_USAGE (a version after 1 without ``current``).
         VerificationError: E_TRUST_ROLLBACK, E_TRUST_SKIP, E_TRUST_UNREVOKED.
     """
-    import hashlib
-
     first_name, first = copies[0]
     for name, copy in copies[1:]:
         if copy.envelope.payload != first.envelope.payload:
-            digest = {n: hashlib.sha256(c.envelope.payload).hexdigest()[:16]
+            digest = {n: sha256_hex(c.envelope.payload)[:16]
                       for n, c in ((first_name, first), (name, copy))}
             raise InputError(
                 "E_TRUST_MISMATCH", f"{name} (v{copy.root.version}, payload "
@@ -326,7 +320,7 @@ def merge_proposals(copies: Sequence[tuple[str, SignedRoot]],
                 f"payload {digest[first_name]}…)",
                 hint="merge only copies of one proposal, each signed as it was handed out")
     proposal_status(first, current)
-    known = _root_candidates(first.root, current)
+    known = _known(first.root, current)
     signatures = tuple(sig for _, c in copies for sig in c.envelope.signatures)
     kept = _labelled(Envelope(first.envelope.payload_type, first.envelope.payload, signatures),
                      known)

@@ -277,8 +277,20 @@ class ProposalStatus:
         return self.own.met and (self.chain is None or self.chain.met)
 
 
-def _signer_set(env: Envelope, by: TrustRoot, of: str) -> SignerSet:
-    signed = set(count_root_signers(env, by))
+def root_candidates(proposal: TrustRoot, current: TrustRoot | None) -> list[TrustKey]:
+    """The keys whose signatures count for ``proposal``: its own active root keys and
+    those of ``current``, the version it follows (each once).
+
+    Raises:
+        Nothing coded: it only selects keys of parsed roots.
+    """
+    keys = {k.keyid: k for k in proposal.active_root_keys()}
+    if current is not None:
+        keys.update({k.keyid: k for k in current.active_root_keys()})
+    return list(keys.values())
+
+
+def _signer_set(signed: set[str], by: TrustRoot, of: str) -> SignerSet:
     keys = sorted(by.active_root_keys(), key=lambda k: (k.name, k.keyid))
     return SignerSet(of, by.thresholds["root"],
                      tuple(k.name for k in keys if k.keyid in signed),
@@ -297,7 +309,6 @@ def proposal_status(proposal: SignedRoot, current: TrustRoot | None) -> Proposal
     """
     root, env = proposal.root, proposal.envelope
     what = f"the proposed trust root v{root.version}"
-    chain = None
     if root.version > 1 and current is None:
         raise UsageError("E_USAGE", f"{what} follows v{root.version - 1}: its signatures "
                          "are judged against that version", hint="pass the current "
@@ -305,12 +316,11 @@ def proposal_status(proposal: SignedRoot, current: TrustRoot | None) -> Proposal
     if current is not None:  # a version 1 given one is not newer: refused as a rollback
         _check_version(current, root.version, what)
         _check_unrevoked(current, root, what)
-        chain = _signer_set(env, current, f"v{current.version}")
-    own = _signer_set(env, root, f"v{root.version}")
-    known = {k.keyid: k for k in (*root.active_root_keys(),
-                                  *(current.active_root_keys() if current else ()))}
-    valid = len(signers_of(env, _candidates(list(known.values()))))  # type: ignore[arg-type]
-    return ProposalStatus(root.version, own, chain, len(env.signatures) - valid)
+    # every signature checked once, against every key that could count
+    signed = set(signers_of(env, _candidates(root_candidates(root, current))))  # type: ignore[arg-type]
+    chain = _signer_set(signed, current, f"v{current.version}") if current else None
+    return ProposalStatus(root.version, _signer_set(signed, root, f"v{root.version}"), chain,
+                          len(env.signatures) - len(signed))
 
 
 def require_complete(status: ProposalStatus, what: str) -> None:
